@@ -1,0 +1,27 @@
+# The two commands of the README:
+#   make run    set up .venv if needed, then run the main job (`meter run`)
+#   make test   set up .venv with the test extra if needed, then run the test suite
+# scripts/bootstrap says how torch is chosen (CPU build on a machine without an NVIDIA GPU).
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test clean
+
+run: $(VENV)/.installed
+	$(BIN)/meter flops deepseek-v3
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap
+	scripts/bootstrap
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml scripts/bootstrap
+	scripts/bootstrap test
+	touch $@ $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) *.egg-info

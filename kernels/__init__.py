@@ -1,0 +1,13 @@
+"""PyTorch workloads of gpu-cost-meter: DeepSeekMoE, MLA, dense SwiGLU FFN and GQA attention.
+
+A leaf package: it imports torch (and optionally Triton), never ``meter``. Layers take a
+:class:`kernels.args.ModelArgs`. Import layer modules explicitly (``kernels.moe``,
+``kernels.mla``, ``kernels.dense``); this file stays free of torch so that configs load fast.
+"""
+
+from kernels.args import ModelArgs
+
+# Lets `meter` tell this package apart from the unrelated PyPI distribution also named `kernels`.
+__gpu_cost_meter__ = True
+
+__all__ = ["ModelArgs"]

@@ -1,0 +1,175 @@
+"""FLOPs of a model and of its layers, counted the way Megatron-LM and DeepSeek count them.
+
+- A multiply-add is 2 FLOPs; only matrix products count (norms, softmax, activations: 0), which
+  is also what ``torch.utils.flop_counter.FlopCounterMode`` counts.
+- Training (forward + backward) is 3 x forward: the backward pass does two products (input and
+  weight gradients) for each forward one.
+- Causal attention: each query attends to half the sequence on average (Megatron's ``s/2``).
+  ``pairs="full"`` counts every query-key pair instead, which is what a kernel that computes the
+  whole score matrix and masks it executes.
+- MLA has two forms. ``naive`` expands the latent KV into per-head keys (qk_nope + qk_rope wide)
+  and values; ``absorbed`` folds the key and value up-projections into the query and output, so
+  attention runs over the cached latent (kv_lora_rank + qk_rope_head_dim wide) directly. Both do
+  the same projection work per token; they differ in the attention core.
+
+Per-token functions return a :class:`FlopsPerToken` breakdown; per-layer functions return the
+FLOPs of one forward call at a given batch shape, for comparing with measured layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+from kernels.args import ModelArgs
+from meter.analytic.params import attention_params, expert_params, swiglu_params
+
+AttentionForm = Literal["naive", "absorbed"]
+AttentionPairs = Literal["causal", "full"]
+TRAIN_MULTIPLIER = 3  # forward + backward, backward = 2 x forward
+
+
+def attention_gemm_flops_per_token(a: ModelArgs) -> float:
+    """Forward FLOPs of one attention block's projections for one token (either MLA form)."""
+    norm_weights = (a.q_lora_rank + a.kv_lora_rank) if a.attention == "mla" else 0
+    return 2.0 * (attention_params(a) - norm_weights)
+
+
+def attention_core_flops_per_pair(a: ModelArgs, form: AttentionForm = "naive") -> float:
+    """Forward FLOPs of QK^T and AV for one (query, key) pair, summed over heads."""
+    if a.attention == "mla" and form == "absorbed":
+        return 2.0 * a.n_heads * ((a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank)
+    return 2.0 * a.n_heads * (a.qk_head_dim + a.attn_v_head_dim)
+
+
+def attention_pairs(q_len: int, kv_len: int, pairs: AttentionPairs) -> float:
+    """Query-key pairs of one sequence: q_len new queries against kv_len keys (kv_len >= q_len).
+
+    Causal counts Megatron's half-triangle for the new block: q_len*(kv_len-q_len) + q_len^2/2.
+    """
+    if kv_len < q_len:
+        raise ValueError(f"kv_len ({kv_len}) must be at least q_len ({q_len})")
+    if pairs == "full":
+        return float(q_len) * kv_len
+    return float(q_len) * (kv_len - q_len) + q_len * q_len / 2.0
+
+
+@dataclass(frozen=True)
+class FlopsPerToken:
+    """Forward (or training) FLOPs per token, by component."""
+
+    attention_gemm: float
+    attention_core: float
+    dense_ffn: float
+    router: float
+    shared_experts: float
+    routed_experts: float
+    output_head: float
+
+    @property
+    def attention(self) -> float:
+        return self.attention_gemm + self.attention_core
+
+    @property
+    def gemm(self) -> float:
+        """Everything but the attention core: the products with weights."""
+        return self.total - self.attention_core
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def scaled(self, factor: float) -> FlopsPerToken:
+        return FlopsPerToken(**{f.name: getattr(self, f.name) * factor for f in fields(self)})
+
+    def as_dict(self) -> dict[str, float]:
+        out = asdict(self)
+        out.update(attention=self.attention, gemm=self.gemm, total=self.total)
+        return out
+
+
+def forward_flops_per_token(a: ModelArgs, mean_kv_len: float, *, form: AttentionForm = "naive",
+                            head_fraction: float = 1.0) -> FlopsPerToken:
+    """Forward FLOPs for one token that attends to ``mean_kv_len`` keys in every layer.
+
+    Args:
+        head_fraction: share of tokens that go through the output head (1 in training; prefill
+            computes logits for the last position only).
+    """
+    n_moe = a.n_moe_layers
+    return FlopsPerToken(
+        attention_gemm=a.n_layers * attention_gemm_flops_per_token(a),
+        attention_core=a.n_layers * attention_core_flops_per_pair(a, form) * mean_kv_len,
+        dense_ffn=a.n_ffn_dense_layers * 2.0 * swiglu_params(a.dim, a.inter_dim),
+        router=n_moe * 2.0 * a.dim * a.n_routed_experts,
+        shared_experts=n_moe * a.n_shared_experts * 2.0 * expert_params(a) if a.is_moe else 0.0,
+        routed_experts=n_moe * a.n_activated_experts * 2.0 * expert_params(a) if a.is_moe else 0.0,
+        output_head=head_fraction * 2.0 * a.dim * a.vocab_size,
+    )
+
+
+def train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPairs = "causal") -> FlopsPerToken:
+    """Forward + backward FLOPs per token of the main model (MTP excluded: see ``mtp_train_flops_per_token``)."""
+    mean_kv = attention_pairs(seq_len, seq_len, pairs) / seq_len
+    return forward_flops_per_token(a, mean_kv).scaled(TRAIN_MULTIPLIER)
+
+
+def mtp_train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPairs = "causal") -> float:
+    """Extra forward + backward FLOPs per token of the MTP modules (projection, block, shared head)."""
+    if not a.n_mtp_layers:
+        return 0.0
+    mean_kv = attention_pairs(seq_len, seq_len, pairs) / seq_len
+    block = attention_gemm_flops_per_token(a) + attention_core_flops_per_pair(a) * mean_kv
+    if a.is_moe:
+        block += 2.0 * a.dim * a.n_routed_experts + 2.0 * (a.n_shared_experts + a.n_activated_experts) * expert_params(a)
+    else:
+        block += 2.0 * swiglu_params(a.dim, a.inter_dim)
+    per_module = 2.0 * (2 * a.dim * a.dim) + block + 2.0 * a.dim * a.vocab_size
+    return TRAIN_MULTIPLIER * a.n_mtp_layers * per_module
+
+
+def prefill_flops_per_token(a: ModelArgs, prompt_len: int, *, pairs: AttentionPairs = "causal") -> FlopsPerToken:
+    """Forward FLOPs per prompt token; logits for the last position only."""
+    mean_kv = attention_pairs(prompt_len, prompt_len, pairs) / prompt_len
+    return forward_flops_per_token(a, mean_kv, head_fraction=1.0 / prompt_len)
+
+
+def decode_flops_per_token(a: ModelArgs, context_len: int, *, form: AttentionForm = "absorbed") -> FlopsPerToken:
+    """Forward FLOPs for one generated token attending to ``context_len`` positions (itself included)."""
+    return forward_flops_per_token(a, float(context_len), form=form)
+
+
+# --- One layer at a given batch shape (forward FLOPs; x TRAIN_MULTIPLIER for forward + backward) ---
+
+def attention_layer_flops(a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None,
+                          pairs: AttentionPairs = "causal", form: AttentionForm = "naive") -> float:
+    """One attention block (MLA or GQA): projections for batch*q_len tokens plus the core."""
+    kv_len = q_len if kv_len is None else kv_len
+    gemm = batch * q_len * attention_gemm_flops_per_token(a)
+    core = batch * attention_pairs(q_len, kv_len, pairs) * attention_core_flops_per_pair(a, form)
+    return gemm + core
+
+
+def expert_gemm_flops(a: ModelArgs, token_assignments: float) -> float:
+    """Routed-expert SwiGLU FLOPs for a number of (token, expert) assignments."""
+    return 2.0 * token_assignments * expert_params(a)
+
+
+def moe_layer_flops(a: ModelArgs, *, tokens: int, routed_assignments: float | None = None,
+                    include_shared: bool = True, include_router: bool = True) -> float:
+    """One MoE FFN: router, shared experts and routed experts for ``tokens`` tokens.
+
+    ``routed_assignments`` defaults to tokens * top-k (every token sent to k experts).
+    """
+    assignments = tokens * a.n_activated_experts if routed_assignments is None else routed_assignments
+    flops = expert_gemm_flops(a, assignments)
+    if include_router:
+        flops += 2.0 * tokens * a.dim * a.n_routed_experts
+    if include_shared:
+        flops += expert_gemm_flops(a, tokens * a.n_shared_experts)
+    return flops
+
+
+def dense_ffn_layer_flops(a: ModelArgs, *, tokens: int) -> float:
+    """One dense SwiGLU FFN for ``tokens`` tokens."""
+    return 2.0 * tokens * swiglu_params(a.dim, a.inter_dim)

@@ -1,0 +1,87 @@
+"""Bytes a model stores and moves: KV cache per token, and the traffic of one decode step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from kernels.args import ModelArgs
+from meter.analytic.params import count_params, expert_params
+
+CacheForm = Literal["latent", "naive"]
+
+
+def kv_cache_elements_per_token_per_layer(a: ModelArgs, form: CacheForm = "latent") -> int:
+    """Cached values per token in one layer.
+
+    MLA's latent cache holds kv_lora_rank + qk_rope_head_dim values (576 for V3) shared by all
+    heads; the naive form caches per-head keys and values. GQA caches K and V of its KV heads.
+    """
+    if a.attention == "mla":
+        if form == "latent":
+            return a.kv_lora_rank + a.qk_rope_head_dim
+        return a.n_heads * (a.qk_head_dim + a.v_head_dim)
+    return 2 * a.n_kv_heads * a.head_dim
+
+
+def kv_cache_bytes_per_token(a: ModelArgs, dtype_bytes: float = 2, form: CacheForm = "latent") -> float:
+    """KV cache bytes per token over all layers of the main model (MTP modules excluded)."""
+    return a.n_layers * kv_cache_elements_per_token_per_layer(a, form) * dtype_bytes
+
+
+def expected_experts_touched(n_experts: int, top_k: int, tokens: int) -> float:
+    """Expected distinct experts hit by ``tokens`` tokens routed uniformly at random to top-k each.
+
+    An approximation: real routing is skewed (fewer distinct experts) and group-limited.
+    """
+    if n_experts == 0 or tokens <= 0:
+        return 0.0
+    return n_experts * (1.0 - (1.0 - top_k / n_experts) ** tokens)
+
+
+@dataclass(frozen=True)
+class DecodeStepBytes:
+    """Bytes one decode step reads and writes for a batch (weights are read once per step)."""
+
+    batch: int
+    context_len: int
+    weights: float
+    kv_cache_read: float
+    kv_cache_write: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache_read + self.kv_cache_write
+
+    @property
+    def per_token(self) -> float:
+        return self.total / self.batch
+
+    def as_dict(self) -> dict[str, float]:
+        out = asdict(self)
+        out.update(total=self.total, per_token=self.per_token)
+        return out
+
+
+def decode_step_bytes(a: ModelArgs, *, batch: int, context_len: int, weight_bytes: float = 2,
+                      kv_bytes: float = 2, form: CacheForm = "latent") -> DecodeStepBytes:
+    """Minimum HBM traffic of one decode step: each weight touched once, the whole KV cache read.
+
+    Routed experts count only as many as the batch is expected to touch (uniform routing), so
+    a batch of 1 reads top-k experts per layer and a large batch reads them all.
+    """
+    if batch < 1 or context_len < 1:
+        raise ValueError("batch and context_len must be at least 1")
+    p = count_params(a)
+    dense_weights = p.active - p.routed_experts_active  # attention, dense FFN, router, shared, norms, head
+    touched = expected_experts_touched(a.n_routed_experts, a.n_activated_experts, batch)
+    routed = a.n_moe_layers * touched * expert_params(a)
+    embedding_rows = batch * a.dim
+    per_token_cache = kv_cache_bytes_per_token(a, kv_bytes, form)
+    return DecodeStepBytes(
+        batch=batch,
+        context_len=context_len,
+        weights=(dense_weights + routed + embedding_rows) * weight_bytes,
+        kv_cache_read=batch * (context_len - 1) * per_token_cache,
+        kv_cache_write=batch * per_token_cache,
+    )

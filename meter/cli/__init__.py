@@ -1,0 +1,1 @@
+"""The ``meter`` command line: one module per command group under ``meter.cli.commands``."""

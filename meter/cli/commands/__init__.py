@@ -1,0 +1,1 @@
+"""Subcommands. Each module has ``register(subparsers, common)``; handlers import heavy modules lazily."""

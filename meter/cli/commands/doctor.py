@@ -1,0 +1,83 @@
+"""``meter doctor``: what this machine can do, and exactly why where it cannot."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from meter.cli.common import locator
+from meter.cli.output import emit_json, key_values, table
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("doctor", parents=[common], help="check Python, torch, GPUs, NVML and tools",
+                       description="Report Python, torch and its CUDA, GPUs and driver through NVML (or why NVML is "
+                                   "unavailable), the hardware config each GPU matches, and external tools.")
+    p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
+    p.set_defaults(handler=run)
+
+
+def gpu_report(specs: list) -> dict[str, Any]:
+    """NVML's view of the GPUs, each matched to its hardware config; never raises for a missing driver."""
+    from meter.config.hardware import match_nvml_name
+    from meter.device.nvml import GpuLost, NvmlSession, NvmlUnavailable
+
+    try:
+        with NvmlSession() as nvml:
+            gpus = []
+            for ident in nvml.identities():
+                spec = match_nvml_name(ident.name, specs)
+                gpus.append({
+                    "index": ident.index, "name": ident.name, "uuid": ident.uuid, "pci_bus_id": ident.pci_bus_id,
+                    "memory_total_bytes": ident.memory_total_bytes, "mig_enabled": ident.mig_enabled,
+                    "hardware_config": spec.name if spec else None,
+                })
+            return {"available": True, "reason": None, "driver_version": nvml.driver_version(),
+                    "nvml_version": nvml.nvml_version(), "cuda_driver_version": nvml.cuda_driver_version(),
+                    "gpus": gpus}
+    except (NvmlUnavailable, GpuLost) as exc:
+        return {"available": False, "reason": str(exc), "driver_version": None, "nvml_version": None,
+                "cuda_driver_version": None, "gpus": []}
+
+
+def run(args: argparse.Namespace) -> int:
+    from meter.config.hardware import list_hardware
+    from meter.device.host import python_info, tool_version, torch_info
+
+    loc = locator(args)
+    specs = list_hardware(loc)
+    report = {
+        "python": python_info(),
+        "torch": torch_info().as_dict(),
+        "nvml": gpu_report(specs),
+        "tools": {
+            "prometheus": tool_version("prometheus", "--version"),
+            "promtool": tool_version("promtool", "--version"),
+            "cc": tool_version("cc", "--version"),
+        },
+        "config_dirs": [str(r) for r in loc.roots],
+    }
+    if args.json:
+        emit_json(report)
+        return 0
+    t, nv = report["torch"], report["nvml"]
+    torch_line = t["error"] or f"{t['version']} ({'CUDA ' + t['cuda_build'] if t['cuda_build'] else 'CPU build'}; " \
+                               f"CUDA available: {'yes' if t['cuda_available'] else 'no'})"
+    print(key_values([
+        ("python", f"{report['python']['version']} ({report['python']['executable']})"),
+        ("torch", torch_line),
+        ("NVML", f"driver {nv['driver_version']}, CUDA {nv['cuda_driver_version']}, {len(nv['gpus'])} GPU(s)"
+                 if nv["available"] else f"unavailable: {nv['reason']}"),
+        ("prometheus", report["tools"]["prometheus"] or "not installed (apt-get install prometheus)"),
+        ("promtool", report["tools"]["promtool"] or "not installed (Debian's prometheus package has it)"),
+        ("C compiler", report["tools"]["cc"] or "not installed (the fake-NVML tests need one)"),
+        ("config dirs", ", ".join(report["config_dirs"])),
+    ]))
+    if nv["gpus"]:
+        rows = [[g["index"], g["name"], g["uuid"], g["hardware_config"] or "NO MATCH: add a hardware config listing "
+                 "this NVML name (meter hardware)"] for g in nv["gpus"]]
+        print()
+        print(table(["gpu", "name", "uuid", "hardware config"], rows))
+    if not t["cuda_available"]:
+        print("\nNo CUDA device: benchmarks run on the CPU and are labelled as CPU figures.")
+    return 0

@@ -1,0 +1,117 @@
+"""``meter flops MODEL``: parameters, FLOPs per token and bytes per decode token."""
+
+from __future__ import annotations
+
+import argparse
+
+from meter.cli.common import locator, positive_int
+from meter.cli.output import emit_json, key_values, table
+from meter.units import DTYPE_BYTES, binary_bytes, count, si
+
+CONVENTIONS = (
+    "multiply-add = 2 FLOPs; matrix products only; train = 3 x forward; causal attention counts half "
+    "the sequence (Megatron); prefill computes logits for the last position only; decode uses MLA's "
+    "absorbed form; MTP is reported separately"
+)
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "flops", parents=[common], help="parameters, FLOPs per token and decode bytes of a model",
+        description="Analytic parameters, FLOPs per token (train, prefill, decode) and memory traffic of a model.",
+        epilog=f"Conventions: {CONVENTIONS}.")
+    p.add_argument("model", help="model config name (meter models) or path to a YAML file")
+    p.add_argument("--seq", type=positive_int, default=4096, metavar="N",
+                   help="training sequence length and prefill prompt length (default 4096)")
+    p.add_argument("--context", type=positive_int, default=4096, metavar="N",
+                   help="decode context length: positions each generated token attends to (default 4096)")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="N",
+                   help="decode batch size for bytes per decode token (default 1)")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "fp8"], default="bf16",
+                   help="bytes per weight and per KV-cache value (default bf16)")
+    p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
+    p.set_defaults(handler=run)
+
+
+def model_report(model, *, seq: int, context: int, batch: int, dtype: str) -> dict:
+    """Every analytic figure of one model, as the JSON `meter flops --json` prints."""
+    from meter.analytic import flops as F
+    from meter.analytic import memory as M
+    from meter.analytic.params import count_params
+
+    a = model.args
+    nbytes = DTYPE_BYTES[dtype]
+    p = count_params(a)
+    train = F.train_flops_per_token(a, seq)
+    prefill = F.prefill_flops_per_token(a, seq)
+    decode = F.decode_flops_per_token(a, context, form="absorbed")
+    decode_naive = F.decode_flops_per_token(a, context, form="naive")
+    step = M.decode_step_bytes(a, batch=batch, context_len=context, weight_bytes=nbytes, kv_bytes=nbytes)
+    return {
+        "model": model.name,
+        "inputs": {"seq_len": seq, "context_len": context, "batch": batch, "dtype": dtype},
+        "total_params": p.total,
+        "active_params": p.active,
+        "active_params_with_embedding": p.active_with_embedding,
+        "mtp_params": p.mtp,
+        "params": p.as_dict(),
+        "train_flops_per_token": train.total,
+        "prefill_flops_per_token": prefill.total,
+        "decode_flops_per_token": decode.total,
+        "decode_flops_per_token_naive": decode_naive.total,
+        "mtp_train_flops_per_token": F.mtp_train_flops_per_token(a, seq),
+        "flops": {"train": train.as_dict(), "prefill": prefill.as_dict(), "decode": decode.as_dict(),
+                  "decode_naive": decode_naive.as_dict()},
+        "kv_cache_bytes_per_token": M.kv_cache_bytes_per_token(a, nbytes, "latent"),
+        "kv_cache_bytes_per_token_naive": M.kv_cache_bytes_per_token(a, nbytes, "naive"),
+        "decode_bytes_per_token": step.per_token,
+        "decode_step_bytes": step.as_dict(),
+        "conventions": CONVENTIONS,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from meter.config.models import load_model
+
+    model = load_model(args.model, locator(args))
+    r = model_report(model, seq=args.seq, context=args.context, batch=args.batch, dtype=args.dtype)
+    if args.json:
+        emit_json(r)
+        return 0
+    a = model.args
+    shape = f"{a.attention.upper()} attention, {a.n_layers} layers"
+    if a.is_moe:
+        shape += (f" ({a.n_dense_layers} dense + {a.n_moe_layers} MoE), {a.n_shared_experts} shared + "
+                  f"{a.n_routed_experts} routed experts, top-{a.n_activated_experts}")
+    print(f"{model.name}: {shape}")
+    print(f"source: {model.source}\n")
+    pr = r["params"]
+    print(key_values([
+        ("total (main model)", count(r["total_params"])),
+        ("active per token", f"{count(r['active_params'])}  ({count(r['active_params_with_embedding'])} with the input embedding)"),
+        ("MTP modules", count(r["mtp_params"])),
+        ("embedding / head", f"{count(pr['embedding'])} / {count(pr['output_head'])}"),
+        ("attention", count(pr["attention"])),
+        ("dense FFN", count(pr["dense_ffn"])),
+        ("shared / routed experts", f"{count(pr['shared_experts'])} / {count(pr['routed_experts'])}"),
+    ], title="Parameters"))
+    print()
+    labels = [("attention_gemm", "attention projections"), ("attention_core", "attention core (QK, AV)"),
+              ("dense_ffn", "dense FFN"), ("router", "router"), ("shared_experts", "shared experts"),
+              ("routed_experts", "routed experts"), ("output_head", "output head"), ("total", "total")]
+    fl = r["flops"]
+    rows = [[label, si(fl["train"][k], "FLOP"), si(fl["prefill"][k], "FLOP"), si(fl["decode"][k], "FLOP"),
+             si(fl["decode_naive"][k], "FLOP")] for k, label in labels]
+    print(table(["FLOPs per token", f"train (seq {args.seq})", f"prefill ({args.seq})",
+                 f"decode (ctx {args.context})", "decode, naive MLA"], rows))
+    print(f"MTP modules add {si(r['mtp_train_flops_per_token'], 'FLOP')} per training token.\n")
+    step = r["decode_step_bytes"]
+    print(key_values([
+        ("KV cache per token", f"{r['kv_cache_bytes_per_token']:,.0f} B ({binary_bytes(r['kv_cache_bytes_per_token'])})"
+                               + (f"; naive MLA form {binary_bytes(r['kv_cache_bytes_per_token_naive'])}"
+                                  if a.attention == "mla" else "")),
+        (f"decode step, batch {args.batch}", f"weights {binary_bytes(step['weights'])} + KV read "
+                                             f"{binary_bytes(step['kv_cache_read'])} + KV write {binary_bytes(step['kv_cache_write'])}"),
+        ("bytes per decode token", binary_bytes(r["decode_bytes_per_token"])),
+    ], title=f"Memory ({args.dtype})"))
+    return 0

@@ -1,0 +1,73 @@
+"""Entry point of the ``meter`` command.
+
+Every error a user can cause (a bad flag, a bad config, a missing component) prints one line,
+``meter: error: ...``, and exits with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from meter import __version__
+from meter.compat import check_kernels_package
+from meter.errors import MeterError
+
+# Command modules under meter.cli.commands, in the order `meter --help` lists them.
+COMMAND_MODULES = ("catalog", "flops", "doctor")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command and a pointer to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command accepts."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                        help="extra config directory (models/, hardware/, pricing/, ...); repeatable; "
+                             "searched before METER_CONFIG_PATH and the built-in configs")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="meter",
+        description="GPU compute profiler and cost meter for DeepSeek-style MoE and MLA models.",
+        epilog="Run 'meter COMMAND --help' for a command's options. Docs: README.md and docs/.",
+    )
+    parser.add_argument("--version", action="version", version=f"meter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    common = common_options()
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"meter.cli.commands.{name}")
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_kernels_package()
+        return int(args.handler(args) or 0)
+    except MeterError as exc:
+        print(f"meter: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("meter: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `meter ... | head` closed the pipe; not an error worth a traceback.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

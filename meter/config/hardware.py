@@ -1,0 +1,135 @@
+"""Hardware configs: ``configs/hardware/NAME.yaml`` loaded into :class:`HardwareSpec`.
+
+Every number in a hardware file must be covered by an entry of its ``sources`` list (which names
+the fields it supports, with a date). A GPU is matched to its file by the exact name NVML
+reports (``nvml_names``), compared case-insensitively with spaces folded: an "NVIDIA H800" must
+never be given H100 figures because a prefix happened to match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from meter.config.paths import ConfigLocator
+from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, gt, read_yaml
+from meter.errors import ConfigError
+
+PeakDtype = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4"]
+PEAK_DTYPES: tuple[str, ...] = PeakDtype.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """Where a set of figures comes from."""
+
+    fields: list[str]
+    source: str
+    date: dt.date
+    url: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwareSpec:
+    """Datasheet figures of one accelerator (or the generic CPU, whose peaks are measured)."""
+
+    name: str
+    display_name: str
+    kind: Literal["gpu", "cpu"]
+    nvml_names: list[str] = field(default_factory=list)
+    # Dense (not 2:4 sparse) tensor peak, TFLOP/s, per dtype. An absent dtype is unsupported or unknown.
+    peak_tflops: Mapping[PeakDtype, float] = field(default_factory=dict, metadata=gt(0))
+    memory_gb: float | None = field(default=None, metadata=gt(0))
+    memory_bandwidth_gb_s: float | None = field(default=None, metadata=gt(0))
+    # NVLink, bidirectional per GPU, as NVIDIA quotes it.
+    nvlink_bandwidth_gb_s: float | None = field(default=None, metadata=gt(0))
+    # Scale-out network per GPU, one direction, in the vendor's reference server.
+    network_bandwidth_gb_s: float | None = field(default=None, metadata=gt(0))
+    tdp_w: float | None = field(default=None, metadata=gt(0))
+    sources: list[Source] = field(default_factory=list)
+    notes: str | None = None
+    path: Path | None = field(default=None, metadata=INTERNAL, compare=False)
+
+    def peak_flops(self, dtype: str) -> float | None:
+        """Dense peak in FLOP/s for a dtype, or None where the datasheet gives none."""
+        tflops = self.peak_tflops.get(dtype)
+        return None if tflops is None else tflops * 1e12
+
+    @property
+    def memory_bandwidth_bytes_per_s(self) -> float | None:
+        return None if self.memory_bandwidth_gb_s is None else self.memory_bandwidth_gb_s * 1e9
+
+    def source_for(self, field_name: str) -> Source | None:
+        """The source entry covering a field (``peak_tflops.bf16`` falls back to ``peak_tflops``)."""
+        base = field_name.split(".")[0]
+        for src in self.sources:
+            if field_name in src.fields or base in src.fields:
+                return src
+        return None
+
+    def matches(self, nvml_name: str) -> bool:
+        return normalize_device_name(nvml_name) in {normalize_device_name(n) for n in self.nvml_names}
+
+
+_NUMERIC_FIELDS = ("memory_gb", "memory_bandwidth_gb_s", "nvlink_bandwidth_gb_s", "network_bandwidth_gb_s", "tdp_w")
+
+
+def normalize_device_name(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def load_hardware(name_or_path: str, locator: ConfigLocator | None = None) -> HardwareSpec:
+    locator = locator or ConfigLocator.from_env()
+    path = locator.find("hardware", name_or_path)
+    return parse_hardware(read_yaml(path), path)
+
+
+def parse_hardware(data: object, path: Path | None) -> HardwareSpec:
+    spec = build_dataclass(HardwareSpec, data, path=path)
+    spec = dataclasses.replace(spec, path=path)
+    check_name_matches_file(spec.name, path)
+    _check_sources(spec, path)
+    if spec.kind == "gpu" and "bf16" not in spec.peak_tflops:
+        raise ConfigError(path, "peak_tflops.bf16", "a GPU needs its dense bf16 peak (the MFU denominator)")
+    if spec.kind == "cpu" and spec.peak_tflops:
+        raise ConfigError(path, "peak_tflops", "a cpu config takes no datasheet peaks; they are measured at run time")
+    return spec
+
+
+def _check_sources(spec: HardwareSpec, path: Path | None) -> None:
+    known = set(_NUMERIC_FIELDS) | {"peak_tflops"} | {f"peak_tflops.{d}" for d in PEAK_DTYPES}
+    for i, src in enumerate(spec.sources):
+        for name in src.fields:
+            if name not in known:
+                raise ConfigError(path, f"sources[{i}].fields", "names no numeric field of this file", name)
+    present = [f for f in _NUMERIC_FIELDS if getattr(spec, f) is not None]
+    present += [f"peak_tflops.{d}" for d in spec.peak_tflops]
+    for name in present:
+        if spec.source_for(name) is None:
+            raise ConfigError(path, name, "has no entry in 'sources' (every figure needs a source and date)")
+
+
+def list_hardware(locator: ConfigLocator | None = None) -> list[HardwareSpec]:
+    """All hardware configs, refusing two files that claim the same NVML name."""
+    locator = locator or ConfigLocator.from_env()
+    specs = [parse_hardware(read_yaml(p), p) for p in locator.names("hardware").values()]
+    owner: dict[str, HardwareSpec] = {}
+    for spec in specs:
+        for nvml_name in spec.nvml_names:
+            key = normalize_device_name(nvml_name)
+            if key in owner:
+                raise ConfigError(spec.path, "nvml_names",
+                                  f"also claimed by {owner[key].path}; a GPU must match exactly one config", nvml_name)
+            owner[key] = spec
+    return specs
+
+
+def match_nvml_name(nvml_name: str, specs: list[HardwareSpec]) -> HardwareSpec | None:
+    """The hardware config whose ``nvml_names`` list this exact device name, or None."""
+    matches = [s for s in specs if s.matches(nvml_name)]
+    return matches[0] if len(matches) == 1 else None

@@ -1,0 +1,148 @@
+"""Model configs: ``configs/models/NAME.yaml`` loaded into :class:`ModelConfig`.
+
+A model file is flat, like DeepSeek's own ``config_671B.json``: the shape fields of
+:class:`kernels.args.ModelArgs` at the top level, beside a few metadata keys (``name``,
+``description``, ``source``, ``date``) and an optional ``published`` block of figures the
+analytic model is checked against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meter.compat import check_kernels_package
+from meter.config.paths import ConfigLocator
+from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, read_yaml
+from meter.errors import ConfigError
+
+check_kernels_package()
+from kernels.args import ModelArgs  # noqa: E402  (after the shadowing check, on purpose)
+
+_POSITIVE = {"gt": 0}
+_NON_NEGATIVE = {"ge": 0}
+# Range checks for ModelArgs, kept here because `kernels` must not depend on `meter`.
+MODEL_CONSTRAINTS: dict[str, dict[str, float]] = {
+    **{f: _POSITIVE for f in ("vocab_size", "dim", "n_layers", "n_heads", "inter_dim", "route_scale",
+                              "rope_theta", "norm_eps", "n_expert_groups", "n_limited_groups")},
+    **{f: _NON_NEGATIVE for f in ("n_dense_layers", "moe_inter_dim", "n_routed_experts", "n_shared_experts",
+                                  "n_activated_experts", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+                                  "qk_rope_head_dim", "v_head_dim", "n_kv_heads", "head_dim", "n_mtp_layers")},
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedModelFigures:
+    """Figures the model's authors published, for tests and calibration."""
+
+    total_params: float | None = field(default=None, metadata=_POSITIVE)
+    active_params: float | None = field(default=None, metadata=_POSITIVE)
+    train_flops_per_token: float | None = field(default=None, metadata=_POSITIVE)
+    train_seq_len: int | None = field(default=None, metadata=_POSITIVE)
+    kv_cache_bytes_per_token: int | None = field(default=None, metadata=_POSITIVE)
+    source: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """A named model: its shape (for `kernels` and the analytic model) and where it came from."""
+
+    name: str
+    args: ModelArgs
+    description: str
+    source: str
+    date: dt.date
+    published: PublishedModelFigures = PublishedModelFigures()
+    path: Path | None = field(default=None, metadata=INTERNAL, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ModelMeta:
+    name: str
+    description: str
+    source: str
+    date: dt.date
+    published: PublishedModelFigures = PublishedModelFigures()
+
+
+_META_KEYS = frozenset(f.name for f in dataclasses.fields(_ModelMeta))
+
+
+def load_model(name_or_path: str, locator: ConfigLocator | None = None) -> ModelConfig:
+    """Load and validate a model config by name (``deepseek-v3``) or path."""
+    locator = locator or ConfigLocator.from_env()
+    path = locator.find("models", name_or_path)
+    return parse_model(read_yaml(path), path)
+
+
+def parse_model(data: object, path: Path | None) -> ModelConfig:
+    """Validate a parsed model mapping; raises ConfigError naming file, field and value."""
+    if not isinstance(data, Mapping):
+        build_dataclass(_ModelMeta, data, path=path)  # raises the standard "expected a mapping" error
+    args_data = {k: v for k, v in data.items() if k not in _META_KEYS}
+    meta_data = {k: v for k, v in data.items() if k in _META_KEYS}
+    # Unknown keys are reported against ModelArgs, whose field list is the longer one to match.
+    args = build_dataclass(ModelArgs, args_data, path=path, constraints=MODEL_CONSTRAINTS)
+    meta = build_dataclass(_ModelMeta, meta_data, path=path)
+    check_name_matches_file(meta.name, path)
+    check_model_consistency(args, path)
+    return ModelConfig(name=meta.name, args=args, description=meta.description, source=meta.source,
+                       date=meta.date, published=meta.published, path=path)
+
+
+def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
+    """Refuse shapes that no layer can be built from, naming the first offending field."""
+    def fail(field_name: str, problem: str) -> None:
+        raise ConfigError(path, field_name, problem, getattr(a, field_name))
+
+    if a.n_dense_layers > a.n_layers:
+        fail("n_dense_layers", f"exceeds n_layers ({a.n_layers})")
+    if a.is_moe:
+        if a.moe_inter_dim <= 0:
+            fail("moe_inter_dim", "must be greater than 0 for an MoE model (n_routed_experts > 0)")
+        if a.n_activated_experts < 1:
+            fail("n_activated_experts", "an MoE model must activate at least one routed expert")
+        if a.n_activated_experts > a.n_routed_experts:
+            fail("n_activated_experts", f"top-k exceeds n_routed_experts ({a.n_routed_experts})")
+        if a.n_routed_experts % a.n_expert_groups:
+            fail("n_routed_experts", f"not divisible into n_expert_groups ({a.n_expert_groups}) equal groups")
+        if a.n_limited_groups > a.n_expert_groups:
+            fail("n_limited_groups", f"exceeds n_expert_groups ({a.n_expert_groups})")
+        per_group = a.n_routed_experts // a.n_expert_groups
+        if a.n_activated_experts > a.n_limited_groups * per_group:
+            fail("n_activated_experts",
+                 f"top-k exceeds the {a.n_limited_groups * per_group} experts in n_limited_groups "
+                 f"({a.n_limited_groups}) groups of {per_group}")
+        if a.gate_bias and a.n_expert_groups > 1 and per_group < 2:
+            fail("n_expert_groups", "group scores with gate_bias sum each group's top-2 experts; "
+                                    "groups need at least 2 experts")
+    else:
+        for name in ("n_activated_experts", "n_shared_experts"):
+            if getattr(a, name):
+                fail(name, "set, but n_routed_experts is 0 (a dense model)")
+        if a.n_dense_layers not in (0, a.n_layers):
+            fail("n_dense_layers", "a dense model (n_routed_experts 0) has only dense layers; omit it")
+    if a.attention == "mla":
+        for name in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
+            if getattr(a, name) <= 0:
+                fail(name, "must be greater than 0 for MLA attention (kv_lora_rank > 0)")
+        if a.qk_rope_head_dim % 2:
+            fail("qk_rope_head_dim", "RoPE rotates pairs of channels; must be even")
+    else:
+        if a.q_lora_rank:
+            fail("q_lora_rank", "set, but kv_lora_rank is 0 (GQA attention has no latent query path)")
+        for name in ("n_kv_heads", "head_dim"):
+            if getattr(a, name) <= 0:
+                fail(name, "must be greater than 0 for GQA attention (kv_lora_rank 0)")
+        if a.n_heads % a.n_kv_heads:
+            fail("n_kv_heads", f"must divide n_heads ({a.n_heads})")
+        if a.head_dim % 2:
+            fail("head_dim", "RoPE rotates pairs of channels; must be even")
+
+
+def list_models(locator: ConfigLocator | None = None) -> list[ModelConfig]:
+    locator = locator or ConfigLocator.from_env()
+    return [parse_model(read_yaml(p), p) for p in locator.names("models").values()]

@@ -1,0 +1,221 @@
+"""Load YAML mappings into frozen dataclasses, refusing bad input with one precise message.
+
+Every config kind (models, hardware, pricing, scenarios, suites) goes through
+:func:`build_dataclass`, so type checks, unknown-field suggestions and range checks behave the
+same everywhere. Range constraints come from the dataclass field's ``metadata`` (keys ``gt``,
+``ge``, ``le``, ``lt``) or from a ``constraints`` mapping given by the caller, for dataclasses
+that must not depend on this module (``kernels.args.ModelArgs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from meter.errors import ConfigError
+
+Constraints = Mapping[str, Mapping[str, float]]
+_YAML11_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE]\d+$")
+
+
+def gt(bound: float) -> dict[str, float]:
+    """Field metadata: value must be greater than ``bound``."""
+    return {"gt": bound}
+
+
+def ge(bound: float) -> dict[str, float]:
+    """Field metadata: value must be at least ``bound``."""
+    return {"ge": bound}
+
+
+def between(low: float, high: float) -> dict[str, float]:
+    """Field metadata: ``low <= value <= high``."""
+    return {"ge": low, "le": high}
+
+
+INTERNAL = {"internal": True}  # field metadata: set by the loader, never read from YAML
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file; a syntax error becomes a ConfigError naming line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(path, None, f"malformed YAML{where}: {problem}") from None
+
+
+def build_dataclass(
+    cls: type,
+    data: Any,
+    *,
+    path: Path | None,
+    prefix: str = "",
+    constraints: Constraints | None = None,
+    ignore: frozenset[str] = frozenset(),
+) -> Any:
+    """Build ``cls`` from a mapping, checking every field.
+
+    Args:
+        cls: a dataclass type.
+        data: the parsed YAML value (must be a mapping).
+        path: the file it came from, for messages.
+        prefix: dotted path of ``data`` inside the file, for messages.
+        constraints: extra range checks by field name (merged over the field metadata).
+        ignore: keys of ``data`` that the caller consumes itself.
+    """
+    where = prefix.rstrip(".") or None
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, where, f"expected a mapping of fields, found {_type_name(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
+    for key in data:
+        if key in ignore:
+            continue
+        if not isinstance(key, str) or key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(path, f"{prefix}{key}", f"unknown field{hint}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        dotted = f"{prefix}{name}"
+        if name not in data:
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required:
+                raise ConfigError(path, dotted, "missing required field")
+            continue
+        value = _coerce(hints[name], data[name], path=path, dotted=dotted)
+        bounds = {k: v for k, v in f.metadata.items() if k in ("gt", "ge", "lt", "le")}
+        if constraints and name in constraints:
+            bounds.update(constraints[name])
+        _check_bounds(value, bounds, path=path, dotted=dotted)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def check_name_matches_file(name: str, path: Path | None) -> None:
+    """A config is found by its file name, so its ``name`` field must agree with it."""
+    if path is not None and name != path.stem:
+        raise ConfigError(path, "name", f"differs from the file name '{path.stem}'", name)
+
+
+def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for option in non_none:
+            try:
+                return _coerce(option, value, path=path, dotted=dotted)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(path, dotted, f"must be one of {choices}", value)
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(path, dotted, "expected a list", value)
+        item_tp = args[0] if args else Any
+        items = [_coerce(item_tp, v, path=path, dotted=f"{dotted}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, dotted, "expected a mapping", value)
+        key_tp, val_tp = args if args else (str, Any)
+        out = {}
+        for k, v in value.items():
+            key = _coerce(key_tp, k, path=path, dotted=f"{dotted}.{k}")
+            out[key] = _coerce(val_tp, v, path=path, dotted=f"{dotted}.{k}")
+        return types.MappingProxyType(out)
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, path=path, prefix=f"{dotted}.")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, dotted, "expected true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, dotted, "expected an integer", value)
+        return value
+    if tp is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.match(value):
+            value = float(value)  # PyYAML (YAML 1.1) reads 671e9, without an exponent sign, as a string
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, dotted, "expected a number", value)
+        value = float(value)
+        if math.isnan(value) or math.isinf(value):
+            raise ConfigError(path, dotted, "must be a finite number", value)
+        return value
+    if tp is str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(path, dotted, "expected a non-empty string", value)
+        return value
+    if tp is dt.date:
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return _parse_partial_date(value)
+            except ValueError:
+                pass
+        raise ConfigError(path, dotted, "expected a date (YYYY-MM-DD or YYYY-MM)", value)
+    raise TypeError(f"schema: unsupported field type {tp!r} at {dotted}")  # a bug in our dataclasses
+
+
+def _parse_partial_date(text: str) -> dt.date:
+    """ISO date; a bare year-month (as many datasheets are dated) means its first day."""
+    text = text.strip()
+    if len(text) == 7:
+        return dt.date.fromisoformat(text + "-01")
+    return dt.date.fromisoformat(text)
+
+
+def _check_bounds(value: Any, bounds: Mapping[str, float], *, path: Path | None, dotted: str) -> None:
+    if not bounds or value is None:
+        return
+    values = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if "gt" in bounds and not v > bounds["gt"]:
+            raise ConfigError(path, dotted, f"must be greater than {_fmt(bounds['gt'])}", v)
+        if "ge" in bounds and not v >= bounds["ge"]:
+            raise ConfigError(path, dotted, f"must be at least {_fmt(bounds['ge'])}", v)
+        if "lt" in bounds and not v < bounds["lt"]:
+            raise ConfigError(path, dotted, f"must be less than {_fmt(bounds['lt'])}", v)
+        if "le" in bounds and not v <= bounds["le"]:
+            raise ConfigError(path, dotted, f"must be at most {_fmt(bounds['le'])}", v)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _type_name(value: Any) -> str:
+    return "nothing (an empty file?)" if value is None else f"a {type(value).__name__}"

@@ -1,0 +1,160 @@
+"""NVML through pynvml (the ``nvidia-ml-py`` distribution): the one module that calls it.
+
+Every other part of `meter` talks to GPUs through :class:`NvmlSession`, which turns pynvml's
+exceptions into a few meanings: the library is unavailable (with the exact reason), a field is
+not supported (the value is None, never 0), or the GPU was lost.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from meter.errors import MeterError
+
+T = TypeVar("T")
+
+
+class NvmlUnavailable(MeterError):
+    """NVML cannot be used on this machine; the message says exactly why."""
+
+
+class GpuLost(MeterError):
+    """A GPU stopped answering (fell off the bus, driver reset) during a run."""
+
+
+# Why NVML failed to start, by NVML error code name, in words a user can act on.
+_INIT_FAILURES = {
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "libnvidia-ml.so.1 was not found: no NVIDIA driver is installed on this machine "
+                                    "(or its library is not on the loader path)",
+    "NVML_ERROR_DRIVER_NOT_LOADED": "the NVIDIA kernel driver is not loaded (no GPU, or the driver failed to start)",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "driver/library version mismatch: libnvidia-ml does not match the loaded "
+                                          "kernel driver (usually after a driver upgrade; reboot or reload the driver)",
+    "NVML_ERROR_NO_PERMISSION": "no permission to open the NVIDIA device files (/dev/nvidia*)",
+    "NVML_ERROR_FUNCTION_NOT_FOUND": "libnvidia-ml is too old for this nvidia-ml-py (a function is missing)",
+    "NVML_ERROR_GPU_IS_LOST": "a GPU has fallen off the bus or is otherwise inaccessible",
+}
+
+
+def load_pynvml() -> types.ModuleType:
+    """Import pynvml, or say which package provides it."""
+    try:
+        import pynvml
+    except ImportError:
+        raise NvmlUnavailable("the pynvml module is missing: pip install nvidia-ml-py") from None
+    return pynvml
+
+
+def error_name(nv: types.ModuleType, exc: BaseException) -> str:
+    """The NVML_ERROR_* name of a pynvml exception ('NVML_ERROR_UNKNOWN' if none matches)."""
+    code = getattr(exc, "value", None)
+    for name in dir(nv):
+        if name.startswith("NVML_ERROR_") and getattr(nv, name) == code:
+            return name
+    return "NVML_ERROR_UNKNOWN"
+
+
+@dataclass(frozen=True)
+class GpuIdentity:
+    """What identifies one physical GPU: NVML index, name, UUID and bus id."""
+
+    index: int
+    name: str
+    uuid: str
+    pci_bus_id: str | None
+    memory_total_bytes: int | None
+    mig_enabled: bool | None
+
+
+class NvmlSession:
+    """``with NvmlSession() as nvml:`` initialises NVML and always shuts it down again."""
+
+    def __init__(self) -> None:
+        self.nv = load_pynvml()
+        self._handles: dict[int, Any] = {}
+
+    def __enter__(self) -> NvmlSession:
+        try:
+            self.nv.nvmlInit()
+        except self.nv.NVMLError as exc:
+            name = error_name(self.nv, exc)
+            raise NvmlUnavailable(_INIT_FAILURES.get(name, f"NVML failed to initialise ({name}: {exc})")) from None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.nv.nvmlShutdown()
+        except self.nv.NVMLError:
+            pass  # shutting down after a lost GPU can fail; nothing is left to release
+
+    # --- calls ---
+
+    def optional(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """Call an NVML query; None where the device does not support it (never a made-up 0).
+
+        Raises GpuLost when the GPU is gone; other NVML errors also give None, because one
+        unreadable field must not stop a benchmark.
+        """
+        try:
+            return fn(*args)
+        except self.nv.NVMLError as exc:
+            name = error_name(self.nv, exc)
+            if name in ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_GPU_NOT_FOUND"):
+                raise GpuLost(f"GPU lost during an NVML call ({fn.__name__}): {exc}") from None
+            return None
+
+    def driver_version(self) -> str | None:
+        return _text(self.optional(self.nv.nvmlSystemGetDriverVersion))
+
+    def nvml_version(self) -> str | None:
+        return _text(self.optional(self.nv.nvmlSystemGetNVMLVersion))
+
+    def cuda_driver_version(self) -> str | None:
+        """The CUDA version the driver supports, e.g. '12.8'."""
+        fn = getattr(self.nv, "nvmlSystemGetCudaDriverVersion_v2", None) or self.nv.nvmlSystemGetCudaDriverVersion
+        version = self.optional(fn)
+        if version is None:
+            return None
+        return f"{version // 1000}.{(version % 1000) // 10}"
+
+    def device_count(self) -> int:
+        try:
+            return int(self.nv.nvmlDeviceGetCount())
+        except self.nv.NVMLError as exc:
+            raise NvmlUnavailable(f"NVML could not count GPUs ({error_name(self.nv, exc)}: {exc})") from None
+
+    def handle(self, index: int) -> Any:
+        if index not in self._handles:
+            try:
+                self._handles[index] = self.nv.nvmlDeviceGetHandleByIndex(index)
+            except self.nv.NVMLError as exc:
+                raise GpuLost(f"GPU {index} did not answer ({error_name(self.nv, exc)}: {exc})") from None
+        return self._handles[index]
+
+    def identity(self, index: int) -> GpuIdentity:
+        h = self.handle(index)
+        nv = self.nv
+        memory = self.optional(nv.nvmlDeviceGetMemoryInfo, h)
+        pci = self.optional(nv.nvmlDeviceGetPciInfo, h)
+        mig = self.optional(nv.nvmlDeviceGetMigMode, h)
+        return GpuIdentity(
+            index=index,
+            name=_text(self.optional(nv.nvmlDeviceGetName, h)) or f"GPU {index}",
+            uuid=_text(self.optional(nv.nvmlDeviceGetUUID, h)) or "",
+            pci_bus_id=_text(pci.busId) if pci is not None else None,
+            memory_total_bytes=int(memory.total) if memory is not None else None,
+            mig_enabled=(bool(mig[0]) if isinstance(mig, (list, tuple)) else None) if mig is not None else None,
+        )
+
+    def identities(self) -> list[GpuIdentity]:
+        return [self.identity(i) for i in range(self.device_count())]
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
