@@ -64,7 +64,7 @@ def test_v2_and_llama_training_flops_per_token():
 def test_v3_kv_cache_is_exactly_70272_bytes_per_token():
     a = args("deepseek-v3")
     assert M.kv_cache_bytes_per_token(a, 2) == 70_272
-    assert M.kv_cache_bytes_per_token(a, 2, form="naive") == 61 * 128 * (192 + 128) * 2
+    assert M.kv_cache_bytes_per_token(a, 2, form="expanded") == 61 * 128 * (192 + 128) * 2
     assert M.kv_cache_bytes_per_token(args("deepseek-v2"), 2) == 69_120
 
 
@@ -87,14 +87,27 @@ def test_gemm_flops_are_twice_the_active_matmul_weights():
     assert fwd.gemm == pytest.approx(2 * (p.active - norm_weights - router_bias))
 
 
-def test_mla_forms_do_the_same_projection_work_but_differ_in_the_core():
+def test_mla_decode_forms():
     a = args("deepseek-v3")
     naive = F.decode_flops_per_token(a, 4096, form="naive")
     absorbed = F.decode_flops_per_token(a, 4096, form="absorbed")
-    assert naive.gemm == absorbed.gemm
     # Per pair and head: naive QK 192 + AV 128; absorbed QK 576 + AV 512 (FlashMLA's d + dv).
     assert naive.attention_core == pytest.approx(61 * 2 * 128 * 320 * 4096)
     assert absorbed.attention_core == pytest.approx(61 * 2 * 128 * 1088 * 4096)
+    # Naive decode over the latent cache re-expands all 4096 latents through wkv_b each step.
+    kv_up = 2 * 512 * 128 * (128 + 128)
+    assert naive.attention_gemm - absorbed.attention_gemm == pytest.approx(61 * kv_up * 4095)
+    # In training both forms do the same projection work (absorption == wkv_b's count).
+    assert F.forward_flops_per_token(a, 10, form="absorbed").attention_gemm == \
+        F.forward_flops_per_token(a, 10, form="naive").attention_gemm
+
+
+def test_layer_flops_naive_decode_expands_the_cache():
+    a = args("deepseek-v3")
+    kv_up = 2 * 512 * 128 * 256
+    naive = F.attention_layer_flops(a, batch=2, q_len=1, kv_len=100, pairs="full", form="naive")
+    absorbed = F.attention_layer_flops(a, batch=2, q_len=1, kv_len=100, pairs="full", form="absorbed")
+    assert naive - 2 * 100 * 2 * 128 * 320 - absorbed + 2 * 100 * 2 * 128 * 1088 == pytest.approx(2 * 99 * kv_up)
 
 
 def test_prefill_computes_logits_for_the_last_position_only():

@@ -7,10 +7,11 @@
 - Causal attention: each query attends to half the sequence on average (Megatron's ``s/2``).
   ``pairs="full"`` counts every query-key pair instead, which is what a kernel that computes the
   whole score matrix and masks it executes.
-- MLA has two forms. ``naive`` expands the latent KV into per-head keys (qk_nope + qk_rope wide)
-  and values; ``absorbed`` folds the key and value up-projections into the query and output, so
-  attention runs over the cached latent (kv_lora_rank + qk_rope_head_dim wide) directly. Both do
-  the same projection work per token; they differ in the attention core.
+- MLA has two forms. ``naive`` expands latents into per-head keys (qk_nope + qk_rope wide) and
+  values; ``absorbed`` folds the key and value up-projections into the query and output, so
+  attention runs over the cached latent (kv_lora_rank + qk_rope_head_dim wide) directly. In
+  training and prefill both do the same projection work per token. In decode against the latent
+  cache the naive form up-projects every cached latent at every step.
 
 Per-token functions return a :class:`FlopsPerToken` breakdown; per-layer functions return the
 FLOPs of one forward call at a given batch shape, for comparing with measured layers.
@@ -33,6 +34,13 @@ def attention_gemm_flops_per_token(a: ModelArgs) -> float:
     """Forward FLOPs of one attention block's projections for one token (either MLA form)."""
     norm_weights = (a.q_lora_rank + a.kv_lora_rank) if a.attention == "mla" else 0
     return 2.0 * (attention_params(a) - norm_weights)
+
+
+def mla_kv_up_flops_per_position(a: ModelArgs) -> float:
+    """Forward FLOPs of up-projecting one latent into per-head keys and values (``wkv_b``); 0 for GQA."""
+    if a.attention != "mla":
+        return 0.0
+    return 2.0 * a.kv_lora_rank * a.n_heads * (a.qk_nope_head_dim + a.v_head_dim)
 
 
 def attention_core_flops_per_pair(a: ModelArgs, form: AttentionForm = "naive") -> float:
@@ -89,16 +97,20 @@ class FlopsPerToken:
 
 
 def forward_flops_per_token(a: ModelArgs, mean_kv_len: float, *, form: AttentionForm = "naive",
-                            head_fraction: float = 1.0) -> FlopsPerToken:
+                            head_fraction: float = 1.0, kv_up_positions: float = 1.0) -> FlopsPerToken:
     """Forward FLOPs for one token that attends to ``mean_kv_len`` keys in every layer.
 
     Args:
         head_fraction: share of tokens that go through the output head (1 in training; prefill
             computes logits for the last position only).
+        kv_up_positions: latents each token up-projects with ``wkv_b`` in the naive MLA form: 1 in
+            training and prefill (its own), the whole context in decode over a latent cache.
     """
     n_moe = a.n_moe_layers
+    kv_up = mla_kv_up_flops_per_position(a)
+    extra_kv_up = kv_up * (kv_up_positions - 1.0) if form == "naive" else 0.0
     return FlopsPerToken(
-        attention_gemm=a.n_layers * attention_gemm_flops_per_token(a),
+        attention_gemm=a.n_layers * (attention_gemm_flops_per_token(a) + extra_kv_up),
         attention_core=a.n_layers * attention_core_flops_per_pair(a, form) * mean_kv_len,
         dense_ffn=a.n_ffn_dense_layers * 2.0 * swiglu_params(a.dim, a.inter_dim),
         router=n_moe * 2.0 * a.dim * a.n_routed_experts,
@@ -135,17 +147,27 @@ def prefill_flops_per_token(a: ModelArgs, prompt_len: int, *, pairs: AttentionPa
 
 
 def decode_flops_per_token(a: ModelArgs, context_len: int, *, form: AttentionForm = "absorbed") -> FlopsPerToken:
-    """Forward FLOPs for one generated token attending to ``context_len`` positions (itself included)."""
-    return forward_flops_per_token(a, float(context_len), form=form)
+    """Forward FLOPs for one generated token attending to ``context_len`` positions (itself included).
+
+    The naive MLA form decodes against the same latent cache, so it up-projects all
+    ``context_len`` latents through ``wkv_b`` at every step; the absorbed form never does.
+    """
+    return forward_flops_per_token(a, float(context_len), form=form, kv_up_positions=float(context_len))
 
 
 # --- One layer at a given batch shape (forward FLOPs; x TRAIN_MULTIPLIER for forward + backward) ---
 
 def attention_layer_flops(a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None,
                           pairs: AttentionPairs = "causal", form: AttentionForm = "naive") -> float:
-    """One attention block (MLA or GQA): projections for batch*q_len tokens plus the core."""
+    """One attention block (MLA or GQA) for batch sequences of q_len new tokens against kv_len keys.
+
+    Projections run on the new tokens; the naive MLA form up-projects every key position's
+    latent (kv_len of them: the sequence itself in training and prefill, the cache in decode).
+    """
     kv_len = q_len if kv_len is None else kv_len
-    gemm = batch * q_len * attention_gemm_flops_per_token(a)
+    kv_up = mla_kv_up_flops_per_position(a)
+    gemm = batch * q_len * (attention_gemm_flops_per_token(a) - kv_up)
+    gemm += batch * (kv_len if form == "naive" else q_len) * kv_up
     core = batch * attention_pairs(q_len, kv_len, pairs) * attention_core_flops_per_pair(a, form)
     return gemm + core
 

@@ -8,14 +8,15 @@ from typing import Literal
 from kernels.args import ModelArgs
 from meter.analytic.params import count_params, expert_params
 
-CacheForm = Literal["latent", "naive"]
+CacheForm = Literal["latent", "expanded"]
 
 
 def kv_cache_elements_per_token_per_layer(a: ModelArgs, form: CacheForm = "latent") -> int:
     """Cached values per token in one layer.
 
     MLA's latent cache holds kv_lora_rank + qk_rope_head_dim values (576 for V3) shared by all
-    heads; the naive form caches per-head keys and values. GQA caches K and V of its KV heads.
+    heads; ``expanded`` is what caching per-head keys and values would take instead (DeepSeek's
+    reference ``attn_impl="naive"``). GQA caches K and V of its KV heads either way.
     """
     if a.attention == "mla":
         if form == "latent":

@@ -63,7 +63,7 @@ def model_report(model, *, seq: int, context: int, batch: int, dtype: str) -> di
         "flops": {"train": train.as_dict(), "prefill": prefill.as_dict(), "decode": decode.as_dict(),
                   "decode_naive": decode_naive.as_dict()},
         "kv_cache_bytes_per_token": M.kv_cache_bytes_per_token(a, nbytes, "latent"),
-        "kv_cache_bytes_per_token_naive": M.kv_cache_bytes_per_token(a, nbytes, "naive"),
+        "kv_cache_bytes_per_token_expanded": M.kv_cache_bytes_per_token(a, nbytes, "expanded"),
         "decode_bytes_per_token": step.per_token,
         "decode_step_bytes": step.as_dict(),
         "conventions": CONVENTIONS,
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     step = r["decode_step_bytes"]
     print(key_values([
         ("KV cache per token", f"{r['kv_cache_bytes_per_token']:,.0f} B ({binary_bytes(r['kv_cache_bytes_per_token'])})"
-                               + (f"; naive MLA form {binary_bytes(r['kv_cache_bytes_per_token_naive'])}"
+                               + (f"; per-head K/V would take {binary_bytes(r['kv_cache_bytes_per_token_expanded'])}"
                                   if a.attention == "mla" else "")),
         (f"decode step, batch {args.batch}", f"weights {binary_bytes(step['weights'])} + KV read "
                                              f"{binary_bytes(step['kv_cache_read'])} + KV write {binary_bytes(step['kv_cache_write'])}"),
