@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: run test clean
 
 run: $(VENV)/.installed
-	$(BIN)/meter flops deepseek-v3
+	$(BIN)/meter run
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

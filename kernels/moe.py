@@ -160,7 +160,8 @@ class MoE(nn.Module):
         if self.n_local != self.args.n_routed_experts:
             experts_TK = experts_TK % self.n_local
         k = experts_TK.shape[1]
-        counts_E = torch.bincount(experts_TK.flatten(), minlength=self.n_local)
+        # histc with fixed bins, unlike bincount, needs no device-to-host sync (CUDA-graph safe).
+        counts_E = torch.histc(experts_TK.flatten().float(), bins=self.n_local, min=0, max=self.n_local).to(torch.int32)
         order_N = torch.argsort(experts_TK.flatten(), stable=True)
         token_N = order_N // k
         y_ND = self.experts(x_TD[token_N], counts_E)

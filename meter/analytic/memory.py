@@ -86,3 +86,40 @@ def decode_step_bytes(a: ModelArgs, *, batch: int, context_len: int, weight_byte
         kv_cache_read=batch * (context_len - 1) * per_token_cache,
         kv_cache_write=batch * per_token_cache,
     )
+
+
+# --- One layer's minimum traffic: each weight and input read once, each output written once ---
+
+def attention_layer_bytes(a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None,
+                          dtype_bytes: float = 2, cached: bool = False) -> float:
+    """One attention block's forward traffic; ``cached`` adds reading kv_len - q_len cached positions."""
+    from meter.analytic.params import attention_params
+
+    kv_len = q_len if kv_len is None else kv_len
+    cache_elems = kv_cache_elements_per_token_per_layer(a, "latent")
+    traffic = attention_params(a) * dtype_bytes + 2 * batch * q_len * a.dim * dtype_bytes
+    traffic += batch * q_len * cache_elems * dtype_bytes                       # new cache entries
+    if cached:
+        traffic += batch * (kv_len - q_len) * cache_elems * dtype_bytes        # the cache read
+    return traffic
+
+
+def moe_layer_bytes(a: ModelArgs, *, tokens: int, weight_bytes: float = 2, act_bytes: float = 2,
+                    n_local_experts: int | None = None) -> float:
+    """One MoE FFN's forward traffic: router, shared experts, the local experts its tokens touch."""
+    from meter.analytic.params import router_params
+
+    n_local = n_local_experts or a.n_routed_experts
+    if n_local == a.n_routed_experts:
+        touched = expected_experts_touched(n_local, a.n_activated_experts, tokens)
+    else:  # tokens * k rows land on n_local experts
+        touched = n_local * (1.0 - (1.0 - 1.0 / n_local) ** (tokens * a.n_activated_experts))
+    weights = (router_params(a) + (a.n_shared_experts + touched) * expert_params(a)) * weight_bytes
+    return weights + 2 * tokens * a.dim * act_bytes
+
+
+def ffn_layer_bytes(a: ModelArgs, *, tokens: int, dtype_bytes: float = 2) -> float:
+    """One dense SwiGLU FFN's forward traffic."""
+    from meter.analytic.params import swiglu_params
+
+    return swiglu_params(a.dim, a.inter_dim) * dtype_bytes + 2 * tokens * a.dim * dtype_bytes

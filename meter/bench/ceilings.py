@@ -1,0 +1,109 @@
+"""Ceilings measured on the device itself: a large copy and a large GEMM, cached per device.
+
+Datasheet peaks are leads; these measurements are what a workload can be compared with. The copy
+counts bytes read plus bytes written; the GEMM runs on random data (never zeros).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from meter.bench.stats import summarize
+from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, TimingSettings, time_cpu, time_cuda
+from meter.device.select import ComputeDevice
+from meter.results.atomic import write_json_atomic
+from meter.results.metadata import utc_now
+
+CACHE_ENV = "METER_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    device_key: str
+    copy_bytes_per_s: float
+    gemm_flops_per_s: dict[str, float]       # by dtype
+    measured_at: str
+    method: dict
+
+    def gemm(self, dtype: str) -> float | None:
+        return self.gemm_flops_per_s.get(dtype)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "gpu-cost-meter"
+
+
+def device_key(device: ComputeDevice) -> str:
+    import torch
+
+    ident = device.uuid or f"{device.name}-{device.properties.get('threads')}threads"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{device.kind}-{ident}-torch{torch.__version__}").strip("-")
+
+
+def _cache_path(device: ComputeDevice) -> Path:
+    return cache_dir() / "ceilings" / f"{device_key(device)}.json"
+
+
+def load_cached(device: ComputeDevice) -> Ceilings | None:
+    path = _cache_path(device)
+    try:
+        data = json.loads(path.read_text())
+        return Ceilings(**data)
+    except (OSError, ValueError, TypeError):
+        return None  # absent or unreadable: measure again
+
+
+def measure(device: ComputeDevice, *, save: bool = True) -> Ceilings:
+    """Time a large copy and large GEMMs on ``device``; cache the result unless ``save`` is False."""
+    import torch
+
+    dev = device.torch_device
+    if device.kind == "cuda":
+        copy_elems, gemm_sizes, dtypes = 2**28, (4096, 8192), ("bf16", "fp16", "fp32")   # 1 GiB fp32 copy
+        settings = GPU_DEFAULTS
+
+        def timer(call):
+            return time_cuda(call, settings, l2_bytes=device.properties.get("l2_cache_bytes"), device=dev)
+    else:
+        # A CPU's best GEMM rate depends on size (caches): take the best of a few sizes.
+        copy_elems, gemm_sizes, dtypes = 2**26, (256, 512, 1024, 2048), ("fp32", "bf16")   # 256 MiB fp32 copy
+        settings = TimingSettings(warmup_s=0.3, min_warmup_calls=2, min_time_s=0.3, min_repeats=3, max_repeats=200)
+
+        def timer(call):
+            return time_cpu(call, settings)
+    src = torch.rand(copy_elems, device=dev)
+    dst = torch.empty_like(src)
+    copy_s = summarize(timer(lambda i: dst.copy_(src))).median_s
+    copy_rate = 2 * src.numel() * src.element_size() / copy_s
+    del src, dst
+    dtype_map = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    gemm: dict[str, float] = {}
+    for name in dtypes:
+        for n in gemm_sizes:
+            a = torch.randn(n, n, device=dev, dtype=dtype_map[name])
+            b = torch.randn(n, n, device=dev, dtype=dtype_map[name])
+            rate = 2 * n**3 / summarize(timer(lambda i: torch.mm(a, b))).median_s
+            gemm[name] = max(gemm.get(name, 0.0), rate)
+            del a, b
+    result = Ceilings(
+        device_key=device_key(device),
+        copy_bytes_per_s=copy_rate,
+        gemm_flops_per_s=gemm,
+        measured_at=utc_now(),
+        method={"copy": f"{copy_elems * 4 / 2**20:.0f} MiB fp32 tensor copy, bytes read + written, median",
+                "gemm": f"square torch.mm of sizes {list(gemm_sizes)} on random data; best median rate",
+                "timer": "cuda-events" if device.kind == "cuda" else "wall-clock", "settings": settings.as_dict()},
+    )
+    if save:
+        write_json_atomic(_cache_path(device), result.as_dict())
+    return result

@@ -1,0 +1,79 @@
+"""Timing one call, many times: CUDA events on a GPU, the wall clock on a CPU.
+
+On a GPU each call is bracketed by its own pair of events after an L2 flush (a write of twice the
+L2 size, outside the events), following a warm-up; on a CPU each call is timed with
+``time.perf_counter``. Either way the result is a list of per-call seconds for `stats.summarize`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    warmup_s: float = 0.2
+    min_warmup_calls: int = 2
+    min_time_s: float = 0.5        # keep timing until this much has been measured...
+    min_repeats: int = 5           # ...and at least this many calls
+    max_repeats: int = 200
+    flush_l2: bool = True          # GPU only
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+CPU_DEFAULTS = TimingSettings(warmup_s=0.2, min_warmup_calls=2, min_time_s=0.5, min_repeats=5, max_repeats=100)
+GPU_DEFAULTS = TimingSettings(warmup_s=0.5, min_warmup_calls=10, min_time_s=1.0, min_repeats=20, max_repeats=2000)
+
+
+def _repeats(estimate_s: float, s: TimingSettings) -> int:
+    wanted = int(s.min_time_s / estimate_s) + 1 if estimate_s > 0 else s.max_repeats
+    return max(s.min_repeats, min(s.max_repeats, wanted))
+
+
+def time_cpu(call: Callable[[int], None], s: TimingSettings = CPU_DEFAULTS) -> list[float]:
+    """Per-call wall-clock seconds of ``call(i)`` after warm-up."""
+    i = 0
+    start = time.perf_counter()
+    while i < s.min_warmup_calls or time.perf_counter() - start < s.warmup_s:
+        call(i)
+        i += 1
+    estimate = (time.perf_counter() - start) / i
+    samples = []
+    for _ in range(_repeats(estimate, s)):
+        t0 = time.perf_counter()
+        call(i)
+        samples.append(time.perf_counter() - t0)
+        i += 1
+    return samples
+
+
+def time_cuda(call: Callable[[int], None], s: TimingSettings = GPU_DEFAULTS, *, l2_bytes: int | None = None,
+              device: str = "cuda") -> list[float]:
+    """Per-call seconds of ``call(i)`` measured with CUDA events, L2 flushed before each call."""
+    import torch
+
+    flush = torch.empty(2 * (l2_bytes or 64 * 2**20), dtype=torch.int8, device=device) if s.flush_l2 else None
+    torch.cuda.synchronize(device)
+    i = 0
+    start = time.perf_counter()
+    while i < s.min_warmup_calls or time.perf_counter() - start < s.warmup_s:
+        call(i)
+        torch.cuda.synchronize(device)
+        i += 1
+    estimate = (time.perf_counter() - start) / i
+    n = _repeats(estimate, s)
+    begin = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for r in range(n):
+        if flush is not None:
+            flush.random_(-128, 127)  # evict L2 with fresh data, outside the timed region
+        begin[r].record()
+        call(i)
+        end[r].record()
+        i += 1
+    torch.cuda.synchronize(device)
+    return [b.elapsed_time(e) / 1e3 for b, e in zip(begin, end)]

@@ -1,0 +1,280 @@
+"""Build a benchmark case on a device: the layer, rotated random inputs, and one call to time.
+
+Inputs are random (never zeros: zeros can run faster and hide wrong indexing). Several input sets
+are rotated through so that small inputs do not sit in L2 between calls; decode caches are filled
+with random values. FLOPs and bytes per call come from the analytic model, not from the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kernels.args import ModelArgs
+from meter.analytic import flops as F
+from meter.analytic import memory as M
+from meter.analytic.params import attention_params, expert_params, router_params, swiglu_params
+from meter.bench.cases import BenchCase
+from meter.device.select import ComputeDevice
+
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+ROTATION_TARGET_BYTES = 2 * 64 * 2**20  # rotate inputs until they span twice a large (64 MiB) L2
+MAX_INPUT_SETS = 8
+
+
+class UnsupportedCase(Exception):
+    """This case cannot run here (a dtype, a form or a device feature); the sweep records why."""
+
+
+class InsufficientMemory(Exception):
+    """The case would not fit: estimated before allocating, so a CPU run is not killed by the OS."""
+
+
+@dataclass
+class Workload:
+    case: BenchCase
+    step: Callable[[int], None]             # one call on input set i
+    n_inputs: int
+    flops_per_call: float                   # useful FLOPs (analytic; causal attention counts half)
+    bytes_per_call: float                   # minimum memory traffic (analytic)
+    tokens_per_call: int
+    module: torch.nn.Module
+    inputs: list[torch.Tensor] = field(default_factory=list)  # the rotated input sets
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    replay: Callable[[], None] | None = None  # a captured CUDA graph of step(0), when there is one
+
+
+def estimate_memory_bytes(case: BenchCase, a: ModelArgs) -> float:
+    """A generous estimate of the memory a case takes (weights, gradients, activations, caches)."""
+    b = DTYPE_BYTES[case.dtype]
+    train = case.phase == "train"
+    t = case.tokens(a)
+    if case.layer == "moe":
+        n_local = a.n_routed_experts // case.ep
+        weights = (router_params(a) + (a.n_shared_experts + n_local) * expert_params(a)) * b
+        rows = t * a.n_activated_experts
+        acts = rows * (2 * a.dim + 3 * a.moe_inter_dim) * b + t * (2 * a.dim + 3 * a.moe_inter_dim) * b
+    elif case.layer == "ffn":
+        weights = swiglu_params(a.dim, a.inter_dim) * b
+        acts = t * (2 * a.dim + 3 * a.inter_dim) * b
+    else:
+        weights = attention_params(a) * b
+        heads = a.n_heads
+        if case.phase == "decode":
+            ctx = case.context
+            cache = case.batch * ctx * M.kv_cache_elements_per_token_per_layer(a) * b
+            if a.attention == "mla" and case.form == "naive":
+                cache += case.batch * ctx * heads * (a.qk_head_dim + a.v_head_dim) * b * 2
+            scores = case.batch * heads * ctx * 4 * 3
+            acts = cache + scores
+        else:
+            per_token = heads * (2 * a.qk_head_dim + a.attn_v_head_dim) + a.dim * 2
+            acts = t * per_token * b * 3
+            acts += case.batch * heads * case.seq * case.seq * 4 * 2  # a score matrix, if SDPA falls back to math
+    factor = 3.0 if train else 1.0                                  # weights + grads + optimizer-free temporaries
+    return 1.25 * (weights * factor + acts * (2.5 if train else 1.2))
+
+
+def build_workload(case: BenchCase, a: ModelArgs, device: ComputeDevice, *, seed: int = 0,
+                   free_bytes: int | None = None) -> Workload:
+    """Instantiate the layer and inputs of ``case``; raises UnsupportedCase or InsufficientMemory."""
+    _check_supported(case, a, device)
+    need = estimate_memory_bytes(case, a)
+    if free_bytes is not None and need > free_bytes:
+        raise InsufficientMemory(f"needs about {need / 2**30:.1f} GiB, {free_bytes / 2**30:.1f} GiB free")
+    torch.manual_seed(seed)
+    dev, dtype = torch.device(device.torch_device), TORCH_DTYPES[case.dtype]
+    builder = {"moe": _moe, "ffn": _ffn, "mla": _attention, "gqa": _attention}[case.layer]
+    return builder(case, a, dev, dtype, free_bytes)
+
+
+def _check_supported(case: BenchCase, a: ModelArgs, device: ComputeDevice) -> None:
+    if case.layer == "moe" and not a.is_moe:
+        raise UnsupportedCase(f"model {case.model} has no MoE layers")
+    if case.layer == "ffn" and not a.n_ffn_dense_layers:
+        raise UnsupportedCase(f"model {case.model} has no dense FFN layers")
+    if case.layer in ("mla", "gqa") and case.layer != a.attention:
+        raise UnsupportedCase(f"model {case.model} uses {a.attention.upper()} attention, not {case.layer.upper()}")
+    if case.layer == "moe" and a.n_routed_experts % case.ep:
+        raise UnsupportedCase(f"ep {case.ep} does not divide {a.n_routed_experts} routed experts")
+    if case.fp8:
+        from kernels.fp8 import fp8_support
+
+        if case.phase == "train":
+            raise UnsupportedCase("fp8 expert GEMMs run forward only (prefill, decode); fp8 training is not implemented")
+        reason = fp8_support(torch.device(device.torch_device), case.fp8)
+        if reason:
+            raise UnsupportedCase(reason)
+    if case.dtype == "fp16" and device.kind == "cpu":
+        raise UnsupportedCase("fp16 matrix products are not a CPU benchmark (use fp32 or bf16)")
+    if case.phase != "decode" and case.seq < 1 and not case.tokens_per_expert:
+        raise UnsupportedCase("train and prefill need seq >= 1")
+
+
+def _n_inputs(bytes_per_set: float, free_bytes: int | None) -> int:
+    n = max(1, min(MAX_INPUT_SETS, math.ceil(ROTATION_TARGET_BYTES / max(bytes_per_set, 1))))
+    if free_bytes is not None:
+        n = max(1, min(n, int(0.1 * free_bytes // max(bytes_per_set, 1))))
+    return n
+
+
+def _randn(shape, dev, dtype, requires_grad=False) -> torch.Tensor:
+    return torch.randn(shape, device=dev, dtype=dtype).requires_grad_(requires_grad)
+
+
+def _step_for(module: Callable, inputs: list[torch.Tensor], grads: list[torch.Tensor] | None) -> Callable[[int], None]:
+    """A call on input set i: forward only (inference mode), or forward + backward with a fixed dy."""
+    if grads is None:
+        def step(i: int) -> None:
+            with torch.inference_mode():
+                module(inputs[i % len(inputs)])
+    else:
+        def step(i: int) -> None:
+            j = i % len(inputs)
+            module(inputs[j]).backward(grads[j])
+    return step
+
+
+def _moe(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+    from kernels.moe import MoE, Routing
+
+    tokens = case.tokens(a)
+    n_local = a.n_routed_experts // case.ep
+    layer = MoE(a, routing=Routing(case.routing, case.skew), n_local_experts=n_local, dtype=dtype, device=dev)
+    notes = []
+    if case.fp8:
+        from kernels.fp8 import Fp8Experts
+
+        layer.experts = Fp8Experts(layer.experts, case.fp8)
+        notes.append(f"expert GEMMs in fp8 ({case.fp8} scales); router and shared expert in {case.dtype}")
+    train = case.phase == "train"
+    layer.train(train)
+    if not train:
+        layer.requires_grad_(False)
+    set_bytes = tokens * a.dim * DTYPE_BYTES[case.dtype] * (2 if train else 1)
+    n = _n_inputs(set_bytes, free_bytes)
+    inputs = [_randn((tokens, a.dim), dev, dtype, requires_grad=train) for _ in range(n)]
+    grads = [_randn((tokens, a.dim), dev, dtype) for _ in range(n)] if train else None
+    fwd = F.moe_layer_flops(a, tokens=tokens)
+    traffic = M.moe_layer_bytes(a, tokens=tokens, weight_bytes=1 if case.fp8 else DTYPE_BYTES[case.dtype],
+                                act_bytes=DTYPE_BYTES[case.dtype], n_local_experts=n_local)
+    if case.ep > 1:
+        notes.append(f"EP{case.ep} slice: {n_local} local experts get the {tokens}x{a.n_activated_experts} rows "
+                     f"one GPU receives; dispatch/combine communication not included")
+    backend = getattr(layer.experts, "backend", None) or _grouped_backend(inputs[0])
+    return Workload(case=case, step=_step_for(layer, inputs, grads), n_inputs=n,
+                    flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
+                    bytes_per_call=traffic * (3 if train else 1), tokens_per_call=tokens, module=layer,
+                    inputs=inputs, notes=notes, details={"local_experts": n_local, "rows_per_expert": tokens * a.n_activated_experts / n_local,
+                                          "expert_gemm": "fp8-" + case.fp8 if case.fp8 else backend})
+
+
+def _grouped_backend(x: torch.Tensor) -> str:
+    from kernels.grouped import pick_backend
+
+    return pick_backend(x)
+
+
+def _ffn(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+    from kernels.dense import SwiGLU
+
+    tokens = case.tokens(a)
+    layer = SwiGLU(a.dim, a.inter_dim, dtype=dtype, device=dev)
+    train = case.phase == "train"
+    if not train:
+        layer.requires_grad_(False)
+    n = _n_inputs(tokens * a.dim * DTYPE_BYTES[case.dtype], free_bytes)
+    inputs = [_randn((tokens, a.dim), dev, dtype, requires_grad=train) for _ in range(n)]
+    grads = [_randn((tokens, a.dim), dev, dtype) for _ in range(n)] if train else None
+    fwd = F.dense_ffn_layer_flops(a, tokens=tokens)
+    traffic = M.ffn_layer_bytes(a, tokens=tokens, dtype_bytes=DTYPE_BYTES[case.dtype])
+    return Workload(case=case, step=_step_for(layer, inputs, grads), n_inputs=n,
+                    flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
+                    bytes_per_call=traffic * (3 if train else 1), tokens_per_call=tokens, module=layer,
+                    inputs=inputs)
+
+
+def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+    if case.phase == "decode":
+        return _attention_decode(case, a, dev, dtype, free_bytes)
+    from kernels.dense import GQAttention
+    from kernels.mla import MLA
+
+    cls = MLA if a.attention == "mla" else GQAttention
+    layer = cls(a, max_seq_len=case.seq, dtype=dtype, device=dev)
+    train = case.phase == "train"
+    if not train:
+        layer.requires_grad_(False)
+    shape = (case.batch, case.seq, a.dim)
+    n = _n_inputs(case.batch * case.seq * a.dim * DTYPE_BYTES[case.dtype], free_bytes)
+    inputs = [_randn(shape, dev, dtype, requires_grad=train) for _ in range(n)]
+    grads = [_randn(shape, dev, dtype) for _ in range(n)] if train else None
+    fwd = F.attention_layer_flops(a, batch=case.batch, q_len=case.seq, pairs="causal")
+    traffic = M.attention_layer_bytes(a, batch=case.batch, q_len=case.seq, dtype_bytes=DTYPE_BYTES[case.dtype])
+    return Workload(case=case, step=_step_for(layer, inputs, grads), n_inputs=n,
+                    flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
+                    bytes_per_call=traffic * (3 if train else 1), tokens_per_call=case.batch * case.seq,
+                    module=layer, inputs=inputs, notes=["FLOPs count causal attention as half the sequence (Megatron/DeepSeek)"])
+
+
+def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+    """One new token per sequence at position context-1, against a cache filled with random values."""
+    pos = case.context - 1
+    if a.attention == "mla":
+        from kernels.mla import MLA, LatentKVCache
+
+        layer = MLA(a, max_seq_len=case.context, dtype=dtype, device=dev).requires_grad_(False)
+        cache = LatentKVCache(case.batch, case.context, a, dtype, device=dev)
+        form = case.form
+
+        def call(x: torch.Tensor) -> torch.Tensor:
+            return layer.decode(x, cache, pos, form)
+    else:
+        from kernels.dense import GQAttention, KVCache
+
+        layer = GQAttention(a, max_seq_len=case.context, dtype=dtype, device=dev).requires_grad_(False)
+        cache = KVCache(case.batch, case.context, a.n_kv_heads, a.head_dim, dtype, device=dev)
+        form = "naive"
+
+        def call(x: torch.Tensor) -> torch.Tensor:
+            return layer.decode(x, cache, pos)
+    for buf in cache.buffers():
+        buf.normal_()
+    n = _n_inputs(case.batch * a.dim * DTYPE_BYTES[case.dtype], free_bytes)
+    inputs = [_randn((case.batch, 1, a.dim), dev, dtype) for _ in range(n)]
+    fwd = F.attention_layer_flops(a, batch=case.batch, q_len=1, kv_len=case.context, pairs="full", form=form)
+    traffic = M.attention_layer_bytes(a, batch=case.batch, q_len=1, kv_len=case.context,
+                                      dtype_bytes=DTYPE_BYTES[case.dtype], cached=True)
+    notes = ["the cache (larger than L2) is read every step; inputs rotated"]
+    return Workload(case=case, step=_step_for(call, inputs, None), n_inputs=n, flops_per_call=fwd,
+                    bytes_per_call=traffic, tokens_per_call=case.batch, module=layer, inputs=inputs, notes=notes,
+                    details={"cache_bytes": sum(b.numel() * b.element_size() for b in cache.buffers())})
+
+
+def capture_cuda_graph(workload: Workload) -> str | None:
+    """Capture ``step(0)`` of a decode workload into a CUDA graph; returns why not, or None."""
+    if workload.case.phase != "decode":
+        return "CUDA graphs are used for decode only"
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                workload.step(0)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            workload.step(0)
+        torch.cuda.synchronize()
+    except Exception as exc:  # capture refuses host syncs and some ops; time eagerly then
+        torch.cuda.synchronize()
+        return f"CUDA graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); timed eagerly"
+    workload.replay = graph.replay
+    workload.details["cuda_graph"] = True
+    return None

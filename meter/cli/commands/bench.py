@@ -1,0 +1,347 @@
+"""``meter bench`` (sweeps of layer benchmarks) and ``meter run`` (the main job: a default suite,
+its whole-model projection, and what that costs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from meter.cli.common import int_list, locator, positive_quantity
+from meter.cli.output import emit_json, table
+from meter.errors import UsageError
+from meter.units import si
+
+DEFAULT_SUITES = {"cpu": "default-cpu", "cuda": "default-gpu"}
+CPU_WARNING = "CPU RUN: these are CPU figures, measured on the CPU; they say nothing about a GPU."
+
+
+def _csv(choices: tuple[str, ...] | None = None):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if choices and t not in choices]
+        if not items or bad:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices or ())}; got {text!r}")
+        return items
+    return parse
+
+
+def add_execution_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (the first GPU, else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--out", default="runs", metavar="DIR", help="directory for the run file (default runs/)")
+    p.add_argument("--output", metavar="FILE", help="exact run file path (overrides --out)")
+    p.add_argument("--min-time", type=positive_quantity, metavar="S", help="seconds of timed calls per case")
+    p.add_argument("--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph")
+    p.add_argument("--no-telemetry", action="store_true", help="do not sample GPU/CPU telemetry during cases")
+    p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "bench", parents=[common], help="benchmark MoE, MLA and dense layers at a model's real shapes",
+        description="Benchmark layers one at a time (a whole model does not fit one GPU) for training "
+                    "(forward + backward), prefill and decode, from command-line sweeps or a suite.",
+        epilog="Lists are comma-separated; every combination runs. Example: meter bench --model deepseek-v3 "
+               "--layers moe --phase prefill --tokens-per-expert 128,512,2048 --ep 1,64")
+    p.add_argument("--model", help="model config (default: deepseek-v3 on a GPU, deepseek-v3-tiny on a CPU)")
+    p.add_argument("--suite", help="a suite in configs/suites (or a path); grid flags then are not used")
+    p.add_argument("--layers", type=_csv(("attn", "mla", "gqa", "moe", "ffn")), help="attn,mla,gqa,moe,ffn")
+    p.add_argument("--phase", type=_csv(("train", "prefill", "decode")), help="train,prefill,decode")
+    p.add_argument("--batch", type=int_list, help="batch sizes, e.g. 1,8,64")
+    p.add_argument("--seq", type=int_list, help="sequence lengths for train and prefill")
+    p.add_argument("--context", type=int_list, help="decode context lengths")
+    p.add_argument("--tokens-per-expert", type=int_list, help="size MoE cases by rows per local expert instead")
+    p.add_argument("--dtype", type=_csv(("bf16", "fp16", "fp32")), help="bf16 (GPU default), fp16, fp32 (CPU default)")
+    p.add_argument("--fp8", type=_csv(("rowwise", "blockwise")), help="also run MoE expert GEMMs in fp8 with these scales")
+    p.add_argument("--ep", type=int_list, help="expert-parallel degrees: benchmark one GPU's slice of the experts")
+    p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
+    p.add_argument("--skew", type=float, help="Zipf exponent for --routing skew (default 1.0)")
+    p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
+    p.add_argument("--ceilings", action="store_true",
+                   help="measure the device's copy and GEMM ceilings again (cached per device); alone, only that")
+    add_execution_options(p)
+    p.set_defaults(handler=run_bench)
+
+    p = sub.add_parser(
+        "run", parents=[common], help="the main job: benchmark a default suite and project the whole model",
+        description="Benchmark the default suite on the best device present (DeepSeek-V3 shapes on a GPU, "
+                    "the tiny V3-shaped model on a CPU), print per-layer results and the projected time per "
+                    "token of the whole model, and write the run file.")
+    p.add_argument("--suite", help="run this suite instead of the device's default")
+    add_execution_options(p)
+    p.set_defaults(handler=run_main)
+
+
+# --- shared pipeline ---------------------------------------------------------------------------
+
+def _setup(args: argparse.Namespace):
+    from meter.config.hardware import list_hardware
+    from meter.device.select import select_device
+
+    specs = list_hardware(locator(args))
+    return select_device(args.device, specs)
+
+
+def _ceilings(device, remeasure: bool, say):
+    from meter.bench import ceilings as C
+
+    cached = None if remeasure else C.load_cached(device)
+    if cached is not None:
+        return cached
+    say(f"measuring {device.label} ceilings (copy bandwidth, GEMM rate); cached for later runs")
+    return C.measure(device)
+
+
+def _progress(stream):
+    interactive = stream.isatty()
+
+    def show(i: int, n: int, case) -> None:
+        line = f"[{i + 1:>{len(str(n))}}/{n}] {case.model} {case.id}"
+        if interactive:
+            stream.write("\r\033[K" + line)
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+    return show, interactive
+
+
+def execute(args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None,
+            remeasure_ceilings: bool = False) -> dict[str, Any]:
+    """Run cases into a run file; returns the run document (also when interrupted, then re-raised)."""
+    from meter.bench.harness import run_cases
+    from meter.bench.projection import project
+    from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
+    from meter.results import metadata as md
+    from meter.results.runfile import RunRecorder, default_run_path
+
+    say = (lambda msg: print(msg, file=sys.stderr))
+    if device.kind == "cpu":
+        say(CPU_WARNING)
+    ceilings = _ceilings(device, remeasure_ceilings, say)
+    settings = GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS
+    if args.min_time:
+        from dataclasses import replace
+
+        settings = replace(settings, min_time_s=args.min_time)
+    monitor = None if args.no_telemetry else _monitor(device, say)
+    path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
+    metadata = {
+        "device": device.as_dict(),
+        "hardware": _hardware_summary(device),
+        "software": md.software_info(),
+        "git": md.git_info(),
+        "host": md.host_info(),
+        "command": md.command_line(),
+        "suite": suite,
+        "models": {name: _model_summary(a) for name, a in models.items()},
+        "method": {
+            "timer": "cuda-events (per call, L2 flushed before each)" if device.kind == "cuda" else "wall-clock (perf_counter)",
+            "statistic": "median of per-call times; spread = IQR / median",
+            "settings": settings.as_dict(),
+            "inputs": "random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
+            "cuda_graphs": device.kind == "cuda" and not args.no_cuda_graphs,
+            "flops": "analytic (meter.analytic), causal attention counted as half; mfu vs dense bf16 datasheet peak",
+            "cpu_run": device.kind == "cpu",
+        },
+        "ceilings": ceilings.as_dict() if ceilings else None,
+        "telemetry": monitor.describe() if monitor else {"enabled": False},
+    }
+    recorder = RunRecorder(path, metadata=metadata)
+    show, interactive = _progress(sys.stderr)
+    status = "complete"
+    try:
+        with (monitor if monitor else _null()):
+            run_cases(cases, models, device, record=recorder.add_case, ceilings=ceilings, settings=settings,
+                      monitor=monitor, cuda_graphs=not args.no_cuda_graphs, progress=show)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        if interactive:
+            sys.stderr.write("\r\033[K")
+        projections = []
+        for name, a in models.items():
+            projections += [p.as_dict() for p in project(name, a, recorder.doc["cases"], device.hardware)]
+        recorder.doc["projections"] = projections
+        recorder.finish(status)
+    recorder.doc["path"] = str(path)
+    if status == "interrupted":
+        done = sum(1 for c in recorder.doc["cases"] if c["status"] == "ok")
+        say(f"meter: interrupted; kept {done} finished case(s) in {path}")
+        raise KeyboardInterrupt
+    return recorder.doc
+
+
+def _monitor(device, say):
+    """Telemetry for the run's device, or None when there is none to sample."""
+    try:
+        from meter.telemetry.monitor import monitor_for_device
+    except ImportError:
+        return None
+    return monitor_for_device(device, say)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _hardware_summary(device) -> dict[str, Any] | None:
+    spec = device.hardware
+    if spec is None:
+        return None
+    return {"name": spec.name, "display_name": spec.display_name, "peak_tflops": dict(spec.peak_tflops),
+            "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s, "source": (spec.source_for("peak_tflops.bf16").source
+                                                                             if spec.source_for("peak_tflops.bf16") else None)}
+
+
+def _model_summary(a) -> dict[str, Any]:
+    return {"n_layers": a.n_layers, "n_moe_layers": a.n_moe_layers, "n_dense_ffn_layers": a.n_ffn_dense_layers,
+            "attention": a.attention, "dim": a.dim}
+
+
+# --- printing ----------------------------------------------------------------------------------
+
+def print_results(doc: dict[str, Any]) -> None:
+    device = doc["metadata"]["device"]
+    cpu = device["kind"] == "cpu"
+    title = f"Results on {'CPU (' + device['name'] + ')' if cpu else device['name']}"
+    if device.get("hardware_config") is None and not cpu:
+        title += " (no hardware config matches: MFU unavailable)"
+    rows = []
+    for r in doc["cases"]:
+        if r["status"] != "ok":
+            rows.append([r["case"]["model"], r["id"], r["status"].upper(), "", "", "", "", "", "", r["reason"]])
+            continue
+        m, t = r["metrics"], r["timing"]
+        eff = m["mfu"] if m["mfu"] is not None else m["gemm_ceiling_fraction"]
+        tele = r.get("telemetry") or {}
+        rows.append([r["case"]["model"], r["id"], "ok", f"{t['median_s'] * 1e3:.3g}", f"{t['spread'] * 100:.1f}%",
+                     si(m["tokens_per_s"]), f"{m['achieved_tflops']:.3g}", _pct(eff), f"{m['achieved_gb_s']:.4g}",
+                     _energy_note(tele)])
+    eff_label = "% GEMM ceil" if cpu else "MFU"
+    print(table(["model", "case", "status", "ms/call", "IQR", "tok/s", "TFLOP/s", eff_label, "GB/s", "notes"], rows,
+                title=title))
+    if cpu:
+        print(f"\n{CPU_WARNING}\nEfficiency on a CPU is against the GEMM rate measured on this CPU (no datasheet peak).")
+
+
+def print_projections(doc: dict[str, Any]) -> None:
+    projections = doc.get("projections") or []
+    if not projections:
+        print("\nNo whole-model projection: it needs an attention, MoE and dense-FFN result at the same shape.")
+        return
+    cpu = doc["metadata"]["device"]["kind"] == "cpu"
+    rows = []
+    for p in projections:
+        shape = f"b{p['batch']} ctx{p['context']}" if p["phase"] == "decode" else f"b{p['batch']} s{p['seq']}"
+        form = p["layers"].get("mla", {}).get("case_id", "")
+        if p["phase"] == "decode" and form.endswith(("absorbed", "naive")):
+            shape += " " + form.rsplit(".", 1)[1]
+        layers = " + ".join(f"{v['count']}x{k}" for k, v in p["layers"].items())
+        rows.append([p["model"], p["phase"], shape, p["dtype"], layers, f"{p['time_per_token_s'] * 1e3:.4g}",
+                     si(p["tokens_per_s"]), _pct(p["mfu"])])
+    print()
+    print(table(["model", "phase", "shape", "dtype", "layers", "ms/token", "tok/s", "MFU"], rows,
+                title="Projected whole model on this device (layers x measured per-layer time"
+                      + ("; CPU figures" if cpu else "") + ")"))
+    print("Not included: " + "; ".join(projections[0]["not_included"]) + ". The cost model adds them as explicit factors.")
+
+
+def _pct(x: float | None) -> str | None:
+    return None if x is None else f"{x * 100:.1f}%"
+
+
+def _energy_note(tele: dict) -> str:
+    if not tele:
+        return ""
+    parts = []
+    if tele.get("energy_j") is not None:
+        parts.append(f"{tele['energy_j']:.3g} J")
+    if tele.get("avg_power_w") is not None:
+        parts.append(f"{tele['avg_power_w']:.0f} W")
+    if tele.get("low_confidence"):
+        parts.append("low-confidence energy")
+    if tele.get("throttle_reasons"):
+        parts.append("throttled: " + ",".join(tele["throttle_reasons"]))
+    return "; ".join(parts)
+
+
+def finish_output(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    if args.json:
+        emit_json(doc)
+        return
+    print_results(doc)
+    print_projections(doc)
+    print(f"\nRun file: {doc['path']}")
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def _grid(args: argparse.Namespace) -> dict[str, Any]:
+    from meter.bench.cases import grid_from_lists
+
+    return grid_from_lists(layers=args.layers, phase=args.phase, batch=args.batch, seq=args.seq, context=args.context,
+                           tokens_per_expert=args.tokens_per_expert, dtype=args.dtype,
+                           fp8=[None, *args.fp8] if args.fp8 else None, ep=args.ep, routing=args.routing,
+                           skew=[args.skew] if args.skew is not None else None, form=args.form)
+
+
+def cases_from_suite(name: str, args: argparse.Namespace, device):
+    from meter.bench.cases import dedupe, expand_grid
+    from meter.config.models import load_model
+    from meter.config.suites import load_suite
+
+    suite = load_suite(name, locator(args))
+    if suite.device == "gpu" and device.kind != "cuda":
+        raise UsageError(f"suite '{suite.name}' is meant for a GPU; on this CPU use --suite default-cpu or --device cuda")
+    model = load_model(suite.model, locator(args))
+    cases = dedupe(c for g in suite.grids for c in expand_grid(model.name, model.args, g.axes()))
+    return cases, {model.name: model.args}, suite.name
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from meter.bench.cases import expand_grid
+    from meter.config.models import load_model
+
+    device = _setup(args)
+    grid = _grid(args)
+    if args.suite and (grid or args.model):
+        raise UsageError("--suite takes its model and cases from the suite; drop --model and the grid flags")
+    if args.ceilings and not args.suite and not grid and not args.model:
+        from meter.bench import ceilings as C
+
+        if device.kind == "cpu":
+            print(CPU_WARNING, file=sys.stderr)
+        c = C.measure(device)
+        if args.json:
+            emit_json(c.as_dict())
+        else:
+            gemm = ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in c.gemm_flops_per_s.items())
+            print(f"{device.label}: copy {c.copy_bytes_per_s / 1e9:.4g} GB/s (read + write); GEMM {gemm}")
+        return 0
+    if args.suite:
+        cases, models, suite = cases_from_suite(args.suite, args, device)
+        label = suite
+    else:
+        model = load_model(args.model or ("deepseek-v3" if device.kind == "cuda" else "deepseek-v3-tiny"), locator(args))
+        grid.setdefault("dtype", ["bf16" if device.kind == "cuda" else "fp32"])
+        cases = expand_grid(model.name, model.args, grid)
+        models, suite, label = {model.name: model.args}, None, model.name
+    if not cases:
+        raise UsageError("the options select no case")
+    doc = execute(args, cases, models, device, label=label, suite=suite, remeasure_ceilings=args.ceilings)
+    finish_output(args, doc)
+    return 0
+
+
+def run_main(args: argparse.Namespace) -> int:
+    device = _setup(args)
+    suite_name = args.suite or DEFAULT_SUITES[device.kind]
+    cases, models, suite = cases_from_suite(suite_name, args, device)
+    doc = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
+    finish_output(args, doc)
+    return 0

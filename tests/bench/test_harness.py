@@ -1,0 +1,208 @@
+"""The harness on the CPU: real timings of tiny cases, recorded failures, kept partial runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from meter.bench import harness
+from meter.bench.cases import BenchCase
+from meter.bench.ceilings import Ceilings
+from meter.bench.timer import TimingSettings, time_cpu
+from meter.bench.workloads import build_workload, estimate_memory_bytes
+from meter.config.hardware import list_hardware
+from meter.config.models import load_model
+from meter.device.select import select_device
+from meter.results.runfile import RunFileError, RunRecorder, load_run
+from tests.conftest import run_meter
+
+TINY = load_model("deepseek-v3-tiny").args
+FAST = TimingSettings(warmup_s=0.0, min_warmup_calls=1, min_time_s=0.0, min_repeats=3, max_repeats=3)
+CPU = select_device("cpu", list_hardware())
+MODELS = {"deepseek-v3-tiny": TINY}
+
+
+def case(layer, phase, **kw) -> BenchCase:
+    kw.setdefault("dtype", "fp32")
+    if phase == "decode":
+        kw.setdefault("batch", 2)
+        if layer == "mla":
+            kw.setdefault("context", 64)
+    else:
+        kw.setdefault("batch", 1)
+        kw.setdefault("seq", 32)
+    return BenchCase("deepseek-v3-tiny", layer, phase, **kw)
+
+
+def run(cases, **kw):
+    results = []
+    harness.run_cases(cases, MODELS, CPU, record=results.append, settings=FAST, **kw)
+    return results
+
+
+def test_every_layer_and_phase_runs_and_reports_rates():
+    cases = [case(layer, phase) for layer in ("mla", "moe", "ffn") for phase in ("train", "prefill", "decode")]
+    cases.append(case("mla", "decode", form="naive"))
+    results = run(cases)
+    for r in results:
+        assert r["status"] == "ok", r
+        assert r["timing"]["n"] == 3 and r["timing"]["median_s"] > 0
+        m = r["metrics"]
+        assert m["achieved_tflops"] > 0 and m["tokens_per_s"] > 0 and m["mfu"] is None  # a CPU has no datasheet
+    assert results[0]["metrics"]["flops_per_call"] == pytest.approx(
+        3 * __import__("meter.analytic.flops", fromlist=["x"]).attention_layer_flops(TINY, batch=1, q_len=32))
+
+
+def test_moe_options_run():
+    results = run([case("moe", "prefill", ep=4, routing="uniform"), case("moe", "train", routing="skew", skew=1.2),
+                   case("moe", "prefill", fp8="rowwise", dtype="bf16")])
+    assert [r["status"] for r in results] == ["ok", "ok", "ok"]
+    assert results[0]["details"]["local_experts"] == 4
+    assert results[2]["details"]["expert_gemm"] == "fp8-rowwise"
+
+
+def test_unsupported_and_oom_cases_are_recorded_and_the_sweep_goes_on(monkeypatch):
+    big = BenchCase("deepseek-v3-tiny", "moe", "train", batch=1, seq=32, dtype="fp32")
+    monkeypatch.setattr(harness, "free_memory_bytes", lambda device: 1024)  # pretend 1 KiB is free
+    results = run([big])
+    assert results[0]["status"] == "oom" and "GiB" in results[0]["reason"]
+    monkeypatch.undo()
+    results = run([case("moe", "train", fp8="rowwise"), case("gqa", "prefill"),
+                   case("moe", "prefill", fp8="blockwise"), case("ffn", "prefill")])
+    assert [r["status"] for r in results] == ["unsupported", "unsupported", "unsupported", "ok"]
+    assert "forward only" in results[0]["reason"] and "MLA" in results[1]["reason"]
+
+
+def test_an_exception_in_one_case_is_recorded(monkeypatch):
+    real = harness.build_workload
+
+    def broken(c, *args, **kw):
+        if c.layer == "ffn":
+            raise RuntimeError("kernel exploded\nsecond line")
+        return real(c, *args, **kw)
+
+    monkeypatch.setattr(harness, "build_workload", broken)
+    results = run([case("ffn", "prefill"), case("mla", "prefill")])
+    assert results[0]["status"] == "error" and results[0]["reason"] == "RuntimeError: kernel exploded"
+    assert results[1]["status"] == "ok"
+
+
+def test_timer_times_each_call():
+    calls = []
+    samples = time_cpu(lambda i: calls.append(i), FAST)
+    assert len(samples) == 3 and calls == list(range(len(calls))) and len(calls) == 4
+
+
+def test_inputs_are_random_and_rotated():
+    w = build_workload(case("ffn", "prefill"), TINY, CPU)
+    assert w.n_inputs > 1
+    assert estimate_memory_bytes(case("ffn", "prefill"), TINY) > 0
+    assert len(w.inputs) == w.n_inputs
+    assert all(x.abs().sum() > 0 for x in w.inputs)  # never zeros
+    assert not torch.equal(w.inputs[0], w.inputs[1])
+
+
+def test_run_recorder_writes_after_each_case_and_load_checks_the_schema(tmp_path: Path):
+    path = tmp_path / "run.json"
+    rec = RunRecorder(path, metadata={"device": {"kind": "cpu"}})
+    assert load_run(path)["status"] == "running"
+    rec.add_case({"id": "a", "status": "ok"})
+    assert [c["id"] for c in load_run(path)["cases"]] == ["a"]
+    rec.finish("complete")
+    assert load_run(path)["finished_at"]
+    (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(RunFileError, match="not a gpu-cost-meter run file"):
+        load_run(tmp_path / "other.json")
+    (tmp_path / "newer.json").write_text(json.dumps({**rec.doc, "schema_version": 99}))
+    with pytest.raises(RunFileError, match="schema_version"):
+        load_run(tmp_path / "newer.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(RunFileError, match="not valid JSON"):
+        load_run(tmp_path / "bad.json")
+
+
+CEILINGS = Ceilings("cpu-test", 1e10, {"fp32": 1e11, "bf16": 1e11}, "2026-11-22T00:00:00+00:00", {"note": "test"})
+
+
+def _cli_env(tmp_path: Path) -> dict[str, str]:
+    cache = tmp_path / "cache"
+    return {"METER_CACHE_DIR": str(cache)}
+
+
+def _seed_ceilings(tmp_path: Path) -> None:
+    """Pre-seed the ceiling cache so CLI tests do not spend seconds measuring the CPU."""
+    from meter.bench import ceilings as C
+    from meter.results.atomic import write_json_atomic
+
+    path = tmp_path / "cache" / "ceilings" / f"{C.device_key(CPU)}.json"
+    write_json_atomic(path, {**CEILINGS.as_dict(), "device_key": C.device_key(CPU)})
+
+
+def test_bench_cli_writes_a_labelled_run_file(tmp_path: Path):
+    _seed_ceilings(tmp_path)
+    out = tmp_path / "r.json"
+    result = run_meter("bench", "--model", "deepseek-v3-tiny", "--layers", "attn,moe,ffn", "--phase", "prefill",
+                       "--batch", "1", "--seq", "32", "--min-time", "0.05", "--output", str(out), "--no-telemetry",
+                       env=_cli_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "CPU RUN" in result.stderr and "CPU (" in result.stdout and "Projected whole model" in result.stdout
+    doc = load_run(out)
+    assert doc["status"] == "complete" and len(doc["cases"]) == 3
+    meta = doc["metadata"]
+    assert meta["device"]["kind"] == "cpu" and meta["method"]["cpu_run"] is True
+    for key in ("software", "git", "host", "command", "method", "ceilings"):
+        assert meta[key], key
+    assert meta["software"]["torch"] == torch.__version__ and "bench" in meta["command"]
+    assert meta["ceilings"]["device_key"].startswith("cpu-")
+    assert doc["projections"] and doc["projections"][0]["phase"] == "prefill"
+
+
+def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch):
+    from meter.cli import main as cli
+    from meter.cli.commands import bench as bench_cmd
+
+    _seed_ceilings(tmp_path)
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
+    real = bench_cmd._progress
+
+    def interrupting(stream):
+        show, interactive = real(stream)
+
+        def wrapped(i, n, c):
+            if i == 2:
+                raise KeyboardInterrupt
+            show(i, n, c)
+        return wrapped, interactive
+
+    monkeypatch.setattr(bench_cmd, "_progress", interrupting)
+    out = tmp_path / "partial.json"
+    code = cli.main(["bench", "--model", "deepseek-v3-tiny", "--layers", "ffn", "--phase", "train,prefill,decode",
+                     "--batch", "1", "--seq", "16", "--min-time", "0.01", "--output", str(out), "--no-telemetry"])
+    assert code == 130
+    doc = load_run(out)
+    assert doc["status"] == "interrupted" and [c["status"] for c in doc["cases"]] == ["ok", "ok"]
+
+
+def test_bench_cli_rejects_bad_combinations(tmp_path: Path):
+    r = run_meter("bench", "--suite", "default-cpu", "--model", "deepseek-v3", env=_cli_env(tmp_path))
+    assert r.returncode == 2 and "--suite" in r.stderr and "Traceback" not in r.stderr
+    r = run_meter("bench", "--device", "cuda", env=_cli_env(tmp_path))
+    if not torch.cuda.is_available():
+        assert r.returncode == 2 and "no CUDA device" in r.stderr
+    r = run_meter("run", "--suite", "default-gpu", env=_cli_env(tmp_path))
+    if not torch.cuda.is_available():
+        assert r.returncode == 2 and "meant for a GPU" in r.stderr
+
+
+@pytest.mark.gpu
+def test_decode_case_on_a_gpu_uses_a_cuda_graph():
+    gpu = select_device("cuda", list_hardware())
+    results = []
+    c = BenchCase("deepseek-v3-tiny", "mla", "decode", batch=4, context=256, dtype="bf16")
+    harness.run_cases([c], MODELS, gpu, record=results.append,
+                      settings=TimingSettings(warmup_s=0.05, min_warmup_calls=2, min_time_s=0.05, min_repeats=5,
+                                              max_repeats=50))
+    assert results[0]["status"] == "ok" and results[0]["details"]["cuda_graph"] is True
