@@ -63,3 +63,23 @@ def config_dir(tmp_path: Path) -> Path:
     for kind in ("models", "hardware", "pricing", "scenarios", "suites"):
         (tmp_path / "configs" / kind).mkdir(parents=True)
     return tmp_path / "configs"
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake libnvidia-ml.so.1, compiled once per test session with the system C compiler."""
+    require_executable("cc", "install a C compiler (apt-get install gcc libc6-dev)")
+    from tests.fake_nvml import build
+
+    return build(tmp_path_factory.mktemp("fake-nvml"))
+
+
+@pytest.fixture
+def fake_nvml(fake_nvml_lib: Path, tmp_path: Path):
+    """``fake_nvml(scenario) -> env`` for a subprocess that sees that scenario's GPUs."""
+    from tests.fake_nvml import env
+
+    def make(scenario) -> dict[str, str]:
+        path = scenario.write(tmp_path / f"scenario-{id(scenario)}.txt")
+        return env(fake_nvml_lib, path)
+    return make

@@ -71,8 +71,8 @@ def run_case(case: BenchCase, a: ModelArgs, device: ComputeDevice, *, ceilings: 
                                     device=device.torch_device)
             else:
                 samples = time_cpu(call, settings)
-        result["telemetry"] = w.summary() if monitor else None
         stats = summarize(samples)
+        result["telemetry"] = _with_energy_per_token(w.summary(), stats.mean_s, workload.tokens_per_call) if monitor else None
         metrics = case_metrics(median_s=stats.median_s, flops_per_call=workload.flops_per_call,
                                bytes_per_call=workload.bytes_per_call, tokens_per_call=workload.tokens_per_call,
                                dtype=case.dtype, fp8=bool(case.fp8), hardware=device.hardware, ceilings=ceilings)
@@ -97,3 +97,12 @@ def run_case(case: BenchCase, a: ModelArgs, device: ComputeDevice, *, ceilings: 
         if device.kind == "cuda":
             torch.cuda.empty_cache()
     return result
+
+
+def _with_energy_per_token(tele: dict[str, Any], mean_call_s: float, tokens_per_call: int) -> dict[str, Any]:
+    """Energy of one call: the window's average power times the mean call time (the window also
+    holds the short gaps between calls), and per token."""
+    power = tele.get("avg_power_w")
+    per_call = power * mean_call_s if power is not None else None
+    return {**tele, "energy_per_call_j": per_call,
+            "joules_per_token": per_call / tokens_per_call if per_call is not None else None}

@@ -16,7 +16,7 @@ from meter.compat import check_kernels_package
 from meter.errors import MeterError
 
 # Command modules under meter.cli.commands, in the order `meter --help` lists them.
-COMMAND_MODULES = ("bench", "catalog", "flops", "doctor")
+COMMAND_MODULES = ("bench", "watch", "catalog", "flops", "doctor")
 
 
 class OneLineParser(argparse.ArgumentParser):

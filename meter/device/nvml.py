@@ -91,19 +91,23 @@ class NvmlSession:
 
     # --- calls ---
 
-    def optional(self, fn: Callable[..., T], *args: Any) -> T | None:
-        """Call an NVML query; None where the device does not support it (never a made-up 0).
+    def query(self, fn: Callable[..., T], *args: Any) -> tuple[T | None, str]:
+        """Call an NVML query: (value, "ok"), (None, "unsupported") or (None, "error").
 
-        Raises GpuLost when the GPU is gone; other NVML errors also give None, because one
-        unreadable field must not stop a benchmark.
+        Raises GpuLost when the GPU is gone. "error" is anything else (a transient failure):
+        the field stays enabled and is tried again next time.
         """
         try:
-            return fn(*args)
+            return fn(*args), "ok"
         except self.nv.NVMLError as exc:
             name = error_name(self.nv, exc)
             if name in ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_GPU_NOT_FOUND"):
                 raise GpuLost(f"GPU lost during an NVML call ({fn.__name__}): {exc}") from None
-            return None
+            return None, "unsupported" if name == "NVML_ERROR_NOT_SUPPORTED" else "error"
+
+    def optional(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """An NVML query's value, or None where it is unsupported or failed (never a made-up 0)."""
+        return self.query(fn, *args)[0]
 
     def driver_version(self) -> str | None:
         return _text(self.optional(self.nv.nvmlSystemGetDriverVersion))
@@ -158,3 +162,33 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
+
+
+# Clock-event (throttle) reasons: nvmlDeviceGetCurrentClocksEventReasons bits, named as in nvml.h.
+CLOCK_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+    0x200: "board_limit",
+    0x400: "reliability",
+}
+# Reasons that mean the clocks were pulled down by power or heat, not by idleness or settings.
+THROTTLING_REASONS = frozenset({"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+                                "hw_power_brake_slowdown", "board_limit", "reliability"})
+
+
+def decode_clock_events(mask: int | None) -> list[str]:
+    """Names of the bits set in a clock-event mask; unknown bits as hex."""
+    if not mask:
+        return []
+    names = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+    unknown = mask & ~sum(CLOCK_EVENT_REASONS)
+    if unknown:
+        names.append(f"unknown_0x{unknown:x}")
+    return names

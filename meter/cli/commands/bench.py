@@ -34,6 +34,10 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-time", type=positive_quantity, metavar="S", help="seconds of timed calls per case")
     p.add_argument("--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph")
     p.add_argument("--no-telemetry", action="store_true", help="do not sample GPU/CPU telemetry during cases")
+    p.add_argument("--telemetry", choices=["auto", "nvml", "rapl"], default="auto",
+                   help="auto: the benchmark's own device; nvml: every visible GPU; rapl: CPU energy")
+    p.add_argument("--sample-hz", type=float, default=10.0, metavar="HZ",
+                   help="telemetry sampling rate, 1 to 100 Hz (default 10)")
     p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
 
 
@@ -58,6 +62,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
     p.add_argument("--skew", type=float, help="Zipf exponent for --routing skew (default 1.0)")
     p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
+    p.add_argument("--telemetry-overhead", action="store_true",
+                   help="instead of a sweep, measure each case's throughput with sampling off, at 10 Hz and 100 Hz")
     p.add_argument("--ceilings", action="store_true",
                    help="measure the device's copy and GEMM ceilings again (cached per device); alone, only that")
     add_execution_options(p)
@@ -124,7 +130,9 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
         from dataclasses import replace
 
         settings = replace(settings, min_time_s=args.min_time)
-    monitor = None if args.no_telemetry else _monitor(device, say)
+    monitor, why = _monitor(args, device, say)
+    if monitor is not None:
+        monitor.__enter__()  # starts sampling; measures the energy counter's update period
     path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
     metadata = {
         "device": device.as_dict(),
@@ -145,18 +153,20 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
             "cpu_run": device.kind == "cpu",
         },
         "ceilings": ceilings.as_dict() if ceilings else None,
-        "telemetry": monitor.describe() if monitor else {"enabled": False},
+        "telemetry": monitor.describe() if monitor else {"enabled": False, "reason": why},
     }
     recorder = RunRecorder(path, metadata=metadata)
     show, interactive = _progress(sys.stderr)
     status = "complete"
     try:
-        with (monitor if monitor else _null()):
-            run_cases(cases, models, device, record=recorder.add_case, ceilings=ceilings, settings=settings,
-                      monitor=monitor, cuda_graphs=not args.no_cuda_graphs, progress=show)
+        run_cases(cases, models, device, record=recorder.add_case, ceilings=ceilings, settings=settings,
+                  monitor=monitor, cuda_graphs=not args.no_cuda_graphs, progress=show)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
+        if monitor is not None:
+            monitor.__exit__(None, None, None)
+            recorder.doc["metadata"]["telemetry"]["events"] = [m for _, m in monitor.sampler.events]
         if interactive:
             sys.stderr.write("\r\033[K")
         projections = []
@@ -172,21 +182,18 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
     return recorder.doc
 
 
-def _monitor(device, say):
-    """Telemetry for the run's device, or None when there is none to sample."""
-    try:
-        from meter.telemetry.monitor import monitor_for_device
-    except ImportError:
-        return None
-    return monitor_for_device(device, say)
+def _monitor(args: argparse.Namespace, device, say):
+    """(telemetry monitor of the run's device, None) or (None, why there is none)."""
+    from meter.telemetry.monitor import monitor_for_device
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    if args.no_telemetry:
+        return None, "disabled (--no-telemetry)"
+    if not 1 <= args.sample_hz <= 100:
+        raise UsageError(f"--sample-hz must be between 1 and 100, not {args.sample_hz:g}")
+    monitor, why = monitor_for_device(device, source=args.telemetry, interval_s=1.0 / args.sample_hz, say=say)
+    if monitor is None:
+        say(f"telemetry: {why}; the benchmark goes on without it")
+    return monitor, why
 
 
 def _hardware_summary(device) -> dict[str, Any] | None:
@@ -259,10 +266,12 @@ def _energy_note(tele: dict) -> str:
     if not tele:
         return ""
     parts = []
-    if tele.get("energy_j") is not None:
-        parts.append(f"{tele['energy_j']:.3g} J")
+    if tele.get("joules_per_token") is not None:
+        parts.append(f"{tele['joules_per_token']:.3g} J/token")
     if tele.get("avg_power_w") is not None:
         parts.append(f"{tele['avg_power_w']:.0f} W")
+    if tele.get("avg_sm_clock_hz") is not None:
+        parts.append(f"SM {tele['avg_sm_clock_hz'] / 1e6:.0f} MHz")
     if tele.get("low_confidence"):
         parts.append("low-confidence energy")
     if tele.get("throttle_reasons"):
@@ -333,6 +342,8 @@ def run_bench(args: argparse.Namespace) -> int:
         models, suite, label = {model.name: model.args}, None, model.name
     if not cases:
         raise UsageError("the options select no case")
+    if args.telemetry_overhead:
+        return run_overhead(args, cases, models, device)
     doc = execute(args, cases, models, device, label=label, suite=suite, remeasure_ceilings=args.ceilings)
     finish_output(args, doc)
     return 0
@@ -344,4 +355,45 @@ def run_main(args: argparse.Namespace) -> int:
     cases, models, suite = cases_from_suite(suite_name, args, device)
     doc = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
     finish_output(args, doc)
+    return 0
+
+
+def run_overhead(args: argparse.Namespace, cases, models, device) -> int:
+    """``meter bench --telemetry-overhead``: the sampler's cost to each case's throughput."""
+    from meter.bench.workloads import build_workload
+    from meter.telemetry.monitor import DEFAULT_COUNTER_PERIOD_S, monitor_for_device
+    from meter.telemetry.overhead import measure_overhead
+
+    probe, why = monitor_for_device(device, source=args.telemetry, counter_period_s=DEFAULT_COUNTER_PERIOD_S)
+    if probe is None:
+        raise UsageError(f"no telemetry to measure the overhead of: {why}")
+    probe.__exit__(None, None, None)
+
+    def make_monitor(interval_s: float):
+        monitor, why = monitor_for_device(device, source=args.telemetry, interval_s=interval_s,
+                                          counter_period_s=DEFAULT_COUNTER_PERIOD_S)
+        if monitor is None:
+            raise UsageError(f"telemetry went away during the measurement: {why}")
+        return monitor
+
+    sync = None
+    if device.kind == "cuda":
+        import torch
+
+        def sync() -> None:
+            torch.cuda.synchronize(device.torch_device)
+    results, rows = [], []
+    for case in cases:
+        workload = build_workload(case, models[case.model], device)
+        r = measure_overhead(workload.step, make_monitor, trial_s=args.min_time or 2.0, sync=sync)
+        results.append({"case": case.id, **r})
+        rows += [[case.id, f"{x['rate_hz']:g} Hz" if x["rate_hz"] else "off", f"{x['calls_per_s_median']:.4g}",
+                  f"{x['calls_per_s_spread'] * 100:.1f}%", f"{x['overhead'] * 100:+.2f}%", f"{x['samples_per_s']:.0f}"]
+                 for x in r["rates"]]
+        del workload
+    if args.json:
+        emit_json({"device": device.as_dict(), "telemetry": args.telemetry, "results": results})
+    else:
+        print(table(["case", "sampling", "calls/s (median)", "range", "throughput cost", "samples/s"], rows,
+                    title=f"Telemetry overhead on {device.label} (5 interleaved rounds per rate)"))
     return 0

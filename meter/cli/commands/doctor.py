@@ -21,16 +21,21 @@ def gpu_report(specs: list) -> dict[str, Any]:
     """NVML's view of the GPUs, each matched to its hardware config; never raises for a missing driver."""
     from meter.config.hardware import match_nvml_name
     from meter.device.nvml import GpuLost, NvmlSession, NvmlUnavailable
+    from meter.device.nvml_gpu import NvmlGpu
 
     try:
         with NvmlSession() as nvml:
             gpus = []
             for ident in nvml.identities():
                 spec = match_nvml_name(ident.name, specs)
+                telemetry = NvmlGpu(nvml, ident.index).describe()
                 gpus.append({
                     "index": ident.index, "name": ident.name, "uuid": ident.uuid, "pci_bus_id": ident.pci_bus_id,
                     "memory_total_bytes": ident.memory_total_bytes, "mig_enabled": ident.mig_enabled,
                     "hardware_config": spec.name if spec else None,
+                    "architecture": telemetry["architecture"],
+                    "power_semantics": telemetry["power_semantics"],
+                    "telemetry_supported": telemetry["supported"],
                 })
             return {"available": True, "reason": None, "driver_version": nvml.driver_version(),
                     "nvml_version": nvml.nvml_version(), "cuda_driver_version": nvml.cuda_driver_version(),
@@ -78,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
                  "this NVML name (meter hardware)"] for g in nv["gpus"]]
         print()
         print(table(["gpu", "name", "uuid", "hardware config"], rows))
+        rows = []
+        for g in nv["gpus"]:
+            missing = [k for k, ok in g["telemetry_supported"].items() if not ok]
+            rows.append([g["index"], g["architecture"], "yes" if g["mig_enabled"] else "no", g["power_semantics"],
+                         "all" if not missing else "all but " + ", ".join(missing)])
+        print()
+        print(table(["gpu", "arch", "MIG", "power reading", "telemetry fields supported"], rows))
     if not t["cuda_available"]:
         print("\nNo CUDA device: benchmarks run on the CPU and are labelled as CPU figures.")
     return 0

@@ -1,0 +1,239 @@
+"""The monitor: a running sampler plus energy windows with synchronised edges.
+
+    with monitor_for_device(device, interval_s=0.1)[0] as monitor:
+        with monitor.window("moe.train") as w:
+            run_the_benchmark()
+        print(w.summary()["energy_j"])
+
+At each window edge the monitor waits for the device (CUDA synchronise) and reads the energy
+counters directly, so the window covers all and only the work issued inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from meter.device.nvml import GpuLost, NvmlSession, NvmlUnavailable
+from meter.telemetry.sampler import Sampler
+from meter.telemetry.sources import CpuSource, GpuSource, Source
+from meter.telemetry.window import MIN_COUNTER_PERIODS, MIN_SAMPLES, Edge, summarize_window
+
+DEFAULT_COUNTER_PERIOD_S = 0.1  # NVML's energy counter typically advances every ~100 ms
+
+
+def infer_counter_period(read_energy: Callable[[], float | None], max_s: float = 0.6,
+                         poll_s: float = 0.002) -> float | None:
+    """The energy counter's update period, from the median gap between observed changes."""
+    last = read_energy()
+    if last is None:
+        return None
+    changes: list[float] = []
+    start = time.monotonic()
+    while time.monotonic() - start < max_s:
+        time.sleep(poll_s)
+        value = read_energy()
+        if value is not None and value != last:
+            changes.append(time.monotonic())
+            last = value
+    gaps = [b - a for a, b in zip(changes, changes[1:])]
+    return statistics.median(gaps) if len(gaps) >= 2 else None
+
+
+class WindowHandle:
+    """Yielded by :meth:`Monitor.window`; its summary is ready once the ``with`` block ends."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._summary: dict[str, Any] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        if self._summary is None:
+            raise RuntimeError(f"window {self.name!r} is still open")
+        return self._summary
+
+
+class Monitor:
+    def __init__(self, sources: Sequence[Source], *, interval_s: float = 0.1, sync: Callable[[], None] | None = None,
+                 counter_period_s: float | None = None, on_event: Callable[[str], None] | None = None,
+                 session: NvmlSession | None = None):
+        self.sources = list(sources)
+        self.sampler = Sampler(self.sources, interval_s, on_event=on_event)
+        self.sync = sync
+        self.counter_period_s = counter_period_s
+        self.counter_period_measured = counter_period_s is not None
+        self._session = session
+        self._open: dict[str, dict[str, Edge]] = {}
+
+    # --- lifetime ---
+
+    def __enter__(self) -> Monitor:
+        if self.counter_period_s is None:
+            period = None
+            for source in self.sources:
+                try:
+                    if source.read_energy_j() is not None:
+                        period = infer_counter_period(source.read_energy_j)
+                        break
+                except GpuLost as exc:  # lost while starting: the same as lost later
+                    self.sampler.mark_lost(source.key, str(exc))
+            self.counter_period_measured = period is not None
+            self.counter_period_s = period or DEFAULT_COUNTER_PERIOD_S
+        self.sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sampler.stop()
+        if self._session is not None:
+            self._session.__exit__(None, None, None)
+            self._session = None
+
+    @property
+    def min_window_s(self) -> float:
+        """Shortest window whose energy is trustworthy; the harness repeats shorter cases."""
+        period = self.counter_period_s or DEFAULT_COUNTER_PERIOD_S
+        return max(1.0, MIN_COUNTER_PERIODS * period, MIN_SAMPLES * self.sampler.interval_s)
+
+    # --- windows ---
+
+    def _edges(self) -> dict[str, Edge]:
+        if self.sync is not None:
+            self.sync()
+        edges = {}
+        for source in self.sources:
+            t = time.monotonic()
+            energy = None
+            if source.key not in self.sampler.lost:
+                try:
+                    energy = source.read_energy_j()
+                except GpuLost as exc:
+                    self.sampler.mark_lost(source.key, str(exc))
+            edges[source.key] = Edge(t, energy)
+        return edges
+
+    def begin_window(self, name: str) -> None:
+        if name in self._open:
+            raise ValueError(f"window {name!r} is already open")
+        self._open[name] = self._edges()
+
+    def end_window(self, name: str) -> dict[str, Any]:
+        if name not in self._open:
+            raise ValueError(f"window {name!r} was never begun")
+        begin, end = self._open.pop(name), self._edges()
+        per_device = {}
+        for source in self.sources:
+            ring = self.sampler.rings[source.key]
+            b, e = begin[source.key], end[source.key]
+            per_device[source.key] = summarize_window(
+                name, b, e, ring.between(b.t_s, e.t_s), counter_period_s=self.counter_period_s or DEFAULT_COUNTER_PERIOD_S,
+                lost=self.sampler.lost.get(source.key), power_semantics=source.describe().get("power_semantics"))
+        return combine(name, per_device)
+
+    @contextlib.contextmanager
+    def window(self, name: str) -> Iterator[WindowHandle]:
+        handle = WindowHandle(name)
+        self.begin_window(name)
+        try:
+            yield handle
+        finally:
+            handle._summary = self.end_window(name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"enabled": True, "interval_s": self.sampler.interval_s,
+                "counter_period_s": self.counter_period_s,
+                "counter_period": "measured" if self.counter_period_measured else "assumed (typical NVML)",
+                "min_window_s": self.min_window_s,
+                "devices": [s.describe() for s in self.sources]}
+
+
+def combine(name: str, per_device: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One window over several devices: sums of energy and power, the union of reasons."""
+    if len(per_device) == 1:
+        key, only = next(iter(per_device.items()))
+        return {**only, "device": key}
+    values = list(per_device.values())
+    energies = [v["energy_j"] for v in values]
+    total = sum(energies) if all(e is not None for e in energies) else None
+    duration = max(v["duration_s"] for v in values)
+    return {
+        "name": name, "duration_s": duration, "energy_j": total,
+        "avg_power_w": total / duration if total is not None and duration > 0 else None,
+        "peak_power_w": sum(v["peak_power_w"] or 0.0 for v in values) or None,
+        "throttle_reasons": sorted({r for v in values for r in v["throttle_reasons"]}),
+        "low_confidence": any(v["low_confidence"] for v in values),
+        "low_confidence_reasons": sorted({f"{k}: {r}" for k, v in per_device.items() for r in v["low_confidence_reasons"]}),
+        "devices": per_device,
+    }
+
+
+def monitor_for_device(device, *, source: str = "auto", interval_s: float = 0.1,
+                       say: Callable[[str], None] | None = None,
+                       counter_period_s: float | None = None) -> tuple[Monitor | None, str | None]:
+    """A monitor for a benchmark on ``device``, or (None, why there is no telemetry).
+
+    ``source``: ``auto`` watches the benchmark's own device (its GPU through NVML, or the CPU
+    through RAPL); ``nvml`` watches every visible GPU whatever the device; ``rapl`` the CPU.
+    """
+    say = say or (lambda _msg: None)
+    if source not in ("auto", "nvml", "rapl"):
+        raise ValueError(f"unknown telemetry source {source!r}")
+    if source == "nvml" or (source == "auto" and device.kind == "cuda"):
+        try:
+            session = NvmlSession().__enter__()
+        except NvmlUnavailable as exc:
+            return None, f"no GPU telemetry: {exc}"
+        try:
+            if device.kind == "cuda":
+                indices = [nvml_index_for(session, device)]
+            else:
+                from meter.device.visible import visible_nvml_indices
+
+                indices = visible_nvml_indices(session, os.environ.get("CUDA_VISIBLE_DEVICES"))
+            sources = [GpuSource(_nvml_gpu(session, i)) for i in indices]
+        except (GpuLost, ValueError) as exc:
+            session.__exit__(None, None, None)
+            return None, f"no GPU telemetry: {exc}"
+        if not sources:
+            session.__exit__(None, None, None)
+            return None, "no GPU telemetry: CUDA_VISIBLE_DEVICES selects no GPU"
+        sync = None
+        if device.kind == "cuda":
+            def sync() -> None:
+                import torch
+
+                torch.cuda.synchronize(device.torch_device)
+        return Monitor(sources, interval_s=interval_s, sync=sync, counter_period_s=counter_period_s,
+                       on_event=say, session=session), None
+    from meter.device.rapl import open_rapl
+
+    rapl, why = open_rapl()
+    if rapl is None:
+        return None, f"no CPU energy: {why}"
+    return Monitor([CpuSource(rapl)], interval_s=interval_s, counter_period_s=counter_period_s or 0.001,
+                   on_event=say), None
+
+
+def _nvml_gpu(session: NvmlSession, index: int):
+    from meter.device.nvml_gpu import NvmlGpu
+
+    return NvmlGpu(session, index)
+
+
+def nvml_index_for(session: NvmlSession, device) -> int:
+    """The NVML index of a CUDA device: by UUID when torch reports one, else by CUDA_VISIBLE_DEVICES."""
+    from meter.device.visible import visible_nvml_indices
+
+    if device.uuid:
+        for i in range(session.device_count()):
+            if session.identity(i).uuid == device.uuid:
+                return i
+    visible = visible_nvml_indices(session, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    cuda_index = int(device.torch_device.split(":")[1]) if ":" in device.torch_device else 0
+    if cuda_index >= len(visible):
+        raise ValueError(f"CUDA device {cuda_index} has no NVML counterpart (CUDA_VISIBLE_DEVICES="
+                         f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+    return visible[cuda_index]

@@ -1,0 +1,60 @@
+"""Telemetry sources: something the sampler can read. A GPU through NVML, or the CPU through RAPL."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from meter.device.nvml_gpu import NvmlGpu
+from meter.device.rapl import RaplCounter
+from meter.device.reading import Reading
+
+
+class Source(Protocol):
+    key: str
+
+    def read(self) -> Reading: ...
+
+    def read_energy_j(self) -> float | None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class GpuSource:
+    """A GPU read through NVML; ``key`` is ``gpu<nvml index>``."""
+
+    def __init__(self, gpu: NvmlGpu):
+        self.gpu = gpu
+        self.key = f"gpu{gpu.index}"
+
+    def read(self) -> Reading:
+        return self.gpu.read()
+
+    def read_energy_j(self) -> float | None:
+        return self.gpu.read_energy_j()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "gpu", **self.gpu.describe()}
+
+
+class CpuSource:
+    """CPU package energy from RAPL; power is the average since the previous reading."""
+
+    key = "cpu"
+
+    def __init__(self, rapl: RaplCounter):
+        self.rapl = rapl
+
+    def read(self) -> Reading:
+        energy, power = self.rapl.read_power_w()
+        return Reading(t_s=time.monotonic(), utilization_ratio=None, memory_utilization_ratio=None, power_w=power,
+                       power_instant_w=None, power_average_w=power, energy_j=energy, sm_clock_hz=None,
+                       mem_clock_hz=None, clock_event_mask=None, memory_used_bytes=None, memory_total_bytes=None,
+                       temperature_c=None, power_limit_w=None)
+
+    def read_energy_j(self) -> float | None:
+        return self.rapl.read_energy_j()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "cpu", "domains": self.rapl.names, "power_semantics": "RAPL energy difference between samples",
+                "supported": {"energy": True, "power": True}}
