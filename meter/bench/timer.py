@@ -43,7 +43,11 @@ def time_cpu(call: Callable[[int], None], s: TimingSettings = CPU_DEFAULTS) -> l
         i += 1
     estimate = (time.perf_counter() - start) / i
     samples = []
-    for _ in range(_repeats(estimate, s)):
+    planned = _repeats(estimate, s)
+    begin = time.perf_counter()
+    # The warm-up only estimates; keep going until the time is really measured (a telemetry
+    # window relies on it), within max_repeats.
+    while len(samples) < s.max_repeats and (len(samples) < planned or time.perf_counter() - begin < s.min_time_s):
         t0 = time.perf_counter()
         call(i)
         samples.append(time.perf_counter() - t0)
@@ -65,15 +69,20 @@ def time_cuda(call: Callable[[int], None], s: TimingSettings = GPU_DEFAULTS, *, 
         torch.cuda.synchronize(device)
         i += 1
     estimate = (time.perf_counter() - start) / i
-    n = _repeats(estimate, s)
-    begin = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    for r in range(n):
-        if flush is not None:
-            flush.random_(-128, 127)  # evict L2 with fresh data, outside the timed region
-        begin[r].record()
-        call(i)
-        end[r].record()
-        i += 1
-    torch.cuda.synchronize(device)
-    return [b.elapsed_time(e) / 1e3 for b, e in zip(begin, end)]
+    chunk = _repeats(estimate, s)
+    pairs: list[tuple] = []
+    wall = time.perf_counter()
+    # Calls are issued in chunks; after each, the wall clock says whether enough time has passed
+    # (the warm-up estimate can be off), so the measured span is never shorter than min_time_s.
+    while len(pairs) < s.max_repeats and (len(pairs) < chunk or time.perf_counter() - wall < s.min_time_s):
+        for _ in range(min(chunk, s.max_repeats - len(pairs))):
+            if flush is not None:
+                flush.random_(-128, 127)  # evict L2 with fresh data, outside the timed region
+            b, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            b.record()
+            call(i)
+            e.record()
+            pairs.append((b, e))
+            i += 1
+        torch.cuda.synchronize(device)
+    return [b.elapsed_time(e) / 1e3 for b, e in pairs]

@@ -8,6 +8,13 @@ from meter.config.paths import ConfigLocator
 from meter.units import parse_quantity
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command and a pointer to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def locator(args: argparse.Namespace) -> ConfigLocator:
     return ConfigLocator.from_env(getattr(args, "config_dir", []) or [])
 

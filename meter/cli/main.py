@@ -12,18 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from meter import __version__
+from meter.cli.common import OneLineParser
 from meter.compat import check_kernels_package
 from meter.errors import MeterError
 
 # Command modules under meter.cli.commands, in the order `meter --help` lists them.
-COMMAND_MODULES = ("bench", "watch", "catalog", "flops", "doctor")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the command and a pointer to --help."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+COMMAND_MODULES = ("bench", "cost", "watch", "catalog", "flops", "doctor")
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from meter.config.quantity import Quantity, QuantityError, from_yaml
 from meter.errors import ConfigError
 
 Constraints = Mapping[str, Mapping[str, float]]
@@ -149,6 +150,11 @@ def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
             key = _coerce(key_tp, k, path=path, dotted=f"{dotted}.{k}")
             out[key] = _coerce(val_tp, v, path=path, dotted=f"{dotted}.{k}")
         return types.MappingProxyType(out)
+    if tp is Quantity:
+        try:
+            return from_yaml(value)
+        except QuantityError as exc:
+            raise ConfigError(path, dotted, str(exc), value) from None
     if dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, path=path, prefix=f"{dotted}.")
     if tp is Any:

@@ -206,3 +206,17 @@ def test_decode_case_on_a_gpu_uses_a_cuda_graph():
                       settings=TimingSettings(warmup_s=0.05, min_warmup_calls=2, min_time_s=0.05, min_repeats=5,
                                               max_repeats=50))
     assert results[0]["status"] == "ok" and results[0]["details"]["cuda_graph"] is True
+
+
+def test_timer_measures_at_least_min_time_even_when_warmup_misleads():
+    import time as _time
+
+    calls = []
+
+    def call(i):
+        calls.append(i)
+        _time.sleep(0.05 if i == 0 else 0.002)  # a slow first call makes the estimate pessimistic
+
+    settings = TimingSettings(warmup_s=0.0, min_warmup_calls=1, min_time_s=0.3, min_repeats=1, max_repeats=10_000)
+    samples = time_cpu(call, settings)
+    assert sum(samples) >= 0.29 and len(samples) > 100

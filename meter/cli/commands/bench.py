@@ -113,8 +113,8 @@ def _progress(stream):
 
 
 def execute(args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None,
-            remeasure_ceilings: bool = False) -> dict[str, Any]:
-    """Run cases into a run file; returns the run document (also when interrupted, then re-raised)."""
+            remeasure_ceilings: bool = False):
+    """Run cases into a run file; returns its recorder (KeyboardInterrupt is re-raised after saving)."""
     from meter.bench.harness import run_cases
     from meter.bench.projection import project
     from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
@@ -163,6 +163,9 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
                   monitor=monitor, cuda_graphs=not args.no_cuda_graphs, progress=show)
     except KeyboardInterrupt:
         status = "interrupted"
+    except BaseException:
+        status = "failed"  # e.g. a closed output pipe: what finished is kept, the run is not complete
+        raise
     finally:
         if monitor is not None:
             monitor.__exit__(None, None, None)
@@ -174,12 +177,11 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
             projections += [p.as_dict() for p in project(name, a, recorder.doc["cases"], device.hardware)]
         recorder.doc["projections"] = projections
         recorder.finish(status)
-    recorder.doc["path"] = str(path)
     if status == "interrupted":
         done = sum(1 for c in recorder.doc["cases"] if c["status"] == "ok")
         say(f"meter: interrupted; kept {done} finished case(s) in {path}")
         raise KeyboardInterrupt
-    return recorder.doc
+    return recorder
 
 
 def _monitor(args: argparse.Namespace, device, say):
@@ -279,13 +281,56 @@ def _energy_note(tele: dict) -> str:
     return "; ".join(parts)
 
 
-def finish_output(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+def finish_output(args: argparse.Namespace, recorder) -> None:
+    doc = recorder.doc
     if args.json:
         emit_json(doc)
         return
     print_results(doc)
     print_projections(doc)
-    print(f"\nRun file: {doc['path']}")
+    if doc["extras"].get("cost"):
+        print_costs(doc)
+    print(f"\nRun file: {recorder.path}")
+
+
+def add_costs(args: argparse.Namespace, recorder) -> None:
+    """Price the default scenarios from what the run measured, into the run file's extras."""
+    from meter.cost.for_run import costs_for_run, summary
+
+    estimates, problems = costs_for_run(recorder.path, locator(args))
+    recorder.doc["extras"]["cost"] = {**summary(estimates), "problems": problems}
+    recorder.save()
+
+
+def print_costs(doc: dict[str, Any]) -> None:
+    from meter.cost.display import fmt
+
+    cost = doc["extras"]["cost"]
+    cpu = doc["metadata"]["device"]["kind"] == "cpu"
+    print()
+    for key in ("train", "serve"):
+        e = cost.get(key)
+        if not e:
+            continue
+        out = e["outputs"]
+        label = f"{e['scenario']} ({e['model']} on {e['hardware']}), from this run" + (", CPU-derived" if cpu else "")
+        if key == "train":
+            t, u = out.get("total_gpu_hours"), out.get("total_usd")
+            rep = {r["output"]: r["reported"] for r in e["reproductions"]}
+            spread = f" (P10-P90 {fmt(u['p10'], 'usd')}-{fmt(u['p90'], 'usd')})" if u and u["p10"] != u["p90"] else ""
+            print(f"Training cost of {label}: {fmt(t['point'], 'count')} GPU-hours, {fmt(u['point'], 'usd') if u else 'n/a'}"
+                  f"{spread}; reported {fmt(rep.get('total_gpu_hours'), 'count')} GPU-hours, "
+                  f"{fmt(rep.get('total_usd'), 'usd')}")
+        else:
+            print(f"Serving cost of {label}: {fmt(out.get('usd_per_m_output_tokens', {}).get('point'), 'usd_small')} "
+                  f"per million output tokens, {fmt(out.get('usd_per_m_input_tokens', {}).get('point'), 'usd_small')} "
+                  f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)")
+        for note in e["notes"]:
+            if note.startswith("efficiency transfer"):
+                print(f"  {note}")
+    for problem in cost.get("problems", []):
+        print(f"Cost not computed: {problem}")
+    print("Details, ranges and every assumption: meter cost train|serve --from-run RUN_FILE --report FILE.md")
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -344,8 +389,8 @@ def run_bench(args: argparse.Namespace) -> int:
         raise UsageError("the options select no case")
     if args.telemetry_overhead:
         return run_overhead(args, cases, models, device)
-    doc = execute(args, cases, models, device, label=label, suite=suite, remeasure_ceilings=args.ceilings)
-    finish_output(args, doc)
+    recorder = execute(args, cases, models, device, label=label, suite=suite, remeasure_ceilings=args.ceilings)
+    finish_output(args, recorder)
     return 0
 
 
@@ -353,8 +398,9 @@ def run_main(args: argparse.Namespace) -> int:
     device = _setup(args)
     suite_name = args.suite or DEFAULT_SUITES[device.kind]
     cases, models, suite = cases_from_suite(suite_name, args, device)
-    doc = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
-    finish_output(args, doc)
+    recorder = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
+    add_costs(args, recorder)
+    finish_output(args, recorder)
     return 0
 
 

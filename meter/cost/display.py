@@ -1,0 +1,95 @@
+"""How cost outputs are named and formatted, for the terminal and the Markdown report alike."""
+
+from __future__ import annotations
+
+import math
+
+from meter.cost.montecarlo import Summary
+
+# output name -> (label, kind of number); order is the order of display.
+TRAIN_DISPLAY: list[tuple[str, str, str]] = [
+    ("total_gpu_hours", "GPU-hours, all stages", "count"),
+    ("total_usd", "rental cost, all stages", "usd"),
+    ("cumulative_usd", "with the run it builds on", "usd"),
+    ("pretraining_gpu_hours", "pre-training GPU-hours", "count"),
+    ("pretraining_usd", "pre-training rental cost", "usd"),
+    ("gpu_hours_per_trillion_tokens", "GPU-hours per trillion tokens", "count"),
+    ("days_per_trillion_tokens_on_cluster", "days per trillion tokens on the cluster", "days"),
+    ("days_on_cluster", "days on the cluster, all stages", "days"),
+    ("mfu", "MFU (dense bf16 peak)", "pct"),
+    ("implied_mfu", "MFU implied by the reported GPU-hours", "pct"),
+    ("energy_kwh", "energy at the wall", "kwh"),
+    ("energy_usd", "electricity cost", "usd"),
+    ("ownership_usd_per_gpu_hour", "ownership cost per GPU-hour", "usd_small"),
+    ("ownership_usd", "ownership cost of the same GPU-hours", "usd"),
+    ("experiments_usd", "experiments and ablations", "usd"),
+    ("data_usd", "data", "usd"),
+    ("staff_usd", "staff", "usd"),
+    ("programme_usd", "programme (rental view)", "usd"),
+    ("final_run_share_of_programme", "final run's share of the programme", "pct"),
+    ("fleet_capex_usd", "fleet capex (capex view)", "usd"),
+    ("fleet_capex_per_gpu_usd", "fleet capex per GPU", "usd"),
+    ("final_run_share_of_fleet_capex", "final run as a share of fleet capex", "pct"),
+]
+SERVE_DISPLAY: list[tuple[str, str, str]] = [
+    ("usd_per_m_input_tokens", "$ per million input tokens (with cache hits)", "usd_small"),
+    ("usd_per_m_input_tokens_miss", "$ per million input tokens (cache miss)", "usd_small"),
+    ("usd_per_m_output_tokens", "$ per million output tokens", "usd_small"),
+    ("output_tokens_per_s_per_gpu", "output tokens/s per GPU", "count"),
+    ("gpus_needed", "GPUs needed for the load", "count"),
+    ("usd_per_day", "cost per day", "usd"),
+    ("revenue_usd_per_day", "revenue per day at list prices", "usd"),
+    ("cost_profit_margin", "cost-profit margin", "pct"),
+    ("joules_per_input_token", "energy per input token", "joule"),
+    ("joules_per_output_token", "energy per output token", "joule"),
+    ("energy_usd_per_m_output_tokens", "electricity per million output tokens", "usd_small"),
+]
+
+
+def fmt(value: float | None, kind: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if kind == "usd":
+        for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+            if abs(value) >= scale:
+                return f"${value / scale:.4g}{suffix}"
+        return f"${value:,.2f}"
+    if kind == "usd_small":
+        return f"${value:.4g}"
+    if kind == "pct":
+        return f"{value * 100:.3g}%"
+    if kind == "days":
+        return f"{value:.3g} days"
+    if kind == "kwh":
+        for scale, suffix in ((1e6, "GWh"), (1e3, "MWh")):
+            if abs(value) >= scale:
+                return f"{value / scale:.4g} {suffix}"
+        return f"{value:.4g} kWh"
+    if kind == "joule":
+        return f"{value:.3g} J"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{suffix}"
+    return f"{value:,.4g}"
+
+
+def rows(outputs: dict[str, Summary], display: list[tuple[str, str, str]], *, ranges: bool) -> list[list[str]]:
+    out = []
+    for name, label, kind in display:
+        s = outputs.get(name)
+        if s is None:
+            continue
+        row = [label, fmt(s.point, kind)]
+        if ranges:
+            row += [fmt(s.p10, kind), fmt(s.p50, kind), fmt(s.p90, kind)] if s.is_range else ["", "", ""]
+        out.append(row)
+    return out
+
+
+def kind_of(output: str) -> str:
+    for name, _, kind in TRAIN_DISPLAY + SERVE_DISPLAY:
+        if output.split(".")[0] in (name, name.replace("pretraining_", "stage_")):
+            return kind
+    if output.startswith("stage_usd"):
+        return "usd"
+    return "count"

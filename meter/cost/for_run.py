@@ -1,0 +1,35 @@
+"""The cost lines `meter run` ends with: the default scenarios, priced from what the run measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from meter.config.paths import ConfigLocator
+from meter.config.scenarios import load_scenario
+from meter.cost.estimate import CostEstimate, estimate_serve, estimate_train
+from meter.cost.from_run import load_measured
+from meter.errors import MeterError
+
+TRAIN_SCENARIO = "deepseek-v3"
+SERVE_SCENARIO = "deepseek-v3-day6"
+
+
+def costs_for_run(path: Path, locator: ConfigLocator | None = None, *, samples: int = 20_000
+                  ) -> tuple[dict[str, CostEstimate], list[str]]:
+    """({"train": ..., "serve": ...}, problems): whatever the run supports; never raises for a thin run."""
+    try:
+        run = load_measured(path)
+    except MeterError as exc:
+        return {}, [str(exc)]
+    out, problems = {}, []
+    for key, name, fn in (("train", TRAIN_SCENARIO, estimate_train), ("serve", SERVE_SCENARIO, estimate_serve)):
+        try:
+            out[key] = fn(load_scenario(name, locator), run=run, samples=samples, locator=locator)
+        except MeterError as exc:
+            problems.append(f"{key}: {exc}")
+    return out, problems
+
+
+def summary(estimates: dict[str, CostEstimate]) -> dict[str, Any]:
+    return {k: v.as_dict() for k, v in estimates.items()}

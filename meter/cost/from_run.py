@@ -1,0 +1,135 @@
+"""Measured rates from a run file: per-token time, efficiency, bytes and energy per phase.
+
+The cost model uses a run in one of two ways:
+
+- **direct**: the run measured the scenario's model on the scenario's GPU, so its per-token
+  times are used as they are;
+- **transfer**: otherwise (another GPU, another model, or a CPU) only the run's *efficiency* is
+  carried over: the fraction of the dense bf16 peak it reached (or, on a CPU without a datasheet,
+  of the GEMM rate measured on that CPU), and for decode also the fraction of memory bandwidth;
+  the scenario's own FLOPs, bytes and peaks do the rest. Every result says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meter.errors import MeterError
+from meter.results.runfile import load_run
+
+
+@dataclass(frozen=True)
+class PhaseRate:
+    phase: str
+    model: str
+    dtype: str
+    batch: int
+    seq: int
+    context: int
+    time_per_token_s: float            # the measured layers, GPU-seconds per token
+    flops_per_token: float             # analytic FLOPs of those layers per token
+    efficiency: float                  # achieved FLOP/s over the basis below
+    efficiency_basis: str
+    bytes_per_token: float | None = None
+    bandwidth_efficiency: float | None = None
+    joules_per_token: float | None = None
+    avg_power_w: float | None = None
+    form: str | None = None            # MLA decode form of the attention case, when there is one
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    path: str
+    device_kind: str
+    device_name: str
+    hardware: str | None
+    phases: dict[str, list[PhaseRate]] = field(default_factory=dict)
+
+    @property
+    def cpu(self) -> bool:
+        return self.device_kind == "cpu"
+
+    @property
+    def label(self) -> str:
+        return f"CPU ({self.device_name})" if self.cpu else self.device_name
+
+    def pick(self, phase: str, *, seq: int | None = None, batch: int | None = None,
+             context: int | None = None) -> PhaseRate | None:
+        """The phase's measurement closest to the wanted shape (exact matches first, then the largest)."""
+        rates = self.phases.get(phase, [])
+        if not rates:
+            return None
+
+        def score(r: PhaseRate):
+            # Serving uses the absorbed MLA form, so prefer it; then the wanted shape; then the largest.
+            return (r.form == "naive", seq is not None and r.seq != seq, batch is not None and r.batch != batch,
+                    context is not None and r.context != context, -(r.batch * max(r.seq, 1)))
+        return min(rates, key=score)
+
+
+def load_measured(path: Path | str) -> MeasuredRun:
+    doc = load_run(path)
+    meta = doc["metadata"]
+    device = meta["device"]
+    hardware = meta.get("hardware") or None
+    ceilings = meta.get("ceilings") or {}
+    cases = {c["id"]: c for c in doc["cases"] if c.get("status") == "ok"}
+    phases: dict[str, list[PhaseRate]] = {}
+    for p in doc.get("projections") or []:
+        rate = _phase_rate(p, cases, hardware, ceilings)
+        if rate is not None:
+            phases.setdefault(p["phase"], []).append(rate)
+    if not phases:
+        raise MeterError(f"{path}: the run has no whole-model projection (it needs attention, MoE and FFN "
+                         f"results at one shape; run 'meter run' or a suite that measures all three)")
+    return MeasuredRun(path=str(path), device_kind=device["kind"], device_name=device["name"],
+                       hardware=hardware["name"] if hardware else None, phases=phases)
+
+
+def _phase_rate(p: dict, cases: dict[str, dict], hardware: dict | None, ceilings: dict) -> PhaseRate | None:
+    achieved = p["flops_per_token"] / p["time_per_token_s"]
+    if hardware and hardware.get("peak_tflops", {}).get("bf16"):
+        basis_value = hardware["peak_tflops"]["bf16"] * 1e12
+        basis = f"dense bf16 datasheet peak of {hardware['name']}"
+    elif ceilings.get("gemm_flops_per_s", {}).get(p["dtype"]):
+        basis_value = ceilings["gemm_flops_per_s"][p["dtype"]]
+        basis = f"{p['dtype']} GEMM rate measured on this device (no datasheet)"
+    else:
+        return None
+    bytes_per_token = joules = 0.0
+    power_time = weighted_power = 0.0
+    have_bytes = have_joules = True
+    for layer in p["layers"].values():
+        case = cases.get(layer["case_id"])
+        if case is None:
+            return None
+        m = case["metrics"]
+        tokens_per_call = m["time_per_call_s"] / m["time_per_token_s"]
+        bytes_per_token += layer["count"] * m["bytes_per_call"] / tokens_per_call
+        tele = case.get("telemetry") or {}
+        if tele.get("joules_per_token") is None:
+            have_joules = False
+        else:
+            joules += layer["count"] * tele["joules_per_token"]
+        if tele.get("avg_power_w") is not None:
+            weight = layer["count"] * layer["time_per_token_s"]
+            weighted_power += tele["avg_power_w"] * weight
+            power_time += weight
+        have_bytes = have_bytes and m.get("bytes_per_call") is not None
+    bandwidth = None
+    if have_bytes:
+        achieved_bw = bytes_per_token / p["time_per_token_s"]
+        if hardware and hardware.get("memory_bandwidth_gb_s"):
+            bandwidth = achieved_bw / (hardware["memory_bandwidth_gb_s"] * 1e9)
+        elif ceilings.get("copy_bytes_per_s"):
+            bandwidth = achieved_bw / ceilings["copy_bytes_per_s"]
+    attention = cases.get(p["layers"].get("mla", {}).get("case_id", ""), {})
+    form = attention.get("case", {}).get("form") if p["phase"] == "decode" and attention else None
+    return PhaseRate(phase=p["phase"], model=p["model"], dtype=p["dtype"], batch=p["batch"], seq=p["seq"], form=form,
+                     context=p["context"], time_per_token_s=p["time_per_token_s"], flops_per_token=p["flops_per_token"],
+                     efficiency=achieved / basis_value, efficiency_basis=basis,
+                     bytes_per_token=bytes_per_token if have_bytes else None, bandwidth_efficiency=bandwidth,
+                     joules_per_token=joules if have_joules else None,
+                     avg_power_w=weighted_power / power_time if power_time else None)
