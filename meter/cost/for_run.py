@@ -8,22 +8,25 @@ from typing import Any
 from meter.config.paths import ConfigLocator
 from meter.config.scenarios import load_scenario
 from meter.cost.estimate import CostEstimate, estimate_serve, estimate_train
-from meter.cost.from_run import load_measured
+from meter.cost.from_run import load_measured, measured_from_doc
 from meter.errors import MeterError
 
 TRAIN_SCENARIO = "deepseek-v3"
 SERVE_SCENARIO = "deepseek-v3-day6"
 
 
-def costs_for_run(path: Path, locator: ConfigLocator | None = None, *, samples: int = 20_000
-                  ) -> tuple[dict[str, CostEstimate], list[str]]:
+def costs_for_run(path: Path, locator: ConfigLocator | None = None, *, samples: int = 20_000,
+                  doc: dict[str, Any] | None = None, train_scenario: str | None = TRAIN_SCENARIO,
+                  serve_scenario: str | None = SERVE_SCENARIO) -> tuple[dict[str, CostEstimate], list[str]]:
     """({"train": ..., "serve": ...}, problems): whatever the run supports; never raises for a thin run."""
     try:
-        run = load_measured(path)
+        run = measured_from_doc(doc, str(path)) if doc is not None else load_measured(path)
     except MeterError as exc:
         return {}, [str(exc)]
     out, problems = {}, []
-    for key, name, fn in (("train", TRAIN_SCENARIO, estimate_train), ("serve", SERVE_SCENARIO, estimate_serve)):
+    for key, name, fn in (("train", train_scenario, estimate_train), ("serve", serve_scenario, estimate_serve)):
+        if name is None:
+            continue
         try:
             out[key] = fn(load_scenario(name, locator), run=run, samples=samples, locator=locator)
         except MeterError as exc:

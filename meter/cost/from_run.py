@@ -70,7 +70,11 @@ class MeasuredRun:
 
 
 def load_measured(path: Path | str) -> MeasuredRun:
-    doc = load_run(path)
+    return measured_from_doc(load_run(path), str(path))
+
+
+def measured_from_doc(doc: dict[str, Any], path: str) -> MeasuredRun:
+    """Rates from an already loaded (and checked) run document; ``path`` names it in messages."""
     meta = doc["metadata"]
     device = meta["device"]
     hardware = meta.get("hardware") or None

@@ -75,15 +75,23 @@ def load_run(path: Path | str) -> dict[str, Any]:
         raise RunFileError(f"{path}: cannot read run file: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise RunFileError(f"{path}: not valid JSON ({exc})") from None
+    check_run_doc(doc, str(path))
+    return doc
+
+
+def check_run_doc(doc: Any, where: str) -> None:
+    """Refuse anything that is not a run document of a schema version this meter reads."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise RunFileError(f"{path}: not a gpu-cost-meter run file (field 'schema' is {doc.get('schema') if isinstance(doc, dict) else None!r})")
+        raise RunFileError(f"{where}: not a gpu-cost-meter run file (field 'schema' is "
+                           f"{doc.get('schema') if isinstance(doc, dict) else None!r})")
     version = doc.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise RunFileError(f"{path}: field 'schema_version' is {version!r}; this meter reads up to {SCHEMA_VERSION}")
+        raise RunFileError(f"{where}: field 'schema_version' is {version!r}; this meter reads up to {SCHEMA_VERSION}")
     for key in ("metadata", "cases"):
         if key not in doc:
-            raise RunFileError(f"{path}: field '{key}' is missing")
-    return doc
+            raise RunFileError(f"{where}: field '{key}' is missing")
+    if not isinstance(doc["cases"], list):
+        raise RunFileError(f"{where}: field 'cases' is not a list")
 
 
 def default_run_path(directory: Path, label: str) -> Path:

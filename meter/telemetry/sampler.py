@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from meter.device.nvml import GpuLost
+from meter.device.reading import Reading
 from meter.telemetry.ring import Ring
 from meter.telemetry.sources import Source
 
@@ -21,7 +22,8 @@ MAX_BUFFER_S = 3600.0  # the rings hold an hour at the chosen rate
 
 class Sampler:
     def __init__(self, sources: Sequence[Source], interval_s: float = 0.1, *,
-                 on_event: Callable[[str], None] | None = None, capacity: int | None = None):
+                 on_event: Callable[[str], None] | None = None, capacity: int | None = None,
+                 on_reading: Callable[[str, Reading], None] | None = None):
         if interval_s < 1.0 / MAX_RATE_HZ - 1e-9:
             raise ValueError(f"sampling interval must be at least {1 / MAX_RATE_HZ:g} s (at most {MAX_RATE_HZ:g} Hz)")
         self.sources = list(sources)
@@ -31,6 +33,7 @@ class Sampler:
         self.lost: dict[str, str] = {}
         self.events: list[tuple[float, str]] = []
         self._on_event = on_event
+        self._on_reading = on_reading
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -55,9 +58,13 @@ class Sampler:
             if source.key in self.lost:
                 continue
             try:
-                self.rings[source.key].append(source.read())
+                reading = source.read()
             except GpuLost as exc:
                 self.mark_lost(source.key, str(exc))
+                continue
+            self.rings[source.key].append(reading)
+            if self._on_reading is not None:
+                self._on_reading(source.key, reading)
         self.ticks += 1
 
     def mark_lost(self, key: str, why: str) -> None:

@@ -23,7 +23,8 @@ def _case(case_id, layer, phase, per_call_s, tokens, flops, bytes_, power=None, 
     return {"id": case_id, "status": "ok",
             "case": {"model": "deepseek-v3", "layer": layer, "phase": phase, "form": form},
             "metrics": {"time_per_call_s": per_call_s, "time_per_token_s": per_call_s / tokens,
-                        "flops_per_call": flops, "bytes_per_call": bytes_},
+                        "tokens_per_s": tokens / per_call_s, "flops_per_call": flops, "bytes_per_call": bytes_,
+                        "achieved_tflops": flops / per_call_s / 1e12, "mfu": flops / per_call_s / 989.4e12},
             "telemetry": {"avg_power_w": power, "joules_per_token": j_per_token} if power else None}
 
 
@@ -45,8 +46,9 @@ def synthetic_run(path: Path, *, hardware: str = "h800-sxm", kind: str = "cuda")
             layers[layer] = {"case_id": cid, "count": count, "time_per_token_s": per_token,
                              "flops_per_token": flops_token * share / count}
         projections.append({"model": "deepseek-v3", "phase": phase, "dtype": "bf16", "batch": batch, "seq": seq,
-                            "context": ctx, "layers": layers, "time_per_token_s": t_token,
-                            "flops_per_token": flops_token, "not_included": []})
+                            "context": ctx, "layers": layers, "time_per_token_s": t_token, "tokens_per_s": 1 / t_token,
+                            "flops_per_token": flops_token, "mfu": flops_token / t_token / 989.4e12,
+                            "not_included": []})
     device_name = {"h800-sxm": "NVIDIA H800", "h100-sxm": "NVIDIA H100 80GB HBM3"}.get(hardware, "CPU")
     peak = {"h800-sxm": 989.4, "h100-sxm": 989.4}.get(hardware)
     doc = {"schema": "gpu-cost-meter/run", "schema_version": 1, "run_id": "x", "status": "complete",

@@ -39,6 +39,7 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-hz", type=float, default=10.0, metavar="HZ",
                    help="telemetry sampling rate, 1 to 100 Hz (default 10)")
     p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
+    p.add_argument("--push", metavar="URL", help="hand the run file to a running exporter (meter serve) at URL")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -281,7 +282,21 @@ def _energy_note(tele: dict) -> str:
     return "; ".join(parts)
 
 
+def push(args: argparse.Namespace, recorder) -> None:
+    """POST the run file to an exporter; a failure is reported, the file on disk stays the result."""
+    if not args.push:
+        return
+    from meter.exporter.app import push_run
+
+    try:
+        answer = push_run(args.push, recorder.path)
+        print(f"pushed to {args.push}: {answer.get('accepted_cases', 0)} case(s) taken in", file=sys.stderr)
+    except OSError as exc:
+        print(f"meter: could not push the run file ({exc}); it is kept at {recorder.path}", file=sys.stderr)
+
+
 def finish_output(args: argparse.Namespace, recorder) -> None:
+    push(args, recorder)
     doc = recorder.doc
     if args.json:
         emit_json(doc)

@@ -1,0 +1,1 @@
+"""The Prometheus exporter: per-GPU telemetry, running cost, and the latest benchmark results."""
