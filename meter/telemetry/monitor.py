@@ -68,10 +68,12 @@ class Monitor:
         self.counter_period_measured = counter_period_s is not None
         self._session = session
         self._open: dict[str, dict[str, Edge]] = {}
+        self.t0 = time.monotonic()  # reset on __enter__; windows and the timeline count from it
 
     # --- lifetime ---
 
     def __enter__(self) -> Monitor:
+        self.t0 = time.monotonic()
         if self.counter_period_s is None:
             period = None
             for source in self.sources:
@@ -124,6 +126,8 @@ class Monitor:
         if name not in self._open:
             raise ValueError(f"window {name!r} was never begun")
         begin, end = self._open.pop(name), self._edges()
+        first = min(e.t_s for e in begin.values()) if begin else time.monotonic()
+        last = max(e.t_s for e in end.values()) if end else time.monotonic()
         per_device = {}
         for source in self.sources:
             ring = self.sampler.rings[source.key]
@@ -131,7 +135,28 @@ class Monitor:
             per_device[source.key] = summarize_window(
                 name, b, e, ring.between(b.t_s, e.t_s), counter_period_s=self.counter_period_s or DEFAULT_COUNTER_PERIOD_S,
                 lost=self.sampler.lost.get(source.key), power_semantics=source.describe().get("power_semantics"))
-        return combine(name, per_device)
+        return {**combine(name, per_device), "start_s": first - self.t0, "end_s": last - self.t0}
+
+    def timeline(self, max_points: int = 2000) -> dict[str, Any]:
+        """Every device's samples since the monitor started, evenly thinned to ``max_points``, for plots."""
+        from meter.device.nvml import THROTTLING_REASONS, decode_clock_events
+
+        devices = {}
+        for source in self.sources:
+            readings = self.sampler.rings[source.key].between(self.t0, float("inf"))
+            step = max(1, -(-len(readings) // max_points))
+            kept = readings[::step]
+            devices[source.key] = {
+                "label": source.describe().get("name", source.key),
+                "t_s": [round(r.t_s - self.t0, 4) for r in kept],
+                "power_w": [r.power_w for r in kept],
+                "utilization_ratio": [r.utilization_ratio for r in kept],
+                "sm_clock_hz": [r.sm_clock_hz for r in kept],
+                "throttle_reasons": [[x for x in decode_clock_events(r.clock_event_mask) if x in THROTTLING_REASONS]
+                                     for r in kept],
+                "thinned_every": step,
+            }
+        return {"interval_s": self.sampler.interval_s, "devices": devices}
 
     @contextlib.contextmanager
     def window(self, name: str) -> Iterator[WindowHandle]:

@@ -24,7 +24,9 @@ def _case(case_id, layer, phase, per_call_s, tokens, flops, bytes_, power=None, 
             "case": {"model": "deepseek-v3", "layer": layer, "phase": phase, "form": form},
             "metrics": {"time_per_call_s": per_call_s, "time_per_token_s": per_call_s / tokens,
                         "tokens_per_s": tokens / per_call_s, "flops_per_call": flops, "bytes_per_call": bytes_,
-                        "achieved_tflops": flops / per_call_s / 1e12, "mfu": flops / per_call_s / 989.4e12},
+                        "achieved_tflops": flops / per_call_s / 1e12, "mfu": flops / per_call_s / 989.4e12,
+                        "achieved_gb_s": bytes_ / per_call_s / 1e9, "arithmetic_intensity_flop_per_byte": flops / bytes_},
+            "timing": {"median_s": per_call_s, "iqr_s": per_call_s * 0.02, "spread": 0.02, "n": 50},
             "telemetry": {"avg_power_w": power, "joules_per_token": j_per_token} if power else None}
 
 
@@ -160,9 +162,11 @@ def test_calibrate_a_synthetic_gpu_run(tmp_path: Path):
 
 @pytest.mark.slow
 def test_meter_run_ends_with_labelled_costs(tmp_path: Path):
-    out = tmp_path / "run.json"
-    r = run_meter("run", "--output", str(out), "--min-time", "0.05", env={"METER_CACHE_DIR": str(tmp_path / "cache")})
+    out, report = tmp_path / "run.json", tmp_path / "run.html"
+    r = run_meter("run", "--output", str(out), "--min-time", "0.05", "--report", str(report),
+                  env={"METER_CACHE_DIR": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
+    assert report.stat().st_size > 100_000 and "<section id=\"roofline\">" in report.read_text()
     assert "Training cost of deepseek-v3" in r.stdout and "CPU-derived" in r.stdout and "Serving cost" in r.stdout
     doc = json.loads(out.read_text())
     cost = doc["extras"]["cost"]

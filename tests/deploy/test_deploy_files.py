@@ -16,7 +16,7 @@ from tests.conftest import REPO, require_component, require_executable
 from tests.deploy.conftest import DEPLOY
 
 K8S = DEPLOY / "kubernetes"
-NODE_DIR = REPO / "tests" / "deploy" / "node"
+NODE_DIR = REPO / "tests" / "node"
 
 
 def test_prometheus_config_is_valid():
@@ -125,8 +125,8 @@ def test_servicemonitor_validates_against_the_prometheus_operator_crd():
     node = shutil.which("node")
     modules = NODE_DIR / "node_modules" / "@kubernetes-models" / "prometheus-operator"
     require_component("node and @kubernetes-models/prometheus-operator", bool(node) and modules.is_dir(),
-                      "install Node.js, then: npm ci --prefix tests/deploy/node")
-    result = subprocess.run([node, str(NODE_DIR / "validate.mjs"), *map(str, sorted(K8S.glob("*.yaml")))],
+                      "install Node.js, then: npm ci --prefix tests/node")
+    result = subprocess.run([node, str(NODE_DIR / "validate-crds.mjs"), *map(str, sorted(K8S.glob("*.yaml")))],
                             capture_output=True, text=True, cwd=NODE_DIR)
     assert result.returncode == 0 and "OK" in result.stdout and "INVALID" not in result.stdout, result.stdout
     sm = next(d for _, d in _manifests() if d["kind"] == "ServiceMonitor")

@@ -76,6 +76,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     "the tiny V3-shaped model on a CPU), print per-layer results and the projected time per "
                     "token of the whole model, and write the run file.")
     p.add_argument("--suite", help="run this suite instead of the device's default")
+    p.add_argument("--report", metavar="FILE.html", help="also write the HTML report of this run")
     add_execution_options(p)
     p.set_defaults(handler=run_main)
 
@@ -169,6 +170,7 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
         raise
     finally:
         if monitor is not None:
+            recorder.doc["telemetry_timeline"] = monitor.timeline()
             monitor.__exit__(None, None, None)
             recorder.doc["metadata"]["telemetry"]["events"] = [m for _, m in monitor.sampler.events]
         if interactive:
@@ -416,6 +418,11 @@ def run_main(args: argparse.Namespace) -> int:
     recorder = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
     add_costs(args, recorder)
     finish_output(args, recorder)
+    if args.report:
+        from meter.cli.commands.report import write_report
+
+        write_report([str(recorder.path)], args.report, args)
+        print(f"Report: {args.report}")
     return 0
 
 

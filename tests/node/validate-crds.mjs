@@ -1,4 +1,4 @@
-// node validate.mjs FILE.yaml...: validate ServiceMonitor/PodMonitor/PrometheusRule objects with the
+// node validate-crds.mjs FILE.yaml...: validate ServiceMonitor/PodMonitor/PrometheusRule objects with the
 // Prometheus Operator's CRD schemas (@kubernetes-models/prometheus-operator). Prints one line per
 // object; exits 1 if any is invalid, 2 on a file it cannot read.
 import { readFileSync } from "node:fs";
