@@ -22,6 +22,17 @@ def parse_quantity(text: str) -> float:
     return value
 
 
+_BYTES = re.compile(r"^\s*([0-9]+)\s*([KMG]?)(?:i?B)?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """Parse a byte count with binary suffixes, as nccl-tests does: ``4K`` = 4096, ``8M``, ``1GiB``."""
+    match = _BYTES.match(str(text))
+    if not match:
+        raise ValueError(f"not a byte count such as 4096, 64K, 8M or 1G: {text!r}")
+    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
+
+
 def si(value: float | None, unit: str = "", digits: int = 3) -> str:
     """Format with an SI prefix: ``si(2.5e11, 'FLOP') -> '250 GFLOP'``; None prints as n/a."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -104,3 +104,15 @@ def test_a_foreign_kernels_package_is_named_with_the_fix(tmp_path: Path):
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line
     assert str(foreign) in line and "pip uninstall kernels" in line
+
+
+def test_every_source_folder_is_a_package_the_wheel_ships():
+    """A folder without __init__.py is left out of a non-editable install (the Docker images)."""
+    from setuptools import find_packages
+
+    from tests.conftest import REPO
+
+    shipped = set(find_packages(str(REPO), include=["meter*", "kernels*"]))
+    folders = {str(p.parent.relative_to(REPO)).replace("/", ".") for p in REPO.glob("meter/**/*.py")}
+    folders |= {str(p.parent.relative_to(REPO)).replace("/", ".") for p in REPO.glob("kernels/**/*.py")}
+    assert folders <= shipped, folders - shipped

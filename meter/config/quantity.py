@@ -89,6 +89,9 @@ class Quantity:
         return np.exp(rng.normal(mu, sigma, n))
 
     def describe(self, unit: str = "") -> str:
+        if unit == "bytes/s":  # link bandwidths read as datasheets give them
+            scaled = {k: (v / 1e9 if isinstance(v, float | int) else v) for k, v in self.__dict__.items()}
+            return Quantity(**scaled).describe("GB/s")
         u = f" {unit}" if unit else ""
         if self.dist == "point":
             return f"{_g(self.value)}{u}"

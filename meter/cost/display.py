@@ -18,6 +18,11 @@ TRAIN_DISPLAY: list[tuple[str, str, str]] = [
     ("days_on_cluster", "days on the cluster, all stages", "days"),
     ("mfu", "MFU (dense bf16 peak)", "pct"),
     ("implied_mfu", "MFU implied by the reported GPU-hours", "pct"),
+    ("compute_s_per_token", "compute per token (GPU time)", "us"),
+    ("ep_comm_s_per_token", "EP all-to-alls per token, fwd + bwd", "us"),
+    ("ep_network_s_per_token", "  scale-out network leg", "us"),
+    ("ep_nvlink_s_per_token", "  NVLink leg (runs alongside)", "us"),
+    ("exposed_comm_s_per_token", "EP communication not hidden by compute", "us"),
     ("energy_kwh", "energy at the wall", "kwh"),
     ("energy_usd", "electricity cost", "usd"),
     ("ownership_usd_per_gpu_hour", "ownership cost per GPU-hour", "usd_small"),
@@ -65,6 +70,8 @@ def fmt(value: float | None, kind: str) -> str:
             if abs(value) >= scale:
                 return f"{value / scale:.4g} {suffix}"
         return f"{value:.4g} kWh"
+    if kind == "us":
+        return f"{value * 1e6:.4g} µs"
     if kind == "joule":
         return f"{value:.3g} J"
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):

@@ -19,7 +19,8 @@ from meter.config.models import ModelConfig, load_model
 from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
 from meter.config.quantity import Quantity
-from meter.config.scenarios import Scenario, load_scenario
+from meter.config.scenarios import Scenario, domain_error, load_scenario
+from meter.cost.ep_comm import EpShape, MeasuredLinks
 from meter.cost.from_run import MeasuredRun, PhaseRate
 from meter.cost.montecarlo import Summary, evaluate
 from meter.cost.serve import serve_cost
@@ -115,6 +116,9 @@ def _override(inputs: dict[str, Input], overrides: Mapping[str, Quantity], known
 
             close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
             raise UsageError(f"'{name}' is not an input of this cost model" + (f"; did you mean '{close[0]}'?" if close else ""))
+        why = domain_error(name, q)
+        if why:
+            raise UsageError(f"input {name} = {q.describe()} (command line): {why}")
         unit, meaning = known[name]
         inputs[name] = Input(name, q, unit, meaning, "command line")
 
@@ -123,7 +127,8 @@ def _override(inputs: dict[str, Input], overrides: Mapping[str, Quantity], known
 
 def estimate_train(scenario: Scenario, *, overrides: Mapping[str, Quantity] = {}, run: MeasuredRun | None = None,
                    hardware: str | None = None, tier: str | None = None, samples: int = DEFAULT_SAMPLES,
-                   seed: int = 0, locator: ConfigLocator | None = None) -> CostEstimate:
+                   seed: int = 0, locator: ConfigLocator | None = None,
+                   comm: MeasuredLinks | None = None) -> CostEstimate:
     locator = locator or ConfigLocator.from_env()
     model = load_model(scenario.model, locator)
     hw = load_hardware(hardware or scenario.hardware, locator)
@@ -174,21 +179,48 @@ def estimate_train(scenario: Scenario, *, overrides: Mapping[str, Quantity] = {}
                 notes.append(f"measured average power ({rate.avg_power_w:.0f} W) replaces the scenario's assumption")
             inputs["avg_power_w"] = Input("avg_power_w", Quantity.point(rate.avg_power_w), "W",
                                           "average power per GPU while training", "measured run", run.path)
+    if run is None and "mfu" in overrides:
+        inputs.pop("compute_mfu", None)  # --mfu on the command line asks for the end-to-end view
+    composed = run is not None or "compute_mfu" in inputs or "compute_mfu" in overrides
     if run is not None:
-        ignored = [k for k in ("mfu",) if k in inputs]
+        ignored = [k for k in ("mfu", "compute_mfu") if k in inputs]
         if ignored:
-            notes.append("the run's measured rate replaces the mfu assumption")
+            notes.append(f"the run's measured rate replaces the {' and '.join(ignored)} assumption")
             for k in ignored:
                 inputs.pop(k)
+    elif composed:
+        method = "compute mfu"
+        if inputs.pop("mfu", None) is not None:
+            notes.append("compute_mfu and the modelled overheads replace the end-to-end mfu assumption")
+        token_stage = next((st for st in scenario.stages if st.tokens is not None), None)
+        if token_stage is not None:
+            seq = token_stage.seq_len or scenario.seq_len
+            _analytic_overheads(inputs, a, F.train_flops_per_token(a, seq), seq, head=False)
     else:
-        for k in ("pipeline_bubble", "exposed_communication", "recompute_factor", "mtp_overhead", "head_embedding_overhead"):
-            if k in inputs:
-                inputs.pop(k)
+        for k in COMPOSED_ONLY:
+            inputs.pop(k, None)
         notes.append("end-to-end MFU: it already includes pipeline bubbles, communication, recomputation and MTP")
     _override(inputs, overrides, scenario.inputs)  # the command line has the last word
-    if run is None and "mfu" not in inputs and any(p.sized_by == "tokens" for p in plans):
-        raise UsageError("a stage is sized in tokens: give --mfu, or --from-run RUN.json with a measured run")
-    ctx = TrainContext(stages=plans, peak_flops=peak, cluster_gpus=scenario.cluster_gpus, pretraining=pretraining)
+    ep = None
+    if composed and "ep_degree" in inputs:
+        ep = _ep_inputs(inputs, a, hw, comm, notes, overridden=set(overrides))
+    elif composed:
+        unused = [k for k in EP_ONLY if inputs.pop(k, None) is not None]
+        if unused or comm is not None:
+            notes.append("no ep_degree, so no expert-parallel communication model: "
+                         + ", ".join(unused + (["the measured communication"] if comm else [])) + " left unused")
+    if not composed:
+        unused = [k for k in COMPOSED_ONLY if inputs.pop(k, None) is not None]
+        if unused:
+            notes.append(f"{', '.join(unused)} left unused: an end-to-end mfu already includes them "
+                         "(use --assume compute_mfu=... to model them)")
+    if ep is not None and "exposed_communication" in inputs:
+        inputs.pop("exposed_communication")
+        notes.append("the expert-parallel model (ep_degree) replaces the exposed_communication assumption")
+    if not composed and "mfu" not in inputs and any(p.sized_by == "tokens" for p in plans):
+        raise UsageError("a stage is sized in tokens: give --mfu, --assume compute_mfu=..., or --from-run RUN.json "
+                         "with a measured run")
+    ctx = TrainContext(stages=plans, peak_flops=peak, cluster_gpus=scenario.cluster_gpus, pretraining=pretraining, ep=ep)
     quantities = {k: v.quantity for k, v in inputs.items()}
     outputs = evaluate(lambda x: train_cost(x, ctx), quantities, samples=samples, seed=seed)
     estimate = CostEstimate(scenario, method, inputs, outputs, samples, seed, hw, model, run, notes)
@@ -234,16 +266,60 @@ def _train_time_from_run(run: MeasuredRun, model: ModelConfig, hw: HardwareSpec,
     return layers / (rate.efficiency * hw.peak_flops("bf16")), "run (transfer)"
 
 
-def _analytic_overheads(inputs: dict[str, Input], a, flops: F.FlopsPerToken, seq: int) -> None:
-    """What a one-layer benchmark does not see, from the analytic model, unless the scenario says."""
+def _analytic_overheads(inputs: dict[str, Input], a, flops: F.FlopsPerToken, seq: int, *, head: bool = True) -> None:
+    """What the compute figure leaves out, from the analytic model, unless the scenario says: the
+    output head (a one-layer benchmark does not run it; analytic FLOPs already count it) and MTP."""
     layers = flops.total - flops.output_head
     defaults = {
-        "head_embedding_overhead": (flops.output_head / layers, "output head FLOPs over the layers' (analytic)"),
         "mtp_overhead": (F.mtp_train_flops_per_token(a, seq) / flops.total, "MTP FLOPs over the main model's (analytic)"),
     }
+    if head:
+        defaults["head_embedding_overhead"] = (flops.output_head / layers, "output head FLOPs over the layers' (analytic)")
     for name, (value, why) in defaults.items():
         if name not in inputs:
             inputs[name] = Input(name, Quantity.point(value), "ratio", why, "analytic", "meter.analytic")
+
+
+COMPOSED_ONLY = ("pipeline_bubble", "exposed_communication", "recompute_factor", "mtp_overhead",
+                 "head_embedding_overhead", "ep_degree", "gpus_per_node", "max_nodes_per_token",
+                 "dispatch_bytes_per_value", "nvlink_bytes_per_s", "network_bytes_per_s", "nvlink_efficiency",
+                 "network_efficiency", "comm_overlap")
+EP_ONLY = COMPOSED_ONLY[5:]
+
+
+def _ep_inputs(inputs: dict[str, Input], a, hw: HardwareSpec, comm: MeasuredLinks | None,
+               notes: list[str], overridden: set[str]) -> EpShape | None:
+    """The EP model's shape, and its link bandwidths as inputs: measured on this hardware, or the datasheet's."""
+    if not a.is_moe:
+        dropped = [k for k in EP_ONLY if inputs.pop(k, None) is not None]
+        if dropped:
+            notes.append(f"{', '.join(dropped)} left out: a dense model has no expert parallelism")
+        return None
+    links = {"nvlink_bytes_per_s": (hw.nvlink_bandwidth_gb_s, 0.5, "NVLink", "nvlink_bandwidth_gb_s"),
+             "network_bytes_per_s": (hw.network_bandwidth_gb_s, 1.0, "scale-out network", "network_bandwidth_gb_s")}
+    for name, (gb_s, share, what, field_name) in links.items():
+        if gb_s is None or name in inputs:
+            continue
+        src = hw.source_for(field_name)
+        half = " (half the bidirectional figure)" if share != 1.0 else ""
+        inputs[name] = Input(name, Quantity.point(gb_s * 1e9 * share), "bytes/s", f"{what} per GPU and direction{half}",
+                             "hardware config", f"{hw.name}: {src.source}" if src else hw.name,
+                             src.date if src else None)
+    if comm is not None:
+        if comm.cpu or comm.hardware != hw.name:
+            notes.append(f"the measured communication ({comm.source}) was on {'the CPU (gloo)' if comm.cpu else comm.hardware}, "
+                         f"not {hw.name}: the datasheet links are used")
+        else:
+            for name, value, eff in (("nvlink_bytes_per_s", comm.nvlink_bytes_per_s, "nvlink_efficiency"),
+                                     ("network_bytes_per_s", comm.network_bytes_per_s, "network_efficiency")):
+                if value is None or name in overridden:
+                    continue
+                inputs[name] = Input(name, Quantity.point(value), "bytes/s", "effective all-to-all bandwidth per GPU "
+                                     "and direction", "measured run", comm.source)
+                if eff not in overridden and inputs.pop(eff, None) is not None:
+                    notes.append(f"the measured {name} already includes {eff}; the assumption is dropped")
+    # DeepSeek's MTP modules are MoE blocks: each adds one MoE layer to a training token's path
+    return EpShape(hidden=a.dim, top_k=a.n_activated_experts, n_moe_layers=a.n_moe_layers + a.n_mtp_layers)
 
 
 # --- serving -----------------------------------------------------------------------------------

@@ -3,9 +3,14 @@
 Pure arithmetic over inputs that are floats or numpy arrays of Monte Carlo samples (they
 broadcast). An output whose inputs are not given is left out, not guessed.
 
-GPU-seconds per token come either from an end-to-end MFU,
-``flops_per_token / (mfu x dense bf16 peak)``, or from a measured run, composed over the layers:
-``t_layers x (1 + head_embedding) x (1 + mtp) x recompute x (1 + exposed_communication) / (1 - bubble)``.
+GPU-seconds per token come either from an end-to-end MFU, ``flops_per_token / (mfu x dense bf16
+peak)``, or are composed from compute and communication:
+
+- compute: a measured run's layers, ``t_layers x (1 + head_embedding) x (1 + mtp) x recompute``, or
+  the FLOPs at a compute-only MFU, ``flops_per_token x (1 + mtp) x recompute / (compute_mfu x peak)``;
+- exposed communication: the expert-parallel model (``meter.cost.ep_comm``) when ``ep_degree`` is
+  given, otherwise ``compute x exposed_communication``;
+- ``(compute + exposed communication) / (1 - pipeline_bubble)``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from meter.cost.ep_comm import EpShape, training_comm_seconds_per_token
 
 HOURS_PER_YEAR = 8766.0  # 365.25 days
 
@@ -34,6 +41,7 @@ class TrainContext:
     peak_flops: float                      # dense bf16 peak of the hardware, FLOP/s
     cluster_gpus: int | None = None
     pretraining: str | None = None         # the stage whose tokens give per-trillion figures
+    ep: EpShape | None = None              # for the expert-parallel communication model (MoE models)
     notes: list[str] = field(default_factory=list)
 
 
@@ -41,16 +49,26 @@ def _get(x: Mapping[str, Any], name: str, default: Any = None) -> Any:
     return x[name] if name in x else default
 
 
-def seconds_per_token(x: Mapping[str, Any], stage: StagePlan, peak_flops: float) -> Any:
-    """GPU-seconds one training token of this stage takes."""
+def token_time(x: Mapping[str, Any], stage: StagePlan, ctx: TrainContext) -> dict[str, Any]:
+    """GPU-seconds one training token of this stage takes (``s_per_token``), and its parts."""
     if stage.measured_s_per_token is not None:
-        factor = ((1 + _get(x, "head_embedding_overhead", 0.0)) * (1 + _get(x, "mtp_overhead", 0.0))
-                  * _get(x, "recompute_factor", 1.0) * (1 + _get(x, "exposed_communication", 0.0))
-                  / (1 - _get(x, "pipeline_bubble", 0.0)))
-        return stage.measured_s_per_token * factor
-    if "mfu" not in x:
-        raise ValueError("training cost needs either a measured run or an mfu assumption")
-    return stage.flops_per_token / (x["mfu"] * peak_flops)
+        compute = (stage.measured_s_per_token * (1 + _get(x, "head_embedding_overhead", 0.0))
+                   * (1 + _get(x, "mtp_overhead", 0.0)) * _get(x, "recompute_factor", 1.0))
+    elif "compute_mfu" in x:
+        compute = (stage.flops_per_token * (1 + _get(x, "mtp_overhead", 0.0)) * _get(x, "recompute_factor", 1.0)
+                   / (x["compute_mfu"] * ctx.peak_flops))
+    elif "mfu" in x:
+        return {"s_per_token": stage.flops_per_token / (x["mfu"] * ctx.peak_flops)}
+    else:
+        raise ValueError("training cost needs a measured run, an mfu or a compute_mfu assumption")
+    parts: dict[str, Any] = {"compute_s_per_token": compute}
+    if ctx.ep is not None and "ep_degree" in x:
+        parts.update(training_comm_seconds_per_token(x, ctx.ep))
+        exposed = parts["exposed_comm_s_per_token"]
+    else:
+        exposed = compute * _get(x, "exposed_communication", 0.0)
+    parts["s_per_token"] = (compute + exposed) / (1 - _get(x, "pipeline_bubble", 0.0))
+    return parts
 
 
 def train_cost(x: Mapping[str, Any], ctx: TrainContext) -> dict[str, Any]:
@@ -60,9 +78,11 @@ def train_cost(x: Mapping[str, Any], ctx: TrainContext) -> dict[str, Any]:
     for stage in ctx.stages:
         key = f"stage.{stage.name}"
         if stage.sized_by == "tokens":
-            s_per_token = seconds_per_token(x, stage, ctx.peak_flops)
+            parts = token_time(x, stage, ctx)
+            s_per_token = parts.pop("s_per_token")
             gpu_hours = x[f"{key}.tokens"] * s_per_token / 3600.0
             if stage.name == ctx.pretraining:
+                out.update(parts)
                 out["gpu_hours_per_trillion_tokens"] = s_per_token * 1e12 / 3600.0
                 out["mfu"] = stage.flops_per_token / s_per_token / ctx.peak_flops
                 out["pretraining_gpu_hours"] = gpu_hours

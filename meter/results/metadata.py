@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from meter import __version__
+from meter.config.hardware import HardwareSpec
 
 
 def utc_now() -> str:
@@ -71,3 +72,14 @@ def host_info() -> dict[str, Any]:
 
 def command_line() -> list[str]:
     return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
+
+
+def hardware_summary(spec: HardwareSpec | None) -> dict[str, Any] | None:
+    """The hardware config a run's figures are measured against: peaks, bandwidths, and their source."""
+    if spec is None:
+        return None
+    peak_source = spec.source_for("peak_tflops.bf16")
+    return {"name": spec.name, "display_name": spec.display_name, "peak_tflops": dict(spec.peak_tflops),
+            "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s, "nvlink_bandwidth_gb_s": spec.nvlink_bandwidth_gb_s,
+            "network_bandwidth_gb_s": spec.network_bandwidth_gb_s,
+            "source": peak_source.source if peak_source else None}

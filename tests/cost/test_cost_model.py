@@ -214,6 +214,9 @@ def _write_variant(config_dir: Path, mutate) -> ConfigLocator:
     (lambda d: d["assumptions"]["mfu"].update(value={"low": 0.5, "high": 0.1}), "assumptions.mfu.value", "above high"),
     (lambda d: d["assumptions"]["mfu"].pop("source"), "assumptions.mfu.source", "missing"),
     (lambda d: d.update(hardware="h900"), "hardware", "no such hardware"),
+    (lambda d: d["assumptions"]["mfu"].update(value=1.5), "assumptions.mfu.value", "must lie in (0, 1]"),
+    (lambda d: d["assumptions"]["pipeline_bubble"].update(value={"low": 0.5, "high": 1.0}),
+     "assumptions.pipeline_bubble.value", "must lie in [0, 1)"),
 ])
 def test_bad_scenarios_name_the_field(config_dir: Path, mutate, field, fragment):
     locator = _write_variant(config_dir, mutate)

@@ -117,7 +117,7 @@ def test_daemonset_follows_gpu_node_conventions():
     assert container["ports"][0]["name"] == "metrics" and "limits" in container["resources"]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]  # the exporter watches GPUs, it does not claim one
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    service = next(d for _, d in _manifests() if d["kind"] == "Service")
+    service = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
     assert service["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
 
 
@@ -130,7 +130,7 @@ def test_servicemonitor_validates_against_the_prometheus_operator_crd():
                             capture_output=True, text=True, cwd=NODE_DIR)
     assert result.returncode == 0 and "OK" in result.stdout and "INVALID" not in result.stdout, result.stdout
     sm = next(d for _, d in _manifests() if d["kind"] == "ServiceMonitor")
-    service = next(d for _, d in _manifests() if d["kind"] == "Service")
+    service = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
     assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert sm["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
 
@@ -162,3 +162,36 @@ def test_compose_and_dockerfile_refer_to_files_that_exist():
     assert re.search(r"^FROM \S+ AS exporter$", dockerfile, re.M) and re.search(r"^FROM \S+ AS bench$", dockerfile, re.M)
     for source in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
         assert (REPO / source).exists(), source
+
+
+def test_distributed_benchmark_forms_one_torchrun_job_across_nodes():
+    docs = [d for p, d in _manifests() if p.name == "distributed-bench.yaml"]
+    job = next(d for d in docs if d["kind"] == "Job")
+    service = next(d for d in docs if d["kind"] == "Service")
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+
+    def flag(name: str) -> str:
+        return args[args.index(name) + 1]
+
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == int(flag("--nnodes"))
+    # pod 0 hosts the rendezvous, found by its hostname under the headless Service
+    assert service["spec"]["clusterIP"] == "None" and pod["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    host, port = flag("--rdzv-endpoint").split(":")
+    assert host == f"{job['metadata']['name']}-0.{service['metadata']['name']}"
+    assert int(port) == service["spec"]["ports"][0]["port"] and flag("--rdzv-backend") == "c10d"
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert flag("--node-rank") == "$(NODE_RANK)"
+    assert env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    # every GPU of a node is one rank, one pod per node
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == int(flag("--nproc-per-node"))
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert anti["labelSelector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    # meter runs distributed and hands its run file to the exporter Service of the same deployment
+    assert args[args.index("-m") + 1:args.index("-m") + 4] == ["meter", "bench", "--distributed"]
+    exporter = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
+    assert flag("--push") == (f"http://{exporter['metadata']['name']}.{exporter['metadata']['namespace']}.svc:"
+                              f"{exporter['spec']['ports'][0]['port']}")

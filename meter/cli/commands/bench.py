@@ -63,6 +63,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
     p.add_argument("--skew", type=float, help="Zipf exponent for --routing skew (default 1.0)")
     p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
+    p.add_argument("--distributed", action="store_true",
+                   help="run under torchrun on every rank (NCCL on GPUs, gloo on CPUs); rank 0 writes one run file")
+    p.add_argument("--comm-only", action="store_true", help="with --distributed: only the communication cases")
+    p.add_argument("--no-comm", action="store_true", help="with --distributed: no communication cases")
+    p.add_argument("--comm-tokens", type=int_list, metavar="N",
+                   help="tokens per rank for MoE dispatch/combine (default 4096 on GPUs, 64 on CPUs)")
+    p.add_argument("--comm-payload", type=_csv(("fp8", "bf16")), help="dispatch payload(s) (default fp8,bf16)")
+    p.add_argument("--comm-sizes", metavar="BYTES",
+                   help="all-reduce/all-gather bytes per rank, binary as in nccl-tests (default 8M,256M on GPUs)")
     p.add_argument("--telemetry-overhead", action="store_true",
                    help="instead of a sweep, measure each case's throughput with sampling off, at 10 Hz and 100 Hz")
     p.add_argument("--ceilings", action="store_true",
@@ -120,7 +129,6 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
     from meter.bench.harness import run_cases
     from meter.bench.projection import project
     from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
-    from meter.results import metadata as md
     from meter.results.runfile import RunRecorder, default_run_path
 
     say = (lambda msg: print(msg, file=sys.stderr))
@@ -136,27 +144,9 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
     if monitor is not None:
         monitor.__enter__()  # starts sampling; measures the energy counter's update period
     path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
-    metadata = {
-        "device": device.as_dict(),
-        "hardware": _hardware_summary(device),
-        "software": md.software_info(),
-        "git": md.git_info(),
-        "host": md.host_info(),
-        "command": md.command_line(),
-        "suite": suite,
-        "models": {name: _model_summary(a) for name, a in models.items()},
-        "method": {
-            "timer": "cuda-events (per call, L2 flushed before each)" if device.kind == "cuda" else "wall-clock (perf_counter)",
-            "statistic": "median of per-call times; spread = IQR / median",
-            "settings": settings.as_dict(),
-            "inputs": "random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
-            "cuda_graphs": device.kind == "cuda" and not args.no_cuda_graphs,
-            "flops": "analytic (meter.analytic), causal attention counted as half; mfu vs dense bf16 datasheet peak",
-            "cpu_run": device.kind == "cpu",
-        },
-        "ceilings": ceilings.as_dict() if ceilings else None,
-        "telemetry": monitor.describe() if monitor else {"enabled": False, "reason": why},
-    }
+    metadata = run_metadata(args, device, settings, models, suite)
+    metadata["ceilings"] = ceilings.as_dict() if ceilings else None
+    metadata["telemetry"] = monitor.describe() if monitor else {"enabled": False, "reason": why}
     recorder = RunRecorder(path, metadata=metadata)
     show, interactive = _progress(sys.stderr)
     status = "complete"
@@ -187,6 +177,31 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
     return recorder
 
 
+def run_metadata(args: argparse.Namespace, device, settings, models, suite: str | None) -> dict[str, Any]:
+    """What every run file records about where and how it was measured."""
+    from meter.results import metadata as md
+
+    return {
+        "device": device.as_dict(),
+        "hardware": md.hardware_summary(device.hardware),
+        "software": md.software_info(),
+        "git": md.git_info(),
+        "host": md.host_info(),
+        "command": md.command_line(),
+        "suite": suite,
+        "models": {name: _model_summary(a) for name, a in models.items()},
+        "method": {
+            "timer": "cuda-events (per call, L2 flushed before each)" if device.kind == "cuda" else "wall-clock (perf_counter)",
+            "statistic": "median of per-call times; spread = IQR / median",
+            "settings": settings.as_dict(),
+            "inputs": "random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
+            "cuda_graphs": device.kind == "cuda" and not args.no_cuda_graphs,
+            "flops": "analytic (meter.analytic), causal attention counted as half; mfu vs dense bf16 datasheet peak",
+            "cpu_run": device.kind == "cpu",
+        },
+    }
+
+
 def _monitor(args: argparse.Namespace, device, say):
     """(telemetry monitor of the run's device, None) or (None, why there is none)."""
     from meter.telemetry.monitor import monitor_for_device
@@ -199,15 +214,6 @@ def _monitor(args: argparse.Namespace, device, say):
     if monitor is None:
         say(f"telemetry: {why}; the benchmark goes on without it")
     return monitor, why
-
-
-def _hardware_summary(device) -> dict[str, Any] | None:
-    spec = device.hardware
-    if spec is None:
-        return None
-    return {"name": spec.name, "display_name": spec.display_name, "peak_tflops": dict(spec.peak_tflops),
-            "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s, "source": (spec.source_for("peak_tflops.bf16").source
-                                                                             if spec.source_for("peak_tflops.bf16") else None)}
 
 
 def _model_summary(a) -> dict[str, Any]:
@@ -284,21 +290,21 @@ def _energy_note(tele: dict) -> str:
     return "; ".join(parts)
 
 
-def push(args: argparse.Namespace, recorder) -> None:
+def push(args: argparse.Namespace, path: Path) -> None:
     """POST the run file to an exporter; a failure is reported, the file on disk stays the result."""
     if not args.push:
         return
     from meter.exporter.app import push_run
 
     try:
-        answer = push_run(args.push, recorder.path)
+        answer = push_run(args.push, path)
         print(f"pushed to {args.push}: {answer.get('accepted_cases', 0)} case(s) taken in", file=sys.stderr)
     except OSError as exc:
-        print(f"meter: could not push the run file ({exc}); it is kept at {recorder.path}", file=sys.stderr)
+        print(f"meter: could not push the run file ({exc}); it is kept at {path}", file=sys.stderr)
 
 
 def finish_output(args: argparse.Namespace, recorder) -> None:
-    push(args, recorder)
+    push(args, recorder.path)
     doc = recorder.doc
     if args.json:
         emit_json(doc)
@@ -378,6 +384,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from meter.bench.cases import expand_grid
     from meter.config.models import load_model
 
+    _check_distributed_options(args)
     device = _setup(args)
     grid = _grid(args)
     if args.suite and (grid or args.model):
@@ -402,6 +409,8 @@ def run_bench(args: argparse.Namespace) -> int:
         grid.setdefault("dtype", ["bf16" if device.kind == "cuda" else "fp32"])
         cases = expand_grid(model.name, model.args, grid)
         models, suite, label = {model.name: model.args}, None, model.name
+    if args.distributed:
+        return run_distributed(args, [] if args.comm_only else cases, models, label, suite)
     if not cases:
         raise UsageError("the options select no case")
     if args.telemetry_overhead:
@@ -465,3 +474,101 @@ def run_overhead(args: argparse.Namespace, cases, models, device) -> int:
         print(table(["case", "sampling", "calls/s (median)", "range", "throughput cost", "samples/s"], rows,
                     title=f"Telemetry overhead on {device.label} (5 interleaved rounds per rate)"))
     return 0
+
+
+def _check_distributed_options(args: argparse.Namespace) -> None:
+    comm = [f for f, v in (("--comm-only", args.comm_only), ("--no-comm", args.no_comm),
+                           ("--comm-tokens", args.comm_tokens), ("--comm-payload", args.comm_payload),
+                           ("--comm-sizes", args.comm_sizes)) if v]
+    if not args.distributed:
+        if comm:
+            raise UsageError(f"{comm[0]} goes with --distributed (under torchrun)")
+        return
+    from meter.distributed.env import from_environment
+
+    from_environment()  # not under torchrun: say so before any work
+    if args.comm_only and args.no_comm:
+        raise UsageError("--comm-only and --no-comm exclude each other")
+    for flag, value in (("--telemetry-overhead", args.telemetry_overhead), ("--ceilings", args.ceilings)):
+        if value:
+            raise UsageError(f"{flag} measures one device; run it without --distributed")
+
+
+def comm_cases(args: argparse.Namespace, models: dict, cpu: bool):
+    """Dispatch/combine at the model's shapes, plus all-reduce and all-gather at a few sizes."""
+    from meter.distributed.comm import CommCase, moe_case
+    from meter.units import parse_bytes
+
+    if args.no_comm:
+        return []
+    a = next(iter(models.values()))
+    out = []
+    if a.is_moe:
+        for tokens in args.comm_tokens or ([64] if cpu else [4096]):
+            for payload in args.comm_payload or ["fp8", "bf16"]:
+                out.append(moe_case("dispatch", tokens_per_rank=tokens, hidden=a.dim, top_k=a.n_activated_experts,
+                                    payload=payload))
+            out.append(moe_case("combine", tokens_per_rank=tokens, hidden=a.dim, top_k=a.n_activated_experts,
+                                payload="bf16"))
+    try:
+        sizes = [parse_bytes(x) for x in args.comm_sizes.split(",")] if args.comm_sizes else \
+            ([64 * 1024, 1024 * 1024] if cpu else [8 * 2**20, 256 * 2**20])
+    except ValueError:
+        raise UsageError(f"--comm-sizes expects byte counts such as 8M,256M, not {args.comm_sizes!r}") from None
+    for size in sizes:
+        out += [CommCase("all_reduce", size, "fp32"), CommCase("all_gather", size, "fp32")]
+    return out
+
+
+def run_distributed(args: argparse.Namespace, cases, models, label: str, suite: str | None) -> int:
+    import torch
+
+    from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
+    from meter.config.hardware import list_hardware
+    from meter.device.select import cpu_device
+    from meter.distributed.runner import run
+    from meter.results.runfile import default_run_path
+
+    specs = list_hardware(locator(args))
+    cpu = args.device == "cpu" or not torch.cuda.is_available()
+    settings = CPU_DEFAULTS if cpu else GPU_DEFAULTS
+    if args.min_time:
+        from dataclasses import replace
+
+        settings = replace(settings, min_time_s=args.min_time)
+    path = Path(args.output) if args.output else default_run_path(Path(args.out), f"{label}-distributed")
+    placeholder = cpu_device(specs)  # the runner replaces the device with each rank's own
+    metadata = run_metadata(args, placeholder, settings, models, suite)
+    comms = comm_cases(args, models, cpu)
+    if not cases and not comms:
+        raise UsageError("the options select no case and no communication case")
+    doc = run(cases=cases, comm_cases=comms, models=models,
+              device_request="cpu" if cpu else args.device, specs=specs, output=path, settings=settings,
+              telemetry=not args.no_telemetry, sample_hz=args.sample_hz, metadata=metadata)
+    if doc is None:
+        return 0  # not rank 0: rank 0 reports
+    push(args, path)
+    if args.json:
+        emit_json(doc)
+        return 0
+    if doc["cases"]:
+        print_results(doc)
+        print_projections(doc)
+    print_distributed(doc)
+    print(f"\nRun file: {path}")
+    return 0
+
+
+def print_distributed(doc: dict[str, Any]) -> None:
+    d = doc["metadata"]["distributed"]
+    print(f"\n{d['world_size']} ranks on {d['n_nodes']} node(s), {d['local_world_size']} per node, {d['backend']}"
+          + ("; case timings are the slowest rank's (every rank's in the run file)" if doc["cases"] else ""))
+    rows = [[c["scope"], c["id"], c["group_size"], f"{c['message_bytes'] / 2**20:.4g}", f"{c['time_s'] * 1e3:.4g}",
+             f"{c['algbw_gb_s']:.4g}", f"{c['busbw_gb_s']:.4g}", "yes" if c["verified"] else "NO"]
+            for c in doc.get("communication", [])]
+    if rows:
+        print(table(["scope", "collective", "ranks", "MiB", "ms", "algbw GB/s", "busbw GB/s", "verified"], rows,
+                    title="Communication (nccl-tests conventions; time = slowest rank, median of rounds)"))
+    for s in doc.get("stragglers", []):
+        print(f"straggler: rank {s['rank']} (node {s['node_rank']}, {s['device']}) in {s['case']}: "
+              + "; ".join(s["reasons"]))

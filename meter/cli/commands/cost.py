@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from meter.cli.common import OneLineParser, locator, positive_int
+from meter.cli.common import OneLineParser, int_list, locator, positive_int
 from meter.cli.output import emit_json, table
 from meter.errors import UsageError
 
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     cost = sub.add_parser("cost", help="training and serving cost, from a scenario, an MFU or a measured run",
                           description="Turn throughput into GPU-hours, dollars and joules, with every assumption "
                                       "explicit and ranges carried through a Monte Carlo.")
-    cost_sub = cost.add_subparsers(dest="cost_command", metavar="{train,serve}", parser_class=OneLineParser)
+    cost_sub = cost.add_subparsers(dest="cost_command", metavar="{train,serve,cluster}", parser_class=OneLineParser)
     cost_sub.required = True
     p = cost_sub.add_parser("train", parents=[common], help="training cost",
                             description="Training cost: GPU-hours = FLOPs / achieved FLOP/s, then rental and ownership "
@@ -60,8 +60,33 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--seq", type=positive_int, metavar="N", help="training sequence length (default 4096)")
     p.add_argument("--mfu", type=_quantity, help="end-to-end MFU against the dense bf16 peak: 0.39 or 0.30..0.45")
     p.add_argument("--gpus", type=positive_int, metavar="N", help="cluster size, for days on the cluster")
+    p.add_argument("--comm-run", metavar="RUN.json",
+                   help="link bandwidths measured by meter bench --distributed, for the expert-parallel model")
     _common(p)
     p.set_defaults(handler=run_train)
+
+    p = cost_sub.add_parser("cluster", parents=[common], help="training at cluster scale: compute and EP communication",
+                            description="Project a training run across hardware and expert-parallel layouts, with "
+                                        "compute and all-to-all communication modelled apart: which link binds, how "
+                                        "much the compute hides, and what it costs.",
+                            epilog="Examples: meter cost cluster; meter cost cluster --ep 8,64 --assume comm_overlap=0; "
+                                   "meter cost cluster --comm-run runs/RUN-distributed.json --from-run runs/RUN.json")
+    p.add_argument("--scenario", default="deepseek-v3-cluster",
+                   help="a training scenario with ep_degree (default deepseek-v3-cluster)")
+    p.add_argument("--hardware", type=_names, default=["h800-sxm", "h100-sxm"], metavar="A,B",
+                   help="hardware configs to compare (default h800-sxm,h100-sxm)")
+    p.add_argument("--ep", type=int_list, metavar="N,M", help="expert-parallel degrees to compare (default: the scenario's)")
+    p.add_argument("--from-run", metavar="RUN.json", help="compute measured in a run file instead of compute_mfu")
+    p.add_argument("--comm-run", metavar="RUN.json", help="link bandwidths measured by meter bench --distributed")
+    p.add_argument("--tier", choices=TIERS, help="price-table tier for each hardware's rental price")
+    p.add_argument("--price", type=_quantity, metavar="USD", help="$ per GPU-hour for every row: 2.0, or 1.7..3.0")
+    p.add_argument("--assume", type=_assumption, action="append", default=[], metavar="NAME=VALUE",
+                   help="set any cost-model input, e.g. --assume comm_overlap=0 (repeatable)")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="Monte Carlo samples (default 20,000; 0 = central values only)")
+    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print every row's estimate as JSON")
+    p.set_defaults(handler=run_cluster)
 
     p = cost_sub.add_parser("serve", parents=[common], help="serving cost per million tokens",
                             description="Serving cost: $ per million input and output tokens from throughput per GPU, "
@@ -104,6 +129,32 @@ def _measured(args: argparse.Namespace):
     if not Path(args.from_run).exists():
         raise UsageError(f"--from-run: no such file: {args.from_run}")
     return load_measured(args.from_run)
+
+
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, e.g. h800-sxm,h100-sxm; got {text!r}")
+    return names
+
+
+def _comm_run(args: argparse.Namespace):
+    """The measured link bandwidths of a distributed run file, or None."""
+    if not getattr(args, "comm_run", None):
+        return None
+    from meter.cost.ep_comm import measured_links
+    from meter.results.runfile import load_run
+
+    if not Path(args.comm_run).exists():
+        raise UsageError(f"--comm-run: no such file: {args.comm_run}")
+    doc = load_run(args.comm_run)
+    if not doc.get("communication"):
+        raise UsageError(f"{args.comm_run}: field 'communication' is missing or empty; --comm-run takes a run of "
+                         "meter bench --distributed with communication cases")
+    links = measured_links(doc, args.comm_run)
+    if links.nvlink_bytes_per_s is None and links.network_bytes_per_s is None:
+        raise UsageError(f"{args.comm_run}: no verified dispatch or combine all-to-all to measure the links with")
+    return links
 
 
 def _samples(args: argparse.Namespace) -> int:
@@ -189,9 +240,109 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError("--from-run and --mfu are two sources of the same rate; give one")
     estimate = estimate_train(scenario, overrides=_overrides(args, {"mfu": args.mfu}), run=run,
                               hardware=args.hardware, tier=args.tier, samples=_samples(args), seed=args.seed,
-                              locator=loc)
+                              locator=loc, comm=_comm_run(args))
     show(args, estimate)
     return 0
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from meter.config.quantity import Quantity
+    from meter.config.scenarios import load_scenario
+    from meter.cost.estimate import estimate_train
+
+    loc = locator(args)
+    scenario = load_scenario(args.scenario, loc)
+    if scenario.kind != "train":
+        raise UsageError(f"scenario '{scenario.name}' is a {scenario.kind} scenario; meter cost cluster needs a training one")
+    overrides = _overrides(args, {})
+    if "ep_degree" not in scenario.assumptions and "ep_degree" not in overrides and not args.ep:
+        raise UsageError(f"scenario '{scenario.name}' has no ep_degree; give --ep N (e.g. --ep 8,64)")
+    run, comm = _measured(args), _comm_run(args)
+    if run is None and "compute_mfu" not in scenario.assumptions and "compute_mfu" not in overrides:
+        raise UsageError(f"scenario '{scenario.name}' has an end-to-end mfu, which already includes communication; "
+                         "give --assume compute_mfu=... or --from-run RUN.json to model compute and communication apart")
+    eps = args.ep or [None]
+    estimates = []
+    for hw in args.hardware:
+        for ep in eps:
+            extra = dict(overrides)
+            if ep is not None:
+                extra["ep_degree"] = Quantity.point(ep)
+            estimates.append(estimate_train(scenario, overrides=extra, run=run, hardware=hw, tier=args.tier,
+                                            samples=_samples(args), seed=args.seed, locator=loc, comm=comm))
+    if args.json:
+        emit_json({"scenario": scenario.name, "rows": [cluster_row(e) for e in estimates],
+                   "estimates": [e.as_dict() for e in estimates]})
+        return 0
+    print_cluster(scenario, estimates)
+    return 0
+
+
+def cluster_row(e) -> dict:
+    """One hardware x EP layout: the figures the comparison table shows, as plain numbers."""
+    o, x = e.outputs, e.inputs
+
+    def point(name: str):
+        return o[name].point if name in o else None
+
+    def interval(name: str):
+        return [o[name].p10, o[name].p50, o[name].p90] if name in o else None
+
+    network, nvlink = point("ep_network_s_per_token"), point("ep_nvlink_s_per_token")
+    binds = None if network is None else ("network" if network >= nvlink else "NVLink")
+    link_origin = {k: x[k].origin for k in ("nvlink_bytes_per_s", "network_bytes_per_s") if k in x}
+    return {"hardware": e.hardware.name, "nvlink_bandwidth_gb_s": e.hardware.nvlink_bandwidth_gb_s,
+            "network_bandwidth_gb_s": e.hardware.network_bandwidth_gb_s,
+            "ep_degree": x["ep_degree"].quantity.central if "ep_degree" in x else None, "method": e.method,
+            "compute_s_per_token": point("compute_s_per_token"), "ep_comm_s_per_token": point("ep_comm_s_per_token"),
+            "ep_network_s_per_token": network, "ep_nvlink_s_per_token": nvlink, "binds": binds,
+            "exposed_comm_s_per_token": point("exposed_comm_s_per_token"),
+            "pretraining_gpu_hours": interval("pretraining_gpu_hours"), "days_on_cluster": point("days_on_cluster"),
+            "pretraining_usd": interval("pretraining_usd"), "usd_per_gpu_hour": x["usd_per_gpu_hour"].quantity.describe()
+            if "usd_per_gpu_hour" in x else None, "mfu": point("mfu"), "links": link_origin, "cpu_derived": e.cpu_derived}
+
+
+def print_cluster(scenario, estimates) -> None:
+    from meter.cost.display import fmt
+
+    rows = []
+    for e in estimates:
+        r = cluster_row(e)
+
+        def us(value):
+            return "n/a" if value is None else f"{value * 1e6:.0f}"
+
+        def span(values, kind):
+            if values is None:
+                return "n/a"
+            if values[0] == values[2]:
+                return fmt(values[1], kind)
+            return f"{fmt(values[1], kind)} ({fmt(values[0], kind)}-{fmt(values[2], kind)})"
+
+        comm = "n/a" if r["ep_comm_s_per_token"] is None else \
+            f"{us(r['ep_comm_s_per_token'])} ({r['binds']}; net {us(r['ep_network_s_per_token'])}, NVL {us(r['ep_nvlink_s_per_token'])})"
+        rows.append([r["hardware"], f"{r['nvlink_bandwidth_gb_s']:g}" if r["nvlink_bandwidth_gb_s"] else "n/a",
+                     f"{r['ep_degree']:g}" if r["ep_degree"] else "n/a", us(r["compute_s_per_token"]), comm,
+                     us(r["exposed_comm_s_per_token"]), span(r["pretraining_gpu_hours"], "count"),
+                     fmt(r["days_on_cluster"], "days"), span(r["pretraining_usd"], "usd"), fmt(r["mfu"], "pct")])
+    first = estimates[0]
+    cpu = "  [compute CPU-derived: efficiency measured on a CPU]" if first.cpu_derived else ""
+    print(table(["hardware", "NVLink GB/s", "EP", "compute µs/tok", "EP comm µs/tok (binds; legs)", "exposed µs/tok",
+                 "GPU-hours P50 (P10-P90)", "days", "cost P50 (P10-P90)", "MFU"], rows,
+                title=f"Cluster projection: {scenario.name} ({first.model.name}, {scenario.cluster_gpus or '?'} GPUs; "
+                      f"{first.method}){cpu}"))
+    print("GPU-µs per training token; EP comm = forward dispatch (fp8) and combine, and both gradients, over every MoE "
+          "layer, the slower link of each; exposed = what the compute does not hide (comm_overlap).")
+    seen = set()
+    for e in estimates:
+        lines = [f"note: {note}" for note in e.notes]
+        if "usd_per_gpu_hour" in e.inputs:
+            q = e.inputs["usd_per_gpu_hour"]
+            lines.append(f"price {e.hardware.name}: {q.quantity.describe()} USD/GPU-hour ({q.origin}: {q.source or 'no source'})")
+        for line in lines:
+            if line not in seen:
+                seen.add(line)
+                print(line)
 
 
 def _tokens_per_day(text: str | None) -> dict:

@@ -1,0 +1,1 @@
+"""Benchmarks: cases, timing, metrics and the harness behind meter bench and meter run."""

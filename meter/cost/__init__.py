@@ -1,0 +1,1 @@
+"""The meter: training and serving cost from scenarios, assumptions and measured runs."""

@@ -1,0 +1,109 @@
+"""Expert-parallel communication time per training token, and how much of it the compute hides.
+
+Per token and MoE layer, training runs four all-to-alls: forward dispatch (fp8 by default, as
+DeepSeek-V3) and combine (bf16), and in the backward pass their gradients (bf16). Each takes the
+longer of its network and NVLink legs (``meter.analytic.comm`` counts the copies); the legs run
+concurrently because DeepSeek's kernels forward over NVLink while InfiniBand is still receiving.
+
+Bandwidths are per GPU and direction: the hardware config's NVLink (quoted bidirectional, so
+halved) and scale-out network, each times an efficiency assumption; or the effective bandwidths a
+distributed run measured on the same hardware (``meter bench --distributed``), which replace
+link x efficiency. ``comm_overlap`` is the share of this time the compute hides (DualPipe's claim
+is all of it); only the rest adds to the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from meter.analytic.comm import PAYLOAD_BYTES, ep_bytes_per_token
+
+ALL_TO_ALLS = ("dispatch", "combine", "combine_grad", "dispatch_grad")
+
+
+@dataclass(frozen=True)
+class EpShape:
+    """What the EP model needs of the model."""
+
+    hidden: int
+    top_k: int
+    n_moe_layers: int                     # MoE layers a training token passes (MTP's included)
+
+
+def _get(x: Mapping[str, Any], name: str, default: Any) -> Any:
+    return x[name] if name in x else default
+
+
+def link_bandwidths(x: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(NVLink, network) effective bytes/s per GPU and direction: the link times its efficiency."""
+    nvlink = x["nvlink_bytes_per_s"] * _get(x, "nvlink_efficiency", 1.0) if "nvlink_bytes_per_s" in x else None
+    network = x["network_bytes_per_s"] * _get(x, "network_efficiency", 1.0) if "network_bytes_per_s" in x else None
+    return nvlink, network
+
+
+def all_to_all_legs(x: Mapping[str, Any], ep: EpShape, payload_bytes: Any) -> tuple[Any, Any]:
+    """(network, NVLink) GPU-seconds of one dispatch-like all-to-all, for one token in one MoE layer."""
+    gpus_per_node = _get(x, "gpus_per_node", 8)
+    network_bytes, nvlink_bytes = ep_bytes_per_token(
+        hidden=ep.hidden, top_k=ep.top_k, payload_bytes=payload_bytes, ep_degree=x["ep_degree"],
+        gpus_per_node=gpus_per_node, max_nodes_per_token=_get(x, "max_nodes_per_token", None))
+    nvlink_bw, network_bw = link_bandwidths(x)
+    spans_nodes = np.any(np.asarray(x["ep_degree"]) > gpus_per_node)
+    if nvlink_bw is None or (network_bw is None and spans_nodes):
+        raise ValueError("the EP communication model needs nvlink_bytes_per_s and, across nodes, network_bytes_per_s")
+    network_s = network_bytes / network_bw if network_bw is not None else 0.0 * network_bytes
+    return network_s, nvlink_bytes / nvlink_bw
+
+
+def training_comm_seconds_per_token(x: Mapping[str, Any], ep: EpShape) -> dict[str, Any]:
+    """EP communication of one training token over all its MoE layers: each leg, the total, the exposed part.
+
+    The total is the slower leg of each all-to-all; the legs' own sums say which link binds.
+    """
+    dispatch = all_to_all_legs(x, ep, _get(x, "dispatch_bytes_per_value", PAYLOAD_BYTES["fp8"]))
+    bf16 = all_to_all_legs(x, ep, PAYLOAD_BYTES["bf16"])  # combine, and both gradients
+    network = ep.n_moe_layers * (dispatch[0] + 3 * bf16[0])
+    nvlink = ep.n_moe_layers * (dispatch[1] + 3 * bf16[1])
+    total = ep.n_moe_layers * (np.maximum(*dispatch) + 3 * np.maximum(*bf16))
+    return {"ep_network_s_per_token": network, "ep_nvlink_s_per_token": nvlink, "ep_comm_s_per_token": total,
+            "exposed_comm_s_per_token": total * (1 - _get(x, "comm_overlap", 0.0))}
+
+
+@dataclass(frozen=True)
+class MeasuredLinks:
+    """Effective EP bandwidths a distributed run measured, and on what."""
+
+    nvlink_bytes_per_s: float | None      # intra-node all-to-all, bytes to peers per rank per second
+    network_bytes_per_s: float | None     # inter-node all-to-all, the same
+    hardware: str | None                  # the hardware config the ranks matched
+    cpu: bool
+    source: str
+
+
+def measured_links(doc: Mapping[str, Any], path: str) -> MeasuredLinks:
+    """The effective bandwidths of a distributed run's all-to-alls (dispatch and combine).
+
+    Each scope's largest verified message sets the figure: bytes a rank sent to its peers over the
+    slowest rank's time, which is what the EP model divides by. A single-node run's world-scope
+    all-to-all is intra-node.
+    """
+    comms = [c for c in doc.get("communication", []) if c["case"]["collective"] in ("dispatch", "combine")]
+
+    def best(scope: str) -> float | None:
+        picked = [c for c in comms if c["scope"] == scope and c["verified"]]
+        if not picked:
+            return None
+        largest = max(picked, key=lambda c: c["message_bytes"])
+        return largest["bytes_to_peers_per_rank"] / largest["time_s"]
+
+    meta = doc.get("metadata", {})
+    layout = meta.get("distributed", {})
+    intra = best("intra-node") or (best("world") if layout.get("n_nodes", 1) == 1 else None)
+    hardware = (meta.get("hardware") or {}).get("name")
+    where = f"{layout.get('world_size', '?')} ranks on {layout.get('n_nodes', '?')} node(s), {layout.get('backend', '?')}"
+    return MeasuredLinks(intra, best("inter-node"), hardware, meta.get("device", {}).get("kind") == "cpu",
+                         f"{path}: all-to-alls measured on {where}")

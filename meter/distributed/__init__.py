@@ -1,0 +1,1 @@
+"""Cluster scale: meter bench --distributed under torchrun, communication benchmarks, gathering at rank 0."""
