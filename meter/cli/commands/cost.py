@@ -32,6 +32,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", help="a scenario in configs/scenarios (meter scenarios lists them)")
     p.add_argument("--from-run", metavar="RUN.json", help="use the throughput and energy measured in a run file")
     p.add_argument("--hardware", help="hardware config to price (default: the scenario's)")
+    _inputs(p)
+    p.add_argument("--report", metavar="FILE.md", help="also write a Markdown report with every assumption and source")
+
+
+def _inputs(p: argparse.ArgumentParser) -> None:
+    """Price, assumptions, Monte Carlo and output options, shared by every cost command."""
     p.add_argument("--tier", choices=TIERS, help="price-table tier for the hardware's rental price")
     p.add_argument("--price", type=_quantity, metavar="USD", help="$ per GPU-hour: 2.0, or a range 1.7..3.0")
     p.add_argument("--assume", type=_assumption, action="append", default=[], metavar="NAME=VALUE",
@@ -40,7 +46,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="Monte Carlo samples when an input is a range (default 20,000; 0 = central values only)")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON (docs/cli-json.md)")
-    p.add_argument("--report", metavar="FILE.md", help="also write a Markdown report with every assumption and source")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -78,14 +83,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--ep", type=int_list, metavar="N,M", help="expert-parallel degrees to compare (default: the scenario's)")
     p.add_argument("--from-run", metavar="RUN.json", help="compute measured in a run file instead of compute_mfu")
     p.add_argument("--comm-run", metavar="RUN.json", help="link bandwidths measured by meter bench --distributed")
-    p.add_argument("--tier", choices=TIERS, help="price-table tier for each hardware's rental price")
-    p.add_argument("--price", type=_quantity, metavar="USD", help="$ per GPU-hour for every row: 2.0, or 1.7..3.0")
-    p.add_argument("--assume", type=_assumption, action="append", default=[], metavar="NAME=VALUE",
-                   help="set any cost-model input, e.g. --assume comm_overlap=0 (repeatable)")
-    p.add_argument("--samples", type=int, default=None, metavar="N",
-                   help="Monte Carlo samples (default 20,000; 0 = central values only)")
-    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
-    p.add_argument("--json", action="store_true", help="print every row's estimate as JSON")
+    _inputs(p)
     p.set_defaults(handler=run_cluster)
 
     p = cost_sub.add_parser("serve", parents=[common], help="serving cost per million tokens",
