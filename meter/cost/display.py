@@ -51,14 +51,24 @@ SERVE_DISPLAY: list[tuple[str, str, str]] = [
 ]
 
 
+_USD_STEPS = ((1e9, "B"), (1e6, "M"), (1e3, "K"))
+_KWH_STEPS = ((1e6, " GWh"), (1e3, " MWh"))
+_COUNT_STEPS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+
+
+def _scaled(value: float, steps: tuple[tuple[float, str], ...]) -> str | None:
+    """``value`` at the first scale it reaches, with that scale's suffix; None below them all."""
+    for scale, suffix in steps:
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{suffix}"
+    return None
+
+
 def fmt(value: float | None, kind: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if kind == "usd":
-        for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-            if abs(value) >= scale:
-                return f"${value / scale:.4g}{suffix}"
-        return f"${value:,.2f}"
+        return "$" + (_scaled(value, _USD_STEPS) or f"{value:,.2f}")
     if kind == "usd_small":
         return f"${value:.4g}"
     if kind == "pct":
@@ -66,18 +76,12 @@ def fmt(value: float | None, kind: str) -> str:
     if kind == "days":
         return f"{value:.3g} days"
     if kind == "kwh":
-        for scale, suffix in ((1e6, "GWh"), (1e3, "MWh")):
-            if abs(value) >= scale:
-                return f"{value / scale:.4g} {suffix}"
-        return f"{value:.4g} kWh"
+        return _scaled(value, _KWH_STEPS) or f"{value:.4g} kWh"
     if kind == "us":
         return f"{value * 1e6:.4g} µs"
     if kind == "joule":
         return f"{value:.3g} J"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= scale:
-            return f"{value / scale:.4g}{suffix}"
-    return f"{value:,.4g}"
+    return _scaled(value, _COUNT_STEPS) or f"{value:,.4g}"
 
 
 def rows(outputs: dict[str, Summary], display: list[tuple[str, str, str]], *, ranges: bool) -> list[list[str]]:
