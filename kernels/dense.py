@@ -33,10 +33,12 @@ class KVCache(nn.Module):
 
     def __init__(self, batch: int, max_len: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype, device=None):
         super().__init__()
-        self.register_buffer("k", torch.zeros(batch, max_len, n_kv_heads, head_dim, dtype=dtype, device=device),
-                             persistent=False)
-        self.register_buffer("v", torch.zeros(batch, max_len, n_kv_heads, head_dim, dtype=dtype, device=device),
-                             persistent=False)
+        self.register_buffer(
+            "k", torch.zeros(batch, max_len, n_kv_heads, head_dim, dtype=dtype, device=device), persistent=False
+        )
+        self.register_buffer(
+            "v", torch.zeros(batch, max_len, n_kv_heads, head_dim, dtype=dtype, device=device), persistent=False
+        )
 
 
 class GQAttention(nn.Module):
@@ -58,7 +60,7 @@ class GQAttention(nn.Module):
         b, s, _ = x.shape
         q = self.wq(x).view(b, s, self.n_heads, self.head_dim)
         k, v = self.wkv(x).view(b, s, 2, self.n_kv_heads, self.head_dim).unbind(2)
-        cos, sin = self.cos[start_pos:start_pos + s], self.sin[start_pos:start_pos + s]
+        cos, sin = self.cos[start_pos : start_pos + s], self.sin[start_pos : start_pos + s]
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

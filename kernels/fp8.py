@@ -42,7 +42,7 @@ def quantize_blockwise(x_RC: torch.Tensor, block_rows: int, block_cols: int) -> 
     pr, pc = math.ceil(r / block_rows) * block_rows, math.ceil(c / block_cols) * block_cols
     padded = F.pad(x_RC.float(), (0, pc - c, 0, pr - r))
     blocks = padded.view(pr // block_rows, block_rows, pc // block_cols, block_cols)
-    scale = blocks.abs().amax(dim=(1, 3)).clamp(min=_EPS) / FP8_MAX       # [Rb, Cb]
+    scale = blocks.abs().amax(dim=(1, 3)).clamp(min=_EPS) / FP8_MAX  # [Rb, Cb]
     q = (blocks / scale[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX)
     return q.view(pr, pc)[:r, :c].to(FP8), scale
 
@@ -77,18 +77,21 @@ class Fp8Experts(nn.Module):
         with torch.no_grad():
             self._quantize_weights("w13", experts.w13)
             self._quantize_weights("w2", experts.w2)
-        self.use_grouped = (recipe == "rowwise" and experts.w13.device.type == "cuda"
-                            and torch.cuda.get_device_capability(experts.w13.device) == (9, 0))
+        self.use_grouped = (
+            recipe == "rowwise"
+            and experts.w13.device.type == "cuda"
+            and torch.cuda.get_device_capability(experts.w13.device) == (9, 0)
+        )
 
     def _quantize_weights(self, name: str, w_EOI: torch.Tensor) -> None:
         if self.recipe == "rowwise":
-            pairs = [quantize_rowwise(w) for w in w_EOI]                   # a scale per output channel
+            pairs = [quantize_rowwise(w) for w in w_EOI]  # a scale per output channel
             q = torch.stack([p[0] for p in pairs])
-            s = torch.stack([p[1].squeeze(-1) for p in pairs])             # [E, O]
+            s = torch.stack([p[1].squeeze(-1) for p in pairs])  # [E, O]
         else:
             pairs = [quantize_blockwise(w, 128, 128) for w in w_EOI]
             q = torch.stack([p[0] for p in pairs])
-            s = torch.stack([p[1] for p in pairs])                         # [E, O/128, I/128]
+            s = torch.stack([p[1] for p in pairs])  # [E, O/128, I/128]
         self.register_buffer(f"{name}_q", q, persistent=False)
         self.register_buffer(f"{name}_scale", s.contiguous(), persistent=False)
 
@@ -103,8 +106,16 @@ class Fp8Experts(nn.Module):
         out_dtype = torch.bfloat16
         if self.use_grouped:
             x_q, x_s = quantize_rowwise(x_ND)
-            return F.scaled_grouped_mm(x_q, w_q.transpose(-2, -1), x_s.squeeze(-1), F.ScalingType.RowWise,
-                                       w_s, F.ScalingType.RowWise, offs=offsets, output_dtype=out_dtype)
+            return F.scaled_grouped_mm(
+                x_q,
+                w_q.transpose(-2, -1),
+                x_s.squeeze(-1),
+                F.ScalingType.RowWise,
+                w_s,
+                F.ScalingType.RowWise,
+                offs=offsets,
+                output_dtype=out_dtype,
+            )
         bounds = [0, *offsets.tolist()]
         outs = []
         for e, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
@@ -113,12 +124,29 @@ class Fp8Experts(nn.Module):
                 outs.append(rows.new_zeros(0, w_q.shape[1], dtype=out_dtype))
             elif self.recipe == "rowwise":
                 x_q, x_s = quantize_rowwise(rows)
-                outs.append(F.scaled_mm(x_q, w_q[e].t(), x_s, F.ScalingType.RowWise, w_s[e][None, :],
-                                        F.ScalingType.RowWise, output_dtype=out_dtype))
+                outs.append(
+                    F.scaled_mm(
+                        x_q,
+                        w_q[e].t(),
+                        x_s,
+                        F.ScalingType.RowWise,
+                        w_s[e][None, :],
+                        F.ScalingType.RowWise,
+                        output_dtype=out_dtype,
+                    )
+                )
             else:
                 x_q, x_s = quantize_blockwise(rows, 1, 128)
                 # cuBLAS wants the 1x128 activation scales in column-major (outer-dim-major) layout.
-                outs.append(F.scaled_mm(x_q, w_q[e].t(), x_s.t().contiguous().t(), F.ScalingType.BlockWise1x128,
-                                        w_s[e].t().contiguous(), F.ScalingType.BlockWise128x128,
-                                        output_dtype=out_dtype))
+                outs.append(
+                    F.scaled_mm(
+                        x_q,
+                        w_q[e].t(),
+                        x_s.t().contiguous().t(),
+                        F.ScalingType.BlockWise1x128,
+                        w_s[e].t().contiguous(),
+                        F.ScalingType.BlockWise128x128,
+                        output_dtype=out_dtype,
+                    )
+                )
         return torch.cat(outs, dim=0)

@@ -22,7 +22,7 @@ Backend = Literal["grouped_mm", "loop"]
 _GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grouped_mm_supported(device_type: str, dtype: torch.dtype, capability: tuple[int, int] | None = None) -> bool:
     """Whether the fused grouped GEMM runs for this device type and dtype."""
     if _GROUPED_MM is None:
@@ -40,8 +40,9 @@ def pick_backend(x: torch.Tensor) -> Backend:
     return "grouped_mm" if grouped_mm_supported(x.device.type, x.dtype, capability) else "loop"
 
 
-def grouped_linear(x_ND: torch.Tensor, w_EOD: torch.Tensor, offsets_E: torch.Tensor,
-                   backend: Backend | None = None) -> torch.Tensor:
+def grouped_linear(
+    x_ND: torch.Tensor, w_EOD: torch.Tensor, offsets_E: torch.Tensor, backend: Backend | None = None
+) -> torch.Tensor:
     """Rows ``offsets[e-1]:offsets[e]`` of ``x`` times ``w[e].T``; ``offsets`` int32, cumulative.
 
     ``offsets[-1]`` must equal the number of rows.
@@ -59,24 +60,25 @@ def grouped_linear(x_ND: torch.Tensor, w_EOD: torch.Tensor, offsets_E: torch.Ten
 
 # --- FLOP counting ---------------------------------------------------------------------------
 
+
 def _grouped_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
     """2 x (multiply-adds) of aten._grouped_mm for its four layouts (jagged dims counted once)."""
-    if len(a_shape) == 2 and len(b_shape) == 3:      # [M, K] x [G, K, N] -> [M, N]
+    if len(a_shape) == 2 and len(b_shape) == 3:  # [M, K] x [G, K, N] -> [M, N]
         (m, k), n = a_shape, b_shape[2]
         return 2 * m * k * n
-    if len(a_shape) == 2 and len(b_shape) == 2:      # [N, M] x [M, K], jagged M -> [G, N, K]
+    if len(a_shape) == 2 and len(b_shape) == 2:  # [N, M] x [M, K], jagged M -> [G, N, K]
         (n, m), k = a_shape, b_shape[1]
         return 2 * n * m * k
-    if len(a_shape) == 3 and len(b_shape) == 3:      # [G, M, K] x [G, K, N]
+    if len(a_shape) == 3 and len(b_shape) == 3:  # [G, M, K] x [G, K, N]
         g, m, k = a_shape
         return 2 * g * m * k * b_shape[2]
-    if len(a_shape) == 3 and len(b_shape) == 2:      # [G, M, K] x [K, N], jagged N -> [M, N]
+    if len(a_shape) == 3 and len(b_shape) == 2:  # [G, M, K] x [K, N], jagged N -> [M, N]
         _, m, k = a_shape
         return 2 * m * k * b_shape[1]
     raise ValueError(f"unexpected grouped_mm shapes {a_shape} x {b_shape}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def register_flop_formulas() -> None:
     """Teach ``FlopCounterMode`` to count ``aten._grouped_mm`` (it counts 0 otherwise).
 

@@ -36,10 +36,12 @@ class LatentKVCache(nn.Module):
 
     def __init__(self, batch: int, max_len: int, args: ModelArgs, dtype: torch.dtype, device=None):
         super().__init__()
-        self.register_buffer("kv", torch.zeros(batch, max_len, args.kv_lora_rank, dtype=dtype, device=device),
-                             persistent=False)
-        self.register_buffer("pe", torch.zeros(batch, max_len, args.qk_rope_head_dim, dtype=dtype, device=device),
-                             persistent=False)
+        self.register_buffer(
+            "kv", torch.zeros(batch, max_len, args.kv_lora_rank, dtype=dtype, device=device), persistent=False
+        )
+        self.register_buffer(
+            "pe", torch.zeros(batch, max_len, args.qk_rope_head_dim, dtype=dtype, device=device), persistent=False
+        )
 
     @property
     def bytes_per_token(self) -> int:
@@ -66,7 +68,7 @@ class MLA(nn.Module):
         self.kv_norm = nn.RMSNorm(a.kv_lora_rank, eps=a.norm_eps, dtype=dtype, device=device)
         self.wkv_b = nn.Linear(a.kv_lora_rank, a.n_heads * (self.nope + self.v_dim), **kw)
         self.wo = nn.Linear(a.n_heads * self.v_dim, a.dim, **kw)
-        self.softmax_scale = self.qk_dim ** -0.5
+        self.softmax_scale = self.qk_dim**-0.5
         cos, sin = rope_cache(self.rope, max_seq_len, a.rope_theta, device=device)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
@@ -87,13 +89,14 @@ class MLA(nn.Module):
         return self.kv_norm(kv), k_pe
 
     def _rope(self, start_pos: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cos[start_pos:start_pos + length], self.sin[start_pos:start_pos + length]
+        return self.cos[start_pos : start_pos + length], self.sin[start_pos : start_pos + length]
 
     def _expand(self, latent: torch.Tensor, k_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-head keys [B, T, H, P+R] and values [B, T, H, V] from the latent (the naive form)."""
         b, t, _ = latent.shape
-        k_nope, v = self.wkv_b(latent).view(b, t, self.n_heads, self.nope + self.v_dim).split(
-            [self.nope, self.v_dim], dim=-1)
+        k_nope, v = (
+            self.wkv_b(latent).view(b, t, self.n_heads, self.nope + self.v_dim).split([self.nope, self.v_dim], dim=-1)
+        )
         k = torch.cat([k_nope, k_pe.unsqueeze(2).expand(-1, -1, self.n_heads, -1)], dim=-1)
         return k, v
 
@@ -109,13 +112,16 @@ class MLA(nn.Module):
             cache.pe[:, :s] = k_pe.detach()
         k, v = self._expand(latent, k_pe)
         q = torch.cat([q_nope, q_pe], dim=-1)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                             is_causal=True, scale=self.softmax_scale)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=self.softmax_scale
+        )
         return self.wo(out.transpose(1, 2).flatten(2))
 
     # --- decode ---
 
-    def decode(self, x: torch.Tensor, cache: LatentKVCache, start_pos: int, form: DecodeForm = "absorbed") -> torch.Tensor:
+    def decode(
+        self, x: torch.Tensor, cache: LatentKVCache, start_pos: int, form: DecodeForm = "absorbed"
+    ) -> torch.Tensor:
         """New tokens ``x [B, S, D]`` at positions start_pos.. against the cache, which they extend."""
         s = x.shape[1]
         end = start_pos + s
@@ -130,19 +136,21 @@ class MLA(nn.Module):
         elif form == "naive":
             k, v = self._expand(kv, pe)
             q = torch.cat([q_nope, q_pe], dim=-1)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                 attn_mask=mask, scale=self.softmax_scale).transpose(1, 2)
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, scale=self.softmax_scale
+            ).transpose(1, 2)
         else:
             raise ValueError(f"unknown decode form {form!r}")
         return self.wo(out.flatten(2))
 
     def _absorbed_attention(self, q_nope, q_pe, kv_BTC, pe_BTR, mask) -> torch.Tensor:
-        w = self.wkv_b.weight.view(self.n_heads, self.nope + self.v_dim, -1)   # [H, P+V, C]
-        q_lat = torch.einsum("bshp,hpc->bshc", q_nope, w[:, :self.nope])      # absorb W_UK into q
-        scores = (torch.einsum("bshc,btc->bsht", q_lat, kv_BTC)
-                  + torch.einsum("bshr,btr->bsht", q_pe, pe_BTR)) * self.softmax_scale
+        w = self.wkv_b.weight.view(self.n_heads, self.nope + self.v_dim, -1)  # [H, P+V, C]
+        q_lat = torch.einsum("bshp,hpc->bshc", q_nope, w[:, : self.nope])  # absorb W_UK into q
+        scores = (
+            torch.einsum("bshc,btc->bsht", q_lat, kv_BTC) + torch.einsum("bshr,btr->bsht", q_pe, pe_BTR)
+        ) * self.softmax_scale
         if mask is not None:
             scores = scores.masked_fill(~mask[None, :, None, :], float("-inf"))
         probs = scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).type_as(q_nope)
         o_lat = torch.einsum("bsht,btc->bshc", probs, kv_BTC)
-        return torch.einsum("bshc,hvc->bshv", o_lat, w[:, self.nope:])          # absorb W_UV into the output
+        return torch.einsum("bshc,hvc->bshv", o_lat, w[:, self.nope :])  # absorb W_UV into the output

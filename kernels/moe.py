@@ -50,7 +50,7 @@ class Gate(nn.Module):
         self.args = args
         self.routing = routing
         self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim, dtype=dtype, device=device))
-        nn.init.normal_(self.weight, std=args.dim ** -0.5)
+        nn.init.normal_(self.weight, std=args.dim**-0.5)
         if args.gate_bias:
             # A buffer, not a parameter: it is updated by the balancing rule, not by gradients.
             self.register_buffer("bias", torch.zeros(args.n_routed_experts, dtype=torch.float32, device=device))
@@ -116,8 +116,8 @@ class GroupedExperts(nn.Module):
         self.n_experts, self.hidden = n_experts, hidden
         self.w13 = nn.Parameter(torch.empty(n_experts, 2 * hidden, dim, dtype=dtype, device=device))
         self.w2 = nn.Parameter(torch.empty(n_experts, dim, hidden, dtype=dtype, device=device))
-        nn.init.normal_(self.w13, std=dim ** -0.5)
-        nn.init.normal_(self.w2, std=hidden ** -0.5)
+        nn.init.normal_(self.w13, std=dim**-0.5)
+        nn.init.normal_(self.w2, std=hidden**-0.5)
         self.backend: Backend | None = None  # None: choose per call from device and dtype
 
     def forward(self, x_ND: torch.Tensor, tokens_per_expert_E: torch.Tensor) -> torch.Tensor:
@@ -138,8 +138,15 @@ class MoE(nn.Module):
             the production GEMM shapes. No communication is modelled here.
     """
 
-    def __init__(self, args: ModelArgs, *, routing: Routing = Routing(), n_local_experts: int | None = None,
-                 dtype=None, device=None):
+    def __init__(
+        self,
+        args: ModelArgs,
+        *,
+        routing: Routing = Routing(),
+        n_local_experts: int | None = None,
+        dtype=None,
+        device=None,
+    ):
         super().__init__()
         if not args.is_moe:
             raise ValueError("MoE needs a model with routed experts")
@@ -149,8 +156,11 @@ class MoE(nn.Module):
             raise ValueError(f"n_local_experts {self.n_local} must divide n_routed_experts {args.n_routed_experts}")
         self.gate = Gate(args, routing, dtype=dtype, device=device)
         self.experts = GroupedExperts(self.n_local, args.dim, args.moe_inter_dim, dtype=dtype, device=device)
-        self.shared = (SwiGLU(args.dim, args.n_shared_experts * args.moe_inter_dim, dtype=dtype, device=device)
-                       if args.n_shared_experts else None)
+        self.shared = (
+            SwiGLU(args.dim, args.n_shared_experts * args.moe_inter_dim, dtype=dtype, device=device)
+            if args.n_shared_experts
+            else None
+        )
         self.last_tokens_per_expert: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,12 +49,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
-def run_meter(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess:
+def run_meter(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``python -m meter ARGS`` in a subprocess, as a user would run the command."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "meter", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "meter", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -82,4 +89,5 @@ def fake_nvml(fake_nvml_lib: Path, tmp_path: Path):
     def make(scenario) -> dict[str, str]:
         path = scenario.write(tmp_path / f"scenario-{id(scenario)}.txt")
         return env(fake_nvml_lib, path)
+
     return make

@@ -41,7 +41,7 @@ def test_v2_parameters():
 
 def test_v2_lite_parameters():
     p = count_params(args("deepseek-v2-lite"))
-    assert abs(p.total - 16e9) < 0.5e9          # "16B", whole billions (15.7B)
+    assert abs(p.total - 16e9) < 0.5e9  # "16B", whole billions (15.7B)
     assert p.active == pytest.approx(2.4e9, rel=0.03)  # "2.4B" (2.45B counted; two significant figures)
 
 
@@ -98,8 +98,10 @@ def test_mla_decode_forms():
     kv_up = 2 * 512 * 128 * (128 + 128)
     assert naive.attention_gemm - absorbed.attention_gemm == pytest.approx(61 * kv_up * 4095)
     # In training both forms do the same projection work (absorption == wkv_b's count).
-    assert F.forward_flops_per_token(a, 10, form="absorbed").attention_gemm == \
-        F.forward_flops_per_token(a, 10, form="naive").attention_gemm
+    assert (
+        F.forward_flops_per_token(a, 10, form="absorbed").attention_gemm
+        == F.forward_flops_per_token(a, 10, form="naive").attention_gemm
+    )
 
 
 def test_layer_flops_naive_decode_expands_the_cache():
@@ -128,8 +130,9 @@ def test_moe_layer_flops_count_router_shared_and_routed():
     expert = 3 * a.dim * a.moe_inter_dim
     expected = 2 * 10 * (a.dim * 256 + 1 * expert + 8 * expert)
     assert F.moe_layer_flops(a, tokens=10) == pytest.approx(expected)
-    assert F.moe_layer_flops(a, tokens=10, routed_assignments=3, include_router=False,
-                             include_shared=False) == pytest.approx(2 * 3 * expert)
+    assert F.moe_layer_flops(
+        a, tokens=10, routed_assignments=3, include_router=False, include_shared=False
+    ) == pytest.approx(2 * 3 * expert)
 
 
 def test_dense_model_has_no_expert_flops():

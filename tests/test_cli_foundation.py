@@ -20,8 +20,15 @@ def run_json(capsys, *argv: str) -> dict:
 
 def test_flops_json_has_the_documented_keys(capsys):
     r = run_json(capsys, "flops", "deepseek-v3")
-    for key in ("total_params", "active_params", "train_flops_per_token", "prefill_flops_per_token",
-                "decode_flops_per_token", "kv_cache_bytes_per_token", "decode_bytes_per_token"):
+    for key in (
+        "total_params",
+        "active_params",
+        "train_flops_per_token",
+        "prefill_flops_per_token",
+        "decode_flops_per_token",
+        "kv_cache_bytes_per_token",
+        "decode_bytes_per_token",
+    ):
         assert isinstance(r[key], (int, float)), key
     assert r["kv_cache_bytes_per_token"] == 70272
     assert r["train_flops_per_token"] == pytest.approx(250e9, rel=0.03)
@@ -65,14 +72,17 @@ def test_doctor_reports_why_nvml_is_unavailable(capsys):
     assert "NVML" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("argv", "fragment"), [
-    (["flops", "deepseek-v4"], "did you mean 'deepseek-v3'"),
-    (["flops", "deepseek-v3", "--seq", "0"], "--seq"),
-    (["flops", "deepseek-v3", "--dtype", "int3"], "--dtype"),
-    (["flops", "/no/such/file.yaml"], "no such config file"),
-    (["flops", "deepseek-v3", "--config-dir", "/no/such/dir"], "/no/such/dir"),
-    (["nonsense"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["flops", "deepseek-v4"], "did you mean 'deepseek-v3'"),
+        (["flops", "deepseek-v3", "--seq", "0"], "--seq"),
+        (["flops", "deepseek-v3", "--dtype", "int3"], "--dtype"),
+        (["flops", "/no/such/file.yaml"], "no such config file"),
+        (["flops", "deepseek-v3", "--config-dir", "/no/such/dir"], "/no/such/dir"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_no_traceback(argv, fragment):
     result = run_meter(*argv)
     assert result.returncode == 2
@@ -98,8 +108,9 @@ def test_a_foreign_kernels_package_is_named_with_the_fix(tmp_path: Path):
     foreign.mkdir()
     (foreign / "__init__.py").write_text("raise ImportError('this is some other kernels package')\n")
     # Run from tmp_path so that its `kernels` comes first on sys.path, as an installed one would.
-    result = run_meter("models", cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])
-                                                    + ":" + str(tmp_path)})
+    result = run_meter(
+        "models", cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]) + ":" + str(tmp_path)}
+    )
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line

@@ -24,8 +24,11 @@ def test_every_gpu_figure_has_a_dated_source(name: str):
     spec = load_hardware(name)
     assert spec.peak_flops("bf16") is not None
     figures = [f"peak_tflops.{d}" for d in spec.peak_tflops]
-    figures += [f for f in ("memory_gb", "memory_bandwidth_gb_s", "nvlink_bandwidth_gb_s", "tdp_w")
-                if getattr(spec, f) is not None]
+    figures += [
+        f
+        for f in ("memory_gb", "memory_bandwidth_gb_s", "nvlink_bandwidth_gb_s", "tdp_w")
+        if getattr(spec, f) is not None
+    ]
     assert figures
     for figure in figures:
         source = spec.source_for(figure)
@@ -38,21 +41,24 @@ def test_h800_and_h100_differ_where_they_really_differ():
     assert h800.nvlink_bandwidth_gb_s == 400 and h100.nvlink_bandwidth_gb_s == 900
 
 
-@pytest.mark.parametrize(("nvml_name", "expected"), [
-    ("NVIDIA H800", "h800-sxm"),
-    ("NVIDIA H800 80GB HBM3", "h800-sxm"),
-    ("nvidia  h800", "h800-sxm"),            # case and spacing do not matter
-    ("NVIDIA H100 80GB HBM3", "h100-sxm"),
-    ("NVIDIA H100 PCIe", "h100-pcie"),
-    ("NVIDIA H200", "h200-sxm"),
-    ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"),
-    ("NVIDIA B200", "b200"),
-    ("NVIDIA H800 PCIe", None),              # a different board: no silent match to the SXM figures
-    ("NVIDIA H100 NVL", None),
-    ("NVIDIA H100", None),                   # a prefix of two configs' names matches neither
-    ("NVIDIA A100-SXM4-40GB", None),
-    ("Tesla V100-SXM2-16GB", None),
-])
+@pytest.mark.parametrize(
+    ("nvml_name", "expected"),
+    [
+        ("NVIDIA H800", "h800-sxm"),
+        ("NVIDIA H800 80GB HBM3", "h800-sxm"),
+        ("nvidia  h800", "h800-sxm"),  # case and spacing do not matter
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H200", "h200-sxm"),
+        ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"),
+        ("NVIDIA B200", "b200"),
+        ("NVIDIA H800 PCIe", None),  # a different board: no silent match to the SXM figures
+        ("NVIDIA H100 NVL", None),
+        ("NVIDIA H100", None),  # a prefix of two configs' names matches neither
+        ("NVIDIA A100-SXM4-40GB", None),
+        ("Tesla V100-SXM2-16GB", None),
+    ],
+)
 def test_nvml_names_match_exactly(nvml_name: str, expected: str | None):
     spec = match_nvml_name(nvml_name, list_hardware())
     assert (spec.name if spec else None) == expected
@@ -84,11 +90,14 @@ def test_a_source_naming_an_unknown_field_is_refused():
     assert "memroy_gb" in str(info.value)
 
 
-@pytest.mark.parametrize(("field", "value", "fragment"), [
-    ("tdp_w", -700, "greater than 0"),
-    ("memory_gb", 0, "greater than 0"),
-    ("kind", "tpu", "must be one of"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("tdp_w", -700, "greater than 0"),
+        ("memory_gb", 0, "greater than 0"),
+        ("kind", "tpu", "must be one of"),
+    ],
+)
 def test_bad_hardware_values(field: str, value, fragment: str):
     data = _h100_data()
     data[field] = value

@@ -29,7 +29,13 @@ def test_v3_fields_follow_deepseek_config():
     assert (a.dim, a.inter_dim, a.moe_inter_dim, a.n_layers, a.n_dense_layers) == (7168, 18432, 2048, 61, 3)
     assert (a.n_routed_experts, a.n_shared_experts, a.n_activated_experts) == (256, 1, 8)
     assert (a.n_expert_groups, a.n_limited_groups, a.score_func, a.route_scale) == (8, 4, "sigmoid", 2.5)
-    assert (a.q_lora_rank, a.kv_lora_rank, a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim) == (1536, 512, 128, 64, 128)
+    assert (a.q_lora_rank, a.kv_lora_rank, a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim) == (
+        1536,
+        512,
+        128,
+        64,
+        128,
+    )
     assert a.gate_bias and a.n_mtp_layers == 1 and a.attention == "mla"
 
 
@@ -162,11 +168,14 @@ def test_scientific_notation_without_exponent_sign_is_a_number():
     assert parse_model(data, Path("m.yaml")).published.total_params == 671e9
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("name: m\ndim: [1\n", "malformed YAML at line 3"),
-    ("", "expected a mapping"),
-    ("- 1\n- 2\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("name: m\ndim: [1\n", "malformed YAML at line 3"),
+        ("", "expected a mapping"),
+        ("- 1\n- 2\n", "expected a mapping"),
+    ],
+)
 def test_malformed_or_empty_files(config_dir: Path, text: str, fragment: str):
     path = config_dir / "models" / "m.yaml"
     path.write_text(text)

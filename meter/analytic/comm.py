@@ -33,8 +33,9 @@ def expected_nodes_hit(top_k: Any, nodes: Any) -> Any:
     return nodes * (1.0 - (1.0 - 1.0 / nodes) ** top_k)
 
 
-def ep_copies_per_token(*, ep_degree: Any, gpus_per_node: Any, top_k: int,
-                        max_nodes_per_token: Any | None = None) -> tuple[Any, Any]:
+def ep_copies_per_token(
+    *, ep_degree: Any, gpus_per_node: Any, top_k: int, max_nodes_per_token: Any | None = None
+) -> tuple[Any, Any]:
     """(network copies, NVLink copies) of one token's hidden vector in one dispatch."""
     ep_degree = np.asarray(ep_degree, dtype=float)
     nodes = np.maximum(ep_degree / gpus_per_node, 1.0)
@@ -46,10 +47,18 @@ def ep_copies_per_token(*, ep_degree: Any, gpus_per_node: Any, top_k: int,
     return network, nvlink
 
 
-def ep_bytes_per_token(*, hidden: int, top_k: int, payload_bytes: float, ep_degree: Any, gpus_per_node: Any,
-                       max_nodes_per_token: Any | None = None) -> tuple[Any, Any]:
+def ep_bytes_per_token(
+    *,
+    hidden: int,
+    top_k: int,
+    payload_bytes: float,
+    ep_degree: Any,
+    gpus_per_node: Any,
+    max_nodes_per_token: Any | None = None,
+) -> tuple[Any, Any]:
     """(network bytes, NVLink bytes) one token sends in one dispatch or combine of one layer."""
-    network, nvlink = ep_copies_per_token(ep_degree=ep_degree, gpus_per_node=gpus_per_node, top_k=top_k,
-                                          max_nodes_per_token=max_nodes_per_token)
+    network, nvlink = ep_copies_per_token(
+        ep_degree=ep_degree, gpus_per_node=gpus_per_node, top_k=top_k, max_nodes_per_token=max_nodes_per_token
+    )
     value_bytes = hidden * payload_bytes
     return network * value_bytes, nvlink * value_bytes

@@ -96,8 +96,14 @@ class FlopsPerToken:
         return out
 
 
-def forward_flops_per_token(a: ModelArgs, mean_kv_len: float, *, form: AttentionForm = "naive",
-                            head_fraction: float = 1.0, kv_up_positions: float = 1.0) -> FlopsPerToken:
+def forward_flops_per_token(
+    a: ModelArgs,
+    mean_kv_len: float,
+    *,
+    form: AttentionForm = "naive",
+    head_fraction: float = 1.0,
+    kv_up_positions: float = 1.0,
+) -> FlopsPerToken:
     """Forward FLOPs for one token that attends to ``mean_kv_len`` keys in every layer.
 
     Args:
@@ -133,7 +139,9 @@ def mtp_train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPai
     mean_kv = attention_pairs(seq_len, seq_len, pairs) / seq_len
     block = attention_gemm_flops_per_token(a) + attention_core_flops_per_pair(a) * mean_kv
     if a.is_moe:
-        block += 2.0 * a.dim * a.n_routed_experts + 2.0 * (a.n_shared_experts + a.n_activated_experts) * expert_params(a)
+        block += 2.0 * a.dim * a.n_routed_experts + 2.0 * (a.n_shared_experts + a.n_activated_experts) * expert_params(
+            a
+        )
     else:
         block += 2.0 * swiglu_params(a.dim, a.inter_dim)
     per_module = 2.0 * (2 * a.dim * a.dim) + block + 2.0 * a.dim * a.vocab_size
@@ -157,8 +165,16 @@ def decode_flops_per_token(a: ModelArgs, context_len: int, *, form: AttentionFor
 
 # --- One layer at a given batch shape (forward FLOPs; x TRAIN_MULTIPLIER for forward + backward) ---
 
-def attention_layer_flops(a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None,
-                          pairs: AttentionPairs = "causal", form: AttentionForm = "naive") -> float:
+
+def attention_layer_flops(
+    a: ModelArgs,
+    *,
+    batch: int,
+    q_len: int,
+    kv_len: int | None = None,
+    pairs: AttentionPairs = "causal",
+    form: AttentionForm = "naive",
+) -> float:
     """One attention block (MLA or GQA) for batch sequences of q_len new tokens against kv_len keys.
 
     Projections run on the new tokens; the naive MLA form up-projects every key position's
@@ -177,8 +193,14 @@ def expert_gemm_flops(a: ModelArgs, token_assignments: float) -> float:
     return 2.0 * token_assignments * expert_params(a)
 
 
-def moe_layer_flops(a: ModelArgs, *, tokens: int, routed_assignments: float | None = None,
-                    include_shared: bool = True, include_router: bool = True) -> float:
+def moe_layer_flops(
+    a: ModelArgs,
+    *,
+    tokens: int,
+    routed_assignments: float | None = None,
+    include_shared: bool = True,
+    include_router: bool = True,
+) -> float:
     """One MoE FFN: router, shared experts and routed experts for ``tokens`` tokens.
 
     ``routed_assignments`` defaults to tokens * top-k (every token sent to k experts).

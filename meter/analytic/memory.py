@@ -64,8 +64,15 @@ class DecodeStepBytes:
         return out
 
 
-def decode_step_bytes(a: ModelArgs, *, batch: int, context_len: int, weight_bytes: float = 2,
-                      kv_bytes: float = 2, form: CacheForm = "latent") -> DecodeStepBytes:
+def decode_step_bytes(
+    a: ModelArgs,
+    *,
+    batch: int,
+    context_len: int,
+    weight_bytes: float = 2,
+    kv_bytes: float = 2,
+    form: CacheForm = "latent",
+) -> DecodeStepBytes:
     """Minimum HBM traffic of one decode step: each weight touched once, the whole KV cache read.
 
     Routed experts count only as many as the batch is expected to touch (uniform routing), so
@@ -90,22 +97,25 @@ def decode_step_bytes(a: ModelArgs, *, batch: int, context_len: int, weight_byte
 
 # --- One layer's minimum traffic: each weight and input read once, each output written once ---
 
-def attention_layer_bytes(a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None,
-                          dtype_bytes: float = 2, cached: bool = False) -> float:
+
+def attention_layer_bytes(
+    a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None, dtype_bytes: float = 2, cached: bool = False
+) -> float:
     """One attention block's forward traffic; ``cached`` adds reading kv_len - q_len cached positions."""
     from meter.analytic.params import attention_params
 
     kv_len = q_len if kv_len is None else kv_len
     cache_elems = kv_cache_elements_per_token_per_layer(a, "latent")
     traffic = attention_params(a) * dtype_bytes + 2 * batch * q_len * a.dim * dtype_bytes
-    traffic += batch * q_len * cache_elems * dtype_bytes                       # new cache entries
+    traffic += batch * q_len * cache_elems * dtype_bytes  # new cache entries
     if cached:
-        traffic += batch * (kv_len - q_len) * cache_elems * dtype_bytes        # the cache read
+        traffic += batch * (kv_len - q_len) * cache_elems * dtype_bytes  # the cache read
     return traffic
 
 
-def moe_layer_bytes(a: ModelArgs, *, tokens: int, weight_bytes: float = 2, act_bytes: float = 2,
-                    n_local_experts: int | None = None) -> float:
+def moe_layer_bytes(
+    a: ModelArgs, *, tokens: int, weight_bytes: float = 2, act_bytes: float = 2, n_local_experts: int | None = None
+) -> float:
     """One MoE FFN's forward traffic: router, shared experts, the local experts its tokens touch."""
     from meter.analytic.params import router_params
 

@@ -82,13 +82,28 @@ class ParamCounts:
 
     @property
     def total(self) -> int:
-        return (self.embedding + self.attention + self.dense_ffn + self.router + self.shared_experts
-                + self.routed_experts + self.norms + self.output_head)
+        return (
+            self.embedding
+            + self.attention
+            + self.dense_ffn
+            + self.router
+            + self.shared_experts
+            + self.routed_experts
+            + self.norms
+            + self.output_head
+        )
 
     @property
     def active(self) -> int:
-        return (self.attention + self.dense_ffn + self.router + self.shared_experts
-                + self.routed_experts_active + self.norms + self.output_head)
+        return (
+            self.attention
+            + self.dense_ffn
+            + self.router
+            + self.shared_experts
+            + self.routed_experts_active
+            + self.norms
+            + self.output_head
+        )
 
     @property
     def active_with_embedding(self) -> int:
@@ -100,8 +115,12 @@ class ParamCounts:
 
     def as_dict(self) -> dict[str, int]:
         out = asdict(self)
-        out.update(total=self.total, active=self.active, active_with_embedding=self.active_with_embedding,
-                   total_with_mtp=self.total_with_mtp)
+        out.update(
+            total=self.total,
+            active=self.active,
+            active_with_embedding=self.active_with_embedding,
+            total_with_mtp=self.total_with_mtp,
+        )
         return out
 
 

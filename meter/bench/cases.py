@@ -29,11 +29,11 @@ class BenchCase:
     context: int = 0
     tokens_per_expert: int | None = None
     dtype: str = "bf16"
-    fp8: str | None = None          # None, "rowwise" or "blockwise": expert GEMMs in fp8
-    ep: int = 1                     # expert-parallel degree: this GPU holds n_routed_experts / ep experts
-    routing: str = "learned"        # learned, uniform, or skew
-    skew: float = 1.0               # Zipf exponent when routing == "skew"
-    form: str = "absorbed"          # MLA decode form: absorbed or naive
+    fp8: str | None = None  # None, "rowwise" or "blockwise": expert GEMMs in fp8
+    ep: int = 1  # expert-parallel degree: this GPU holds n_routed_experts / ep experts
+    routing: str = "learned"  # learned, uniform, or skew
+    skew: float = 1.0  # Zipf exponent when routing == "skew"
+    form: str = "absorbed"  # MLA decode form: absorbed or naive
 
     def tokens(self, a: ModelArgs) -> int:
         """Tokens one call processes on this GPU."""
@@ -75,8 +75,20 @@ def applicable_layers(a: ModelArgs) -> list[str]:
     return layers
 
 
-GRID_AXES = ("layers", "phase", "batch", "seq", "context", "tokens_per_expert", "dtype", "fp8", "ep",
-             "routing", "skew", "form")
+GRID_AXES = (
+    "layers",
+    "phase",
+    "batch",
+    "seq",
+    "context",
+    "tokens_per_expert",
+    "dtype",
+    "fp8",
+    "ep",
+    "routing",
+    "skew",
+    "form",
+)
 
 
 def expand_grid(model: str, a: ModelArgs, grid: Mapping[str, Any]) -> list[BenchCase]:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from meter.bench.stats import summarize
-from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, TimingSettings, time_cpu, time_cuda
+from meter.bench.timer import GPU_DEFAULTS, TimingSettings, time_cpu, time_cuda
 from meter.device.select import ComputeDevice
 from meter.results.atomic import write_json_atomic
 from meter.results.metadata import utc_now
@@ -25,7 +25,7 @@ CACHE_ENV = "METER_CACHE_DIR"
 class Ceilings:
     device_key: str
     copy_bytes_per_s: float
-    gemm_flops_per_s: dict[str, float]       # by dtype
+    gemm_flops_per_s: dict[str, float]  # by dtype
     measured_at: str
     method: dict
 
@@ -69,41 +69,55 @@ def measure(device: ComputeDevice, *, save: bool = True) -> Ceilings:
 
     dev = device.torch_device
     if device.kind == "cuda":
-        copy_elems, gemm_sizes, dtypes = 2**28, (4096, 8192), ("bf16", "fp16", "fp32")   # 1 GiB fp32 copy
+        copy_elems, gemm_sizes, dtypes = 2**28, (4096, 8192), ("bf16", "fp16", "fp32")  # 1 GiB fp32 copy
         settings = GPU_DEFAULTS
 
         def timer(call):
             return time_cuda(call, settings, l2_bytes=device.properties.get("l2_cache_bytes"), device=dev)
     else:
         # A CPU's best GEMM rate depends on size (caches): take the best of a few sizes.
-        copy_elems, gemm_sizes, dtypes = 2**26, (256, 512, 1024, 2048), ("fp32", "bf16")   # 256 MiB fp32 copy
+        copy_elems, gemm_sizes, dtypes = 2**26, (256, 512, 1024, 2048), ("fp32", "bf16")  # 256 MiB fp32 copy
         settings = TimingSettings(warmup_s=0.3, min_warmup_calls=2, min_time_s=0.3, min_repeats=3, max_repeats=200)
 
         def timer(call):
             return time_cpu(call, settings)
-    src = torch.rand(copy_elems, device=dev)
-    dst = torch.empty_like(src)
-    copy_s = summarize(timer(lambda i: dst.copy_(src))).median_s
-    copy_rate = 2 * src.numel() * src.element_size() / copy_s
-    del src, dst
+
+    copy_rate = _copy_rate(timer, copy_elems, dev)
     dtype_map = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     gemm: dict[str, float] = {}
     for name in dtypes:
         for n in gemm_sizes:
-            a = torch.randn(n, n, device=dev, dtype=dtype_map[name])
-            b = torch.randn(n, n, device=dev, dtype=dtype_map[name])
-            rate = 2 * n**3 / summarize(timer(lambda i: torch.mm(a, b))).median_s
-            gemm[name] = max(gemm.get(name, 0.0), rate)
-            del a, b
+            gemm[name] = max(gemm.get(name, 0.0), _gemm_rate(timer, n, dtype_map[name], dev))
     result = Ceilings(
         device_key=device_key(device),
         copy_bytes_per_s=copy_rate,
         gemm_flops_per_s=gemm,
         measured_at=utc_now(),
-        method={"copy": f"{copy_elems * 4 / 2**20:.0f} MiB fp32 tensor copy, bytes read + written, median",
-                "gemm": f"square torch.mm of sizes {list(gemm_sizes)} on random data; best median rate",
-                "timer": "cuda-events" if device.kind == "cuda" else "wall-clock", "settings": settings.as_dict()},
+        method={
+            "copy": f"{copy_elems * 4 / 2**20:.0f} MiB fp32 tensor copy, bytes read + written, median",
+            "gemm": f"square torch.mm of sizes {list(gemm_sizes)} on random data; best median rate",
+            "timer": "cuda-events" if device.kind == "cuda" else "wall-clock",
+            "settings": settings.as_dict(),
+        },
     )
     if save:
         write_json_atomic(_cache_path(device), result.as_dict())
     return result
+
+
+def _copy_rate(timer, elems: int, dev) -> float:
+    """Bytes read plus written per second by a device-to-device copy of ``elems`` fp32 values."""
+    import torch
+
+    src = torch.rand(elems, device=dev)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() * src.element_size() / summarize(timer(lambda i: dst.copy_(src))).median_s
+
+
+def _gemm_rate(timer, n: int, dtype, dev) -> float:
+    """FLOP/s of an n x n x n matrix product (the operands are freed when this returns)."""
+    import torch
+
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+    return 2 * n**3 / summarize(timer(lambda i: torch.mm(a, b))).median_s

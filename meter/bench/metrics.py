@@ -8,8 +8,17 @@ from meter.bench.ceilings import Ceilings
 from meter.config.hardware import HardwareSpec
 
 
-def case_metrics(*, median_s: float, flops_per_call: float, bytes_per_call: float, tokens_per_call: int,
-                 dtype: str, fp8: bool, hardware: HardwareSpec | None, ceilings: Ceilings | None) -> dict[str, Any]:
+def case_metrics(
+    *,
+    median_s: float,
+    flops_per_call: float,
+    bytes_per_call: float,
+    tokens_per_call: int,
+    dtype: str,
+    fp8: bool,
+    hardware: HardwareSpec | None,
+    ceilings: Ceilings | None,
+) -> dict[str, Any]:
     """Rates and efficiencies of one case.
 
     ``mfu`` is against the datasheet's dense bf16 peak, as DeepSeek reports MFU even for fp8

@@ -15,8 +15,12 @@ from kernels.args import ModelArgs
 from meter.bench.cases import BenchCase
 from meter.config.hardware import HardwareSpec
 
-NOT_INCLUDED = ["embedding and output head", "MTP modules", "communication (expert and pipeline parallel)",
-                "pipeline bubbles and recomputation"]
+NOT_INCLUDED = [
+    "embedding and output head",
+    "MTP modules",
+    "communication (expert and pipeline parallel)",
+    "pipeline bubbles and recomputation",
+]
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,11 @@ class Projection:
     batch: int
     seq: int
     context: int
-    layers: dict[str, dict[str, Any]]           # kind -> {case_id, count, time_per_token_s, flops_per_token}
+    layers: dict[str, dict[str, Any]]  # kind -> {case_id, count, time_per_token_s, flops_per_token}
     time_per_token_s: float
     tokens_per_s: float
-    flops_per_token: float                      # analytic, the measured layers only
-    mfu: float | None                           # against the dense bf16 peak; None without a datasheet
+    flops_per_token: float  # analytic, the measured layers only
+    mfu: float | None  # against the dense bf16 peak; None without a datasheet
     not_included: list[str] = field(default_factory=lambda: list(NOT_INCLUDED))
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,14 +67,30 @@ def project(model: str, a: ModelArgs, results: list[dict[str, Any]], hardware: H
         layers = {}
         for kind, r in parts.items():
             m = r["metrics"]
-            layers[kind] = {"case_id": r["id"], "count": counts[kind], "time_per_token_s": m["time_per_token_s"],
-                            "flops_per_token": m["flops_per_call"] * m["time_per_token_s"] / m["time_per_call_s"]}
+            layers[kind] = {
+                "case_id": r["id"],
+                "count": counts[kind],
+                "time_per_token_s": m["time_per_token_s"],
+                "flops_per_token": m["flops_per_call"] * m["time_per_token_s"] / m["time_per_call_s"],
+            }
         total = sum(v["count"] * v["time_per_token_s"] for v in layers.values())
         flops = sum(v["count"] * v["flops_per_token"] for v in layers.values())
         peak = hardware.peak_flops("bf16") if hardware else None
-        out.append(Projection(model=model, phase=case.phase, dtype=case.dtype, batch=case.batch, seq=case.seq,
-                              context=case.context, layers=layers, time_per_token_s=total, tokens_per_s=1.0 / total,
-                              flops_per_token=flops, mfu=(flops / total / peak) if peak else None))
+        out.append(
+            Projection(
+                model=model,
+                phase=case.phase,
+                dtype=case.dtype,
+                batch=case.batch,
+                seq=case.seq,
+                context=case.context,
+                layers=layers,
+                time_per_token_s=total,
+                tokens_per_s=1.0 / total,
+                flops_per_token=flops,
+                mfu=(flops / total / peak) if peak else None,
+            )
+        )
     return out
 
 

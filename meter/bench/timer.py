@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 class TimingSettings:
     warmup_s: float = 0.2
     min_warmup_calls: int = 2
-    min_time_s: float = 0.5        # keep timing until this much has been measured...
-    min_repeats: int = 5           # ...and at least this many calls
+    min_time_s: float = 0.5  # keep timing until this much has been measured...
+    min_repeats: int = 5  # ...and at least this many calls
     max_repeats: int = 200
-    flush_l2: bool = True          # GPU only
+    flush_l2: bool = True  # GPU only
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,8 +55,9 @@ def time_cpu(call: Callable[[int], None], s: TimingSettings = CPU_DEFAULTS) -> l
     return samples
 
 
-def time_cuda(call: Callable[[int], None], s: TimingSettings = GPU_DEFAULTS, *, l2_bytes: int | None = None,
-              device: str = "cuda") -> list[float]:
+def time_cuda(
+    call: Callable[[int], None], s: TimingSettings = GPU_DEFAULTS, *, l2_bytes: int | None = None, device: str = "cuda"
+) -> list[float]:
     """Per-call seconds of ``call(i)`` measured with CUDA events, L2 flushed before each call."""
     import torch
 

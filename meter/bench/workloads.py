@@ -38,10 +38,10 @@ class InsufficientMemory(Exception):
 @dataclass
 class Workload:
     case: BenchCase
-    step: Callable[[int], None]             # one call on input set i
+    step: Callable[[int], None]  # one call on input set i
     n_inputs: int
-    flops_per_call: float                   # useful FLOPs (analytic; causal attention counts half)
-    bytes_per_call: float                   # minimum memory traffic (analytic)
+    flops_per_call: float  # useful FLOPs (analytic; causal attention counts half)
+    bytes_per_call: float  # minimum memory traffic (analytic)
     tokens_per_call: int
     module: torch.nn.Module
     inputs: list[torch.Tensor] = field(default_factory=list)  # the rotated input sets
@@ -77,12 +77,13 @@ def estimate_memory_bytes(case: BenchCase, a: ModelArgs) -> float:
             per_token = heads * (2 * a.qk_head_dim + a.attn_v_head_dim) + a.dim * 2
             acts = t * per_token * b * 3
             acts += case.batch * heads * case.seq * case.seq * 4 * 2  # a score matrix, if SDPA falls back to math
-    factor = 3.0 if train else 1.0                                  # weights + grads + optimizer-free temporaries
+    factor = 3.0 if train else 1.0  # weights + grads + optimizer-free temporaries
     return 1.25 * (weights * factor + acts * (2.5 if train else 1.2))
 
 
-def build_workload(case: BenchCase, a: ModelArgs, device: ComputeDevice, *, seed: int = 0,
-                   free_bytes: int | None = None) -> Workload:
+def build_workload(
+    case: BenchCase, a: ModelArgs, device: ComputeDevice, *, seed: int = 0, free_bytes: int | None = None
+) -> Workload:
     """Instantiate the layer and inputs of ``case``; raises UnsupportedCase or InsufficientMemory."""
     _check_supported(case, a, device)
     need = estimate_memory_bytes(case, a)
@@ -107,7 +108,9 @@ def _check_supported(case: BenchCase, a: ModelArgs, device: ComputeDevice) -> No
         from kernels.fp8 import fp8_support
 
         if case.phase == "train":
-            raise UnsupportedCase("fp8 expert GEMMs run forward only (prefill, decode); fp8 training is not implemented")
+            raise UnsupportedCase(
+                "fp8 expert GEMMs run forward only (prefill, decode); fp8 training is not implemented"
+            )
         reason = fp8_support(torch.device(device.torch_device), case.fp8)
         if reason:
             raise UnsupportedCase(reason)
@@ -131,13 +134,16 @@ def _randn(shape, dev, dtype, requires_grad=False) -> torch.Tensor:
 def _step_for(module: Callable, inputs: list[torch.Tensor], grads: list[torch.Tensor] | None) -> Callable[[int], None]:
     """A call on input set i: forward only (inference mode), or forward + backward with a fixed dy."""
     if grads is None:
+
         def step(i: int) -> None:
             with torch.inference_mode():
                 module(inputs[i % len(inputs)])
     else:
+
         def step(i: int) -> None:
             j = i % len(inputs)
             module(inputs[j]).backward(grads[j])
+
     return step
 
 
@@ -162,17 +168,35 @@ def _moe(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
     inputs = [_randn((tokens, a.dim), dev, dtype, requires_grad=train) for _ in range(n)]
     grads = [_randn((tokens, a.dim), dev, dtype) for _ in range(n)] if train else None
     fwd = F.moe_layer_flops(a, tokens=tokens)
-    traffic = M.moe_layer_bytes(a, tokens=tokens, weight_bytes=1 if case.fp8 else DTYPE_BYTES[case.dtype],
-                                act_bytes=DTYPE_BYTES[case.dtype], n_local_experts=n_local)
+    traffic = M.moe_layer_bytes(
+        a,
+        tokens=tokens,
+        weight_bytes=1 if case.fp8 else DTYPE_BYTES[case.dtype],
+        act_bytes=DTYPE_BYTES[case.dtype],
+        n_local_experts=n_local,
+    )
     if case.ep > 1:
-        notes.append(f"EP{case.ep} slice: {n_local} local experts get the {tokens}x{a.n_activated_experts} rows "
-                     f"one GPU receives; dispatch/combine communication not included")
+        notes.append(
+            f"EP{case.ep} slice: {n_local} local experts get the {tokens}x{a.n_activated_experts} rows "
+            f"one GPU receives; dispatch/combine communication not included"
+        )
     backend = getattr(layer.experts, "backend", None) or _grouped_backend(inputs[0])
-    return Workload(case=case, step=_step_for(layer, inputs, grads), n_inputs=n,
-                    flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
-                    bytes_per_call=traffic * (3 if train else 1), tokens_per_call=tokens, module=layer,
-                    inputs=inputs, notes=notes, details={"local_experts": n_local, "rows_per_expert": tokens * a.n_activated_experts / n_local,
-                                          "expert_gemm": "fp8-" + case.fp8 if case.fp8 else backend})
+    return Workload(
+        case=case,
+        step=_step_for(layer, inputs, grads),
+        n_inputs=n,
+        flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
+        bytes_per_call=traffic * (3 if train else 1),
+        tokens_per_call=tokens,
+        module=layer,
+        inputs=inputs,
+        notes=notes,
+        details={
+            "local_experts": n_local,
+            "rows_per_expert": tokens * a.n_activated_experts / n_local,
+            "expert_gemm": "fp8-" + case.fp8 if case.fp8 else backend,
+        },
+    )
 
 
 def _grouped_backend(x: torch.Tensor) -> str:
@@ -194,10 +218,16 @@ def _ffn(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
     grads = [_randn((tokens, a.dim), dev, dtype) for _ in range(n)] if train else None
     fwd = F.dense_ffn_layer_flops(a, tokens=tokens)
     traffic = M.ffn_layer_bytes(a, tokens=tokens, dtype_bytes=DTYPE_BYTES[case.dtype])
-    return Workload(case=case, step=_step_for(layer, inputs, grads), n_inputs=n,
-                    flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
-                    bytes_per_call=traffic * (3 if train else 1), tokens_per_call=tokens, module=layer,
-                    inputs=inputs)
+    return Workload(
+        case=case,
+        step=_step_for(layer, inputs, grads),
+        n_inputs=n,
+        flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
+        bytes_per_call=traffic * (3 if train else 1),
+        tokens_per_call=tokens,
+        module=layer,
+        inputs=inputs,
+    )
 
 
 def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
@@ -217,10 +247,17 @@ def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workloa
     grads = [_randn(shape, dev, dtype) for _ in range(n)] if train else None
     fwd = F.attention_layer_flops(a, batch=case.batch, q_len=case.seq, pairs="causal")
     traffic = M.attention_layer_bytes(a, batch=case.batch, q_len=case.seq, dtype_bytes=DTYPE_BYTES[case.dtype])
-    return Workload(case=case, step=_step_for(layer, inputs, grads), n_inputs=n,
-                    flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
-                    bytes_per_call=traffic * (3 if train else 1), tokens_per_call=case.batch * case.seq,
-                    module=layer, inputs=inputs, notes=["FLOPs count causal attention as half the sequence (Megatron/DeepSeek)"])
+    return Workload(
+        case=case,
+        step=_step_for(layer, inputs, grads),
+        n_inputs=n,
+        flops_per_call=fwd * (F.TRAIN_MULTIPLIER if train else 1),
+        bytes_per_call=traffic * (3 if train else 1),
+        tokens_per_call=case.batch * case.seq,
+        module=layer,
+        inputs=inputs,
+        notes=["FLOPs count causal attention as half the sequence (Megatron/DeepSeek)"],
+    )
 
 
 def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
@@ -244,17 +281,28 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> 
 
         def call(x: torch.Tensor) -> torch.Tensor:
             return layer.decode(x, cache, pos)
+
     for buf in cache.buffers():
         buf.normal_()
     n = _n_inputs(case.batch * a.dim * DTYPE_BYTES[case.dtype], free_bytes)
     inputs = [_randn((case.batch, 1, a.dim), dev, dtype) for _ in range(n)]
     fwd = F.attention_layer_flops(a, batch=case.batch, q_len=1, kv_len=case.context, pairs="full", form=form)
-    traffic = M.attention_layer_bytes(a, batch=case.batch, q_len=1, kv_len=case.context,
-                                      dtype_bytes=DTYPE_BYTES[case.dtype], cached=True)
+    traffic = M.attention_layer_bytes(
+        a, batch=case.batch, q_len=1, kv_len=case.context, dtype_bytes=DTYPE_BYTES[case.dtype], cached=True
+    )
     notes = ["the cache (larger than L2) is read every step; inputs rotated"]
-    return Workload(case=case, step=_step_for(call, inputs, None), n_inputs=n, flops_per_call=fwd,
-                    bytes_per_call=traffic, tokens_per_call=case.batch, module=layer, inputs=inputs, notes=notes,
-                    details={"cache_bytes": sum(b.numel() * b.element_size() for b in cache.buffers())})
+    return Workload(
+        case=case,
+        step=_step_for(call, inputs, None),
+        n_inputs=n,
+        flops_per_call=fwd,
+        bytes_per_call=traffic,
+        tokens_per_call=case.batch,
+        module=layer,
+        inputs=inputs,
+        notes=notes,
+        details={"cache_bytes": sum(b.numel() * b.element_size() for b in cache.buffers())},
+    )
 
 
 def capture_cuda_graph(workload: Workload) -> str | None:

@@ -23,9 +23,14 @@ COMMAND_MODULES = ("bench", "cost", "report", "serve", "watch", "catalog", "flop
 def common_options() -> argparse.ArgumentParser:
     """Options every command accepts."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config-dir", action="append", default=[], metavar="DIR",
-                        help="extra config directory (models/, hardware/, pricing/, ...); repeatable; "
-                             "searched before METER_CONFIG_PATH and the built-in configs")
+    common.add_argument(
+        "--config-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra config directory (models/, hardware/, pricing/, ...); repeatable; "
+        "searched before METER_CONFIG_PATH and the built-in configs",
+    )
     return common
 
 

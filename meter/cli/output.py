@@ -15,8 +15,14 @@ from typing import Any, TextIO
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> str:
     """Render rows as an aligned text table; numbers are right-aligned, None prints as n/a."""
     cells = [[_cell(v) for v in row] for row in rows]
-    numeric = [all(_is_number(row[i]) for row in rows if row[i] is not None) and any(row[i] is not None for row in rows)
-               for i in range(len(headers))] if rows else [False] * len(headers)
+    numeric = (
+        [
+            all(_is_number(row[i]) for row in rows if row[i] is not None) and any(row[i] is not None for row in rows)
+            for i in range(len(headers))
+        ]
+        if rows
+        else [False] * len(headers)
+    )
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:

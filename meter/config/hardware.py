@@ -123,8 +123,12 @@ def list_hardware(locator: ConfigLocator | None = None) -> list[HardwareSpec]:
         for nvml_name in spec.nvml_names:
             key = normalize_device_name(nvml_name)
             if key in owner:
-                raise ConfigError(spec.path, "nvml_names",
-                                  f"also claimed by {owner[key].path}; a GPU must match exactly one config", nvml_name)
+                raise ConfigError(
+                    spec.path,
+                    "nvml_names",
+                    f"also claimed by {owner[key].path}; a GPU must match exactly one config",
+                    nvml_name,
+                )
             owner[key] = spec
     return specs
 

@@ -26,11 +26,39 @@ _POSITIVE = {"gt": 0}
 _NON_NEGATIVE = {"ge": 0}
 # Range checks for ModelArgs, kept here because `kernels` must not depend on `meter`.
 MODEL_CONSTRAINTS: dict[str, dict[str, float]] = {
-    **{f: _POSITIVE for f in ("vocab_size", "dim", "n_layers", "n_heads", "inter_dim", "route_scale",
-                              "rope_theta", "norm_eps", "n_expert_groups", "n_limited_groups")},
-    **{f: _NON_NEGATIVE for f in ("n_dense_layers", "moe_inter_dim", "n_routed_experts", "n_shared_experts",
-                                  "n_activated_experts", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
-                                  "qk_rope_head_dim", "v_head_dim", "n_kv_heads", "head_dim", "n_mtp_layers")},
+    **{
+        f: _POSITIVE
+        for f in (
+            "vocab_size",
+            "dim",
+            "n_layers",
+            "n_heads",
+            "inter_dim",
+            "route_scale",
+            "rope_theta",
+            "norm_eps",
+            "n_expert_groups",
+            "n_limited_groups",
+        )
+    },
+    **{
+        f: _NON_NEGATIVE
+        for f in (
+            "n_dense_layers",
+            "moe_inter_dim",
+            "n_routed_experts",
+            "n_shared_experts",
+            "n_activated_experts",
+            "q_lora_rank",
+            "kv_lora_rank",
+            "qk_nope_head_dim",
+            "qk_rope_head_dim",
+            "v_head_dim",
+            "n_kv_heads",
+            "head_dim",
+            "n_mtp_layers",
+        )
+    },
 }
 
 
@@ -89,12 +117,20 @@ def parse_model(data: object, path: Path | None) -> ModelConfig:
     meta = build_dataclass(_ModelMeta, meta_data, path=path)
     check_name_matches_file(meta.name, path)
     check_model_consistency(args, path)
-    return ModelConfig(name=meta.name, args=args, description=meta.description, source=meta.source,
-                       date=meta.date, published=meta.published, path=path)
+    return ModelConfig(
+        name=meta.name,
+        args=args,
+        description=meta.description,
+        source=meta.source,
+        date=meta.date,
+        published=meta.published,
+        path=path,
+    )
 
 
 def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
     """Refuse shapes that no layer can be built from, naming the first offending field."""
+
     def fail(field_name: str, problem: str) -> None:
         raise ConfigError(path, field_name, problem, getattr(a, field_name))
 
@@ -113,12 +149,16 @@ def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
             fail("n_limited_groups", f"exceeds n_expert_groups ({a.n_expert_groups})")
         per_group = a.n_routed_experts // a.n_expert_groups
         if a.n_activated_experts > a.n_limited_groups * per_group:
-            fail("n_activated_experts",
-                 f"top-k exceeds the {a.n_limited_groups * per_group} experts in n_limited_groups "
-                 f"({a.n_limited_groups}) groups of {per_group}")
+            fail(
+                "n_activated_experts",
+                f"top-k exceeds the {a.n_limited_groups * per_group} experts in n_limited_groups "
+                f"({a.n_limited_groups}) groups of {per_group}",
+            )
         if a.gate_bias and a.n_expert_groups > 1 and per_group < 2:
-            fail("n_expert_groups", "group scores with gate_bias sum each group's top-2 experts; "
-                                    "groups need at least 2 experts")
+            fail(
+                "n_expert_groups",
+                "group scores with gate_bias sum each group's top-2 experts; groups need at least 2 experts",
+            )
     else:
         for name in ("n_activated_experts", "n_shared_experts"):
             if getattr(a, name):

@@ -23,7 +23,13 @@ Kind = Literal["models", "hardware", "pricing", "scenarios", "suites"]
 KINDS: tuple[Kind, ...] = ("models", "hardware", "pricing", "scenarios", "suites")
 ENV_VAR = "METER_CONFIG_PATH"
 _SUFFIXES = (".yaml", ".yml")
-_SINGULAR = {"models": "model", "hardware": "hardware", "pricing": "pricing", "scenarios": "scenario", "suites": "suite"}
+_SINGULAR = {
+    "models": "model",
+    "hardware": "hardware",
+    "pricing": "pricing",
+    "scenarios": "scenario",
+    "suites": "suite",
+}
 
 
 def builtin_config_dir() -> Path:

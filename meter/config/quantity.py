@@ -132,7 +132,9 @@ def parse_cli(text: str) -> Quantity:
             raise QuantityError("':log' needs a range, e.g. 1.7..3.0:log")
         return Quantity.point(parse_quantity(text))
     except ValueError as exc:
-        raise QuantityError(f"{exc}; expected a number (0.39), a range (0.30..0.45) or a log range (1..4:log)") from None
+        raise QuantityError(
+            f"{exc}; expected a number (0.39), a range (0.30..0.45) or a log range (1..4:log)"
+        ) from None
 
 
 def from_yaml(value: Any) -> Quantity:
@@ -160,15 +162,29 @@ def from_yaml(value: Any) -> Quantity:
     if dist == "lognormal":
         return checked(Quantity("lognormal", low=nums.get("p10"), high=nums.get("p90")))
     if dist in ("uniform", "loguniform", "triangular", "normal"):
-        return checked(Quantity(dist, low=nums.get("low"), high=nums.get("high"), mode=nums.get("mode"),
-                                mean=nums.get("mean"), sd=nums.get("sd")))
+        return checked(
+            Quantity(
+                dist,
+                low=nums.get("low"),
+                high=nums.get("high"),
+                mode=nums.get("mode"),
+                mean=nums.get("mean"),
+                sd=nums.get("sd"),
+            )
+        )
     raise QuantityError(f"unknown dist {dist!r} (point, uniform, loguniform, triangular, normal, lognormal)")
 
 
 def checked(q: Quantity) -> Quantity:
     """Refuse incomplete or impossible distributions."""
-    need = {"point": ("value",), "uniform": ("low", "high"), "loguniform": ("low", "high"),
-            "triangular": ("low", "mode", "high"), "normal": ("mean", "sd"), "lognormal": ("low", "high")}[q.dist]
+    need = {
+        "point": ("value",),
+        "uniform": ("low", "high"),
+        "loguniform": ("low", "high"),
+        "triangular": ("low", "mode", "high"),
+        "normal": ("mean", "sd"),
+        "lognormal": ("low", "high"),
+    }[q.dist]
     missing = [k for k in need if getattr(q, k) is None]
     if missing:
         names = {"low": "p10" if q.dist == "lognormal" else "low", "high": "p90" if q.dist == "lognormal" else "high"}

@@ -34,7 +34,10 @@ TRAIN_INPUTS: dict[str, tuple[str, str]] = {
     "gpus_per_node": ("GPUs", "GPUs per node sharing NVLink"),
     "max_nodes_per_token": ("nodes", "node-limited routing: the most nodes one token's experts may be on"),
     "dispatch_bytes_per_value": ("bytes", "bytes per value of the dispatch payload (fp8 with scales: 1.03125)"),
-    "nvlink_bytes_per_s": ("bytes/s", "NVLink per GPU and direction (default: half the hardware's bidirectional figure)"),
+    "nvlink_bytes_per_s": (
+        "bytes/s",
+        "NVLink per GPU and direction (default: half the hardware's bidirectional figure)",
+    ),
     "network_bytes_per_s": ("bytes/s", "scale-out network per GPU and direction (default: the hardware config's)"),
     "nvlink_efficiency": ("ratio", "achieved over datasheet NVLink bandwidth in the EP all-to-alls"),
     "network_efficiency": ("ratio", "achieved over datasheet scale-out bandwidth in the EP all-to-alls"),
@@ -82,13 +85,21 @@ SERVE_INPUTS: dict[str, tuple[str, str]] = {
 }
 # Where an input makes sense: (low, high, low inclusive, high inclusive); None is unbounded.
 INPUT_DOMAINS: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "mfu": (0, 1, False, True), "compute_mfu": (0, 1, False, True), "pipeline_bubble": (0, 1, True, False),
-    "exposed_communication": (0, None, True, True), "comm_overlap": (0, 1, True, True),
-    "nvlink_efficiency": (0, 1, False, True), "network_efficiency": (0, 1, False, True),
-    "ep_degree": (1, None, True, True), "gpus_per_node": (1, None, True, True),
-    "max_nodes_per_token": (1, None, True, True), "dispatch_bytes_per_value": (0, None, False, True),
-    "nvlink_bytes_per_s": (0, None, False, True), "network_bytes_per_s": (0, None, False, True),
-    "cache_hit_rate": (0, 1, True, True), "serving_utilization": (0, 1, False, True),
+    "mfu": (0, 1, False, True),
+    "compute_mfu": (0, 1, False, True),
+    "pipeline_bubble": (0, 1, True, False),
+    "exposed_communication": (0, None, True, True),
+    "comm_overlap": (0, 1, True, True),
+    "nvlink_efficiency": (0, 1, False, True),
+    "network_efficiency": (0, 1, False, True),
+    "ep_degree": (1, None, True, True),
+    "gpus_per_node": (1, None, True, True),
+    "max_nodes_per_token": (1, None, True, True),
+    "dispatch_bytes_per_value": (0, None, False, True),
+    "nvlink_bytes_per_s": (0, None, False, True),
+    "network_bytes_per_s": (0, None, False, True),
+    "cache_hit_rate": (0, 1, True, True),
+    "serving_utilization": (0, 1, False, True),
     "utilization": (0, 1, False, True),
 }
 
@@ -108,16 +119,47 @@ def domain_error(name: str, q: Quantity) -> str | None:
     return f"must lie in {left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{right}"
 
 
-TRAIN_OUTPUTS = ("total_gpu_hours", "total_usd", "pretraining_gpu_hours", "pretraining_usd",
-                 "gpu_hours_per_trillion_tokens", "days_per_trillion_tokens_on_cluster", "days_on_cluster", "mfu",
-                 "energy_kwh", "energy_usd", "ownership_usd_per_gpu_hour", "ownership_usd", "programme_usd",
-                 "final_run_share_of_programme", "final_run_share_of_fleet_capex", "fleet_capex_usd",
-                 "fleet_capex_per_gpu_usd", "stage_gpu_hours", "stage_usd", "cumulative_usd", "implied_mfu",
-                 "compute_s_per_token", "ep_comm_s_per_token", "exposed_comm_s_per_token",
-                 "ep_network_s_per_token", "ep_nvlink_s_per_token")
-SERVE_OUTPUTS = ("usd_per_day", "revenue_usd_per_day", "cost_profit_margin", "usd_per_m_output_tokens",
-                 "usd_per_m_input_tokens", "usd_per_m_input_tokens_miss", "gpus_needed", "joules_per_output_token",
-                 "joules_per_input_token", "energy_usd_per_m_output_tokens", "output_tokens_per_s_per_gpu")
+TRAIN_OUTPUTS = (
+    "total_gpu_hours",
+    "total_usd",
+    "pretraining_gpu_hours",
+    "pretraining_usd",
+    "gpu_hours_per_trillion_tokens",
+    "days_per_trillion_tokens_on_cluster",
+    "days_on_cluster",
+    "mfu",
+    "energy_kwh",
+    "energy_usd",
+    "ownership_usd_per_gpu_hour",
+    "ownership_usd",
+    "programme_usd",
+    "final_run_share_of_programme",
+    "final_run_share_of_fleet_capex",
+    "fleet_capex_usd",
+    "fleet_capex_per_gpu_usd",
+    "stage_gpu_hours",
+    "stage_usd",
+    "cumulative_usd",
+    "implied_mfu",
+    "compute_s_per_token",
+    "ep_comm_s_per_token",
+    "exposed_comm_s_per_token",
+    "ep_network_s_per_token",
+    "ep_nvlink_s_per_token",
+)
+SERVE_OUTPUTS = (
+    "usd_per_day",
+    "revenue_usd_per_day",
+    "cost_profit_margin",
+    "usd_per_m_output_tokens",
+    "usd_per_m_input_tokens",
+    "usd_per_m_input_tokens_miss",
+    "gpus_needed",
+    "joules_per_output_token",
+    "joules_per_input_token",
+    "energy_usd_per_m_output_tokens",
+    "output_tokens_per_s_per_gpu",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +212,7 @@ class Scenario:
     assumptions: Mapping[str, Assumption] = field(default_factory=dict)
     reported: Mapping[str, Reported] = field(default_factory=dict)
     leaves_out: list[str] = field(default_factory=list)
-    builds_on: str | None = None            # a training scenario whose cost this one adds to
+    builds_on: str | None = None  # a training scenario whose cost this one adds to
     path: Path | None = field(default=None, metadata=INTERNAL, compare=False)
 
     @property
@@ -191,14 +233,20 @@ def _check(s: Scenario, path: Path, locator: ConfigLocator) -> None:
     known_inputs, known_outputs = s.inputs, TRAIN_OUTPUTS if s.kind == "train" else SERVE_OUTPUTS
     for name in s.assumptions:
         if name not in known_inputs:
-            raise ConfigError(path, f"assumptions.{name}", "not an input of the " + s.kind + " cost model" + _hint(name, known_inputs))
+            raise ConfigError(
+                path, f"assumptions.{name}", "not an input of the " + s.kind + " cost model" + _hint(name, known_inputs)
+            )
         why = domain_error(name, s.assumptions[name].value)
         if why:
             raise ConfigError(path, f"assumptions.{name}.value", why, s.assumptions[name].value.describe())
     for name, rep in s.reported.items():
         if rep.output not in known_outputs:
-            raise ConfigError(path, f"reported.{name}.output",
-                              "not an output of the " + s.kind + " cost model" + _hint(rep.output, known_outputs), rep.output)
+            raise ConfigError(
+                path,
+                f"reported.{name}.output",
+                "not an output of the " + s.kind + " cost model" + _hint(rep.output, known_outputs),
+                rep.output,
+            )
         if rep.output.startswith("stage_") and rep.stage is None:
             raise ConfigError(path, f"reported.{name}.stage", f"{rep.output} needs the stage it belongs to")
         if rep.stage is not None and rep.stage not in {st.name for st in s.stages}:

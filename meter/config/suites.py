@@ -56,9 +56,13 @@ def load_suite(name_or_path: str, locator: ConfigLocator | None = None) -> Suite
     data = read_yaml(path)
     if isinstance(data, Mapping) and isinstance(data.get("grids"), list):
         # A grid axis may be written as one value or a list; the dataclass takes lists.
-        data = {**data, "grids": [
-            {k: (v if isinstance(v, list) else [v]) for k, v in g.items()} if isinstance(g, Mapping) else g
-            for g in data["grids"]]}
+        data = {
+            **data,
+            "grids": [
+                {k: (v if isinstance(v, list) else [v]) for k, v in g.items()} if isinstance(g, Mapping) else g
+                for g in data["grids"]
+            ],
+        }
     suite = build_dataclass(Suite, data, path=path)
     check_name_matches_file(suite.name, path)
     if not suite.grids:

@@ -31,7 +31,7 @@ class EpShape:
 
     hidden: int
     top_k: int
-    n_moe_layers: int                     # MoE layers a training token passes (MTP's included)
+    n_moe_layers: int  # MoE layers a training token passes (MTP's included)
 
 
 def _get(x: Mapping[str, Any], name: str, default: Any) -> Any:
@@ -49,8 +49,13 @@ def all_to_all_legs(x: Mapping[str, Any], ep: EpShape, payload_bytes: Any) -> tu
     """(network, NVLink) GPU-seconds of one dispatch-like all-to-all, for one token in one MoE layer."""
     gpus_per_node = _get(x, "gpus_per_node", 8)
     network_bytes, nvlink_bytes = ep_bytes_per_token(
-        hidden=ep.hidden, top_k=ep.top_k, payload_bytes=payload_bytes, ep_degree=x["ep_degree"],
-        gpus_per_node=gpus_per_node, max_nodes_per_token=_get(x, "max_nodes_per_token", None))
+        hidden=ep.hidden,
+        top_k=ep.top_k,
+        payload_bytes=payload_bytes,
+        ep_degree=x["ep_degree"],
+        gpus_per_node=gpus_per_node,
+        max_nodes_per_token=_get(x, "max_nodes_per_token", None),
+    )
     nvlink_bw, network_bw = link_bandwidths(x)
     spans_nodes = np.any(np.asarray(x["ep_degree"]) > gpus_per_node)
     if nvlink_bw is None or (network_bw is None and spans_nodes):
@@ -69,17 +74,21 @@ def training_comm_seconds_per_token(x: Mapping[str, Any], ep: EpShape) -> dict[s
     network = ep.n_moe_layers * (dispatch[0] + 3 * bf16[0])
     nvlink = ep.n_moe_layers * (dispatch[1] + 3 * bf16[1])
     total = ep.n_moe_layers * (np.maximum(*dispatch) + 3 * np.maximum(*bf16))
-    return {"ep_network_s_per_token": network, "ep_nvlink_s_per_token": nvlink, "ep_comm_s_per_token": total,
-            "exposed_comm_s_per_token": total * (1 - _get(x, "comm_overlap", 0.0))}
+    return {
+        "ep_network_s_per_token": network,
+        "ep_nvlink_s_per_token": nvlink,
+        "ep_comm_s_per_token": total,
+        "exposed_comm_s_per_token": total * (1 - _get(x, "comm_overlap", 0.0)),
+    }
 
 
 @dataclass(frozen=True)
 class MeasuredLinks:
     """Effective EP bandwidths a distributed run measured, and on what."""
 
-    nvlink_bytes_per_s: float | None      # intra-node all-to-all, bytes to peers per rank per second
-    network_bytes_per_s: float | None     # inter-node all-to-all, the same
-    hardware: str | None                  # the hardware config the ranks matched
+    nvlink_bytes_per_s: float | None  # intra-node all-to-all, bytes to peers per rank per second
+    network_bytes_per_s: float | None  # inter-node all-to-all, the same
+    hardware: str | None  # the hardware config the ranks matched
     cpu: bool
     source: str
 
@@ -104,6 +113,13 @@ def measured_links(doc: Mapping[str, Any], path: str) -> MeasuredLinks:
     layout = meta.get("distributed", {})
     intra = best("intra-node") or (best("world") if layout.get("n_nodes", 1) == 1 else None)
     hardware = (meta.get("hardware") or {}).get("name")
-    where = f"{layout.get('world_size', '?')} ranks on {layout.get('n_nodes', '?')} node(s), {layout.get('backend', '?')}"
-    return MeasuredLinks(intra, best("inter-node"), hardware, meta.get("device", {}).get("kind") == "cpu",
-                         f"{path}: all-to-alls measured on {where}")
+    where = (
+        f"{layout.get('world_size', '?')} ranks on {layout.get('n_nodes', '?')} node(s), {layout.get('backend', '?')}"
+    )
+    return MeasuredLinks(
+        intra,
+        best("inter-node"),
+        hardware,
+        meta.get("device", {}).get("kind") == "cpu",
+        f"{path}: all-to-alls measured on {where}",
+    )

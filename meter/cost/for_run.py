@@ -15,9 +15,15 @@ TRAIN_SCENARIO = "deepseek-v3"
 SERVE_SCENARIO = "deepseek-v3-day6"
 
 
-def costs_for_run(path: Path, locator: ConfigLocator | None = None, *, samples: int = 20_000,
-                  doc: dict[str, Any] | None = None, train_scenario: str | None = TRAIN_SCENARIO,
-                  serve_scenario: str | None = SERVE_SCENARIO) -> tuple[dict[str, CostEstimate], list[str]]:
+def costs_for_run(
+    path: Path,
+    locator: ConfigLocator | None = None,
+    *,
+    samples: int = 20_000,
+    doc: dict[str, Any] | None = None,
+    train_scenario: str | None = TRAIN_SCENARIO,
+    serve_scenario: str | None = SERVE_SCENARIO,
+) -> tuple[dict[str, CostEstimate], list[str]]:
     """({"train": ..., "serve": ...}, problems): whatever the run supports; never raises for a thin run."""
     try:
         run = measured_from_doc(doc, str(path)) if doc is not None else load_measured(path)

@@ -28,15 +28,15 @@ class PhaseRate:
     batch: int
     seq: int
     context: int
-    time_per_token_s: float            # the measured layers, GPU-seconds per token
-    flops_per_token: float             # analytic FLOPs of those layers per token
-    efficiency: float                  # achieved FLOP/s over the basis below
+    time_per_token_s: float  # the measured layers, GPU-seconds per token
+    flops_per_token: float  # analytic FLOPs of those layers per token
+    efficiency: float  # achieved FLOP/s over the basis below
     efficiency_basis: str
     bytes_per_token: float | None = None
     bandwidth_efficiency: float | None = None
     joules_per_token: float | None = None
     avg_power_w: float | None = None
-    form: str | None = None            # MLA decode form of the attention case, when there is one
+    form: str | None = None  # MLA decode form of the attention case, when there is one
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ class MeasuredRun:
     def label(self) -> str:
         return f"CPU ({self.device_name})" if self.cpu else self.device_name
 
-    def pick(self, phase: str, *, seq: int | None = None, batch: int | None = None,
-             context: int | None = None) -> PhaseRate | None:
+    def pick(
+        self, phase: str, *, seq: int | None = None, batch: int | None = None, context: int | None = None
+    ) -> PhaseRate | None:
         """The phase's measurement closest to the wanted shape (exact matches first, then the largest)."""
         rates = self.phases.get(phase, [])
         if not rates:
@@ -64,8 +65,14 @@ class MeasuredRun:
 
         def score(r: PhaseRate):
             # Serving uses the absorbed MLA form, so prefer it; then the wanted shape; then the largest.
-            return (r.form == "naive", seq is not None and r.seq != seq, batch is not None and r.batch != batch,
-                    context is not None and r.context != context, -(r.batch * max(r.seq, 1)))
+            return (
+                r.form == "naive",
+                seq is not None and r.seq != seq,
+                batch is not None and r.batch != batch,
+                context is not None and r.context != context,
+                -(r.batch * max(r.seq, 1)),
+            )
+
         return min(rates, key=score)
 
 
@@ -86,10 +93,17 @@ def measured_from_doc(doc: dict[str, Any], path: str) -> MeasuredRun:
         if rate is not None:
             phases.setdefault(p["phase"], []).append(rate)
     if not phases:
-        raise MeterError(f"{path}: the run has no whole-model projection (it needs attention, MoE and FFN "
-                         f"results at one shape; run 'meter run' or a suite that measures all three)")
-    return MeasuredRun(path=str(path), device_kind=device["kind"], device_name=device["name"],
-                       hardware=hardware["name"] if hardware else None, phases=phases)
+        raise MeterError(
+            f"{path}: the run has no whole-model projection (it needs attention, MoE and FFN "
+            f"results at one shape; run 'meter run' or a suite that measures all three)"
+        )
+    return MeasuredRun(
+        path=str(path),
+        device_kind=device["kind"],
+        device_name=device["name"],
+        hardware=hardware["name"] if hardware else None,
+        phases=phases,
+    )
 
 
 def _phase_rate(p: dict, cases: dict[str, dict], hardware: dict | None, ceilings: dict) -> PhaseRate | None:
@@ -131,9 +145,20 @@ def _phase_rate(p: dict, cases: dict[str, dict], hardware: dict | None, ceilings
             bandwidth = achieved_bw / ceilings["copy_bytes_per_s"]
     attention = cases.get(p["layers"].get("mla", {}).get("case_id", ""), {})
     form = attention.get("case", {}).get("form") if p["phase"] == "decode" and attention else None
-    return PhaseRate(phase=p["phase"], model=p["model"], dtype=p["dtype"], batch=p["batch"], seq=p["seq"], form=form,
-                     context=p["context"], time_per_token_s=p["time_per_token_s"], flops_per_token=p["flops_per_token"],
-                     efficiency=achieved / basis_value, efficiency_basis=basis,
-                     bytes_per_token=bytes_per_token if have_bytes else None, bandwidth_efficiency=bandwidth,
-                     joules_per_token=joules if have_joules else None,
-                     avg_power_w=weighted_power / power_time if power_time else None)
+    return PhaseRate(
+        phase=p["phase"],
+        model=p["model"],
+        dtype=p["dtype"],
+        batch=p["batch"],
+        seq=p["seq"],
+        form=form,
+        context=p["context"],
+        time_per_token_s=p["time_per_token_s"],
+        flops_per_token=p["flops_per_token"],
+        efficiency=achieved / basis_value,
+        efficiency_basis=basis,
+        bytes_per_token=bytes_per_token if have_bytes else None,
+        bandwidth_efficiency=bandwidth,
+        joules_per_token=joules if have_joules else None,
+        avg_power_w=weighted_power / power_time if power_time else None,
+    )

@@ -9,6 +9,7 @@ from meter.cost.estimate import CostEstimate
 def _table(headers: list[str], body: list[list[str]]) -> str:
     def esc(cell: object) -> str:
         return str(cell).replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in body]
     return "\n".join(lines)
@@ -20,12 +21,17 @@ def render(e: CostEstimate) -> str:
     ranged = any(v.is_range for v in e.outputs.values())
     parts = [f"# {s.kind.capitalize()} cost: {s.name}", "", s.description, ""]
     if e.cpu_derived:
-        parts += ["> **CPU-derived.** The efficiency behind these figures was measured on a CPU and applied to "
-                  f"{e.hardware.display_name}: a CPU figure, not a GPU measurement.", ""]
-    parts += [f"- model: `{e.model.name}`; hardware: `{e.hardware.name}` ({e.hardware.display_name})",
-              f"- method: {e.method}" + (f", from `{e.run.path}` measured on {e.run.label}" if e.run else ""),
-              f"- uncertainty: {'Monte Carlo, ' + format(e.samples, ',') + f' samples, seed {e.seed}' if ranged else 'all inputs are points'}",
-              ""]
+        parts += [
+            "> **CPU-derived.** The efficiency behind these figures was measured on a CPU and applied to "
+            f"{e.hardware.display_name}: a CPU figure, not a GPU measurement.",
+            "",
+        ]
+    parts += [
+        f"- model: `{e.model.name}`; hardware: `{e.hardware.name}` ({e.hardware.display_name})",
+        f"- method: {e.method}" + (f", from `{e.run.path}` measured on {e.run.label}" if e.run else ""),
+        f"- uncertainty: {'Monte Carlo, ' + format(e.samples, ',') + f' samples, seed {e.seed}' if ranged else 'all inputs are points'}",
+        "",
+    ]
     headers = ["output", "central"] + (["P10", "P50", "P90"] if ranged else [])
     parts += ["## Results", "", _table(headers, rows(e.outputs, display, ranges=ranged)), ""]
     if s.kind == "train" and s.stages:
@@ -33,22 +39,59 @@ def render(e: CostEstimate) -> str:
         for st in s.stages:
             h = e.outputs.get(f"stage_gpu_hours.{st.name}")
             d = e.outputs.get(f"stage_usd.{st.name}")
-            sized = ("tokens " + st.tokens.describe()) if st.tokens else (
-                "GPU-hours " + st.gpu_hours.describe() if st.gpu_hours else f"{st.gpus} GPUs x {st.hours.describe()} h")
+            sized = (
+                ("tokens " + st.tokens.describe())
+                if st.tokens
+                else (
+                    "GPU-hours " + st.gpu_hours.describe()
+                    if st.gpu_hours
+                    else f"{st.gpus} GPUs x {st.hours.describe()} h"
+                )
+            )
             body.append([st.name, sized, fmt(h.point if h else None, "count"), fmt(d.point if d else None, "usd")])
         parts += ["## Stages", "", _table(["stage", "sized by", "GPU-hours", "rental cost"], body), ""]
     if e.reproductions:
-        body = [[r["label"], fmt(r["reported"], kind_of(r["output"])), fmt(r["computed"], kind_of(r["output"])),
-                 "n/a" if r["rel_diff"] is None else f"{r['rel_diff'] * 100:+.2f}%",
-                 "yes" if r["reproduced"] else "NO", f"{r['source']} ({r['date']})"] for r in e.reproductions]
-        parts += ["## Reported figures, reproduced from the inputs", "",
-                  _table(["figure", "reported", "computed", "difference", "within tolerance", "source"], body), ""]
+        body = [
+            [
+                r["label"],
+                fmt(r["reported"], kind_of(r["output"])),
+                fmt(r["computed"], kind_of(r["output"])),
+                "n/a" if r["rel_diff"] is None else f"{r['rel_diff'] * 100:+.2f}%",
+                "yes" if r["reproduced"] else "NO",
+                f"{r['source']} ({r['date']})",
+            ]
+            for r in e.reproductions
+        ]
+        parts += [
+            "## Reported figures, reproduced from the inputs",
+            "",
+            _table(["figure", "reported", "computed", "difference", "within tolerance", "source"], body),
+            "",
+        ]
     if e.base is not None:
-        parts += [f"Builds on `{e.base.scenario.name}`: {fmt(e.base.outputs['total_usd'].point, 'usd')} "
-                  "(its own report gives the breakdown).", ""]
-    body = [[i.name, i.quantity.describe(i.unit if i.unit not in ("ratio", "x") else ""), i.meaning, i.origin,
-             i.source or "", i.date.isoformat() if i.date else "", i.confidence or ""] for i in e.inputs.values()]
-    parts += ["## Assumptions", "", _table(["input", "value", "meaning", "from", "source", "date", "confidence"], body), ""]
+        parts += [
+            f"Builds on `{e.base.scenario.name}`: {fmt(e.base.outputs['total_usd'].point, 'usd')} "
+            "(its own report gives the breakdown).",
+            "",
+        ]
+    body = [
+        [
+            i.name,
+            i.quantity.describe(i.unit if i.unit not in ("ratio", "x") else ""),
+            i.meaning,
+            i.origin,
+            i.source or "",
+            i.date.isoformat() if i.date else "",
+            i.confidence or "",
+        ]
+        for i in e.inputs.values()
+    ]
+    parts += [
+        "## Assumptions",
+        "",
+        _table(["input", "value", "meaning", "from", "source", "date", "confidence"], body),
+        "",
+    ]
     if e.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in e.notes] + [""]
     if s.leaves_out:

@@ -13,7 +13,7 @@ from meter.config.quantity import Quantity
 
 @dataclass(frozen=True)
 class Summary:
-    point: float          # the model at the central value of every input
+    point: float  # the model at the central value of every input
     p10: float
     p50: float
     p90: float
@@ -27,8 +27,9 @@ class Summary:
         return asdict(self)
 
 
-def evaluate(model: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: Mapping[str, Quantity], *,
-             samples: int, seed: int = 0) -> dict[str, Summary]:
+def evaluate(
+    model: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: Mapping[str, Quantity], *, samples: int, seed: int = 0
+) -> dict[str, Summary]:
     """Every output of ``model``; ranges only where some input is one and ``samples`` > 0."""
     point = model({k: q.central for k, q in inputs.items()})
     uncertain = any(not q.is_point for q in inputs.values())

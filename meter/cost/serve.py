@@ -15,8 +15,9 @@ def _get(x: Mapping[str, Any], name: str, default: Any = None) -> Any:
     return x[name] if name in x else default
 
 
-def serve_cost(x: Mapping[str, Any], *, joules_per_output_token: float | None = None,
-               joules_per_input_token: float | None = None) -> dict[str, Any]:
+def serve_cost(
+    x: Mapping[str, Any], *, joules_per_output_token: float | None = None, joules_per_input_token: float | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     util = _get(x, "serving_utilization", 1.0)
     comm = 1 + _get(x, "exposed_communication", 0.0)

@@ -29,7 +29,7 @@ class StagePlan:
     """A stage as the model sees it: how it is sized, and its FLOPs or measured time per token."""
 
     name: str
-    sized_by: str                         # "tokens", "gpu_hours" or "gpus_hours"
+    sized_by: str  # "tokens", "gpu_hours" or "gpus_hours"
     gpus: int | None = None
     flops_per_token: float | None = None  # analytic, at the stage's sequence length
     measured_s_per_token: float | None = None  # the run's layers, per GPU (None: use mfu)
@@ -38,10 +38,10 @@ class StagePlan:
 @dataclass(frozen=True)
 class TrainContext:
     stages: list[StagePlan]
-    peak_flops: float                      # dense bf16 peak of the hardware, FLOP/s
+    peak_flops: float  # dense bf16 peak of the hardware, FLOP/s
     cluster_gpus: int | None = None
-    pretraining: str | None = None         # the stage whose tokens give per-trillion figures
-    ep: EpShape | None = None              # for the expert-parallel communication model (MoE models)
+    pretraining: str | None = None  # the stage whose tokens give per-trillion figures
+    ep: EpShape | None = None  # for the expert-parallel communication model (MoE models)
     notes: list[str] = field(default_factory=list)
 
 
@@ -52,11 +52,19 @@ def _get(x: Mapping[str, Any], name: str, default: Any = None) -> Any:
 def token_time(x: Mapping[str, Any], stage: StagePlan, ctx: TrainContext) -> dict[str, Any]:
     """GPU-seconds one training token of this stage takes (``s_per_token``), and its parts."""
     if stage.measured_s_per_token is not None:
-        compute = (stage.measured_s_per_token * (1 + _get(x, "head_embedding_overhead", 0.0))
-                   * (1 + _get(x, "mtp_overhead", 0.0)) * _get(x, "recompute_factor", 1.0))
+        compute = (
+            stage.measured_s_per_token
+            * (1 + _get(x, "head_embedding_overhead", 0.0))
+            * (1 + _get(x, "mtp_overhead", 0.0))
+            * _get(x, "recompute_factor", 1.0)
+        )
     elif "compute_mfu" in x:
-        compute = (stage.flops_per_token * (1 + _get(x, "mtp_overhead", 0.0)) * _get(x, "recompute_factor", 1.0)
-                   / (x["compute_mfu"] * ctx.peak_flops))
+        compute = (
+            stage.flops_per_token
+            * (1 + _get(x, "mtp_overhead", 0.0))
+            * _get(x, "recompute_factor", 1.0)
+            / (x["compute_mfu"] * ctx.peak_flops)
+        )
     elif "mfu" in x:
         return {"s_per_token": stage.flops_per_token / (x["mfu"] * ctx.peak_flops)}
     else:
@@ -87,7 +95,9 @@ def train_cost(x: Mapping[str, Any], ctx: TrainContext) -> dict[str, Any]:
                 out["mfu"] = stage.flops_per_token / s_per_token / ctx.peak_flops
                 out["pretraining_gpu_hours"] = gpu_hours
                 if ctx.cluster_gpus:
-                    out["days_per_trillion_tokens_on_cluster"] = out["gpu_hours_per_trillion_tokens"] / ctx.cluster_gpus / 24
+                    out["days_per_trillion_tokens_on_cluster"] = (
+                        out["gpu_hours_per_trillion_tokens"] / ctx.cluster_gpus / 24
+                    )
         elif stage.sized_by == "gpu_hours":
             gpu_hours = x[f"{key}.gpu_hours"]
         else:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class TorchInfo:
     version: str | None
-    cuda_build: str | None          # CUDA version torch was built with; None for a CPU build
+    cuda_build: str | None  # CUDA version torch was built with; None for a CPU build
     cuda_available: bool
     device_names: list[str]
     error: str | None = None

@@ -28,10 +28,10 @@ class GpuLost(MeterError):
 # Why NVML failed to start, by NVML error code name, in words a user can act on.
 _INIT_FAILURES = {
     "NVML_ERROR_LIBRARY_NOT_FOUND": "libnvidia-ml.so.1 was not found: no NVIDIA driver is installed on this machine "
-                                    "(or its library is not on the loader path)",
+    "(or its library is not on the loader path)",
     "NVML_ERROR_DRIVER_NOT_LOADED": "the NVIDIA kernel driver is not loaded (no GPU, or the driver failed to start)",
     "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "driver/library version mismatch: libnvidia-ml does not match the loaded "
-                                          "kernel driver (usually after a driver upgrade; reboot or reload the driver)",
+    "kernel driver (usually after a driver upgrade; reboot or reload the driver)",
     "NVML_ERROR_NO_PERMISSION": "no permission to open the NVIDIA device files (/dev/nvidia*)",
     "NVML_ERROR_FUNCTION_NOT_FOUND": "libnvidia-ml is too old for this nvidia-ml-py (a function is missing)",
     "NVML_ERROR_GPU_IS_LOST": "a GPU has fallen off the bus or is otherwise inaccessible",
@@ -179,8 +179,17 @@ CLOCK_EVENT_REASONS: dict[int, str] = {
     0x400: "reliability",
 }
 # Reasons that mean the clocks were pulled down by power or heat, not by idleness or settings.
-THROTTLING_REASONS = frozenset({"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
-                                "hw_power_brake_slowdown", "board_limit", "reliability"})
+THROTTLING_REASONS = frozenset(
+    {
+        "sw_power_cap",
+        "hw_slowdown",
+        "sw_thermal_slowdown",
+        "hw_thermal_slowdown",
+        "hw_power_brake_slowdown",
+        "board_limit",
+        "reliability",
+    }
+)
 
 
 def decode_clock_events(mask: int | None) -> list[str]:

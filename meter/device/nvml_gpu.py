@@ -13,11 +13,30 @@ from typing import Any
 from meter.device.nvml import GpuIdentity, NvmlSession
 from meter.device.reading import Reading
 
-FIELDS = ("utilization", "power_fields", "power_usage", "energy", "sm_clock", "mem_clock", "clock_events",
-          "memory", "temperature", "power_limit")
+FIELDS = (
+    "utilization",
+    "power_fields",
+    "power_usage",
+    "energy",
+    "sm_clock",
+    "mem_clock",
+    "clock_events",
+    "memory",
+    "temperature",
+    "power_limit",
+)
 
-_ARCH_NAMES = {2: "kepler", 3: "maxwell", 4: "pascal", 5: "volta", 6: "turing", 7: "ampere", 8: "ada",
-               9: "hopper", 10: "blackwell"}
+_ARCH_NAMES = {
+    2: "kepler",
+    3: "maxwell",
+    4: "pascal",
+    5: "volta",
+    6: "turing",
+    7: "ampere",
+    8: "ada",
+    9: "hopper",
+    10: "blackwell",
+}
 
 
 class NvmlGpu:
@@ -108,8 +127,17 @@ class NvmlGpu:
         return None if value is None else value / 1e3
 
     def describe(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.identity.name, "uuid": self.identity.uuid,
-                "pci_bus_id": self.identity.pci_bus_id, "architecture": self.architecture,
-                "mig_enabled": self.identity.mig_enabled, "power_semantics": self.power_semantics,
-                "supported": {**self.supported, "power_instant": self.supported_power_fields["instant"],
-                              "power_average": self.supported_power_fields["average"]}}
+        return {
+            "index": self.index,
+            "name": self.identity.name,
+            "uuid": self.identity.uuid,
+            "pci_bus_id": self.identity.pci_bus_id,
+            "architecture": self.architecture,
+            "mig_enabled": self.identity.mig_enabled,
+            "power_semantics": self.power_semantics,
+            "supported": {
+                **self.supported,
+                "power_instant": self.supported_power_fields["instant"],
+                "power_average": self.supported_power_fields["average"],
+            },
+        }

@@ -10,13 +10,13 @@ from typing import Any
 class Reading:
     """One telemetry sample of one device. None means not supported (or not readable this time), never 0."""
 
-    t_s: float                               # time.monotonic()
-    utilization_ratio: float | None          # share of the last sample period with a kernel running
+    t_s: float  # time.monotonic()
+    utilization_ratio: float | None  # share of the last sample period with a kernel running
     memory_utilization_ratio: float | None
-    power_w: float | None                    # the preferred reading: instant where available
+    power_w: float | None  # the preferred reading: instant where available
     power_instant_w: float | None
     power_average_w: float | None
-    energy_j: float | None                   # an energy counter: NVML (J since driver load) or RAPL
+    energy_j: float | None  # an energy counter: NVML (J since driver load) or RAPL
     sm_clock_hz: float | None
     mem_clock_hz: float | None
     clock_event_mask: int | None

@@ -27,8 +27,14 @@ class ComputeDevice:
         return f"CPU ({self.name})" if self.kind == "cpu" else self.name
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "torch_device": self.torch_device, "name": self.name, "uuid": self.uuid,
-                "hardware_config": self.hardware.name if self.hardware else None, **self.properties}
+        return {
+            "kind": self.kind,
+            "torch_device": self.torch_device,
+            "name": self.name,
+            "uuid": self.uuid,
+            "hardware_config": self.hardware.name if self.hardware else None,
+            **self.properties,
+        }
 
 
 def select_device(request: str, specs: list[HardwareSpec]) -> ComputeDevice:
@@ -51,10 +57,18 @@ def select_device(request: str, specs: list[HardwareSpec]) -> ComputeDevice:
     if uuid and not uuid.startswith("GPU-"):
         uuid = f"GPU-{uuid}"
     return ComputeDevice(
-        kind="cuda", torch_device=f"cuda:{index}", name=props.name, hardware=spec, uuid=uuid,
-        properties={"memory_bytes": props.total_memory, "sm_count": props.multi_processor_count,
-                    "l2_cache_bytes": getattr(props, "L2_cache_size", None),
-                    "compute_capability": f"{props.major}.{props.minor}"})
+        kind="cuda",
+        torch_device=f"cuda:{index}",
+        name=props.name,
+        hardware=spec,
+        uuid=uuid,
+        properties={
+            "memory_bytes": props.total_memory,
+            "sm_count": props.multi_processor_count,
+            "l2_cache_bytes": getattr(props, "L2_cache_size", None),
+            "compute_capability": f"{props.major}.{props.minor}",
+        },
+    )
 
 
 def cpu_device(specs: list[HardwareSpec]) -> ComputeDevice:
@@ -65,9 +79,17 @@ def cpu_device(specs: list[HardwareSpec]) -> ComputeDevice:
     from meter.results.metadata import cpu_model
 
     spec = next((s for s in specs if s.kind == "cpu"), None)
-    return ComputeDevice(kind="cpu", torch_device="cpu", name=cpu_model(), hardware=spec,
-                         properties={"memory_bytes": _meminfo("MemTotal"), "threads": torch.get_num_threads(),
-                                     "cpu_count": os.cpu_count()})
+    return ComputeDevice(
+        kind="cpu",
+        torch_device="cpu",
+        name=cpu_model(),
+        hardware=spec,
+        properties={
+            "memory_bytes": _meminfo("MemTotal"),
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+        },
+    )
 
 
 def free_memory_bytes(device: ComputeDevice) -> int | None:

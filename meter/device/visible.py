@@ -5,8 +5,9 @@ from __future__ import annotations
 from meter.device.nvml import NvmlSession
 
 
-def visible_nvml_indices(nvml: NvmlSession, cuda_visible_devices: str | None,
-                         cuda_uuids: list[str] | None = None) -> list[int]:
+def visible_nvml_indices(
+    nvml: NvmlSession, cuda_visible_devices: str | None, cuda_uuids: list[str] | None = None
+) -> list[int]:
     """NVML indices of the GPUs this process's CUDA sees, in CUDA's order.
 
     ``cuda_uuids`` (from torch, when CUDA is initialised) is the exact answer and wins. Otherwise

@@ -24,8 +24,8 @@ from meter.distributed.env import DistContext
 
 @dataclass(frozen=True)
 class CommCase:
-    collective: str            # dispatch, combine, all_reduce, all_gather
-    bytes_per_rank: int        # the per-rank message (all_gather: each rank's share)
+    collective: str  # dispatch, combine, all_reduce, all_gather
+    bytes_per_rank: int  # the per-rank message (all_gather: each rank's share)
     payload: str = "bf16"
     tokens_per_rank: int | None = None
     hidden: int | None = None
@@ -117,7 +117,9 @@ def verify(ctx: DistContext, group, n: int, device) -> bool:
     return ok
 
 
-def time_case(case: CommCase, group, n: int, device, *, warmup: int = 3, iters: int = 10, rounds: int = 5) -> list[float]:
+def time_case(
+    case: CommCase, group, n: int, device, *, warmup: int = 3, iters: int = 10, rounds: int = 5
+) -> list[float]:
     """Per-iteration seconds of this rank, one value per round (iterations back to back, as nccl-tests)."""
     import torch
     import torch.distributed as dist
@@ -142,7 +144,9 @@ def time_case(case: CommCase, group, n: int, device, *, warmup: int = 3, iters: 
     return out
 
 
-def run_cases(ctx: DistContext, cases: list[CommCase], device, *, iters: int = 10, rounds: int = 5) -> list[dict[str, Any]]:
+def run_cases(
+    ctx: DistContext, cases: list[CommCase], device, *, iters: int = 10, rounds: int = 5
+) -> list[dict[str, Any]]:
     """This rank's timings of every case in every scope it belongs to."""
     import torch.distributed as dist
 
@@ -159,8 +163,18 @@ def run_cases(ctx: DistContext, cases: list[CommCase], device, *, iters: int = 1
         verified = verify(ctx, group, n, device)
         for case in cases:
             seconds = time_case(case, group, n, device, iters=iters, rounds=rounds)
-            results.append({"id": case.id, "scope": scope, "group_size": n, "case": asdict(case),
-                            "rank": ctx.rank, "node_rank": ctx.node_rank, "seconds": seconds, "verified": verified})
+            results.append(
+                {
+                    "id": case.id,
+                    "scope": scope,
+                    "group_size": n,
+                    "case": asdict(case),
+                    "rank": ctx.rank,
+                    "node_rank": ctx.node_rank,
+                    "seconds": seconds,
+                    "verified": verified,
+                }
+            )
     dist.barrier()
     return results
 
@@ -182,11 +196,19 @@ def aggregate(per_rank: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         size = message_bytes(case, n)
         algbw = size / t
         result = {
-            "id": case_id, "scope": scope, "group_size": n, "case": entries[0]["case"], "time_s": t,
-            "time_min_s": min(slowest), "time_max_s": max(slowest), "message_bytes": size,
-            "bytes_to_peers_per_rank": bytes_to_peers(case, n), "algbw_gb_s": algbw / 1e9,
+            "id": case_id,
+            "scope": scope,
+            "group_size": n,
+            "case": entries[0]["case"],
+            "time_s": t,
+            "time_min_s": min(slowest),
+            "time_max_s": max(slowest),
+            "message_bytes": size,
+            "bytes_to_peers_per_rank": bytes_to_peers(case, n),
+            "algbw_gb_s": algbw / 1e9,
             "busbw_gb_s": algbw * bus_factor(case.collective, n) / 1e9,
-            "verified": all(e["verified"] for e in entries), "ranks": len(entries),
+            "verified": all(e["verified"] for e in entries),
+            "ranks": len(entries),
             "per_rank_median_s": {str(e["rank"]): statistics.median(e["seconds"]) for e in entries},
         }
         if case.tokens_per_rank:

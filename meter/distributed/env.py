@@ -44,16 +44,22 @@ def from_environment(environ: dict[str, str] | None = None) -> tuple[int, int, i
     env = os.environ if environ is None else environ
     missing = [k for k in REQUIRED if k not in env]
     if missing:
-        raise UsageError("--distributed runs under torchrun (missing " + ", ".join(missing) + "); e.g. "
-                         "torchrun --nproc-per-node 8 -m meter bench --distributed ...")
+        raise UsageError(
+            "--distributed runs under torchrun (missing " + ", ".join(missing) + "); e.g. "
+            "torchrun --nproc-per-node 8 -m meter bench --distributed ..."
+        )
     values = [int(env[k]) for k in REQUIRED]
     rank, world, local, local_world, node = values
     if rank != node * local_world + local:
-        raise UsageError(f"RANK {rank} is not GROUP_RANK x LOCAL_WORLD_SIZE + LOCAL_RANK ({node} x {local_world} + "
-                         f"{local}): ranks must be contiguous per node, as torchrun assigns them")
+        raise UsageError(
+            f"RANK {rank} is not GROUP_RANK x LOCAL_WORLD_SIZE + LOCAL_RANK ({node} x {local_world} + "
+            f"{local}): ranks must be contiguous per node, as torchrun assigns them"
+        )
     if world % local_world:
-        raise UsageError(f"WORLD_SIZE {world} is not a multiple of LOCAL_WORLD_SIZE {local_world}: "
-                         "every node must run the same number of processes")
+        raise UsageError(
+            f"WORLD_SIZE {world} is not a multiple of LOCAL_WORLD_SIZE {local_world}: "
+            "every node must run the same number of processes"
+        )
     return tuple(values)  # type: ignore[return-value]
 
 

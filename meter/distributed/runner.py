@@ -13,9 +13,21 @@ from meter.distributed import assemble
 from meter.distributed.comm import CommCase
 
 
-def run(*, cases: list[BenchCase], comm_cases: list[CommCase], models: dict, device_request: str, specs: list,
-        output: Path, settings, telemetry: bool, sample_hz: float, metadata: dict[str, Any],
-        comm_iters: int = 10, comm_rounds: int = 5) -> dict[str, Any] | None:
+def run(
+    *,
+    cases: list[BenchCase],
+    comm_cases: list[CommCase],
+    models: dict,
+    device_request: str,
+    specs: list,
+    output: Path,
+    settings,
+    telemetry: bool,
+    sample_hz: float,
+    metadata: dict[str, Any],
+    comm_iters: int = 10,
+    comm_rounds: int = 5,
+) -> dict[str, Any] | None:
     """Run this rank's share; returns the run document on rank 0 (None elsewhere)."""
     import torch
     import torch.distributed as dist
@@ -35,9 +47,14 @@ def run(*, cases: list[BenchCase], comm_cases: list[CommCase], models: dict, dev
     device = select_device(f"cuda:{local_rank}" if use_cuda else "cpu", specs)
     ctx = env.init(device.kind)
     ceilings = _ceilings(ctx, device) if cases else None
-    monitor, why = (monitor_for_device(device, interval_s=1.0 / sample_hz) if telemetry else (None, "disabled"))
-    recorder = RunRecorder(output, metadata={**metadata, "device": device.as_dict(),
-                                             "hardware": hardware_summary(device.hardware)}) if ctx.is_main else None
+    monitor, why = monitor_for_device(device, interval_s=1.0 / sample_hz) if telemetry else (None, "disabled")
+    recorder = (
+        RunRecorder(
+            output, metadata={**metadata, "device": device.as_dict(), "hardware": hardware_summary(device.hardware)}
+        )
+        if ctx.is_main
+        else None
+    )
 
     def progress(i: int, n: int, case: BenchCase) -> None:
         if ctx.is_main:
@@ -53,13 +70,22 @@ def run(*, cases: list[BenchCase], comm_cases: list[CommCase], models: dict, dev
     try:
         if monitor is not None:
             monitor.__enter__()
-        run_cases(cases, models, device, record=record, ceilings=ceilings, settings=settings,
-                  monitor=monitor, progress=progress)
+        run_cases(
+            cases,
+            models,
+            device,
+            record=record,
+            ceilings=ceilings,
+            settings=settings,
+            monitor=monitor,
+            progress=progress,
+        )
         torch_device = torch.device(device.torch_device)
         if ctx.is_main and comm_cases:
             print(f"communication: {len(comm_cases)} case(s) in every scope", file=sys.stderr, flush=True)
-        comm_results = comm.run_cases(ctx, comm_cases, torch_device, iters=comm_iters, rounds=comm_rounds) \
-            if comm_cases else []
+        comm_results = (
+            comm.run_cases(ctx, comm_cases, torch_device, iters=comm_iters, rounds=comm_rounds) if comm_cases else []
+        )
     except BaseException as exc:
         if recorder is not None:
             recorder.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
@@ -67,9 +93,14 @@ def run(*, cases: list[BenchCase], comm_cases: list[CommCase], models: dict, dev
     finally:
         if monitor is not None:
             monitor.__exit__(None, None, None)
-    mine = {"ctx": ctx.as_dict(), "device": device.as_dict(), "results": results, "comm": comm_results,
-            "telemetry": monitor.describe() if monitor else {"enabled": False, "reason": why},
-            "ceilings": ceilings.as_dict() if ceilings else None}
+    mine = {
+        "ctx": ctx.as_dict(),
+        "device": device.as_dict(),
+        "results": results,
+        "comm": comm_results,
+        "telemetry": monitor.describe() if monitor else {"enabled": False, "reason": why},
+        "ceilings": ceilings.as_dict() if ceilings else None,
+    }
     gathered = [None] * ctx.world_size if ctx.is_main else None
     dist.gather_object(mine, gathered, dst=0)
     doc = None

@@ -49,8 +49,9 @@ class ExporterConfig:
     bench_every_s: float | None = None
 
 
-def gpu_prices(gpus: list[NvmlGpu], config: ExporterConfig, locator: ConfigLocator
-               ) -> tuple[dict[str, tuple[float | None, str | None]], dict[str, str | None]]:
+def gpu_prices(
+    gpus: list[NvmlGpu], config: ExporterConfig, locator: ConfigLocator
+) -> tuple[dict[str, tuple[float | None, str | None]], dict[str, str | None]]:
     """Per GPU UUID: (price per hour, where it came from), and the matched hardware config."""
     specs = list_hardware(locator)
     table = load_prices(locator=locator)
@@ -65,8 +66,11 @@ def gpu_prices(gpus: list[NvmlGpu], config: ExporterConfig, locator: ConfigLocat
         recent = [p for p in listed if (table.version - p.date).days <= RECENT_DAYS] or listed
         if recent:
             value = statistics.median(p.usd_per_gpu_hour for p in recent)
-            prices[gpu.identity.uuid] = (value, f"price table {table.name} v{table.version}: median of "
-                                                f"{len(recent)} {config.tier or 'any-tier'} prices")
+            prices[gpu.identity.uuid] = (
+                value,
+                f"price table {table.name} v{table.version}: median of "
+                f"{len(recent)} {config.tier or 'any-tier'} prices",
+            )
         else:
             prices[gpu.identity.uuid] = (None, None)
     return prices, configs
@@ -83,11 +87,17 @@ class Exporter:
             prices, configs = gpu_prices(gpus, config, self.locator)
             table = load_prices(locator=self.locator)
             self.state = ExporterState(
-                gpus, hostname=config.hostname or os.environ.get("NODE_NAME") or socket.gethostname(), prices=prices,
+                gpus,
+                hostname=config.hostname or os.environ.get("NODE_NAME") or socket.gethostname(),
+                prices=prices,
                 hardware_configs=configs,
-                usd_per_kwh=config.usd_per_kwh if config.usd_per_kwh is not None else table.default_electricity().usd_per_kwh,
+                usd_per_kwh=config.usd_per_kwh
+                if config.usd_per_kwh is not None
+                else table.default_electricity().usd_per_kwh,
                 pue=config.pue if config.pue is not None else table.default_pue().pue,
-                interval_s=config.interval_s, driver_version=self.session.driver_version())
+                interval_s=config.interval_s,
+                driver_version=self.session.driver_version(),
+            )
         except BaseException:
             self.session.__exit__(None, None, None)
             raise
@@ -102,9 +112,14 @@ class Exporter:
         """Take a run document: its results, and what it implies for the configured scenarios."""
         from meter.cost.for_run import costs_for_run, summary
 
-        estimates, problems = costs_for_run(Path(where), self.locator, samples=0, doc=doc,
-                                            train_scenario=self.config.train_scenario,
-                                            serve_scenario=self.config.serve_scenario)
+        estimates, problems = costs_for_run(
+            Path(where),
+            self.locator,
+            samples=0,
+            doc=doc,
+            train_scenario=self.config.train_scenario,
+            serve_scenario=self.config.serve_scenario,
+        )
         taken = self.state.ingest(doc, summary(estimates))
         return {"accepted_cases": taken, "priced": sorted(estimates), "problems": problems}
 
@@ -119,8 +134,9 @@ class Exporter:
                     self.ingest_file(path)
                 except Exception as exc:  # a bad file in the directory must not stop the exporter
                     print(f"meter serve: skipped {path}: {exc}", file=sys.stderr)
-        self.server = serve(self.app, self.config.host, self.config.port, certfile=self.config.tls_cert,
-                            keyfile=self.config.tls_key)
+        self.server = serve(
+            self.app, self.config.host, self.config.port, certfile=self.config.tls_cert, keyfile=self.config.tls_key
+        )
         if self.config.bench_suite and self.config.bench_every_s:
             threading.Thread(target=self._bench_loop, name="meter-bench-schedule", daemon=True).start()
 
@@ -146,8 +162,16 @@ class Exporter:
         out_dir = Path(self.config.runs_dir or Path.cwd() / "runs")
         while not self._stop.is_set():
             path = out_dir / f"scheduled-{int(time.time())}.json"
-            command = [sys.executable, "-m", "meter", "bench", "--suite", self.config.bench_suite,
-                       "--output", str(path)]
+            command = [
+                sys.executable,
+                "-m",
+                "meter",
+                "bench",
+                "--suite",
+                self.config.bench_suite,
+                "--output",
+                str(path),
+            ]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode == 0 and path.exists():
                 try:
@@ -170,8 +194,9 @@ def push_run(url: str, path: Path, *, timeout: float = 30.0) -> dict[str, Any]:
     parts = urllib.parse.urlsplit(url.rstrip("/"))
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
     target = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path + "/api/v1/runs", "", ""))
-    request = urllib.request.Request(target, data=Path(path).read_bytes(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        target, data=Path(path).read_bytes(), method="POST", headers={"Content-Type": "application/json"}
+    )
     user = parts.username or os.environ.get("METER_PUSH_USER")
     password = parts.password or os.environ.get("METER_PUSH_PASSWORD")
     if user:

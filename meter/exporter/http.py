@@ -71,16 +71,24 @@ def hash_password(password: str) -> str:
 class MeterApp:
     """The WSGI application."""
 
-    def __init__(self, registry: CollectorRegistry, ingest: Callable[[dict[str, Any]], dict[str, Any]],
-                 auth: BasicAuth | None = None):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        ingest: Callable[[dict[str, Any]], dict[str, Any]],
+        auth: BasicAuth | None = None,
+    ):
         self.metrics = make_wsgi_app(registry)
         self.ingest = ingest
         self.auth = auth
 
     def __call__(self, environ, start_response):
         if self.auth is not None and not self.auth.allows(environ.get("HTTP_AUTHORIZATION")):
-            return _reply(start_response, "401 Unauthorized", {"error": "authentication required"},
-                          [("WWW-Authenticate", 'Basic realm="gpu-cost-meter"')])
+            return _reply(
+                start_response,
+                "401 Unauthorized",
+                {"error": "authentication required"},
+                [("WWW-Authenticate", 'Basic realm="gpu-cost-meter"')],
+            )
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
         if path == "/metrics" and method in ("GET", "HEAD"):
             return self.metrics(environ, start_response)
@@ -88,11 +96,15 @@ class MeterApp:
             return _reply(start_response, "200 OK", {"status": "ok"})
         if path == "/api/v1/runs":
             if method != "POST":
-                return _reply(start_response, "405 Method Not Allowed", {"error": "POST a run file"}, [("Allow", "POST")])
+                return _reply(
+                    start_response, "405 Method Not Allowed", {"error": "POST a run file"}, [("Allow", "POST")]
+                )
             return self._post_run(environ, start_response)
         if path == "/":
             body = b"gpu-cost-meter exporter: /metrics, POST /api/v1/runs, /healthz\n"
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+            start_response(
+                "200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+            )
             return [body]
         return _reply(start_response, "404 Not Found", {"error": f"no such path: {path}"})
 
@@ -102,8 +114,11 @@ class MeterApp:
         except ValueError:
             length = -1
         if not 0 < length <= MAX_RUN_BYTES:
-            return _reply(start_response, "413 Payload Too Large" if length > MAX_RUN_BYTES else "411 Length Required",
-                          {"error": f"a run file of 1 byte to {MAX_RUN_BYTES} bytes, with Content-Length"})
+            return _reply(
+                start_response,
+                "413 Payload Too Large" if length > MAX_RUN_BYTES else "411 Length Required",
+                {"error": f"a run file of 1 byte to {MAX_RUN_BYTES} bytes, with Content-Length"},
+            )
         try:
             doc = json.loads(environ["wsgi.input"].read(length))
             check_run_doc(doc, "posted run")
@@ -120,8 +135,9 @@ class MeterApp:
 
 def _reply(start_response, status: str, payload: dict, extra_headers: list | None = None):
     body = (json.dumps(payload) + "\n").encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-                   + (extra_headers or []))
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + (extra_headers or [])
+    )
     return [body]
 
 

@@ -57,10 +57,18 @@ def scrape_load(url: str, *, rate_hz: float, seconds: float, threads: int = 4, t
         t.join(seconds + 60)
     wall = time.perf_counter() - start
     xs = sorted(latencies)
-    return {"url": url, "requested": total, "succeeded": len(xs), "errors": len(errors),
-            "error_examples": errors[:5], "wall_s": wall, "achieved_rate_hz": len(xs) / wall if wall else 0.0,
-            "p50_s": quantile(xs, 0.5) if xs else None, "p99_s": quantile(xs, 0.99) if xs else None,
-            "max_s": xs[-1] if xs else None}
+    return {
+        "url": url,
+        "requested": total,
+        "succeeded": len(xs),
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "wall_s": wall,
+        "achieved_rate_hz": len(xs) / wall if wall else 0.0,
+        "p50_s": quantile(xs, 0.5) if xs else None,
+        "p99_s": quantile(xs, 0.99) if xs else None,
+        "max_s": xs[-1] if xs else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

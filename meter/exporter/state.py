@@ -43,9 +43,18 @@ class Results:
 
 
 class ExporterState:
-    def __init__(self, gpus: list[NvmlGpu], *, hostname: str, prices: dict[str, tuple[float | None, str | None]],
-                 hardware_configs: dict[str, str | None], usd_per_kwh: float | None, pue: float,
-                 interval_s: float = 1.0, driver_version: str | None = None):
+    def __init__(
+        self,
+        gpus: list[NvmlGpu],
+        *,
+        hostname: str,
+        prices: dict[str, tuple[float | None, str | None]],
+        hardware_configs: dict[str, str | None],
+        usd_per_kwh: float | None,
+        pue: float,
+        interval_s: float = 1.0,
+        driver_version: str | None = None,
+    ):
         self.hostname = hostname
         self.usd_per_kwh = usd_per_kwh
         self.pue = pue
@@ -96,25 +105,36 @@ class ExporterState:
             for case in doc.get("cases", []):
                 m = case.get("metrics") or {}
                 c = case.get("case") or {}
-                if case.get("status") != "ok" or not {"achieved_tflops", "tokens_per_s"} <= set(m) \
-                        or not {"model", "phase"} <= set(c):
+                if (
+                    case.get("status") != "ok"
+                    or not {"achieved_tflops", "tokens_per_s"} <= set(m)
+                    or not {"model", "phase"} <= set(c)
+                ):
                     continue  # failed, or not measured: nothing to export
                 tele = case.get("telemetry") or {}
                 self.results.cases[(c["model"], case["id"], c["phase"])] = {
-                    "device": device, "tflops": m["achieved_tflops"], "mfu": m.get("mfu"),
-                    "tokens_per_second": m["tokens_per_s"], "joules_per_token": tele.get("joules_per_token")}
+                    "device": device,
+                    "tflops": m["achieved_tflops"],
+                    "mfu": m.get("mfu"),
+                    "tokens_per_second": m["tokens_per_s"],
+                    "joules_per_token": tele.get("joules_per_token"),
+                }
                 taken += 1
             for p in doc.get("projections", []):
                 if not p.get("time_per_token_s"):
                     continue
                 shape = f"b{p['batch']}-ctx{p['context']}" if p["phase"] == "decode" else f"b{p['batch']}-s{p['seq']}"
                 self.results.projections[(p["model"], p["phase"], shape)] = {
-                    "device": device, "tokens_per_second": p.get("tokens_per_s") or 1.0 / p["time_per_token_s"],
-                    "mfu": p.get("mfu")}
+                    "device": device,
+                    "tokens_per_second": p.get("tokens_per_s") or 1.0 / p["time_per_token_s"],
+                    "mfu": p.get("mfu"),
+                }
             for kind, estimate in (costs or {}).items():
                 self.results.costs[(kind, estimate["scenario"])] = {
-                    "model": estimate["model"], "hardware": estimate["hardware"],
-                    "outputs": {k: v["point"] for k, v in estimate["outputs"].items()}}
+                    "model": estimate["model"],
+                    "hardware": estimate["hardware"],
+                    "outputs": {k: v["point"] for k, v in estimate["outputs"].items()},
+                }
             self.results.runs_ingested += 1
             self.results.last_run_timestamp = time.time()
         return taken

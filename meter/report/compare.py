@@ -27,9 +27,9 @@ class Comparison:
     metric: str
     a: float | None
     b: float | None
-    ratio: float | None          # b / a
-    noise: bool                  # |difference| within the runs' own spread
-    verdict: str                 # better, worse, noise, only in A, only in B, n/a
+    ratio: float | None  # b / a
+    noise: bool  # |difference| within the runs' own spread
+    verdict: str  # better, worse, noise, only in A, only in B, n/a
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,9 +56,18 @@ def compare(doc_a: dict, doc_b: dict, metrics: list[str] | None = None) -> list[
         for metric in metrics:
             if a is None or b is None:
                 value = _value(a or b, metric)
-                out.append(Comparison(key[0], key[1], metric, _value(a, metric) if a else None,
-                                      _value(b, metric) if b else None, None, False,
-                                      "only in A" if b is None else "only in B"))
+                out.append(
+                    Comparison(
+                        key[0],
+                        key[1],
+                        metric,
+                        _value(a, metric) if a else None,
+                        _value(b, metric) if b else None,
+                        None,
+                        False,
+                        "only in A" if b is None else "only in B",
+                    )
+                )
                 if value is None:
                     out.pop()
                 continue

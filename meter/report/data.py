@@ -39,8 +39,8 @@ class Run:
 class RooflinePoint:
     label: str
     phase: str
-    intensity: float          # FLOP per byte (analytic)
-    flops_per_s: float        # achieved
+    intensity: float  # FLOP per byte (analytic)
+    flops_per_s: float  # achieved
 
 
 @dataclass
@@ -52,14 +52,23 @@ class Roofline:
 
 
 def roofline(run: Run) -> Roofline:
-    points = [RooflinePoint(c["id"], c["case"]["phase"], c["metrics"]["arithmetic_intensity_flop_per_byte"],
-                            c["metrics"]["achieved_tflops"] * 1e12)
-              for c in run.ok_cases() if c["metrics"].get("arithmetic_intensity_flop_per_byte")]
+    points = [
+        RooflinePoint(
+            c["id"],
+            c["case"]["phase"],
+            c["metrics"]["arithmetic_intensity_flop_per_byte"],
+            c["metrics"]["achieved_tflops"] * 1e12,
+        )
+        for c in run.ok_cases()
+        if c["metrics"].get("arithmetic_intensity_flop_per_byte")
+    ]
     roofs = {}
     hw = run.doc["metadata"].get("hardware")
     if hw and hw.get("peak_tflops", {}).get("bf16") and hw.get("memory_bandwidth_gb_s"):
-        roofs[f"{hw['name']} datasheet (dense bf16, HBM)"] = (hw["peak_tflops"]["bf16"] * 1e12,
-                                                              hw["memory_bandwidth_gb_s"] * 1e9)
+        roofs[f"{hw['name']} datasheet (dense bf16, HBM)"] = (
+            hw["peak_tflops"]["bf16"] * 1e12,
+            hw["memory_bandwidth_gb_s"] * 1e9,
+        )
     ceilings = run.doc["metadata"].get("ceilings")
     if ceilings:
         gemm = ceilings["gemm_flops_per_s"]
@@ -85,20 +94,32 @@ class Timeline:
 
 def timelines(run: Run) -> list[Timeline]:
     tl = run.doc.get("telemetry_timeline") or {}
-    windows = [(c["id"], c["telemetry"]["start_s"], c["telemetry"]["end_s"]) for c in run.ok_cases()
-               if (c.get("telemetry") or {}).get("start_s") is not None]
+    windows = [
+        (c["id"], c["telemetry"]["start_s"], c["telemetry"]["end_s"])
+        for c in run.ok_cases()
+        if (c.get("telemetry") or {}).get("start_s") is not None
+    ]
     out = []
     for key, series in (tl.get("devices") or {}).items():
         throttled = [(t, r) for t, r in zip(series["t_s"], series["throttle_reasons"]) if r]
-        out.append(Timeline(device=f"{series.get('label', key)} ({key})", t_s=series["t_s"], power_w=series["power_w"],
-                            utilization_ratio=series["utilization_ratio"], sm_clock_hz=series["sm_clock_hz"],
-                            throttle_t_s=[t for t, _ in throttled],
-                            throttle_reasons=sorted({x for _, r in throttled for x in r}), windows=windows))
+        out.append(
+            Timeline(
+                device=f"{series.get('label', key)} ({key})",
+                t_s=series["t_s"],
+                power_w=series["power_w"],
+                utilization_ratio=series["utilization_ratio"],
+                sm_clock_hz=series["sm_clock_hz"],
+                throttle_t_s=[t for t, _ in throttled],
+                throttle_reasons=sorted({x for _, r in throttled for x in r}),
+                windows=windows,
+            )
+        )
     return out
 
 
-def cost_views(run: Run, locator: ConfigLocator | None, *, train_scenario: str, serve_scenario: str,
-               samples: int = 20_000) -> dict[str, Any]:
+def cost_views(
+    run: Run, locator: ConfigLocator | None, *, train_scenario: str, serve_scenario: str, samples: int = 20_000
+) -> dict[str, Any]:
     """The run's training cost estimate, and serving cost at every measured decode batch."""
     from meter.config.scenarios import load_scenario
     from meter.cost.estimate import estimate_serve, estimate_train
@@ -111,8 +132,9 @@ def cost_views(run: Run, locator: ConfigLocator | None, *, train_scenario: str, 
         out["problems"].append(str(exc))
         return out
     try:
-        out["train"] = estimate_train(load_scenario(train_scenario, locator), run=measured, samples=samples,
-                                      locator=locator)
+        out["train"] = estimate_train(
+            load_scenario(train_scenario, locator), run=measured, samples=samples, locator=locator
+        )
     except MeterError as exc:
         out["problems"].append(f"training: {exc}")
     decode = sorted({(r.batch, r.context) for r in measured.phases.get("decode", []) if r.form != "naive"})
@@ -127,18 +149,25 @@ def cost_views(run: Run, locator: ConfigLocator | None, *, train_scenario: str, 
     return out
 
 
-CASE_COLUMNS = [("model", lambda c: c["case"]["model"]), ("case", lambda c: c["id"]),
-                ("status", lambda c: c["status"]),
-                ("ms/call", lambda c: _m(c, "time_per_call_s", 1e3)), ("IQR %", lambda c: _t(c, "spread", 100)),
-                ("n", lambda c: _t(c, "n", 1)), ("tokens/s", lambda c: _m(c, "tokens_per_s", 1)),
-                ("TFLOP/s", lambda c: _m(c, "achieved_tflops", 1)), ("GB/s", lambda c: _m(c, "achieved_gb_s", 1)),
-                ("FLOP/byte", lambda c: _m(c, "arithmetic_intensity_flop_per_byte", 1)),
-                ("MFU %", lambda c: _m(c, "mfu", 100)), ("% GEMM ceiling", lambda c: _m(c, "gemm_ceiling_fraction", 100)),
-                ("% copy ceiling", lambda c: _m(c, "copy_ceiling_fraction", 100)),
-                ("J/token", lambda c: (c.get("telemetry") or {}).get("joules_per_token")),
-                ("avg W", lambda c: (c.get("telemetry") or {}).get("avg_power_w")),
-                ("throttled", lambda c: ", ".join((c.get("telemetry") or {}).get("throttle_reasons") or []) or None),
-                ("reason", lambda c: c.get("reason"))]
+CASE_COLUMNS = [
+    ("model", lambda c: c["case"]["model"]),
+    ("case", lambda c: c["id"]),
+    ("status", lambda c: c["status"]),
+    ("ms/call", lambda c: _m(c, "time_per_call_s", 1e3)),
+    ("IQR %", lambda c: _t(c, "spread", 100)),
+    ("n", lambda c: _t(c, "n", 1)),
+    ("tokens/s", lambda c: _m(c, "tokens_per_s", 1)),
+    ("TFLOP/s", lambda c: _m(c, "achieved_tflops", 1)),
+    ("GB/s", lambda c: _m(c, "achieved_gb_s", 1)),
+    ("FLOP/byte", lambda c: _m(c, "arithmetic_intensity_flop_per_byte", 1)),
+    ("MFU %", lambda c: _m(c, "mfu", 100)),
+    ("% GEMM ceiling", lambda c: _m(c, "gemm_ceiling_fraction", 100)),
+    ("% copy ceiling", lambda c: _m(c, "copy_ceiling_fraction", 100)),
+    ("J/token", lambda c: (c.get("telemetry") or {}).get("joules_per_token")),
+    ("avg W", lambda c: (c.get("telemetry") or {}).get("avg_power_w")),
+    ("throttled", lambda c: ", ".join((c.get("telemetry") or {}).get("throttle_reasons") or []) or None),
+    ("reason", lambda c: c.get("reason")),
+]
 
 
 def _m(case: dict, key: str, scale: float) -> float | None:

@@ -13,9 +13,16 @@ from meter.config.paths import ConfigLocator
 from meter.cost.display import SERVE_DISPLAY, TRAIN_DISPLAY, fmt, rows
 from meter.report import data, plots
 
-SECTIONS = [("summary", "Summary"), ("roofline", "Roofline"), ("timeline", "Power, utilization and clocks"),
-            ("training-cost", "Training cost"), ("serving-cost", "Serving cost"), ("tables", "Every number"),
-            ("metadata", "Run metadata"), ("assumptions", "Assumptions and sources")]
+SECTIONS = [
+    ("summary", "Summary"),
+    ("roofline", "Roofline"),
+    ("timeline", "Power, utilization and clocks"),
+    ("training-cost", "Training cost"),
+    ("serving-cost", "Serving cost"),
+    ("tables", "Every number"),
+    ("metadata", "Run metadata"),
+    ("assumptions", "Assumptions and sources"),
+]
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
@@ -39,8 +46,10 @@ def _cell(value: Any) -> str:
 
 def table(headers: list[str], body: list[list[Any]], left: int = 1) -> str:
     head = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>' for i, h in enumerate(headers))
-    trs = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_cell(v)}</td>' for i, v in enumerate(r))
-                  + "</tr>" for r in body)
+    trs = "".join(
+        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_cell(v)}</td>' for i, v in enumerate(r)) + "</tr>"
+        for r in body
+    )
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table></div>'
 
 
@@ -52,37 +61,76 @@ def _figure(fig, name: str, png_dir: Path | None, pngs: list[Path]) -> str:
     return f'<div class="fig">{plots.render(fig, png)}</div>'
 
 
-def build(runs: list[data.Run], *, locator: ConfigLocator | None = None, train_scenario: str = "deepseek-v3",
-          serve_scenario: str = "deepseek-v3-day6", png_dir: Path | None = None, samples: int = 20_000
-          ) -> tuple[str, list[Path]]:
+def build(
+    runs: list[data.Run],
+    *,
+    locator: ConfigLocator | None = None,
+    train_scenario: str = "deepseek-v3",
+    serve_scenario: str = "deepseek-v3-day6",
+    png_dir: Path | None = None,
+    samples: int = 20_000,
+) -> tuple[str, list[Path]]:
     """(the HTML document, the PNG files written)."""
     if png_dir is not None:
         png_dir.mkdir(parents=True, exist_ok=True)
     pngs: list[Path] = []
     parts: dict[str, list[str]] = {key: [] for key, _ in SECTIONS}
-    costs = {r.path: data.cost_views(r, locator, train_scenario=train_scenario, serve_scenario=serve_scenario,
-                                     samples=samples) for r in runs}
+    costs = {
+        r.path: data.cost_views(
+            r, locator, train_scenario=train_scenario, serve_scenario=serve_scenario, samples=samples
+        )
+        for r in runs
+    }
     cpu_runs = [r for r in runs if r.cpu]
     if cpu_runs:
-        parts["summary"].append('<div class="cpu">CPU run: every figure from ' + ", ".join(html.escape(r.name) for r in cpu_runs)
-                                + " was measured on a CPU; costs derived from it are labelled CPU-derived and are "
-                                  "not GPU measurements.</div>")
+        parts["summary"].append(
+            '<div class="cpu">CPU run: every figure from '
+            + ", ".join(html.escape(r.name) for r in cpu_runs)
+            + " was measured on a CPU; costs derived from it are labelled CPU-derived and are "
+            "not GPU measurements.</div>"
+        )
     summary_rows = []
     for r in runs:
         ok = len(r.ok_cases())
         best = max((c["metrics"].get("mfu") or 0 for c in r.ok_cases()), default=None)
-        summary_rows.append([r.name, r.label, r.doc.get("status"), f"{ok}/{len(r.doc['cases'])}",
-                             r.doc["metadata"].get("suite"), f"{best:.1%}" if best else "n/a",
-                             r.doc.get("started_at")])
-    parts["summary"].append(table(["run", "device", "status", "cases ok", "suite", "best MFU", "started"], summary_rows, 3))
+        summary_rows.append(
+            [
+                r.name,
+                r.label,
+                r.doc.get("status"),
+                f"{ok}/{len(r.doc['cases'])}",
+                r.doc["metadata"].get("suite"),
+                f"{best:.1%}" if best else "n/a",
+                r.doc.get("started_at"),
+            ]
+        )
+    parts["summary"].append(
+        table(["run", "device", "status", "cases ok", "suite", "best MFU", "started"], summary_rows, 3)
+    )
     for r in runs:
-        projections = [[p["model"], p["phase"], p["batch"], p["seq"], p["context"], p["dtype"],
-                        p["time_per_token_s"] * 1e3, p["tokens_per_s"], p["mfu"] * 100 if p.get("mfu") else None]
-                       for p in r.doc.get("projections", [])]
+        projections = [
+            [
+                p["model"],
+                p["phase"],
+                p["batch"],
+                p["seq"],
+                p["context"],
+                p["dtype"],
+                p["time_per_token_s"] * 1e3,
+                p["tokens_per_s"],
+                p["mfu"] * 100 if p.get("mfu") else None,
+            ]
+            for p in r.doc.get("projections", [])
+        ]
         if projections:
             parts["summary"].append(f"<h3>Projected whole model: {html.escape(r.name)} ({html.escape(r.label)})</h3>")
-            parts["summary"].append(table(["model", "phase", "batch", "seq", "context", "dtype", "ms/token",
-                                           "tokens/s", "MFU %"], projections, 2))
+            parts["summary"].append(
+                table(
+                    ["model", "phase", "batch", "seq", "context", "dtype", "ms/token", "tokens/s", "MFU %"],
+                    projections,
+                    2,
+                )
+            )
         roof = data.roofline(r)
         if roof.points:
             parts["roofline"].append(_figure(plots.roofline(roof), f"roofline-{r.name}", png_dir, pngs))
@@ -91,7 +139,9 @@ def build(runs: list[data.Run], *, locator: ConfigLocator | None = None, train_s
         lines = data.timelines(r)
         if not lines:
             why = (r.doc["metadata"].get("telemetry") or {}).get("reason") or "no telemetry was sampled"
-            parts["timeline"].append(f'<p class="note">{html.escape(r.name)}: no telemetry in this run ({html.escape(why)}).</p>')
+            parts["timeline"].append(
+                f'<p class="note">{html.escape(r.name)}: no telemetry in this run ({html.escape(why)}).</p>'
+            )
         for i, t in enumerate(lines):
             parts["timeline"].append(_figure(plots.timeline(t), f"timeline-{r.name}-{i}", png_dir, pngs))
         c = costs[r.path]
@@ -99,61 +149,98 @@ def build(runs: list[data.Run], *, locator: ConfigLocator | None = None, train_s
             parts["training-cost"].append(f'<p class="note">{html.escape(r.name)}: {html.escape(problem)}</p>')
         if c["train"] is not None:
             e = c["train"]
-            parts["training-cost"].append(f"<h3>{html.escape(e.scenario.name)} from {html.escape(r.name)} "
-                                          f"({html.escape(e.method)})</h3>")
+            parts["training-cost"].append(
+                f"<h3>{html.escape(e.scenario.name)} from {html.escape(r.name)} ({html.escape(e.method)})</h3>"
+            )
             parts["training-cost"].append(_figure(plots.training_cost(e), f"training-cost-{r.name}", png_dir, pngs))
-            parts["training-cost"].append(table(["output", "central", "P10", "P50", "P90"],
-                                                rows(e.outputs, TRAIN_DISPLAY, ranges=True)))
+            parts["training-cost"].append(
+                table(["output", "central", "P10", "P50", "P90"], rows(e.outputs, TRAIN_DISPLAY, ranges=True))
+            )
             parts["training-cost"] += [f'<p class="note">{html.escape(n)}</p>' for n in e.notes]
-            parts["training-cost"].append('<p class="note">Leaves out: ' + html.escape("; ".join(e.scenario.leaves_out))
-                                          + "</p>")
+            parts["training-cost"].append(
+                '<p class="note">Leaves out: ' + html.escape("; ".join(e.scenario.leaves_out)) + "</p>"
+            )
         if c["serve_by_batch"]:
-            parts["serving-cost"].append(_figure(plots.serving_cost(c["serve_by_batch"]), f"serving-cost-{r.name}",
-                                                 png_dir, pngs))
+            parts["serving-cost"].append(
+                _figure(plots.serving_cost(c["serve_by_batch"]), f"serving-cost-{r.name}", png_dir, pngs)
+            )
             body = []
             for batch, context, e in c["serve_by_batch"]:
                 out = e.outputs
-                body.append([batch, context] + [fmt(out[k].point, "usd_small") if k in out else None
-                                                for k in ("usd_per_m_input_tokens", "usd_per_m_output_tokens")]
-                            + [fmt(out["gpus_needed"].point, "count") if "gpus_needed" in out else None])
-            parts["serving-cost"].append(table(["batch", "context", "$/M input", "$/M output",
-                                                f"GPUs for {html.escape(serve_scenario)}'s load"], body, 0))
+                body.append(
+                    [batch, context]
+                    + [
+                        fmt(out[k].point, "usd_small") if k in out else None
+                        for k in ("usd_per_m_input_tokens", "usd_per_m_output_tokens")
+                    ]
+                    + [fmt(out["gpus_needed"].point, "count") if "gpus_needed" in out else None]
+                )
+            parts["serving-cost"].append(
+                table(
+                    ["batch", "context", "$/M input", "$/M output", f"GPUs for {html.escape(serve_scenario)}'s load"],
+                    body,
+                    0,
+                )
+            )
             first = c["serve_by_batch"][0][2]
-            parts["serving-cost"].append(table(["output", "central", "P10", "P50", "P90"],
-                                               rows(first.outputs, SERVE_DISPLAY, ranges=True)))
+            parts["serving-cost"].append(
+                table(["output", "central", "P10", "P50", "P90"], rows(first.outputs, SERVE_DISPLAY, ranges=True))
+            )
         elif not c["problems"]:
             parts["serving-cost"].append(f'<p class="note">{html.escape(r.name)}: no decode projection to price.</p>')
         parts["tables"].append(f"<h3>{html.escape(r.name)}: {html.escape(r.label)}</h3>")
         parts["tables"].append(table([h for h, _ in data.CASE_COLUMNS], data.case_rows(r), 3))
         meta = r.doc["metadata"]
-        flat = [("run id", r.doc.get("run_id")), ("status", r.doc.get("status")),
-                ("started / finished", f"{r.doc.get('started_at')} / {r.doc.get('finished_at')}"),
-                ("command", " ".join(meta.get("command", []))), ("device", meta["device"]),
-                ("hardware config", meta.get("hardware")), ("software", meta.get("software")), ("git", meta.get("git")),
-                ("host", meta.get("host")), ("method", meta.get("method")), ("ceilings", meta.get("ceilings")),
-                ("telemetry", {k: v for k, v in (meta.get("telemetry") or {}).items() if k != "devices"})]
-        parts["metadata"].append(f"<h3>{html.escape(r.name)}</h3>" + table(["field", "value"],
-                                                                           [[k, v] for k, v in flat], 2))
+        flat = [
+            ("run id", r.doc.get("run_id")),
+            ("status", r.doc.get("status")),
+            ("started / finished", f"{r.doc.get('started_at')} / {r.doc.get('finished_at')}"),
+            ("command", " ".join(meta.get("command", []))),
+            ("device", meta["device"]),
+            ("hardware config", meta.get("hardware")),
+            ("software", meta.get("software")),
+            ("git", meta.get("git")),
+            ("host", meta.get("host")),
+            ("method", meta.get("method")),
+            ("ceilings", meta.get("ceilings")),
+            ("telemetry", {k: v for k, v in (meta.get("telemetry") or {}).items() if k != "devices"}),
+        ]
+        parts["metadata"].append(
+            f"<h3>{html.escape(r.name)}</h3>" + table(["field", "value"], [[k, v] for k, v in flat], 2)
+        )
         if c["train"] is not None:
             inputs = list(c["train"].inputs.values())
             if c["serve_by_batch"]:
                 inputs += list(c["serve_by_batch"][0][2].inputs.values())
             parts["assumptions"].append(f"<h3>Cost inputs for {html.escape(r.name)}</h3>")
-            parts["assumptions"].append(table(
-                ["input", "value", "meaning", "from", "source", "date", "confidence"],
-                [[i.name, i.quantity.describe(), i.meaning, i.origin, i.source, i.date, i.confidence] for i in inputs], 2))
+            parts["assumptions"].append(
+                table(
+                    ["input", "value", "meaning", "from", "source", "date", "confidence"],
+                    [
+                        [i.name, i.quantity.describe(), i.meaning, i.origin, i.source, i.date, i.confidence]
+                        for i in inputs
+                    ],
+                    2,
+                )
+            )
         hw = meta.get("hardware")
         if hw:
-            parts["assumptions"].append(f'<p class="note">Datasheet peaks of {html.escape(hw["name"])}: '
-                                        f'{html.escape(str(hw.get("peak_tflops")))} TFLOP/s; source: '
-                                        f'{html.escape(str(hw.get("source")))}</p>')
+            parts["assumptions"].append(
+                f'<p class="note">Datasheet peaks of {html.escape(hw["name"])}: '
+                f"{html.escape(str(hw.get('peak_tflops')))} TFLOP/s; source: "
+                f"{html.escape(str(hw.get('source')))}</p>"
+            )
     nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in SECTIONS)
-    body = "".join(f'<section id="{key}"><h2>{title}</h2>{"".join(parts[key]) or "<p class=note>Nothing to show.</p>"}'
-                   "</section>" for key, title in SECTIONS)
+    body = "".join(
+        f'<section id="{key}"><h2>{title}</h2>{"".join(parts[key]) or "<p class=note>Nothing to show.</p>"}</section>'
+        for key, title in SECTIONS
+    )
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = "gpu-cost-meter report: " + ", ".join(r.label for r in runs)
-    doc = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
-           f"content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}</title><style>{CSS}</style>"
-           f"</head><body><header><h1>{html.escape(title)}</h1><div>generated {generated} by gpu-cost-meter "
-           f"{__version__} from {len(runs)} run file(s)</div></header><nav>{nav}</nav><main>{body}</main></body></html>\n")
+    doc = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+        f'content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title><style>{CSS}</style>'
+        f"</head><body><header><h1>{html.escape(title)}</h1><div>generated {generated} by gpu-cost-meter "
+        f"{__version__} from {len(runs)} run file(s)</div></header><nav>{nav}</nav><main>{body}</main></body></html>\n"
+    )
     return doc, pngs

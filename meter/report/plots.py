@@ -31,16 +31,32 @@ def roofline(r: Roofline):
     for (name, (compute, bandwidth)), style in zip(r.roofs.items(), ("-", "--", ":")):
         ridge = compute / bandwidth
         grid = sorted({lo, hi, min(max(ridge, lo), hi)})
-        ax.plot(grid, [min(compute, bandwidth * x) for x in grid], style, color="0.3",
-                label=f"{name}: {compute / 1e12:.3g} TFLOP/s, {bandwidth / 1e9:.4g} GB/s")
+        ax.plot(
+            grid,
+            [min(compute, bandwidth * x) for x in grid],
+            style,
+            color="0.3",
+            label=f"{name}: {compute / 1e12:.3g} TFLOP/s, {bandwidth / 1e9:.4g} GB/s",
+        )
     for phase, (marker, color) in PHASE_STYLE.items():
         pts = [p for p in r.points if p.phase == phase]
         if pts:
-            ax.scatter([p.intensity for p in pts], [p.flops_per_s for p in pts], marker=marker, color=color,
-                       label=phase, zorder=3)
+            ax.scatter(
+                [p.intensity for p in pts],
+                [p.flops_per_s for p in pts],
+                marker=marker,
+                color=color,
+                label=phase,
+                zorder=3,
+            )
             for p in pts:
-                ax.annotate(p.label.split(".")[0] + "." + p.label.split(".")[2] if p.label.count(".") >= 2 else p.label,
-                            (p.intensity, p.flops_per_s), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    p.label.split(".")[0] + "." + p.label.split(".")[2] if p.label.count(".") >= 2 else p.label,
+                    (p.intensity, p.flops_per_s),
+                    fontsize=6,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP per byte, analytic)")
@@ -55,9 +71,11 @@ def roofline(r: Roofline):
 def timeline(t: Timeline):
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True)
-    series = [("power (W)", [None if v is None else v for v in t.power_w]),
-              ("utilization (%)", [None if v is None else v * 100 for v in t.utilization_ratio]),
-              ("SM clock (MHz)", [None if v is None else v / 1e6 for v in t.sm_clock_hz])]
+    series = [
+        ("power (W)", [None if v is None else v for v in t.power_w]),
+        ("utilization (%)", [None if v is None else v * 100 for v in t.utilization_ratio]),
+        ("SM clock (MHz)", [None if v is None else v / 1e6 for v in t.sm_clock_hz]),
+    ]
     for ax, (label, values) in zip(axes, series):
         points = [(x, y) for x, y in zip(t.t_s, values) if y is not None]
         if points:
@@ -66,15 +84,28 @@ def timeline(t: Timeline):
             ax.text(0.5, 0.5, "not supported by this device", transform=ax.transAxes, ha="center", color="0.5")
         ax.set_ylabel(label, fontsize=8)
         ax.grid(True, alpha=0.3)
-        for i, (name, start, end) in enumerate(t.windows):
+        for i, (_name, start, end) in enumerate(t.windows):
             ax.axvspan(start, end, color=("#ffd54f" if i % 2 else "#a5d6a7"), alpha=0.25, lw=0)
     for name, start, end in t.windows:
-        axes[0].annotate(name, ((start + end) / 2, 1.0), xycoords=("data", "axes fraction"), fontsize=5,
-                         rotation=90, ha="center", va="top")
+        axes[0].annotate(
+            name,
+            ((start + end) / 2, 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=5,
+            rotation=90,
+            ha="center",
+            va="top",
+        )
     if t.throttle_t_s:
         top = max((v for v in t.power_w if v is not None), default=1.0)
-        axes[0].scatter(t.throttle_t_s, [top * 1.02] * len(t.throttle_t_s), marker="|", color="red", s=40,
-                        label="throttled: " + ", ".join(t.throttle_reasons))
+        axes[0].scatter(
+            t.throttle_t_s,
+            [top * 1.02] * len(t.throttle_t_s),
+            marker="|",
+            color="red",
+            s=40,
+            label="throttled: " + ", ".join(t.throttle_reasons),
+        )
         axes[0].legend(fontsize=7, loc="lower left")
     axes[-1].set_xlabel("seconds since the run started (shaded: benchmark windows)")
     axes[0].set_title(f"Telemetry: {t.device}")
@@ -91,10 +122,21 @@ def _errorbars(summaries) -> tuple[list[float], list[list[float]]]:
 def training_cost(estimate) -> Any:
     plt = _plt()
     out = estimate.outputs
-    stages = [(st.name, out[f"stage_gpu_hours.{st.name}"]) for st in estimate.scenario.stages
-              if f"stage_gpu_hours.{st.name}" in out]
-    programme = [(label, out[k]) for k, label in (("total_usd", "final run"), ("experiments_usd", "experiments"),
-                                                   ("data_usd", "data"), ("staff_usd", "staff")) if k in out]
+    stages = [
+        (st.name, out[f"stage_gpu_hours.{st.name}"])
+        for st in estimate.scenario.stages
+        if f"stage_gpu_hours.{st.name}" in out
+    ]
+    programme = [
+        (label, out[k])
+        for k, label in (
+            ("total_usd", "final run"),
+            ("experiments_usd", "experiments"),
+            ("data_usd", "data"),
+            ("staff_usd", "staff"),
+        )
+        if k in out
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     if stages:
         centre, err = _errorbars([s for _, s in stages])
@@ -104,15 +146,21 @@ def training_cost(estimate) -> Any:
         axes[0].tick_params(axis="x", labelsize=7)
     if programme:
         centre, err = _errorbars([s for _, s in programme])
-        axes[1].bar([n for n, _ in programme], [c / 1e6 for c in centre],
-                    yerr=[[e / 1e6 for e in err[0]], [e / 1e6 for e in err[1]]], capsize=4, color="#ff7f0e")
+        axes[1].bar(
+            [n for n, _ in programme],
+            [c / 1e6 for c in centre],
+            yerr=[[e / 1e6 for e in err[0]], [e / 1e6 for e in err[1]]],
+            capsize=4,
+            color="#ff7f0e",
+        )
         axes[1].set_ylabel("million USD")
         share = out.get("final_run_share_of_programme")
         axes[1].set_title("Final run vs the programme" + (f" (final run {share.point:.1%})" if share else ""))
     for ax in axes:
         ax.grid(True, axis="y", alpha=0.3)
-    fig.suptitle(f"Training cost: {estimate.scenario.name}" + (" [CPU-derived]" if estimate.cpu_derived else ""),
-                 fontsize=10)
+    fig.suptitle(
+        f"Training cost: {estimate.scenario.name}" + (" [CPU-derived]" if estimate.cpu_derived else ""), fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -121,8 +169,10 @@ def serving_cost(by_batch) -> Any:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
     batches = [b for b, _, _ in by_batch]
-    for key, label, color in (("usd_per_m_output_tokens", "output tokens", "#d62728"),
-                              ("usd_per_m_input_tokens", "input tokens", "#2ca02c")):
+    for key, label, color in (
+        ("usd_per_m_output_tokens", "output tokens", "#d62728"),
+        ("usd_per_m_input_tokens", "input tokens", "#2ca02c"),
+    ):
         summaries = [e.outputs.get(key) for _, _, e in by_batch]
         if all(s is not None for s in summaries) and summaries:
             centre, err = _errorbars(summaries)
@@ -147,4 +197,4 @@ def render(fig, png_path=None) -> str:
     fig.savefig(buffer, format="svg")
     _plt().close(fig)
     svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]  # drop the XML prologue and DOCTYPE: the SVG goes inline in HTML
+    return svg[svg.index("<svg") :]  # drop the XML prologue and DOCTYPE: the SVG goes inline in HTML

@@ -25,10 +25,16 @@ def git_info(repo: Path | None = None) -> dict[str, Any]:
         return {"sha": os.environ["METER_GIT_SHA"], "dirty": None, "source": "METER_GIT_SHA"}
     repo = repo or Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, check=True).stdout
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return {"sha": None, "dirty": None, "source": "not a git checkout"}
     return {"sha": sha or None, "dirty": bool(status.strip()), "source": "git"}
@@ -79,7 +85,12 @@ def hardware_summary(spec: HardwareSpec | None) -> dict[str, Any] | None:
     if spec is None:
         return None
     peak_source = spec.source_for("peak_tflops.bf16")
-    return {"name": spec.name, "display_name": spec.display_name, "peak_tflops": dict(spec.peak_tflops),
-            "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s, "nvlink_bandwidth_gb_s": spec.nvlink_bandwidth_gb_s,
-            "network_bandwidth_gb_s": spec.network_bandwidth_gb_s,
-            "source": peak_source.source if peak_source else None}
+    return {
+        "name": spec.name,
+        "display_name": spec.display_name,
+        "peak_tflops": dict(spec.peak_tflops),
+        "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s,
+        "nvlink_bandwidth_gb_s": spec.nvlink_bandwidth_gb_s,
+        "network_bandwidth_gb_s": spec.network_bandwidth_gb_s,
+        "source": peak_source.source if peak_source else None,
+    }

@@ -82,8 +82,10 @@ def load_run(path: Path | str) -> dict[str, Any]:
 def check_run_doc(doc: Any, where: str) -> None:
     """Refuse anything that is not a run document of a schema version this meter reads."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise RunFileError(f"{where}: not a gpu-cost-meter run file (field 'schema' is "
-                           f"{doc.get('schema') if isinstance(doc, dict) else None!r})")
+        raise RunFileError(
+            f"{where}: not a gpu-cost-meter run file (field 'schema' is "
+            f"{doc.get('schema') if isinstance(doc, dict) else None!r})"
+        )
     version = doc.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise RunFileError(f"{where}: field 'schema_version' is {version!r}; this meter reads up to {SCHEMA_VERSION}")

@@ -26,8 +26,9 @@ from meter.telemetry.window import MIN_COUNTER_PERIODS, MIN_SAMPLES, Edge, summa
 DEFAULT_COUNTER_PERIOD_S = 0.1  # NVML's energy counter typically advances every ~100 ms
 
 
-def infer_counter_period(read_energy: Callable[[], float | None], max_s: float = 0.6,
-                         poll_s: float = 0.002) -> float | None:
+def infer_counter_period(
+    read_energy: Callable[[], float | None], max_s: float = 0.6, poll_s: float = 0.002
+) -> float | None:
     """The energy counter's update period, from the median gap between observed changes."""
     last = read_energy()
     if last is None:
@@ -58,9 +59,16 @@ class WindowHandle:
 
 
 class Monitor:
-    def __init__(self, sources: Sequence[Source], *, interval_s: float = 0.1, sync: Callable[[], None] | None = None,
-                 counter_period_s: float | None = None, on_event: Callable[[str], None] | None = None,
-                 session: NvmlSession | None = None):
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        *,
+        interval_s: float = 0.1,
+        sync: Callable[[], None] | None = None,
+        counter_period_s: float | None = None,
+        on_event: Callable[[str], None] | None = None,
+        session: NvmlSession | None = None,
+    ):
         self.sources = list(sources)
         self.sampler = Sampler(self.sources, interval_s, on_event=on_event)
         self.sync = sync
@@ -133,8 +141,14 @@ class Monitor:
             ring = self.sampler.rings[source.key]
             b, e = begin[source.key], end[source.key]
             per_device[source.key] = summarize_window(
-                name, b, e, ring.between(b.t_s, e.t_s), counter_period_s=self.counter_period_s or DEFAULT_COUNTER_PERIOD_S,
-                lost=self.sampler.lost.get(source.key), power_semantics=source.describe().get("power_semantics"))
+                name,
+                b,
+                e,
+                ring.between(b.t_s, e.t_s),
+                counter_period_s=self.counter_period_s or DEFAULT_COUNTER_PERIOD_S,
+                lost=self.sampler.lost.get(source.key),
+                power_semantics=source.describe().get("power_semantics"),
+            )
         return {**combine(name, per_device), "start_s": first - self.t0, "end_s": last - self.t0}
 
     def timeline(self, max_points: int = 2000) -> dict[str, Any]:
@@ -152,8 +166,9 @@ class Monitor:
                 "power_w": [r.power_w for r in kept],
                 "utilization_ratio": [r.utilization_ratio for r in kept],
                 "sm_clock_hz": [r.sm_clock_hz for r in kept],
-                "throttle_reasons": [[x for x in decode_clock_events(r.clock_event_mask) if x in THROTTLING_REASONS]
-                                     for r in kept],
+                "throttle_reasons": [
+                    [x for x in decode_clock_events(r.clock_event_mask) if x in THROTTLING_REASONS] for r in kept
+                ],
                 "thinned_every": step,
             }
         return {"interval_s": self.sampler.interval_s, "devices": devices}
@@ -168,11 +183,14 @@ class Monitor:
             handle._summary = self.end_window(name)
 
     def describe(self) -> dict[str, Any]:
-        return {"enabled": True, "interval_s": self.sampler.interval_s,
-                "counter_period_s": self.counter_period_s,
-                "counter_period": "measured" if self.counter_period_measured else "assumed (typical NVML)",
-                "min_window_s": self.min_window_s,
-                "devices": [s.describe() for s in self.sources]}
+        return {
+            "enabled": True,
+            "interval_s": self.sampler.interval_s,
+            "counter_period_s": self.counter_period_s,
+            "counter_period": "measured" if self.counter_period_measured else "assumed (typical NVML)",
+            "min_window_s": self.min_window_s,
+            "devices": [s.describe() for s in self.sources],
+        }
 
 
 def combine(name: str, per_device: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -185,19 +203,28 @@ def combine(name: str, per_device: dict[str, dict[str, Any]]) -> dict[str, Any]:
     total = sum(energies) if all(e is not None for e in energies) else None
     duration = max(v["duration_s"] for v in values)
     return {
-        "name": name, "duration_s": duration, "energy_j": total,
+        "name": name,
+        "duration_s": duration,
+        "energy_j": total,
         "avg_power_w": total / duration if total is not None and duration > 0 else None,
         "peak_power_w": sum(v["peak_power_w"] or 0.0 for v in values) or None,
         "throttle_reasons": sorted({r for v in values for r in v["throttle_reasons"]}),
         "low_confidence": any(v["low_confidence"] for v in values),
-        "low_confidence_reasons": sorted({f"{k}: {r}" for k, v in per_device.items() for r in v["low_confidence_reasons"]}),
+        "low_confidence_reasons": sorted(
+            {f"{k}: {r}" for k, v in per_device.items() for r in v["low_confidence_reasons"]}
+        ),
         "devices": per_device,
     }
 
 
-def monitor_for_device(device, *, source: str = "auto", interval_s: float = 0.1,
-                       say: Callable[[str], None] | None = None,
-                       counter_period_s: float | None = None) -> tuple[Monitor | None, str | None]:
+def monitor_for_device(
+    device,
+    *,
+    source: str = "auto",
+    interval_s: float = 0.1,
+    say: Callable[[str], None] | None = None,
+    counter_period_s: float | None = None,
+) -> tuple[Monitor | None, str | None]:
     """A monitor for a benchmark on ``device``, or (None, why there is no telemetry).
 
     ``source``: ``auto`` watches the benchmark's own device (its GPU through NVML, or the CPU
@@ -227,19 +254,23 @@ def monitor_for_device(device, *, source: str = "auto", interval_s: float = 0.1,
             return None, "no GPU telemetry: CUDA_VISIBLE_DEVICES selects no GPU"
         sync = None
         if device.kind == "cuda":
+
             def sync() -> None:
                 import torch
 
                 torch.cuda.synchronize(device.torch_device)
-        return Monitor(sources, interval_s=interval_s, sync=sync, counter_period_s=counter_period_s,
-                       on_event=say, session=session), None
+
+        return Monitor(
+            sources, interval_s=interval_s, sync=sync, counter_period_s=counter_period_s, on_event=say, session=session
+        ), None
     from meter.device.rapl import open_rapl
 
     rapl, why = open_rapl()
     if rapl is None:
         return None, f"no CPU energy: {why}"
-    return Monitor([CpuSource(rapl)], interval_s=interval_s, counter_period_s=counter_period_s or 0.001,
-                   on_event=say), None
+    return Monitor(
+        [CpuSource(rapl)], interval_s=interval_s, counter_period_s=counter_period_s or 0.001, on_event=say
+    ), None
 
 
 def _nvml_gpu(session: NvmlSession, index: int):
@@ -259,6 +290,8 @@ def nvml_index_for(session: NvmlSession, device) -> int:
     visible = visible_nvml_indices(session, os.environ.get("CUDA_VISIBLE_DEVICES"))
     cuda_index = int(device.torch_device.split(":")[1]) if ":" in device.torch_device else 0
     if cuda_index >= len(visible):
-        raise ValueError(f"CUDA device {cuda_index} has no NVML counterpart (CUDA_VISIBLE_DEVICES="
-                         f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        raise ValueError(
+            f"CUDA device {cuda_index} has no NVML counterpart (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        )
     return visible[cuda_index]

@@ -26,9 +26,16 @@ def throughput(call: Callable[[int], None], seconds: float, sync: Callable[[], N
     return n / (time.perf_counter() - start)
 
 
-def measure_overhead(call: Callable[[int], None], make_monitor: Callable[[float], Monitor], *,
-                     rates_hz: tuple[float, ...] = (10.0, 100.0), rounds: int = 5, trial_s: float = 2.0,
-                     sync: Callable[[], None] | None = None, seed: int = 0) -> dict[str, Any]:
+def measure_overhead(
+    call: Callable[[int], None],
+    make_monitor: Callable[[float], Monitor],
+    *,
+    rates_hz: tuple[float, ...] = (10.0, 100.0),
+    rounds: int = 5,
+    trial_s: float = 2.0,
+    sync: Callable[[], None] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Median throughput with sampling off and at each rate, and the relative cost of each rate."""
     rng = random.Random(seed)
     per_rate: dict[float, list[float]] = {0.0: [], **{r: [] for r in rates_hz}}
@@ -48,8 +55,13 @@ def measure_overhead(call: Callable[[int], None], make_monitor: Callable[[float]
     rows = []
     for rate, values in per_rate.items():
         median = statistics.median(values)
-        rows.append({"rate_hz": rate, "calls_per_s_median": median,
-                     "calls_per_s_spread": (max(values) - min(values)) / median if median else None,
-                     "overhead": 1.0 - median / base if rate else 0.0,
-                     "samples_per_s": samples_taken.get(rate, 0) / (rounds * trial_s) if rate else 0.0})
+        rows.append(
+            {
+                "rate_hz": rate,
+                "calls_per_s_median": median,
+                "calls_per_s_spread": (max(values) - min(values)) / median if median else None,
+                "overhead": 1.0 - median / base if rate else 0.0,
+                "samples_per_s": samples_taken.get(rate, 0) / (rounds * trial_s) if rate else 0.0,
+            }
+        )
     return {"rounds": rounds, "trial_s": trial_s, "rates": rows}

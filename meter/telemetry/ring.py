@@ -37,7 +37,7 @@ class Ring:
         with self._lock:
             items = list(self._items)
         times = [r.t_s for r in items]
-        return items[bisect.bisect_left(times, t0):bisect.bisect_right(times, t1)]
+        return items[bisect.bisect_left(times, t0) : bisect.bisect_right(times, t1)]
 
     def __len__(self) -> int:
         with self._lock:

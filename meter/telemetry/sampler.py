@@ -21,9 +21,15 @@ MAX_BUFFER_S = 3600.0  # the rings hold an hour at the chosen rate
 
 
 class Sampler:
-    def __init__(self, sources: Sequence[Source], interval_s: float = 0.1, *,
-                 on_event: Callable[[str], None] | None = None, capacity: int | None = None,
-                 on_reading: Callable[[str, Reading], None] | None = None):
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        interval_s: float = 0.1,
+        *,
+        on_event: Callable[[str], None] | None = None,
+        capacity: int | None = None,
+        on_reading: Callable[[str, Reading], None] | None = None,
+    ):
         if interval_s < 1.0 / MAX_RATE_HZ - 1e-9:
             raise ValueError(f"sampling interval must be at least {1 / MAX_RATE_HZ:g} s (at most {MAX_RATE_HZ:g} Hz)")
         self.sources = list(sources)

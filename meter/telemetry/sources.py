@@ -47,14 +47,30 @@ class CpuSource:
 
     def read(self) -> Reading:
         energy, power = self.rapl.read_power_w()
-        return Reading(t_s=time.monotonic(), utilization_ratio=None, memory_utilization_ratio=None, power_w=power,
-                       power_instant_w=None, power_average_w=power, energy_j=energy, sm_clock_hz=None,
-                       mem_clock_hz=None, clock_event_mask=None, memory_used_bytes=None, memory_total_bytes=None,
-                       temperature_c=None, power_limit_w=None)
+        return Reading(
+            t_s=time.monotonic(),
+            utilization_ratio=None,
+            memory_utilization_ratio=None,
+            power_w=power,
+            power_instant_w=None,
+            power_average_w=power,
+            energy_j=energy,
+            sm_clock_hz=None,
+            mem_clock_hz=None,
+            clock_event_mask=None,
+            memory_used_bytes=None,
+            memory_total_bytes=None,
+            temperature_c=None,
+            power_limit_w=None,
+        )
 
     def read_energy_j(self) -> float | None:
         return self.rapl.read_energy_j()
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "cpu", "domains": self.rapl.names, "power_semantics": "RAPL energy difference between samples",
-                "supported": {"energy": True, "power": True}}
+        return {
+            "kind": "cpu",
+            "domains": self.rapl.names,
+            "power_semantics": "RAPL energy difference between samples",
+            "supported": {"energy": True, "power": True},
+        }

@@ -23,14 +23,23 @@ from typing import Any
 from meter.results.atomic import write_json_atomic
 
 SMI_FIELDS = ("power.draw", "clocks.sm", "utilization.gpu", "temperature.gpu", "memory.used")
-SAMPLER_FIELDS = {"power.draw": ("power_w", 1.0), "clocks.sm": ("sm_clock_hz", 1e6),
-                  "utilization.gpu": ("utilization_ratio", 0.01), "temperature.gpu": ("temperature_c", 1.0),
-                  "memory.used": ("memory_used_bytes", 2**20)}
+SAMPLER_FIELDS = {
+    "power.draw": ("power_w", 1.0),
+    "clocks.sm": ("sm_clock_hz", 1e6),
+    "utilization.gpu": ("utilization_ratio", 0.01),
+    "temperature.gpu": ("temperature_c", 1.0),
+    "memory.used": ("memory_used_bytes", 2**20),
+}
 
 
 def query_smi(index: int) -> dict[str, float | None]:
-    out = subprocess.run(["nvidia-smi", f"--id={index}", f"--query-gpu={','.join(SMI_FIELDS)}",
-                          "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10, check=True)
+    out = subprocess.run(
+        ["nvidia-smi", f"--id={index}", f"--query-gpu={','.join(SMI_FIELDS)}", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
     values = [v.strip() for v in out.stdout.strip().split(",")]
     return {f: (float(v) if v not in ("[N/A]", "N/A", "") else None) for f, v in zip(SMI_FIELDS, values)}
 
@@ -46,9 +55,11 @@ def compare(pairs: list[tuple[dict, Any]]) -> dict[str, Any]:
                 continue
             mine = mine / scale
             diffs.append((abs(mine - smi[smi_field]), abs(mine - smi[smi_field]) / max(abs(smi[smi_field]), 1e-9)))
-        result[smi_field] = {"n": len(diffs),
-                             "median_abs_diff": statistics.median(d[0] for d in diffs) if diffs else None,
-                             "median_rel_diff": statistics.median(d[1] for d in diffs) if diffs else None}
+        result[smi_field] = {
+            "n": len(diffs),
+            "median_abs_diff": statistics.median(d[0] for d in diffs) if diffs else None,
+            "median_rel_diff": statistics.median(d[1] for d in diffs) if diffs else None,
+        }
     return result
 
 
@@ -105,16 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         poller.join()
     window = w.summary()
     report = {
-        "device": device.as_dict(), "gemm": "8192^3 bf16 torch.mm", "calls": calls,
+        "device": device.as_dict(),
+        "gemm": "8192^3 bf16 torch.mm",
+        "calls": calls,
         "achieved_tflops": calls * 2 * 8192**3 / window["duration_s"] / 1e12,
-        "window": window, "telemetry": monitor.describe(),
+        "window": window,
+        "telemetry": monitor.describe(),
         "energy_counter_vs_integrated": window["energy_disagreement"],
-        "nvidia_smi_pairs": len(pairs), "nvidia_smi_comparison": compare(pairs),
+        "nvidia_smi_pairs": len(pairs),
+        "nvidia_smi_comparison": compare(pairs),
     }
     if args.out:
         write_json_atomic(args.out, report)
-    print(json.dumps({k: report[k] for k in ("achieved_tflops", "energy_counter_vs_integrated",
-                                              "nvidia_smi_comparison")}, indent=2))
+    print(
+        json.dumps(
+            {k: report[k] for k in ("achieved_tflops", "energy_counter_vs_integrated", "nvidia_smi_comparison")},
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -48,8 +48,16 @@ def integrated_energy(points: list[tuple[float, float]], t0: float, t1: float) -
     return sum((tb - ta) * (pa + pb) / 2 for (ta, pa), (tb, pb) in zip(series, series[1:]))
 
 
-def summarize_window(name: str, begin: Edge, end: Edge, readings: list[Reading], *, counter_period_s: float,
-                     lost: str | None = None, power_semantics: str | None = None) -> dict[str, Any]:
+def summarize_window(
+    name: str,
+    begin: Edge,
+    end: Edge,
+    readings: list[Reading],
+    *,
+    counter_period_s: float,
+    lost: str | None = None,
+    power_semantics: str | None = None,
+) -> dict[str, Any]:
     """The window's figures; ``low_confidence`` with reasons when they should not be trusted."""
     duration = end.t_s - begin.t_s
     inside = [r for r in readings if begin.t_s <= r.t_s <= end.t_s]
@@ -74,7 +82,9 @@ def summarize_window(name: str, begin: Edge, end: Edge, readings: list[Reading],
 
     why = []
     if duration < counter_period_s:
-        why.append(f"window ({duration:.3g} s) shorter than the energy counter's update period ({counter_period_s:.3g} s)")
+        why.append(
+            f"window ({duration:.3g} s) shorter than the energy counter's update period ({counter_period_s:.3g} s)"
+        )
     elif e_counter is not None and duration < MIN_COUNTER_PERIODS * counter_period_s:
         why.append(f"window spans fewer than {MIN_COUNTER_PERIODS} energy-counter updates")
     if len(inside) < MIN_SAMPLES:
@@ -89,7 +99,9 @@ def summarize_window(name: str, begin: Edge, end: Edge, readings: list[Reading],
         "name": name,
         "duration_s": duration,
         "energy_j": energy,
-        "energy_method": "counter" if e_counter is not None else ("integrated power" if e_integrated is not None else None),
+        "energy_method": "counter"
+        if e_counter is not None
+        else ("integrated power" if e_integrated is not None else None),
         "energy_counter_j": e_counter,
         "energy_integrated_j": e_integrated,
         "energy_disagreement": disagreement,

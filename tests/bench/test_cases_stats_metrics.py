@@ -23,9 +23,19 @@ TINY = load_model("deepseek-v3-tiny").args
 
 
 def test_grid_expands_only_relevant_axes():
-    cases = expand_grid("deepseek-v3", V3, {"layers": ["attn", "moe"], "phase": ["train", "decode"],
-                                            "batch": [1, 8], "seq": [4096], "context": [4096, 8192],
-                                            "ep": [1, 64], "form": ["absorbed", "naive"]})
+    cases = expand_grid(
+        "deepseek-v3",
+        V3,
+        {
+            "layers": ["attn", "moe"],
+            "phase": ["train", "decode"],
+            "batch": [1, 8],
+            "seq": [4096],
+            "context": [4096, 8192],
+            "ep": [1, 64],
+            "form": ["absorbed", "naive"],
+        },
+    )
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids))
     # mla train: 2 batches; mla decode: 2 batches x 2 contexts x 2 forms;
@@ -45,8 +55,8 @@ def test_grid_defaults_and_attention_alias():
 def test_tokens_per_expert_sizes_moe_cases_per_local_expert():
     no_ep = BenchCase("deepseek-v3", "moe", "prefill", tokens_per_expert=512)
     ep64 = BenchCase("deepseek-v3", "moe", "prefill", tokens_per_expert=512, ep=64)
-    assert no_ep.tokens(V3) == 512 * 256 // 8          # 16384 tokens spread over 256 experts
-    assert ep64.tokens(V3) == 512 * 4 // 8              # 256 tokens x 8 land on 4 local experts
+    assert no_ep.tokens(V3) == 512 * 256 // 8  # 16384 tokens spread over 256 experts
+    assert ep64.tokens(V3) == 512 * 4 // 8  # 256 tokens x 8 land on 4 local experts
     assert BenchCase("deepseek-v3", "mla", "decode", batch=128, context=4096).tokens(V3) == 128
     assert BenchCase("deepseek-v3", "mla", "train", batch=2, seq=4096).tokens(V3) == 8192
 
@@ -104,18 +114,42 @@ def _ceilings() -> Ceilings:
 
 def test_case_metrics_arithmetic():
     h100 = load_hardware("h100-sxm")
-    m = case_metrics(median_s=2e-3, flops_per_call=989.4e9, bytes_per_call=3e9, tokens_per_call=4096, dtype="bf16",
-                     fp8=False, hardware=h100, ceilings=_ceilings())
+    m = case_metrics(
+        median_s=2e-3,
+        flops_per_call=989.4e9,
+        bytes_per_call=3e9,
+        tokens_per_call=4096,
+        dtype="bf16",
+        fp8=False,
+        hardware=h100,
+        ceilings=_ceilings(),
+    )
     assert m["achieved_tflops"] == pytest.approx(494.7)
     assert m["mfu"] == pytest.approx(0.5)
     assert m["gemm_ceiling_fraction"] == pytest.approx(494.7 / 800)
     assert m["achieved_gb_s"] == pytest.approx(1500) and m["copy_ceiling_fraction"] == pytest.approx(0.5)
     assert m["tokens_per_s"] == pytest.approx(2.048e6) and m["time_per_token_s"] == pytest.approx(2e-3 / 4096)
-    fp8 = case_metrics(median_s=1e-3, flops_per_call=1978.9e9, bytes_per_call=1e9, tokens_per_call=1, dtype="bf16",
-                       fp8=True, hardware=h100, ceilings=None)
+    fp8 = case_metrics(
+        median_s=1e-3,
+        flops_per_call=1978.9e9,
+        bytes_per_call=1e9,
+        tokens_per_call=1,
+        dtype="bf16",
+        fp8=True,
+        hardware=h100,
+        ceilings=None,
+    )
     assert fp8["mfu"] == pytest.approx(1978.9 / 989.4) and fp8["peak_fraction_dtype"] == pytest.approx(1.0)
-    cpu = case_metrics(median_s=1.0, flops_per_call=1e9, bytes_per_call=1e9, tokens_per_call=1, dtype="fp32",
-                       fp8=False, hardware=None, ceilings=None)
+    cpu = case_metrics(
+        median_s=1.0,
+        flops_per_call=1e9,
+        bytes_per_call=1e9,
+        tokens_per_call=1,
+        dtype="fp32",
+        fp8=False,
+        hardware=None,
+        ceilings=None,
+    )
     assert cpu["mfu"] is None and cpu["gemm_ceiling_fraction"] is None
 
 
@@ -128,18 +162,21 @@ def test_bound_uses_the_measured_ridge_point():
 
 def _result(layer, phase, per_call_s, tokens, flops, **case):
     c = BenchCase("deepseek-v3", layer, phase, **case)
-    return {"id": c.id, "case": c.as_dict(), "status": "ok",
-            "metrics": {"time_per_call_s": per_call_s, "time_per_token_s": per_call_s / tokens,
-                        "flops_per_call": flops}}
+    return {
+        "id": c.id,
+        "case": c.as_dict(),
+        "status": "ok",
+        "metrics": {"time_per_call_s": per_call_s, "time_per_token_s": per_call_s / tokens, "flops_per_call": flops},
+    }
 
 
 def test_projection_composes_layers_by_count():
     results = [
         _result("mla", "train", 0.010, 4096, 1e12, batch=1, seq=4096),
         _result("moe", "train", 0.020, 4096, 2e12, batch=1, seq=4096),
-        _result("moe", "train", 0.005, 4096, 2e12, batch=1, seq=4096, ep=64),   # not the plain case
+        _result("moe", "train", 0.005, 4096, 2e12, batch=1, seq=4096, ep=64),  # not the plain case
         _result("ffn", "train", 0.004, 4096, 5e11, batch=1, seq=4096),
-        _result("mla", "decode", 0.002, 128, 1e11, batch=128, context=4096),     # no MoE decode: no projection
+        _result("mla", "decode", 0.002, 128, 1e11, batch=128, context=4096),  # no MoE decode: no projection
         {"id": "x", "case": BenchCase("deepseek-v3", "moe", "decode", batch=128).as_dict(), "status": "oom"},
     ]
     h800 = load_hardware("h800-sxm")

@@ -53,12 +53,18 @@ def test_every_layer_and_phase_runs_and_reports_rates():
         m = r["metrics"]
         assert m["achieved_tflops"] > 0 and m["tokens_per_s"] > 0 and m["mfu"] is None  # a CPU has no datasheet
     assert results[0]["metrics"]["flops_per_call"] == pytest.approx(
-        3 * __import__("meter.analytic.flops", fromlist=["x"]).attention_layer_flops(TINY, batch=1, q_len=32))
+        3 * __import__("meter.analytic.flops", fromlist=["x"]).attention_layer_flops(TINY, batch=1, q_len=32)
+    )
 
 
 def test_moe_options_run():
-    results = run([case("moe", "prefill", ep=4, routing="uniform"), case("moe", "train", routing="skew", skew=1.2),
-                   case("moe", "prefill", fp8="rowwise", dtype="bf16")])
+    results = run(
+        [
+            case("moe", "prefill", ep=4, routing="uniform"),
+            case("moe", "train", routing="skew", skew=1.2),
+            case("moe", "prefill", fp8="rowwise", dtype="bf16"),
+        ]
+    )
     assert [r["status"] for r in results] == ["ok", "ok", "ok"]
     assert results[0]["details"]["local_experts"] == 4
     assert results[2]["details"]["expert_gemm"] == "fp8-rowwise"
@@ -70,8 +76,14 @@ def test_unsupported_and_oom_cases_are_recorded_and_the_sweep_goes_on(monkeypatc
     results = run([big])
     assert results[0]["status"] == "oom" and "GiB" in results[0]["reason"]
     monkeypatch.undo()
-    results = run([case("moe", "train", fp8="rowwise"), case("gqa", "prefill"),
-                   case("moe", "prefill", fp8="blockwise"), case("ffn", "prefill")])
+    results = run(
+        [
+            case("moe", "train", fp8="rowwise"),
+            case("gqa", "prefill"),
+            case("moe", "prefill", fp8="blockwise"),
+            case("ffn", "prefill"),
+        ]
+    )
     assert [r["status"] for r in results] == ["unsupported", "unsupported", "unsupported", "ok"]
     assert "forward only" in results[0]["reason"] and "MLA" in results[1]["reason"]
 
@@ -144,9 +156,25 @@ def _seed_ceilings(tmp_path: Path) -> None:
 def test_bench_cli_writes_a_labelled_run_file(tmp_path: Path):
     _seed_ceilings(tmp_path)
     out = tmp_path / "r.json"
-    result = run_meter("bench", "--model", "deepseek-v3-tiny", "--layers", "attn,moe,ffn", "--phase", "prefill",
-                       "--batch", "1", "--seq", "32", "--min-time", "0.05", "--output", str(out), "--no-telemetry",
-                       env=_cli_env(tmp_path))
+    result = run_meter(
+        "bench",
+        "--model",
+        "deepseek-v3-tiny",
+        "--layers",
+        "attn,moe,ffn",
+        "--phase",
+        "prefill",
+        "--batch",
+        "1",
+        "--seq",
+        "32",
+        "--min-time",
+        "0.05",
+        "--output",
+        str(out),
+        "--no-telemetry",
+        env=_cli_env(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert "CPU RUN" in result.stderr and "CPU (" in result.stdout and "Projected whole model" in result.stdout
     doc = load_run(out)
@@ -175,12 +203,31 @@ def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch)
             if i == 2:
                 raise KeyboardInterrupt
             show(i, n, c)
+
         return wrapped, interactive
 
     monkeypatch.setattr(bench_cmd, "_progress", interrupting)
     out = tmp_path / "partial.json"
-    code = cli.main(["bench", "--model", "deepseek-v3-tiny", "--layers", "ffn", "--phase", "train,prefill,decode",
-                     "--batch", "1", "--seq", "16", "--min-time", "0.01", "--output", str(out), "--no-telemetry"])
+    code = cli.main(
+        [
+            "bench",
+            "--model",
+            "deepseek-v3-tiny",
+            "--layers",
+            "ffn",
+            "--phase",
+            "train,prefill,decode",
+            "--batch",
+            "1",
+            "--seq",
+            "16",
+            "--min-time",
+            "0.01",
+            "--output",
+            str(out),
+            "--no-telemetry",
+        ]
+    )
     assert code == 130
     doc = load_run(out)
     assert doc["status"] == "interrupted" and [c["status"] for c in doc["cases"]] == ["ok", "ok"]
@@ -202,9 +249,13 @@ def test_decode_case_on_a_gpu_uses_a_cuda_graph():
     gpu = select_device("cuda", list_hardware())
     results = []
     c = BenchCase("deepseek-v3-tiny", "mla", "decode", batch=4, context=256, dtype="bf16")
-    harness.run_cases([c], MODELS, gpu, record=results.append,
-                      settings=TimingSettings(warmup_s=0.05, min_warmup_calls=2, min_time_s=0.05, min_repeats=5,
-                                              max_repeats=50))
+    harness.run_cases(
+        [c],
+        MODELS,
+        gpu,
+        record=results.append,
+        settings=TimingSettings(warmup_s=0.05, min_warmup_calls=2, min_time_s=0.05, min_repeats=5, max_repeats=50),
+    )
     assert results[0]["status"] == "ok" and results[0]["details"]["cuda_graph"] is True
 
 

@@ -18,15 +18,18 @@ from meter.cost.serve import serve_cost
 from meter.cost.train import HOURS_PER_YEAR, StagePlan, TrainContext, ownership_usd_per_gpu_hour, train_cost
 from meter.errors import ConfigError
 
-
 # --- quantities ---
 
-@pytest.mark.parametrize(("text", "dist", "bounds"), [
-    ("0.39", "point", (0.39, 0.39)),
-    ("14.8T", "point", (14.8e12, 14.8e12)),
-    ("0.30..0.45", "uniform", (0.30, 0.45)),
-    ("1.7..3.0:log", "loguniform", (1.7, 3.0)),
-])
+
+@pytest.mark.parametrize(
+    ("text", "dist", "bounds"),
+    [
+        ("0.39", "point", (0.39, 0.39)),
+        ("14.8T", "point", (14.8e12, 14.8e12)),
+        ("0.30..0.45", "uniform", (0.30, 0.45)),
+        ("1.7..3.0:log", "loguniform", (1.7, 3.0)),
+    ],
+)
 def test_cli_quantities(text, dist, bounds):
     q = parse_cli(text)
     assert q.dist == dist and q.bounds == pytest.approx(bounds)
@@ -56,8 +59,15 @@ def test_yaml_distributions_and_their_samples():
     lognormal = from_yaml({"p10": 1, "p90": 4}).sample(200_000, rng)
     assert np.percentile(lognormal, [10, 90]) == pytest.approx([1, 4], rel=0.02)
     assert from_yaml(3).is_point and from_yaml("2..4").dist == "uniform"
-    for bad in ({"low": 2}, {"low": 3, "high": 1}, {"mean": 1, "sd": -1}, {"lo": 1, "high": 2}, True, [1, 2],
-                {"low": 0, "mode": 5, "high": 4, "dist": "triangular"}):
+    for bad in (
+        {"low": 2},
+        {"low": 3, "high": 1},
+        {"mean": 1, "sd": -1},
+        {"lo": 1, "high": 2},
+        True,
+        [1, 2],
+        {"low": 0, "mode": 5, "high": 4, "dist": "triangular"},
+    ):
         with pytest.raises(QuantityError):
             from_yaml(bad)
 
@@ -78,12 +88,25 @@ def test_monte_carlo_percentiles_and_speed():
 
 # --- the arithmetic, by hand ---
 
+
 def test_training_arithmetic_with_an_mfu():
-    ctx = TrainContext(stages=[StagePlan("pre", "tokens", flops_per_token=6e9), StagePlan("ext", "gpu_hours"),
-                               StagePlan("rl", "gpus_hours", gpus=10)],
-                       peak_flops=1e15, cluster_gpus=100, pretraining="pre")
-    x = {"stage.pre.tokens": 3.6e15, "stage.ext.gpu_hours": 500.0, "stage.rl.hours": 20.0, "mfu": 0.5,
-         "usd_per_gpu_hour": 2.0}
+    ctx = TrainContext(
+        stages=[
+            StagePlan("pre", "tokens", flops_per_token=6e9),
+            StagePlan("ext", "gpu_hours"),
+            StagePlan("rl", "gpus_hours", gpus=10),
+        ],
+        peak_flops=1e15,
+        cluster_gpus=100,
+        pretraining="pre",
+    )
+    x = {
+        "stage.pre.tokens": 3.6e15,
+        "stage.ext.gpu_hours": 500.0,
+        "stage.rl.hours": 20.0,
+        "mfu": 0.5,
+        "usd_per_gpu_hour": 2.0,
+    }
     out = train_cost(x, ctx)
     # 3.6e15 tokens x 6e9 FLOPs / (0.5 x 1e15 FLOP/s) = 4.32e10 GPU-seconds = 1.2e7 GPU-hours
     assert out["pretraining_gpu_hours"] == pytest.approx(1.2e7)
@@ -95,25 +118,54 @@ def test_training_arithmetic_with_an_mfu():
 
 
 def test_training_from_measured_time_applies_every_factor():
-    ctx = TrainContext(stages=[StagePlan("pre", "tokens", flops_per_token=1e9, measured_s_per_token=1e-3)],
-                       peak_flops=1e15, pretraining="pre")
-    x = {"stage.pre.tokens": 3.6e6, "head_embedding_overhead": 0.1, "mtp_overhead": 0.05, "recompute_factor": 1.02,
-         "exposed_communication": 0.2, "pipeline_bubble": 0.1}
+    ctx = TrainContext(
+        stages=[StagePlan("pre", "tokens", flops_per_token=1e9, measured_s_per_token=1e-3)],
+        peak_flops=1e15,
+        pretraining="pre",
+    )
+    x = {
+        "stage.pre.tokens": 3.6e6,
+        "head_embedding_overhead": 0.1,
+        "mtp_overhead": 0.05,
+        "recompute_factor": 1.02,
+        "exposed_communication": 0.2,
+        "pipeline_bubble": 0.1,
+    }
     out = train_cost(x, ctx)
     factor = 1.1 * 1.05 * 1.02 * 1.2 / 0.9
     assert out["pretraining_gpu_hours"] == pytest.approx(3.6e6 * 1e-3 * factor / 3600)
 
 
 def test_ownership_energy_and_programme():
-    x = {"gpu_capex_usd": 30_000.0, "server_network_overhead": 0.5, "depreciation_years": 4.0, "utilization": 0.8,
-         "avg_power_w": 500.0, "server_power_overhead": 0.8, "pue": 1.25, "usd_per_kwh": 0.1}
+    x = {
+        "gpu_capex_usd": 30_000.0,
+        "server_network_overhead": 0.5,
+        "depreciation_years": 4.0,
+        "utilization": 0.8,
+        "avg_power_w": 500.0,
+        "server_power_overhead": 0.8,
+        "pue": 1.25,
+        "usd_per_kwh": 0.1,
+    }
     capex_hour = 45_000 / (4 * HOURS_PER_YEAR * 0.8)
     energy_hour = 0.5 * 1.8 * 1.25 * 0.1
     assert ownership_usd_per_gpu_hour(x) == pytest.approx(capex_hour + energy_hour)
     ctx = TrainContext(stages=[StagePlan("s", "gpu_hours")], peak_flops=1e15)
-    out = train_cost({**x, "stage.s.gpu_hours": 1000.0, "usd_per_gpu_hour": 2.0, "experiment_multiplier": 3.0,
-                      "data_usd": 1000.0, "staff_count": 2.0, "staff_usd_per_year": 500.0, "programme_years": 1.0,
-                      "fleet_capex_usd": 1e6, "fleet_gpus": 100.0}, ctx)
+    out = train_cost(
+        {
+            **x,
+            "stage.s.gpu_hours": 1000.0,
+            "usd_per_gpu_hour": 2.0,
+            "experiment_multiplier": 3.0,
+            "data_usd": 1000.0,
+            "staff_count": 2.0,
+            "staff_usd_per_year": 500.0,
+            "programme_years": 1.0,
+            "fleet_capex_usd": 1e6,
+            "fleet_gpus": 100.0,
+        },
+        ctx,
+    )
     assert out["energy_kwh"] == pytest.approx(1000 * 0.9 * 1.25)
     assert out["programme_usd"] == pytest.approx(2000 + 6000 + 1000 + 1000)
     assert out["final_run_share_of_programme"] == pytest.approx(0.2)
@@ -123,14 +175,22 @@ def test_ownership_energy_and_programme():
 
 
 def test_serving_arithmetic():
-    x = {"usd_per_gpu_hour": 3.6, "prefill_tokens_per_s_per_gpu": 10_000.0, "decode_tokens_per_s_per_gpu": 1_000.0,
-         "cache_hit_rate": 0.5, "cache_hit_cost_ratio": 0.0, "input_tokens_per_day": 864e6,
-         "output_tokens_per_day": 86.4e6, "price_input_hit_usd_per_m": 0.1, "price_input_miss_usd_per_m": 0.5,
-         "price_output_usd_per_m": 2.0}
+    x = {
+        "usd_per_gpu_hour": 3.6,
+        "prefill_tokens_per_s_per_gpu": 10_000.0,
+        "decode_tokens_per_s_per_gpu": 1_000.0,
+        "cache_hit_rate": 0.5,
+        "cache_hit_cost_ratio": 0.0,
+        "input_tokens_per_day": 864e6,
+        "output_tokens_per_day": 86.4e6,
+        "price_input_hit_usd_per_m": 0.1,
+        "price_input_miss_usd_per_m": 0.5,
+        "price_output_usd_per_m": 2.0,
+    }
     out = serve_cost(x)
-    assert out["usd_per_m_output_tokens"] == pytest.approx(1.0)           # $0.001/s / 1000 tok/s x 1e6
+    assert out["usd_per_m_output_tokens"] == pytest.approx(1.0)  # $0.001/s / 1000 tok/s x 1e6
     assert out["usd_per_m_input_tokens_miss"] == pytest.approx(0.1)
-    assert out["usd_per_m_input_tokens"] == pytest.approx(0.05)          # half the tokens are free hits
+    assert out["usd_per_m_input_tokens"] == pytest.approx(0.05)  # half the tokens are free hits
     assert out["gpus_needed"] == pytest.approx((432e6 / 10_000 + 86.4e6 / 1_000) / 86400)
     assert out["usd_per_day"] == pytest.approx(out["gpus_needed"] * 24 * 3.6)
     revenue = (432e6 * 0.1 + 432e6 * 0.5 + 86.4e6 * 2.0) / 1e6
@@ -140,6 +200,7 @@ def test_serving_arithmetic():
 
 
 # --- the published figures, from the scenarios' own inputs ---
+
 
 def test_every_scenario_loads_and_reproduces_what_it_reports():
     names = list_scenarios()
@@ -154,11 +215,11 @@ def test_every_scenario_loads_and_reproduces_what_it_reports():
 
 def test_deepseek_v3_training_table():
     out = estimate_train(load_scenario("deepseek-v3"), samples=0).outputs
-    assert out["total_gpu_hours"].point == pytest.approx(2_788_000, rel=0.01)       # 2,664K + 119K + 5K
-    assert out["total_usd"].point == pytest.approx(5_576_000, rel=0.01)             # at $2/GPU-hour
+    assert out["total_gpu_hours"].point == pytest.approx(2_788_000, rel=0.01)  # 2,664K + 119K + 5K
+    assert out["total_usd"].point == pytest.approx(5_576_000, rel=0.01)  # at $2/GPU-hour
     assert out["gpu_hours_per_trillion_tokens"].point == pytest.approx(180_000, rel=0.01)
     assert out["days_per_trillion_tokens_on_cluster"].point == pytest.approx(3.7, rel=0.02)
-    assert out["implied_mfu"].point == pytest.approx(0.39, abs=0.005)               # "about 39%"
+    assert out["implied_mfu"].point == pytest.approx(0.39, abs=0.005)  # "about 39%"
     assert out["stage_gpu_hours.context extension"].point == 119_000
 
 
@@ -199,6 +260,7 @@ def test_ranges_give_percentiles_and_stale_prices_are_left_out():
 
 # --- bad scenarios ---
 
+
 def _write_variant(config_dir: Path, mutate) -> ConfigLocator:
     data = yaml.safe_load((builtin_config_dir() / "scenarios" / "deepseek-v3.yaml").read_text())
     mutate(data)
@@ -206,18 +268,35 @@ def _write_variant(config_dir: Path, mutate) -> ConfigLocator:
     return ConfigLocator.from_env([config_dir])
 
 
-@pytest.mark.parametrize(("mutate", "field", "fragment"), [
-    (lambda d: d["assumptions"].update(pipline_bubble=d["assumptions"].pop("pipeline_bubble")),
-     "assumptions.pipline_bubble", "did you mean 'pipeline_bubble'"),
-    (lambda d: d["reported"]["total cost"].update(output="total_dollars"), "reported.total cost.output", "not an output"),
-    (lambda d: d["stages"][0].update(gpu_hours=10), "stages[0]", "exactly one of"),
-    (lambda d: d["assumptions"]["mfu"].update(value={"low": 0.5, "high": 0.1}), "assumptions.mfu.value", "above high"),
-    (lambda d: d["assumptions"]["mfu"].pop("source"), "assumptions.mfu.source", "missing"),
-    (lambda d: d.update(hardware="h900"), "hardware", "no such hardware"),
-    (lambda d: d["assumptions"]["mfu"].update(value=1.5), "assumptions.mfu.value", "must lie in (0, 1]"),
-    (lambda d: d["assumptions"]["pipeline_bubble"].update(value={"low": 0.5, "high": 1.0}),
-     "assumptions.pipeline_bubble.value", "must lie in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "field", "fragment"),
+    [
+        (
+            lambda d: d["assumptions"].update(pipline_bubble=d["assumptions"].pop("pipeline_bubble")),
+            "assumptions.pipline_bubble",
+            "did you mean 'pipeline_bubble'",
+        ),
+        (
+            lambda d: d["reported"]["total cost"].update(output="total_dollars"),
+            "reported.total cost.output",
+            "not an output",
+        ),
+        (lambda d: d["stages"][0].update(gpu_hours=10), "stages[0]", "exactly one of"),
+        (
+            lambda d: d["assumptions"]["mfu"].update(value={"low": 0.5, "high": 0.1}),
+            "assumptions.mfu.value",
+            "above high",
+        ),
+        (lambda d: d["assumptions"]["mfu"].pop("source"), "assumptions.mfu.source", "missing"),
+        (lambda d: d.update(hardware="h900"), "hardware", "no such hardware"),
+        (lambda d: d["assumptions"]["mfu"].update(value=1.5), "assumptions.mfu.value", "must lie in (0, 1]"),
+        (
+            lambda d: d["assumptions"]["pipeline_bubble"].update(value={"low": 0.5, "high": 1.0}),
+            "assumptions.pipeline_bubble.value",
+            "must lie in [0, 1)",
+        ),
+    ],
+)
 def test_bad_scenarios_name_the_field(config_dir: Path, mutate, field, fragment):
     locator = _write_variant(config_dir, mutate)
     with pytest.raises(ConfigError) as info:

@@ -42,14 +42,20 @@ def test_copies_per_token_with_node_limited_routing():
 
 
 def test_training_comm_by_hand_on_an_h800():
-    x = {"ep_degree": 64, "gpus_per_node": 8, "max_nodes_per_token": 4, "dispatch_bytes_per_value": 1.03125,
-         "comm_overlap": 0.75, **H800}
+    x = {
+        "ep_degree": 64,
+        "gpus_per_node": 8,
+        "max_nodes_per_token": 4,
+        "dispatch_bytes_per_value": 1.03125,
+        "comm_overlap": 0.75,
+        **H800,
+    }
     out = training_comm_seconds_per_token(x, V3_EP)
-    fp8_net, bf16_net = 3.5 * 7168 * 1.03125 / 50e9, 3.5 * 7168 * 2 / 50e9   # 0.517 us, 1.004 us
-    fp8_nvl, bf16_nvl = 7 * 7168 * 1.03125 / 200e9, 7 * 7168 * 2 / 200e9    # 0.259 us, 0.502 us
+    fp8_net, bf16_net = 3.5 * 7168 * 1.03125 / 50e9, 3.5 * 7168 * 2 / 50e9  # 0.517 us, 1.004 us
+    fp8_nvl, bf16_nvl = 7 * 7168 * 1.03125 / 200e9, 7 * 7168 * 2 / 200e9  # 0.259 us, 0.502 us
     assert out["ep_network_s_per_token"] == pytest.approx(59 * (fp8_net + 3 * bf16_net))
     assert out["ep_nvlink_s_per_token"] == pytest.approx(59 * (fp8_nvl + 3 * bf16_nvl))
-    assert out["ep_comm_s_per_token"] == pytest.approx(2.0815e-4, rel=1e-4)   # the network binds
+    assert out["ep_comm_s_per_token"] == pytest.approx(2.0815e-4, rel=1e-4)  # the network binds
     assert out["exposed_comm_s_per_token"] == pytest.approx(out["ep_comm_s_per_token"] * 0.25)
     # in one node NVLink binds, and H100's 900 GB/s (450 per direction) cuts it by 200/450
     ep8 = training_comm_seconds_per_token({**x, "ep_degree": 8}, V3_EP)["ep_comm_s_per_token"]
@@ -62,10 +68,20 @@ def test_training_comm_by_hand_on_an_h800():
 
 
 def test_step_time_composes_compute_communication_and_bubble():
-    ctx = TrainContext(stages=[StagePlan("pre", "tokens", flops_per_token=1e9)], peak_flops=1e15, pretraining="pre",
-                       ep=V3_EP)
-    x = {"stage.pre.tokens": 3.6e9, "compute_mfu": 0.5, "mtp_overhead": 0.1, "recompute_factor": 1.1,
-         "pipeline_bubble": 0.2, "ep_degree": 64, "max_nodes_per_token": 4, "comm_overlap": 0.5, **H800}
+    ctx = TrainContext(
+        stages=[StagePlan("pre", "tokens", flops_per_token=1e9)], peak_flops=1e15, pretraining="pre", ep=V3_EP
+    )
+    x = {
+        "stage.pre.tokens": 3.6e9,
+        "compute_mfu": 0.5,
+        "mtp_overhead": 0.1,
+        "recompute_factor": 1.1,
+        "pipeline_bubble": 0.2,
+        "ep_degree": 64,
+        "max_nodes_per_token": 4,
+        "comm_overlap": 0.5,
+        **H800,
+    }
     out = train_cost(x, ctx)
     compute = 1e9 * 1.1 * 1.1 / (0.5 * 1e15)
     exposed = training_comm_seconds_per_token(x, V3_EP)["ep_comm_s_per_token"] * 0.5
@@ -86,8 +102,10 @@ def _cluster(hardware, ep, **assume):
 def test_nvlink_matters_in_a_node_not_across_nodes():
     h800_64, h100_64 = _cluster("h800-sxm", 64, comm_overlap=0), _cluster("h100-sxm", 64, comm_overlap=0)
     h800_8, h100_8 = _cluster("h800-sxm", 8, comm_overlap=0), _cluster("h100-sxm", 8, comm_overlap=0)
-    gpu_hours = {k: e.outputs["pretraining_gpu_hours"].point for k, e in
-                 {"h800_64": h800_64, "h100_64": h100_64, "h800_8": h800_8, "h100_8": h100_8}.items()}
+    gpu_hours = {
+        k: e.outputs["pretraining_gpu_hours"].point
+        for k, e in {"h800_64": h800_64, "h100_64": h100_64, "h800_8": h800_8, "h100_8": h100_8}.items()
+    }
     # same dense bf16 peak, same 400 Gb/s NIC per GPU: EP64 across nodes costs the same GPU-hours
     assert gpu_hours["h800_64"] == pytest.approx(gpu_hours["h100_64"])
     assert h800_64.outputs["compute_s_per_token"].point == pytest.approx(h100_64.outputs["compute_s_per_token"].point)
@@ -103,7 +121,10 @@ def test_nvlink_matters_in_a_node_not_across_nodes():
 def test_cluster_scenario_inputs_and_sources():
     e = _cluster("h800-sxm", 64)
     assert e.method == "compute mfu"
-    assert e.inputs["nvlink_bytes_per_s"].quantity.central == 200e9 and e.inputs["nvlink_bytes_per_s"].origin == "hardware config"
+    assert (
+        e.inputs["nvlink_bytes_per_s"].quantity.central == 200e9
+        and e.inputs["nvlink_bytes_per_s"].origin == "hardware config"
+    )
     assert "ISCA" in e.inputs["network_bytes_per_s"].source
     assert "mtp_overhead" in e.inputs and "head_embedding_overhead" not in e.inputs  # FLOPs already count the head
     flops = F.train_flops_per_token(V3, 4096).total
@@ -114,18 +135,38 @@ def test_cluster_scenario_inputs_and_sources():
 
 def _comm_doc(path: Path, hardware: str, kind: str = "cuda") -> Path:
     def result(scope, collective, message, to_peers, t):
-        return {"id": f"{collective}.t4096-h7168-k8.bf16", "scope": scope, "group_size": 8,
-                "case": {"collective": collective}, "message_bytes": message, "bytes_to_peers_per_rank": to_peers,
-                "time_s": t, "verified": True}
-    doc = {"schema": "gpu-cost-meter/run", "schema_version": 1, "run_id": "r1", "status": "complete",
-           "metadata": {"device": {"kind": kind, "name": "NVIDIA H100 80GB HBM3"}, "hardware": {"name": hardware},
-                        "distributed": {"world_size": 16, "n_nodes": 2, "local_world_size": 8, "backend": "nccl"}},
-           "cases": [], "projections": [],
-           "communication": [result("intra-node", "dispatch", 1e8, 8.75e7, 8.75e7 / 300e9),
-                             result("intra-node", "dispatch", 1e6, 8.75e5, 8.75e5 / 100e9),  # smaller: ignored
-                             result("inter-node", "combine", 1e8, 5e7, 5e7 / 40e9),
-                             result("world", "all_reduce", 1e8, 1e8, 1.0)]}
+        return {
+            "id": f"{collective}.t4096-h7168-k8.bf16",
+            "scope": scope,
+            "group_size": 8,
+            "case": {"collective": collective},
+            "message_bytes": message,
+            "bytes_to_peers_per_rank": to_peers,
+            "time_s": t,
+            "verified": True,
+        }
+
+    doc = {
+        "schema": "gpu-cost-meter/run",
+        "schema_version": 1,
+        "run_id": "r1",
+        "status": "complete",
+        "metadata": {
+            "device": {"kind": kind, "name": "NVIDIA H100 80GB HBM3"},
+            "hardware": {"name": hardware},
+            "distributed": {"world_size": 16, "n_nodes": 2, "local_world_size": 8, "backend": "nccl"},
+        },
+        "cases": [],
+        "projections": [],
+        "communication": [
+            result("intra-node", "dispatch", 1e8, 8.75e7, 8.75e7 / 300e9),
+            result("intra-node", "dispatch", 1e6, 8.75e5, 8.75e5 / 100e9),  # smaller: ignored
+            result("inter-node", "combine", 1e8, 5e7, 5e7 / 40e9),
+            result("world", "all_reduce", 1e8, 1e8, 1.0),
+        ],
+    }
     from meter.results.runfile import SCHEMA, SCHEMA_VERSION
+
     doc["schema"], doc["schema_version"] = SCHEMA, SCHEMA_VERSION
     write_json_atomic(path, doc)
     return path
@@ -139,7 +180,9 @@ def test_measured_links_replace_the_datasheet_on_the_same_hardware(tmp_path):
     assert links.nvlink_bytes_per_s == pytest.approx(300e9) and links.network_bytes_per_s == pytest.approx(40e9)
     scenario = load_scenario("deepseek-v3-cluster")
     e = estimate_train(scenario, hardware="h100-sxm", samples=0, comm=links)
-    assert e.inputs["nvlink_bytes_per_s"].origin == "measured run" and e.inputs["nvlink_bytes_per_s"].quantity.central == pytest.approx(300e9)
+    assert e.inputs["nvlink_bytes_per_s"].origin == "measured run" and e.inputs[
+        "nvlink_bytes_per_s"
+    ].quantity.central == pytest.approx(300e9)
     assert "nvlink_efficiency" not in e.inputs and "network_efficiency" not in e.inputs
     x = {k: v.quantity.central for k, v in e.inputs.items()}
     expected = training_comm_seconds_per_token(x, V3_EP)["ep_comm_s_per_token"]
@@ -150,8 +193,9 @@ def test_measured_links_replace_the_datasheet_on_the_same_hardware(tmp_path):
     assert other.inputs["nvlink_bytes_per_s"].origin == "hardware config"
     assert any("was on h100-sxm, not h800-sxm" in n for n in other.notes)
     # an override on the command line still has the last word
-    pinned = estimate_train(scenario, hardware="h100-sxm", samples=0, comm=links,
-                            overrides={"network_bytes_per_s": Quantity.point(25e9)})
+    pinned = estimate_train(
+        scenario, hardware="h100-sxm", samples=0, comm=links, overrides={"network_bytes_per_s": Quantity.point(25e9)}
+    )
     assert pinned.inputs["network_bytes_per_s"].quantity.central == 25e9
 
 
@@ -175,14 +219,17 @@ def test_cluster_command_rows(tmp_path):
     assert "h800-sxm" in text.stdout and "(network;" in text.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scenario", "deepseek-v3", "--ep", "64"], "has an end-to-end mfu, which already includes communication"),
-    (["--scenario", "deepseek-v3"], "has no ep_degree; give --ep N"),
-    (["--scenario", "deepseek-v3-day6"], "is a serve scenario"),
-    (["--assume", "comm_overlap=1.5"], "input comm_overlap = 1.5 (command line): must lie in [0, 1]"),
-    (["--hardware", "h900"], "no such hardware config"),
-    (["--comm-run", "missing.json"], "--comm-run: no such file: missing.json"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scenario", "deepseek-v3", "--ep", "64"], "has an end-to-end mfu, which already includes communication"),
+        (["--scenario", "deepseek-v3"], "has no ep_degree; give --ep N"),
+        (["--scenario", "deepseek-v3-day6"], "is a serve scenario"),
+        (["--assume", "comm_overlap=1.5"], "input comm_overlap = 1.5 (command line): must lie in [0, 1]"),
+        (["--hardware", "h900"], "no such hardware config"),
+        (["--comm-run", "missing.json"], "--comm-run: no such file: missing.json"),
+    ],
+)
 def test_cluster_command_errors(args, message):
     r = run_meter("cost", "cluster", "--samples", "0", *args)
     assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
@@ -198,8 +245,22 @@ def test_comm_run_without_communication_is_refused(tmp_path):
 
 
 def test_a_dense_model_has_no_expert_parallelism():
-    r = run_meter("cost", "train", "llama-3.1-405b", "--tokens", "15T", "--hardware", "h100-sxm", "--assume",
-                  "compute_mfu=0.4", "--assume", "ep_degree=8", "--samples", "0", "--json")
+    r = run_meter(
+        "cost",
+        "train",
+        "llama-3.1-405b",
+        "--tokens",
+        "15T",
+        "--hardware",
+        "h100-sxm",
+        "--assume",
+        "compute_mfu=0.4",
+        "--assume",
+        "ep_degree=8",
+        "--samples",
+        "0",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["method"] == "compute mfu" and "ep_degree" not in out["inputs"]

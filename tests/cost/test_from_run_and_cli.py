@@ -20,14 +20,24 @@ V3 = load_model("deepseek-v3").args
 
 
 def _case(case_id, layer, phase, per_call_s, tokens, flops, bytes_, power=None, j_per_token=None, form="absorbed"):
-    return {"id": case_id, "status": "ok",
-            "case": {"model": "deepseek-v3", "layer": layer, "phase": phase, "form": form},
-            "metrics": {"time_per_call_s": per_call_s, "time_per_token_s": per_call_s / tokens,
-                        "tokens_per_s": tokens / per_call_s, "flops_per_call": flops, "bytes_per_call": bytes_,
-                        "achieved_tflops": flops / per_call_s / 1e12, "mfu": flops / per_call_s / 989.4e12,
-                        "achieved_gb_s": bytes_ / per_call_s / 1e9, "arithmetic_intensity_flop_per_byte": flops / bytes_},
-            "timing": {"median_s": per_call_s, "iqr_s": per_call_s * 0.02, "spread": 0.02, "n": 50},
-            "telemetry": {"avg_power_w": power, "joules_per_token": j_per_token} if power else None}
+    return {
+        "id": case_id,
+        "status": "ok",
+        "case": {"model": "deepseek-v3", "layer": layer, "phase": phase, "form": form},
+        "metrics": {
+            "time_per_call_s": per_call_s,
+            "time_per_token_s": per_call_s / tokens,
+            "tokens_per_s": tokens / per_call_s,
+            "flops_per_call": flops,
+            "bytes_per_call": bytes_,
+            "achieved_tflops": flops / per_call_s / 1e12,
+            "mfu": flops / per_call_s / 989.4e12,
+            "achieved_gb_s": bytes_ / per_call_s / 1e9,
+            "arithmetic_intensity_flop_per_byte": flops / bytes_,
+        },
+        "timing": {"median_s": per_call_s, "iqr_s": per_call_s * 0.02, "spread": 0.02, "n": 50},
+        "telemetry": {"avg_power_w": power, "joules_per_token": j_per_token} if power else None,
+    }
 
 
 def synthetic_run(path: Path, *, hardware: str = "h800-sxm", kind: str = "cuda") -> Path:
@@ -36,29 +46,68 @@ def synthetic_run(path: Path, *, hardware: str = "h800-sxm", kind: str = "cuda")
     train_layers = layer_flops.total - layer_flops.output_head
     cases, projections = [], []
     for phase, t_token, flops_token, batch, seq, ctx in (
-            ("train", 1e-3, train_layers, 1, 4096, 0), ("prefill", 2e-4, train_layers / 3, 1, 4096, 0),
-            ("decode", 5e-4, 1.4e11, 128, 0, 4096)):
+        ("train", 1e-3, train_layers, 1, 4096, 0),
+        ("prefill", 2e-4, train_layers / 3, 1, 4096, 0),
+        ("decode", 5e-4, 1.4e11, 128, 0, 4096),
+    ):
         layers = {}
         for layer, count, share in (("mla", 61, 0.3), ("moe", 58, 0.65), ("ffn", 3, 0.05)):
             tokens = batch * (seq or 1)
             per_token = t_token * share / count
             cid = f"{layer}.{phase}"
-            cases.append(_case(cid, layer, phase, per_token * tokens, tokens, flops_token * share / count * tokens,
-                               4e6 * tokens / count, power=600.0, j_per_token=600.0 * per_token))
-            layers[layer] = {"case_id": cid, "count": count, "time_per_token_s": per_token,
-                             "flops_per_token": flops_token * share / count}
-        projections.append({"model": "deepseek-v3", "phase": phase, "dtype": "bf16", "batch": batch, "seq": seq,
-                            "context": ctx, "layers": layers, "time_per_token_s": t_token, "tokens_per_s": 1 / t_token,
-                            "flops_per_token": flops_token, "mfu": flops_token / t_token / 989.4e12,
-                            "not_included": []})
+            cases.append(
+                _case(
+                    cid,
+                    layer,
+                    phase,
+                    per_token * tokens,
+                    tokens,
+                    flops_token * share / count * tokens,
+                    4e6 * tokens / count,
+                    power=600.0,
+                    j_per_token=600.0 * per_token,
+                )
+            )
+            layers[layer] = {
+                "case_id": cid,
+                "count": count,
+                "time_per_token_s": per_token,
+                "flops_per_token": flops_token * share / count,
+            }
+        projections.append(
+            {
+                "model": "deepseek-v3",
+                "phase": phase,
+                "dtype": "bf16",
+                "batch": batch,
+                "seq": seq,
+                "context": ctx,
+                "layers": layers,
+                "time_per_token_s": t_token,
+                "tokens_per_s": 1 / t_token,
+                "flops_per_token": flops_token,
+                "mfu": flops_token / t_token / 989.4e12,
+                "not_included": [],
+            }
+        )
     device_name = {"h800-sxm": "NVIDIA H800", "h100-sxm": "NVIDIA H100 80GB HBM3"}.get(hardware, "CPU")
     peak = {"h800-sxm": 989.4, "h100-sxm": 989.4}.get(hardware)
-    doc = {"schema": "gpu-cost-meter/run", "schema_version": 1, "run_id": "x", "status": "complete",
-           "metadata": {"device": {"kind": kind, "name": device_name},
-                        "hardware": {"name": hardware, "peak_tflops": {"bf16": peak}, "memory_bandwidth_gb_s": 3350}
-                        if kind == "cuda" else None,
-                        "ceilings": {"gemm_flops_per_s": {"bf16": 1e12}, "copy_bytes_per_s": 3e10}},
-           "cases": cases, "projections": projections, "extras": {}}
+    doc = {
+        "schema": "gpu-cost-meter/run",
+        "schema_version": 1,
+        "run_id": "x",
+        "status": "complete",
+        "metadata": {
+            "device": {"kind": kind, "name": device_name},
+            "hardware": {"name": hardware, "peak_tflops": {"bf16": peak}, "memory_bandwidth_gb_s": 3350}
+            if kind == "cuda"
+            else None,
+            "ceilings": {"gemm_flops_per_s": {"bf16": 1e12}, "copy_bytes_per_s": 3e10},
+        },
+        "cases": cases,
+        "projections": projections,
+        "extras": {},
+    }
     write_json_atomic(path, doc)
     return path
 
@@ -68,8 +117,13 @@ def test_a_run_on_the_scenarios_gpu_is_used_directly(tmp_path: Path):
     e = estimate_train(load_scenario("deepseek-v3"), run=run, samples=0)
     assert e.method == "run (direct)" and not e.cpu_derived
     x = {k: v.quantity.central for k, v in e.inputs.items()}
-    factor = ((1 + x["head_embedding_overhead"]) * (1 + x["mtp_overhead"]) * x["recompute_factor"]
-              * (1 + x["exposed_communication"]) / (1 - x["pipeline_bubble"]))
+    factor = (
+        (1 + x["head_embedding_overhead"])
+        * (1 + x["mtp_overhead"])
+        * x["recompute_factor"]
+        * (1 + x["exposed_communication"])
+        / (1 - x["pipeline_bubble"])
+    )
     assert e.outputs["pretraining_gpu_hours"].point == pytest.approx(14.8e12 * 1e-3 * factor / 3600)
     assert e.inputs["avg_power_w"].origin == "measured run"
     assert e.inputs["avg_power_w"].quantity.central == pytest.approx(600)
@@ -87,8 +141,11 @@ def test_a_run_on_another_gpu_transfers_its_efficiency(tmp_path: Path):
     assert rate.efficiency == pytest.approx(layer_flops / 1e-3 / 989.4e12)
     # the same die and peak, so the transferred time equals the measured one
     assert e.outputs["pretraining_gpu_hours"].point == pytest.approx(
-        estimate_train(load_scenario("deepseek-v3"), run=load_measured(synthetic_run(tmp_path / "d.json")),
-                       samples=0).outputs["pretraining_gpu_hours"].point, rel=1e-6)
+        estimate_train(load_scenario("deepseek-v3"), run=load_measured(synthetic_run(tmp_path / "d.json")), samples=0)
+        .outputs["pretraining_gpu_hours"]
+        .point,
+        rel=1e-6,
+    )
 
 
 def test_serving_from_a_run_uses_measured_throughput_and_energy(tmp_path: Path):
@@ -120,7 +177,13 @@ def test_cost_cli_json_and_report(tmp_path: Path):
     assert doc["inputs"]["usd_per_gpu_hour"]["source"].startswith("DeepSeek-V3 Technical Report")
     assert all(x["reproduced"] for x in doc["reproductions"])
     text = report.read_text()
-    for section in ("## Results", "## Stages", "## Reported figures", "## Assumptions", "## What this figure leaves out"):
+    for section in (
+        "## Results",
+        "## Stages",
+        "## Reported figures",
+        "## Assumptions",
+        "## What this figure leaves out",
+    ):
         assert section in text
     assert "P10" in text and "arXiv 2412.19437" in text
 
@@ -135,16 +198,22 @@ def test_cost_cli_tables_and_adhoc_model():
     assert r.returncode == 0 and "deepseek-v3-day6" in r.stdout
 
 
-@pytest.mark.parametrize(("argv", "fragment"), [
-    (["cost", "train", "deepseek-v3"], "--tokens"),
-    (["cost", "train", "--scenario", "deepseek-v3", "--price", "cheap"], "--price"),
-    (["cost", "train", "--scenario", "deepseek-v3", "--assume", "pipline_bubble=0.1"], "did you mean 'pipeline_bubble'"),
-    (["cost", "train", "--scenario", "deepseek-v3", "--from-run", "/no/run.json"], "no such file"),
-    (["cost", "train", "--scenario", "deepseek-v4"], "did you mean 'deepseek-v3'"),
-    (["cost", "serve", "--scenario", "deepseek-v3"], "serve one"),
-    (["cost", "serve", "--tokens-per-day", "lots"], "--tokens-per-day"),
-    (["calibrate", "/no/run.json"], "no such run file"),
-])
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["cost", "train", "deepseek-v3"], "--tokens"),
+        (["cost", "train", "--scenario", "deepseek-v3", "--price", "cheap"], "--price"),
+        (
+            ["cost", "train", "--scenario", "deepseek-v3", "--assume", "pipline_bubble=0.1"],
+            "did you mean 'pipeline_bubble'",
+        ),
+        (["cost", "train", "--scenario", "deepseek-v3", "--from-run", "/no/run.json"], "no such file"),
+        (["cost", "train", "--scenario", "deepseek-v4"], "did you mean 'deepseek-v3'"),
+        (["cost", "serve", "--scenario", "deepseek-v3"], "serve one"),
+        (["cost", "serve", "--tokens-per-day", "lots"], "--tokens-per-day"),
+        (["calibrate", "/no/run.json"], "no such run file"),
+    ],
+)
 def test_cost_cli_bad_input(argv, fragment):
     r = run_meter(*argv)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -163,10 +232,18 @@ def test_calibrate_a_synthetic_gpu_run(tmp_path: Path):
 @pytest.mark.slow
 def test_meter_run_ends_with_labelled_costs(tmp_path: Path):
     out, report = tmp_path / "run.json", tmp_path / "run.html"
-    r = run_meter("run", "--output", str(out), "--min-time", "0.05", "--report", str(report),
-                  env={"METER_CACHE_DIR": str(tmp_path / "cache")})
+    r = run_meter(
+        "run",
+        "--output",
+        str(out),
+        "--min-time",
+        "0.05",
+        "--report",
+        str(report),
+        env={"METER_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert r.returncode == 0, r.stderr
-    assert report.stat().st_size > 100_000 and "<section id=\"roofline\">" in report.read_text()
+    assert report.stat().st_size > 100_000 and '<section id="roofline">' in report.read_text()
     assert "Training cost of deepseek-v3" in r.stdout and "CPU-derived" in r.stdout and "Serving cost" in r.stdout
     doc = json.loads(out.read_text())
     cost = doc["extras"]["cost"]

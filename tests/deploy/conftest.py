@@ -43,11 +43,13 @@ def wait_for(url: str, timeout_s: float = 30.0, ok=lambda body: True) -> bytes:
 
 
 # A fleet that trips every alert: gpu0 busy and power-capped, gpu1 idle, gpu2 lost mid-run.
-FLEET = Scenario(gpus=[
-    FakeGpu(name="NVIDIA H800", power_mw=[650_000, 700_000], util=[97], throttle=[0x4]),
-    FakeGpu(name="NVIDIA H100 80GB HBM3", power_mw=[90_000], util=[0], throttle=[0x1]),
-    FakeGpu(name="NVIDIA H100 80GB HBM3", lost_after_calls=80),
-])
+FLEET = Scenario(
+    gpus=[
+        FakeGpu(name="NVIDIA H800", power_mw=[650_000, 700_000], util=[97], throttle=[0x4]),
+        FakeGpu(name="NVIDIA H100 80GB HBM3", power_mw=[90_000], util=[0], throttle=[0x1]),
+        FakeGpu(name="NVIDIA H100 80GB HBM3", lost_after_calls=80),
+    ]
+)
 
 
 class Exporter:
@@ -65,16 +67,21 @@ class Exporter:
 def start_exporter(lib_dir: Path, tmp: Path, scenario: Scenario, *extra: str, scheme: str = "http") -> Exporter:
     port = free_port()
     fake = env(lib_dir, scenario.write(tmp / f"fleet-{port}.txt"))
-    process = subprocess.Popen([sys.executable, "-m", "meter", "serve", "--port", str(port), "--interval", "0.2",
-                                "--price", "2.5", *extra], env={**os.environ, **fake}, cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meter", "serve", "--port", str(port), "--interval", "0.2", "--price", "2.5", *extra],
+        env={**os.environ, **fake},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     exporter = Exporter(process, port, scheme)
     if scheme == "http" and "--basic-auth-file" not in extra:
         try:
             wait_for(exporter.url + "/healthz")
         except AssertionError:
             process.kill()
-            raise AssertionError(process.communicate()[1])
+            raise AssertionError(process.communicate()[1]) from None
     return exporter
 
 
@@ -98,21 +105,34 @@ def run_prometheus(tmp: Path, targets: list[str], rule_files: list[Path]) -> tup
     binary = require_executable("prometheus", "apt-get install prometheus (Debian's package has server and promtool)")
     port = free_port()
     config = tmp / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [{"job_name": "gpu-cost-meter", "static_configs": [{"targets": targets}]}],
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(p) for p in rule_files],
+                "scrape_configs": [{"job_name": "gpu-cost-meter", "static_configs": [{"targets": targets}]}],
+            }
+        )
+    )
     data = tmp / "tsdb"
-    process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
-                                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url + "/-/ready", timeout_s=60)
     except AssertionError:
         process.kill()
-        raise AssertionError(process.communicate()[1][-2000:])
+        raise AssertionError(process.communicate()[1][-2000:]) from None
     return process, url
 
 
@@ -124,4 +144,3 @@ def query(prom_url: str, expr: str) -> dict:
             return json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return json.loads(exc.read() or b"{}") or {"status": "error", "error": str(exc)}
-

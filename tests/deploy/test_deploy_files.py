@@ -21,8 +21,9 @@ NODE_DIR = REPO / "tests" / "node"
 
 def test_prometheus_config_is_valid():
     promtool = require_executable("promtool", "apt-get install prometheus")
-    result = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -31,8 +32,9 @@ def test_compose_prometheus_config_is_valid(tmp_path: Path):
     # laid out as the compose file mounts it: config beside rules/
     shutil.copy(DEPLOY / "compose" / "prometheus.yml", tmp_path / "prometheus.yml")
     shutil.copytree(DEPLOY / "prometheus" / "rules", tmp_path / "rules")
-    result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -41,8 +43,11 @@ def test_rules_pass_their_unit_tests():
     for rules in (DEPLOY / "prometheus" / "rules").glob("*.yml"):
         check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
-    result = subprocess.run([promtool, "test", "rules", str(DEPLOY / "prometheus" / "tests" / "meter-rules-test.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "test", "rules", str(DEPLOY / "prometheus" / "tests" / "meter-rules-test.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
 
@@ -103,7 +108,7 @@ def test_kubernetes_manifests_validate_against_the_schemas():
 
     core = [(p, d) for p, d in _manifests() if not d["apiVersion"].startswith("monitoring.coreos.com")]
     assert {d["kind"] for _, d in core} >= {"DaemonSet", "Service", "Job", "Namespace"}
-    for path, doc in core:
+    for _path, doc in core:
         for version in ("1.28.0", "1.37.0"):
             kubernetes_validate.validate(doc, version, strict=True)  # raises on any schema error
 
@@ -124,10 +129,17 @@ def test_daemonset_follows_gpu_node_conventions():
 def test_servicemonitor_validates_against_the_prometheus_operator_crd():
     node = shutil.which("node")
     modules = NODE_DIR / "node_modules" / "@kubernetes-models" / "prometheus-operator"
-    require_component("node and @kubernetes-models/prometheus-operator", bool(node) and modules.is_dir(),
-                      "install Node.js, then: npm ci --prefix tests/node")
-    result = subprocess.run([node, str(NODE_DIR / "validate-crds.mjs"), *map(str, sorted(K8S.glob("*.yaml")))],
-                            capture_output=True, text=True, cwd=NODE_DIR)
+    require_component(
+        "node and @kubernetes-models/prometheus-operator",
+        bool(node) and modules.is_dir(),
+        "install Node.js, then: npm ci --prefix tests/node",
+    )
+    result = subprocess.run(
+        [node, str(NODE_DIR / "validate-crds.mjs"), *map(str, sorted(K8S.glob("*.yaml")))],
+        capture_output=True,
+        text=True,
+        cwd=NODE_DIR,
+    )
     assert result.returncode == 0 and "OK" in result.stdout and "INVALID" not in result.stdout, result.stdout
     sm = next(d for _, d in _manifests() if d["kind"] == "ServiceMonitor")
     service = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
@@ -159,7 +171,9 @@ def test_compose_and_dockerfile_refer_to_files_that_exist():
     assert compose["services"]["exporter"]["build"]["target"] == "exporter"
     assert (DEPLOY / "compose" / compose["services"]["exporter"]["build"]["context"] / "Dockerfile").is_file()
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM \S+ AS exporter$", dockerfile, re.M) and re.search(r"^FROM \S+ AS bench$", dockerfile, re.M)
+    assert re.search(r"^FROM \S+ AS exporter$", dockerfile, re.M) and re.search(
+        r"^FROM \S+ AS bench$", dockerfile, re.M
+    )
     for source in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
         assert (REPO / source).exists(), source
 
@@ -183,15 +197,19 @@ def test_distributed_benchmark_forms_one_torchrun_job_across_nodes():
     assert int(port) == service["spec"]["ports"][0]["port"] and flag("--rdzv-backend") == "c10d"
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert flag("--node-rank") == "$(NODE_RANK)"
-    assert env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    assert (
+        env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
     # every GPU of a node is one rank, one pod per node
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == int(flag("--nproc-per-node"))
     anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert anti["topologyKey"] == "kubernetes.io/hostname"
     assert anti["labelSelector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
     # meter runs distributed and hands its run file to the exporter Service of the same deployment
-    assert args[args.index("-m") + 1:args.index("-m") + 4] == ["meter", "bench", "--distributed"]
+    assert args[args.index("-m") + 1 : args.index("-m") + 4] == ["meter", "bench", "--distributed"]
     exporter = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
-    assert flag("--push") == (f"http://{exporter['metadata']['name']}.{exporter['metadata']['namespace']}.svc:"
-                              f"{exporter['spec']['ports'][0]['port']}")
+    assert flag("--push") == (
+        f"http://{exporter['metadata']['name']}.{exporter['metadata']['namespace']}.svc:"
+        f"{exporter['spec']['ports'][0]['port']}"
+    )

@@ -85,7 +85,9 @@ def test_posted_runs_become_results_and_priced_projections(exporter, tmp_path: P
     assert answer["accepted_cases"] == 9 and answer["priced"] == ["serve", "train"]
     text = exporter.metrics()
     assert re.search(r'meter_benchmark_mfu_ratio\{case="moe.train".*model="deepseek-v3"', text)
-    assert re.search(r'meter_projection_training_usd\{hardware="h800-sxm",model="deepseek-v3",scenario="deepseek-v3"\}', text)
+    assert re.search(
+        r'meter_projection_training_usd\{hardware="h800-sxm",model="deepseek-v3",scenario="deepseek-v3"\}', text
+    )
     assert re.search(r'meter_projection_serving_usd_per_million_tokens\{direction="output"', text)
     # anything that is not a run file is refused with a reason, and nothing else changes
     bad = urllib.request.Request(exporter.url + "/api/v1/runs", data=b'{"schema": "other"}', method="POST")
@@ -121,10 +123,16 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
                 problems.append(f"{name}: expression returns no data: {expr}")
         assert not problems, "\n".join(problems)
         # the recording rules are evaluated by the server and the alerts' conditions hold
-        for record in ("meter:fleet_usd_per_hour:sum", "meter:idle_gpu_usd_per_hour:sum", "meter:fleet_power_watts:sum"):
+        for record in (
+            "meter:fleet_usd_per_hour:sum",
+            "meter:idle_gpu_usd_per_hour:sum",
+            "meter:fleet_power_watts:sum",
+        ):
             assert query(url, record)["data"]["result"], record
         assert float(query(url, "meter:fleet_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(7.5)
-        assert float(query(url, "meter:idle_gpu_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(2.5)
+        assert float(query(url, "meter:idle_gpu_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(
+            2.5
+        )
     finally:
         stop(prom)
 
@@ -155,12 +163,40 @@ def test_basic_auth_and_tls(fake_nvml_lib, tmp_path: Path):
 
     openssl = require_executable("openssl", "apt-get install openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     users = tmp_path / "users"
     users.write_text(f"prometheus:{hash_password('s3cret')}\n")
-    e = start_exporter(fake_nvml_lib, tmp_path, Scenario(), "--tls-cert", str(cert), "--tls-key", str(key),
-                       "--basic-auth-file", str(users), scheme="https")
+    e = start_exporter(
+        fake_nvml_lib,
+        tmp_path,
+        Scenario(),
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        "--basic-auth-file",
+        str(users),
+        scheme="https",
+    )
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
     try:
@@ -172,7 +208,9 @@ def test_basic_auth_and_tls(fake_nvml_lib, tmp_path: Path):
                 assert exc.code == 401  # up, and refusing us without credentials
                 break
             except OSError:
-                assert time.monotonic() < deadline, e.process.stderr.read() if e.process.poll() is not None else "timeout"
+                assert time.monotonic() < deadline, (
+                    e.process.stderr.read() if e.process.poll() is not None else "timeout"
+                )
                 time.sleep(0.3)
         for password, expected in (("wrong", 401), ("s3cret", 200)):
             token = base64.b64encode(f"prometheus:{password}".encode()).decode()
@@ -199,8 +237,12 @@ def test_exporter_runs_without_torch(fake_nvml_lib, tmp_path: Path):
     (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
     fake = env(fake_nvml_lib, Scenario().write(tmp_path / "s.txt"))
     fake["PYTHONPATH"] = f"{blocker}:{fake['PYTHONPATH']}"
-    process = subprocess.Popen([sys.executable, "-m", "meter", "serve", "--port", str(port)],
-                               env={**os.environ, **fake}, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meter", "serve", "--port", str(port)],
+        env={**os.environ, **fake},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         body = wait_for(f"http://127.0.0.1:{port}/metrics", ok=lambda b: b"meter_gpu_up" in b)
         assert b"meter_gpu_power_watts" in body
@@ -213,8 +255,12 @@ def test_serve_refuses_bad_options(fake_nvml_lib, tmp_path: Path):
     from tests.fake_nvml import Scenario, env
 
     fake = env(fake_nvml_lib, Scenario().write(tmp_path / "s.txt"))
-    for argv, fragment in ((["--tls-cert", "x.pem"], "go together"), (["--bench-suite", "default-cpu"], "go together"),
-                           (["--basic-auth-file", "/no/such"], "--basic-auth-file"), (["--port", "0"], "--port")):
+    for argv, fragment in (
+        (["--tls-cert", "x.pem"], "go together"),
+        (["--bench-suite", "default-cpu"], "go together"),
+        (["--basic-auth-file", "/no/such"], "--basic-auth-file"),
+        (["--port", "0"], "--port"),
+    ):
         r = run_meter("serve", *argv, env=fake)
         assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = run_meter("serve", "--hash-password", env=fake)

@@ -33,12 +33,22 @@ def test_energy_accrues_across_a_counter_reset():
 
 def test_ingest_takes_measured_cases_and_skips_the_rest():
     state = empty_state()
-    doc = {"metadata": {"device": {"kind": "cpu", "name": "EPYC"}}, "cases": [
-        {"id": "a", "status": "ok", "case": {"model": "m", "phase": "train"},
-         "metrics": {"achieved_tflops": 1.0, "tokens_per_s": 5.0, "mfu": None}},
-        {"id": "b", "status": "oom", "case": {"model": "m", "phase": "train"}},
-        {"id": "c", "status": "ok", "case": {"model": "m"}, "metrics": {}},
-    ], "projections": [{"model": "m", "phase": "decode", "batch": 8, "seq": 0, "context": 64, "time_per_token_s": 0.5}]}
+    doc = {
+        "metadata": {"device": {"kind": "cpu", "name": "EPYC"}},
+        "cases": [
+            {
+                "id": "a",
+                "status": "ok",
+                "case": {"model": "m", "phase": "train"},
+                "metrics": {"achieved_tflops": 1.0, "tokens_per_s": 5.0, "mfu": None},
+            },
+            {"id": "b", "status": "oom", "case": {"model": "m", "phase": "train"}},
+            {"id": "c", "status": "ok", "case": {"model": "m"}, "metrics": {}},
+        ],
+        "projections": [
+            {"model": "m", "phase": "decode", "batch": 8, "seq": 0, "context": 64, "time_per_token_s": 0.5}
+        ],
+    }
     assert state.ingest(doc) == 1
     assert state.results.cases[("m", "a", "train")]["device"] == "CPU (EPYC)"  # never mistaken for a GPU
     assert state.results.projections[("m", "decode", "b8-ctx64")]["tokens_per_second"] == 2.0

@@ -31,13 +31,27 @@ def _free_port() -> int:
 
 
 def _torchrun(*args: str, tmp: Path) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", *args, "-m", "meter", "bench", "--distributed",
-            "--model", "deepseek-v3-tiny"]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *args,
+        "-m",
+        "meter",
+        "bench",
+        "--distributed",
+        "--model",
+        "deepseek-v3-tiny",
+    ]
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    return {**os.environ, "METER_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **os.environ,
+        "METER_CACHE_DIR": str(tmp / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 def _expected_comm_bytes(n: int) -> dict[str, tuple[int, float]]:
@@ -72,8 +86,20 @@ def _check_comm(doc: dict, scope: str, n: int, ranks_in_results: int) -> None:
 def test_one_node_two_ranks_gathers_every_rank(tmp_path):
     out = tmp_path / "run.json"
     cmd = _torchrun("--standalone", "--nproc-per-node", "2", tmp=tmp_path) + [
-        "--layers", "moe,ffn", "--phase", "train,decode", "--seq", "256", "--batch", "1", "--min-time", "0.05",
-        "--output", str(out), *COMM]
+        "--layers",
+        "moe,ffn",
+        "--phase",
+        "train,decode",
+        "--seq",
+        "256",
+        "--batch",
+        "1",
+        "--min-time",
+        "0.05",
+        "--output",
+        str(out),
+        *COMM,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 ranks on 1 node(s), 2 per node, gloo" in r.stdout
@@ -85,8 +111,12 @@ def test_one_node_two_ranks_gathers_every_rank(tmp_path):
     assert len(doc["metadata"]["telemetry"]["per_rank"]) == 2
     assert doc["metadata"]["method"]["cpu_run"] is True and doc["metadata"]["software"]["torch"]
     # every case measured on both ranks; the reported timing is the slower rank's
-    assert {c["id"] for c in doc["cases"]} == {"moe.train.b1-s256.fp32", "moe.decode.b1.fp32",
-                                               "ffn.train.b1-s256.fp32", "ffn.decode.b1.fp32"}
+    assert {c["id"] for c in doc["cases"]} == {
+        "moe.train.b1-s256.fp32",
+        "moe.decode.b1.fp32",
+        "ffn.train.b1-s256.fp32",
+        "ffn.decode.b1.fp32",
+    }
     for case in doc["cases"]:
         assert case["status"] == "ok" and case["ranks"]["count"] == 2
         medians = [p["median_s"] for p in case["per_rank"]]
@@ -103,24 +133,43 @@ def test_one_node_two_ranks_gathers_every_rank(tmp_path):
 def test_two_nodes_meet_at_a_rendezvous_on_localhost(tmp_path):
     out = tmp_path / "run.json"
     port = _free_port()
-    common = ["--nnodes", "2", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
-              "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"meter-test-{port}"]
-    procs = [subprocess.Popen(_torchrun(*common, "--node-rank", str(node), tmp=tmp_path)
-                              + ["--comm-only", "--output", str(out), *COMM],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
-                              cwd=tmp_path) for node in (0, 1)]
+    common = [
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "2",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        f"meter-test-{port}",
+    ]
+    procs = [
+        subprocess.Popen(
+            _torchrun(*common, "--node-rank", str(node), tmp=tmp_path) + ["--comm-only", "--output", str(out), *COMM],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(tmp_path),
+            cwd=tmp_path,
+        )
+        for node in (0, 1)
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     doc = load_run(out)
     lay = doc["metadata"]["distributed"]
     assert (lay["world_size"], lay["n_nodes"], lay["local_world_size"]) == (4, 2, 2)
-    assert [[(r["rank"], r["local_rank"]) for r in n["ranks"]] for n in lay["nodes"]] == [[(0, 0), (1, 1)],
-                                                                                          [(2, 0), (3, 1)]]
+    assert [[(r["rank"], r["local_rank"]) for r in n["ranks"]] for n in lay["nodes"]] == [
+        [(0, 0), (1, 1)],
+        [(2, 0), (3, 1)],
+    ]
     assert doc["cases"] == []  # --comm-only
     assert {c["scope"] for c in doc["communication"]} == {"world", "intra-node", "inter-node"}
     _check_comm(doc, "world", 4, 4)
-    _check_comm(doc, "intra-node", 2, 4)   # two node groups of two, all four ranks reporting
-    _check_comm(doc, "inter-node", 2, 4)   # two cross-node pairs (local rank 0s, local rank 1s)
+    _check_comm(doc, "intra-node", 2, 4)  # two node groups of two, all four ranks reporting
+    _check_comm(doc, "inter-node", 2, 4)  # two cross-node pairs (local rank 0s, local rank 1s)
     links = measured_links(doc, str(out))
     assert links.nvlink_bytes_per_s > 0 and links.network_bytes_per_s > 0
     assert "4 ranks on 2 node(s), gloo" in links.source
@@ -129,6 +178,8 @@ def test_two_nodes_meet_at_a_rendezvous_on_localhost(tmp_path):
     r = run_meter("cost", "cluster", "--comm-run", str(out), "--samples", "0", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert all(row["links"] == {"nvlink_bytes_per_s": "hardware config", "network_bytes_per_s": "hardware config"}
-               for row in report["rows"])
+    assert all(
+        row["links"] == {"nvlink_bytes_per_s": "hardware config", "network_bytes_per_s": "hardware config"}
+        for row in report["rows"]
+    )
     assert any("was on the CPU (gloo)" in n for e in report["estimates"] for n in e["notes"])

@@ -24,11 +24,14 @@ def test_environment_from_torchrun_variables():
     assert from_environment(TORCHRUN_ENV) == (3, 4, 1, 2, 1)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"RANK": None}, "missing RANK"),
-    ({"RANK": "2"}, "RANK 2 is not GROUP_RANK x LOCAL_WORLD_SIZE + LOCAL_RANK"),
-    ({"WORLD_SIZE": "5", "RANK": "3"}, "WORLD_SIZE 5 is not a multiple of LOCAL_WORLD_SIZE 2"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"RANK": None}, "missing RANK"),
+        ({"RANK": "2"}, "RANK 2 is not GROUP_RANK x LOCAL_WORLD_SIZE + LOCAL_RANK"),
+        ({"WORLD_SIZE": "5", "RANK": "3"}, "WORLD_SIZE 5 is not a multiple of LOCAL_WORLD_SIZE 2"),
+    ],
+)
 def test_environment_refuses_what_torchrun_would_not_set(change, message):
     env = {k: v for k, v in {**TORCHRUN_ENV, **change}.items() if v is not None}
     with pytest.raises(UsageError, match=re.escape(message)):
@@ -37,19 +40,31 @@ def test_environment_refuses_what_torchrun_would_not_set(change, message):
 
 def test_distributed_outside_torchrun_is_one_line_exit_2():
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
-    r = subprocess.run([sys.executable, "-m", "meter", "bench", "--distributed", "--comm-only"], capture_output=True,
-                       text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "meter", "bench", "--distributed", "--comm-only"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "runs under torchrun" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--comm-only", "--no-comm"], "--comm-only and --no-comm exclude each other"),
-    (["--ceilings"], "--ceilings measures one device"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--comm-only", "--no-comm"], "--comm-only and --no-comm exclude each other"),
+        (["--ceilings"], "--ceilings measures one device"),
+    ],
+)
 def test_conflicting_distributed_options(args, message):
-    r = run_meter("bench", "--distributed", *args, env={**TORCHRUN_ENV, "RANK": "0", "WORLD_SIZE": "2",
-                                                         "LOCAL_RANK": "0", "GROUP_RANK": "0"})
+    r = run_meter(
+        "bench",
+        "--distributed",
+        *args,
+        env={**TORCHRUN_ENV, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "GROUP_RANK": "0"},
+    )
     assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1
 
 
@@ -60,31 +75,43 @@ def test_comm_options_need_distributed():
 
 # --- what the communication cases move -----------------------------------------------------------
 
+
 def test_moe_case_sizes_at_v3_shapes():
     # 4096 tokens x top-8 x hidden 7168 values per rank; fp8 carries a 4-byte scale per 128 values
-    assert moe_case("dispatch", tokens_per_rank=4096, hidden=7168, top_k=8, payload="bf16").bytes_per_rank == 469_762_048
+    assert (
+        moe_case("dispatch", tokens_per_rank=4096, hidden=7168, top_k=8, payload="bf16").bytes_per_rank == 469_762_048
+    )
     assert moe_case("dispatch", tokens_per_rank=4096, hidden=7168, top_k=8, payload="fp8").bytes_per_rank == 242_221_056
-    assert moe_case("combine", tokens_per_rank=4096, hidden=7168, top_k=8, payload="bf16").id == \
-        "combine.t4096-h7168-k8.bf16"
+    assert (
+        moe_case("combine", tokens_per_rank=4096, hidden=7168, top_k=8, payload="bf16").id
+        == "combine.t4096-h7168-k8.bf16"
+    )
 
 
-@pytest.mark.parametrize("case, n, message, to_peers, factor", [
-    (CommCase("all_reduce", 1 << 20), 8, 1 << 20, 2 * (1 << 20) * 7 / 8, 2 * 7 / 8),
-    (CommCase("all_gather", 1 << 20), 8, 8 << 20, 7 << 20, 7 / 8),
-    (CommCase("dispatch", 1000, "fp8", 10, 25, 4), 3, 999, 666, 2 / 3),  # 1000 bytes split 3 ways: 999 move
-    (CommCase("combine", 4096), 2, 4096, 2048, 1 / 2),
-])
+@pytest.mark.parametrize(
+    "case, n, message, to_peers, factor",
+    [
+        (CommCase("all_reduce", 1 << 20), 8, 1 << 20, 2 * (1 << 20) * 7 / 8, 2 * 7 / 8),
+        (CommCase("all_gather", 1 << 20), 8, 8 << 20, 7 << 20, 7 / 8),
+        (CommCase("dispatch", 1000, "fp8", 10, 25, 4), 3, 999, 666, 2 / 3),  # 1000 bytes split 3 ways: 999 move
+        (CommCase("combine", 4096), 2, 4096, 2048, 1 / 2),
+    ],
+)
 def test_byte_counts_and_bus_factors_follow_nccl_tests(case, n, message, to_peers, factor):
     assert comm.message_bytes(case, n) == message
     assert comm.bytes_to_peers(case, n) == pytest.approx(to_peers)
     assert comm.bus_factor(case.collective, n) == pytest.approx(factor)
 
 
-@pytest.mark.parametrize("case, n", [
-    (CommCase("all_reduce", 1 << 16), 4), (CommCase("all_gather", 4098), 3),
-    (moe_case("dispatch", tokens_per_rank=16, hidden=256, top_k=4, payload="fp8"), 3),
-    (moe_case("combine", tokens_per_rank=16, hidden=256, top_k=4, payload="bf16"), 4),
-])
+@pytest.mark.parametrize(
+    "case, n",
+    [
+        (CommCase("all_reduce", 1 << 16), 4),
+        (CommCase("all_gather", 4098), 3),
+        (moe_case("dispatch", tokens_per_rank=16, hidden=256, top_k=4, payload="fp8"), 3),
+        (moe_case("combine", tokens_per_rank=16, hidden=256, top_k=4, payload="bf16"), 4),
+    ],
+)
 def test_buffers_hold_the_bytes_the_results_report(case, n):
     send, recv = comm.make_buffers(case, n, torch.device("cpu"))
     assert send.nbytes == comm.buffer_bytes(case, n)
@@ -96,16 +123,31 @@ def test_buffers_hold_the_bytes_the_results_report(case, n):
     assert send.float().std() > 0  # random data, never zeros
 
 
-def _rank_result(rank, scope, seconds, case=CommCase("all_reduce", 1 << 20), n=4, verified=True):
+ALL_REDUCE_1M = CommCase("all_reduce", 1 << 20)
+
+
+def _rank_result(rank, scope, seconds, case=ALL_REDUCE_1M, n=4, verified=True):
     from dataclasses import asdict
 
-    return {"id": case.id, "scope": scope, "group_size": n, "case": asdict(case), "rank": rank, "node_rank": rank // 2,
-            "seconds": seconds, "verified": verified}
+    return {
+        "id": case.id,
+        "scope": scope,
+        "group_size": n,
+        "case": asdict(case),
+        "rank": rank,
+        "node_rank": rank // 2,
+        "seconds": seconds,
+        "verified": verified,
+    }
 
 
 def test_aggregate_takes_the_slowest_rank_per_round_then_the_median():
-    per_rank = [[_rank_result(0, "world", [1.0, 5.0, 1.0])], [_rank_result(1, "world", [2.0, 1.0, 3.0])],
-                [_rank_result(2, "world", [1.5, 1.0, 1.0])], [_rank_result(3, "world", [1.0, 1.0, 1.0], verified=False)]]
+    per_rank = [
+        [_rank_result(0, "world", [1.0, 5.0, 1.0])],
+        [_rank_result(1, "world", [2.0, 1.0, 3.0])],
+        [_rank_result(2, "world", [1.5, 1.0, 1.0])],
+        [_rank_result(3, "world", [1.0, 1.0, 1.0], verified=False)],
+    ]
     [r] = comm.aggregate(per_rank)
     # rounds end at 2.0, 5.0, 3.0: the median is 3.0
     assert r["time_s"] == 3.0 and r["time_min_s"] == 2.0 and r["time_max_s"] == 5.0
@@ -117,17 +159,34 @@ def test_aggregate_takes_the_slowest_rank_per_round_then_the_median():
 
 # --- rank 0's view of the cases -------------------------------------------------------------------
 
+
 def _gathered(medians, throttled=(), failed=()):
     out = []
     for rank, median in enumerate(medians):
-        result = {"id": "moe.train", "status": "ok", "timing": {"median_s": median}, "metrics": {"tokens_per_s": 1 / median},
-                  "telemetry": {"throttle_reasons": ["hw_power_brake"] if rank in throttled else [],
-                                "joules_per_token": 0.1}}
+        result = {
+            "id": "moe.train",
+            "status": "ok",
+            "timing": {"median_s": median},
+            "metrics": {"tokens_per_s": 1 / median},
+            "telemetry": {"throttle_reasons": ["hw_power_brake"] if rank in throttled else [], "joules_per_token": 0.1},
+        }
         if rank in failed:
             result = {"id": "moe.train", "status": "error", "reason": "CUDA out of memory"}
-        out.append({"ctx": {"rank": rank, "node_rank": rank // 2, "local_rank": rank % 2, "hostname": f"node{rank // 2}",
-                            "world_size": len(medians), "local_world_size": 2, "backend": "nccl"},
-                    "device": {"name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{rank}"}, "results": [result]})
+        out.append(
+            {
+                "ctx": {
+                    "rank": rank,
+                    "node_rank": rank // 2,
+                    "local_rank": rank % 2,
+                    "hostname": f"node{rank // 2}",
+                    "world_size": len(medians),
+                    "local_world_size": 2,
+                    "backend": "nccl",
+                },
+                "device": {"name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{rank}"},
+                "results": [result],
+            }
+        )
     return out
 
 

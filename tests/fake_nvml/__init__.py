@@ -25,8 +25,25 @@ def build(dest: Path) -> Path:
         raise RuntimeError("no C compiler (cc or gcc) to build the fake NVML driver")
     dest.mkdir(parents=True, exist_ok=True)
     lib = dest / "libnvidia-ml.so.1"
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-Wl,-soname,libnvidia-ml.so.1",
-                    "-o", str(lib), str(SOURCE), "-lpthread"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            cc,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wl,-soname,libnvidia-ml.so.1",
+            "-o",
+            str(lib),
+            str(SOURCE),
+            "-lpthread",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return dest
 
 
@@ -62,16 +79,30 @@ class Scenario:
     counter_update_ms: int = 100
 
     def write(self, path: Path) -> Path:
-        lines = [f"driver_version = {self.driver_version}", f"cuda_driver_version = {self.cuda_driver_version}",
-                 f"init_error = {self.init_error}", f"counter_update_ms = {self.counter_update_ms}"]
+        lines = [
+            f"driver_version = {self.driver_version}",
+            f"cuda_driver_version = {self.cuda_driver_version}",
+            f"init_error = {self.init_error}",
+            f"counter_update_ms = {self.counter_update_ms}",
+        ]
         for i, g in enumerate(self.gpus):
             lines.append(f"[gpu {i}]")
             values = {
-                "name": g.name, "uuid": g.uuid or f"GPU-fa4e0000-0000-0000-0000-{i:012d}",
-                "power_mw": _csv(g.power_mw), "power_step_ms": g.power_step_ms, "util": _csv(g.util),
-                "mem_util": _csv(g.mem_util), "sm_clock_mhz": _csv(g.sm_clock_mhz), "mem_clock_mhz": _csv(g.mem_clock_mhz),
-                "temperature_c": _csv(g.temperature_c), "throttle": _csv(g.throttle), "mig": int(g.mig), "arch": g.arch,
-                "memory_total": g.memory_total, "memory_used": g.memory_used, "power_limit_mw": g.power_limit_mw,
+                "name": g.name,
+                "uuid": g.uuid or f"GPU-fa4e0000-0000-0000-0000-{i:012d}",
+                "power_mw": _csv(g.power_mw),
+                "power_step_ms": g.power_step_ms,
+                "util": _csv(g.util),
+                "mem_util": _csv(g.mem_util),
+                "sm_clock_mhz": _csv(g.sm_clock_mhz),
+                "mem_clock_mhz": _csv(g.mem_clock_mhz),
+                "temperature_c": _csv(g.temperature_c),
+                "throttle": _csv(g.throttle),
+                "mig": int(g.mig),
+                "arch": g.arch,
+                "memory_total": g.memory_total,
+                "memory_used": g.memory_used,
+                "power_limit_mw": g.power_limit_mw,
                 "energy_offset_mj": g.energy_offset_mj,
             }
             if g.unsupported:
@@ -98,8 +129,14 @@ def env(lib_dir: Path, scenario_path: Path | None) -> dict[str, str]:
 
 def run_python(code: str, fake_env: dict[str, str], timeout: float = 120) -> dict:
     """Run ``code`` in a fresh interpreter that sees the fake driver; it must print one JSON object."""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **fake_env}, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **fake_env},
+        cwd=REPO,
+    )
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -54,7 +54,7 @@ def moe(x_TD: torch.Tensor, p: dict, a) -> tuple[torch.Tensor, list[list[int]]]:
         if groups > 1:
             group_score = []
             for g in range(groups):
-                members = sorted(choice[g * per_group:(g + 1) * per_group].tolist(), reverse=True)
+                members = sorted(choice[g * per_group : (g + 1) * per_group].tolist(), reverse=True)
                 group_score.append(sum(members[:2]) if p["bias"] is not None else members[0])
             kept = sorted(range(groups), key=lambda g: -group_score[g])[: a.n_limited_groups]
             allowed = {e for g in kept for e in range(g * per_group, (g + 1) * per_group)}
@@ -98,7 +98,7 @@ def mla(x_SD: torch.Tensor, p: dict, a) -> torch.Tensor:
     q = q.view(s, h, nope + rope)
     kv_a = x_SD @ p["wkv_a"].T
     latent = rms_norm(kv_a[:, : a.kv_lora_rank], p["kv_norm"], a.norm_eps)
-    k_pe = kv_a[:, a.kv_lora_rank:]
+    k_pe = kv_a[:, a.kv_lora_rank :]
     kv = (latent @ p["wkv_b"].T).view(s, h, nope + v_dim)
     q_full = torch.zeros(s, h, nope + rope, dtype=x_SD.dtype)
     k_full = torch.zeros(s, h, nope + rope, dtype=x_SD.dtype)
@@ -124,4 +124,4 @@ def gqa(x_SD: torch.Tensor, p: dict, a) -> torch.Tensor:
     group = h // g
     k = torch.stack([k[:, j // group] for j in range(h)], dim=1)
     v = torch.stack([v[:, j // group] for j in range(h)], dim=1)
-    return attention(q, k, v, d ** -0.5, 0).reshape(s, h * d) @ p["wo"].T
+    return attention(q, k, v, d**-0.5, 0).reshape(s, h * d) @ p["wo"].T

@@ -45,7 +45,7 @@ def test_mla_matches_float64_reference(config: str):
         ref = reference.mla(x[b].double(), mla_params(layer), a)
         assert rel_err(out[b], ref) < 1e-5
         # In float64 the layer is limited only by its RoPE tables, built in float32 (as DeepSeek's are).
-        assert rel_err(layer.double()(x[b:b + 1].double())[0], ref) < 1e-7
+        assert rel_err(layer.double()(x[b : b + 1].double())[0], ref) < 1e-7
         layer.float()
 
 
@@ -59,9 +59,9 @@ def test_decode_with_the_latent_cache_equals_the_full_causal_pass(config: str, f
     x = torch.randn(3, 12, a.dim, dtype=torch.float64)
     full = layer(x)
     cache = LatentKVCache(3, 32, a, torch.float64)
-    layer(x[:, :9], cache=cache)                                # prefill fills the cache
-    one = layer.decode(x[:, 9:10], cache, 9, form)               # one token
-    two = layer.decode(x[:, 10:12], cache, 10, form)             # two tokens at once (MTP-style)
+    layer(x[:, :9], cache=cache)  # prefill fills the cache
+    one = layer.decode(x[:, 9:10], cache, 9, form)  # one token
+    two = layer.decode(x[:, 10:12], cache, 10, form)  # two tokens at once (MTP-style)
     torch.testing.assert_close(one[:, 0], full[:, 9], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(two, full[:, 10:12], rtol=1e-10, atol=1e-10)
     assert cache.bytes_per_token == (a.kv_lora_rank + a.qk_rope_head_dim) * 8
@@ -118,7 +118,7 @@ def test_swiglu_matches_reference_and_gets_gradients():
     ffn = SwiGLU(a.dim, a.inter_dim)
     x = torch.randn(5, a.dim, requires_grad=True)
     w13 = ffn.w13.weight.detach().double()
-    ref = reference.swiglu(x.detach().double(), w13[: a.inter_dim], w13[a.inter_dim:], ffn.w2.weight.detach().double())
+    ref = reference.swiglu(x.detach().double(), w13[: a.inter_dim], w13[a.inter_dim :], ffn.w2.weight.detach().double())
     y = ffn(x)
     assert rel_err(y, ref) < 1e-5
     y.backward(torch.randn_like(y))
@@ -137,6 +137,7 @@ def train_step(layer, x):
     def step():
         y = layer(x)
         y.backward(torch.randn_like(y))
+
     return step
 
 
@@ -173,5 +174,6 @@ def test_gqa_and_ffn_flops_match_the_analytic_model():
     assert count_flops(lambda: layer(x)) == pytest.approx(analytic, rel=0.01)
     assert count_flops(train_step(layer, x)) == pytest.approx(TRAIN_MULTIPLIER * analytic, rel=0.01)
     ffn = SwiGLU(a.dim, a.inter_dim)
-    assert count_flops(train_step(ffn, x)) == pytest.approx(TRAIN_MULTIPLIER * dense_ffn_layer_flops(a, tokens=40),
-                                                            rel=0.01)
+    assert count_flops(train_step(ffn, x)) == pytest.approx(
+        TRAIN_MULTIPLIER * dense_ffn_layer_flops(a, tokens=40), rel=0.01
+    )

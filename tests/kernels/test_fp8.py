@@ -12,7 +12,7 @@ import torch
 from kernels.fp8 import FP8_MAX, Fp8Experts, dequantize_blockwise, fp8_support, quantize_blockwise, quantize_rowwise
 from kernels.moe import GroupedExperts
 
-E4M3_HALF_ULP = 2.0 ** -4  # largest relative rounding error of a normal e4m3 value (3 mantissa bits)
+E4M3_HALF_ULP = 2.0**-4  # largest relative rounding error of a normal e4m3 value (3 mantissa bits)
 
 
 def test_rowwise_quantisation_maps_each_row_max_to_448():
@@ -22,7 +22,7 @@ def test_rowwise_quantisation_maps_each_row_max_to_448():
     assert q.dtype == torch.float8_e4m3fn and scale.shape == (64, 1)
     assert torch.allclose(q.float().abs().amax(dim=1), torch.full((64,), FP8_MAX))
     back = q.float() * scale
-    big = x.abs() > x.abs().amax(dim=1, keepdim=True) * 2.0 ** -6  # above e4m3's subnormal range
+    big = x.abs() > x.abs().amax(dim=1, keepdim=True) * 2.0**-6  # above e4m3's subnormal range
     assert ((back - x).abs()[big] <= E4M3_HALF_ULP * x.abs()[big] + 1e-12).all()
 
 
@@ -41,7 +41,7 @@ def reference_fp8_experts(x: torch.Tensor, fp8: Fp8Experts, counts: list[int]) -
     """The same quantised arithmetic in float64: dequantised operands, exact products."""
     outs, start = [], 0
     for e, n in enumerate(counts):
-        rows = x[start:start + n]
+        rows = x[start : start + n]
         start += n
         w13 = fp8.w13_q[e].double() * fp8.w13_scale[e].double()[:, None]
         w2 = fp8.w2_q[e].double() * fp8.w2_scale[e].double()[:, None]

@@ -23,9 +23,14 @@ def reference_params(layer: MoE) -> dict:
         sw13 = layer.shared.w13.weight.detach().double()
         h = layer.shared.hidden
         shared = (sw13[:h], sw13[h:], layer.shared.w2.weight.detach().double())
-    return {"gate": layer.gate.weight.detach().double(),
-            "bias": None if layer.gate.bias is None else layer.gate.bias.double(),
-            "w_gate": w13[:, :f], "w_up": w13[:, f:], "w_down": w2, "shared": shared}
+    return {
+        "gate": layer.gate.weight.detach().double(),
+        "bias": None if layer.gate.bias is None else layer.gate.bias.double(),
+        "w_gate": w13[:, :f],
+        "w_up": w13[:, f:],
+        "w_down": w2,
+        "shared": shared,
+    }
 
 
 def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -76,8 +81,9 @@ def test_group_limited_routing_keeps_experts_inside_the_chosen_groups():
     gate.bias.normal_(std=0.1)
     x = torch.randn(200, a.dim)
     _, experts = gate(x)
-    _, chosen = reference.moe(x.double(), {**reference_params(MoE(a)), "gate": gate.weight.double(),
-                                           "bias": gate.bias.double()}, a)
+    _, chosen = reference.moe(
+        x.double(), {**reference_params(MoE(a)), "gate": gate.weight.double(), "bias": gate.bias.double()}, a
+    )
     per_group = a.n_routed_experts // a.n_expert_groups
     for row, ref_row in zip(experts.tolist(), chosen):
         assert sorted(row) == sorted(ref_row)

@@ -24,13 +24,20 @@ def open_in_chromium(page: Path, tmp: Path) -> dict:
     """Load a page in Debian's Chromium with the network cut off; console and page errors recorded."""
     chromium = shutil.which("chromium")
     node = shutil.which("node")
-    require_component("chromium, node and playwright-core",
-                      bool(chromium and node) and (NODE_DIR / "node_modules" / "playwright-core").is_dir(),
-                      "apt-get install chromium nodejs npm, then: npm ci --prefix tests/node")
+    require_component(
+        "chromium, node and playwright-core",
+        bool(chromium and node) and (NODE_DIR / "node_modules" / "playwright-core").is_dir(),
+        "apt-get install chromium nodejs npm, then: npm ci --prefix tests/node",
+    )
     shot, result = tmp / f"{page.stem}.png", tmp / f"{page.stem}.json"
-    run = subprocess.run([node, str(NODE_DIR / "check-page.mjs"), str(page), str(shot), str(result)],
-                         capture_output=True, text=True, cwd=NODE_DIR, timeout=180, env={"CHROMIUM": chromium,
-                                                                                          "PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [node, str(NODE_DIR / "check-page.mjs"), str(page), str(shot), str(result)],
+        capture_output=True,
+        text=True,
+        cwd=NODE_DIR,
+        timeout=180,
+        env={"CHROMIUM": chromium, "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(result.read_text())
     out["screenshot"] = shot
@@ -39,9 +46,11 @@ def open_in_chromium(page: Path, tmp: Path) -> dict:
 
 def test_the_checker_catches_console_errors_and_network_requests(tmp_path: Path):
     page = tmp_path / "broken.html"
-    page.write_text("<!DOCTYPE html><html><head><title>t</title><script>console.error('boom');</script>"
-                    "<link rel=stylesheet href='https://example.invalid/x.css'></head><body><section id=s>x</section>"
-                    "</body></html>")
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>t</title><script>console.error('boom');</script>"
+        "<link rel=stylesheet href='https://example.invalid/x.css'></head><body><section id=s>x</section>"
+        "</body></html>"
+    )
     checked = open_in_chromium(page, tmp_path)
     assert checked["console_errors"] and "boom" in checked["console_errors"][0]
     assert checked["external_requests"] == ["https://example.invalid/x.css"]
@@ -58,8 +67,8 @@ def test_report_of_recorded_runs_opens_offline_with_every_section(tmp_path: Path
     assert checked["external_requests"] == []  # self-contained: nothing fetched
     sections = checked["sections"]
     assert list(sections) == SECTIONS
-    assert sections["roofline"]["svgs"] == 2                    # one roofline per run
-    assert sections["timeline"]["svgs"] == 1                    # the recorded run sampled telemetry
+    assert sections["roofline"]["svgs"] == 2  # one roofline per run
+    assert sections["timeline"]["svgs"] == 1  # the recorded run sampled telemetry
     assert sections["training-cost"]["svgs"] == 2 and sections["serving-cost"]["svgs"] == 2
     for name in ("tables", "metadata", "assumptions"):
         assert sections[name]["tables"] >= 2 and sections[name]["text"] > 500, name
@@ -85,8 +94,7 @@ def test_report_without_matplotlib_says_how_to_install_it(tmp_path: Path):
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['matplotlib'] = None\n")
-    r = run_meter("report", str(RECORDED), "-o", str(tmp_path / "r.html"),
-                  env={"PYTHONPATH": f"{blocker}:{REPO}"})
+    r = run_meter("report", str(RECORDED), "-o", str(tmp_path / "r.html"), env={"PYTHONPATH": f"{blocker}:{REPO}"})
     assert r.returncode == 2 and "gpu-cost-meter[report]" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -94,13 +102,28 @@ def _doc(cases: dict[str, tuple[float, float, float]]) -> dict:
     """A run whose cases have (median s, IQR s, J/token); 100 tokens and 1 TFLOP per call."""
     out = []
     for case_id, (median, iqr, jpt) in cases.items():
-        out.append({"id": case_id, "status": "ok", "case": {"model": "m"},
-                    "timing": {"median_s": median, "iqr_s": iqr},
-                    "metrics": {"time_per_call_s": median, "tokens_per_s": 100 / median,
-                                "achieved_tflops": 1.0 / median, "achieved_gb_s": 10.0 / median, "mfu": 0.001 / median},
-                    "telemetry": {"joules_per_token": jpt}})
-    return {"schema": "gpu-cost-meter/run", "schema_version": 1, "metadata": {"device": {"kind": "cuda", "name": "G"}},
-            "cases": out}
+        out.append(
+            {
+                "id": case_id,
+                "status": "ok",
+                "case": {"model": "m"},
+                "timing": {"median_s": median, "iqr_s": iqr},
+                "metrics": {
+                    "time_per_call_s": median,
+                    "tokens_per_s": 100 / median,
+                    "achieved_tflops": 1.0 / median,
+                    "achieved_gb_s": 10.0 / median,
+                    "mfu": 0.001 / median,
+                },
+                "telemetry": {"joules_per_token": jpt},
+            }
+        )
+    return {
+        "schema": "gpu-cost-meter/run",
+        "schema_version": 1,
+        "metadata": {"device": {"kind": "cuda", "name": "G"}},
+        "cases": out,
+    }
 
 
 A = _doc({"faster": (0.010, 0.0005, 2.0), "same": (0.010, 0.0005, 2.0), "gone": (0.005, 0.0001, 1.0)})
@@ -113,11 +136,13 @@ def test_compare_ratios_by_hand():
     assert fast.a == pytest.approx(10_000) and fast.b == pytest.approx(12_500) and fast.ratio == pytest.approx(1.25)
     assert fast.verdict == "better" and not fast.noise
     assert rows[("faster", "time_per_call_s")].ratio == pytest.approx(0.8)
-    assert rows[("faster", "time_per_call_s")].verdict == "better"        # lower time is better
+    assert rows[("faster", "time_per_call_s")].verdict == "better"  # lower time is better
     assert rows[("faster", "joules_per_token")].ratio == pytest.approx(0.75)
     same = rows[("same", "tokens_per_s")]
     assert same.ratio == pytest.approx(0.010 / 0.0102) and same.noise and same.verdict == "noise"  # 2% < 5% IQR
-    assert rows[("gone", "tokens_per_s")].verdict == "only in A" and rows[("new", "tokens_per_s")].verdict == "only in B"
+    assert (
+        rows[("gone", "tokens_per_s")].verdict == "only in A" and rows[("new", "tokens_per_s")].verdict == "only in B"
+    )
     slower = compare(B, A)
     assert {(r.case, r.metric): r for r in slower}[("faster", "tokens_per_s")].verdict == "worse"
 
@@ -130,8 +155,9 @@ def test_compare_cli(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     assert "1.250x" in r.stdout and "better" in r.stdout and "noise" in r.stdout and "only in A" in r.stdout
     doc = json.loads(run_meter("compare", str(a), str(b), "--json").stdout)
-    assert any(c["case"] == "faster" and c["metric"] == "mfu" and c["ratio"] == pytest.approx(1.25)
-               for c in doc["comparisons"])
+    assert any(
+        c["case"] == "faster" and c["metric"] == "mfu" and c["ratio"] == pytest.approx(1.25) for c in doc["comparisons"]
+    )
     empty = copy.deepcopy(B)
     empty["cases"] = []
     b.write_text(json.dumps(empty))

@@ -38,13 +38,16 @@ def monitor(env: dict, seconds: float = 2.0, interval: float = 0.02, lead: float
 
 def test_pynvml_reads_the_fake_driver(fake_nvml):
     env = fake_nvml(Scenario(gpus=[FakeGpu(name="NVIDIA H800", power_mw=[100_000, 700_000])]))
-    out = run_python(textwrap.dedent("""
+    out = run_python(
+        textwrap.dedent("""
         import json, time, pynvml as nv
         nv.nvmlInit()
         h = nv.nvmlDeviceGetHandleByIndex(0)
         e0 = nv.nvmlDeviceGetTotalEnergyConsumption(h); time.sleep(1.0); e1 = nv.nvmlDeviceGetTotalEnergyConsumption(h)
         print(json.dumps({"name": nv.nvmlDeviceGetName(h), "count": nv.nvmlDeviceGetCount(), "energy_mj": e1 - e0}))
-    """), env)
+    """),
+        env,
+    )
     assert out["name"] == "NVIDIA H800" and out["count"] == 1
     assert out["energy_mj"] == pytest.approx(400_000, rel=0.15)  # 1 s alternating 100/700 W, 100 ms counter steps
 
@@ -62,8 +65,9 @@ def test_counter_energy_matches_integrated_power_on_a_steady_load(fake_nvml):
 
 
 def test_window_with_a_varying_load_and_throttling(fake_nvml):
-    env = fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[200_000, 700_000], throttle=[0, 0x4 | 0x1],
-                                           sm_clock_mhz=[1980, 1600])]))
+    env = fake_nvml(
+        Scenario(gpus=[FakeGpu(power_mw=[200_000, 700_000], throttle=[0, 0x4 | 0x1], sm_clock_mhz=[1980, 1600])])
+    )
     w = monitor(env, seconds=2.0)["window"]
     assert w["energy_j"] == pytest.approx(450 * w["duration_s"], rel=0.08)
     assert w["peak_power_w"] == 700.0
@@ -83,8 +87,7 @@ def test_unsupported_fields_are_absent_not_zero(fake_nvml):
 
 
 def test_a_counter_reset_is_detected_and_flagged(fake_nvml):
-    env = fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[500_000], energy_reset_at_ms=1500,
-                                           energy_offset_mj=10_000_000)]))
+    env = fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[500_000], energy_reset_at_ms=1500, energy_offset_mj=10_000_000)]))
     w = monitor(env, seconds=2.0, lead=0.6)["window"]  # the reset falls inside the window
     assert w["counter_reset"] and w["low_confidence"]
     assert w["energy_j"] == pytest.approx(500 * w["duration_s"], rel=0.1)  # no negative, no 10 kJ jump
@@ -116,7 +119,8 @@ def test_sampler_at_100_hz_keeps_up_with_two_gpus(fake_nvml):
 def test_visible_devices_are_matched_by_uuid_and_index(fake_nvml):
     gpus = [FakeGpu(uuid=f"GPU-aaaa{i}000-0000-0000-0000-000000000000") for i in range(4)]
     env = fake_nvml(Scenario(gpus=gpus))
-    out = run_python(textwrap.dedent("""
+    out = run_python(
+        textwrap.dedent("""
         import json
         from meter.device.nvml import NvmlSession
         from meter.device.visible import visible_nvml_indices as v
@@ -126,15 +130,27 @@ def test_visible_devices_are_matched_by_uuid_and_index(fake_nvml):
                 "uuid_prefix": v(s, "GPU-aaaa3,1"), "bare_prefix": v(s, "aaaa1"),
                 "stops_at_invalid": v(s, "1,7,2"), "torch_uuids": v(s, "0", ["GPU-aaaa2000-0000-0000-0000-000000000000"]),
             }))
-    """), env)
-    assert out == {"none": [0, 1, 2, 3], "empty": [], "indices": [2, 0], "uuid_prefix": [3, 1], "bare_prefix": [1],
-                   "stops_at_invalid": [1], "torch_uuids": [2]}
+    """),
+        env,
+    )
+    assert out == {
+        "none": [0, 1, 2, 3],
+        "empty": [],
+        "indices": [2, 0],
+        "uuid_prefix": [3, 1],
+        "bare_prefix": [1],
+        "stops_at_invalid": [1],
+        "torch_uuids": [2],
+    }
 
 
-@pytest.mark.parametrize(("init_error", "fragment"), [
-    (9, "kernel driver is not loaded"),
-    (18, "driver/library version mismatch"),
-])
+@pytest.mark.parametrize(
+    ("init_error", "fragment"),
+    [
+        (9, "kernel driver is not loaded"),
+        (18, "driver/library version mismatch"),
+    ],
+)
 def test_nvml_failures_give_one_clear_line(fake_nvml, init_error: int, fragment: str):
     env = fake_nvml(Scenario(init_error=init_error))
     result = run_meter("watch", "--count", "1", env=env)
@@ -174,9 +190,15 @@ def test_watch_reports_a_gpu_lost_mid_run(fake_nvml):
 
 
 def test_doctor_lists_supported_fields_and_hardware_matches(fake_nvml):
-    env = fake_nvml(Scenario(gpus=[FakeGpu(name="NVIDIA H800"), FakeGpu(name="NVIDIA H100 PCIe", mig=True,
-                                                                         unsupported=["energy"]),
-                                   FakeGpu(name="NVIDIA RTX 9090")]))
+    env = fake_nvml(
+        Scenario(
+            gpus=[
+                FakeGpu(name="NVIDIA H800"),
+                FakeGpu(name="NVIDIA H100 PCIe", mig=True, unsupported=["energy"]),
+                FakeGpu(name="NVIDIA RTX 9090"),
+            ]
+        )
+    )
     doctor = json.loads(run_meter("doctor", "--json", env=env).stdout)
     gpus = doctor["nvml"]["gpus"]
     assert [g["hardware_config"] for g in gpus] == ["h800-sxm", "h100-pcie", None]
@@ -190,9 +212,26 @@ def test_bench_wraps_every_case_in_a_telemetry_window(fake_nvml, tmp_path: Path)
     env = fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[400_000], throttle=[0x4])]))
     env["METER_CACHE_DIR"] = str(tmp_path / "cache")
     out = tmp_path / "run.json"
-    result = run_meter("bench", "--model", "deepseek-v3-tiny", "--layers", "ffn", "--phase", "prefill,decode",
-                       "--batch", "2", "--seq", "16", "--telemetry", "nvml", "--sample-hz", "50",
-                       "--output", str(out), env=env)
+    result = run_meter(
+        "bench",
+        "--model",
+        "deepseek-v3-tiny",
+        "--layers",
+        "ffn",
+        "--phase",
+        "prefill,decode",
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--telemetry",
+        "nvml",
+        "--sample-hz",
+        "50",
+        "--output",
+        str(out),
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
     tele_meta = doc["metadata"]["telemetry"]

@@ -17,9 +17,21 @@ from meter.telemetry.window import Edge, counter_energy, integrated_energy, summ
 
 
 def reading(t: float, power: float | None = 300.0, energy: float | None = None, **kw) -> Reading:
-    base = dict(utilization_ratio=1.0, memory_utilization_ratio=0.5, power_w=power, power_instant_w=power,
-                power_average_w=power, energy_j=energy, sm_clock_hz=1.98e9, mem_clock_hz=2.6e9, clock_event_mask=0,
-                memory_used_bytes=1, memory_total_bytes=2, temperature_c=50.0, power_limit_w=700.0)
+    base = dict(
+        utilization_ratio=1.0,
+        memory_utilization_ratio=0.5,
+        power_w=power,
+        power_instant_w=power,
+        power_average_w=power,
+        energy_j=energy,
+        sm_clock_hz=1.98e9,
+        mem_clock_hz=2.6e9,
+        clock_event_mask=0,
+        memory_used_bytes=1,
+        memory_total_bytes=2,
+        temperature_c=50.0,
+        power_limit_w=700.0,
+    )
     base.update(kw)
     return Reading(t_s=t, **base)
 
@@ -155,14 +167,19 @@ def make_rapl(root: Path, zones: dict[str, tuple[str, int, int]]) -> None:
 
 
 def test_rapl_counts_packages_and_handles_wraparound(tmp_path: Path):
-    make_rapl(tmp_path, {"intel-rapl:0": ("package-0", 900_000, 1_000_000),
-                         "intel-rapl:0:0": ("core", 5, 1_000_000),            # a sub-domain: not counted
-                         "intel-rapl:1": ("package-1", 100, 1_000_000)})
+    make_rapl(
+        tmp_path,
+        {
+            "intel-rapl:0": ("package-0", 900_000, 1_000_000),
+            "intel-rapl:0:0": ("core", 5, 1_000_000),  # a sub-domain: not counted
+            "intel-rapl:1": ("package-1", 100, 1_000_000),
+        },
+    )
     counter, why = open_rapl(tmp_path)
     assert why is None and counter.names == ["package-0", "package-1"]
     assert counter.read_energy_j() == 0.0
-    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("50000\n")        # wrapped: +150,000 uJ
-    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("200100\n")       # +200,000 uJ
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("50000\n")  # wrapped: +150,000 uJ
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("200100\n")  # +200,000 uJ
     assert counter.read_energy_j() == pytest.approx(0.35)
 
 
@@ -177,10 +194,25 @@ def test_rapl_unavailable_says_why(tmp_path: Path):
 def test_validation_pairs_nvidia_smi_with_the_nearest_sample():
     from meter.telemetry.validate import compare
 
-    pairs = [({"power.draw": 500.0, "clocks.sm": 1980.0, "utilization.gpu": 100.0, "temperature.gpu": None,
-               "memory.used": 1024.0},
-              reading(0.0, power=510.0, sm_clock_hz=1.98e9, utilization_ratio=1.0, memory_used_bytes=1024 * 2**20,
-                      temperature_c=60.0))]
+    pairs = [
+        (
+            {
+                "power.draw": 500.0,
+                "clocks.sm": 1980.0,
+                "utilization.gpu": 100.0,
+                "temperature.gpu": None,
+                "memory.used": 1024.0,
+            },
+            reading(
+                0.0,
+                power=510.0,
+                sm_clock_hz=1.98e9,
+                utilization_ratio=1.0,
+                memory_used_bytes=1024 * 2**20,
+                temperature_c=60.0,
+            ),
+        )
+    ]
     c = compare(pairs)
     assert c["power.draw"]["median_abs_diff"] == pytest.approx(10.0) and c["power.draw"]["median_rel_diff"] == 0.02
     assert c["clocks.sm"]["median_abs_diff"] == 0 and c["utilization.gpu"]["median_abs_diff"] == 0

@@ -22,8 +22,11 @@ def _csv(choices: tuple[str, ...] | None = None):
         items = [t.strip() for t in text.split(",") if t.strip()]
         bad = [t for t in items if choices and t not in choices]
         if not items or bad:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices or ())}; got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(choices or ())}; got {text!r}"
+            )
         return items
+
     return parse
 
 
@@ -32,23 +35,33 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs", metavar="DIR", help="directory for the run file (default runs/)")
     p.add_argument("--output", metavar="FILE", help="exact run file path (overrides --out)")
     p.add_argument("--min-time", type=positive_quantity, metavar="S", help="seconds of timed calls per case")
-    p.add_argument("--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph")
+    p.add_argument(
+        "--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph"
+    )
     p.add_argument("--no-telemetry", action="store_true", help="do not sample GPU/CPU telemetry during cases")
-    p.add_argument("--telemetry", choices=["auto", "nvml", "rapl"], default="auto",
-                   help="auto: the benchmark's own device; nvml: every visible GPU; rapl: CPU energy")
-    p.add_argument("--sample-hz", type=float, default=10.0, metavar="HZ",
-                   help="telemetry sampling rate, 1 to 100 Hz (default 10)")
+    p.add_argument(
+        "--telemetry",
+        choices=["auto", "nvml", "rapl"],
+        default="auto",
+        help="auto: the benchmark's own device; nvml: every visible GPU; rapl: CPU energy",
+    )
+    p.add_argument(
+        "--sample-hz", type=float, default=10.0, metavar="HZ", help="telemetry sampling rate, 1 to 100 Hz (default 10)"
+    )
     p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
     p.add_argument("--push", metavar="URL", help="hand the run file to a running exporter (meter serve) at URL")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "bench", parents=[common], help="benchmark MoE, MLA and dense layers at a model's real shapes",
+        "bench",
+        parents=[common],
+        help="benchmark MoE, MLA and dense layers at a model's real shapes",
         description="Benchmark layers one at a time (a whole model does not fit one GPU) for training "
-                    "(forward + backward), prefill and decode, from command-line sweeps or a suite.",
+        "(forward + backward), prefill and decode, from command-line sweeps or a suite.",
         epilog="Lists are comma-separated; every combination runs. Example: meter bench --model deepseek-v3 "
-               "--layers moe --phase prefill --tokens-per-expert 128,512,2048 --ep 1,64")
+        "--layers moe --phase prefill --tokens-per-expert 128,512,2048 --ep 1,64",
+    )
     p.add_argument("--model", help="model config (default: deepseek-v3 on a GPU, deepseek-v3-tiny on a CPU)")
     p.add_argument("--suite", help="a suite in configs/suites (or a path); grid flags then are not used")
     p.add_argument("--layers", type=_csv(("attn", "mla", "gqa", "moe", "ffn")), help="attn,mla,gqa,moe,ffn")
@@ -58,32 +71,53 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--context", type=int_list, help="decode context lengths")
     p.add_argument("--tokens-per-expert", type=int_list, help="size MoE cases by rows per local expert instead")
     p.add_argument("--dtype", type=_csv(("bf16", "fp16", "fp32")), help="bf16 (GPU default), fp16, fp32 (CPU default)")
-    p.add_argument("--fp8", type=_csv(("rowwise", "blockwise")), help="also run MoE expert GEMMs in fp8 with these scales")
+    p.add_argument(
+        "--fp8", type=_csv(("rowwise", "blockwise")), help="also run MoE expert GEMMs in fp8 with these scales"
+    )
     p.add_argument("--ep", type=int_list, help="expert-parallel degrees: benchmark one GPU's slice of the experts")
     p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
     p.add_argument("--skew", type=float, help="Zipf exponent for --routing skew (default 1.0)")
     p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
-    p.add_argument("--distributed", action="store_true",
-                   help="run under torchrun on every rank (NCCL on GPUs, gloo on CPUs); rank 0 writes one run file")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="run under torchrun on every rank (NCCL on GPUs, gloo on CPUs); rank 0 writes one run file",
+    )
     p.add_argument("--comm-only", action="store_true", help="with --distributed: only the communication cases")
     p.add_argument("--no-comm", action="store_true", help="with --distributed: no communication cases")
-    p.add_argument("--comm-tokens", type=int_list, metavar="N",
-                   help="tokens per rank for MoE dispatch/combine (default 4096 on GPUs, 64 on CPUs)")
+    p.add_argument(
+        "--comm-tokens",
+        type=int_list,
+        metavar="N",
+        help="tokens per rank for MoE dispatch/combine (default 4096 on GPUs, 64 on CPUs)",
+    )
     p.add_argument("--comm-payload", type=_csv(("fp8", "bf16")), help="dispatch payload(s) (default fp8,bf16)")
-    p.add_argument("--comm-sizes", metavar="BYTES",
-                   help="all-reduce/all-gather bytes per rank, binary as in nccl-tests (default 8M,256M on GPUs)")
-    p.add_argument("--telemetry-overhead", action="store_true",
-                   help="instead of a sweep, measure each case's throughput with sampling off, at 10 Hz and 100 Hz")
-    p.add_argument("--ceilings", action="store_true",
-                   help="measure the device's copy and GEMM ceilings again (cached per device); alone, only that")
+    p.add_argument(
+        "--comm-sizes",
+        metavar="BYTES",
+        help="all-reduce/all-gather bytes per rank, binary as in nccl-tests (default 8M,256M on GPUs)",
+    )
+    p.add_argument(
+        "--telemetry-overhead",
+        action="store_true",
+        help="instead of a sweep, measure each case's throughput with sampling off, at 10 Hz and 100 Hz",
+    )
+    p.add_argument(
+        "--ceilings",
+        action="store_true",
+        help="measure the device's copy and GEMM ceilings again (cached per device); alone, only that",
+    )
     add_execution_options(p)
     p.set_defaults(handler=run_bench)
 
     p = sub.add_parser(
-        "run", parents=[common], help="the main job: benchmark a default suite and project the whole model",
+        "run",
+        parents=[common],
+        help="the main job: benchmark a default suite and project the whole model",
         description="Benchmark the default suite on the best device present (DeepSeek-V3 shapes on a GPU, "
-                    "the tiny V3-shaped model on a CPU), print per-layer results and the projected time per "
-                    "token of the whole model, and write the run file.")
+        "the tiny V3-shaped model on a CPU), print per-layer results and the projected time per "
+        "token of the whole model, and write the run file.",
+    )
     p.add_argument("--suite", help="run this suite instead of the device's default")
     p.add_argument("--report", metavar="FILE.html", help="also write the HTML report of this run")
     add_execution_options(p)
@@ -91,6 +125,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 # --- shared pipeline ---------------------------------------------------------------------------
+
 
 def _setup(args: argparse.Namespace):
     from meter.config.hardware import list_hardware
@@ -120,18 +155,20 @@ def _progress(stream):
         else:
             stream.write(line + "\n")
         stream.flush()
+
     return show, interactive
 
 
-def execute(args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None,
-            remeasure_ceilings: bool = False):
+def execute(
+    args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None, remeasure_ceilings: bool = False
+):
     """Run cases into a run file; returns its recorder (KeyboardInterrupt is re-raised after saving)."""
     from meter.bench.harness import run_cases
     from meter.bench.projection import project
     from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
     from meter.results.runfile import RunRecorder, default_run_path
 
-    say = (lambda msg: print(msg, file=sys.stderr))
+    say = lambda msg: print(msg, file=sys.stderr)
     if device.kind == "cpu":
         say(CPU_WARNING)
     ceilings = _ceilings(device, remeasure_ceilings, say)
@@ -151,8 +188,17 @@ def execute(args: argparse.Namespace, cases, models, device, *, label: str, suit
     show, interactive = _progress(sys.stderr)
     status = "complete"
     try:
-        run_cases(cases, models, device, record=recorder.add_case, ceilings=ceilings, settings=settings,
-                  monitor=monitor, cuda_graphs=not args.no_cuda_graphs, progress=show)
+        run_cases(
+            cases,
+            models,
+            device,
+            record=recorder.add_case,
+            ceilings=ceilings,
+            settings=settings,
+            monitor=monitor,
+            cuda_graphs=not args.no_cuda_graphs,
+            progress=show,
+        )
     except KeyboardInterrupt:
         status = "interrupted"
     except BaseException:
@@ -191,7 +237,9 @@ def run_metadata(args: argparse.Namespace, device, settings, models, suite: str 
         "suite": suite,
         "models": {name: _model_summary(a) for name, a in models.items()},
         "method": {
-            "timer": "cuda-events (per call, L2 flushed before each)" if device.kind == "cuda" else "wall-clock (perf_counter)",
+            "timer": "cuda-events (per call, L2 flushed before each)"
+            if device.kind == "cuda"
+            else "wall-clock (perf_counter)",
             "statistic": "median of per-call times; spread = IQR / median",
             "settings": settings.as_dict(),
             "inputs": "random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
@@ -217,11 +265,17 @@ def _monitor(args: argparse.Namespace, device, say):
 
 
 def _model_summary(a) -> dict[str, Any]:
-    return {"n_layers": a.n_layers, "n_moe_layers": a.n_moe_layers, "n_dense_ffn_layers": a.n_ffn_dense_layers,
-            "attention": a.attention, "dim": a.dim}
+    return {
+        "n_layers": a.n_layers,
+        "n_moe_layers": a.n_moe_layers,
+        "n_dense_ffn_layers": a.n_ffn_dense_layers,
+        "attention": a.attention,
+        "dim": a.dim,
+    }
 
 
 # --- printing ----------------------------------------------------------------------------------
+
 
 def print_results(doc: dict[str, Any]) -> None:
     device = doc["metadata"]["device"]
@@ -237,14 +291,32 @@ def print_results(doc: dict[str, Any]) -> None:
         m, t = r["metrics"], r["timing"]
         eff = m["mfu"] if m["mfu"] is not None else m["gemm_ceiling_fraction"]
         tele = r.get("telemetry") or {}
-        rows.append([r["case"]["model"], r["id"], "ok", f"{t['median_s'] * 1e3:.3g}", f"{t['spread'] * 100:.1f}%",
-                     si(m["tokens_per_s"]), f"{m['achieved_tflops']:.3g}", _pct(eff), f"{m['achieved_gb_s']:.4g}",
-                     _energy_note(tele)])
+        rows.append(
+            [
+                r["case"]["model"],
+                r["id"],
+                "ok",
+                f"{t['median_s'] * 1e3:.3g}",
+                f"{t['spread'] * 100:.1f}%",
+                si(m["tokens_per_s"]),
+                f"{m['achieved_tflops']:.3g}",
+                _pct(eff),
+                f"{m['achieved_gb_s']:.4g}",
+                _energy_note(tele),
+            ]
+        )
     eff_label = "% GEMM ceil" if cpu else "MFU"
-    print(table(["model", "case", "status", "ms/call", "IQR", "tok/s", "TFLOP/s", eff_label, "GB/s", "notes"], rows,
-                title=title))
+    print(
+        table(
+            ["model", "case", "status", "ms/call", "IQR", "tok/s", "TFLOP/s", eff_label, "GB/s", "notes"],
+            rows,
+            title=title,
+        )
+    )
     if cpu:
-        print(f"\n{CPU_WARNING}\nEfficiency on a CPU is against the GEMM rate measured on this CPU (no datasheet peak).")
+        print(
+            f"\n{CPU_WARNING}\nEfficiency on a CPU is against the GEMM rate measured on this CPU (no datasheet peak)."
+        )
 
 
 def print_projections(doc: dict[str, Any]) -> None:
@@ -260,13 +332,31 @@ def print_projections(doc: dict[str, Any]) -> None:
         if p["phase"] == "decode" and form.endswith(("absorbed", "naive")):
             shape += " " + form.rsplit(".", 1)[1]
         layers = " + ".join(f"{v['count']}x{k}" for k, v in p["layers"].items())
-        rows.append([p["model"], p["phase"], shape, p["dtype"], layers, f"{p['time_per_token_s'] * 1e3:.4g}",
-                     si(p["tokens_per_s"]), _pct(p["mfu"])])
+        rows.append(
+            [
+                p["model"],
+                p["phase"],
+                shape,
+                p["dtype"],
+                layers,
+                f"{p['time_per_token_s'] * 1e3:.4g}",
+                si(p["tokens_per_s"]),
+                _pct(p["mfu"]),
+            ]
+        )
     print()
-    print(table(["model", "phase", "shape", "dtype", "layers", "ms/token", "tok/s", "MFU"], rows,
-                title="Projected whole model on this device (layers x measured per-layer time"
-                      + ("; CPU figures" if cpu else "") + ")"))
-    print("Not included: " + "; ".join(projections[0]["not_included"]) + ". The cost model adds them as explicit factors.")
+    print(
+        table(
+            ["model", "phase", "shape", "dtype", "layers", "ms/token", "tok/s", "MFU"],
+            rows,
+            title="Projected whole model on this device (layers x measured per-layer time"
+            + ("; CPU figures" if cpu else "")
+            + ")",
+        )
+    )
+    print(
+        "Not included: " + "; ".join(projections[0]["not_included"]) + ". The cost model adds them as explicit factors."
+    )
 
 
 def _pct(x: float | None) -> str | None:
@@ -341,13 +431,17 @@ def print_costs(doc: dict[str, Any]) -> None:
             t, u = out.get("total_gpu_hours"), out.get("total_usd")
             rep = {r["output"]: r["reported"] for r in e["reproductions"]}
             spread = f" (P10-P90 {fmt(u['p10'], 'usd')}-{fmt(u['p90'], 'usd')})" if u and u["p10"] != u["p90"] else ""
-            print(f"Training cost of {label}: {fmt(t['point'], 'count')} GPU-hours, {fmt(u['point'], 'usd') if u else 'n/a'}"
-                  f"{spread}; reported {fmt(rep.get('total_gpu_hours'), 'count')} GPU-hours, "
-                  f"{fmt(rep.get('total_usd'), 'usd')}")
+            print(
+                f"Training cost of {label}: {fmt(t['point'], 'count')} GPU-hours, {fmt(u['point'], 'usd') if u else 'n/a'}"
+                f"{spread}; reported {fmt(rep.get('total_gpu_hours'), 'count')} GPU-hours, "
+                f"{fmt(rep.get('total_usd'), 'usd')}"
+            )
         else:
-            print(f"Serving cost of {label}: {fmt(out.get('usd_per_m_output_tokens', {}).get('point'), 'usd_small')} "
-                  f"per million output tokens, {fmt(out.get('usd_per_m_input_tokens', {}).get('point'), 'usd_small')} "
-                  f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)")
+            print(
+                f"Serving cost of {label}: {fmt(out.get('usd_per_m_output_tokens', {}).get('point'), 'usd_small')} "
+                f"per million output tokens, {fmt(out.get('usd_per_m_input_tokens', {}).get('point'), 'usd_small')} "
+                f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)"
+            )
         for note in e["notes"]:
             if note.startswith("efficiency transfer"):
                 print(f"  {note}")
@@ -358,13 +452,24 @@ def print_costs(doc: dict[str, Any]) -> None:
 
 # --- commands ----------------------------------------------------------------------------------
 
+
 def _grid(args: argparse.Namespace) -> dict[str, Any]:
     from meter.bench.cases import grid_from_lists
 
-    return grid_from_lists(layers=args.layers, phase=args.phase, batch=args.batch, seq=args.seq, context=args.context,
-                           tokens_per_expert=args.tokens_per_expert, dtype=args.dtype,
-                           fp8=[None, *args.fp8] if args.fp8 else None, ep=args.ep, routing=args.routing,
-                           skew=[args.skew] if args.skew is not None else None, form=args.form)
+    return grid_from_lists(
+        layers=args.layers,
+        phase=args.phase,
+        batch=args.batch,
+        seq=args.seq,
+        context=args.context,
+        tokens_per_expert=args.tokens_per_expert,
+        dtype=args.dtype,
+        fp8=[None, *args.fp8] if args.fp8 else None,
+        ep=args.ep,
+        routing=args.routing,
+        skew=[args.skew] if args.skew is not None else None,
+        form=args.form,
+    )
 
 
 def cases_from_suite(name: str, args: argparse.Namespace, device):
@@ -374,7 +479,9 @@ def cases_from_suite(name: str, args: argparse.Namespace, device):
 
     suite = load_suite(name, locator(args))
     if suite.device == "gpu" and device.kind != "cuda":
-        raise UsageError(f"suite '{suite.name}' is meant for a GPU; on this CPU use --suite default-cpu or --device cuda")
+        raise UsageError(
+            f"suite '{suite.name}' is meant for a GPU; on this CPU use --suite default-cpu or --device cuda"
+        )
     model = load_model(suite.model, locator(args))
     cases = dedupe(c for g in suite.grids for c in expand_grid(model.name, model.args, g.axes()))
     return cases, {model.name: model.args}, suite.name
@@ -405,7 +512,9 @@ def run_bench(args: argparse.Namespace) -> int:
         cases, models, suite = cases_from_suite(args.suite, args, device)
         label = suite
     else:
-        model = load_model(args.model or ("deepseek-v3" if device.kind == "cuda" else "deepseek-v3-tiny"), locator(args))
+        model = load_model(
+            args.model or ("deepseek-v3" if device.kind == "cuda" else "deepseek-v3-tiny"), locator(args)
+        )
         grid.setdefault("dtype", ["bf16" if device.kind == "cuda" else "fp32"])
         cases = expand_grid(model.name, model.args, grid)
         models, suite, label = {model.name: model.args}, None, model.name
@@ -447,8 +556,9 @@ def run_overhead(args: argparse.Namespace, cases, models, device) -> int:
     probe.__exit__(None, None, None)
 
     def make_monitor(interval_s: float):
-        monitor, why = monitor_for_device(device, source=args.telemetry, interval_s=interval_s,
-                                          counter_period_s=DEFAULT_COUNTER_PERIOD_S)
+        monitor, why = monitor_for_device(
+            device, source=args.telemetry, interval_s=interval_s, counter_period_s=DEFAULT_COUNTER_PERIOD_S
+        )
         if monitor is None:
             raise UsageError(f"telemetry went away during the measurement: {why}")
         return monitor
@@ -459,27 +569,49 @@ def run_overhead(args: argparse.Namespace, cases, models, device) -> int:
 
         def sync() -> None:
             torch.cuda.synchronize(device.torch_device)
+
     results, rows = [], []
     for case in cases:
         workload = build_workload(case, models[case.model], device)
         r = measure_overhead(workload.step, make_monitor, trial_s=args.min_time or 2.0, sync=sync)
         results.append({"case": case.id, **r})
-        rows += [[case.id, f"{x['rate_hz']:g} Hz" if x["rate_hz"] else "off", f"{x['calls_per_s_median']:.4g}",
-                  f"{x['calls_per_s_spread'] * 100:.1f}%", f"{x['overhead'] * 100:+.2f}%", f"{x['samples_per_s']:.0f}"]
-                 for x in r["rates"]]
+        rows += [
+            [
+                case.id,
+                f"{x['rate_hz']:g} Hz" if x["rate_hz"] else "off",
+                f"{x['calls_per_s_median']:.4g}",
+                f"{x['calls_per_s_spread'] * 100:.1f}%",
+                f"{x['overhead'] * 100:+.2f}%",
+                f"{x['samples_per_s']:.0f}",
+            ]
+            for x in r["rates"]
+        ]
         del workload
     if args.json:
         emit_json({"device": device.as_dict(), "telemetry": args.telemetry, "results": results})
     else:
-        print(table(["case", "sampling", "calls/s (median)", "range", "throughput cost", "samples/s"], rows,
-                    title=f"Telemetry overhead on {device.label} (5 interleaved rounds per rate)"))
+        print(
+            table(
+                ["case", "sampling", "calls/s (median)", "range", "throughput cost", "samples/s"],
+                rows,
+                title=f"Telemetry overhead on {device.label} (5 interleaved rounds per rate)",
+            )
+        )
     return 0
 
 
 def _check_distributed_options(args: argparse.Namespace) -> None:
-    comm = [f for f, v in (("--comm-only", args.comm_only), ("--no-comm", args.no_comm),
-                           ("--comm-tokens", args.comm_tokens), ("--comm-payload", args.comm_payload),
-                           ("--comm-sizes", args.comm_sizes)) if v]
+    comm = [
+        f
+        for f, v in (
+            ("--comm-only", args.comm_only),
+            ("--no-comm", args.no_comm),
+            ("--comm-tokens", args.comm_tokens),
+            ("--comm-payload", args.comm_payload),
+            ("--comm-sizes", args.comm_sizes),
+        )
+        if v
+    ]
     if not args.distributed:
         if comm:
             raise UsageError(f"{comm[0]} goes with --distributed (under torchrun)")
@@ -506,13 +638,20 @@ def comm_cases(args: argparse.Namespace, models: dict, cpu: bool):
     if a.is_moe:
         for tokens in args.comm_tokens or ([64] if cpu else [4096]):
             for payload in args.comm_payload or ["fp8", "bf16"]:
-                out.append(moe_case("dispatch", tokens_per_rank=tokens, hidden=a.dim, top_k=a.n_activated_experts,
-                                    payload=payload))
-            out.append(moe_case("combine", tokens_per_rank=tokens, hidden=a.dim, top_k=a.n_activated_experts,
-                                payload="bf16"))
+                out.append(
+                    moe_case(
+                        "dispatch", tokens_per_rank=tokens, hidden=a.dim, top_k=a.n_activated_experts, payload=payload
+                    )
+                )
+            out.append(
+                moe_case("combine", tokens_per_rank=tokens, hidden=a.dim, top_k=a.n_activated_experts, payload="bf16")
+            )
     try:
-        sizes = [parse_bytes(x) for x in args.comm_sizes.split(",")] if args.comm_sizes else \
-            ([64 * 1024, 1024 * 1024] if cpu else [8 * 2**20, 256 * 2**20])
+        sizes = (
+            [parse_bytes(x) for x in args.comm_sizes.split(",")]
+            if args.comm_sizes
+            else ([64 * 1024, 1024 * 1024] if cpu else [8 * 2**20, 256 * 2**20])
+        )
     except ValueError:
         raise UsageError(f"--comm-sizes expects byte counts such as 8M,256M, not {args.comm_sizes!r}") from None
     for size in sizes:
@@ -542,9 +681,18 @@ def run_distributed(args: argparse.Namespace, cases, models, label: str, suite: 
     comms = comm_cases(args, models, cpu)
     if not cases and not comms:
         raise UsageError("the options select no case and no communication case")
-    doc = run(cases=cases, comm_cases=comms, models=models,
-              device_request="cpu" if cpu else args.device, specs=specs, output=path, settings=settings,
-              telemetry=not args.no_telemetry, sample_hz=args.sample_hz, metadata=metadata)
+    doc = run(
+        cases=cases,
+        comm_cases=comms,
+        models=models,
+        device_request="cpu" if cpu else args.device,
+        specs=specs,
+        output=path,
+        settings=settings,
+        telemetry=not args.no_telemetry,
+        sample_hz=args.sample_hz,
+        metadata=metadata,
+    )
     if doc is None:
         return 0  # not rank 0: rank 0 reports
     push(args, path)
@@ -561,14 +709,33 @@ def run_distributed(args: argparse.Namespace, cases, models, label: str, suite: 
 
 def print_distributed(doc: dict[str, Any]) -> None:
     d = doc["metadata"]["distributed"]
-    print(f"\n{d['world_size']} ranks on {d['n_nodes']} node(s), {d['local_world_size']} per node, {d['backend']}"
-          + ("; case timings are the slowest rank's (every rank's in the run file)" if doc["cases"] else ""))
-    rows = [[c["scope"], c["id"], c["group_size"], f"{c['message_bytes'] / 2**20:.4g}", f"{c['time_s'] * 1e3:.4g}",
-             f"{c['algbw_gb_s']:.4g}", f"{c['busbw_gb_s']:.4g}", "yes" if c["verified"] else "NO"]
-            for c in doc.get("communication", [])]
+    print(
+        f"\n{d['world_size']} ranks on {d['n_nodes']} node(s), {d['local_world_size']} per node, {d['backend']}"
+        + ("; case timings are the slowest rank's (every rank's in the run file)" if doc["cases"] else "")
+    )
+    rows = [
+        [
+            c["scope"],
+            c["id"],
+            c["group_size"],
+            f"{c['message_bytes'] / 2**20:.4g}",
+            f"{c['time_s'] * 1e3:.4g}",
+            f"{c['algbw_gb_s']:.4g}",
+            f"{c['busbw_gb_s']:.4g}",
+            "yes" if c["verified"] else "NO",
+        ]
+        for c in doc.get("communication", [])
+    ]
     if rows:
-        print(table(["scope", "collective", "ranks", "MiB", "ms", "algbw GB/s", "busbw GB/s", "verified"], rows,
-                    title="Communication (nccl-tests conventions; time = slowest rank, median of rounds)"))
+        print(
+            table(
+                ["scope", "collective", "ranks", "MiB", "ms", "algbw GB/s", "busbw GB/s", "verified"],
+                rows,
+                title="Communication (nccl-tests conventions; time = slowest rank, median of rounds)",
+            )
+        )
     for s in doc.get("stragglers", []):
-        print(f"straggler: rank {s['rank']} (node {s['node_rank']}, {s['device']}) in {s['case']}: "
-              + "; ".join(s["reasons"]))
+        print(
+            f"straggler: rank {s['rank']} (node {s['node_rank']}, {s['device']}) in {s['case']}: "
+            + "; ".join(s["reasons"])
+        )

@@ -10,18 +10,30 @@ from meter.units import count
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("models", parents=[common], help="list model configs",
-                       description="List the model configs: shape, parameters (total / active), source.")
+    p = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list model configs",
+        description="List the model configs: shape, parameters (total / active), source.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
     p.set_defaults(handler=run_models)
 
-    p = sub.add_parser("hardware", parents=[common], help="list hardware configs",
-                       description="List the hardware configs: dense peaks, memory, bandwidth, TDP, NVML names.")
+    p = sub.add_parser(
+        "hardware",
+        parents=[common],
+        help="list hardware configs",
+        description="List the hardware configs: dense peaks, memory, bandwidth, TDP, NVML names.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
     p.set_defaults(handler=run_hardware)
 
-    p = sub.add_parser("prices", parents=[common], help="list the price table",
-                       description="List GPU-hour prices, electricity prices and PUE values, each with date and source.")
+    p = sub.add_parser(
+        "prices",
+        parents=[common],
+        help="list the price table",
+        description="List GPU-hour prices, electricity prices and PUE values, each with date and source.",
+    )
     p.add_argument("--table", default="default", metavar="NAME", help="price table name or path (default: default)")
     p.add_argument("--gpu", metavar="HARDWARE", help="only prices for this hardware config")
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
@@ -36,20 +48,41 @@ def run_models(args: argparse.Namespace) -> int:
     records = []
     for m in models:
         a, p = m.args, count_params(m.args)
-        records.append({
-            "name": m.name, "description": m.description, "attention": a.attention,
-            "n_layers": a.n_layers, "dim": a.dim, "n_heads": a.n_heads,
-            "n_routed_experts": a.n_routed_experts, "n_shared_experts": a.n_shared_experts,
-            "n_activated_experts": a.n_activated_experts,
-            "total_params": p.total, "active_params": p.active, "source": m.source, "date": m.date,
-            "path": m.path,
-        })
+        records.append(
+            {
+                "name": m.name,
+                "description": m.description,
+                "attention": a.attention,
+                "n_layers": a.n_layers,
+                "dim": a.dim,
+                "n_heads": a.n_heads,
+                "n_routed_experts": a.n_routed_experts,
+                "n_shared_experts": a.n_shared_experts,
+                "n_activated_experts": a.n_activated_experts,
+                "total_params": p.total,
+                "active_params": p.active,
+                "source": m.source,
+                "date": m.date,
+                "path": m.path,
+            }
+        )
     if args.json:
         emit_json({"models": records})
         return 0
-    rows = [[r["name"], r["attention"].upper(), r["n_layers"], r["dim"],
-             f"{r['n_shared_experts']}+{r['n_routed_experts']} top-{r['n_activated_experts']}" if r["n_routed_experts"] else "dense",
-             count(r["total_params"]), count(r["active_params"])] for r in records]
+    rows = [
+        [
+            r["name"],
+            r["attention"].upper(),
+            r["n_layers"],
+            r["dim"],
+            f"{r['n_shared_experts']}+{r['n_routed_experts']} top-{r['n_activated_experts']}"
+            if r["n_routed_experts"]
+            else "dense",
+            count(r["total_params"]),
+            count(r["active_params"]),
+        ]
+        for r in records
+    ]
     print(table(["model", "attn", "layers", "dim", "experts", "total", "active"], rows))
     return 0
 
@@ -59,18 +92,46 @@ def run_hardware(args: argparse.Namespace) -> int:
 
     specs = list_hardware(locator(args))
     if args.json:
-        emit_json({"hardware": [
-            {"name": s.name, "display_name": s.display_name, "kind": s.kind, "nvml_names": s.nvml_names,
-             "peak_tflops": dict(s.peak_tflops), "memory_gb": s.memory_gb,
-             "memory_bandwidth_gb_s": s.memory_bandwidth_gb_s, "nvlink_bandwidth_gb_s": s.nvlink_bandwidth_gb_s,
-             "network_bandwidth_gb_s": s.network_bandwidth_gb_s, "tdp_w": s.tdp_w,
-             "sources": s.sources, "path": s.path} for s in specs]})
+        emit_json(
+            {
+                "hardware": [
+                    {
+                        "name": s.name,
+                        "display_name": s.display_name,
+                        "kind": s.kind,
+                        "nvml_names": s.nvml_names,
+                        "peak_tflops": dict(s.peak_tflops),
+                        "memory_gb": s.memory_gb,
+                        "memory_bandwidth_gb_s": s.memory_bandwidth_gb_s,
+                        "nvlink_bandwidth_gb_s": s.nvlink_bandwidth_gb_s,
+                        "network_bandwidth_gb_s": s.network_bandwidth_gb_s,
+                        "tdp_w": s.tdp_w,
+                        "sources": s.sources,
+                        "path": s.path,
+                    }
+                    for s in specs
+                ]
+            }
+        )
         return 0
-    rows = [[s.name, s.peak_tflops.get("bf16"), s.peak_tflops.get("fp8"), s.memory_gb,
-             s.memory_bandwidth_gb_s, s.nvlink_bandwidth_gb_s, s.tdp_w,
-             ", ".join(s.nvml_names) if s.kind == "gpu" else "(peaks measured at run time)"] for s in specs]
-    print(table(["hardware", "bf16 TFLOP/s", "fp8 TFLOP/s", "mem GB", "HBM GB/s", "NVLink GB/s", "TDP W", "NVML name"],
-                rows))
+    rows = [
+        [
+            s.name,
+            s.peak_tflops.get("bf16"),
+            s.peak_tflops.get("fp8"),
+            s.memory_gb,
+            s.memory_bandwidth_gb_s,
+            s.nvlink_bandwidth_gb_s,
+            s.tdp_w,
+            ", ".join(s.nvml_names) if s.kind == "gpu" else "(peaks measured at run time)",
+        ]
+        for s in specs
+    ]
+    print(
+        table(
+            ["hardware", "bf16 TFLOP/s", "fp8 TFLOP/s", "mem GB", "HBM GB/s", "NVLink GB/s", "TDP W", "NVML name"], rows
+        )
+    )
     print("\nDense (non-sparse) peaks. Sources and dates: meter hardware --json, or configs/hardware/*.yaml.")
     return 0
 
@@ -81,17 +142,36 @@ def run_prices(args: argparse.Namespace) -> int:
     prices = load_prices(args.table, locator(args))
     gpu_prices = [p for p in prices.gpu_prices if args.gpu is None or p.gpu == args.gpu]
     if args.json:
-        emit_json({"table": prices.name, "version": prices.version, "gpu_prices": gpu_prices,
-                   "electricity": prices.electricity, "pue": prices.pue, "defaults": prices.defaults})
+        emit_json(
+            {
+                "table": prices.name,
+                "version": prices.version,
+                "gpu_prices": gpu_prices,
+                "electricity": prices.electricity,
+                "pue": prices.pue,
+                "defaults": prices.defaults,
+            }
+        )
         return 0
     rows = [[p.gpu, p.provider, p.tier, f"${p.usd_per_gpu_hour:.2f}", p.date, p.confidence] for p in gpu_prices]
-    print(table(["gpu", "provider", "tier", "$/GPU-h", "date", "confidence"], rows,
-                title=f"GPU-hour prices (table '{prices.name}', version {prices.version})"))
+    print(
+        table(
+            ["gpu", "provider", "tier", "$/GPU-h", "date", "confidence"],
+            rows,
+            title=f"GPU-hour prices (table '{prices.name}', version {prices.version})",
+        )
+    )
     print()
-    print(table(["electricity", "$/kWh", "date", "confidence"],
-                [[e.name, e.usd_per_kwh, e.date, e.confidence] for e in prices.electricity]))
+    print(
+        table(
+            ["electricity", "$/kWh", "date", "confidence"],
+            [[e.name, e.usd_per_kwh, e.date, e.confidence] for e in prices.electricity],
+        )
+    )
     print()
     print(table(["PUE", "value", "date", "confidence"], [[p.name, p.pue, p.date, p.confidence] for p in prices.pue]))
-    print(f"\nDefaults: electricity {prices.defaults.electricity}, PUE {prices.defaults.pue}. "
-          f"Sources: meter prices --json, or {prices.path}.")
+    print(
+        f"\nDefaults: electricity {prices.defaults.electricity}, PUE {prices.defaults.pue}. "
+        f"Sources: meter prices --json, or {prices.path}."
+    )
     return 0

@@ -10,9 +10,13 @@ from meter.cli.output import emit_json, key_values, table
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("doctor", parents=[common], help="check Python, torch, GPUs, NVML and tools",
-                       description="Report Python, torch and its CUDA, GPUs and driver through NVML (or why NVML is "
-                                   "unavailable), the hardware config each GPU matches, and external tools.")
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check Python, torch, GPUs, NVML and tools",
+        description="Report Python, torch and its CUDA, GPUs and driver through NVML (or why NVML is "
+        "unavailable), the hardware config each GPU matches, and external tools.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
     p.set_defaults(handler=run)
 
@@ -29,20 +33,37 @@ def gpu_report(specs: list) -> dict[str, Any]:
             for ident in nvml.identities():
                 spec = match_nvml_name(ident.name, specs)
                 telemetry = NvmlGpu(nvml, ident.index).describe()
-                gpus.append({
-                    "index": ident.index, "name": ident.name, "uuid": ident.uuid, "pci_bus_id": ident.pci_bus_id,
-                    "memory_total_bytes": ident.memory_total_bytes, "mig_enabled": ident.mig_enabled,
-                    "hardware_config": spec.name if spec else None,
-                    "architecture": telemetry["architecture"],
-                    "power_semantics": telemetry["power_semantics"],
-                    "telemetry_supported": telemetry["supported"],
-                })
-            return {"available": True, "reason": None, "driver_version": nvml.driver_version(),
-                    "nvml_version": nvml.nvml_version(), "cuda_driver_version": nvml.cuda_driver_version(),
-                    "gpus": gpus}
+                gpus.append(
+                    {
+                        "index": ident.index,
+                        "name": ident.name,
+                        "uuid": ident.uuid,
+                        "pci_bus_id": ident.pci_bus_id,
+                        "memory_total_bytes": ident.memory_total_bytes,
+                        "mig_enabled": ident.mig_enabled,
+                        "hardware_config": spec.name if spec else None,
+                        "architecture": telemetry["architecture"],
+                        "power_semantics": telemetry["power_semantics"],
+                        "telemetry_supported": telemetry["supported"],
+                    }
+                )
+            return {
+                "available": True,
+                "reason": None,
+                "driver_version": nvml.driver_version(),
+                "nvml_version": nvml.nvml_version(),
+                "cuda_driver_version": nvml.cuda_driver_version(),
+                "gpus": gpus,
+            }
     except (NvmlUnavailable, GpuLost) as exc:
-        return {"available": False, "reason": str(exc), "driver_version": None, "nvml_version": None,
-                "cuda_driver_version": None, "gpus": []}
+        return {
+            "available": False,
+            "reason": str(exc),
+            "driver_version": None,
+            "nvml_version": None,
+            "cuda_driver_version": None,
+            "gpus": [],
+        }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,28 +87,53 @@ def run(args: argparse.Namespace) -> int:
         emit_json(report)
         return 0
     t, nv = report["torch"], report["nvml"]
-    torch_line = t["error"] or f"{t['version']} ({'CUDA ' + t['cuda_build'] if t['cuda_build'] else 'CPU build'}; " \
-                               f"CUDA available: {'yes' if t['cuda_available'] else 'no'})"
-    print(key_values([
-        ("python", f"{report['python']['version']} ({report['python']['executable']})"),
-        ("torch", torch_line),
-        ("NVML", f"driver {nv['driver_version']}, CUDA {nv['cuda_driver_version']}, {len(nv['gpus'])} GPU(s)"
-                 if nv["available"] else f"unavailable: {nv['reason']}"),
-        ("prometheus", report["tools"]["prometheus"] or "not installed (apt-get install prometheus)"),
-        ("promtool", report["tools"]["promtool"] or "not installed (Debian's prometheus package has it)"),
-        ("C compiler", report["tools"]["cc"] or "not installed (the fake-NVML tests need one)"),
-        ("config dirs", ", ".join(report["config_dirs"])),
-    ]))
+    torch_line = (
+        t["error"]
+        or f"{t['version']} ({'CUDA ' + t['cuda_build'] if t['cuda_build'] else 'CPU build'}; "
+        f"CUDA available: {'yes' if t['cuda_available'] else 'no'})"
+    )
+    print(
+        key_values(
+            [
+                ("python", f"{report['python']['version']} ({report['python']['executable']})"),
+                ("torch", torch_line),
+                (
+                    "NVML",
+                    f"driver {nv['driver_version']}, CUDA {nv['cuda_driver_version']}, {len(nv['gpus'])} GPU(s)"
+                    if nv["available"]
+                    else f"unavailable: {nv['reason']}",
+                ),
+                ("prometheus", report["tools"]["prometheus"] or "not installed (apt-get install prometheus)"),
+                ("promtool", report["tools"]["promtool"] or "not installed (Debian's prometheus package has it)"),
+                ("C compiler", report["tools"]["cc"] or "not installed (the fake-NVML tests need one)"),
+                ("config dirs", ", ".join(report["config_dirs"])),
+            ]
+        )
+    )
     if nv["gpus"]:
-        rows = [[g["index"], g["name"], g["uuid"], g["hardware_config"] or "NO MATCH: add a hardware config listing "
-                 "this NVML name (meter hardware)"] for g in nv["gpus"]]
+        rows = [
+            [
+                g["index"],
+                g["name"],
+                g["uuid"],
+                g["hardware_config"] or "NO MATCH: add a hardware config listing this NVML name (meter hardware)",
+            ]
+            for g in nv["gpus"]
+        ]
         print()
         print(table(["gpu", "name", "uuid", "hardware config"], rows))
         rows = []
         for g in nv["gpus"]:
             missing = [k for k, ok in g["telemetry_supported"].items() if not ok]
-            rows.append([g["index"], g["architecture"], "yes" if g["mig_enabled"] else "no", g["power_semantics"],
-                         "all" if not missing else "all but " + ", ".join(missing)])
+            rows.append(
+                [
+                    g["index"],
+                    g["architecture"],
+                    "yes" if g["mig_enabled"] else "no",
+                    g["power_semantics"],
+                    "all" if not missing else "all but " + ", ".join(missing),
+                ]
+            )
         print()
         print(table(["gpu", "arch", "MIG", "power reading", "telemetry fields supported"], rows))
     if not t["cuda_available"]:

@@ -17,18 +17,40 @@ CONVENTIONS = (
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "flops", parents=[common], help="parameters, FLOPs per token and decode bytes of a model",
+        "flops",
+        parents=[common],
+        help="parameters, FLOPs per token and decode bytes of a model",
         description="Analytic parameters, FLOPs per token (train, prefill, decode) and memory traffic of a model.",
-        epilog=f"Conventions: {CONVENTIONS}.")
+        epilog=f"Conventions: {CONVENTIONS}.",
+    )
     p.add_argument("model", help="model config name (meter models) or path to a YAML file")
-    p.add_argument("--seq", type=positive_int, default=4096, metavar="N",
-                   help="training sequence length and prefill prompt length (default 4096)")
-    p.add_argument("--context", type=positive_int, default=4096, metavar="N",
-                   help="decode context length: positions each generated token attends to (default 4096)")
-    p.add_argument("--batch", type=positive_int, default=1, metavar="N",
-                   help="decode batch size for bytes per decode token (default 1)")
-    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "fp8"], default="bf16",
-                   help="bytes per weight and per KV-cache value (default bf16)")
+    p.add_argument(
+        "--seq",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="training sequence length and prefill prompt length (default 4096)",
+    )
+    p.add_argument(
+        "--context",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="decode context length: positions each generated token attends to (default 4096)",
+    )
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="decode batch size for bytes per decode token (default 1)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["bf16", "fp16", "fp32", "fp8"],
+        default="bf16",
+        help="bytes per weight and per KV-cache value (default bf16)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
     p.set_defaults(handler=run)
 
@@ -60,8 +82,12 @@ def model_report(model, *, seq: int, context: int, batch: int, dtype: str) -> di
         "decode_flops_per_token": decode.total,
         "decode_flops_per_token_naive": decode_naive.total,
         "mtp_train_flops_per_token": F.mtp_train_flops_per_token(a, seq),
-        "flops": {"train": train.as_dict(), "prefill": prefill.as_dict(), "decode": decode.as_dict(),
-                  "decode_naive": decode_naive.as_dict()},
+        "flops": {
+            "train": train.as_dict(),
+            "prefill": prefill.as_dict(),
+            "decode": decode.as_dict(),
+            "decode_naive": decode_naive.as_dict(),
+        },
         "kv_cache_bytes_per_token": M.kv_cache_bytes_per_token(a, nbytes, "latent"),
         "kv_cache_bytes_per_token_expanded": M.kv_cache_bytes_per_token(a, nbytes, "expanded"),
         "decode_bytes_per_token": step.per_token,
@@ -81,37 +107,86 @@ def run(args: argparse.Namespace) -> int:
     a = model.args
     shape = f"{a.attention.upper()} attention, {a.n_layers} layers"
     if a.is_moe:
-        shape += (f" ({a.n_dense_layers} dense + {a.n_moe_layers} MoE), {a.n_shared_experts} shared + "
-                  f"{a.n_routed_experts} routed experts, top-{a.n_activated_experts}")
+        shape += (
+            f" ({a.n_dense_layers} dense + {a.n_moe_layers} MoE), {a.n_shared_experts} shared + "
+            f"{a.n_routed_experts} routed experts, top-{a.n_activated_experts}"
+        )
     print(f"{model.name}: {shape}")
     print(f"source: {model.source}\n")
     pr = r["params"]
-    print(key_values([
-        ("total (main model)", count(r["total_params"])),
-        ("active per token", f"{count(r['active_params'])}  ({count(r['active_params_with_embedding'])} with the input embedding)"),
-        ("MTP modules", count(r["mtp_params"])),
-        ("embedding / head", f"{count(pr['embedding'])} / {count(pr['output_head'])}"),
-        ("attention", count(pr["attention"])),
-        ("dense FFN", count(pr["dense_ffn"])),
-        ("shared / routed experts", f"{count(pr['shared_experts'])} / {count(pr['routed_experts'])}"),
-    ], title="Parameters"))
+    print(
+        key_values(
+            [
+                ("total (main model)", count(r["total_params"])),
+                (
+                    "active per token",
+                    f"{count(r['active_params'])}  ({count(r['active_params_with_embedding'])} with the input embedding)",
+                ),
+                ("MTP modules", count(r["mtp_params"])),
+                ("embedding / head", f"{count(pr['embedding'])} / {count(pr['output_head'])}"),
+                ("attention", count(pr["attention"])),
+                ("dense FFN", count(pr["dense_ffn"])),
+                ("shared / routed experts", f"{count(pr['shared_experts'])} / {count(pr['routed_experts'])}"),
+            ],
+            title="Parameters",
+        )
+    )
     print()
-    labels = [("attention_gemm", "attention projections"), ("attention_core", "attention core (QK, AV)"),
-              ("dense_ffn", "dense FFN"), ("router", "router"), ("shared_experts", "shared experts"),
-              ("routed_experts", "routed experts"), ("output_head", "output head"), ("total", "total")]
+    labels = [
+        ("attention_gemm", "attention projections"),
+        ("attention_core", "attention core (QK, AV)"),
+        ("dense_ffn", "dense FFN"),
+        ("router", "router"),
+        ("shared_experts", "shared experts"),
+        ("routed_experts", "routed experts"),
+        ("output_head", "output head"),
+        ("total", "total"),
+    ]
     fl = r["flops"]
-    rows = [[label, si(fl["train"][k], "FLOP"), si(fl["prefill"][k], "FLOP"), si(fl["decode"][k], "FLOP"),
-             si(fl["decode_naive"][k], "FLOP")] for k, label in labels]
-    print(table(["FLOPs per token", f"train (seq {args.seq})", f"prefill ({args.seq})",
-                 f"decode (ctx {args.context})", "decode, naive MLA"], rows))
+    rows = [
+        [
+            label,
+            si(fl["train"][k], "FLOP"),
+            si(fl["prefill"][k], "FLOP"),
+            si(fl["decode"][k], "FLOP"),
+            si(fl["decode_naive"][k], "FLOP"),
+        ]
+        for k, label in labels
+    ]
+    print(
+        table(
+            [
+                "FLOPs per token",
+                f"train (seq {args.seq})",
+                f"prefill ({args.seq})",
+                f"decode (ctx {args.context})",
+                "decode, naive MLA",
+            ],
+            rows,
+        )
+    )
     print(f"MTP modules add {si(r['mtp_train_flops_per_token'], 'FLOP')} per training token.\n")
     step = r["decode_step_bytes"]
-    print(key_values([
-        ("KV cache per token", f"{r['kv_cache_bytes_per_token']:,.0f} B ({binary_bytes(r['kv_cache_bytes_per_token'])})"
-                               + (f"; per-head K/V would take {binary_bytes(r['kv_cache_bytes_per_token_expanded'])}"
-                                  if a.attention == "mla" else "")),
-        (f"decode step, batch {args.batch}", f"weights {binary_bytes(step['weights'])} + KV read "
-                                             f"{binary_bytes(step['kv_cache_read'])} + KV write {binary_bytes(step['kv_cache_write'])}"),
-        ("bytes per decode token", binary_bytes(r["decode_bytes_per_token"])),
-    ], title=f"Memory ({args.dtype})"))
+    print(
+        key_values(
+            [
+                (
+                    "KV cache per token",
+                    f"{r['kv_cache_bytes_per_token']:,.0f} B ({binary_bytes(r['kv_cache_bytes_per_token'])})"
+                    + (
+                        f"; per-head K/V would take {binary_bytes(r['kv_cache_bytes_per_token_expanded'])}"
+                        if a.attention == "mla"
+                        else ""
+                    ),
+                ),
+                (
+                    f"decode step, batch {args.batch}",
+                    f"weights {binary_bytes(step['weights'])} + KV read "
+                    f"{binary_bytes(step['kv_cache_read'])} + KV write {binary_bytes(step['kv_cache_write'])}",
+                ),
+                ("bytes per decode token", binary_bytes(r["decode_bytes_per_token"])),
+            ],
+            title=f"Memory ({args.dtype})",
+        )
+    )
     return 0

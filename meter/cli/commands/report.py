@@ -12,10 +12,14 @@ from meter.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("report", parents=[common], help="a self-contained HTML report of run files",
-                       description="Write one HTML file (it opens offline): roofline per device, the power, "
-                                   "utilization and clock timeline with benchmark windows shaded, training and "
-                                   "serving cost with ranges, every number, run metadata and assumptions.")
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        help="a self-contained HTML report of run files",
+        description="Write one HTML file (it opens offline): roofline per device, the power, "
+        "utilization and clock timeline with benchmark windows shaded, training and "
+        "serving cost with ranges, every number, run metadata and assumptions.",
+    )
     p.add_argument("runs", nargs="+", metavar="RUN.json")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="the HTML file (default report.html)")
     p.add_argument("--png-dir", metavar="DIR", help="also save every plot as a PNG here")
@@ -24,14 +28,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--samples", type=int, default=20_000, help="Monte Carlo samples for the cost ranges")
     p.set_defaults(handler=run_report)
 
-    p = sub.add_parser("compare", parents=[common], help="compare two run files case by case",
-                       description="Side-by-side table with ratios (B over A); a difference within the runs' own "
-                                   "spread (the larger interquartile range) is flagged as noise.")
+    p = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="compare two run files case by case",
+        description="Side-by-side table with ratios (B over A); a difference within the runs' own "
+        "spread (the larger interquartile range) is flagged as noise.",
+    )
     p.add_argument("a", metavar="A.json")
     p.add_argument("b", metavar="B.json")
-    p.add_argument("--metric", action="append", choices=["time_per_call_s", "tokens_per_s", "achieved_tflops",
-                                                          "achieved_gb_s", "mfu", "joules_per_token"],
-                   help="metric(s) to compare (default: all)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        choices=["time_per_call_s", "tokens_per_s", "achieved_tflops", "achieved_gb_s", "mfu", "joules_per_token"],
+        help="metric(s) to compare (default: all)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_compare)
 
@@ -50,9 +61,14 @@ def write_report(paths: list[str], output: str, args: argparse.Namespace, *, png
     from meter.report.html import build
     from meter.results.atomic import write_text_atomic
 
-    document, pngs = build(_runs(paths), locator=locator(args), train_scenario=getattr(args, "scenario", None) or "deepseek-v3",
-                           serve_scenario=getattr(args, "serve_scenario", None) or "deepseek-v3-day6",
-                           png_dir=Path(png_dir) if png_dir else None, samples=getattr(args, "samples", 20_000))
+    document, pngs = build(
+        _runs(paths),
+        locator=locator(args),
+        train_scenario=getattr(args, "scenario", None) or "deepseek-v3",
+        serve_scenario=getattr(args, "serve_scenario", None) or "deepseek-v3-day6",
+        png_dir=Path(png_dir) if png_dir else None,
+        samples=getattr(args, "samples", 20_000),
+    )
     write_text_atomic(Path(output), document)
     return pngs
 
@@ -69,8 +85,15 @@ def run_compare(args: argparse.Namespace) -> int:
     a, b = _runs([args.a, args.b])
     rows = compare(a.doc, b.doc, args.metric)
     if args.json:
-        emit_json({"a": a.path, "b": b.path, "device_a": a.label, "device_b": b.label,
-                   "comparisons": [r.as_dict() for r in rows]})
+        emit_json(
+            {
+                "a": a.path,
+                "b": b.path,
+                "device_a": a.label,
+                "device_b": b.label,
+                "comparisons": [r.as_dict() for r in rows],
+            }
+        )
         return 0
     if not rows:
         raise UsageError("the two runs have no measured case in common")
@@ -78,11 +101,30 @@ def run_compare(args: argparse.Namespace) -> int:
     def show(value, metric):
         if value is None:
             return None
-        return f"{value * 1e3:.4g}" if metric == "time_per_call_s" else (f"{value:.1%}" if metric == "mfu" else f"{value:.4g}")
+        return (
+            f"{value * 1e3:.4g}"
+            if metric == "time_per_call_s"
+            else (f"{value:.1%}" if metric == "mfu" else f"{value:.4g}")
+        )
 
-    body = [[r.model, r.case, METRICS[r.metric][0], show(r.a, r.metric), show(r.b, r.metric),
-             f"{r.ratio:.3f}x" if r.ratio is not None else None, r.verdict] for r in rows]
-    print(table(["model", "case", "metric", f"A: {a.label}", f"B: {b.label}", "B/A", "verdict"], body,
-                title=f"A = {a.path}\nB = {b.path}"))
+    body = [
+        [
+            r.model,
+            r.case,
+            METRICS[r.metric][0],
+            show(r.a, r.metric),
+            show(r.b, r.metric),
+            f"{r.ratio:.3f}x" if r.ratio is not None else None,
+            r.verdict,
+        ]
+        for r in rows
+    ]
+    print(
+        table(
+            ["model", "case", "metric", f"A: {a.label}", f"B: {b.label}", "B/A", "verdict"],
+            body,
+            title=f"A = {a.path}\nB = {b.path}",
+        )
+    )
     print("noise: the difference is within the larger of the two runs' interquartile ranges.")
     return 0

@@ -26,25 +26,39 @@ def duration_s(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "serve", parents=[common], help="Prometheus exporter: GPU telemetry, running cost, benchmark results",
+        "serve",
+        parents=[common],
+        help="Prometheus exporter: GPU telemetry, running cost, benchmark results",
         description="Serve /metrics for Prometheus: per-GPU utilization, power, energy, clocks, memory, "
-                    "temperature, throttle reasons; rental and energy dollars accrued; the latest benchmark "
-                    "results and projected costs. Binds to 127.0.0.1 unless told otherwise.",
-        epilog="meter bench --push http://HOST:9401 hands a run file to a running exporter.")
+        "temperature, throttle reasons; rental and energy dollars accrued; the latest benchmark "
+        "results and projected costs. Binds to 127.0.0.1 unless told otherwise.",
+        epilog="meter bench --push http://HOST:9401 hands a run file to a running exporter.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=9401, help="port (default 9401)")
-    p.add_argument("--interval", type=positive_quantity, default=1.0, metavar="S", help="NVML sampling period (default 1 s)")
-    p.add_argument("--price", type=positive_quantity, metavar="USD", help="rental price per GPU-hour for every GPU "
-                   "(default: the median of the price table's recent prices for each GPU's hardware config)")
+    p.add_argument(
+        "--interval", type=positive_quantity, default=1.0, metavar="S", help="NVML sampling period (default 1 s)"
+    )
+    p.add_argument(
+        "--price",
+        type=positive_quantity,
+        metavar="USD",
+        help="rental price per GPU-hour for every GPU "
+        "(default: the median of the price table's recent prices for each GPU's hardware config)",
+    )
     p.add_argument("--tier", choices=["on-demand", "1-year", "3-year", "spot", "assumed"], help="price-table tier")
-    p.add_argument("--usd-per-kwh", type=positive_quantity, metavar="USD", help="electricity price (default: price table)")
+    p.add_argument(
+        "--usd-per-kwh", type=positive_quantity, metavar="USD", help="electricity price (default: price table)"
+    )
     p.add_argument("--pue", type=positive_quantity, help="power usage effectiveness (default: price table)")
     p.add_argument("--hostname", help="the hostname label (default: $NODE_NAME, else the host name)")
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     p.add_argument("--basic-auth-file", metavar="FILE", help="require basic auth; lines of user:<sha256 hex>")
     p.add_argument("--hash-password", action="store_true", help="read a password on stdin, print its sha256 hex, exit")
-    p.add_argument("--scenario", default="deepseek-v3", help="training scenario priced from each run (default deepseek-v3)")
+    p.add_argument(
+        "--scenario", default="deepseek-v3", help="training scenario priced from each run (default deepseek-v3)"
+    )
     p.add_argument("--serve-scenario", default="deepseek-v3-day6", help="serving scenario priced from each run")
     p.add_argument("--runs-dir", metavar="DIR", help="take in the run files here at start; scheduled runs go here")
     p.add_argument("--bench-suite", metavar="SUITE", help="run this suite on a schedule (with --bench-every)")
@@ -66,17 +80,33 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--bench-suite and --bench-every go together")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
-    config = ExporterConfig(host=args.host, port=args.port, interval_s=args.interval, price_usd_per_hour=args.price,
-                            tier=args.tier, usd_per_kwh=args.usd_per_kwh, pue=args.pue, hostname=args.hostname,
-                            tls_cert=args.tls_cert, tls_key=args.tls_key, basic_auth_file=args.basic_auth_file,
-                            train_scenario=args.scenario, serve_scenario=args.serve_scenario, runs_dir=args.runs_dir,
-                            bench_suite=args.bench_suite, bench_every_s=args.bench_every)
+    config = ExporterConfig(
+        host=args.host,
+        port=args.port,
+        interval_s=args.interval,
+        price_usd_per_hour=args.price,
+        tier=args.tier,
+        usd_per_kwh=args.usd_per_kwh,
+        pue=args.pue,
+        hostname=args.hostname,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        basic_auth_file=args.basic_auth_file,
+        train_scenario=args.scenario,
+        serve_scenario=args.serve_scenario,
+        runs_dir=args.runs_dir,
+        bench_suite=args.bench_suite,
+        bench_every_s=args.bench_every,
+    )
     exporter = Exporter(config, locator(args))
     exporter.start()
     host, port = exporter.address
     scheme = "https" if args.tls_cert else "http"
-    print(f"meter serve: {len(exporter.state.accounts)} GPU(s); {scheme}://{host}:{port}/metrics", file=sys.stderr,
-          flush=True)
+    print(
+        f"meter serve: {len(exporter.state.accounts)} GPU(s); {scheme}://{host}:{port}/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         exporter.serve_forever()
     except KeyboardInterrupt:

@@ -14,9 +14,13 @@ from meter.cli.output import table
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("watch", parents=[common], help="live per-GPU utilization, power, energy, clocks, throttling",
-                       description="Show every visible GPU's telemetry, refreshed every --interval seconds. "
-                                   "Unsupported fields show as n/a (null in JSON), never 0.")
+    p = sub.add_parser(
+        "watch",
+        parents=[common],
+        help="live per-GPU utilization, power, energy, clocks, throttling",
+        description="Show every visible GPU's telemetry, refreshed every --interval seconds. "
+        "Unsupported fields show as n/a (null in JSON), never 0.",
+    )
     p.add_argument("--interval", type=positive_quantity, default=1.0, metavar="S", help="refresh period (default 1 s)")
     p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N updates (default: until Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print one JSON object per GPU per update (JSON lines)")
@@ -29,7 +33,9 @@ def record(gpu, reading) -> dict:
     reasons = decode_clock_events(reading.clock_event_mask)
     return {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-        "gpu": gpu.index, "uuid": gpu.identity.uuid, "name": gpu.identity.name,
+        "gpu": gpu.index,
+        "uuid": gpu.identity.uuid,
+        "name": gpu.identity.name,
         **{k: v for k, v in reading.as_dict().items() if k not in ("t_s", "clock_event_mask")},
         "clock_event_reasons": reasons,
         "throttling": any(r in THROTTLING_REASONS for r in reasons) if reading.clock_event_mask is not None else None,
@@ -51,16 +57,23 @@ def run(args: argparse.Namespace) -> int:
                 rows = []
                 for gpu in gpus:
                     if gpu.index in lost:
-                        rows.append({"gpu": gpu.index, "uuid": gpu.identity.uuid, "name": gpu.identity.name,
-                                     "lost": lost[gpu.index]})
+                        rows.append(
+                            {
+                                "gpu": gpu.index,
+                                "uuid": gpu.identity.uuid,
+                                "name": gpu.identity.name,
+                                "lost": lost[gpu.index],
+                            }
+                        )
                         continue
                     try:
                         rows.append(record(gpu, gpu.read()))
                     except GpuLost as exc:
                         lost[gpu.index] = str(exc)
                         print(f"meter: GPU {gpu.index} ({gpu.identity.uuid}) was lost: {exc}", file=sys.stderr)
-                        rows.append({"gpu": gpu.index, "uuid": gpu.identity.uuid, "name": gpu.identity.name,
-                                     "lost": str(exc)})
+                        rows.append(
+                            {"gpu": gpu.index, "uuid": gpu.identity.uuid, "name": gpu.identity.name, "lost": str(exc)}
+                        )
                 if args.json:
                     for row in rows:
                         print(json.dumps(row), flush=True)
@@ -88,9 +101,23 @@ def render(rows: list[dict]) -> str:
         mem = None
         if r["memory_used_bytes"] is not None and r["memory_total_bytes"]:
             mem = f"{r['memory_used_bytes'] / 2**30:.1f}/{r['memory_total_bytes'] / 2**30:.0f} GiB"
-        lines.append([r["gpu"], r["name"], fmt(r["utilization_ratio"], 0.01, "%"), fmt(r["power_w"], 1, " W"),
-                      fmt(r["power_limit_w"], 1, " W"), fmt(r["energy_j"], 1e3, " kJ", 1),
-                      fmt(r["sm_clock_hz"], 1e6, " MHz"), fmt(r["mem_clock_hz"], 1e6, " MHz"),
-                      fmt(r["temperature_c"], 1, " C"), mem, ",".join(r["clock_event_reasons"]) or "-"])
-    return table(["gpu", "name", "util", "power", "limit", "energy", "SM clock", "mem clock", "temp", "memory",
-                  "clock events"], lines, title=dt.datetime.now().strftime("meter watch  %H:%M:%S"))
+        lines.append(
+            [
+                r["gpu"],
+                r["name"],
+                fmt(r["utilization_ratio"], 0.01, "%"),
+                fmt(r["power_w"], 1, " W"),
+                fmt(r["power_limit_w"], 1, " W"),
+                fmt(r["energy_j"], 1e3, " kJ", 1),
+                fmt(r["sm_clock_hz"], 1e6, " MHz"),
+                fmt(r["mem_clock_hz"], 1e6, " MHz"),
+                fmt(r["temperature_c"], 1, " C"),
+                mem,
+                ",".join(r["clock_event_reasons"]) or "-",
+            ]
+        )
+    return table(
+        ["gpu", "name", "util", "power", "limit", "energy", "SM clock", "mem clock", "temp", "memory", "clock events"],
+        lines,
+        title=dt.datetime.now().strftime("meter watch  %H:%M:%S"),
+    )
