@@ -168,8 +168,6 @@ def _measured(args: argparse.Namespace):
         return None
     from meter.cost.from_run import load_measured
 
-    if not Path(args.from_run).exists():
-        raise UsageError(f"--from-run: no such file: {args.from_run}")
     return load_measured(args.from_run)
 
 
@@ -185,14 +183,12 @@ def _comm_run(args: argparse.Namespace):
     if not getattr(args, "comm_run", None):
         return None
     from meter.cost.ep_comm import measured_links
-    from meter.results.runfile import load_run
+    from meter.results.load import load_run
 
-    if not Path(args.comm_run).exists():
-        raise UsageError(f"--comm-run: no such file: {args.comm_run}")
     doc = load_run(args.comm_run)
-    if not doc.get("communication"):
+    if not doc.communication:
         raise UsageError(
-            f"{args.comm_run}: field 'communication' is missing or empty; --comm-run takes a run of "
+            f"{args.comm_run}: field 'communication': no communication results; --comm-run takes a run of "
             "meter bench --distributed with communication cases"
         )
     links = measured_links(doc, args.comm_run)
@@ -570,8 +566,6 @@ def calibration(run_path: str, scenario_name: str, loc) -> dict:
 def run_calibrate(args: argparse.Namespace) -> int:
     from meter.cost.display import fmt
 
-    if not Path(args.run).exists():
-        raise UsageError(f"no such run file: {args.run}")
     c = calibration(args.run, args.scenario, locator(args))
     if args.json:
         emit_json(c)
