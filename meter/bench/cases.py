@@ -10,7 +10,31 @@ from typing import Any
 from kernels.args import ModelArgs
 from meter.results.cases import LAYERS, PHASES, BenchCase
 
-__all__ = ["LAYERS", "PHASES", "BenchCase", "applicable_layers", "dedupe", "expand_grid", "grid_from_lists"]
+__all__ = [
+    "LAYERS",
+    "PHASES",
+    "BenchCase",
+    "applicable_layers",
+    "dedupe",
+    "ep_problem",
+    "expand_grid",
+    "grid_from_lists",
+]
+
+
+def ep_problem(a: ModelArgs, ep: int, layers: list[str] | None) -> str | None:
+    """Why an expert-parallel degree cannot be benchmarked for this model (and these layers), or None."""
+    if ep == 1:
+        return None
+    if not a.is_moe:
+        return "the model has no experts to spread"
+    if layers is not None and "moe" not in layers:
+        return "only MoE layers have expert parallelism; add moe to the layers"
+    if ep > a.n_routed_experts:
+        return f"exceeds the model's {a.n_routed_experts} routed experts"
+    if a.n_routed_experts % ep:
+        return f"does not divide the model's {a.n_routed_experts} routed experts"
+    return None
 
 
 def applicable_layers(a: ModelArgs) -> list[str]:

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meter.cli.common import int_list, locator, positive_quantity
+from meter import domains as D
+from meter.cli.common import locator, number, numbers
 from meter.cli.output import emit_json, table
 from meter.errors import UsageError
 from meter.units import si
@@ -34,7 +35,7 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (the first GPU, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs", metavar="DIR", help="directory for the run file (default runs/)")
     p.add_argument("--output", metavar="FILE", help="exact run file path (overrides --out)")
-    p.add_argument("--min-time", type=positive_quantity, metavar="S", help="seconds of timed calls per case")
+    p.add_argument("--min-time", type=number(D.MIN_TIME_S), metavar="S", help="seconds of timed calls per case")
     p.add_argument(
         "--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph"
     )
@@ -46,7 +47,11 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
         help="auto: the benchmark's own device; nvml: every visible GPU; rapl: CPU energy",
     )
     p.add_argument(
-        "--sample-hz", type=float, default=10.0, metavar="HZ", help="telemetry sampling rate, 1 to 100 Hz (default 10)"
+        "--sample-hz",
+        type=number(D.SAMPLE_HZ),
+        default=10.0,
+        metavar="HZ",
+        help="telemetry sampling rate, 1 to 100 Hz (default 10)",
     )
     p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
     p.add_argument("--push", metavar="URL", help="hand the run file to a running exporter (meter serve) at URL")
@@ -66,17 +71,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--suite", help="a suite in configs/suites (or a path); grid flags then are not used")
     p.add_argument("--layers", type=_csv(("attn", "mla", "gqa", "moe", "ffn")), help="attn,mla,gqa,moe,ffn")
     p.add_argument("--phase", type=_csv(("train", "prefill", "decode")), help="train,prefill,decode")
-    p.add_argument("--batch", type=int_list, help="batch sizes, e.g. 1,8,64")
-    p.add_argument("--seq", type=int_list, help="sequence lengths for train and prefill")
-    p.add_argument("--context", type=int_list, help="decode context lengths")
-    p.add_argument("--tokens-per-expert", type=int_list, help="size MoE cases by rows per local expert instead")
+    p.add_argument("--batch", type=numbers(D.BATCH), help="batch sizes, e.g. 1,8,64")
+    p.add_argument("--seq", type=numbers(D.SEQ), help="sequence lengths for train and prefill")
+    p.add_argument("--context", type=numbers(D.CONTEXT), help="decode context lengths")
+    p.add_argument(
+        "--tokens-per-expert", type=numbers(D.TOKENS_PER_EXPERT), help="size MoE cases by rows per local expert instead"
+    )
     p.add_argument("--dtype", type=_csv(("bf16", "fp16", "fp32")), help="bf16 (GPU default), fp16, fp32 (CPU default)")
     p.add_argument(
         "--fp8", type=_csv(("rowwise", "blockwise")), help="also run MoE expert GEMMs in fp8 with these scales"
     )
-    p.add_argument("--ep", type=int_list, help="expert-parallel degrees: benchmark one GPU's slice of the experts")
+    p.add_argument("--ep", type=numbers(D.EP), help="expert-parallel degrees: benchmark one GPU's slice of the experts")
     p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
-    p.add_argument("--skew", type=float, help="Zipf exponent for --routing skew (default 1.0)")
+    p.add_argument("--skew", type=number(D.SKEW), help="Zipf exponent for --routing skew (default 1.0)")
     p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
     p.add_argument(
         "--distributed",
@@ -87,7 +94,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--no-comm", action="store_true", help="with --distributed: no communication cases")
     p.add_argument(
         "--comm-tokens",
-        type=int_list,
+        type=numbers(D.TOKENS_PER_RANK),
         metavar="N",
         help="tokens per rank for MoE dispatch/combine (default 4096 on GPUs, 64 on CPUs)",
     )
@@ -269,8 +276,6 @@ def _monitor(args: argparse.Namespace, device, say):
 
     if args.no_telemetry:
         return None, "disabled (--no-telemetry)"
-    if not 1 <= args.sample_hz <= 100:
-        raise UsageError(f"--sample-hz must be between 1 and 100, not {args.sample_hz:g}")
     monitor, why = monitor_for_device(device, source=args.telemetry, interval_s=1.0 / args.sample_hz, say=say)
     if monitor is None:
         say(f"telemetry: {why}; the benchmark goes on without it")
@@ -489,9 +494,10 @@ def _grid(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cases_from_suite(name: str, args: argparse.Namespace, device):
-    from meter.bench.cases import dedupe, expand_grid
+    from meter.bench.cases import dedupe, ep_problem, expand_grid
     from meter.config.models import load_model
     from meter.config.suites import load_suite
+    from meter.errors import ConfigError
 
     suite = load_suite(name, locator(args))
     if suite.device == "gpu" and device.kind != "cuda":
@@ -499,12 +505,17 @@ def cases_from_suite(name: str, args: argparse.Namespace, device):
             f"suite '{suite.name}' is meant for a GPU; on this CPU use --suite default-cpu or --device cuda"
         )
     model = load_model(suite.model, locator(args))
+    for i, g in enumerate(suite.grids):
+        for ep in g.ep or []:
+            why = ep_problem(model.args, ep, g.layers)
+            if why:
+                raise ConfigError(suite.path, f"grids[{i}].ep", f"{why} ({model.name})", ep)
     cases = dedupe(c for g in suite.grids for c in expand_grid(model.name, model.args, g.axes()))
     return cases, {model.name: model.args}, suite.name
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from meter.bench.cases import expand_grid
+    from meter.bench.cases import ep_problem, expand_grid
     from meter.config.models import load_model
 
     _check_distributed_options(args)
@@ -532,6 +543,10 @@ def run_bench(args: argparse.Namespace) -> int:
             args.model or ("deepseek-v3" if device.kind == "cuda" else "deepseek-v3-tiny"), locator(args)
         )
         grid.setdefault("dtype", ["bf16" if device.kind == "cuda" else "fp32"])
+        for ep in args.ep or []:
+            why = ep_problem(model.args, ep, args.layers)
+            if why:
+                raise UsageError(f"argument --ep: {ep} {why} ({model.name})")
         cases = expand_grid(model.name, model.args, grid)
         models, suite, label = {model.name: model.args}, None, model.name
     if args.distributed:

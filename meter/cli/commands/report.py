@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from meter.cli.common import locator
+from meter import domains as D
+from meter.cli.common import locator, number
 from meter.cli.output import emit_json, table
 from meter.errors import UsageError
 
@@ -25,7 +26,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--png-dir", metavar="DIR", help="also save every plot as a PNG here")
     p.add_argument("--scenario", default="deepseek-v3", help="training scenario to price (default deepseek-v3)")
     p.add_argument("--serve-scenario", default="deepseek-v3-day6", help="serving scenario to price")
-    p.add_argument("--samples", type=int, default=20_000, help="Monte Carlo samples for the cost ranges")
+    p.add_argument(
+        "--samples",
+        type=number(D.SAMPLES),
+        default=20_000,
+        help=f"Monte Carlo samples for the cost ranges (default 20,000; at most {D.MAX_SAMPLES:,})",
+    )
     p.set_defaults(handler=run_report)
 
     p = sub.add_parser(
