@@ -83,6 +83,14 @@ def load_measured(path: Path | str) -> MeasuredRun:
 
 def measured_from_doc(doc: RunDocument, path: str) -> MeasuredRun:
     """Rates from an already loaded (and validated) run document; ``path`` names it in messages."""
+    if doc.kind == "job":
+        from meter.cost.from_job import job_rate
+
+        rate = job_rate(doc, path)
+        raise MeterError(
+            f"{path}: a measured job is priced by the MFU it achieved ({rate.mfu:.4g}), end to end; "
+            f"use meter calibrate or meter report with it, or --mfu {rate.mfu:.4g}"
+        )
     meta = doc.metadata
     if not doc.ok_cases():
         raise MeterError(f"{path}: the run has no successful case to measure a rate from")
