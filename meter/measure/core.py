@@ -104,8 +104,7 @@ class JobMeter:
             with self._lock:
                 if self.stopped_at is not None:
                     return
-                self._end_segment()
-                self.monitor.begin_window(JOB)  # type: ignore[union-attr]
+                self._end_segment(rollover=True)
             if self._on_segment is not None:
                 self._on_segment()
 
@@ -113,11 +112,12 @@ class JobMeter:
         """Close the current segment and open the next, so the job's figures include everything so far."""
         with self._lock:
             if self.monitor is not None and self.stopped_at is None:
-                self._end_segment()
-                self.monitor.begin_window(JOB)
+                self._end_segment(rollover=True)
 
-    def _end_segment(self) -> None:
-        segment = self.monitor.end_window(JOB)  # type: ignore[union-attr]
+    def _end_segment(self, *, rollover: bool = False) -> None:
+        """Close the job's current segment; with ``rollover`` the next one starts at its very edges."""
+        monitor = self.monitor
+        segment = monitor.rollover_window(JOB) if rollover else monitor.end_window(JOB)  # type: ignore[union-attr]
         self._segments.append(segment)
         begin, end = self.t0 + (segment.start_s or 0.0), self.t0 + (segment.end_s or 0.0)
         for gpu in self.gpus:

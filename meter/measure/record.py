@@ -73,7 +73,9 @@ def job_result(
 ) -> JobResult:
     """The job section of the run file, from everything measured so far."""
     window = meter.job_window()
-    duration = window.duration_s if window is not None else meter.elapsed_s()
+    duration = meter.elapsed_s()
+    if window is not None and window.start_s is not None and window.end_s is not None:
+        duration = window.end_s - window.start_s  # wall-clock, first segment to last
     energy = window.energy_j if window is not None else None
     gpus = setup.gpu_count(meter)
     work = None

@@ -19,12 +19,13 @@ from meter.config.paths import ConfigLocator
 from meter.errors import UsageError
 from meter.measure.child import SignalRelay, TokenCounter, start_child, wait_child
 from meter.measure.core import SEGMENT_S, JobMeter
-from meter.measure.gpus import open_gpu_monitor
+from meter.measure.gpus import WatchedGpu, open_gpu_monitor
 from meter.measure.inputs import resolve_prices, work_model
 from meter.measure.record import JobSetup, job_metadata, job_result
-from meter.results.document import RunDocument
+from meter.results.document import RunDocument, SoftwareInfo
 from meter.results.job import JobResult
 from meter.results.runfile import RunRecorder, RunWriteError, default_run_path
+from meter.telemetry.monitor import Monitor
 
 
 @dataclass(frozen=True)
@@ -67,41 +68,65 @@ def measure(req: MeasureRequest, locator: ConfigLocator, say: Callable[[str], No
         raise UsageError("give the command to measure after --, e.g. meter measure -- python train.py")
     if req.tokens is not None and req.tokens_regex is not None:
         raise UsageError("--tokens and --tokens-from-log are two sources of the same count; give one")
-    specs = list_hardware(locator)
-    stated = load_hardware(req.hardware, locator) if req.hardware else None
     with SignalRelay() as relay:  # before any thread starts, so that none of them takes a signal
-        monitor, gpus, why = open_gpu_monitor(None, specs=specs, interval_s=req.interval_s, say=say)
-        hardware = stated or _matched_hardware(gpus)
-        setup = _setup(req, locator, hardware, gpus, why)
-        software = _software()
-        path = req.output or default_run_path(Path("runs"), "job")
-        recorder = RunRecorder(
-            path,
-            metadata=job_metadata(gpus, None, setup, command=req.meter_command, software=software),
-            kind="job",
-            job=JobResult(source="measure", duration_s=0.0, command=list(req.command)),
-        )
-        if why:
-            say(f"meter: {why}; measuring time only (energy absent, not 0)")
+        job = _prepare(req, locator, say)
         counter = TokenCounter(req.tokens_regex, req.tokens_aggregate) if req.tokens_regex is not None else None
         meter = JobMeter(
-            monitor, gpus, segment_s=req.segment_s, on_segment=lambda: _checkpoint(recorder, meter, setup, req, say)
+            job.monitor, job.gpus, segment_s=req.segment_s, on_segment=lambda: _checkpoint(job, meter, req, say)
         )
         meter.start()
         try:
             proc = start_child(req.command, relay, capture=counter is not None)
         except BaseException:
             meter.stop()
-            recorder.update(job=job_result(meter, setup, source="measure", command=req.command, notes=["not started"]))
-            recorder.finish("failed")
+            job.recorder.update(job=job_result(meter, job.setup, source="measure", command=req.command))
+            job.recorder.finish("failed")
             raise
         relay.attach(proc)
         child = wait_child(proc, relay, counter)
         meter.stop()
+    return _finish(req, job, meter, child, counter, say)
+
+
+@dataclass
+class _Job:
+    """A job about to run: its GPUs' monitor, what it is priced against, and its run file."""
+
+    monitor: Monitor | None
+    gpus: list[WatchedGpu]
+    setup: JobSetup
+    software: SoftwareInfo
+    recorder: RunRecorder
+
+
+def _prepare(req: MeasureRequest, locator: ConfigLocator, say: Callable[[str], None]) -> _Job:
+    """Everything that can be refused, refused before the command starts (and NVML released if so)."""
+    specs = list_hardware(locator)
+    stated = load_hardware(req.hardware, locator) if req.hardware else None
+    monitor, gpus, why = open_gpu_monitor(None, specs=specs, interval_s=req.interval_s, say=say)
+    try:
+        setup = _setup(req, locator, stated or _matched_hardware(gpus), gpus, why)
+        software = _software()
+        recorder = RunRecorder(
+            req.output or default_run_path(Path("runs"), "job"),
+            metadata=job_metadata(gpus, None, setup, command=req.meter_command, software=software),
+            kind="job",
+            job=JobResult(source="measure", duration_s=0.0, command=list(req.command)),
+        )
+    except BaseException:
+        if monitor is not None:
+            monitor.__exit__(None, None, None)  # nothing was started; this releases NVML
+        raise
+    if why:
+        say(f"meter: {why}; measuring time only (energy absent, not 0)")
+    return _Job(monitor, gpus, setup, software, recorder)
+
+
+def _finish(req: MeasureRequest, job: _Job, meter: JobMeter, child, counter, say) -> MeasureOutcome:
     tokens, source = _tokens(req, counter, say)
-    job = job_result(
+    result = job_result(
         meter,
-        setup,
+        job.setup,
         source="measure",
         command=req.command,
         exit_status=child.returncode,
@@ -110,11 +135,14 @@ def measure(req: MeasureRequest, locator: ConfigLocator, say: Callable[[str], No
         tokens=tokens,
         tokens_source=source,
     )
-    metadata = job_metadata(gpus, meter.describe(), setup, command=req.meter_command, software=software)
-    recorder.update(job=job, telemetry_timeline=meter.timeline(), metadata=metadata)
-    status = "interrupted" if child.signals or child.killed_by else ("complete" if child.returncode == 0 else "failed")
-    recorder.finish(status)
-    return MeasureOutcome(recorder.doc, recorder.path, child.exit_code)
+    metadata = job_metadata(job.gpus, meter.describe(), job.setup, command=req.meter_command, software=job.software)
+    job.recorder.update(job=result, telemetry_timeline=meter.timeline(), metadata=metadata)
+    if child.signals or child.killed_by:
+        status = "interrupted"
+    else:
+        status = "complete" if child.returncode == 0 else "failed"
+    job.recorder.finish(status)
+    return MeasureOutcome(job.recorder.doc, job.recorder.path, child.exit_code)
 
 
 def _software():
@@ -172,10 +200,10 @@ def _tokens(req: MeasureRequest, counter: TokenCounter | None, say) -> tuple[flo
     return counter.total, "log"
 
 
-def _checkpoint(recorder: RunRecorder, meter: JobMeter, setup: JobSetup, req: MeasureRequest, say) -> None:
+def _checkpoint(job: _Job, meter: JobMeter, req: MeasureRequest, say) -> None:
     """Rewrite the run file with the job so far (status still ``running``)."""
     try:
-        recorder.update(job=job_result(meter, setup, source="measure", command=req.command))
+        job.recorder.update(job=job_result(meter, job.setup, source="measure", command=req.command))
     except RunWriteError as exc:  # the job goes on; the final write reports a lasting problem
         say(f"meter: checkpoint not written ({exc})")
 
