@@ -56,7 +56,9 @@ class RunRecorder:
 
     def __init__(self, path: Path, *, metadata: RunMetadata, run_id: str | None = None):
         self.path = Path(path)
-        self.doc = RunDocument(run_id=run_id or new_run_id(), status="running", started_at=utc_now(), metadata=metadata)
+        self.doc = RunDocument(
+            run_id=run_id or new_run_id(), status="running", started_at=utc_now(), metadata=metadata, cases=[]
+        )
         self.save()  # an unwritable path is refused before anything is measured
 
     def add_case(self, result: CaseResult) -> CaseResult:

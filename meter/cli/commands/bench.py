@@ -184,14 +184,14 @@ def execute(
     from meter.results.runfile import RunRecorder, RunWriteError, default_run_path
 
     say = lambda msg: print(msg, file=sys.stderr)
-    if device.kind == "cpu":
-        say(CPU_WARNING)
     path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
     settings = GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS
     if args.min_time:
         settings = replace(settings, min_time_s=args.min_time)
     metadata = run_metadata(args, device, settings, models, suite)
     recorder = RunRecorder(path, metadata=metadata)  # refuses an unwritable path before measuring
+    if device.kind == "cpu":
+        say(CPU_WARNING)
     ceilings = _ceilings(device, remeasure_ceilings, say)
     monitor, why = _monitor(args, device, say)
     if monitor is not None:
