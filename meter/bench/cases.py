@@ -47,22 +47,6 @@ def applicable_layers(a: ModelArgs) -> list[str]:
     return layers
 
 
-GRID_AXES = (
-    "layers",
-    "phase",
-    "batch",
-    "seq",
-    "context",
-    "tokens_per_expert",
-    "dtype",
-    "fp8",
-    "ep",
-    "routing",
-    "skew",
-    "form",
-)
-
-
 def expand_grid(model: str, a: ModelArgs, grid: Mapping[str, Any]) -> list[BenchCase]:
     """Every combination of the grid's list values; irrelevant axes are dropped per layer and phase.
 

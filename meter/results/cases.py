@@ -26,9 +26,6 @@ Payload = Literal["fp8", "bf16", "fp32"]
 
 LAYERS: tuple[str, ...] = Layer.__args__  # type: ignore[attr-defined]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
-DTYPES: tuple[str, ...] = Dtype.__args__  # type: ignore[attr-defined]
-FORMS: tuple[str, ...] = DecodeForm.__args__  # type: ignore[attr-defined]
-ROUTINGS: tuple[str, ...] = Routing.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
