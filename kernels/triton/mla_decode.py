@@ -20,8 +20,8 @@ page_size, R]`` with a ``block_table [B, max_pages]`` of page numbers; a contigu
 reads only the positions below each sequence's length, so pages past the end are never touched.
 
 Nothing here reads a tensor's value on the host (no device sync), so a decode step that calls it
-can be captured in a CUDA graph. Under ``TRITON_INTERPRET=1`` the same kernels run through
-Triton's interpreter on CPU tensors (slow; for tests).
+can be captured in a CUDA graph. When Triton is imported with ``TRITON_INTERPRET=1`` the same
+kernels run through Triton's interpreter on CPU tensors (slow; for tests).
 
 Shape legend: B batch, S new tokens, H heads, C latent (kv_lora_rank), R RoPE key dim.
 """
@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 
 import torch
+import triton
 import triton.language as tl
-from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
 from kernels.triton import FusedUnavailable, interpreter_requested
@@ -41,6 +41,7 @@ from kernels.triton.plan import DEFAULT_SMS, DecodePlan, plan_decode
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
+@triton.jit
 def _split_kernel(
     Q_LAT,
     Q_PE,
@@ -178,6 +179,7 @@ def _split_kernel(
         tl.store(LSE_PART + b * stride_lse_b + rows * stride_lse_row + pid_split, lse, mask=row_ok)
 
 
+@triton.jit
 def _combine_kernel(
     O_PART,
     LSE_PART,
@@ -218,19 +220,10 @@ def _combine_kernel(
     tl.store(OUT + b * stride_out_b + s_idx * stride_out_s + h_idx * stride_out_h + offs_c, acc, mask=c_ok)
 
 
-_VARIANTS: dict[tuple[str, bool], object] = {}
-
-
-def _kernel(fn, interpret: bool):
-    """The compiled (JIT) or interpreted variant of a kernel, chosen per call, not at import.
-
-    ``triton.jit`` decides at decoration time from ``TRITON_INTERPRET``; building both variants
-    here lets one process run the interpreter on CPU tensors and the compiled kernel on a GPU.
-    """
-    key = (fn.__name__, interpret)
-    if key not in _VARIANTS:
-        _VARIANTS[key] = InterpretedFunction(fn) if interpret else JITFunction(fn)
-    return _VARIANTS[key]
+def interpreted() -> bool:
+    """Whether these kernels run in Triton's interpreter: Triton fixes that when it is imported,
+    from ``TRITON_INTERPRET`` (its own library functions too, so it cannot change later)."""
+    return not isinstance(_split_kernel, JITFunction)
 
 
 def _pow2(n: int) -> int:
@@ -286,12 +279,14 @@ def mla_decode(
         plan: tile sizes and splits; by default :func:`kernels.triton.plan.plan_decode`.
     """
     _check(q_lat, q_pe, kv, pe, block_table, lengths)
-    interpret = interpreter_requested()
+    interpret = interpreted()
     if not interpret and q_lat.device.type != "cuda":
-        raise FusedUnavailable(
-            f"the fused decode kernel runs on CUDA tensors, not {q_lat.device.type}; "
-            "set TRITON_INTERPRET=1 to run it through Triton's interpreter (slow, for tests)"
+        hint = (
+            "TRITON_INTERPRET was set after Triton was imported; set it before"
+            if interpreter_requested()
+            else "TRITON_INTERPRET=1 runs it through Triton's interpreter (slow, for tests)"
         )
+        raise FusedUnavailable(f"the fused decode kernel runs on CUDA tensors, not {q_lat.device.type} ({hint})")
     b, s, h, c = q_lat.shape
     r = q_pe.shape[-1]
     rows = s * h
@@ -308,12 +303,12 @@ def mla_decode(
         o_part = torch.empty(b, rows, plan.num_splits, c, device=q_lat.device, dtype=torch.float32)
         lse = torch.empty(b, rows, plan.num_splits, device=q_lat.device, dtype=torch.float32)
         op_strides, lse_strides = o_part.stride()[:3], lse.stride()[:2]
-    # The interpreter's tl.dot multiplies bf16's uint16 storage as integers (Triton 3.6); in the
+    # The interpreter's tl.dot multiplies bf16's uint16 storage as integers (Triton 3.6 to 3.9); in the
     # interpreter the tiles are widened to fp32 first, which is exact for bf16 and fp16 values.
     upcast = interpret or q_lat.dtype == torch.float32
     block_c, block_r = _pow2(c), max(16, _pow2(r))
     grid = (plan.head_blocks(rows), plan.num_splits, b)
-    _kernel(_split_kernel, interpret)[grid](
+    _split_kernel[grid](
         q_lat,
         q_pe,
         kv,
@@ -349,7 +344,7 @@ def mla_decode(
         num_stages=plan.num_stages,
     )
     if not direct:
-        _kernel(_combine_kernel, interpret)[(rows, b)](
+        _combine_kernel[(rows, b)](
             o_part,
             lse,
             out,

@@ -11,10 +11,10 @@ width; no Triton, no torch. The rule (see docs/benchmarks.md, "The fused decode 
   36 KiB, so two pipeline stages and the query fit in shared memory), 64 for narrower latents.
 - ``num_splits``: enough programs for about two waves over the streaming multiprocessors,
   ``ceil(2 * SMs / (batch * head_blocks))``, but no split shorter than ``MIN_SPLIT_POSITIONS``
-  cache positions and no more than ``MAX_SPLITS``. V3 at batch 128 on 132 SMs: 2 splits; at
-  batch 1: 32 splits of a 16K context.
+  cache positions and no more than ``MAX_SPLITS``. V3 (128 heads) on 132 SMs: 2 splits at batch
+  128; 64 splits of 256 positions at batch 1 over a 16K context.
 
-Every field can be overridden (``meter bench --decode-block-h/--decode-block-n/--decode-splits``).
+Each of the three can be overridden (``meter bench --fused-plan h64n32s4``, or a ``DecodePlan``).
 These defaults were chosen from the arithmetic above, not tuned on a GPU.
 """
 
