@@ -9,10 +9,12 @@ width; no Triton, no torch. The rule (see docs/benchmarks.md, "The fused decode 
   sequence, launched next to each other so the second one finds the tile in L2.
 - ``block_n`` cache positions per loop step: 32 for a 512-wide latent (a [32, 576] bf16 tile is
   36 KiB, so two pipeline stages and the query fit in shared memory), 64 for narrower latents.
-- ``num_splits``: enough programs for about two waves over the streaming multiprocessors,
-  ``ceil(2 * SMs / (batch * head_blocks))``, but no split shorter than ``MIN_SPLIT_POSITIONS``
-  cache positions and no more than ``MAX_SPLITS``. V3 (128 heads) on 132 SMs: 2 splits at batch
-  128; 64 splits of 256 positions at batch 1 over a 16K context.
+- ``num_splits``: 1 when ``batch * head_blocks`` programs already fill every streaming
+  multiprocessor (each split adds fp32 partials, ``B * S * H * C * 8`` bytes written and read:
+  5.6% of V3's cache traffic per split at batch 128 and 8K context). Otherwise enough splits for about two
+  waves, ``ceil(2 * SMs / (batch * head_blocks))``, but no split shorter than
+  ``MIN_SPLIT_POSITIONS`` cache positions and no more than ``MAX_SPLITS``. V3 (128 heads) on 132
+  SMs: 1 split at batch 128; 3 at batch 64; 64 splits of 256 positions at batch 1 over 16K.
 
 Each of the three can be overridden (``meter bench --fused-plan h64n32s4``, or a ``DecodePlan``).
 These defaults were chosen from the arithmetic above, not tuned on a GPU.
@@ -70,6 +72,11 @@ def plan_decode(
     bh = block_h or min(64, max(16, _pow2_at_least(rows)))
     bn = block_n or (32 if latent_dim >= 512 else 64)
     programs = batch * -(-rows // bh)
-    splits = num_splits or max(1, min(-(-2 * num_sms // programs), -(-max_context // MIN_SPLIT_POSITIONS), MAX_SPLITS))
+    if num_splits:
+        splits = num_splits
+    elif programs >= num_sms:
+        splits = 1
+    else:
+        splits = max(1, min(-(-2 * num_sms // programs), -(-max_context // MIN_SPLIT_POSITIONS), MAX_SPLITS))
     plan = DecodePlan(block_h=bh, block_n=bn, num_splits=splits)
     return replace(plan, num_warps=8 if bh * bn >= 64 * 32 else 4)
