@@ -26,7 +26,8 @@ from meter.device.visible import visible_nvml_indices
 from meter.exporter.collector import MeterCollector
 from meter.exporter.http import BasicAuth, MeterApp, serve
 from meter.exporter.state import ExporterState
-from meter.results.runfile import load_run
+from meter.results.document import RunDocument
+from meter.results.load import load_run
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Exporter:
         self.server = None
         self._stop = threading.Event()
 
-    def ingest(self, doc: dict[str, Any], where: str = "posted run") -> dict[str, Any]:
+    def ingest(self, doc: RunDocument, where: str = "posted run") -> dict[str, Any]:
         """Take a run document: its results, and what it implies for the configured scenarios."""
         from meter.cost.for_run import costs_for_run, summary
 

@@ -22,7 +22,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from meter.errors import MeterError, UsageError
-from meter.results.runfile import RunFileError, check_run_doc
+from meter.results.document import RunDocument
+from meter.results.load import RunFileError, parse_run
 
 MAX_RUN_BYTES = 64 * 2**20
 
@@ -74,7 +75,7 @@ class MeterApp:
     def __init__(
         self,
         registry: CollectorRegistry,
-        ingest: Callable[[dict[str, Any]], dict[str, Any]],
+        ingest: Callable[[RunDocument], dict[str, Any]],
         auth: BasicAuth | None = None,
     ):
         self.metrics = make_wsgi_app(registry)
@@ -120,10 +121,9 @@ class MeterApp:
                 {"error": f"a run file of 1 byte to {MAX_RUN_BYTES} bytes, with Content-Length"},
             )
         try:
-            doc = json.loads(environ["wsgi.input"].read(length))
-            check_run_doc(doc, "posted run")
+            doc = parse_run(environ["wsgi.input"].read(length), "posted run")
             accepted = self.ingest(doc)
-        except (ValueError, RunFileError) as exc:
+        except RunFileError as exc:
             return _reply(start_response, "400 Bad Request", {"error": str(exc)})
         except MeterError as exc:
             return _reply(start_response, "422 Unprocessable Entity", {"error": str(exc)})

@@ -13,6 +13,7 @@ from typing import Any
 
 from meter.device.nvml_gpu import NvmlGpu
 from meter.device.reading import Reading
+from meter.results.document import RunDocument
 from meter.telemetry.sampler import Sampler
 from meter.telemetry.sources import GpuSource
 
@@ -93,41 +94,27 @@ class ExporterState:
     def stop(self) -> None:
         self.sampler.stop()
 
-    def ingest(self, doc: dict[str, Any], costs: dict[str, dict[str, Any]] | None = None) -> int:
+    def ingest(self, doc: RunDocument, costs: dict[str, dict[str, Any]] | None = None) -> int:
         """Take a run document's results (and its priced scenarios); returns the cases taken."""
-        meta = doc.get("metadata", {})
-        dev = meta.get("device", {})
-        device = dev.get("name", "unknown")
-        if dev.get("kind") == "cpu":
-            device = f"CPU ({device})"  # never let a CPU figure pass for a GPU one
+        device = doc.metadata.device.label  # a CPU figure never passes for a GPU one
         taken = 0
         with self.lock:
-            for case in doc.get("cases", []):
-                m = case.get("metrics") or {}
-                c = case.get("case") or {}
-                if (
-                    case.get("status") != "ok"
-                    or not {"achieved_tflops", "tokens_per_s"} <= set(m)
-                    or not {"model", "phase"} <= set(c)
-                ):
-                    continue  # failed, or not measured: nothing to export
-                tele = case.get("telemetry") or {}
-                self.results.cases[(c["model"], case["id"], c["phase"])] = {
+            for case in doc.ok_cases():
+                m, tele = case.metrics, case.telemetry
+                self.results.cases[(case.case.model, case.id, case.case.phase)] = {
                     "device": device,
-                    "tflops": m["achieved_tflops"],
-                    "mfu": m.get("mfu"),
-                    "tokens_per_second": m["tokens_per_s"],
-                    "joules_per_token": tele.get("joules_per_token"),
+                    "tflops": m.achieved_tflops,
+                    "mfu": m.mfu,
+                    "tokens_per_second": m.tokens_per_s,
+                    "joules_per_token": tele.joules_per_token if tele else None,
                 }
                 taken += 1
-            for p in doc.get("projections", []):
-                if not p.get("time_per_token_s"):
-                    continue
-                shape = f"b{p['batch']}-ctx{p['context']}" if p["phase"] == "decode" else f"b{p['batch']}-s{p['seq']}"
-                self.results.projections[(p["model"], p["phase"], shape)] = {
+            for p in doc.projections:
+                shape = f"b{p.batch}-ctx{p.context}" if p.phase == "decode" else f"b{p.batch}-s{p.seq}"
+                self.results.projections[(p.model, p.phase, shape)] = {
                     "device": device,
-                    "tokens_per_second": p.get("tokens_per_s") or 1.0 / p["time_per_token_s"],
-                    "mfu": p.get("mfu"),
+                    "tokens_per_second": p.tokens_per_s,
+                    "mfu": p.mfu,
                 }
             for kind, estimate in (costs or {}).items():
                 self.results.costs[(kind, estimate["scenario"])] = {

@@ -11,7 +11,7 @@ from meter.analytic.memory import mla_decode_traffic
 from meter.bench import workloads
 from meter.bench.cases import BenchCase, expand_grid, parse_fused_plan
 from meter.config.models import load_model
-from meter.results.runfile import load_run
+from meter.results import load_run
 from tests.bench.test_harness import CPU, TINY, case, run
 from tests.conftest import run_meter
 
@@ -48,22 +48,22 @@ def test_eager_forms_run_and_are_credited_with_the_bytes_they_move():
     cases = [case("mla", "decode", form=f, batch=2, context=64) for f in ("absorbed", "naive")]
     cases.insert(1, case("mla", "decode", form="fused", batch=2, context=64))
     results = run(cases)
-    assert [r["status"] for r in results] == ["ok", "unsupported", "ok"]
-    assert "needs a CUDA GPU" in results[1]["reason"]  # on the CPU, never the interpreter
+    assert [r.status for r in results] == ["ok", "unsupported", "ok"]
+    assert "needs a CUDA GPU" in results[1].reason  # on the CPU, never the interpreter
     for r, form in ((results[0], "absorbed"), (results[2], "naive")):
         model = mla_decode_traffic(TINY, batch=2, context=64, form=form, dtype_bytes=4)
-        d = r["details"]
-        assert d["bytes_moved"] == model.total == r["metrics"]["bytes_per_call"]
-        assert d["bytes_minimum"] == model.minimum and d["bytes_ratio_to_minimum"] == model.ratio_to_minimum > 1
-        assert d["compiled"] is False
+        d = r.details
+        assert d.bytes_moved == model.total == r.metrics.bytes_per_call
+        assert d.bytes_minimum == model.minimum and d.bytes_ratio_to_minimum == model.ratio_to_minimum > 1
+        assert d.compiled is False
 
 
 @pytest.mark.slow
 def test_compiled_eager_form_runs():
     r = run([case("mla", "decode", form="absorbed", compile=True, batch=2, context=64)])[0]
-    assert r["status"] == "ok", r
-    assert r["id"].endswith("absorbed+compile") and r["details"]["compiled"] is True
-    assert "upper bound" in r["details"]["bytes_model"]
+    assert r.status == "ok", r
+    assert r.id.endswith("absorbed+compile") and r.details.compiled is True
+    assert "upper bound" in r.details.bytes_model
 
 
 def test_fused_on_a_gpu_without_triton_is_unsupported(monkeypatch):
@@ -78,7 +78,7 @@ def test_fused_on_a_gpu_without_triton_is_unsupported(monkeypatch):
 
 def test_compile_outside_mla_decode_is_unsupported():
     r = run([BenchCase("deepseek-v3-tiny", "moe", "decode", batch=2, dtype="fp32", compile=True)])[0]
-    assert r["status"] == "unsupported" and "MLA decode" in r["reason"]
+    assert r.status == "unsupported" and "MLA decode" in r.reason
 
 
 def test_bench_cli_form_fused_is_recorded_unsupported_on_the_cpu(tmp_path: Path):
@@ -90,7 +90,7 @@ def test_bench_cli_form_fused_is_recorded_unsupported_on_the_cpu(tmp_path: Path)
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     doc = load_run(out)
-    status = {c["id"].rsplit(".", 1)[1]: c["status"] for c in doc["cases"]}
+    status = {c.id.rsplit(".", 1)[1]: c.status for c in doc.cases}
     assert status == {"absorbed": "ok", "fused-s2": "unsupported"}
     assert "moves" in r.stdout and "UNSUPPORTED" in r.stdout
     bad = run_meter("bench", "--form", "fused", "--fused-plan", "h24", "--output", str(tmp_path / "x.json"))

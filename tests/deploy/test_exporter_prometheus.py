@@ -84,7 +84,7 @@ def test_posted_runs_become_results_and_priced_projections(exporter, tmp_path: P
     answer = push_run(exporter.url, synthetic_run(tmp_path / "run.json"))
     assert answer["accepted_cases"] == 9 and answer["priced"] == ["serve", "train"]
     text = exporter.metrics()
-    assert re.search(r'meter_benchmark_mfu_ratio\{case="moe.train".*model="deepseek-v3"', text)
+    assert re.search(r'meter_benchmark_mfu_ratio\{case="moe.train.b1-s4096.bf16".*model="deepseek-v3"', text)
     assert re.search(
         r'meter_projection_training_usd\{hardware="h800-sxm",model="deepseek-v3",scenario="deepseek-v3"\}', text
     )

@@ -32,25 +32,43 @@ def test_energy_accrues_across_a_counter_reset():
 
 
 def test_ingest_takes_measured_cases_and_skips_the_rest():
+    from meter.results import BenchCase, CaseResult, Projection, ProjectionLayer, RunDocument
+    from meter.results.document import DeviceInfo
+    from meter.results.metadata import utc_now
+    from tests.runs import cpu_metadata, ok_case
+
     state = empty_state()
-    doc = {
-        "metadata": {"device": {"kind": "cpu", "name": "EPYC"}},
-        "cases": [
-            {
-                "id": "a",
-                "status": "ok",
-                "case": {"model": "m", "phase": "train"},
-                "metrics": {"achieved_tflops": 1.0, "tokens_per_s": 5.0, "mfu": None},
-            },
-            {"id": "b", "status": "oom", "case": {"model": "m", "phase": "train"}},
-            {"id": "c", "status": "ok", "case": {"model": "m"}, "metrics": {}},
+    train = BenchCase("m", "ffn", "train", seq=8)
+    decode = BenchCase("m", "ffn", "decode", batch=8)
+    doc = RunDocument(
+        run_id="r",
+        status="complete",
+        started_at=utc_now(),
+        metadata=cpu_metadata(device=DeviceInfo(kind="cpu", torch_device="cpu", name="EPYC")),
+        cases=[
+            ok_case(train, per_call_s=1.6, tokens=8, flops=1.6e12),
+            CaseResult(id="b", case=train, status="oom", reason="too big"),
+            ok_case(decode, per_call_s=4.0, tokens=8, flops=1e9),
         ],
-        "projections": [
-            {"model": "m", "phase": "decode", "batch": 8, "seq": 0, "context": 64, "time_per_token_s": 0.5}
+        projections=[
+            Projection(
+                model="m",
+                phase="decode",
+                dtype="bf16",
+                batch=8,
+                seq=0,
+                context=64,
+                layers={"ffn": ProjectionLayer(case_id=decode.id, count=1, time_per_token_s=0.5, flops_per_token=1e8)},
+                time_per_token_s=0.5,
+                tokens_per_s=2.0,
+                flops_per_token=1e8,
+            )
         ],
-    }
-    assert state.ingest(doc) == 1
-    assert state.results.cases[("m", "a", "train")]["device"] == "CPU (EPYC)"  # never mistaken for a GPU
+    )
+    assert state.ingest(doc) == 2
+    taken = state.results.cases[("m", train.id, "train")]
+    assert taken["device"] == "CPU (EPYC)"  # never mistaken for a GPU
+    assert taken["tokens_per_second"] == 5.0 and taken["tflops"] == 1.0
     assert state.results.projections[("m", "decode", "b8-ctx64")]["tokens_per_second"] == 2.0
 
 

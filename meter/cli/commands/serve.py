@@ -7,7 +7,8 @@ import getpass
 import re
 import sys
 
-from meter.cli.common import locator, positive_quantity
+from meter import domains as D
+from meter.cli.common import locator, number
 from meter.errors import UsageError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -35,22 +36,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         epilog="meter bench --push http://HOST:9401 hands a run file to a running exporter.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=9401, help="port (default 9401)")
+    p.add_argument("--port", type=number(D.PORT), default=9401, help="port (default 9401)")
     p.add_argument(
-        "--interval", type=positive_quantity, default=1.0, metavar="S", help="NVML sampling period (default 1 s)"
+        "--interval", type=number(D.INTERVAL_S), default=1.0, metavar="S", help="NVML sampling period (default 1 s)"
     )
     p.add_argument(
         "--price",
-        type=positive_quantity,
+        type=number(D.PRICE_USD_PER_GPU_HOUR),
         metavar="USD",
         help="rental price per GPU-hour for every GPU "
         "(default: the median of the price table's recent prices for each GPU's hardware config)",
     )
     p.add_argument("--tier", choices=["on-demand", "1-year", "3-year", "spot", "assumed"], help="price-table tier")
     p.add_argument(
-        "--usd-per-kwh", type=positive_quantity, metavar="USD", help="electricity price (default: price table)"
+        "--usd-per-kwh", type=number(D.USD_PER_KWH), metavar="USD", help="electricity price (default: price table)"
     )
-    p.add_argument("--pue", type=positive_quantity, help="power usage effectiveness (default: price table)")
+    p.add_argument("--pue", type=number(D.PUE), help="power usage effectiveness (default: price table)")
     p.add_argument("--hostname", help="the hostname label (default: $NODE_NAME, else the host name)")
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
