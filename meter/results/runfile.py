@@ -18,7 +18,7 @@ from meter.errors import ConfigError, OutputError
 from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
 from meter.results.document import STATUSES, RunDocument, RunMetadata
-from meter.results.load import RunFileError, check_consistency
+from meter.results.load import check_consistency
 from meter.results.metadata import utc_now
 from meter.results.records import CaseResult
 
@@ -41,13 +41,12 @@ def checked_case(case: CaseResult) -> CaseResult:
     try:
         return build_dataclass(CaseResult, to_jsonable(case), path=None)
     except ConfigError as exc:
-        problem = exc.retyped(RunFileError)
         return CaseResult(
             id=case.id,
             case=case.case,
             status="error",
-            reason=f"result not recordable: {str(problem).removeprefix('argument ')}",
-            notes=list(case.notes),
+            reason=f"result not recordable: {exc.detail()}",
+            notes=case.notes,
         )
 
 
