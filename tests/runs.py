@@ -247,7 +247,9 @@ def job_doc(*, hardware: str = "h100-sxm", gpus: int = 1, duration_s: float = 10
         kind="cuda", torch_device="cuda:0", name=DEVICE_NAMES.get(hardware, hardware), hardware_config=hardware
     )
     metadata = cpu_metadata(device=device, hardware=hardware_summary(spec), method=None)
-    return RunDocument(run_id="job", kind="job", status="complete", started_at=utc_now(), metadata=metadata, job=job)
+    return RunDocument(
+        run_id="job", kind="job", status="complete", started_at=utc_now(), metadata=metadata, cases=[], job=job
+    )
 
 
 def job_run_dict(**kwargs) -> dict[str, Any]:

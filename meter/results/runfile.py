@@ -19,7 +19,7 @@ from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
 from meter.results.document import STATUSES, RunDocument, RunMetadata
 from meter.results.job import JobResult
-from meter.results.load import RunFileError, check_consistency
+from meter.results.load import check_consistency
 from meter.results.metadata import utc_now
 from meter.results.records import CaseResult
 
@@ -42,13 +42,12 @@ def checked_case(case: CaseResult) -> CaseResult:
     try:
         return build_dataclass(CaseResult, to_jsonable(case), path=None)
     except ConfigError as exc:
-        problem = exc.retyped(RunFileError)
         return CaseResult(
             id=case.id,
             case=case.case,
             status="error",
-            reason=f"result not recordable: {str(problem).removeprefix('argument ')}",
-            notes=list(case.notes),
+            reason=f"result not recordable: {exc.detail()}",
+            notes=case.notes,
         )
 
 
@@ -70,6 +69,7 @@ class RunRecorder:
             status="running",
             started_at=utc_now(),
             metadata=metadata,
+            cases=[],
             kind=kind,  # type: ignore[arg-type]
             job=job,
         )
