@@ -163,3 +163,27 @@ def test_the_command_after_the_separator():
     assert command_from_argv(["--", "python", "-c", "x"]) == ["python", "-c", "x"]
     assert command_from_argv(["python", "--", "x"]) == ["python", "--", "x"]
     assert command_from_argv([]) == []
+
+
+def test_the_overhead_benchmark_runs_and_reports_each_setting(fake_nvml):
+    from tests.fake_nvml import FakeGpu, Scenario, run_python
+
+    out = run_python(
+        "import json; from meter.measure.overhead import measure; print(json.dumps(measure(20, 500)))",
+        fake_nvml(Scenario(gpus=[FakeGpu(), FakeGpu()])),
+    )
+    assert out["gpus"] == 2 and out["ring_fill"] == 500
+    for key in ("no_gpu", "nvml_ring_empty", "nvml_ring_full"):
+        assert out[key]["pairs"] > 0 and 0 < out[key]["median_us"] <= out[key]["p99_us"]
+
+
+def test_a_ring_returns_a_window_from_its_newest_end():
+    from meter.device.reading import Reading
+    from meter.telemetry.ring import Ring
+
+    ring = Ring(capacity=1000)
+    for t in range(1500):  # the oldest 500 have fallen off
+        ring.append(Reading(float(t), *([None] * 13)))
+    assert [r.t_s for r in ring.between(1495.5, 1497.0)] == [1496.0, 1497.0]
+    assert [r.t_s for r in ring.between(0.0, 501.0)] == [500.0, 501.0]
+    assert ring.between(2000.0, 3000.0) == [] and len(ring.between(0, float("inf"))) == 1000
