@@ -28,7 +28,7 @@ from meter.config.hardware import list_hardware, load_hardware
 from meter.config.paths import ConfigLocator
 from meter.measure.core import SEGMENT_S, JobMeter
 from meter.measure.gpus import cuda_uuids_if_initialised, open_gpu_monitor
-from meter.measure.inputs import resolve_prices, work_model
+from meter.measure.inputs import given_work_model, resolve_prices, work_model
 from meter.measure.ledger import MAX_WINDOWS, Ledger
 from meter.measure.record import JobSetup, job_metadata, job_result, window_record
 from meter.results.job import JobResult, JobWindow
@@ -55,7 +55,10 @@ class Meter:
         gpus: CUDA device indices as this process numbers them (after CUDA_VISIBLE_DEVICES);
             None for every visible GPU, ``[]`` for none (times only).
         price_usd_per_gpu_hour: rental price; default the price table's for the GPUs' config.
-        model, phase, seq: what the tokens are, for achieved TFLOP/s and MFU (analytic FLOPs).
+        model, phase, seq: what the tokens are, for achieved TFLOP/s and MFU (analytic FLOPs of a
+            model config, ``meter models`` lists them).
+        flops_per_token: FLOPs per token of a model of your own instead (6 x parameters is the usual
+            training figure); ``model`` then only names it.
         hardware: the GPUs' hardware config, when their NVML name matches none (or no NVML).
         sync: ``"auto"`` waits for the GPUs at window edges when torch has initialised CUDA;
             a callable to call instead; None not to wait.
@@ -70,6 +73,7 @@ class Meter:
         model: str | None = None,
         phase: str = "train",
         seq: int = 4096,
+        flops_per_token: float | None = None,
         hardware: str | None = None,
         tier: str | None = None,
         usd_per_kwh: float | None = None,
@@ -100,7 +104,7 @@ class Meter:
                 pue=pue,
                 locator=locator,
             ),
-            model=work_model(model, phase=phase, seq=seq, hardware=spec, locator=locator) if model else None,
+            model=_work(model, flops_per_token, phase, seq, spec, locator),
             hardware=spec,
             stated_gpus=len(cuda) if cuda is not None and not watched else None,
             no_telemetry=why,
@@ -203,6 +207,12 @@ class Meter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _work(model: str | None, flops_per_token: float | None, phase: str, seq: int, spec, locator):
+    if flops_per_token is not None:
+        return given_work_model(model or "custom", flops_per_token, phase=phase, seq=seq, hardware=spec)
+    return work_model(model, phase=phase, seq=seq, hardware=spec, locator=locator) if model else None
 
 
 def _check_price(price: float | None) -> None:

@@ -68,18 +68,24 @@ def work_model(
         "prefill": lambda: F.prefill_flops_per_token(a, seq),
         "decode": lambda: F.decode_flops_per_token(a, seq),
     }[phase]()
+    return given_work_model(model.name, per_token.total, phase=phase, seq=seq, hardware=hardware)
+
+
+def given_work_model(
+    label: str, flops_per_token: float, *, phase: str, seq: int, hardware: HardwareSpec | None
+) -> WorkModel:
+    """A model known by its FLOPs per token alone (your own: e.g. 6 x parameters for training)."""
+    if isinstance(flops_per_token, bool) or not isinstance(flops_per_token, (int, float)) or not flops_per_token > 0:
+        raise UsageError(f"flops_per_token must be a positive number, not {flops_per_token!r}")
+    if phase not in PHASES:
+        raise UsageError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
     peak = hardware.peak_flops("bf16") if hardware is not None and hardware.kind == "gpu" else None
     if peak:
         basis = f"dense bf16 datasheet peak of {hardware.name} ({peak / 1e12:g} TFLOP/s)"
     elif hardware is None:
-        basis = "no MFU: the GPUs match no hardware config (give --hardware NAME)"
+        basis = "no MFU: no GPU hardware config (no GPU seen, or none matched; give --hardware NAME)"
     else:
         basis = f"no MFU: {hardware.name} has no dense bf16 GPU peak"
     return WorkModel(
-        model=model.name,
-        phase=phase,
-        seq=seq,
-        flops_per_token=per_token.total,
-        peak_flops_per_gpu=peak,
-        basis=basis,
+        model=label, phase=phase, seq=seq, flops_per_token=float(flops_per_token), peak_flops_per_gpu=peak, basis=basis
     )
