@@ -63,6 +63,11 @@ def job_rate(doc: RunDocument, path: str) -> JobRate:
         raise MeterError(f"{path}: the job's GPU count is unknown (no NVML saw them); measure it with --gpus N")
     if work.mfu is None:
         raise MeterError(f"{path}: the job has no MFU ({work.mfu_basis or 'its GPUs match no hardware config'})")
+    if work.mfu > 1:
+        raise MeterError(
+            f"{path}: field 'job.work.mfu': above 1, which no GPU achieves: the token count, the model or its "
+            f"sequence length is not what the job ran (got {work.mfu:.4g})"
+        )
     energy = job.energy_j
     return JobRate(
         path=str(path),

@@ -88,6 +88,11 @@ def job_result(
             energy_j=energy,
             model=setup.model,
         )
+    extra = list(notes or [])
+    if work is not None and work.mfu is not None and work.mfu > 1:
+        extra.append(
+            f"MFU {work.mfu:.3g} is above 1: the token count, the model or the sequence length is not the job's"
+        )
     return JobResult(
         source=source,  # type: ignore[arg-type]
         duration_s=duration,
@@ -104,7 +109,7 @@ def job_result(
         windows=list(windows or []),
         window_totals=list(window_totals or []),
         windows_not_kept=windows_not_kept,
-        notes=list(setup.notes) + list(notes or []),
+        notes=list(setup.notes) + extra,
     )
 
 
