@@ -243,3 +243,77 @@ def test_an_unwritable_run_file_is_refused_before_the_job_runs(tmp_path: Path):
     (tmp_path / "dir.json").mkdir()
     result = run_meter("measure", "-o", str(tmp_path / "dir.json"), "--", PY, "-c", f"open({str(marker)!r}, 'w')")
     assert result.returncode == 2 and "is a directory" in result.stderr and not marker.exists()
+
+
+COUNTING_C = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+static volatile sig_atomic_t seen = 0;
+static void on_int(int signo) { (void)signo; seen++; }  /* each delivery, none coalesced by a runtime */
+int main(int argc, char **argv) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_int;
+    sigaction(SIGINT, &sa, NULL);
+    FILE *f = fopen(argv[1], "w"); fputs("ready", f); fclose(f);
+    struct timespec tick = {0, 1000000}, wait = {1, 0};
+    while (!seen) nanosleep(&tick, NULL);
+    while (nanosleep(&wait, &wait)) {}  /* a second SIGINT, if meter passed the terminal's on, arrives by now */
+    printf("child saw %d SIGINT\n", (int)seen);
+    fflush(stdout);
+    return 10 + seen;
+}
+"""
+
+
+def test_ctrl_c_at_a_terminal_reaches_the_job_once(fake_nvml, tmp_path: Path):
+    """A real terminal: meter and the job in its foreground process group; ^C written to the pty."""
+    import fcntl
+    import pty
+    import termios
+
+    from tests.conftest import require_executable
+
+    cc = require_executable("cc", "install a C compiler (apt-get install gcc libc6-dev)")
+    source, child = tmp_path / "count.c", tmp_path / "count"
+    source.write_text(COUNTING_C)
+    subprocess.run([cc, "-O1", "-o", str(child), str(source)], check=True)
+    env = fake_nvml(Scenario())
+    master, slave = pty.openpty()
+    out, ready = tmp_path / "job.json", tmp_path / "ready"
+    process = subprocess.Popen(
+        [PY, "-m", "meter", "measure", "-o", str(out), "--", str(child), str(ready)],
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the pty becomes the session's terminal
+    )
+    os.close(slave)
+    output = b""
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        os.write(master, b"\x03")  # Ctrl-C: the terminal sends SIGINT to its foreground process group
+        process.wait(timeout=60)
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+    text = output.decode(errors="replace")
+    assert "child saw 1 SIGINT" in text, text
+    assert process.returncode == 11
+    job = load_run(out).job
+    assert job.interrupted and load_run(out).status == "interrupted"
