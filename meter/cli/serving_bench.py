@@ -67,7 +67,10 @@ def run(args: argparse.Namespace, gpus: int | None) -> int:
     headers += ["$/M output", "$/M input", "TTFT ms (p50/p99)", "TPOT ms (p50/p99)"]
     title = f"Serving benchmark on {gpus} GPU(s) at {fmt(price.usd_per_gpu_hour, 'usd_small')}/GPU-hour"
     print(table(headers, rows, title=title))
-    print(f"price: {price.source}" + (f" ({price_q.describe()} given: its central value)" if price_q and not price_q.is_point else ""))
+    print(
+        f"price: {price.source}"
+        + (f" ({price_q.describe()} given: its central value)" if price_q and not price_q.is_point else "")
+    )
     print(
         "$/M output charges all the server's GPU time to the output tokens, $/M input all of it to the input "
         "tokens (prefill and decode share the GPUs); the two do not add up."

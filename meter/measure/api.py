@@ -94,21 +94,27 @@ class Meter:
             say=_warn,
             cuda_uuids=cuda_uuids_if_initialised(),
         )
-        spec = load_hardware(hardware, locator) if hardware else _one_config(watched)
-        self._setup = JobSetup(
-            prices=resolve_prices(
-                price=price_usd_per_gpu_hour,
+        try:
+            spec = load_hardware(hardware, locator) if hardware else _one_config(watched)
+            self._setup = JobSetup(
+                prices=resolve_prices(
+                    price=price_usd_per_gpu_hour,
+                    hardware=spec,
+                    tier=tier,
+                    usd_per_kwh=usd_per_kwh,
+                    pue=pue,
+                    locator=locator,
+                ),
+                model=_work(model, flops_per_token, phase, seq, spec, locator),
                 hardware=spec,
-                tier=tier,
-                usd_per_kwh=usd_per_kwh,
-                pue=pue,
-                locator=locator,
-            ),
-            model=_work(model, flops_per_token, phase, seq, spec, locator),
-            hardware=spec,
-            stated_gpus=len(cuda) if cuda is not None and not watched else None,
-            no_telemetry=why,
-        )
+                stated_gpus=len(cuda) if cuda is not None and not watched else None,
+                no_telemetry=why,
+            )
+            self._sync = _sync_for(sync, cuda)
+        except BaseException:
+            if monitor is not None:
+                monitor.__exit__(None, None, None)  # nothing started yet; this releases NVML
+            raise
         self.telemetry_reason = why
         if why:
             _warn(f"{why}; windows are timed, energy is None")
@@ -116,7 +122,6 @@ class Meter:
             _warn("no rental price: give price_usd_per_gpu_hour= (or hardware= of a GPU in the price table)")
         self._lock = threading.Lock()
         self._ledger = Ledger(max_windows=max_windows)
-        self._sync = _sync_for(sync, cuda)
         self._recorders: dict[Path, RunRecorder] = {}
         self._meter = JobMeter(monitor, watched, segment_s=segment_s).start()
 

@@ -280,10 +280,11 @@ def build(
                 f"{html.escape(str(dict(hw.peak_tflops)))} TFLOP/s; source: "
                 f"{html.escape(str(hw.source))}</p>"
             )
-    nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in SECTIONS)
+    shown = [(key, title) for key, title in SECTIONS if key != "job" or parts["job"]]  # a job section for jobs
+    nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in shown)
     body = "".join(
         f'<section id="{key}"><h2>{title}</h2>{"".join(parts[key]) or "<p class=note>Nothing to show.</p>"}</section>'
-        for key, title in SECTIONS
+        for key, title in shown
     )
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = "gpu-cost-meter report: " + ", ".join(r.label for r in runs)
