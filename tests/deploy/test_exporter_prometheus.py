@@ -68,16 +68,19 @@ def test_exposition_passes_promtool_and_fields_are_absent_not_zero(exporter):
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout == "" and check.stderr == "", check.stdout + check.stderr
     assert 'meter_gpu_info{architecture="hopper"' in text and 'hardware_config="h800-sxm"' in text
-    assert re.search(r'meter_gpu_power_watts\{gpu="0".*\} 6[57]0\.0', text)
-    assert re.search(r'meter_gpu_clock_event_reason_active\{.*gpu="0".*reason="sw_power_cap".*\} 1\.0', text)
-    assert 'meter_gpu_price_usd_per_hour{gpu="0"' in text and "meter_gpu_rental_usd_total" in text
+    assert re.search(r'meter_gpu_power_watts\{[^}]*gpu="0"[^}]*\} 6[57]0\.0', text)
+    assert re.search(r'meter_gpu_clock_event_reason_active\{[^}]*gpu="0"[^}]*reason="sw_power_cap"[^}]*\} 1\.0', text)
+    assert re.search(r'meter_gpu_price_usd_per_hour\{[^}]*gpu="0"', text) and "meter_gpu_rental_usd_total" in text
     # gpu 2 is lost after 80 NVML calls: it keeps meter_gpu_up 0 and nothing else it cannot read
     deadline = time.monotonic() + 20
-    while 'meter_gpu_up{gpu="2"' not in text or re.search(r'meter_gpu_up\{gpu="2".*\} 1\.0', text):
+    while not re.search(r'meter_gpu_up\{[^}]*gpu="2"[^}]*\} 0\.0', text):
         assert time.monotonic() < deadline, "gpu 2 was never reported lost"
         time.sleep(0.5)
         text = exporter.metrics()
-    assert not re.search(r'meter_gpu_power_watts\{gpu="2"', text)
+    # a lost GPU keeps its identity, accrues no dollars and exports nothing it can no longer read
+    assert re.search(r'meter_gpu_info\{[^}]*gpu="2"', text)
+    for gone in ("meter_gpu_power_watts", "meter_gpu_rental_usd_total", "meter_gpu_price_usd_per_hour"):
+        assert not re.search(gone + r'\{[^}]*gpu="2"', text), gone
 
 
 def test_posted_runs_become_results_and_priced_projections(exporter, tmp_path: Path):
@@ -129,7 +132,8 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
             "meter:fleet_power_watts:sum",
         ):
             assert query(url, record)["data"]["result"], record
-        assert float(query(url, "meter:fleet_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(7.5)
+        # two GPUs answer at $2.50; the lost one is not priced any more
+        assert float(query(url, "meter:fleet_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(5.0)
         assert float(query(url, "meter:idle_gpu_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(
             2.5
         )

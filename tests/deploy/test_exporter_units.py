@@ -15,7 +15,7 @@ from tests.telemetry.test_units import reading
 
 
 def empty_state() -> ExporterState:
-    state = ExporterState([], hostname="h", prices={}, hardware_configs={}, usd_per_kwh=0.1, pue=1.2)
+    state = ExporterState(hostname="h", usd_per_kwh=0.1, pue=1.2)
     state.accounts["gpu0"] = GpuAccount(gpu=None, key="gpu0", hardware_config=None, usd_per_hour=2.0, price_source="t")
     return state
 

@@ -63,6 +63,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--runs-dir", metavar="DIR", help="take in the run files here at start; scheduled runs go here")
     p.add_argument("--bench-suite", metavar="SUITE", help="run this suite on a schedule (with --bench-every)")
     p.add_argument("--bench-every", type=duration_s, metavar="DURATION", help="e.g. 6h; needs --bench-suite")
+    p.add_argument(
+        "--nvml-retry",
+        type=duration_s,
+        default=30.0,
+        metavar="DURATION",
+        help="while NVML cannot start, try again this often (default 30s); meter_nvml_up is 0 meanwhile",
+    )
+    p.add_argument(
+        "--pod-resources-socket",
+        default="auto",
+        metavar="PATH",
+        help="the kubelet's pod-resources socket for pod/namespace/container labels; 'auto' (default): "
+        "/var/lib/kubelet/pod-resources/kubelet.sock when it exists; 'off': no pod attribution",
+    )
     p.set_defaults(handler=run)
 
 
@@ -97,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         bench_suite=args.bench_suite,
         bench_every_s=args.bench_every,
+        nvml_retry_s=args.nvml_retry,
+        pod_resources_socket=args.pod_resources_socket,
     )
     exporter = Exporter(config, locator(args))
     exporter.start()
