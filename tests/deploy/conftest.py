@@ -53,8 +53,8 @@ FLEET = Scenario(
 
 
 class Exporter:
-    def __init__(self, process: subprocess.Popen, port: int, scheme: str = "http"):
-        self.process, self.port, self.scheme = process, port, scheme
+    def __init__(self, process: subprocess.Popen, port: int, scheme: str = "http", scenario_path: Path | None = None):
+        self.process, self.port, self.scheme, self.scenario_path = process, port, scheme, scenario_path
 
     @property
     def url(self) -> str:
@@ -66,7 +66,8 @@ class Exporter:
 
 def start_exporter(lib_dir: Path, tmp: Path, scenario: Scenario, *extra: str, scheme: str = "http") -> Exporter:
     port = free_port()
-    fake = env(lib_dir, scenario.write(tmp / f"fleet-{port}.txt"))
+    scenario_path = scenario.write(tmp / f"fleet-{port}.txt")
+    fake = env(lib_dir, scenario_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "meter", "serve", "--port", str(port), "--interval", "0.2", "--price", "2.5", *extra],
         env={**os.environ, **fake},
@@ -75,7 +76,7 @@ def start_exporter(lib_dir: Path, tmp: Path, scenario: Scenario, *extra: str, sc
         stderr=subprocess.PIPE,
         text=True,
     )
-    exporter = Exporter(process, port, scheme)
+    exporter = Exporter(process, port, scheme, scenario_path)
     if scheme == "http" and "--basic-auth-file" not in extra:
         try:
             wait_for(exporter.url + "/healthz")
