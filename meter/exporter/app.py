@@ -28,9 +28,9 @@ from meter.cost.estimate import RECENT_DAYS
 from meter.device.gpu import GpuDevice, GpuFleet, GpuUnavailable, open_gpus
 from meter.exporter.attribution import Attributor
 from meter.exporter.collector import MeterCollector
-from meter.exporter.http import BasicAuth, MeterApp, serve
+from meter.exporter.http import MAX_RUN_BYTES, BasicAuth, MeterApp, serve
 from meter.exporter.state import ExporterState
-from meter.results.runfile import load_run
+from meter.results.runfile import RunFileError, check_run_doc, load_run
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class ExporterConfig:
     bench_suite: str | None = None
     bench_every_s: float | None = None
     nvml_retry_s: float = 30.0
+    max_run_bytes: int = MAX_RUN_BYTES
     pod_resources_socket: str | None = None  # None/"auto": the kubelet's socket if present; "off"; or a path
 
     @property
@@ -110,7 +111,9 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MeterCollector(self.state))
         auth = BasicAuth.from_file(Path(config.basic_auth_file)) if config.basic_auth_file else None
-        self.app = MeterApp(self.registry, self.ingest, auth)
+        self.app = MeterApp(
+            self.registry, self.ingest_bytes, auth, version=self.state.version, max_run_bytes=config.max_run_bytes
+        )
         self.server = None
         self._stop = threading.Event()
         self._last_nvml_problem: str | None = None
@@ -164,6 +167,20 @@ class Exporter:
         )
         taken = self.state.ingest(doc, summary(estimates))
         return {"accepted_cases": taken, "priced": sorted(estimates), "problems": problems}
+
+    def ingest_bytes(self, body: bytes, where: str = "posted run") -> dict[str, Any]:
+        """A pushed run file: refused with RunFileError (one line) unless it is a readable run document."""
+        try:
+            doc = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise RunFileError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        except ValueError as exc:
+            raise RunFileError(f"{where}: not valid JSON ({exc})") from None
+        check_run_doc(doc, where)
+        try:
+            return self.ingest(doc, where)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise RunFileError(f"{where}: not a usable run file ({type(exc).__name__}: {exc})") from None
 
     def ingest_file(self, path: Path) -> dict[str, Any]:
         return self.ingest(load_run(path), str(path))

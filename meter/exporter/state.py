@@ -148,6 +148,10 @@ class ExporterState:
         self.driver_version: str | None = None
         self.sampler: Sampler | None = None
         self.results = Results()
+        self._version = 0  # bumped under the lock by every change a scrape would show
+
+    def version(self) -> int:
+        return self._version
 
     # --- GPUs ---
 
@@ -171,12 +175,14 @@ class ExporterState:
                 sources.append(source)
             self.library_up = True
             self.driver_version = driver_version
+            self._version += 1
             self.sampler = Sampler(
                 sources,
                 self.interval_s,
                 capacity=RING_CAPACITY,
                 on_reading=self._on_reading,
                 on_lost=self._on_lost,
+                on_tick=self._on_tick,
                 on_event=self.say,
             )
         return self.sampler
@@ -195,11 +201,16 @@ class ExporterState:
                 account.energy_since_start_j += delta
             account.last_energy_j = reading.energy_j
 
+    def _on_tick(self) -> None:
+        with self.lock:
+            self._version += 1  # once per sampling round: a scrape shows whole rounds
+
     def _on_lost(self, key: str, why: str) -> None:
         with self.lock:
             account = self.accounts[key]
             if account.lost is None:
                 account.lost, account.lost_t = why, time.monotonic()
+                self._version += 1
 
     def poll(self, owners: dict[str, list[Owner]] | None) -> None:
         """The slow part of telemetry: health counters, processes and owners of every live GPU."""
@@ -219,6 +230,7 @@ class ExporterState:
             attribution = Attribution.of((owners or {}).get(account.gpu.identity.uuid, []))
             with self.lock:
                 account.health, account.processes, account.attribution = health, processes, attribution
+                self._version += 1
 
     # --- results ---
 
@@ -303,4 +315,5 @@ class ExporterState:
                 }
             self.results.runs_ingested += 1
             self.results.last_run_timestamp = time.time()
+            self._version += 1
         return taken

@@ -30,6 +30,7 @@ class Sampler:
         capacity: int | None = None,
         on_reading: Callable[[str, Reading], None] | None = None,
         on_lost: Callable[[str, str], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ):
         if interval_s < 1.0 / MAX_RATE_HZ - 1e-9:
             raise ValueError(f"sampling interval must be at least {1 / MAX_RATE_HZ:g} s (at most {MAX_RATE_HZ:g} Hz)")
@@ -42,6 +43,7 @@ class Sampler:
         self._on_event = on_event
         self._on_reading = on_reading
         self._on_lost = on_lost
+        self._on_tick = on_tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -74,6 +76,8 @@ class Sampler:
             if self._on_reading is not None:
                 self._on_reading(source.key, reading)
         self.ticks += 1
+        if self._on_tick is not None:
+            self._on_tick()
 
     def mark_lost(self, key: str, why: str) -> None:
         """Stop reading a source whose device is gone; say so once."""

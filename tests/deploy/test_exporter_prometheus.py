@@ -203,27 +203,34 @@ def test_basic_auth_and_tls(fake_nvml_lib, tmp_path: Path):
     )
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
+
+    def status(path: str, password: str | None = None, data: bytes | None = None) -> int:
+        headers = {}
+        if password is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()
+        request = urllib.request.Request(e.url + path, data=data, headers=headers, method="POST" if data else "GET")
+        try:
+            return urllib.request.urlopen(request, context=context, timeout=10).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(e.url + "/healthz", context=context, timeout=2)
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 401  # up, and refusing us without credentials
+                assert status("/healthz") == 200  # probes carry no credentials, and need none
                 break
             except OSError:
                 assert time.monotonic() < deadline, (
                     e.process.stderr.read() if e.process.poll() is not None else "timeout"
                 )
                 time.sleep(0.3)
-        for password, expected in (("wrong", 401), ("s3cret", 200)):
-            token = base64.b64encode(f"prometheus:{password}".encode()).decode()
-            request = urllib.request.Request(e.url + "/metrics", headers={"Authorization": f"Basic {token}"})
-            try:
-                status = urllib.request.urlopen(request, context=context, timeout=5).status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            assert status == expected
+        for password, expected in ((None, 401), ("wrong", 401), ("s3cret", 200)):
+            assert status("/metrics", password) == expected
+        # the push endpoint is behind the same credentials
+        run = synthetic_run(tmp_path / "run.json").read_bytes()
+        assert status("/api/v1/runs", None, run) == 401 and status("/api/v1/runs", "wrong", run) == 401
+        assert status("/api/v1/runs", "s3cret", run) == 202
     finally:
         stop(e.process)
 

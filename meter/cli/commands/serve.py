@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="while NVML cannot start, try again this often (default 30s); meter_nvml_up is 0 meanwhile",
     )
     p.add_argument(
+        "--max-run-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest run file POST /api/v1/runs takes (default 8 MiB); larger ones get 413",
+    )
+    p.add_argument(
         "--pod-resources-socket",
         default="auto",
         metavar="PATH",
@@ -94,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--bench-suite and --bench-every go together")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
+    if not 0.01 <= args.interval <= 3600:
+        raise UsageError(f"--interval must be between 0.01 and 3600 seconds, not {args.interval:g}")
+    if args.max_run_bytes is not None and not 1024 <= args.max_run_bytes <= 1 << 30:
+        raise UsageError(f"--max-run-bytes must be between 1024 and {1 << 30}, not {args.max_run_bytes}")
     config = ExporterConfig(
         host=args.host,
         port=args.port,
@@ -113,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         bench_every_s=args.bench_every,
         nvml_retry_s=args.nvml_retry,
         pod_resources_socket=args.pod_resources_socket,
+        **({"max_run_bytes": args.max_run_bytes} if args.max_run_bytes is not None else {}),
     )
     exporter = Exporter(config, locator(args))
     exporter.start()
