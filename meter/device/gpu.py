@@ -54,6 +54,7 @@ class GpuHealth:
     """
 
     xid_errors: dict[int, int] | None = None
+    last_xid: int | None = None
     ecc_corrected_volatile: int | None = None
     ecc_uncorrected_volatile: int | None = None
     ecc_corrected_aggregate: int | None = None

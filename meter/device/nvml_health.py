@@ -22,6 +22,7 @@ class NvmlHealth:
     def __init__(self, session: NvmlSession, handle: Any):
         self.session, self.handle = session, handle
         self.xids: Counter[int] = Counter()
+        self.last_xid: int | None = None
         self.supported = {"xid": False, "ecc": True, "row_remap": True}
         self._events = self._register_xid_events()
 
@@ -53,7 +54,8 @@ class NvmlHealth:
                     raise GpuLost(f"GPU lost while reading XID events: {exc}") from None
                 return  # NVML_ERROR_TIMEOUT: nothing more waiting
             if data.eventType & nv.nvmlEventTypeXidCriticalError:
-                self.xids[int(data.eventData)] += 1
+                self.last_xid = int(data.eventData)
+                self.xids[self.last_xid] += 1
 
     def _probe(self, key: str, fn, *args):
         if not self.supported[key]:
@@ -78,6 +80,7 @@ class NvmlHealth:
         remap = self._probe("row_remap", nv.nvmlDeviceGetRemappedRows, h)
         return GpuHealth(
             xid_errors=dict(self.xids) if self.supported["xid"] else None,
+            last_xid=self.last_xid,
             **ecc,
             remapped_rows_correctable=None if remap is None else int(remap[0]),
             remapped_rows_uncorrectable=None if remap is None else int(remap[1]),

@@ -140,6 +140,12 @@ class MeterCollector:
                 "XID error events seen since the exporter started, by XID code",
                 labels=gl + ["xid"],
             ),
+            xid_events=CounterMetricFamily(
+                "meter_gpu_xid_events", "XID error events of any code seen since the exporter started", labels=gl
+            ),
+            xid_last=GaugeMetricFamily(
+                "meter_gpu_last_xid", "The code of the most recent XID error (as dcgm-exporter's XID_ERRORS)", labels=gl
+            ),
             ecc=CounterMetricFamily(
                 "meter_gpu_ecc_errors",
                 "ECC errors counted by the driver (volatile: since driver load; aggregate: board lifetime)",
@@ -219,6 +225,10 @@ class MeterCollector:
 
     @staticmethod
     def _health(f: dict, labels: list[str], h) -> None:
+        if h.xid_errors is not None:  # the GPU reports XIDs: the total exists from 0, so increase() sees the first
+            f["xid_events"].add_metric(labels, sum(h.xid_errors.values()))
+            if h.last_xid is not None:
+                f["xid_last"].add_metric(labels, h.last_xid)
         for code, count in sorted((h.xid_errors or {}).items()):
             f["xid"].add_metric(labels + [str(code)], count)
         for attr, error_type, counter in ECC_COUNTERS:

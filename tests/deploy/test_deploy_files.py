@@ -79,9 +79,17 @@ def test_dashboard_follows_the_linter_rules():
         for t in p["targets"]:
             assert t["datasource"]["uid"] == "${datasource}"
             for window in re.findall(r"\[([^\]]+)\]", t["expr"]):
-                assert window == "$__rate_interval", f"{p['title']}: use $__rate_interval, not [{window}]"
+                assert window in ("$__rate_interval", "$__range"), f"{p['title']}: use $__rate_interval, not [{window}]"
+            if "[$__range]" in t["expr"]:
+                assert "increase(" in t["expr"], f"{p['title']}: a total over the range is an increase()"
             if "meter_gpu_" in t["expr"] and not t.get("instant") and "sum" not in t["expr"]:
                 assert "$hostname" in t["expr"] and "$gpu" in t["expr"], f"{p['title']} ignores the GPU filters"
+            if "meter" in t["expr"] and p["type"] in ("stat", "timeseries"):  # fleet stats too
+                assert "$hostname" in t["expr"], f"{p['title']} ignores the host filter"
+    titles = {p["title"] for p in d["panels"]}
+    assert {"Idle dollars by namespace", "Tensor-core and SM activity (GPM)", "GPU health"} <= titles
+    rental = next(p for p in d["panels"] if p["title"] == "Rental $ so far")["targets"][0]["expr"]
+    assert rental.startswith("sum(increase(meter_gpu_rental_usd_total{"), rental  # not a raw counter that resets
 
 
 def test_grafana_provisioning_points_at_the_dashboards():

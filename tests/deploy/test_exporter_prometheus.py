@@ -25,7 +25,9 @@ from tests.deploy.conftest import DEPLOY, free_port, query, run_prometheus, stop
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gpu-cost-meter.json"
 RULES = [DEPLOY / "prometheus" / "rules" / "meter-recording.yml", DEPLOY / "prometheus" / "rules" / "meter-alerts.yml"]
 # Dashboard template variables, as Grafana would substitute them for "All".
-VARIABLES = {"$hostname": ".*", "$gpu": ".*", "$__rate_interval": "5s", "$__interval": "1s"}
+VARIABLES = {"$hostname": ".*", "$gpu": ".*", "$__rate_interval": "5s", "$__interval": "1s", "$__range": "5m"}
+# Alerts the test fleet cannot trip in a few seconds; their selectors must still return data.
+QUIET = {"MeterTelemetryStale", "MeterNvmlDown", "MeterGpuEccUncorrectable"}
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -37,6 +39,21 @@ def dashboard_queries() -> list[tuple[str, str]]:
             for k, v in VARIABLES.items():
                 expr = expr.replace(k, v)
             out.append((f"panel '{p['title']}' {t['refId']}", expr))
+    return out
+
+
+DCGM_DASHBOARD = Path(__file__).parent / "fixtures" / "dcgm-exporter-dashboard.json"
+
+
+def dcgm_dashboard_queries() -> list[tuple[str, str]]:
+    """The panel queries of NVIDIA's dcgm-exporter dashboard, its variables set to "All"."""
+    doc = json.loads(DCGM_DASHBOARD.read_text())
+    out = []
+    for p in doc["panels"]:
+        for t in p.get("targets", []):
+            expr = t["expr"].replace("$instance", ".*").replace("$gpu", ".*")
+            out.append((f"dcgm-exporter dashboard panel '{p['title']}'", expr))
+    assert len(out) >= 8
     return out
 
 
@@ -109,12 +126,13 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
         while time.monotonic() < deadline:
             ready = query(url, "count(meter_gpu_up)")["data"]["result"]
             rates = query(url, "meter:gpu_power_watts:rate5m")["data"]["result"]
-            if ready and rates:
+            xids = query(url, "increase(meter_gpu_xid_events_total[1m]) > 0")["data"]["result"]
+            if ready and rates and xids:
                 break
             time.sleep(1)
         time.sleep(2)
         problems = []
-        for name, expr in dashboard_queries() + rule_expressions():
+        for name, expr in dashboard_queries() + rule_expressions() + dcgm_dashboard_queries():
             answer = query(url, expr)
             if answer.get("status") != "success":
                 problems.append(f"{name}: does not parse/evaluate: {answer.get('error')}")
@@ -122,7 +140,7 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
             for selector in selectors(expr):
                 if not query(url, selector)["data"]["result"]:
                     problems.append(f"{name}: selector {selector} returns no data")
-            if not answer["data"]["result"] and name != "MeterTelemetryStale":
+            if not answer["data"]["result"] and name not in QUIET:
                 problems.append(f"{name}: expression returns no data: {expr}")
         assert not problems, "\n".join(problems)
         # the recording rules are evaluated by the server and the alerts' conditions hold
@@ -137,6 +155,25 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
         assert float(query(url, "meter:idle_gpu_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(
             2.5
         )
+        # dcgm-exporter's names come in its units, with its labels
+        util = query(url, 'DCGM_FI_DEV_GPU_UTIL{gpu="0"}')["data"]["result"][0]
+        assert float(util["value"][1]) == pytest.approx(97.0)  # percent
+        assert {"gpu", "UUID", "modelName", "Hostname", "hostname", "device", "instance"} <= set(util["metric"])
+        assert util["metric"]["modelName"] == "NVIDIA H800" and util["metric"]["device"] == "nvidia0"
+        assert util["metric"]["namespace"] == "team-a"  # the owner labels carry over
+        for record, value in (
+            ("DCGM_FI_DEV_FB_USED", 10240.0),  # MiB
+            ("DCGM_FI_DEV_SM_CLOCK", 1980.0),  # MHz
+            ("DCGM_FI_DEV_GPU_TEMP", 55.0),
+            ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", 0.55),  # a ratio, as dcgm's profiling fields
+        ):
+            got = query(url, f'{record}{{gpu="0"}}')["data"]["result"]
+            assert got and float(got[0]["value"][1]) == pytest.approx(value), record
+        # the pod holding gpu0 owns its rental; the Slurm job owns both GPUs it runs on
+        owned = query(url, 'meter:gpu_rental_usd_per_hour:sum_by_owner{namespace="team-a",pod="train-0"}')
+        assert float(owned["data"]["result"][0]["value"][1]) == pytest.approx(2.5)
+        by_job = query(url, 'meter:gpu_rental_usd_per_hour:sum_by_job{scheduler="slurm",job_id="4711"}')
+        assert float(by_job["data"]["result"][0]["value"][1]) == pytest.approx(5.0)  # on gpu0 and gpu1
     finally:
         stop(prom)
 
