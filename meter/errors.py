@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 
 
@@ -15,12 +16,13 @@ class UsageError(MeterError):
     """A bad command-line value."""
 
 
-class ConfigError(MeterError):
-    """A config file that cannot be used, naming the file, the field and the value.
+class InputError(MeterError):
+    """An input file (or command-line value) that cannot be used, naming the file, the field and the value.
 
     Args:
-        path: the YAML file (or None for values given on the command line).
-        field: dotted field path inside the file, e.g. ``peak_tflops.bf16``; None for the whole file.
+        path: the file (or None for values given on the command line).
+        field: the field's path inside the file, e.g. ``peak_tflops.bf16`` or ``cases[3].metrics.time_per_call_s``;
+            None for the whole file.
         problem: what is wrong, as a short phrase.
         value: the offending value; omitted from the message when ``_MISSING``.
     """
@@ -36,17 +38,41 @@ class ConfigError(MeterError):
             parts = [f"argument '{field}'"] if field else []
         else:
             parts = [str(self.path)] + ([f"field '{field}'"] if field else [])
-        message = ": ".join(parts + [problem])
-        if value is not ConfigError._MISSING:
+        message = ": ".join(parts + [_one_line(problem)])
+        if value is not InputError._MISSING:
             message += f" (got {_short_repr(value)})"
         super().__init__(message)
+
+    def retyped(self, cls: type[InputError], path: Path | str | None = None) -> InputError:
+        """The same error as another kind (a config check raised inside a run-file read), optionally re-homed."""
+        return cls(path if path is not None else self.path, self.field, self.problem, self.value)
+
+
+class ConfigError(InputError):
+    """A config file that cannot be used."""
+
+
+class OutputError(MeterError):
+    """An output path that cannot be written: a directory, an unwritable or full filesystem."""
 
 
 class ShadowedPackageError(MeterError):
     """Another distribution's module is imported where gpu-cost-meter's should be."""
 
 
-def _short_repr(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    text = " ".join(text.split())  # keep the message on one line
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())  # one line, whatever the input held
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    try:
+        text = _REPR.repr(value)  # bounded work even for huge or deeply nested values
+    except Exception:  # a hostile object's repr must not replace the error being reported
+        text = f"<{type(value).__name__}>"
+    return _one_line(text, limit)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3

@@ -1,68 +1,40 @@
-"""Benchmark cases: one layer, one phase, one shape, one precision. Sweeps are grids of cases."""
+"""Sweeps of benchmark cases: grids of :class:`meter.results.BenchCase` (one layer, phase, shape, precision)."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from kernels.args import ModelArgs
+from meter.results.cases import LAYERS, PHASES, BenchCase
 
-Layer = Literal["mla", "gqa", "moe", "ffn"]
-Phase = Literal["train", "prefill", "decode"]
-LAYERS: tuple[str, ...] = ("mla", "gqa", "moe", "ffn")
-PHASES: tuple[str, ...] = ("train", "prefill", "decode")
+__all__ = [
+    "LAYERS",
+    "PHASES",
+    "BenchCase",
+    "applicable_layers",
+    "dedupe",
+    "ep_problem",
+    "expand_grid",
+    "grid_from_lists",
+]
 
 
-@dataclass(frozen=True)
-class BenchCase:
-    """One measurement. Shapes: train/prefill run ``batch`` sequences of ``seq`` tokens; decode runs
-    ``batch`` sequences one new token each against ``context`` positions. An MoE case may instead
-    be sized by ``tokens_per_expert`` (rows each local expert's GEMM gets, on average)."""
-
-    model: str
-    layer: Layer
-    phase: Phase
-    batch: int = 1
-    seq: int = 0
-    context: int = 0
-    tokens_per_expert: int | None = None
-    dtype: str = "bf16"
-    fp8: str | None = None  # None, "rowwise" or "blockwise": expert GEMMs in fp8
-    ep: int = 1  # expert-parallel degree: this GPU holds n_routed_experts / ep experts
-    routing: str = "learned"  # learned, uniform, or skew
-    skew: float = 1.0  # Zipf exponent when routing == "skew"
-    form: str = "absorbed"  # MLA decode form: absorbed or naive
-
-    def tokens(self, a: ModelArgs) -> int:
-        """Tokens one call processes on this GPU."""
-        if self.layer == "moe" and self.tokens_per_expert:
-            local = a.n_routed_experts // self.ep
-            return max(1, round(self.tokens_per_expert * local / a.n_activated_experts))
-        return self.batch if self.phase == "decode" else self.batch * self.seq
-
-    @property
-    def id(self) -> str:
-        parts = [self.layer, self.phase]
-        if self.layer == "moe" and self.tokens_per_expert:
-            parts.append(f"tpe{self.tokens_per_expert}")
-        elif self.phase == "decode":
-            parts.append(f"b{self.batch}" + (f"-ctx{self.context}" if self.layer in ("mla", "gqa") else ""))
-        else:
-            parts.append(f"b{self.batch}-s{self.seq}")
-        parts.append(self.dtype + (f"+fp8-{self.fp8}" if self.fp8 else ""))
-        if self.layer == "moe":
-            if self.ep > 1:
-                parts.append(f"ep{self.ep}")
-            if self.routing != "learned":
-                parts.append(self.routing + (f"{self.skew:g}" if self.routing == "skew" else ""))
-        if self.layer == "mla" and self.phase == "decode":
-            parts.append(self.form)
-        return ".".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def ep_problem(a: ModelArgs, ep: int, layers: list[str] | None) -> str | None:
+    """Why an expert-parallel degree cannot be benchmarked for this model (and these layers), or None."""
+    if ep == 1:
+        return None
+    if not a.is_moe:
+        return "the model has no experts to spread"
+    if layers is not None and "moe" not in layers:
+        return "only MoE layers have expert parallelism; add moe to the layers"
+    if ep > a.n_routed_experts:
+        return f"exceeds the model's {a.n_routed_experts} routed experts"
+    if a.n_routed_experts % ep:
+        return f"does not divide the model's {a.n_routed_experts} routed experts"
+    return None
 
 
 def applicable_layers(a: ModelArgs) -> list[str]:

@@ -9,31 +9,22 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from meter.bench.stats import summarize
-from meter.bench.timer import GPU_DEFAULTS, TimingSettings, time_cpu, time_cuda
+from meter.bench.timer import GPU_DEFAULTS, time_cpu, time_cuda
+from meter.config.schema import build_dataclass
 from meter.device.select import ComputeDevice
+from meter.errors import ConfigError, OutputError
+from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
+from meter.results.document import Ceilings, CeilingsMethod
 from meter.results.metadata import utc_now
+from meter.results.records import TimingSettings
+
+__all__ = ["Ceilings", "load_cached", "measure"]
 
 CACHE_ENV = "METER_CACHE_DIR"
-
-
-@dataclass(frozen=True)
-class Ceilings:
-    device_key: str
-    copy_bytes_per_s: float
-    gemm_flops_per_s: dict[str, float]  # by dtype
-    measured_at: str
-    method: dict
-
-    def gemm(self, dtype: str) -> float | None:
-        return self.gemm_flops_per_s.get(dtype)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def cache_dir() -> Path:
@@ -55,12 +46,12 @@ def _cache_path(device: ComputeDevice) -> Path:
 
 
 def load_cached(device: ComputeDevice) -> Ceilings | None:
+    """The cached ceilings of this device; None when absent, unreadable or not valid (then measure again)."""
     path = _cache_path(device)
     try:
-        data = json.loads(path.read_text())
-        return Ceilings(**data)
-    except (OSError, ValueError, TypeError):
-        return None  # absent or unreadable: measure again
+        return build_dataclass(Ceilings, json.loads(path.read_text(encoding="utf-8")), path=path)
+    except (OSError, ValueError, ConfigError, RecursionError):
+        return None
 
 
 def measure(device: ComputeDevice, *, save: bool = True) -> Ceilings:
@@ -92,16 +83,19 @@ def measure(device: ComputeDevice, *, save: bool = True) -> Ceilings:
         device_key=device_key(device),
         copy_bytes_per_s=copy_rate,
         gemm_flops_per_s=gemm,
-        measured_at=utc_now(),
-        method={
-            "copy": f"{copy_elems * 4 / 2**20:.0f} MiB fp32 tensor copy, bytes read + written, median",
-            "gemm": f"square torch.mm of sizes {list(gemm_sizes)} on random data; best median rate",
-            "timer": "cuda-events" if device.kind == "cuda" else "wall-clock",
-            "settings": settings.as_dict(),
-        },
+        measured_at=utc_now().isoformat(),
+        method=CeilingsMethod(
+            copy=f"{copy_elems * 4 / 2**20:.0f} MiB fp32 tensor copy, bytes read + written, median",
+            gemm=f"square torch.mm of sizes {list(gemm_sizes)} on random data; best median rate",
+            timer="cuda-events" if device.kind == "cuda" else "wall-clock",
+            settings=settings,
+        ),
     )
     if save:
-        write_json_atomic(_cache_path(device), result.as_dict())
+        try:
+            write_json_atomic(_cache_path(device), to_jsonable(result))
+        except OutputError:
+            pass  # only a cache: the run has its ceilings either way
     return result
 
 

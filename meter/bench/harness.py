@@ -10,22 +10,23 @@ import contextlib
 import gc
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from kernels.args import ModelArgs
-from meter.bench.cases import BenchCase
-from meter.bench.ceilings import Ceilings
 from meter.bench.metrics import bound, case_metrics
 from meter.bench.stats import summarize
-from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, TimingSettings, time_cpu, time_cuda
+from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, time_cpu, time_cuda
 from meter.bench.workloads import InsufficientMemory, UnsupportedCase, build_workload, capture_cuda_graph
 from meter.device.select import ComputeDevice, free_memory_bytes
+from meter.results.cases import BenchCase
+from meter.results.document import Ceilings
+from meter.results.records import CaseResult, TelemetryWindow, TimingSettings
 
 
-class TelemetryWindow(Protocol):
-    def summary(self) -> dict[str, Any]: ...
+class WindowHandle(Protocol):
+    def summary(self) -> TelemetryWindow: ...
 
 
 class WindowMonitor(Protocol):
@@ -33,7 +34,7 @@ class WindowMonitor(Protocol):
 
     min_window_s: float
 
-    def window(self, name: str) -> contextlib.AbstractContextManager[TelemetryWindow]: ...
+    def window(self, name: str) -> contextlib.AbstractContextManager[WindowHandle]: ...
 
 
 def run_cases(
@@ -41,7 +42,7 @@ def run_cases(
     models: Mapping[str, ModelArgs],
     device: ComputeDevice,
     *,
-    record: Callable[[dict[str, Any]], None],
+    record: Callable[[CaseResult], object],
     ceilings: Ceilings | None = None,
     settings: TimingSettings | None = None,
     monitor: WindowMonitor | None = None,
@@ -78,16 +79,17 @@ def run_case(
     settings: TimingSettings,
     monitor: WindowMonitor | None = None,
     cuda_graphs: bool = True,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"id": case.id, "case": case.as_dict(), "status": "ok", "reason": None}
+) -> CaseResult:
+    """Measure one case; a case that cannot run is recorded with its status and reason, never raised."""
     workload = None
+    notes: list[str] = []
     try:
         workload = build_workload(case, a, device, free_bytes=free_memory_bytes(device))
-        result["notes"] = list(workload.notes)
+        notes = list(workload.notes)
         if device.kind == "cuda" and cuda_graphs and case.phase == "decode":
             why_not = capture_cuda_graph(workload)
             if why_not:
-                result["notes"].append(why_not)
+                notes.append(why_not)
         replay = workload.replay
         call = (lambda i: replay()) if replay else workload.step
         window = monitor.window(case.id) if monitor else contextlib.nullcontext()
@@ -99,9 +101,6 @@ def run_case(
             else:
                 samples = time_cpu(call, settings)
         stats = summarize(samples)
-        result["telemetry"] = (
-            _with_energy_per_token(w.summary(), stats.mean_s, workload.tokens_per_call) if monitor else None
-        )
         metrics = case_metrics(
             median_s=stats.median_s,
             flops_per_call=workload.flops_per_call,
@@ -112,41 +111,47 @@ def run_case(
             hardware=device.hardware,
             ceilings=ceilings,
         )
-        result.update(
-            timing=stats.as_dict(),
+        return CaseResult(
+            id=case.id,
+            case=case,
+            notes=notes,
+            timing=stats,
             metrics=metrics,
             bound=bound(metrics, ceilings, case.dtype),
-            details={**workload.details, "input_sets": workload.n_inputs, "cuda_graph": bool(workload.replay)},
+            details=replace(workload.details, input_sets=workload.n_inputs, cuda_graph=bool(workload.replay)),
+            telemetry=_with_energy_per_token(w.summary(), stats.mean_s, workload.tokens_per_call) if monitor else None,
         )
     except UnsupportedCase as exc:
-        result.update(status="unsupported", reason=str(exc))
+        return _failed(case, "unsupported", str(exc), notes)
     except InsufficientMemory as exc:
-        result.update(status="oom", reason=f"skipped before allocating: {exc}")
+        return _failed(case, "oom", f"skipped before allocating: {exc}", notes)
     except torch.OutOfMemoryError as exc:
-        result.update(status="oom", reason=str(exc).splitlines()[0][:200])
+        return _failed(case, "oom", str(exc).splitlines()[0][:200], notes)
     except MemoryError:
-        result.update(status="oom", reason="host memory exhausted")
+        return _failed(case, "oom", "host memory exhausted", notes)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # one broken case must not end a sweep; the reason is recorded
-        result.update(
-            status="error", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        )
+        first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return _failed(case, "error", f"{type(exc).__name__}: {first_line}", notes)
     finally:
         del workload
         gc.collect()
         if device.kind == "cuda":
             torch.cuda.empty_cache()
-    return result
 
 
-def _with_energy_per_token(tele: dict[str, Any], mean_call_s: float, tokens_per_call: int) -> dict[str, Any]:
+def _failed(case: BenchCase, status: str, reason: str, notes: list[str]) -> CaseResult:
+    return CaseResult(id=case.id, case=case, status=status, reason=reason, notes=notes)  # type: ignore[arg-type]
+
+
+def _with_energy_per_token(tele: TelemetryWindow, mean_call_s: float, tokens_per_call: int) -> TelemetryWindow:
     """Energy of one call: the window's average power times the mean call time (the window also
     holds the short gaps between calls), and per token."""
-    power = tele.get("avg_power_w")
+    power = tele.avg_power_w
     per_call = power * mean_call_s if power is not None else None
-    return {
-        **tele,
-        "energy_per_call_j": per_call,
-        "joules_per_token": per_call / tokens_per_call if per_call is not None else None,
-    }
+    return replace(
+        tele,
+        energy_per_call_j=per_call,
+        joules_per_token=per_call / tokens_per_call if per_call is not None else None,
+    )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from meter.bench.ceilings import Ceilings
 from meter.config.hardware import HardwareSpec
+from meter.results.document import Ceilings
+from meter.results.records import CaseMetrics
 
 
 def case_metrics(
@@ -18,7 +17,7 @@ def case_metrics(
     fp8: bool,
     hardware: HardwareSpec | None,
     ceilings: Ceilings | None,
-) -> dict[str, Any]:
+) -> CaseMetrics:
     """Rates and efficiencies of one case.
 
     ``mfu`` is against the datasheet's dense bf16 peak, as DeepSeek reports MFU even for fp8
@@ -32,25 +31,25 @@ def case_metrics(
     dtype_peak = hardware.peak_flops("fp8" if fp8 else dtype) if hardware else None
     gemm_ceiling = ceilings.gemm("bf16" if fp8 else dtype) if ceilings else None
     copy_ceiling = ceilings.copy_bytes_per_s if ceilings else None
-    return {
-        "time_per_call_s": median_s,
-        "time_per_token_s": median_s / tokens_per_call,
-        "tokens_per_s": tokens_per_call / median_s,
-        "flops_per_call": flops_per_call,
-        "bytes_per_call": bytes_per_call,
-        "arithmetic_intensity_flop_per_byte": flops_per_call / bytes_per_call if bytes_per_call else None,
-        "achieved_tflops": flops_per_s / 1e12,
-        "achieved_gb_s": bytes_per_s / 1e9,
-        "mfu": flops_per_s / bf16_peak if bf16_peak else None,
-        "peak_fraction_dtype": flops_per_s / dtype_peak if dtype_peak else None,
-        "gemm_ceiling_fraction": flops_per_s / gemm_ceiling if gemm_ceiling else None,
-        "copy_ceiling_fraction": bytes_per_s / copy_ceiling if copy_ceiling else None,
-    }
+    return CaseMetrics(
+        time_per_call_s=median_s,
+        time_per_token_s=median_s / tokens_per_call,
+        tokens_per_s=tokens_per_call / median_s,
+        flops_per_call=flops_per_call,
+        bytes_per_call=bytes_per_call,
+        arithmetic_intensity_flop_per_byte=flops_per_call / bytes_per_call if bytes_per_call else None,
+        achieved_tflops=flops_per_s / 1e12,
+        achieved_gb_s=bytes_per_s / 1e9,
+        mfu=flops_per_s / bf16_peak if bf16_peak else None,
+        peak_fraction_dtype=flops_per_s / dtype_peak if dtype_peak else None,
+        gemm_ceiling_fraction=flops_per_s / gemm_ceiling if gemm_ceiling else None,
+        copy_ceiling_fraction=bytes_per_s / copy_ceiling if copy_ceiling else None,
+    )
 
 
-def bound(metrics: dict[str, Any], ceilings: Ceilings | None, dtype: str) -> str | None:
+def bound(metrics: CaseMetrics, ceilings: Ceilings | None, dtype: str) -> str | None:
     """'compute' or 'memory': which measured ceiling the case's arithmetic intensity puts it under."""
-    intensity = metrics.get("arithmetic_intensity_flop_per_byte")
+    intensity = metrics.arithmetic_intensity_flop_per_byte
     if not ceilings or intensity is None or not ceilings.gemm(dtype):
         return None
     ridge = ceilings.gemm(dtype) / ceilings.copy_bytes_per_s

@@ -8,52 +8,20 @@ out and listed; the cost model adds explicit factors for those.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 from kernels.args import ModelArgs
-from meter.bench.cases import BenchCase
 from meter.config.hardware import HardwareSpec
-
-NOT_INCLUDED = [
-    "embedding and output head",
-    "MTP modules",
-    "communication (expert and pipeline parallel)",
-    "pipeline bubbles and recomputation",
-]
+from meter.results.cases import BenchCase
+from meter.results.records import CaseResult, Projection, ProjectionLayer
 
 
-@dataclass(frozen=True)
-class Projection:
-    model: str
-    phase: str
-    dtype: str
-    batch: int
-    seq: int
-    context: int
-    layers: dict[str, dict[str, Any]]  # kind -> {case_id, count, time_per_token_s, flops_per_token}
-    time_per_token_s: float
-    tokens_per_s: float
-    flops_per_token: float  # analytic, the measured layers only
-    mfu: float | None  # against the dense bf16 peak; None without a datasheet
-    not_included: list[str] = field(default_factory=lambda: list(NOT_INCLUDED))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _ok(result: dict) -> bool:
-    return result.get("status") == "ok" and "metrics" in result
-
-
-def project(model: str, a: ModelArgs, results: list[dict[str, Any]], hardware: HardwareSpec | None) -> list[Projection]:
+def project(model: str, a: ModelArgs, results: list[CaseResult], hardware: HardwareSpec | None) -> list[Projection]:
     """Every projection the results support, one per measured attention shape."""
-    mine = [r for r in results if r["case"]["model"] == model and _ok(r)]
+    mine = [r for r in results if r.case.model == model and r.ok]
     counts = {a.attention: a.n_layers, "moe": a.n_moe_layers, "ffn": a.n_ffn_dense_layers}
     needed = [kind for kind, n in counts.items() if n > 0]
     out = []
-    for attn in (r for r in mine if r["case"]["layer"] == a.attention):
-        case = BenchCase(**attn["case"])
+    for attn in (r for r in mine if r.case.layer == a.attention):
+        case = attn.case
         tokens = case.tokens(a)
         parts = {a.attention: attn}
         for kind in needed:
@@ -66,15 +34,15 @@ def project(model: str, a: ModelArgs, results: list[dict[str, Any]], hardware: H
             continue
         layers = {}
         for kind, r in parts.items():
-            m = r["metrics"]
-            layers[kind] = {
-                "case_id": r["id"],
-                "count": counts[kind],
-                "time_per_token_s": m["time_per_token_s"],
-                "flops_per_token": m["flops_per_call"] * m["time_per_token_s"] / m["time_per_call_s"],
-            }
-        total = sum(v["count"] * v["time_per_token_s"] for v in layers.values())
-        flops = sum(v["count"] * v["flops_per_token"] for v in layers.values())
+            m = r.metrics
+            layers[kind] = ProjectionLayer(
+                case_id=r.id,
+                count=counts[kind],
+                time_per_token_s=m.time_per_token_s,
+                flops_per_token=m.flops_per_call / m.tokens_per_call,
+            )
+        total = sum(v.count * v.time_per_token_s for v in layers.values())
+        flops = sum(v.count * v.flops_per_token for v in layers.values())
         peak = hardware.peak_flops("bf16") if hardware else None
         out.append(
             Projection(
@@ -94,11 +62,11 @@ def project(model: str, a: ModelArgs, results: list[dict[str, Any]], hardware: H
     return out
 
 
-def _best_match(results: list[dict], kind: str, attn: BenchCase, tokens: int, a: ModelArgs) -> dict | None:
+def _best_match(results: list[CaseResult], kind: str, attn: BenchCase, tokens: int, a: ModelArgs) -> CaseResult | None:
     """The case of ``kind`` with the attention case's phase, dtype and tokens; plain settings first."""
     candidates = []
     for r in results:
-        c = BenchCase(**r["case"])
+        c = r.case
         if c.layer == kind and c.phase == attn.phase and c.dtype == attn.dtype and c.tokens(a) == tokens:
             plainness = (c.fp8 is not None, c.ep != 1, c.routing != "learned")
             candidates.append((plainness, r))

@@ -9,21 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
-
-@dataclass(frozen=True)
-class TimingSettings:
-    warmup_s: float = 0.2
-    min_warmup_calls: int = 2
-    min_time_s: float = 0.5  # keep timing until this much has been measured...
-    min_repeats: int = 5  # ...and at least this many calls
-    max_repeats: int = 200
-    flush_l2: bool = True  # GPU only
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
+from meter.results.records import TimingSettings
 
 CPU_DEFAULTS = TimingSettings(warmup_s=0.2, min_warmup_calls=2, min_time_s=0.5, min_repeats=5, max_repeats=100)
 GPU_DEFAULTS = TimingSettings(warmup_s=0.5, min_warmup_calls=10, min_time_s=1.0, min_repeats=20, max_repeats=2000)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -18,8 +17,9 @@ from kernels.args import ModelArgs
 from meter.analytic import flops as F
 from meter.analytic import memory as M
 from meter.analytic.params import attention_params, expert_params, router_params, swiglu_params
-from meter.bench.cases import BenchCase
 from meter.device.select import ComputeDevice
+from meter.results.cases import BenchCase
+from meter.results.records import CaseDetails
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -46,7 +46,7 @@ class Workload:
     module: torch.nn.Module
     inputs: list[torch.Tensor] = field(default_factory=list)  # the rotated input sets
     notes: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    details: CaseDetails = field(default_factory=CaseDetails)
     replay: Callable[[], None] | None = None  # a captured CUDA graph of step(0), when there is one
 
 
@@ -191,11 +191,11 @@ def _moe(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
         module=layer,
         inputs=inputs,
         notes=notes,
-        details={
-            "local_experts": n_local,
-            "rows_per_expert": tokens * a.n_activated_experts / n_local,
-            "expert_gemm": "fp8-" + case.fp8 if case.fp8 else backend,
-        },
+        details=CaseDetails(
+            local_experts=n_local,
+            rows_per_expert=tokens * a.n_activated_experts / n_local,
+            expert_gemm="fp8-" + case.fp8 if case.fp8 else backend,
+        ),
     )
 
 
@@ -301,7 +301,7 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> 
         module=layer,
         inputs=inputs,
         notes=notes,
-        details={"cache_bytes": sum(b.numel() * b.element_size() for b in cache.buffers())},
+        details=CaseDetails(cache_bytes=sum(b.numel() * b.element_size() for b in cache.buffers())),
     )
 
 
@@ -324,5 +324,4 @@ def capture_cuda_graph(workload: Workload) -> str | None:
         torch.cuda.synchronize()
         return f"CUDA graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); timed eagerly"
     workload.replay = graph.replay
-    workload.details["cuda_graph"] = True
     return None

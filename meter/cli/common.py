@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from meter.config.paths import ConfigLocator
+from meter.domains import Domain
 from meter.units import parse_quantity
 
 
@@ -19,32 +21,30 @@ def locator(args: argparse.Namespace) -> ConfigLocator:
     return ConfigLocator.from_env(getattr(args, "config_dir", []) or [])
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1, also written 4K / 32K."""
-    try:
-        value = parse_quantity(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1 or not float(value).is_integer():
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1: {text!r}")
-    return int(value)
+def number(domain: Domain) -> Callable[[str], float]:
+    """argparse type: a number in ``domain``, with an optional K/M/B/T suffix (``14.8T``, ``4K``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = parse_quantity(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        problem = domain.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, not {text!r}")
+        return int(value) if domain.integer else value
+
+    return parse
 
 
-def positive_quantity(text: str) -> float:
-    """argparse type: a number > 0 with an optional K/M/B/T suffix (14.8T)."""
-    try:
-        value = parse_quantity(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return value
+def numbers(domain: Domain) -> Callable[[str], list[float]]:
+    """argparse type: comma-separated numbers in ``domain`` (``1,8,64``)."""
+    one = number(domain)
 
+    def parse(text: str) -> list[float]:
+        values = [one(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}")
+        return values
 
-def int_list(text: str) -> list[int]:
-    """argparse type: comma-separated whole numbers >= 1 (``1,8,64``)."""
-    return [positive_int(part) for part in text.split(",") if part.strip()] or _empty(text)
-
-
-def _empty(text: str) -> list[int]:
-    raise argparse.ArgumentTypeError(f"expected comma-separated numbers: {text!r}")
+    return parse

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import json
-import math
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, TextIO
+
+from meter.jsonable import to_jsonable
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> str:
@@ -49,23 +47,6 @@ def emit_json(obj: Any, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     json.dump(to_jsonable(obj), stream, indent=2, allow_nan=False)
     stream.write("\n")
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types from dataclasses, mappings, paths, dates; NaN and inf become None."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (dt.date, dt.datetime)):
-        return obj.isoformat()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _cell(value: Any) -> str:

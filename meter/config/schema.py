@@ -18,12 +18,12 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 
 from meter.config.quantity import Quantity, QuantityError, from_yaml
-from meter.errors import ConfigError
+from meter.errors import ConfigError, InputError
 
 Constraints = Mapping[str, Mapping[str, float]]
 _YAML11_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE]\d+$")
@@ -45,21 +45,111 @@ def between(low: float, high: float) -> dict[str, float]:
 
 
 INTERNAL = {"internal": True}  # field metadata: set by the loader, never read from YAML
+ALLOW_EMPTY = "allow-empty"  # Annotated[str, ALLOW_EMPTY]: an empty string is a value (a command-line argument)
+
+
+MAX_YAML_BYTES = 8 * 2**20  # a config is a few KiB; a larger file is a mistake, not a config
+MAX_YAML_NODES = 200_000  # after expanding aliases: bounds "billion laughs" documents
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with three changes for configs people edit by hand:
+
+    - duplicate keys are refused (PyYAML keeps the last one silently);
+    - dates stay strings, so the schema parses them and names the field of an impossible one
+      (PyYAML raises a bare ValueError for 2026-02-30);
+    - aliases are allowed but their expansion is bounded (see :data:`MAX_YAML_NODES`).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark)
+            seen[key] = True
+        return super().construct_mapping(node, deep=deep)
+
+
+# No implicit timestamps: the schema's date fields parse strings themselves.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, mark: Any):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.problem_mark = key, mark
+
+
+def _expanded_nodes(root: yaml.Node) -> int:
+    """Nodes the document has once every alias is expanded, counted without expanding them."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a recursive alias counts once; the constructor refuses what it cannot build
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = min(total, MAX_YAML_NODES + 1)
+        return sizes[id(node)]
+
+    return size(root)
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse one YAML file; a syntax error becomes a ConfigError naming line and column."""
+    """Parse one YAML file; every way it can be unreadable becomes a ConfigError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
         raise ConfigError(path, None, f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(path, None, f"larger than {MAX_YAML_BYTES // 2**20} MiB; not a config file")
+    text = decode_utf8(raw, path, ConfigError)
     try:
-        return yaml.safe_load(text)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if _expanded_nodes(node) > MAX_YAML_NODES:
+                raise ConfigError(path, None, f"aliases expand to more than {MAX_YAML_NODES:,} values; refused")
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except _DuplicateKey as exc:
+        mark = exc.problem_mark
+        raise ConfigError(path, str(exc.key), f"duplicate key at line {mark.line + 1}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(path, None, f"malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(path, None, "nested too deeply to be a config") from None
+
+
+def decode_utf8(raw: bytes, path: Path | str | None, error: type[InputError]) -> str:
+    """UTF-8 text of a file, or ``error`` naming the first bad byte (a binary or Latin-1 file)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise error(path, None, f"not UTF-8 text (byte 0x{bad} at offset {exc.start})") from None
 
 
 def build_dataclass(
@@ -84,7 +174,7 @@ def build_dataclass(
     where = prefix.rstrip(".") or None
     if not isinstance(data, Mapping):
         raise ConfigError(path, where, f"expected a mapping of fields, found {_type_name(data)}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
     for key in data:
         if key in ignore:
@@ -119,6 +209,10 @@ def check_name_matches_file(name: str, path: Path | None) -> None:
 def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        if args[0] is str and ALLOW_EMPTY in args[1:] and isinstance(value, str):
+            return value
+        return _coerce(args[0], value, path=path, dotted=dotted)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -149,7 +243,7 @@ def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
         for k, v in value.items():
             key = _coerce(key_tp, k, path=path, dotted=f"{dotted}.{k}")
             out[key] = _coerce(val_tp, v, path=path, dotted=f"{dotted}.{k}")
-        return types.MappingProxyType(out)
+        return out
     if tp is Quantity:
         try:
             return from_yaml(value)
@@ -172,7 +266,10 @@ def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
             value = float(value)  # PyYAML (YAML 1.1) reads 671e9, without an exponent sign, as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(path, dotted, "expected a number", value)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(path, dotted, "too large for a number", value) from None
         if math.isnan(value) or math.isinf(value):
             raise ConfigError(path, dotted, "must be a finite number", value)
         return value
@@ -191,6 +288,17 @@ def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
             except ValueError:
                 pass
         raise ConfigError(path, dotted, "expected a date (YYYY-MM-DD or YYYY-MM)", value)
+    if tp is dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.datetime.fromisoformat(
+                    value.strip().removesuffix("Z") + ("+00:00" if value.strip().endswith("Z") else "")
+                )
+            except ValueError:
+                pass
+        raise ConfigError(path, dotted, "expected an ISO 8601 date and time", value)
     raise TypeError(f"schema: unsupported field type {tp!r} at {dotted}")  # a bug in our dataclasses
 
 

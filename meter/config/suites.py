@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from meter import domains as D
 from meter.config.paths import ConfigLocator
-from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, gt, read_yaml
+from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, read_yaml
 from meter.errors import ConfigError
 
 LayerName = Literal["attn", "mla", "gqa", "moe", "ffn"]
@@ -25,15 +26,15 @@ LayerName = Literal["attn", "mla", "gqa", "moe", "ffn"]
 class Grid:
     layers: list[LayerName] | None = None
     phase: list[Literal["train", "prefill", "decode"]] | None = None
-    batch: list[int] | None = field(default=None, metadata=gt(0))
-    seq: list[int] | None = field(default=None, metadata=gt(0))
-    context: list[int] | None = field(default=None, metadata=gt(0))
-    tokens_per_expert: list[int] | None = field(default=None, metadata=gt(0))
+    batch: list[int] | None = field(default=None, metadata=D.BATCH.metadata())
+    seq: list[int] | None = field(default=None, metadata=D.SEQ.metadata())
+    context: list[int] | None = field(default=None, metadata=D.CONTEXT.metadata())
+    tokens_per_expert: list[int] | None = field(default=None, metadata=D.TOKENS_PER_EXPERT.metadata())
     dtype: list[Literal["bf16", "fp16", "fp32"]] | None = None
     fp8: list[Literal["rowwise", "blockwise"] | None] | None = None
-    ep: list[int] | None = field(default=None, metadata=gt(0))
+    ep: list[int] | None = field(default=None, metadata=D.EP.metadata())
     routing: list[Literal["learned", "uniform", "skew"]] | None = None
-    skew: list[float] | None = field(default=None, metadata={"ge": 0})
+    skew: list[float] | None = field(default=None, metadata=D.SKEW.metadata())
     form: list[Literal["absorbed", "naive"]] | None = None
 
     def axes(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from meter.analytic.comm import PAYLOAD_BYTES, ep_bytes_per_token
+from meter.results.document import RunDocument
 
 ALL_TO_ALLS = ("dispatch", "combine", "combine_grad", "dispatch_grad")
 
@@ -93,33 +94,33 @@ class MeasuredLinks:
     source: str
 
 
-def measured_links(doc: Mapping[str, Any], path: str) -> MeasuredLinks:
+def measured_links(doc: RunDocument, path: str) -> MeasuredLinks:
     """The effective bandwidths of a distributed run's all-to-alls (dispatch and combine).
 
     Each scope's largest verified message sets the figure: bytes a rank sent to its peers over the
     slowest rank's time, which is what the EP model divides by. A single-node run's world-scope
     all-to-all is intra-node.
     """
-    comms = [c for c in doc.get("communication", []) if c["case"]["collective"] in ("dispatch", "combine")]
+    comms = [c for c in doc.communication if c.case.collective in ("dispatch", "combine")]
 
     def best(scope: str) -> float | None:
-        picked = [c for c in comms if c["scope"] == scope and c["verified"]]
+        picked = [c for c in comms if c.scope == scope and c.verified]
         if not picked:
             return None
-        largest = max(picked, key=lambda c: c["message_bytes"])
-        return largest["bytes_to_peers_per_rank"] / largest["time_s"]
+        return max(picked, key=lambda c: c.message_bytes).peer_bytes_per_s
 
-    meta = doc.get("metadata", {})
-    layout = meta.get("distributed", {})
-    intra = best("intra-node") or (best("world") if layout.get("n_nodes", 1) == 1 else None)
-    hardware = (meta.get("hardware") or {}).get("name")
-    where = (
-        f"{layout.get('world_size', '?')} ranks on {layout.get('n_nodes', '?')} node(s), {layout.get('backend', '?')}"
-    )
+    meta = doc.metadata
+    layout = meta.distributed
+    single_node = layout is None or layout.n_nodes == 1
+    intra = best("intra-node") or (best("world") if single_node else None)
+    if layout is not None:
+        where = f"{layout.world_size} ranks on {layout.n_nodes} node(s), {layout.backend}"
+    else:
+        where = "a run without a distributed layout"
     return MeasuredLinks(
         intra,
         best("inter-node"),
-        hardware,
-        meta.get("device", {}).get("kind") == "cpu",
+        meta.hardware.name if meta.hardware else None,
+        meta.device.cpu,
         f"{path}: all-to-alls measured on {where}",
     )

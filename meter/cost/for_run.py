@@ -10,6 +10,7 @@ from meter.config.scenarios import load_scenario
 from meter.cost.estimate import CostEstimate, estimate_serve, estimate_train
 from meter.cost.from_run import load_measured, measured_from_doc
 from meter.errors import MeterError
+from meter.results.document import RunDocument
 
 TRAIN_SCENARIO = "deepseek-v3"
 SERVE_SCENARIO = "deepseek-v3-day6"
@@ -20,7 +21,7 @@ def costs_for_run(
     locator: ConfigLocator | None = None,
     *,
     samples: int = 20_000,
-    doc: dict[str, Any] | None = None,
+    doc: RunDocument | None = None,
     train_scenario: str | None = TRAIN_SCENARIO,
     serve_scenario: str | None = SERVE_SCENARIO,
 ) -> tuple[dict[str, CostEstimate], list[str]]:

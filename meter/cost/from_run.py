@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from meter.errors import MeterError
-from meter.results.runfile import load_run
+from meter.results.document import Ceilings, HardwareSummary, RunDocument
+from meter.results.load import load_run
+from meter.results.records import CaseResult, Projection
 
 
 @dataclass(frozen=True)
@@ -80,18 +81,17 @@ def load_measured(path: Path | str) -> MeasuredRun:
     return measured_from_doc(load_run(path), str(path))
 
 
-def measured_from_doc(doc: dict[str, Any], path: str) -> MeasuredRun:
-    """Rates from an already loaded (and checked) run document; ``path`` names it in messages."""
-    meta = doc["metadata"]
-    device = meta["device"]
-    hardware = meta.get("hardware") or None
-    ceilings = meta.get("ceilings") or {}
-    cases = {c["id"]: c for c in doc["cases"] if c.get("status") == "ok"}
+def measured_from_doc(doc: RunDocument, path: str) -> MeasuredRun:
+    """Rates from an already loaded (and validated) run document; ``path`` names it in messages."""
+    meta = doc.metadata
+    if not doc.ok_cases():
+        raise MeterError(f"{path}: the run has no successful case to measure a rate from")
+    cases = {c.id: c for c in doc.ok_cases()}
     phases: dict[str, list[PhaseRate]] = {}
-    for p in doc.get("projections") or []:
-        rate = _phase_rate(p, cases, hardware, ceilings)
+    for p in doc.projections:
+        rate = _phase_rate(p, cases, meta.hardware, meta.ceilings)
         if rate is not None:
-            phases.setdefault(p["phase"], []).append(rate)
+            phases.setdefault(p.phase, []).append(rate)
     if not phases:
         raise MeterError(
             f"{path}: the run has no whole-model projection (it needs attention, MoE and FFN "
@@ -99,65 +99,65 @@ def measured_from_doc(doc: dict[str, Any], path: str) -> MeasuredRun:
         )
     return MeasuredRun(
         path=str(path),
-        device_kind=device["kind"],
-        device_name=device["name"],
-        hardware=hardware["name"] if hardware else None,
+        device_kind=meta.device.kind,
+        device_name=meta.device.name,
+        hardware=meta.hardware.name if meta.hardware else None,
         phases=phases,
     )
 
 
-def _phase_rate(p: dict, cases: dict[str, dict], hardware: dict | None, ceilings: dict) -> PhaseRate | None:
-    achieved = p["flops_per_token"] / p["time_per_token_s"]
-    if hardware and hardware.get("peak_tflops", {}).get("bf16"):
-        basis_value = hardware["peak_tflops"]["bf16"] * 1e12
-        basis = f"dense bf16 datasheet peak of {hardware['name']}"
-    elif ceilings.get("gemm_flops_per_s", {}).get(p["dtype"]):
-        basis_value = ceilings["gemm_flops_per_s"][p["dtype"]]
-        basis = f"{p['dtype']} GEMM rate measured on this device (no datasheet)"
+def _phase_rate(
+    p: Projection, cases: dict[str, CaseResult], hardware: HardwareSummary | None, ceilings: Ceilings | None
+) -> PhaseRate | None:
+    achieved = p.flops_per_token / p.time_per_token_s
+    if hardware and hardware.peak_flops("bf16"):
+        basis_value = hardware.peak_flops("bf16")
+        basis = f"dense bf16 datasheet peak of {hardware.name}"
+    elif ceilings and ceilings.gemm(p.dtype):
+        basis_value = ceilings.gemm(p.dtype)
+        basis = f"{p.dtype} GEMM rate measured on this device (no datasheet)"
     else:
         return None
     bytes_per_token = joules = 0.0
     power_time = weighted_power = 0.0
-    have_bytes = have_joules = True
-    for layer in p["layers"].values():
-        case = cases.get(layer["case_id"])
+    have_joules = True
+    for layer in p.layers.values():
+        case = cases.get(layer.case_id)
         if case is None:
             return None
-        m = case["metrics"]
-        tokens_per_call = m["time_per_call_s"] / m["time_per_token_s"]
-        bytes_per_token += layer["count"] * m["bytes_per_call"] / tokens_per_call
-        tele = case.get("telemetry") or {}
-        if tele.get("joules_per_token") is None:
+        m = case.metrics
+        bytes_per_token += layer.count * m.bytes_per_call / m.tokens_per_call
+        tele = case.telemetry
+        if tele is None or tele.joules_per_token is None:
             have_joules = False
         else:
-            joules += layer["count"] * tele["joules_per_token"]
-        if tele.get("avg_power_w") is not None:
-            weight = layer["count"] * layer["time_per_token_s"]
-            weighted_power += tele["avg_power_w"] * weight
+            joules += layer.count * tele.joules_per_token
+        if tele is not None and tele.avg_power_w is not None:
+            weight = layer.count * layer.time_per_token_s
+            weighted_power += tele.avg_power_w * weight
             power_time += weight
-        have_bytes = have_bytes and m.get("bytes_per_call") is not None
-    bandwidth = None
-    if have_bytes:
-        achieved_bw = bytes_per_token / p["time_per_token_s"]
-        if hardware and hardware.get("memory_bandwidth_gb_s"):
-            bandwidth = achieved_bw / (hardware["memory_bandwidth_gb_s"] * 1e9)
-        elif ceilings.get("copy_bytes_per_s"):
-            bandwidth = achieved_bw / ceilings["copy_bytes_per_s"]
-    attention = cases.get(p["layers"].get("mla", {}).get("case_id", ""), {})
-    form = attention.get("case", {}).get("form") if p["phase"] == "decode" and attention else None
+    achieved_bw = bytes_per_token / p.time_per_token_s
+    if hardware and hardware.memory_bandwidth_bytes_per_s:
+        bandwidth = achieved_bw / hardware.memory_bandwidth_bytes_per_s
+    elif ceilings:
+        bandwidth = achieved_bw / ceilings.copy_bytes_per_s
+    else:
+        bandwidth = None
+    attention = cases.get(p.layers["mla"].case_id) if "mla" in p.layers else None
+    form = attention.case.form if p.phase == "decode" and attention is not None else None
     return PhaseRate(
-        phase=p["phase"],
-        model=p["model"],
-        dtype=p["dtype"],
-        batch=p["batch"],
-        seq=p["seq"],
+        phase=p.phase,
+        model=p.model,
+        dtype=p.dtype,
+        batch=p.batch,
+        seq=p.seq,
         form=form,
-        context=p["context"],
-        time_per_token_s=p["time_per_token_s"],
-        flops_per_token=p["flops_per_token"],
+        context=p.context,
+        time_per_token_s=p.time_per_token_s,
+        flops_per_token=p.flops_per_token,
         efficiency=achieved / basis_value,
         efficiency_basis=basis,
-        bytes_per_token=bytes_per_token if have_bytes else None,
+        bytes_per_token=bytes_per_token,
         bandwidth_efficiency=bandwidth,
         joules_per_token=joules if have_joules else None,
         avg_power_w=weighted_power / power_time if power_time else None,

@@ -164,6 +164,6 @@ class NvmlGpu:
                 "power_instant": self.supported_power_fields["instant"],
                 "power_average": self.supported_power_fields["average"],
                 "gpm": self.gpm.supported,
+                **self._health.supported,
             },
-            "health_supported": dict(self._health.supported),
         }

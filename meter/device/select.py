@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from meter.config.hardware import HardwareSpec, match_nvml_name
 from meter.errors import UsageError
+from meter.results.document import DeviceInfo
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,16 @@ class ComputeDevice:
         """How tables name the device; a CPU is always called one."""
         return f"CPU ({self.name})" if self.kind == "cpu" else self.name
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "torch_device": self.torch_device,
-            "name": self.name,
-            "uuid": self.uuid,
-            "hardware_config": self.hardware.name if self.hardware else None,
+    def info(self) -> DeviceInfo:
+        """The device as a run file records it."""
+        return DeviceInfo(
+            kind=self.kind,
+            torch_device=self.torch_device,
+            name=self.name,
+            uuid=self.uuid,
+            hardware_config=self.hardware.name if self.hardware else None,
             **self.properties,
-        }
+        )
 
 
 def select_device(request: str, specs: list[HardwareSpec]) -> ComputeDevice:

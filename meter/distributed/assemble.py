@@ -8,118 +8,128 @@ power or thermal throttling during the case.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
-from typing import Any
+from dataclasses import dataclass
+
+from meter.distributed.comm import RankTiming
+from meter.distributed.env import DistContext
+from meter.results.document import Ceilings, DeviceInfo, DistributedLayout, NodeInfo, RankInfo, TelemetryInfo
+from meter.results.records import CaseResult, RankCaseResult, RanksSummary, Straggler
 
 STRAGGLER_THRESHOLD = 0.10
 
 
-def aggregate_cases(gathered: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_id: dict[str, list[tuple[dict, dict]]] = {}
-    order: list[str] = []
+@dataclass(frozen=True)
+class RankReport:
+    """What one rank sends rank 0 at the end (pickled by ``gather_object``)."""
+
+    ctx: DistContext
+    device: DeviceInfo
+    results: list[CaseResult]
+    comm: list[RankTiming]
+    telemetry: TelemetryInfo
+    ceilings: Ceilings | None
+
+
+def _rank_figures(rank: RankReport, r: CaseResult) -> RankCaseResult:
+    return RankCaseResult(
+        rank=rank.ctx.rank,
+        node_rank=rank.ctx.node_rank,
+        hostname=rank.ctx.hostname,
+        device=rank.device.name,
+        status=r.status,
+        reason=r.reason,
+        median_s=r.timing.median_s if r.timing else None,
+        tokens_per_s=r.metrics.tokens_per_s if r.metrics else None,
+        throttle_reasons=list(r.telemetry.throttle_reasons) if r.telemetry else [],
+        joules_per_token=r.telemetry.joules_per_token if r.telemetry else None,
+    )
+
+
+def aggregate_cases(gathered: list[RankReport]) -> list[CaseResult]:
+    by_id: dict[str, list[tuple[RankReport, CaseResult]]] = {}
     for rank in gathered:
-        for result in rank["results"]:
-            if result["id"] not in by_id:
-                order.append(result["id"])
-            by_id.setdefault(result["id"], []).append((rank, result))
+        for result in rank.results:
+            by_id.setdefault(result.id, []).append((rank, result))
     out = []
-    for case_id in order:
-        entries = by_id[case_id]
-        ok = [(rank, r) for rank, r in entries if r["status"] == "ok"]
-        per_rank = [
-            {
-                "rank": rank["ctx"]["rank"],
-                "node_rank": rank["ctx"]["node_rank"],
-                "hostname": rank["ctx"]["hostname"],
-                "device": rank["device"]["name"],
-                "status": r["status"],
-                "reason": r.get("reason"),
-                "median_s": (r.get("timing") or {}).get("median_s"),
-                "tokens_per_s": (r.get("metrics") or {}).get("tokens_per_s"),
-                "throttle_reasons": (r.get("telemetry") or {}).get("throttle_reasons") or [],
-                "joules_per_token": (r.get("telemetry") or {}).get("joules_per_token"),
-            }
-            for rank, r in entries
-        ]
+    for entries in by_id.values():  # dicts keep the order cases first appeared in
+        per_rank = [_rank_figures(rank, r) for rank, r in entries]
+        ok = [(rank, r) for rank, r in entries if r.ok]
         if len(ok) != len(entries):
-            failed = next(r for _, r in entries if r["status"] != "ok")
+            failed = next(r for _, r in entries if not r.ok)
             out.append(
-                {
-                    **{k: v for k, v in failed.items() if k not in ("timing", "metrics")},
-                    "status": failed["status"],
-                    "reason": f"{len(entries) - len(ok)} of {len(entries)} ranks: {failed.get('reason')}",
-                    "per_rank": per_rank,
-                }
+                dataclasses.replace(
+                    failed,
+                    reason=f"{len(entries) - len(ok)} of {len(entries)} ranks: {failed.reason}",
+                    timing=None,
+                    metrics=None,
+                    per_rank=per_rank,
+                )
             )
             continue
-        slowest_rank, slowest = max(ok, key=lambda pair: pair[1]["timing"]["median_s"])
-        medians = [r["timing"]["median_s"] for _, r in ok]
-        out.append(
-            {
-                **slowest,
-                "per_rank": per_rank,
-                "ranks": {
-                    "count": len(ok),
-                    "slowest_rank": slowest_rank["ctx"]["rank"],
-                    "median_s_min": min(medians),
-                    "median_s_median": statistics.median(medians),
-                    "median_s_max": max(medians),
-                    "spread_across_ranks": (max(medians) - min(medians)) / statistics.median(medians),
-                },
-            }
+        slowest_rank, slowest = max(ok, key=lambda pair: pair[1].timing.median_s)
+        medians = [r.timing.median_s for _, r in ok]
+        typical = statistics.median(medians)
+        ranks = RanksSummary(
+            count=len(ok),
+            slowest_rank=slowest_rank.ctx.rank,
+            median_s_min=min(medians),
+            median_s_median=typical,
+            median_s_max=max(medians),
+            spread_across_ranks=(max(medians) - min(medians)) / typical,
         )
+        out.append(dataclasses.replace(slowest, per_rank=per_rank, ranks=ranks))
     return out
 
 
-def stragglers(cases: list[dict[str, Any]], threshold: float = STRAGGLER_THRESHOLD) -> list[dict[str, Any]]:
+def stragglers(cases: list[CaseResult], threshold: float = STRAGGLER_THRESHOLD) -> list[Straggler]:
     out = []
     for case in cases:
-        ranks = [r for r in case.get("per_rank", []) if r["median_s"] is not None]
+        ranks = [r for r in case.per_rank or [] if r.median_s is not None]
         if len(ranks) < 2:
             continue
-        typical = statistics.median(r["median_s"] for r in ranks)
+        typical = statistics.median(r.median_s for r in ranks)
         for r in ranks:
-            slowdown = r["median_s"] / typical - 1.0
+            slowdown = r.median_s / typical - 1.0
             reasons = []
             if slowdown > threshold:
                 reasons.append(f"{slowdown:.0%} slower than the median rank")
-            if r["throttle_reasons"]:
-                reasons.append("throttled: " + ", ".join(r["throttle_reasons"]))
+            if r.throttle_reasons:
+                reasons.append("throttled: " + ", ".join(r.throttle_reasons))
             if reasons:
                 out.append(
-                    {
-                        "case": case["id"],
-                        "rank": r["rank"],
-                        "node_rank": r["node_rank"],
-                        "hostname": r["hostname"],
-                        "device": r["device"],
-                        "slowdown": slowdown,
-                        "reasons": reasons,
-                    }
+                    Straggler(
+                        case=case.id,
+                        rank=r.rank,
+                        node_rank=r.node_rank,
+                        hostname=r.hostname,
+                        device=r.device,
+                        slowdown=slowdown,
+                        reasons=reasons,
+                    )
                 )
     return out
 
 
-def layout(gathered: list[dict[str, Any]]) -> dict[str, Any]:
+def layout(gathered: list[RankReport]) -> DistributedLayout:
     """The job's shape: world size, nodes, and which rank ran on which device of which node."""
-    first = gathered[0]["ctx"]
-    nodes: dict[int, dict[str, Any]] = {}
+    first = gathered[0].ctx
+    nodes: dict[int, list[RankReport]] = {}
     for rank in gathered:
-        c = rank["ctx"]
-        node = nodes.setdefault(c["node_rank"], {"node_rank": c["node_rank"], "hostname": c["hostname"], "ranks": []})
-        node["ranks"].append(
-            {
-                "rank": c["rank"],
-                "local_rank": c["local_rank"],
-                "device": rank["device"]["name"],
-                "uuid": rank["device"].get("uuid"),
-            }
-        )
-    return {
-        "world_size": first["world_size"],
-        "local_world_size": first["local_world_size"],
-        "n_nodes": first["world_size"] // first["local_world_size"],
-        "backend": first["backend"],
-        "launcher": "torchrun",
-        "nodes": [nodes[k] for k in sorted(nodes)],
-    }
+        nodes.setdefault(rank.ctx.node_rank, []).append(rank)
+    return DistributedLayout(
+        world_size=first.world_size,
+        local_world_size=first.local_world_size,
+        n_nodes=first.world_size // first.local_world_size,
+        backend=first.backend,
+        launcher="torchrun",
+        nodes=[
+            NodeInfo(
+                node_rank=node,
+                hostname=members[0].ctx.hostname,
+                ranks=[RankInfo(r.ctx.rank, r.ctx.local_rank, r.device.name, r.device.uuid) for r in members],
+            )
+            for node, members in sorted(nodes.items())
+        ],
+    )

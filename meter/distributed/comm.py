@@ -15,27 +15,28 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from meter.analytic.comm import PAYLOAD_BYTES
 from meter.distributed.env import DistContext
+from meter.results.cases import CommCase
+from meter.results.records import CommResult
+
+__all__ = ["CommCase", "RankTiming", "aggregate", "moe_case", "run_cases"]
 
 
 @dataclass(frozen=True)
-class CommCase:
-    collective: str  # dispatch, combine, all_reduce, all_gather
-    bytes_per_rank: int  # the per-rank message (all_gather: each rank's share)
-    payload: str = "bf16"
-    tokens_per_rank: int | None = None
-    hidden: int | None = None
-    top_k: int | None = None
+class RankTiming:
+    """One rank's timings of a collective in one scope: per-iteration seconds, one value per round."""
 
-    @property
-    def id(self) -> str:
-        if self.tokens_per_rank:
-            return f"{self.collective}.t{self.tokens_per_rank}-h{self.hidden}-k{self.top_k}.{self.payload}"
-        return f"{self.collective}.{self.bytes_per_rank}B.{self.payload}"
+    id: str
+    scope: str
+    group_size: int
+    case: CommCase
+    rank: int
+    node_rank: int
+    seconds: list[float]
+    verified: bool
 
 
 def moe_case(collective: str, *, tokens_per_rank: int, hidden: int, top_k: int, payload: str) -> CommCase:
@@ -144,9 +145,7 @@ def time_case(
     return out
 
 
-def run_cases(
-    ctx: DistContext, cases: list[CommCase], device, *, iters: int = 10, rounds: int = 5
-) -> list[dict[str, Any]]:
+def run_cases(ctx: DistContext, cases: list[CommCase], device, *, iters: int = 10, rounds: int = 5) -> list[RankTiming]:
     """This rank's timings of every case in every scope it belongs to."""
     import torch.distributed as dist
 
@@ -163,55 +162,44 @@ def run_cases(
         verified = verify(ctx, group, n, device)
         for case in cases:
             seconds = time_case(case, group, n, device, iters=iters, rounds=rounds)
-            results.append(
-                {
-                    "id": case.id,
-                    "scope": scope,
-                    "group_size": n,
-                    "case": asdict(case),
-                    "rank": ctx.rank,
-                    "node_rank": ctx.node_rank,
-                    "seconds": seconds,
-                    "verified": verified,
-                }
-            )
+            results.append(RankTiming(case.id, scope, n, case, ctx.rank, ctx.node_rank, seconds, verified))
     dist.barrier()
     return results
 
 
-def aggregate(per_rank: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def aggregate(per_rank: list[list[RankTiming]]) -> list[CommResult]:
     """One result per (case, scope): a round ends when its slowest rank does, so the round's time is
     the max over ranks; then the median over rounds."""
-    by_key: dict[tuple[str, str], list[dict]] = {}
+    by_key: dict[tuple[str, str], list[RankTiming]] = {}
     for rank_results in per_rank:
         for r in rank_results:
-            by_key.setdefault((r["id"], r["scope"]), []).append(r)
+            by_key.setdefault((r.id, r.scope), []).append(r)
     out = []
     for (case_id, scope), entries in by_key.items():
-        rounds = len(entries[0]["seconds"])
-        slowest = [max(e["seconds"][i] for e in entries) for i in range(rounds)]
+        rounds = len(entries[0].seconds)
+        slowest = [max(e.seconds[i] for e in entries) for i in range(rounds)]
         t = statistics.median(slowest)
-        case = CommCase(**entries[0]["case"])
-        n = entries[0]["group_size"]
+        case = entries[0].case
+        n = entries[0].group_size
         size = message_bytes(case, n)
         algbw = size / t
-        result = {
-            "id": case_id,
-            "scope": scope,
-            "group_size": n,
-            "case": entries[0]["case"],
-            "time_s": t,
-            "time_min_s": min(slowest),
-            "time_max_s": max(slowest),
-            "message_bytes": size,
-            "bytes_to_peers_per_rank": bytes_to_peers(case, n),
-            "algbw_gb_s": algbw / 1e9,
-            "busbw_gb_s": algbw * bus_factor(case.collective, n) / 1e9,
-            "verified": all(e["verified"] for e in entries),
-            "ranks": len(entries),
-            "per_rank_median_s": {str(e["rank"]): statistics.median(e["seconds"]) for e in entries},
-        }
-        if case.tokens_per_rank:
-            result["time_per_token_s"] = t / case.tokens_per_rank
-        out.append(result)
-    return sorted(out, key=lambda r: (r["scope"], r["id"]))
+        out.append(
+            CommResult(
+                id=case_id,
+                scope=scope,  # type: ignore[arg-type]
+                group_size=n,
+                case=case,
+                time_s=t,
+                time_min_s=min(slowest),
+                time_max_s=max(slowest),
+                message_bytes=size,
+                bytes_to_peers_per_rank=bytes_to_peers(case, n),
+                algbw_gb_s=algbw / 1e9,
+                busbw_gb_s=algbw * bus_factor(case.collective, n) / 1e9,
+                verified=all(e.verified for e in entries),
+                ranks=len(entries),
+                per_rank_median_s={str(e.rank): statistics.median(e.seconds) for e in entries},
+                time_per_token_s=t / case.tokens_per_rank if case.tokens_per_rank else None,
+            )
+        )
+    return sorted(out, key=lambda r: (r.scope, r.id))

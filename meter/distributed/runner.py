@@ -3,14 +3,18 @@ gathers everything into one run file with per-rank and aggregate figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from meter.bench.cases import BenchCase
 from meter.distributed import assemble
-from meter.distributed.comm import CommCase
+from meter.distributed.assemble import RankReport
+from meter.results.cases import BenchCase, CommCase
+from meter.results.document import RunDocument, RunMetadata, TelemetryInfo
+from meter.results.records import CaseResult, RanksSummary
+from meter.results.runfile import checked_case
 
 
 def run(
@@ -24,10 +28,10 @@ def run(
     settings,
     telemetry: bool,
     sample_hz: float,
-    metadata: dict[str, Any],
+    metadata: RunMetadata,
     comm_iters: int = 10,
     comm_rounds: int = 5,
-) -> dict[str, Any] | None:
+) -> RunDocument | None:
     """Run this rank's share; returns the run document on rank 0 (None elsewhere)."""
     import torch
     import torch.distributed as dist
@@ -50,7 +54,8 @@ def run(
     monitor, why = monitor_for_device(device, interval_s=1.0 / sample_hz) if telemetry else (None, "disabled")
     recorder = (
         RunRecorder(
-            output, metadata={**metadata, "device": device.as_dict(), "hardware": hardware_summary(device.hardware)}
+            output,
+            metadata=dataclasses.replace(metadata, device=device.info(), hardware=hardware_summary(device.hardware)),
         )
         if ctx.is_main
         else None
@@ -60,12 +65,14 @@ def run(
         if ctx.is_main:
             print(f"[{i + 1}/{n}] {case.model} {case.id} (all {ctx.world_size} ranks)", file=sys.stderr, flush=True)
 
-    results: list[dict] = []
+    results: list[CaseResult] = []
 
-    def record(result: dict) -> None:
-        results.append(result)
+    def record(result: CaseResult) -> None:
         if recorder is not None:  # kept as it comes: if a rank dies, rank 0's figures survive
-            recorder.add_case({**result, "ranks": {"count": 1, "note": "rank 0 only; not yet gathered"}})
+            recorder.add_case(
+                dataclasses.replace(result, ranks=RanksSummary(count=1, note="rank 0 only; not yet gathered"))
+            )
+        results.append(checked_case(result))
 
     try:
         if monitor is not None:
@@ -93,29 +100,33 @@ def run(
     finally:
         if monitor is not None:
             monitor.__exit__(None, None, None)
-    mine = {
-        "ctx": ctx.as_dict(),
-        "device": device.as_dict(),
-        "results": results,
-        "comm": comm_results,
-        "telemetry": monitor.describe() if monitor else {"enabled": False, "reason": why},
-        "ceilings": ceilings.as_dict() if ceilings else None,
-    }
+    mine = RankReport(
+        ctx=ctx,
+        device=device.info(),
+        results=results,
+        comm=comm_results,
+        telemetry=monitor.describe() if monitor else TelemetryInfo(enabled=False, reason=why),
+        ceilings=ceilings,
+    )
     gathered = [None] * ctx.world_size if ctx.is_main else None
     dist.gather_object(mine, gathered, dst=0)
     doc = None
     if ctx.is_main:
         cases_out = assemble.aggregate_cases(gathered)
-        recorder.doc["metadata"]["distributed"] = assemble.layout(gathered)
-        recorder.doc["metadata"]["ceilings"] = gathered[0]["ceilings"]
-        recorder.doc["metadata"]["telemetry"] = {"per_rank": [g["telemetry"] for g in gathered]}
-        recorder.doc["cases"] = cases_out
-        recorder.doc["communication"] = comm.aggregate([g["comm"] for g in gathered])
-        recorder.doc["stragglers"] = assemble.stragglers(cases_out)
-        projections = []
-        for name, a in models.items():
-            projections += [p.as_dict() for p in project(name, a, cases_out, device.hardware)]
-        recorder.doc["projections"] = projections
+        recorder.doc.cases = [checked_case(c) for c in cases_out]
+        recorder.update(
+            metadata=dataclasses.replace(
+                recorder.doc.metadata,
+                distributed=assemble.layout(gathered),
+                ceilings=gathered[0].ceilings,
+                telemetry=TelemetryInfo(per_rank=[g.telemetry for g in gathered]),
+            ),
+            communication=comm.aggregate([g.comm for g in gathered]),
+            stragglers=assemble.stragglers(cases_out),
+            projections=[
+                p for name, a in models.items() for p in project(name, a, recorder.doc.cases, device.hardware)
+            ],
+        )
         recorder.finish("complete")
         doc = recorder.doc
     dist.barrier()

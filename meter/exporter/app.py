@@ -26,11 +26,13 @@ from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
 from meter.cost.estimate import RECENT_DAYS
 from meter.device.gpu import GpuDevice, GpuFleet, GpuUnavailable, open_gpus
+from meter.errors import MeterError
 from meter.exporter.attribution import Attributor
 from meter.exporter.collector import MeterCollector
 from meter.exporter.http import MAX_RUN_BYTES, BasicAuth, MeterApp, serve
+from meter.exporter.runstore import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, RunStore
 from meter.exporter.state import ExporterState
-from meter.results.runfile import RunFileError, check_run_doc, load_run
+from meter.results import RunDocument, load_run
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class ExporterConfig:
     bench_every_s: float | None = None
     nvml_retry_s: float = 30.0
     max_run_bytes: int = MAX_RUN_BYTES
+    runs_keep: int = DEFAULT_MAX_FILES
+    runs_max_bytes: int = DEFAULT_MAX_BYTES
     pod_resources_socket: str | None = None  # None/"auto": the kubelet's socket if present; "off"; or a path
 
     @property
@@ -111,8 +115,13 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MeterCollector(self.state))
         auth = BasicAuth.from_file(Path(config.basic_auth_file)) if config.basic_auth_file else None
+        self.store = (
+            RunStore(Path(config.runs_dir), max_files=config.runs_keep, max_bytes=config.runs_max_bytes, say=say)
+            if config.runs_dir
+            else None
+        )
         self.app = MeterApp(
-            self.registry, self.ingest_bytes, auth, version=self.state.version, max_run_bytes=config.max_run_bytes
+            self.registry, self.push, auth, version=self.state.version, max_run_bytes=config.max_run_bytes
         )
         self.server = None
         self._stop = threading.Event()
@@ -153,9 +162,9 @@ class Exporter:
             except Exception as exc:  # a bug here must cost the health series, never the exporter
                 say(f"health poll failed: {type(exc).__name__}: {exc}")
 
-    def ingest(self, doc: dict[str, Any], where: str = "posted run") -> dict[str, Any]:
+    def ingest(self, doc: RunDocument, where: str = "posted run", source: Path | None = None) -> dict[str, Any]:
         """Take a run document: its results, and what it implies for the configured scenarios."""
-        from meter.cost.for_run import costs_for_run, summary
+        from meter.cost.for_run import costs_for_run
 
         estimates, problems = costs_for_run(
             Path(where),
@@ -165,36 +174,46 @@ class Exporter:
             train_scenario=self.config.train_scenario,
             serve_scenario=self.config.serve_scenario,
         )
-        taken = self.state.ingest(doc, summary(estimates))
-        return {"accepted_cases": taken, "priced": sorted(estimates), "problems": problems}
+        keys = self.state.ingest(doc, estimates)
+        if self.store is not None and source is not None:
+            self.store.record(source, keys)
+        return {
+            "accepted_cases": sum(1 for k in keys if k[0] == "case"),
+            "priced": sorted(estimates),
+            "problems": problems,
+        }
 
-    def ingest_bytes(self, body: bytes, where: str = "posted run") -> dict[str, Any]:
-        """A pushed run file: refused with RunFileError (one line) unless it is a readable run document."""
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise RunFileError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        except ValueError as exc:
-            raise RunFileError(f"{where}: not valid JSON ({exc})") from None
-        check_run_doc(doc, where)
-        try:
-            return self.ingest(doc, where)
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise RunFileError(f"{where}: not a usable run file ({type(exc).__name__}: {exc})") from None
+    def push(self, doc: RunDocument, body: bytes) -> dict[str, Any]:
+        """A run POSTed to /api/v1/runs: stored under --runs-dir (when set), then taken in."""
+        stored, problems = None, []
+        if self.store is not None:
+            try:
+                stored = self.store.save(doc, body)
+            except MeterError as exc:  # a full or read-only disk: the results still count until a restart
+                problems.append(f"not kept across restarts: {exc}")
+                say(str(exc))
+        answer = self.ingest(doc, "posted run", stored)
+        if self.store is not None:
+            for path in self.store.prune():
+                say(f"runs dir: removed {path.name} (over --runs-keep/--runs-max-bytes)")
+        answer["stored"] = stored.name if stored else None
+        answer["problems"] = problems + answer["problems"]
+        return answer
 
     def ingest_file(self, path: Path) -> dict[str, Any]:
-        return self.ingest(load_run(path), str(path))
+        return self.ingest(load_run(path), str(path), path)
 
     def start(self) -> None:
         if self.connect():
             self.state.poll(self.attributor.owners())  # the first scrape already has health and owners
         threading.Thread(target=self._poll_loop, name="meter-poll", daemon=True).start()
-        if self.config.runs_dir:
-            for path in sorted(Path(self.config.runs_dir).glob("*.json")):
+        if self.store is not None:
+            for path in self.store.files():  # oldest first: the newest run of each key wins, as before
                 try:
                     self.ingest_file(path)
-                except Exception as exc:  # a bad file in the directory must not stop the exporter
-                    say(f"skipped {path}: {exc}")
+                except MeterError as exc:  # a bad file in the directory must not stop the exporter
+                    say(f"skipped {path}: {' '.join(str(exc).split())}")
+            self.store.prune()
         self.server = serve(
             self.app, self.config.host, self.config.port, certfile=self.config.tls_cert, keyfile=self.config.tls_key
         )
@@ -224,7 +243,7 @@ class Exporter:
 
     def _bench_loop(self) -> None:
         """Run the configured suite in a subprocess on a schedule, and take in its run file."""
-        out_dir = Path(self.config.runs_dir or Path.cwd() / "runs")
+        out_dir = self.store.directory if self.store is not None else Path.cwd() / "runs"
         while not self._stop.is_set():
             path = out_dir / f"scheduled-{int(time.time())}.json"
             command = [
@@ -241,8 +260,10 @@ class Exporter:
             if result.returncode == 0 and path.exists():
                 try:
                     self.ingest_file(path)
-                except Exception as exc:
+                except MeterError as exc:
                     say(f"scheduled run {path} not taken in: {exc}")
+                if self.store is not None:
+                    self.store.prune()
             else:
                 tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
                 say(f"scheduled benchmark failed ({result.returncode}): {tail}")

@@ -8,6 +8,7 @@ a GPU does not support is absent for that GPU, never 0. A lost GPU keeps ``meter
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -247,7 +248,9 @@ class MeterCollector:
             f["remap_failure"].add_metric(labels, float(h.row_remap_failure))
 
     def _results(self, r: ResultsView) -> Iterator[Metric]:
-        labels = ["model", "case", "phase", "device"]
+        """Benchmark figures by where they were measured: host, GPU UUID (and device label), model, case."""
+        where = ["hostname", "uuid", "device"]
+        labels = where + ["model", "case", "phase"]
         fams = {
             "flops": GaugeMetricFamily(
                 "meter_benchmark_achieved_flops_per_second",
@@ -260,28 +263,29 @@ class MeterCollector:
             "tps": GaugeMetricFamily("meter_benchmark_tokens_per_second", "Tokens per second of a case", labels=labels),
             "jpt": GaugeMetricFamily("meter_benchmark_joules_per_token", "Energy per token of a case", labels=labels),
         }
-        for (model, case, phase), v in sorted(r.cases.items()):
-            values = [model, case, phase, v["device"]]
-            fams["flops"].add_metric(values, v["tflops"] * 1e12)
-            fams["tps"].add_metric(values, v["tokens_per_second"])
-            if v["mfu"] is not None:
-                fams["mfu"].add_metric(values, v["mfu"])
-            if v["joules_per_token"] is not None:
-                fams["jpt"].add_metric(values, v["joules_per_token"])
+        for c in sorted(r.cases, key=_order):
+            values = _where(c.origin) + [c.model, c.case, c.phase]
+            fams["flops"].add_metric(values, c.tflops * 1e12)
+            fams["tps"].add_metric(values, c.tokens_per_second)
+            if c.mfu is not None:
+                fams["mfu"].add_metric(values, c.mfu)
+            if c.joules_per_token is not None:
+                fams["jpt"].add_metric(values, c.joules_per_token)
         yield from fams.values()
-        p_labels = ["model", "phase", "shape", "device"]
+        p_labels = where + ["model", "phase", "shape"]
         p_tps = GaugeMetricFamily(
             "meter_projection_tokens_per_second",
             "Whole-model tokens per second per GPU, projected from per-layer results",
             labels=p_labels,
         )
         p_mfu = GaugeMetricFamily("meter_projection_mfu_ratio", "Projected whole-model MFU", labels=p_labels)
-        for (model, phase, shape), v in sorted(r.projections.items()):
-            p_tps.add_metric([model, phase, shape, v["device"]], v["tokens_per_second"])
-            if v["mfu"] is not None:
-                p_mfu.add_metric([model, phase, shape, v["device"]], v["mfu"])
+        for p in sorted(r.projections, key=_order):
+            values = _where(p.origin) + [p.model, p.phase, p.shape]
+            p_tps.add_metric(values, p.tokens_per_second)
+            if p.mfu is not None:
+                p_mfu.add_metric(values, p.mfu)
         yield from (p_tps, p_mfu)
-        c_labels = ["scenario", "model", "hardware"]
+        c_labels = where + ["scenario", "model", "hardware"]
         train_usd = GaugeMetricFamily(
             "meter_projection_training_usd", "Projected training cost of a scenario (rental)", labels=c_labels
         )
@@ -293,9 +297,9 @@ class MeterCollector:
             "Projected serving cost per million tokens",
             labels=c_labels + ["direction"],
         )
-        for (kind, scenario), v in sorted(r.costs.items()):
-            base, out = [scenario, v["model"], v["hardware"]], v["outputs"]
-            if kind == "train":
+        for c in sorted(r.costs, key=_order):
+            base, out = _where(c.origin) + [c.scenario, c.model, c.hardware], c.outputs
+            if c.kind == "train":
                 if "total_usd" in out:
                     train_usd.add_metric(base, out["total_usd"])
                 if "total_gpu_hours" in out:
@@ -312,3 +316,11 @@ class MeterCollector:
                 "When the latest run file was taken in",
                 value=r.last_run_timestamp,
             )
+
+
+def _where(origin) -> list[str]:
+    return [origin.hostname, origin.uuid, origin.device]
+
+
+def _order(figures) -> tuple:
+    return tuple(str(v) for v in dataclasses.astuple(figures))

@@ -29,6 +29,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from meter.errors import MeterError, UsageError
+from meter.results.document import RunDocument
+from meter.results.load import RunFileError, parse_run
 
 # A run file of a full suite is a few MiB (timelines are thinned to 2,000 points per device); the
 # limit keeps a pushed body, and what json makes of it, well inside the exporter's 256 MiB.
@@ -110,7 +112,7 @@ class MeterApp:
     def __init__(
         self,
         registry: CollectorRegistry,
-        ingest: Callable[[bytes], dict[str, Any]],
+        ingest: Callable[[RunDocument, bytes], dict[str, Any]],
         auth: BasicAuth | None = None,
         *,
         version: Callable[[], int] | None = None,
@@ -170,9 +172,13 @@ class MeterApp:
             )
         body = _read(environ["wsgi.input"], length)
         try:
-            accepted = self.ingest(body)
-        except MeterError as exc:  # every bad run file is the client's to fix: one line, 400
+            doc = parse_run(body, "posted run")
+        except RunFileError as exc:  # every bad run file is the client's to fix: one line, 400
             return _reply(start_response, "400 Bad Request", {"error": _one_line(exc)})
+        try:
+            accepted = self.ingest(doc, body)
+        except MeterError as exc:  # a good run file the exporter cannot take (it cannot store it, ...)
+            return _reply(start_response, "422 Unprocessable Entity", {"error": _one_line(exc)})
         except Exception as exc:  # a bug of ours: say so to the client and in the server's log
             traceback.print_exc(file=sys.stderr)
             return _reply(start_response, "500 Internal Server Error", {"error": f"{type(exc).__name__}: {exc}"})

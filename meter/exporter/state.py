@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meter.cost.estimate import CostEstimate
 from meter.device.gpu import GpuDevice, GpuHealth, GpuIdentity, GpuLost
 from meter.device.jobs import PROC, JobRef, job_of
 from meter.device.kubelet import Owner
 from meter.device.reading import Reading
+from meter.results import RunDocument
 from meter.telemetry.sampler import Sampler
 from meter.telemetry.sources import GpuSource
 
@@ -92,10 +94,55 @@ class GpuView:
 
 
 @dataclass(frozen=True)
+class RunOrigin:
+    """Where a result was measured: a second GPU type or host never replaces the first one's figures."""
+
+    hostname: str
+    uuid: str  # the GPU's UUID; "" for a CPU run
+    device: str  # the device's label (a CPU is called one)
+
+    @classmethod
+    def of(cls, doc: RunDocument) -> RunOrigin:
+        return cls(doc.metadata.host.hostname or "", doc.metadata.device.uuid or "", doc.metadata.device.label)
+
+
+@dataclass(frozen=True)
+class CaseFigures:
+    origin: RunOrigin
+    model: str
+    case: str
+    phase: str
+    tflops: float
+    mfu: float | None
+    tokens_per_second: float
+    joules_per_token: float | None
+
+
+@dataclass(frozen=True)
+class ProjectionFigures:
+    origin: RunOrigin
+    model: str
+    phase: str
+    shape: str
+    tokens_per_second: float
+    mfu: float | None
+
+
+@dataclass(frozen=True)
+class CostFigures:
+    origin: RunOrigin
+    kind: str  # train or serve
+    scenario: str
+    model: str
+    hardware: str
+    outputs: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ResultsView:
-    cases: dict[tuple[str, ...], dict[str, Any]]
-    projections: dict[tuple[str, ...], dict[str, Any]]
-    costs: dict[tuple[str, str], dict[str, Any]]
+    cases: tuple[CaseFigures, ...]
+    projections: tuple[ProjectionFigures, ...]
+    costs: tuple[CostFigures, ...]
     runs_ingested: int
     last_run_timestamp: float | None
 
@@ -115,11 +162,11 @@ class Snapshot:
 
 @dataclass
 class Results:
-    """The latest benchmark results and projections, from run files."""
+    """The latest benchmark results, projections and priced scenarios, by host, GPU, model and case."""
 
-    cases: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
-    projections: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
-    costs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    cases: dict[tuple, CaseFigures] = field(default_factory=dict)
+    projections: dict[tuple, ProjectionFigures] = field(default_factory=dict)
+    costs: dict[tuple, CostFigures] = field(default_factory=dict)
     runs_ingested: int = 0
     last_run_timestamp: float | None = None
 
@@ -243,7 +290,11 @@ class ExporterState:
             gpus = tuple(self._view(a, now) for a in self.accounts.values())
             r = self.results
             results = ResultsView(
-                dict(r.cases), dict(r.projections), dict(r.costs), r.runs_ingested, r.last_run_timestamp
+                tuple(r.cases.values()),
+                tuple(r.projections.values()),
+                tuple(r.costs.values()),
+                r.runs_ingested,
+                r.last_run_timestamp,
             )
             library_up, driver = self.library_up, self.driver_version
         ticks = self.sampler.ticks if self.sampler is not None else 0
@@ -271,49 +322,39 @@ class ExporterState:
             rental_usd=a.usd_per_hour * billed_s / 3600.0 if a.usd_per_hour is not None else None,
         )
 
-    def ingest(self, doc: dict[str, Any], costs: dict[str, dict[str, Any]] | None = None) -> int:
-        """Take a run document's results (and its priced scenarios); returns the cases taken."""
-        meta = doc.get("metadata", {})
-        dev = meta.get("device", {})
-        device = dev.get("name", "unknown")
-        if dev.get("kind") == "cpu":
-            device = f"CPU ({device})"  # never let a CPU figure pass for a GPU one
-        taken = 0
+    def ingest(self, doc: RunDocument, costs: dict[str, CostEstimate] | None = None) -> list[tuple]:
+        """Take a run's results (and its priced scenarios); returns the keys it set, one per result."""
+        origin = RunOrigin.of(doc)
+        where = (origin.hostname, origin.uuid)
+        figures: dict[tuple, Any] = {}
+        for case in doc.ok_cases():
+            m, tele = case.metrics, case.telemetry
+            key = ("case", *where, case.case.model, case.id, case.case.phase)
+            figures[key] = CaseFigures(
+                origin,
+                case.case.model,
+                case.id,
+                case.case.phase,
+                m.achieved_tflops,
+                m.mfu,
+                m.tokens_per_s,
+                tele.joules_per_token if tele else None,
+            )
+        for p in doc.projections:
+            shape = f"b{p.batch}-ctx{p.context}" if p.phase == "decode" else f"b{p.batch}-s{p.seq}"
+            figures[("projection", *where, p.model, p.phase, shape)] = ProjectionFigures(
+                origin, p.model, p.phase, shape, p.tokens_per_s, p.mfu
+            )
+        for kind, estimate in (costs or {}).items():
+            outputs = {k: v.point for k, v in estimate.outputs.items()}
+            figures[("cost", *where, kind, estimate.scenario.name)] = CostFigures(
+                origin, kind, estimate.scenario.name, estimate.model.name, estimate.hardware.name, outputs
+            )
         with self.lock:
-            for case in doc.get("cases", []):
-                m = case.get("metrics") or {}
-                c = case.get("case") or {}
-                if (
-                    case.get("status") != "ok"
-                    or not {"achieved_tflops", "tokens_per_s"} <= set(m)
-                    or not {"model", "phase"} <= set(c)
-                ):
-                    continue  # failed, or not measured: nothing to export
-                tele = case.get("telemetry") or {}
-                self.results.cases[(c["model"], case["id"], c["phase"])] = {
-                    "device": device,
-                    "tflops": m["achieved_tflops"],
-                    "mfu": m.get("mfu"),
-                    "tokens_per_second": m["tokens_per_s"],
-                    "joules_per_token": tele.get("joules_per_token"),
-                }
-                taken += 1
-            for p in doc.get("projections", []):
-                if not p.get("time_per_token_s"):
-                    continue
-                shape = f"b{p['batch']}-ctx{p['context']}" if p["phase"] == "decode" else f"b{p['batch']}-s{p['seq']}"
-                self.results.projections[(p["model"], p["phase"], shape)] = {
-                    "device": device,
-                    "tokens_per_second": p.get("tokens_per_s") or 1.0 / p["time_per_token_s"],
-                    "mfu": p.get("mfu"),
-                }
-            for kind, estimate in (costs or {}).items():
-                self.results.costs[(kind, estimate["scenario"])] = {
-                    "model": estimate["model"],
-                    "hardware": estimate["hardware"],
-                    "outputs": {k: v["point"] for k, v in estimate["outputs"].items()},
-                }
+            for key, value in figures.items():
+                table = {"case": self.results.cases, "projection": self.results.projections, "cost": self.results.costs}
+                table[key[0]][key] = value
             self.results.runs_ingested += 1
             self.results.last_run_timestamp = time.time()
             self._version += 1
-        return taken
+        return list(figures)

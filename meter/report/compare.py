@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from meter.errors import UsageError
+from meter.results.document import RunDocument
+from meter.results.records import CaseResult
+
 # metric -> (label, where it lives, higher is better)
 METRICS: dict[str, tuple[str, str, bool]] = {
     "time_per_call_s": ("ms per call", "metrics", False),
@@ -35,41 +39,46 @@ class Comparison:
         return asdict(self)
 
 
-def _value(case: dict, metric: str) -> float | None:
-    where = METRICS[metric][1]
-    return (case.get(where) or {}).get(metric)
+def _value(case: CaseResult | None, metric: str) -> float | None:
+    if case is None:
+        return None
+    where = getattr(case, METRICS[metric][1])
+    return getattr(where, metric) if where is not None else None
 
 
-def _relative_spread(case: dict) -> float:
-    timing = case.get("timing") or {}
-    median, iqr = timing.get("median_s"), timing.get("iqr_s")
-    return iqr / median if median and iqr is not None else 0.0
+def _relative_spread(case: CaseResult) -> float:
+    return case.timing.spread if case.timing is not None else 0.0
 
 
-def compare(doc_a: dict, doc_b: dict, metrics: list[str] | None = None) -> list[Comparison]:
+def compare(doc_a: RunDocument, doc_b: RunDocument, metrics: list[str] | None = None) -> list[Comparison]:
+    """Every metric of every case either run measured; refuses runs of different models."""
+    models_a, models_b = doc_a.models_measured(), doc_b.models_measured()
+    if models_a and models_b and not models_a & models_b:
+        raise UsageError(
+            f"the runs measured different models ({', '.join(sorted(models_a))} against "
+            f"{', '.join(sorted(models_b))}); compare runs of the same model"
+        )
     metrics = metrics or list(METRICS)
-    cases_a = {(c["case"]["model"], c["id"]): c for c in doc_a["cases"] if c.get("status") == "ok"}
-    cases_b = {(c["case"]["model"], c["id"]): c for c in doc_b["cases"] if c.get("status") == "ok"}
+    cases_a = {(c.case.model, c.id): c for c in doc_a.ok_cases()}
+    cases_b = {(c.case.model, c.id): c for c in doc_b.ok_cases()}
     out = []
     for key in sorted(set(cases_a) | set(cases_b)):
         a, b = cases_a.get(key), cases_b.get(key)
         for metric in metrics:
             if a is None or b is None:
-                value = _value(a or b, metric)
-                out.append(
-                    Comparison(
-                        key[0],
-                        key[1],
-                        metric,
-                        _value(a, metric) if a else None,
-                        _value(b, metric) if b else None,
-                        None,
-                        False,
-                        "only in A" if b is None else "only in B",
+                if _value(a or b, metric) is not None:
+                    out.append(
+                        Comparison(
+                            key[0],
+                            key[1],
+                            metric,
+                            _value(a, metric),
+                            _value(b, metric),
+                            None,
+                            False,
+                            "only in A" if b is None else "only in B",
+                        )
                     )
-                )
-                if value is None:
-                    out.pop()
                 continue
             va, vb = _value(a, metric), _value(b, metric)
             if va is None or vb is None or va == 0:

@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meter.config.paths import ConfigLocator
 from meter.errors import MeterError
+from meter.results.document import RunDocument
+from meter.results.records import CaseResult
 
 
 @dataclass(frozen=True)
 class Run:
     path: str
-    doc: dict[str, Any]
-
-    @property
-    def device(self) -> dict[str, Any]:
-        return self.doc["metadata"]["device"]
+    doc: RunDocument
 
     @property
     def cpu(self) -> bool:
-        return self.device["kind"] == "cpu"
+        return self.doc.cpu
 
     @property
     def label(self) -> str:
-        return f"CPU ({self.device['name']})" if self.cpu else self.device["name"]
+        return self.doc.metadata.device.label
 
     @property
     def name(self) -> str:
         return Path(self.path).name
 
-    def ok_cases(self) -> list[dict[str, Any]]:
-        return [c for c in self.doc["cases"] if c.get("status") == "ok" and "metrics" in c]
+    def ok_cases(self) -> list[CaseResult]:
+        return self.doc.ok_cases()
 
 
 @dataclass(frozen=True)
@@ -54,29 +53,23 @@ class Roofline:
 def roofline(run: Run) -> Roofline:
     points = [
         RooflinePoint(
-            c["id"],
-            c["case"]["phase"],
-            c["metrics"]["arithmetic_intensity_flop_per_byte"],
-            c["metrics"]["achieved_tflops"] * 1e12,
+            c.id, c.case.phase, c.metrics.arithmetic_intensity_flop_per_byte, c.metrics.achieved_tflops * 1e12
         )
         for c in run.ok_cases()
-        if c["metrics"].get("arithmetic_intensity_flop_per_byte")
+        if c.metrics.arithmetic_intensity_flop_per_byte
     ]
     roofs = {}
-    hw = run.doc["metadata"].get("hardware")
-    if hw and hw.get("peak_tflops", {}).get("bf16") and hw.get("memory_bandwidth_gb_s"):
-        roofs[f"{hw['name']} datasheet (dense bf16, HBM)"] = (
-            hw["peak_tflops"]["bf16"] * 1e12,
-            hw["memory_bandwidth_gb_s"] * 1e9,
-        )
-    ceilings = run.doc["metadata"].get("ceilings")
-    if ceilings:
-        gemm = ceilings["gemm_flops_per_s"]
+    hw = run.doc.metadata.hardware
+    if hw and hw.peak_flops("bf16") and hw.memory_bandwidth_bytes_per_s:
+        roofs[f"{hw.name} datasheet (dense bf16, HBM)"] = (hw.peak_flops("bf16"), hw.memory_bandwidth_bytes_per_s)
+    ceilings = run.doc.metadata.ceilings
+    if ceilings and ceilings.gemm_flops_per_s:
+        gemm = ceilings.gemm_flops_per_s
         dtype = "bf16" if "bf16" in gemm and not run.cpu else next(iter(gemm))
         best = max(gemm.values())
-        roofs[f"measured here (best GEMM {max(gemm, key=gemm.get)}, copy)"] = (best, ceilings["copy_bytes_per_s"])
+        roofs[f"measured here (best GEMM {max(gemm, key=gemm.get)}, copy)"] = (best, ceilings.copy_bytes_per_s)
         if gemm.get(dtype) and gemm[dtype] != best:
-            roofs[f"measured here ({dtype} GEMM, copy)"] = (gemm[dtype], ceilings["copy_bytes_per_s"])
+            roofs[f"measured here ({dtype} GEMM, copy)"] = (gemm[dtype], ceilings.copy_bytes_per_s)
     return Roofline(run.label, points, roofs)
 
 
@@ -93,22 +86,24 @@ class Timeline:
 
 
 def timelines(run: Run) -> list[Timeline]:
-    tl = run.doc.get("telemetry_timeline") or {}
+    tl = run.doc.telemetry_timeline
+    if tl is None:
+        return []
     windows = [
-        (c["id"], c["telemetry"]["start_s"], c["telemetry"]["end_s"])
+        (c.id, c.telemetry.start_s, c.telemetry.end_s)
         for c in run.ok_cases()
-        if (c.get("telemetry") or {}).get("start_s") is not None
+        if c.telemetry is not None and c.telemetry.start_s is not None and c.telemetry.end_s is not None
     ]
     out = []
-    for key, series in (tl.get("devices") or {}).items():
-        throttled = [(t, r) for t, r in zip(series["t_s"], series["throttle_reasons"]) if r]
+    for key, series in tl.devices.items():
+        throttled = [(t, r) for t, r in zip(series.t_s, series.throttle_reasons) if r]
         out.append(
             Timeline(
-                device=f"{series.get('label', key)} ({key})",
-                t_s=series["t_s"],
-                power_w=series["power_w"],
-                utilization_ratio=series["utilization_ratio"],
-                sm_clock_hz=series["sm_clock_hz"],
+                device=f"{series.label} ({key})",
+                t_s=list(series.t_s),
+                power_w=list(series.power_w),
+                utilization_ratio=list(series.utilization_ratio),
+                sm_clock_hz=list(series.sm_clock_hz),
                 throttle_t_s=[t for t, _ in throttled],
                 throttle_reasons=sorted({x for _, r in throttled for x in r}),
                 windows=windows,
@@ -149,36 +144,48 @@ def cost_views(
     return out
 
 
-CASE_COLUMNS = [
-    ("model", lambda c: c["case"]["model"]),
-    ("case", lambda c: c["id"]),
-    ("status", lambda c: c["status"]),
-    ("ms/call", lambda c: _m(c, "time_per_call_s", 1e3)),
-    ("IQR %", lambda c: _t(c, "spread", 100)),
-    ("n", lambda c: _t(c, "n", 1)),
-    ("tokens/s", lambda c: _m(c, "tokens_per_s", 1)),
-    ("TFLOP/s", lambda c: _m(c, "achieved_tflops", 1)),
-    ("GB/s", lambda c: _m(c, "achieved_gb_s", 1)),
-    ("FLOP/byte", lambda c: _m(c, "arithmetic_intensity_flop_per_byte", 1)),
-    ("MFU %", lambda c: _m(c, "mfu", 100)),
-    ("% GEMM ceiling", lambda c: _m(c, "gemm_ceiling_fraction", 100)),
-    ("% copy ceiling", lambda c: _m(c, "copy_ceiling_fraction", 100)),
-    ("J/token", lambda c: (c.get("telemetry") or {}).get("joules_per_token")),
-    ("avg W", lambda c: (c.get("telemetry") or {}).get("avg_power_w")),
-    ("throttled", lambda c: ", ".join((c.get("telemetry") or {}).get("throttle_reasons") or []) or None),
-    ("reason", lambda c: c.get("reason")),
+def _metric(name: str, scale: float) -> Callable[[CaseResult], float | None]:
+    def get(c: CaseResult) -> float | None:
+        value = getattr(c.metrics, name) if c.metrics is not None else None
+        return None if value is None else value * scale
+
+    return get
+
+
+def _timing(name: str, scale: float) -> Callable[[CaseResult], float | None]:
+    def get(c: CaseResult) -> float | None:
+        return getattr(c.timing, name) * scale if c.timing is not None else None
+
+    return get
+
+
+def _telemetry(name: str) -> Callable[[CaseResult], float | None]:
+    return lambda c: getattr(c.telemetry, name) if c.telemetry is not None else None
+
+
+CASE_COLUMNS: list[tuple[str, Callable[[CaseResult], object]]] = [
+    ("model", lambda c: c.case.model),
+    ("case", lambda c: c.id),
+    ("status", lambda c: c.status),
+    ("ms/call", _metric("time_per_call_s", 1e3)),
+    ("IQR %", _timing("spread", 100)),
+    ("n", _timing("n", 1)),
+    ("tokens/s", _metric("tokens_per_s", 1)),
+    ("TFLOP/s", _metric("achieved_tflops", 1)),
+    ("GB/s", _metric("achieved_gb_s", 1)),
+    ("FLOP/byte", _metric("arithmetic_intensity_flop_per_byte", 1)),
+    ("MFU %", _metric("mfu", 100)),
+    ("% GEMM ceiling", _metric("gemm_ceiling_fraction", 100)),
+    ("% copy ceiling", _metric("copy_ceiling_fraction", 100)),
+    ("J/token", _telemetry("joules_per_token")),
+    ("avg W", _telemetry("avg_power_w")),
+    (
+        "throttled",
+        lambda c: ", ".join(c.telemetry.throttle_reasons) if c.telemetry and c.telemetry.throttle_reasons else None,
+    ),
+    ("reason", lambda c: c.reason),
 ]
 
 
-def _m(case: dict, key: str, scale: float) -> float | None:
-    value = (case.get("metrics") or {}).get(key)
-    return None if value is None else value * scale
-
-
-def _t(case: dict, key: str, scale: float) -> float | None:
-    value = (case.get("timing") or {}).get(key)
-    return None if value is None else value * scale
-
-
 def case_rows(run: Run) -> list[list[Any]]:
-    return [[fn(c) for _, fn in CASE_COLUMNS] for c in run.doc["cases"]]
+    return [[fn(c) for _, fn in CASE_COLUMNS] for c in run.doc.cases]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 from meter import __version__
 from meter.config.paths import ConfigLocator
 from meter.cost.display import SERVE_DISPLAY, TRAIN_DISPLAY, fmt, rows
+from meter.errors import OutputError
+from meter.jsonable import to_jsonable
 from meter.report import data, plots
 
 SECTIONS = [
@@ -71,8 +74,8 @@ def build(
     samples: int = 20_000,
 ) -> tuple[str, list[Path]]:
     """(the HTML document, the PNG files written)."""
-    if png_dir is not None:
-        png_dir.mkdir(parents=True, exist_ok=True)
+    if png_dir is not None and png_dir.exists() and not png_dir.is_dir():
+        raise OutputError(f"--png-dir {png_dir}: is a file, not a directory")
     pngs: list[Path] = []
     parts: dict[str, list[str]] = {key: [] for key, _ in SECTIONS}
     costs = {
@@ -92,16 +95,16 @@ def build(
     summary_rows = []
     for r in runs:
         ok = len(r.ok_cases())
-        best = max((c["metrics"].get("mfu") or 0 for c in r.ok_cases()), default=None)
+        best = max((c.metrics.mfu or 0 for c in r.ok_cases()), default=None)
         summary_rows.append(
             [
                 r.name,
                 r.label,
-                r.doc.get("status"),
-                f"{ok}/{len(r.doc['cases'])}",
-                r.doc["metadata"].get("suite"),
+                r.doc.status,
+                f"{ok}/{len(r.doc.cases)}",
+                r.doc.metadata.suite,
                 f"{best:.1%}" if best else "n/a",
-                r.doc.get("started_at"),
+                r.doc.started_at.isoformat(),
             ]
         )
     parts["summary"].append(
@@ -110,17 +113,17 @@ def build(
     for r in runs:
         projections = [
             [
-                p["model"],
-                p["phase"],
-                p["batch"],
-                p["seq"],
-                p["context"],
-                p["dtype"],
-                p["time_per_token_s"] * 1e3,
-                p["tokens_per_s"],
-                p["mfu"] * 100 if p.get("mfu") else None,
+                p.model,
+                p.phase,
+                p.batch,
+                p.seq,
+                p.context,
+                p.dtype,
+                p.time_per_token_s * 1e3,
+                p.tokens_per_s,
+                p.mfu * 100 if p.mfu else None,
             ]
-            for p in r.doc.get("projections", [])
+            for p in r.doc.projections
         ]
         if projections:
             parts["summary"].append(f"<h3>Projected whole model: {html.escape(r.name)} ({html.escape(r.label)})</h3>")
@@ -138,7 +141,8 @@ def build(
             parts["roofline"].append(f'<p class="note">{html.escape(r.name)}: no measured case to plot.</p>')
         lines = data.timelines(r)
         if not lines:
-            why = (r.doc["metadata"].get("telemetry") or {}).get("reason") or "no telemetry was sampled"
+            telemetry = r.doc.metadata.telemetry
+            why = (telemetry.reason if telemetry else None) or "no telemetry was sampled"
             parts["timeline"].append(
                 f'<p class="note">{html.escape(r.name)}: no telemetry in this run ({html.escape(why)}).</p>'
             )
@@ -190,20 +194,22 @@ def build(
             parts["serving-cost"].append(f'<p class="note">{html.escape(r.name)}: no decode projection to price.</p>')
         parts["tables"].append(f"<h3>{html.escape(r.name)}: {html.escape(r.label)}</h3>")
         parts["tables"].append(table([h for h, _ in data.CASE_COLUMNS], data.case_rows(r), 3))
-        meta = r.doc["metadata"]
+        meta = r.doc.metadata
+        finished = r.doc.finished_at.isoformat() if r.doc.finished_at else None
+        telemetry = to_jsonable(meta.telemetry) if meta.telemetry else {}
         flat = [
-            ("run id", r.doc.get("run_id")),
-            ("status", r.doc.get("status")),
-            ("started / finished", f"{r.doc.get('started_at')} / {r.doc.get('finished_at')}"),
-            ("command", " ".join(meta.get("command", []))),
-            ("device", meta["device"]),
-            ("hardware config", meta.get("hardware")),
-            ("software", meta.get("software")),
-            ("git", meta.get("git")),
-            ("host", meta.get("host")),
-            ("method", meta.get("method")),
-            ("ceilings", meta.get("ceilings")),
-            ("telemetry", {k: v for k, v in (meta.get("telemetry") or {}).items() if k != "devices"}),
+            ("run id", r.doc.run_id),
+            ("status", r.doc.status),
+            ("started / finished", f"{r.doc.started_at.isoformat()} / {finished}"),
+            ("command", shlex.join(meta.command)),
+            ("device", to_jsonable(meta.device)),
+            ("hardware config", to_jsonable(meta.hardware)),
+            ("software", to_jsonable(meta.software)),
+            ("git", to_jsonable(meta.git)),
+            ("host", to_jsonable(meta.host)),
+            ("method", to_jsonable(meta.method)),
+            ("ceilings", to_jsonable(meta.ceilings)),
+            ("telemetry", {k: v for k, v in telemetry.items() if k != "devices"}),
         ]
         parts["metadata"].append(
             f"<h3>{html.escape(r.name)}</h3>" + table(["field", "value"], [[k, v] for k, v in flat], 2)
@@ -223,12 +229,12 @@ def build(
                     2,
                 )
             )
-        hw = meta.get("hardware")
+        hw = meta.hardware
         if hw:
             parts["assumptions"].append(
-                f'<p class="note">Datasheet peaks of {html.escape(hw["name"])}: '
-                f"{html.escape(str(hw.get('peak_tflops')))} TFLOP/s; source: "
-                f"{html.escape(str(hw.get('source')))}</p>"
+                f'<p class="note">Datasheet peaks of {html.escape(hw.name)}: '
+                f"{html.escape(str(dict(hw.peak_tflops)))} TFLOP/s; source: "
+                f"{html.escape(str(hw.source))}</p>"
             )
     nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in SECTIONS)
     body = "".join(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 from meter.errors import MeterError
 from meter.report.data import Roofline, Timeline
+from meter.results.atomic import write_bytes_atomic
 
 
 def _plt():
@@ -192,7 +194,9 @@ def serving_cost(by_batch) -> Any:
 def render(fig, png_path=None) -> str:
     """The figure as inline SVG (and, when ``png_path`` is given, also saved there as PNG)."""
     if png_path is not None:
-        fig.savefig(png_path, format="png", dpi=120)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120)
+        write_bytes_atomic(Path(png_path), buffer.getvalue())  # OutputError naming the path if it cannot
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")
     _plt().close(fig)

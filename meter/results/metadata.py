@@ -9,20 +9,20 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from meter import __version__
 from meter.config.hardware import HardwareSpec
+from meter.results.document import GitInfo, HardwareSummary, HostInfo, SoftwareInfo
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-def git_info(repo: Path | None = None) -> dict[str, Any]:
+def git_info(repo: Path | None = None) -> GitInfo:
     """sha and dirty flag of the checkout gpu-cost-meter runs from (METER_GIT_SHA overrides, for images)."""
     if os.environ.get("METER_GIT_SHA"):
-        return {"sha": os.environ["METER_GIT_SHA"], "dirty": None, "source": "METER_GIT_SHA"}
+        return GitInfo(sha=os.environ["METER_GIT_SHA"], dirty=None, source="METER_GIT_SHA")
     repo = repo or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
@@ -36,11 +36,11 @@ def git_info(repo: Path | None = None) -> dict[str, Any]:
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None, "source": "not a git checkout"}
-    return {"sha": sha or None, "dirty": bool(status.strip()), "source": "git"}
+        return GitInfo(sha=None, dirty=None, source="not a git checkout")
+    return GitInfo(sha=sha or None, dirty=bool(status.strip()), source="git")
 
 
-def software_info() -> dict[str, Any]:
+def software_info() -> SoftwareInfo:
     import torch
 
     try:
@@ -50,47 +50,61 @@ def software_info() -> dict[str, Any]:
     except Exception:  # not installed, or metadata unreadable
         nvml_py = None
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {
-        "meter": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "torch_git": getattr(torch.version, "git_version", None),
-        "cudnn": cudnn,
-        "nvidia_ml_py": nvml_py,
-    }
+    driver, cuda_driver = _nvidia_driver()
+    return SoftwareInfo(
+        meter=__version__,
+        python=platform.python_version(),
+        platform=platform.platform() or None,
+        torch=torch.__version__,
+        torch_cuda=torch.version.cuda,
+        torch_git=getattr(torch.version, "git_version", None) or None,
+        cudnn=cudnn,
+        nvidia_ml_py=nvml_py,
+        driver=driver,
+        cuda_driver=cuda_driver,
+    )
+
+
+def _nvidia_driver() -> tuple[str | None, str | None]:
+    """(driver version, CUDA version the driver supports) from NVML; (None, None) without NVIDIA's driver."""
+    from meter.device.nvml import NvmlSession, NvmlUnavailable
+
+    try:
+        with NvmlSession() as session:
+            return session.driver_version(), session.cuda_driver_version()
+    except NvmlUnavailable:
+        return None, None
 
 
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                return line.split(":", 1)[1].strip() or "unknown CPU"
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def host_info() -> dict[str, Any]:
-    return {"hostname": socket.gethostname(), "cpu": cpu_model(), "cpu_count": os.cpu_count()}
+def host_info() -> HostInfo:
+    return HostInfo(hostname=socket.gethostname() or None, cpu=cpu_model(), cpu_count=os.cpu_count())
 
 
 def command_line() -> list[str]:
     return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
 
 
-def hardware_summary(spec: HardwareSpec | None) -> dict[str, Any] | None:
+def hardware_summary(spec: HardwareSpec | None) -> HardwareSummary | None:
     """The hardware config a run's figures are measured against: peaks, bandwidths, and their source."""
     if spec is None:
         return None
     peak_source = spec.source_for("peak_tflops.bf16")
-    return {
-        "name": spec.name,
-        "display_name": spec.display_name,
-        "peak_tflops": dict(spec.peak_tflops),
-        "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s,
-        "nvlink_bandwidth_gb_s": spec.nvlink_bandwidth_gb_s,
-        "network_bandwidth_gb_s": spec.network_bandwidth_gb_s,
-        "source": peak_source.source if peak_source else None,
-    }
+    return HardwareSummary(
+        name=spec.name,
+        display_name=spec.display_name,
+        peak_tflops=dict(spec.peak_tflops),
+        memory_bandwidth_gb_s=spec.memory_bandwidth_gb_s,
+        nvlink_bandwidth_gb_s=spec.nvlink_bandwidth_gb_s,
+        network_bandwidth_gb_s=spec.network_bandwidth_gb_s,
+        source=peak_source.source if peak_source else None,
+    )

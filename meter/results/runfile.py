@@ -1,100 +1,89 @@
-"""The run file: one JSON document per run, rewritten atomically after every case.
+"""The run file's writer: one JSON document per run, rewritten atomically after every case.
 
 A run killed half-way leaves a valid file holding every finished case (``status: running`` or
-``interrupted``); nothing measured is lost. Schema: docs/run-file.md.
+``interrupted``); nothing measured is lost. Each case is checked against the same schema the
+reader applies before it is written, so a case the reader would refuse (a NaN time from a bad
+parameter) is recorded as an ``error`` with the reason instead of breaking the file. A write that
+fails (a full disk) leaves the last valid file in place and raises :class:`RunWriteError`.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import secrets
 from pathlib import Path
-from typing import Any
 
-from meter.errors import MeterError
+from meter.config.schema import build_dataclass
+from meter.errors import ConfigError, OutputError
+from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
+from meter.results.document import STATUSES, RunDocument, RunMetadata
+from meter.results.load import RunFileError, check_consistency
 from meter.results.metadata import utc_now
-
-SCHEMA = "gpu-cost-meter/run"
-SCHEMA_VERSION = 1
-STATUSES = ("running", "complete", "interrupted", "failed")
+from meter.results.records import CaseResult
 
 
-class RunFileError(MeterError):
-    """A file that is not a readable run file of a version this meter understands."""
+class RunWriteError(OutputError):
+    """The run file could not be (re)written; the last valid file is still in place."""
 
 
 def new_run_id() -> str:
-    return utc_now().replace(":", "").replace("-", "").replace("+0000", "Z") + "-" + secrets.token_hex(3)
+    stamp = utc_now().isoformat(timespec="seconds")
+    return stamp.replace(":", "").replace("-", "").replace("+0000", "Z") + "-" + secrets.token_hex(3)
+
+
+def default_run_path(directory: Path, label: str) -> Path:
+    return Path(directory) / f"{new_run_id()}-{label}.json"
+
+
+def checked_case(case: CaseResult) -> CaseResult:
+    """The case as the reader will see it; one the schema refuses becomes an ``error`` case saying why."""
+    try:
+        return build_dataclass(CaseResult, to_jsonable(case), path=None)
+    except ConfigError as exc:
+        problem = exc.retyped(RunFileError)
+        return CaseResult(
+            id=case.id,
+            case=case.case,
+            status="error",
+            reason=f"result not recordable: {str(problem).removeprefix('argument ')}",
+            notes=list(case.notes),
+        )
 
 
 class RunRecorder:
-    """Accumulates a run and writes it after each change."""
+    """Builds a run document and writes it after each change."""
 
-    def __init__(self, path: Path, *, metadata: dict[str, Any], run_id: str | None = None):
+    def __init__(self, path: Path, *, metadata: RunMetadata, run_id: str | None = None):
         self.path = Path(path)
-        self.doc: dict[str, Any] = {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "run_id": run_id or new_run_id(),
-            "status": "running",
-            "started_at": utc_now(),
-            "finished_at": None,
-            "metadata": metadata,
-            "cases": [],
-            "projections": [],
-            "extras": {},
-        }
-        self.save()
+        self.doc = RunDocument(run_id=run_id or new_run_id(), status="running", started_at=utc_now(), metadata=metadata)
+        self.save()  # an unwritable path is refused before anything is measured
 
-    def add_case(self, result: dict[str, Any]) -> None:
-        self.doc["cases"].append(result)
+    def add_case(self, result: CaseResult) -> CaseResult:
+        """Record one finished case (checked first) and rewrite the file; returns what was recorded."""
+        checked = checked_case(result)
+        self.doc.cases.append(checked)
         self.save()
+        return checked
 
-    def set(self, key: str, value: Any) -> None:
-        self.doc[key] = value
+    def update(self, **fields) -> None:
+        """Replace top-level fields (projections, communication, ...) and rewrite the file."""
+        for name, value in fields.items():
+            if name not in {f.name for f in dataclasses.fields(RunDocument)}:
+                raise AttributeError(f"a run document has no field {name!r}")
+            setattr(self.doc, name, value)
         self.save()
 
     def finish(self, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
-        self.doc["status"] = status
-        self.doc["finished_at"] = utc_now()
+        self.doc.status = status  # type: ignore[assignment]
+        self.doc.finished_at = utc_now()
         self.save()
 
     def save(self) -> None:
-        write_json_atomic(self.path, self.doc)
-
-
-def load_run(path: Path | str) -> dict[str, Any]:
-    """Read and check a run file; a wrong or newer schema is refused with one clear line."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RunFileError(f"{path}: cannot read run file: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise RunFileError(f"{path}: not valid JSON ({exc})") from None
-    check_run_doc(doc, str(path))
-    return doc
-
-
-def check_run_doc(doc: Any, where: str) -> None:
-    """Refuse anything that is not a run document of a schema version this meter reads."""
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise RunFileError(
-            f"{where}: not a gpu-cost-meter run file (field 'schema' is "
-            f"{doc.get('schema') if isinstance(doc, dict) else None!r})"
-        )
-    version = doc.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise RunFileError(f"{where}: field 'schema_version' is {version!r}; this meter reads up to {SCHEMA_VERSION}")
-    for key in ("metadata", "cases"):
-        if key not in doc:
-            raise RunFileError(f"{where}: field '{key}' is missing")
-    if not isinstance(doc["cases"], list):
-        raise RunFileError(f"{where}: field 'cases' is not a list")
-
-
-def default_run_path(directory: Path, label: str) -> Path:
-    return Path(directory) / f"{new_run_id()}-{label}.json"
+        check_consistency(self.doc, self.path)
+        try:
+            write_json_atomic(self.path, to_jsonable(self.doc))
+        except OutputError as exc:
+            raise RunWriteError(str(exc)) from None

@@ -3,7 +3,7 @@
     with monitor_for_device(device, interval_s=0.1)[0] as monitor:
         with monitor.window("moe.train") as w:
             run_the_benchmark()
-        print(w.summary()["energy_j"])
+        print(w.summary().energy_j)
 
 At each window edge the monitor waits for the device (CUDA synchronise) and reads the energy
 counters directly, so the window covers all and only the work issued inside it.
@@ -12,13 +12,15 @@ counters directly, so the window covers all and only the work issued inside it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
 from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus
+from meter.results.document import TelemetryInfo, TelemetrySource, Timeline, TimelineSeries
+from meter.results.records import TelemetryWindow
 from meter.telemetry.sampler import Sampler
 from meter.telemetry.sources import CpuSource, GpuSource, Source
 from meter.telemetry.window import MIN_COUNTER_PERIODS, MIN_SAMPLES, Edge, summarize_window
@@ -50,9 +52,9 @@ class WindowHandle:
 
     def __init__(self, name: str):
         self.name = name
-        self._summary: dict[str, Any] | None = None
+        self._summary: TelemetryWindow | None = None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> TelemetryWindow:
         if self._summary is None:
             raise RuntimeError(f"window {self.name!r} is still open")
         return self._summary
@@ -130,7 +132,7 @@ class Monitor:
             raise ValueError(f"window {name!r} is already open")
         self._open[name] = self._edges()
 
-    def end_window(self, name: str) -> dict[str, Any]:
+    def end_window(self, name: str) -> TelemetryWindow:
         if name not in self._open:
             raise ValueError(f"window {name!r} was never begun")
         begin, end = self._open.pop(name), self._edges()
@@ -149,27 +151,27 @@ class Monitor:
                 lost=self.sampler.lost.get(source.key),
                 power_semantics=source.describe().get("power_semantics"),
             )
-        return {**combine(name, per_device), "start_s": first - self.t0, "end_s": last - self.t0}
+        return dataclasses.replace(combine(name, per_device), start_s=first - self.t0, end_s=last - self.t0)
 
-    def timeline(self, max_points: int = 2000) -> dict[str, Any]:
+    def timeline(self, max_points: int = 2000) -> Timeline:
         """Every device's samples since the monitor started, evenly thinned to ``max_points``, for plots."""
         devices = {}
         for source in self.sources:
             readings = self.sampler.rings[source.key].between(self.t0, float("inf"))
             step = max(1, -(-len(readings) // max_points))
             kept = readings[::step]
-            devices[source.key] = {
-                "label": source.describe().get("name", source.key),
-                "t_s": [round(r.t_s - self.t0, 4) for r in kept],
-                "power_w": [r.power_w for r in kept],
-                "utilization_ratio": [r.utilization_ratio for r in kept],
-                "sm_clock_hz": [r.sm_clock_hz for r in kept],
-                "throttle_reasons": [
+            devices[source.key] = TimelineSeries(
+                label=source.describe().get("name") or source.key,
+                t_s=[round(r.t_s - self.t0, 4) for r in kept],
+                power_w=[r.power_w for r in kept],
+                utilization_ratio=[r.utilization_ratio for r in kept],
+                sm_clock_hz=[r.sm_clock_hz for r in kept],
+                throttle_reasons=[
                     [x for x in decode_clock_events(r.clock_event_mask) if x in THROTTLING_REASONS] for r in kept
                 ],
-                "thinned_every": step,
-            }
-        return {"interval_s": self.sampler.interval_s, "devices": devices}
+                thinned_every=step,
+            )
+        return Timeline(interval_s=self.sampler.interval_s, devices=devices)
 
     @contextlib.contextmanager
     def window(self, name: str) -> Iterator[WindowHandle]:
@@ -180,39 +182,40 @@ class Monitor:
         finally:
             handle._summary = self.end_window(name)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "enabled": True,
-            "interval_s": self.sampler.interval_s,
-            "counter_period_s": self.counter_period_s,
-            "counter_period": "measured" if self.counter_period_measured else "assumed (typical NVML)",
-            "min_window_s": self.min_window_s,
-            "devices": [s.describe() for s in self.sources],
-        }
+    def describe(self) -> TelemetryInfo:
+        return TelemetryInfo(
+            enabled=True,
+            interval_s=self.sampler.interval_s,
+            counter_period_s=self.counter_period_s,
+            counter_period="measured" if self.counter_period_measured else "assumed (typical NVML)",
+            min_window_s=self.min_window_s,
+            devices=[TelemetrySource(**s.describe()) for s in self.sources],
+            events=[message for _, message in self.sampler.events],
+        )
 
 
-def combine(name: str, per_device: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def combine(name: str, per_device: dict[str, TelemetryWindow]) -> TelemetryWindow:
     """One window over several devices: sums of energy and power, the union of reasons."""
     if len(per_device) == 1:
         key, only = next(iter(per_device.items()))
-        return {**only, "device": key}
+        return dataclasses.replace(only, device=key)
     values = list(per_device.values())
-    energies = [v["energy_j"] for v in values]
+    energies = [v.energy_j for v in values]
     total = sum(energies) if all(e is not None for e in energies) else None
-    duration = max(v["duration_s"] for v in values)
-    return {
-        "name": name,
-        "duration_s": duration,
-        "energy_j": total,
-        "avg_power_w": total / duration if total is not None and duration > 0 else None,
-        "peak_power_w": sum(v["peak_power_w"] or 0.0 for v in values) or None,
-        "throttle_reasons": sorted({r for v in values for r in v["throttle_reasons"]}),
-        "low_confidence": any(v["low_confidence"] for v in values),
-        "low_confidence_reasons": sorted(
-            {f"{k}: {r}" for k, v in per_device.items() for r in v["low_confidence_reasons"]}
-        ),
-        "devices": per_device,
-    }
+    duration = max(v.duration_s for v in values)
+    return TelemetryWindow(
+        name=name,
+        duration_s=duration,
+        energy_j=total,
+        avg_power_w=total / duration if total is not None and duration > 0 else None,
+        peak_power_w=sum(v.peak_power_w or 0.0 for v in values) or None,
+        throttle_reasons=sorted({r for v in values for r in v.throttle_reasons}),
+        clock_event_reasons=sorted({r for v in values for r in v.clock_event_reasons}),
+        n_samples=min(v.n_samples for v in values),
+        low_confidence=any(v.low_confidence for v in values),
+        low_confidence_reasons=sorted({f"{k}: {r}" for k, v in per_device.items() for r in v.low_confidence_reasons}),
+        devices=per_device,
+    )
 
 
 def monitor_for_device(

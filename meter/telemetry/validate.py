@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
 
 SMI_FIELDS = ("power.draw", "clocks.sm", "utilization.gpu", "temperature.gpu", "memory.used")
@@ -116,18 +117,18 @@ def main(argv: list[str] | None = None) -> int:
         poller.join()
     window = w.summary()
     report = {
-        "device": device.as_dict(),
+        "device": device.info(),
         "gemm": "8192^3 bf16 torch.mm",
         "calls": calls,
-        "achieved_tflops": calls * 2 * 8192**3 / window["duration_s"] / 1e12,
+        "achieved_tflops": calls * 2 * 8192**3 / window.duration_s / 1e12,
         "window": window,
         "telemetry": monitor.describe(),
-        "energy_counter_vs_integrated": window["energy_disagreement"],
+        "energy_counter_vs_integrated": window.energy_disagreement,
         "nvidia_smi_pairs": len(pairs),
         "nvidia_smi_comparison": compare(pairs),
     }
     if args.out:
-        write_json_atomic(args.out, report)
+        write_json_atomic(args.out, to_jsonable(report))
     print(
         json.dumps(
             {k: report[k] for k in ("achieved_tflops", "energy_counter_vs_integrated", "nvidia_smi_comparison")},

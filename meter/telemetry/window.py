@@ -6,10 +6,10 @@ Pure functions of the readings in the window and the counter values read at its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
 from meter.device.reading import Reading
+from meter.results.records import TelemetryWindow
 
 MIN_SAMPLES = 10
 MIN_COUNTER_PERIODS = 10  # a window of fewer counter updates has >10% quantisation error
@@ -57,7 +57,7 @@ def summarize_window(
     counter_period_s: float,
     lost: str | None = None,
     power_semantics: str | None = None,
-) -> dict[str, Any]:
+) -> TelemetryWindow:
     """The window's figures; ``low_confidence`` with reasons when they should not be trusted."""
     duration = end.t_s - begin.t_s
     inside = [r for r in readings if begin.t_s <= r.t_s <= end.t_s]
@@ -95,27 +95,27 @@ def summarize_window(
         why.append(f"device lost: {lost}")
     if energy is None:
         why.append("no energy reading (neither counter nor power supported)")
-    return {
-        "name": name,
-        "duration_s": duration,
-        "energy_j": energy,
-        "energy_method": "counter"
+    return TelemetryWindow(
+        name=name,
+        duration_s=duration,
+        energy_j=energy,
+        energy_method="counter"
         if e_counter is not None
         else ("integrated power" if e_integrated is not None else None),
-        "energy_counter_j": e_counter,
-        "energy_integrated_j": e_integrated,
-        "energy_disagreement": disagreement,
-        "counter_reset": reset,
-        "counter_updates": updates,
-        "avg_power_w": energy / duration if energy is not None and duration > 0 else None,
-        "peak_power_w": max((p for _, p in power), default=None),
-        "avg_utilization_ratio": sum(util) / len(util) if util else None,
-        "avg_sm_clock_hz": sum(sm) / len(sm) if sm else None,
-        "min_sm_clock_hz": min(sm) if sm else None,
-        "clock_event_reasons": reasons,
-        "throttle_reasons": [r for r in reasons if r in THROTTLING_REASONS],
-        "n_samples": len(inside),
-        "power_semantics": power_semantics,
-        "low_confidence": bool(why),
-        "low_confidence_reasons": why,
-    }
+        energy_counter_j=e_counter,
+        energy_integrated_j=e_integrated,
+        energy_disagreement=disagreement,
+        counter_reset=reset,
+        counter_updates=updates,
+        avg_power_w=energy / duration if energy is not None and duration > 0 else None,
+        peak_power_w=max((p for _, p in power), default=None),
+        avg_utilization_ratio=sum(util) / len(util) if util else None,
+        avg_sm_clock_hz=sum(sm) / len(sm) if sm else None,
+        min_sm_clock_hz=min(sm) if sm else None,
+        clock_event_reasons=reasons,
+        throttle_reasons=[r for r in reasons if r in THROTTLING_REASONS],
+        n_samples=len(inside),
+        power_semantics=power_semantics,
+        low_confidence=bool(why),
+        low_confidence_reasons=why,
+    )

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from meter.bench.cases import BenchCase, applicable_layers, expand_grid
-from meter.bench.ceilings import Ceilings
 from meter.bench.metrics import bound, case_metrics
 from meter.bench.projection import project
 from meter.bench.stats import quantile, summarize
@@ -17,6 +16,8 @@ from meter.config.models import load_model
 from meter.config.paths import ConfigLocator
 from meter.config.suites import list_suites, load_suite
 from meter.errors import ConfigError
+from meter.results.records import CaseResult
+from tests.runs import make_ceilings, ok_case
 
 V3 = load_model("deepseek-v3").args
 TINY = load_model("deepseek-v3-tiny").args
@@ -108,8 +109,8 @@ def test_quantiles_and_summary():
         summarize([])
 
 
-def _ceilings() -> Ceilings:
-    return Ceilings("dev", copy_bytes_per_s=3.0e12, gemm_flops_per_s={"bf16": 800e12}, measured_at="t", method={})
+def _ceilings():
+    return make_ceilings(3.0e12, {"bf16": 800e12})
 
 
 def test_case_metrics_arithmetic():
@@ -124,11 +125,11 @@ def test_case_metrics_arithmetic():
         hardware=h100,
         ceilings=_ceilings(),
     )
-    assert m["achieved_tflops"] == pytest.approx(494.7)
-    assert m["mfu"] == pytest.approx(0.5)
-    assert m["gemm_ceiling_fraction"] == pytest.approx(494.7 / 800)
-    assert m["achieved_gb_s"] == pytest.approx(1500) and m["copy_ceiling_fraction"] == pytest.approx(0.5)
-    assert m["tokens_per_s"] == pytest.approx(2.048e6) and m["time_per_token_s"] == pytest.approx(2e-3 / 4096)
+    assert m.achieved_tflops == pytest.approx(494.7)
+    assert m.mfu == pytest.approx(0.5)
+    assert m.gemm_ceiling_fraction == pytest.approx(494.7 / 800)
+    assert m.achieved_gb_s == pytest.approx(1500) and m.copy_ceiling_fraction == pytest.approx(0.5)
+    assert m.tokens_per_s == pytest.approx(2.048e6) and m.time_per_token_s == pytest.approx(2e-3 / 4096)
     fp8 = case_metrics(
         median_s=1e-3,
         flops_per_call=1978.9e9,
@@ -139,7 +140,7 @@ def test_case_metrics_arithmetic():
         hardware=h100,
         ceilings=None,
     )
-    assert fp8["mfu"] == pytest.approx(1978.9 / 989.4) and fp8["peak_fraction_dtype"] == pytest.approx(1.0)
+    assert fp8.mfu == pytest.approx(1978.9 / 989.4) and fp8.peak_fraction_dtype == pytest.approx(1.0)
     cpu = case_metrics(
         median_s=1.0,
         flops_per_call=1e9,
@@ -150,24 +151,31 @@ def test_case_metrics_arithmetic():
         hardware=None,
         ceilings=None,
     )
-    assert cpu["mfu"] is None and cpu["gemm_ceiling_fraction"] is None
+    assert cpu.mfu is None and cpu.gemm_ceiling_fraction is None
 
 
 def test_bound_uses_the_measured_ridge_point():
     c = _ceilings()  # ridge: 800e12 / 3e12 = 267 FLOP per byte
-    assert bound({"arithmetic_intensity_flop_per_byte": 300.0}, c, "bf16") == "compute"
-    assert bound({"arithmetic_intensity_flop_per_byte": 100.0}, c, "bf16") == "memory"
-    assert bound({"arithmetic_intensity_flop_per_byte": 100.0}, None, "bf16") is None
+
+    def at(intensity: float):
+        return case_metrics(
+            median_s=1.0,
+            flops_per_call=intensity,
+            bytes_per_call=1.0,
+            tokens_per_call=1,
+            dtype="bf16",
+            fp8=False,
+            hardware=None,
+            ceilings=None,
+        )
+
+    assert bound(at(300.0), c, "bf16") == "compute"
+    assert bound(at(100.0), c, "bf16") == "memory"
+    assert bound(at(100.0), None, "bf16") is None
 
 
 def _result(layer, phase, per_call_s, tokens, flops, **case):
-    c = BenchCase("deepseek-v3", layer, phase, **case)
-    return {
-        "id": c.id,
-        "case": c.as_dict(),
-        "status": "ok",
-        "metrics": {"time_per_call_s": per_call_s, "time_per_token_s": per_call_s / tokens, "flops_per_call": flops},
-    }
+    return ok_case(BenchCase("deepseek-v3", layer, phase, **case), per_call_s=per_call_s, tokens=tokens, flops=flops)
 
 
 def test_projection_composes_layers_by_count():
@@ -177,7 +185,7 @@ def test_projection_composes_layers_by_count():
         _result("moe", "train", 0.005, 4096, 2e12, batch=1, seq=4096, ep=64),  # not the plain case
         _result("ffn", "train", 0.004, 4096, 5e11, batch=1, seq=4096),
         _result("mla", "decode", 0.002, 128, 1e11, batch=128, context=4096),  # no MoE decode: no projection
-        {"id": "x", "case": BenchCase("deepseek-v3", "moe", "decode", batch=128).as_dict(), "status": "oom"},
+        CaseResult(id="x", case=BenchCase("deepseek-v3", "moe", "decode", batch=128), status="oom"),
     ]
     h800 = load_hardware("h800-sxm")
     projections = project("deepseek-v3", V3, results, h800)
@@ -185,7 +193,7 @@ def test_projection_composes_layers_by_count():
     p = projections[0]
     per_token = (61 * 0.010 + 58 * 0.020 + 3 * 0.004) / 4096
     assert p.time_per_token_s == pytest.approx(per_token)
-    assert p.layers["moe"]["case_id"] == results[1]["id"]
+    assert p.layers["moe"].case_id == results[1].id
     flops = (61 * 1e12 + 58 * 2e12 + 3 * 5e11) / 4096
     assert p.mfu == pytest.approx(flops / per_token / 989.4e12)
     assert "MTP modules" in p.not_included

@@ -10,14 +10,16 @@ import torch
 
 from meter.bench import harness
 from meter.bench.cases import BenchCase
-from meter.bench.ceilings import Ceilings
-from meter.bench.timer import TimingSettings, time_cpu
+from meter.bench.timer import time_cpu
 from meter.bench.workloads import build_workload, estimate_memory_bytes
 from meter.config.hardware import list_hardware
 from meter.config.models import load_model
 from meter.device.select import select_device
-from meter.results.runfile import RunFileError, RunRecorder, load_run
+from meter.jsonable import to_jsonable
+from meter.results import Ceilings, RunFileError, RunRecorder, TimingSettings, load_run
+from meter.results.document import CeilingsMethod
 from tests.conftest import run_meter
+from tests.runs import cpu_metadata
 
 TINY = load_model("deepseek-v3-tiny").args
 FAST = TimingSettings(warmup_s=0.0, min_warmup_calls=1, min_time_s=0.0, min_repeats=3, max_repeats=3)
@@ -48,11 +50,11 @@ def test_every_layer_and_phase_runs_and_reports_rates():
     cases.append(case("mla", "decode", form="naive"))
     results = run(cases)
     for r in results:
-        assert r["status"] == "ok", r
-        assert r["timing"]["n"] == 3 and r["timing"]["median_s"] > 0
-        m = r["metrics"]
-        assert m["achieved_tflops"] > 0 and m["tokens_per_s"] > 0 and m["mfu"] is None  # a CPU has no datasheet
-    assert results[0]["metrics"]["flops_per_call"] == pytest.approx(
+        assert r.status == "ok", r
+        assert r.timing.n == 3 and r.timing.median_s > 0
+        m = r.metrics
+        assert m.achieved_tflops > 0 and m.tokens_per_s > 0 and m.mfu is None  # a CPU has no datasheet
+    assert results[0].metrics.flops_per_call == pytest.approx(
         3 * __import__("meter.analytic.flops", fromlist=["x"]).attention_layer_flops(TINY, batch=1, q_len=32)
     )
 
@@ -65,16 +67,16 @@ def test_moe_options_run():
             case("moe", "prefill", fp8="rowwise", dtype="bf16"),
         ]
     )
-    assert [r["status"] for r in results] == ["ok", "ok", "ok"]
-    assert results[0]["details"]["local_experts"] == 4
-    assert results[2]["details"]["expert_gemm"] == "fp8-rowwise"
+    assert [r.status for r in results] == ["ok", "ok", "ok"]
+    assert results[0].details.local_experts == 4
+    assert results[2].details.expert_gemm == "fp8-rowwise"
 
 
 def test_unsupported_and_oom_cases_are_recorded_and_the_sweep_goes_on(monkeypatch):
     big = BenchCase("deepseek-v3-tiny", "moe", "train", batch=1, seq=32, dtype="fp32")
     monkeypatch.setattr(harness, "free_memory_bytes", lambda device: 1024)  # pretend 1 KiB is free
     results = run([big])
-    assert results[0]["status"] == "oom" and "GiB" in results[0]["reason"]
+    assert results[0].status == "oom" and "GiB" in results[0].reason
     monkeypatch.undo()
     results = run(
         [
@@ -84,8 +86,8 @@ def test_unsupported_and_oom_cases_are_recorded_and_the_sweep_goes_on(monkeypatc
             case("ffn", "prefill"),
         ]
     )
-    assert [r["status"] for r in results] == ["unsupported", "unsupported", "unsupported", "ok"]
-    assert "forward only" in results[0]["reason"] and "MLA" in results[1]["reason"]
+    assert [r.status for r in results] == ["unsupported", "unsupported", "unsupported", "ok"]
+    assert "forward only" in results[0].reason and "MLA" in results[1].reason
 
 
 def test_an_exception_in_one_case_is_recorded(monkeypatch):
@@ -98,8 +100,8 @@ def test_an_exception_in_one_case_is_recorded(monkeypatch):
 
     monkeypatch.setattr(harness, "build_workload", broken)
     results = run([case("ffn", "prefill"), case("mla", "prefill")])
-    assert results[0]["status"] == "error" and results[0]["reason"] == "RuntimeError: kernel exploded"
-    assert results[1]["status"] == "ok"
+    assert results[0].status == "error" and results[0].reason == "RuntimeError: kernel exploded"
+    assert results[1].status == "ok"
 
 
 def test_timer_times_each_call():
@@ -119,24 +121,49 @@ def test_inputs_are_random_and_rotated():
 
 def test_run_recorder_writes_after_each_case_and_load_checks_the_schema(tmp_path: Path):
     path = tmp_path / "run.json"
-    rec = RunRecorder(path, metadata={"device": {"kind": "cpu"}})
-    assert load_run(path)["status"] == "running"
-    rec.add_case({"id": "a", "status": "ok"})
-    assert [c["id"] for c in load_run(path)["cases"]] == ["a"]
+    rec = RunRecorder(path, metadata=cpu_metadata())
+    assert load_run(path).status == "running"
+    [measured] = run([case("ffn", "prefill")])
+    rec.add_case(measured)
+    assert [c.id for c in load_run(path).cases] == [measured.id]
     rec.finish("complete")
-    assert load_run(path)["finished_at"]
+    assert load_run(path).finished_at is not None
     (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(RunFileError, match="not a gpu-cost-meter run file"):
         load_run(tmp_path / "other.json")
-    (tmp_path / "newer.json").write_text(json.dumps({**rec.doc, "schema_version": 99}))
-    with pytest.raises(RunFileError, match="schema_version"):
+    newer = {**json.loads(path.read_text()), "schema_version": 99}
+    (tmp_path / "newer.json").write_text(json.dumps(newer))
+    with pytest.raises(RunFileError, match="schema_version.*newer meter"):
         load_run(tmp_path / "newer.json")
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(RunFileError, match="not valid JSON"):
         load_run(tmp_path / "bad.json")
 
 
-CEILINGS = Ceilings("cpu-test", 1e10, {"fp32": 1e11, "bf16": 1e11}, "2026-11-22T00:00:00+00:00", {"note": "test"})
+def test_a_case_the_reader_would_refuse_is_recorded_as_an_error_not_lost(tmp_path: Path):
+    """A NaN or negative time (a bad parameter, a broken timer) becomes an error case; the file stays valid."""
+    import dataclasses
+
+    path = tmp_path / "run.json"
+    rec = RunRecorder(path, metadata=cpu_metadata())
+    [good] = run([case("ffn", "prefill")])
+    broken = dataclasses.replace(good, metrics=dataclasses.replace(good.metrics, time_per_call_s=float("nan")))
+    negative = dataclasses.replace(good, timing=dataclasses.replace(good.timing, median_s=-1.0))
+    for c in (good, broken, negative):
+        rec.add_case(c)
+    doc = load_run(path)
+    assert [c.status for c in doc.cases] == ["ok", "error", "error"]
+    assert "metrics.time_per_call_s" in doc.cases[1].reason and "timing.median_s" in doc.cases[2].reason
+    assert doc.cases[1].case == good.case  # what was asked is kept with the reason
+
+
+CEILINGS = Ceilings(
+    device_key="cpu-test",
+    copy_bytes_per_s=1e10,
+    gemm_flops_per_s={"fp32": 1e11, "bf16": 1e11},
+    measured_at="2026-11-22T00:00:00+00:00",
+    method=CeilingsMethod(copy="test", gemm="test", timer="wall-clock", settings=TimingSettings()),
+)
 
 
 def _cli_env(tmp_path: Path) -> dict[str, str]:
@@ -150,7 +177,7 @@ def _seed_ceilings(tmp_path: Path) -> None:
     from meter.results.atomic import write_json_atomic
 
     path = tmp_path / "cache" / "ceilings" / f"{C.device_key(CPU)}.json"
-    write_json_atomic(path, {**CEILINGS.as_dict(), "device_key": C.device_key(CPU)})
+    write_json_atomic(path, {**to_jsonable(CEILINGS), "device_key": C.device_key(CPU)})
 
 
 def test_bench_cli_writes_a_labelled_run_file(tmp_path: Path):
@@ -178,14 +205,14 @@ def test_bench_cli_writes_a_labelled_run_file(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "CPU RUN" in result.stderr and "CPU (" in result.stdout and "Projected whole model" in result.stdout
     doc = load_run(out)
-    assert doc["status"] == "complete" and len(doc["cases"]) == 3
-    meta = doc["metadata"]
-    assert meta["device"]["kind"] == "cpu" and meta["method"]["cpu_run"] is True
+    assert doc.status == "complete" and len(doc.cases) == 3
+    meta = doc.metadata
+    assert meta.device.kind == "cpu" and meta.method.cpu_run is True
     for key in ("software", "git", "host", "command", "method", "ceilings"):
-        assert meta[key], key
-    assert meta["software"]["torch"] == torch.__version__ and "bench" in meta["command"]
-    assert meta["ceilings"]["device_key"].startswith("cpu-")
-    assert doc["projections"] and doc["projections"][0]["phase"] == "prefill"
+        assert getattr(meta, key), key
+    assert meta.software.torch == torch.__version__ and "bench" in meta.command
+    assert meta.ceilings.device_key.startswith("cpu-")
+    assert doc.projections and doc.projections[0].phase == "prefill"
 
 
 def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch):
@@ -230,7 +257,7 @@ def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch)
     )
     assert code == 130
     doc = load_run(out)
-    assert doc["status"] == "interrupted" and [c["status"] for c in doc["cases"]] == ["ok", "ok"]
+    assert doc.status == "interrupted" and [c.status for c in doc.cases] == ["ok", "ok"]
 
 
 def test_bench_cli_rejects_bad_combinations(tmp_path: Path):
@@ -256,7 +283,7 @@ def test_decode_case_on_a_gpu_uses_a_cuda_graph():
         record=results.append,
         settings=TimingSettings(warmup_s=0.05, min_warmup_calls=2, min_time_s=0.05, min_repeats=5, max_repeats=50),
     )
-    assert results[0]["status"] == "ok" and results[0]["details"]["cuda_graph"] is True
+    assert results[0].status == "ok" and results[0].details.cuda_graph is True
 
 
 def test_timer_measures_at_least_min_time_even_when_warmup_misleads():

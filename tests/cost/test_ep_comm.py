@@ -134,46 +134,52 @@ def test_cluster_scenario_inputs_and_sources():
 
 
 def _comm_doc(path: Path, hardware: str, kind: str = "cuda") -> Path:
-    def result(scope, collective, message, to_peers, t):
-        return {
-            "id": f"{collective}.t4096-h7168-k8.bf16",
-            "scope": scope,
-            "group_size": 8,
-            "case": {"collective": collective},
-            "message_bytes": message,
-            "bytes_to_peers_per_rank": to_peers,
-            "time_s": t,
-            "verified": True,
-        }
+    """A distributed run's communication results, built through the run-file types."""
+    from meter.config.hardware import load_hardware
+    from meter.jsonable import to_jsonable
+    from meter.results import CommCase, CommResult, RunDocument
+    from meter.results.document import DeviceInfo, DistributedLayout
+    from meter.results.metadata import hardware_summary, utc_now
+    from tests.runs import cpu_metadata
 
-    doc = {
-        "schema": "gpu-cost-meter/run",
-        "schema_version": 1,
-        "run_id": "r1",
-        "status": "complete",
-        "metadata": {
-            "device": {"kind": kind, "name": "NVIDIA H100 80GB HBM3"},
-            "hardware": {"name": hardware},
-            "distributed": {"world_size": 16, "n_nodes": 2, "local_world_size": 8, "backend": "nccl"},
-        },
-        "cases": [],
-        "projections": [],
-        "communication": [
+    def result(scope, collective, message, to_peers, t):
+        case = CommCase(collective, int(message), "bf16", 4096, 7168, 8)
+        return CommResult(
+            id=case.id,
+            scope=scope,
+            group_size=8,
+            case=case,
+            time_s=t,
+            time_min_s=t,
+            time_max_s=t,
+            message_bytes=int(message),
+            bytes_to_peers_per_rank=to_peers,
+            algbw_gb_s=message / t / 1e9,
+            busbw_gb_s=message / t / 1e9 * 7 / 8,
+            verified=True,
+            ranks=16,
+        )
+
+    device = DeviceInfo(kind=kind, torch_device="cuda:0" if kind == "cuda" else "cpu", name="NVIDIA H100 80GB HBM3")
+    layout = DistributedLayout(world_size=16, local_world_size=8, n_nodes=2, backend="nccl", launcher="torchrun")
+    doc = RunDocument(
+        run_id="r1",
+        status="complete",
+        started_at=utc_now(),
+        metadata=cpu_metadata(device=device, hardware=hardware_summary(load_hardware(hardware)), distributed=layout),
+        communication=[
             result("intra-node", "dispatch", 1e8, 8.75e7, 8.75e7 / 300e9),
             result("intra-node", "dispatch", 1e6, 8.75e5, 8.75e5 / 100e9),  # smaller: ignored
             result("inter-node", "combine", 1e8, 5e7, 5e7 / 40e9),
             result("world", "all_reduce", 1e8, 1e8, 1.0),
         ],
-    }
-    from meter.results.runfile import SCHEMA, SCHEMA_VERSION
-
-    doc["schema"], doc["schema_version"] = SCHEMA, SCHEMA_VERSION
-    write_json_atomic(path, doc)
+    )
+    write_json_atomic(path, to_jsonable(doc))
     return path
 
 
 def test_measured_links_replace_the_datasheet_on_the_same_hardware(tmp_path):
-    from meter.results.runfile import load_run
+    from meter.results import load_run
 
     path = _comm_doc(tmp_path / "comm.json", "h100-sxm")
     links = measured_links(load_run(path), str(path))
@@ -227,7 +233,7 @@ def test_cluster_command_rows(tmp_path):
         (["--scenario", "deepseek-v3-day6"], "is a serve scenario"),
         (["--assume", "comm_overlap=1.5"], "input comm_overlap = 1.5 (command line): must lie in [0, 1]"),
         (["--hardware", "h900"], "no such hardware config"),
-        (["--comm-run", "missing.json"], "--comm-run: no such file: missing.json"),
+        (["--comm-run", "missing.json"], "missing.json: no such file"),
     ],
 )
 def test_cluster_command_errors(args, message):
@@ -241,7 +247,7 @@ def test_comm_run_without_communication_is_refused(tmp_path):
     doc["communication"] = []
     path.write_text(json.dumps(doc))
     r = run_meter("cost", "train", "--scenario", "deepseek-v3-cluster", "--comm-run", str(path), "--samples", "0")
-    assert r.returncode == 2 and "field 'communication' is missing or empty" in r.stderr
+    assert r.returncode == 2 and "no communication results" in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_a_dense_model_has_no_expert_parallelism():

@@ -15,101 +15,13 @@ from meter.cost.from_run import load_measured
 from meter.errors import MeterError
 from meter.results.atomic import write_json_atomic
 from tests.conftest import run_meter
+from tests.runs import synthetic_v3_run
 
 V3 = load_model("deepseek-v3").args
 
 
-def _case(case_id, layer, phase, per_call_s, tokens, flops, bytes_, power=None, j_per_token=None, form="absorbed"):
-    return {
-        "id": case_id,
-        "status": "ok",
-        "case": {"model": "deepseek-v3", "layer": layer, "phase": phase, "form": form},
-        "metrics": {
-            "time_per_call_s": per_call_s,
-            "time_per_token_s": per_call_s / tokens,
-            "tokens_per_s": tokens / per_call_s,
-            "flops_per_call": flops,
-            "bytes_per_call": bytes_,
-            "achieved_tflops": flops / per_call_s / 1e12,
-            "mfu": flops / per_call_s / 989.4e12,
-            "achieved_gb_s": bytes_ / per_call_s / 1e9,
-            "arithmetic_intensity_flop_per_byte": flops / bytes_,
-        },
-        "timing": {"median_s": per_call_s, "iqr_s": per_call_s * 0.02, "spread": 0.02, "n": 50},
-        "telemetry": {"avg_power_w": power, "joules_per_token": j_per_token} if power else None,
-    }
-
-
-def synthetic_run(path: Path, *, hardware: str = "h800-sxm", kind: str = "cuda") -> Path:
-    """A run of V3 layers: train at 1 ms/token for the layers, prefill, decode at batch 128."""
-    layer_flops = F.train_flops_per_token(V3, 4096)
-    train_layers = layer_flops.total - layer_flops.output_head
-    cases, projections = [], []
-    for phase, t_token, flops_token, batch, seq, ctx in (
-        ("train", 1e-3, train_layers, 1, 4096, 0),
-        ("prefill", 2e-4, train_layers / 3, 1, 4096, 0),
-        ("decode", 5e-4, 1.4e11, 128, 0, 4096),
-    ):
-        layers = {}
-        for layer, count, share in (("mla", 61, 0.3), ("moe", 58, 0.65), ("ffn", 3, 0.05)):
-            tokens = batch * (seq or 1)
-            per_token = t_token * share / count
-            cid = f"{layer}.{phase}"
-            cases.append(
-                _case(
-                    cid,
-                    layer,
-                    phase,
-                    per_token * tokens,
-                    tokens,
-                    flops_token * share / count * tokens,
-                    4e6 * tokens / count,
-                    power=600.0,
-                    j_per_token=600.0 * per_token,
-                )
-            )
-            layers[layer] = {
-                "case_id": cid,
-                "count": count,
-                "time_per_token_s": per_token,
-                "flops_per_token": flops_token * share / count,
-            }
-        projections.append(
-            {
-                "model": "deepseek-v3",
-                "phase": phase,
-                "dtype": "bf16",
-                "batch": batch,
-                "seq": seq,
-                "context": ctx,
-                "layers": layers,
-                "time_per_token_s": t_token,
-                "tokens_per_s": 1 / t_token,
-                "flops_per_token": flops_token,
-                "mfu": flops_token / t_token / 989.4e12,
-                "not_included": [],
-            }
-        )
-    device_name = {"h800-sxm": "NVIDIA H800", "h100-sxm": "NVIDIA H100 80GB HBM3"}.get(hardware, "CPU")
-    peak = {"h800-sxm": 989.4, "h100-sxm": 989.4}.get(hardware)
-    doc = {
-        "schema": "gpu-cost-meter/run",
-        "schema_version": 1,
-        "run_id": "x",
-        "status": "complete",
-        "metadata": {
-            "device": {"kind": kind, "name": device_name},
-            "hardware": {"name": hardware, "peak_tflops": {"bf16": peak}, "memory_bandwidth_gb_s": 3350}
-            if kind == "cuda"
-            else None,
-            "ceilings": {"gemm_flops_per_s": {"bf16": 1e12}, "copy_bytes_per_s": 3e10},
-        },
-        "cases": cases,
-        "projections": projections,
-        "extras": {},
-    }
-    write_json_atomic(path, doc)
-    return path
+def synthetic_run(path: Path, **kw) -> Path:
+    return synthetic_v3_run(path, **kw)
 
 
 def test_a_run_on_the_scenarios_gpu_is_used_directly(tmp_path: Path):
@@ -211,7 +123,7 @@ def test_cost_cli_tables_and_adhoc_model():
         (["cost", "train", "--scenario", "deepseek-v4"], "did you mean 'deepseek-v3'"),
         (["cost", "serve", "--scenario", "deepseek-v3"], "serve one"),
         (["cost", "serve", "--tokens-per-day", "lots"], "--tokens-per-day"),
-        (["calibrate", "/no/run.json"], "no such run file"),
+        (["calibrate", "/no/run.json"], "/no/run.json: no such file"),
     ],
 )
 def test_cost_cli_bad_input(argv, fragment):

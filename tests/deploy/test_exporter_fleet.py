@@ -123,3 +123,76 @@ def test_an_absent_or_broken_pod_resources_socket_never_stops_the_exporter(fake_
             stop(e.process)
         log = e.process.stderr.read()
         assert log.count("pod attribution off") == 1 and str(socket) in log and "Traceback" not in log, log
+
+
+def test_pushed_runs_survive_restarts_keyed_by_gpu_and_bounded(fake_nvml_lib, tmp_path):
+    from meter.exporter.app import push_run
+    from tests.deploy.test_exporter_units import typed_run
+
+    runs = tmp_path / "runs"
+    flags = ("--runs-dir", str(runs), "--runs-keep", "2")
+    h800, _ = typed_run(tmp_path, "a", hardware="h800-sxm", uuid="GPU-aaaa", run_id="run-1")
+    h100, _ = typed_run(tmp_path, "b", hardware="h100-sxm", uuid="GPU-bbbb", run_id="run-2")
+    h800_again, _ = typed_run(tmp_path, "c", hardware="h800-sxm", uuid="GPU-aaaa", run_id="run-3")
+
+    def tokens(text: str, uuid: str) -> list[float]:
+        return series(text, "meter_benchmark_tokens_per_second", uuid=uuid, case="moe.decode.b128.bf16")
+
+    e = start_exporter(fake_nvml_lib, tmp_path, Scenario(), *flags)
+    try:
+        for path in (h800, h100):
+            answer = push_run(e.url, path)
+            assert answer["accepted_cases"] == 9 and answer["stored"].startswith("pushed-"), answer
+        text = e.metrics()
+        assert len(tokens(text, "GPU-aaaa")) == 1 and len(tokens(text, "GPU-bbbb")) == 1  # no overwrite
+    finally:
+        stop(e.process)
+    e = start_exporter(fake_nvml_lib, tmp_path, Scenario(), *flags)  # a restart, or a rollout
+    try:
+        text = e.metrics()
+        assert len(tokens(text, "GPU-aaaa")) == 1 and len(tokens(text, "GPU-bbbb")) == 1
+        assert re.search(r"^meter_results_runs_ingested_total 2\.0$", text, re.M)
+        push_run(e.url, h800_again)  # replaces run-1's results: run-1's file goes, within --runs-keep 2
+    finally:
+        stop(e.process)
+    kept = sorted(p.name for p in runs.glob("*.json"))
+    assert len(kept) == 2 and not any("run-1" in name for name in kept), kept
+    assert not list(runs.glob(".*"))  # atomic writes leave no temporary files
+    e = start_exporter(fake_nvml_lib, tmp_path, Scenario(), *flags)
+    try:
+        text = e.metrics()
+        assert len(tokens(text, "GPU-aaaa")) == 1 and len(tokens(text, "GPU-bbbb")) == 1
+    finally:
+        stop(e.process)
+
+
+def test_bad_runs_dirs_and_files_in_them(fake_nvml_lib, tmp_path):
+    from tests.conftest import run_meter
+    from tests.fake_nvml import env
+
+    fake = env(fake_nvml_lib, Scenario().write(tmp_path / "s.txt"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    for argv, fragment in (
+        (["--runs-dir", str(a_file)], "not a directory"),
+        (["--runs-keep", "0"], "--runs-keep"),
+        (["--runs-max-bytes", "10"], "--runs-max-bytes"),
+        (["--max-run-bytes", "-5"], "--max-run-bytes"),
+        (["--interval", "0.001"], "--interval"),
+        (["--nvml-retry", "soon"], "--nvml-retry"),
+    ):
+        r = run_meter("serve", "--port", "1", *argv, env=fake)
+        assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # argparse adds its usage line
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "garbage.json").write_bytes(b"\xff\xfe not json")
+    (runs / "other.json").write_text('{"schema": "something else"}')
+    e = start_exporter(fake_nvml_lib, tmp_path, Scenario(), "--runs-dir", str(runs))
+    try:
+        assert series(e.metrics(), "meter_gpu_up") == [1.0]
+    finally:
+        stop(e.process)
+    log = e.process.stderr.read()
+    assert log.count("skipped") == 2 and "Traceback" not in log, log
+    assert (runs / "garbage.json").exists()  # someone else's file: read, never deleted

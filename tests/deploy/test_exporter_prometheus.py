@@ -104,11 +104,13 @@ def test_posted_runs_become_results_and_priced_projections(exporter, tmp_path: P
     answer = push_run(exporter.url, synthetic_run(tmp_path / "run.json"))
     assert answer["accepted_cases"] == 9 and answer["priced"] == ["serve", "train"]
     text = exporter.metrics()
-    assert re.search(r'meter_benchmark_mfu_ratio\{case="moe.train".*model="deepseek-v3"', text)
+    assert re.search(r'meter_benchmark_mfu_ratio\{case="moe.train.b1-s4096.bf16".*model="deepseek-v3"', text)
     assert re.search(
-        r'meter_projection_training_usd\{hardware="h800-sxm",model="deepseek-v3",scenario="deepseek-v3"\}', text
+        r'meter_projection_training_usd\{device="NVIDIA H800",hardware="h800-sxm",hostname="test",'
+        r'model="deepseek-v3",scenario="deepseek-v3",uuid=""\}',
+        text,
     )
-    assert re.search(r'meter_projection_serving_usd_per_million_tokens\{direction="output"', text)
+    assert re.search(r'meter_projection_serving_usd_per_million_tokens\{device="NVIDIA H800",direction="output"', text)
     # anything that is not a run file is refused with a reason, and nothing else changes
     bad = urllib.request.Request(exporter.url + "/api/v1/runs", data=b'{"schema": "other"}', method="POST")
     with pytest.raises(urllib.error.HTTPError) as info:

@@ -32,26 +32,45 @@ def test_energy_accrues_across_a_counter_reset():
 
 
 def test_ingest_takes_measured_cases_and_skips_the_rest():
+    from meter.results import BenchCase, CaseResult, Projection, ProjectionLayer, RunDocument
+    from meter.results.document import DeviceInfo
+    from meter.results.metadata import utc_now
+    from tests.runs import cpu_metadata, ok_case
+
     state = empty_state()
-    doc = {
-        "metadata": {"device": {"kind": "cpu", "name": "EPYC"}},
-        "cases": [
-            {
-                "id": "a",
-                "status": "ok",
-                "case": {"model": "m", "phase": "train"},
-                "metrics": {"achieved_tflops": 1.0, "tokens_per_s": 5.0, "mfu": None},
-            },
-            {"id": "b", "status": "oom", "case": {"model": "m", "phase": "train"}},
-            {"id": "c", "status": "ok", "case": {"model": "m"}, "metrics": {}},
+    train = BenchCase("m", "ffn", "train", seq=8)
+    decode = BenchCase("m", "ffn", "decode", batch=8)
+    doc = RunDocument(
+        run_id="r",
+        status="complete",
+        started_at=utc_now(),
+        metadata=cpu_metadata(device=DeviceInfo(kind="cpu", torch_device="cpu", name="EPYC")),
+        cases=[
+            ok_case(train, per_call_s=1.6, tokens=8, flops=1.6e12),
+            CaseResult(id="b", case=train, status="oom", reason="too big"),
+            ok_case(decode, per_call_s=4.0, tokens=8, flops=1e9),
         ],
-        "projections": [
-            {"model": "m", "phase": "decode", "batch": 8, "seq": 0, "context": 64, "time_per_token_s": 0.5}
+        projections=[
+            Projection(
+                model="m",
+                phase="decode",
+                dtype="bf16",
+                batch=8,
+                seq=0,
+                context=64,
+                layers={"ffn": ProjectionLayer(case_id=decode.id, count=1, time_per_token_s=0.5, flops_per_token=1e8)},
+                time_per_token_s=0.5,
+                tokens_per_s=2.0,
+                flops_per_token=1e8,
+            )
         ],
-    }
-    assert state.ingest(doc) == 1
-    assert state.results.cases[("m", "a", "train")]["device"] == "CPU (EPYC)"  # never mistaken for a GPU
-    assert state.results.projections[("m", "decode", "b8-ctx64")]["tokens_per_second"] == 2.0
+    )
+    keys = state.ingest(doc)
+    assert sorted(k[0] for k in keys) == ["case", "case", "projection"]  # the OOM case is not a result
+    taken = state.results.cases[("case", "test", "", "m", train.id, "train")]  # host, GPU uuid, model, case
+    assert taken.origin.device == "CPU (EPYC)"  # never mistaken for a GPU
+    assert taken.tokens_per_second == 5.0 and taken.tflops == 1.0
+    assert state.results.projections[("projection", "test", "", "m", "decode", "b8-ctx64")].tokens_per_second == 2.0
 
 
 def test_basic_auth_file(tmp_path: Path):
@@ -81,3 +100,71 @@ def test_bad_durations():
     for text in ("soon", "0h", "-1m"):
         with pytest.raises(argparse.ArgumentTypeError):
             duration_s(text)
+
+
+def typed_run(tmp: Path, name: str, *, hardware: str, uuid: str, run_id: str) -> tuple[Path, object]:
+    """The synthetic DeepSeek-V3 run, on a given GPU, rewritten through the typed classes."""
+    import dataclasses
+
+    from meter.jsonable import to_jsonable
+    from meter.results import load_run
+    from meter.results.atomic import write_json_atomic
+    from tests.runs import synthetic_v3_run
+
+    doc = load_run(synthetic_v3_run(tmp / f"{name}.src.json", hardware=hardware))
+    device = dataclasses.replace(doc.metadata.device, uuid=uuid)
+    doc = dataclasses.replace(doc, run_id=run_id, metadata=dataclasses.replace(doc.metadata, device=device))
+    path = tmp / f"{name}.json"
+    write_json_atomic(path, to_jsonable(doc))
+    return path, doc
+
+
+def test_a_second_gpu_type_does_not_replace_the_first(tmp_path: Path):
+    state = empty_state()
+    _, h800 = typed_run(tmp_path, "a", hardware="h800-sxm", uuid="GPU-aaaa", run_id="r1")
+    _, h100 = typed_run(tmp_path, "b", hardware="h100-sxm", uuid="GPU-bbbb", run_id="r2")
+    state.ingest(h800)
+    state.ingest(h100)
+    devices = {(c.origin.uuid, c.origin.device) for c in state.results.cases.values()}
+    assert devices == {("GPU-aaaa", "NVIDIA H800"), ("GPU-bbbb", "NVIDIA H100 80GB HBM3")}
+    assert len(state.results.cases) == 2 * 9 and len(state.results.projections) == 2 * 3
+    state.ingest(h100)  # the same GPU again: replaces its own figures only
+    assert len(state.results.cases) == 18
+
+
+def test_the_run_store_is_atomic_bounded_and_never_deletes_other_files(tmp_path: Path):
+    import os
+
+    from meter.exporter.runstore import RunStore
+
+    store = RunStore(tmp_path / "runs", max_files=2, max_bytes=2**30)
+    mine = tmp_path / "runs" / "my-own-run.json"
+    mine.write_text("{}")
+    os.utime(mine, ns=(1, 1))  # the oldest file of all: still never removed
+    paths = []
+    for i, (hardware, uuid) in enumerate((("h800-sxm", "GPU-a"), ("h100-sxm", "GPU-b"), ("h800-sxm", "GPU-a"))):
+        src, doc = typed_run(tmp_path, f"r{i}", hardware=hardware, uuid=uuid, run_id=f"run-{i}")
+        path = store.save(doc, src.read_bytes())
+        os.utime(path, ns=(10**18 + i, 10**18 + i))
+        store.record(path, [("case", uuid)])  # run-2 replaces run-0's only result
+        paths.append(path)
+    assert not list((tmp_path / "runs").glob(".*.tmp"))  # atomic: no half-written file left
+    removed = store.prune()
+    assert removed == [paths[0]]  # replaced first, though run-1 is older than run-2
+    assert [p.name for p in store.files()] == ["my-own-run.json", paths[1].name, paths[2].name]
+    tiny = RunStore(tmp_path / "runs", max_files=100, max_bytes=paths[2].stat().st_size)
+    tiny.record(paths[1], [("case", "GPU-b")])
+    tiny.record(paths[2], [("case", "GPU-a")])
+    assert tiny.prune() == [paths[1]]  # over the byte bound: the oldest goes, even though it is live
+    assert mine.exists()
+
+
+def test_a_bad_runs_dir_is_one_line(tmp_path: Path):
+    from meter.exporter.runstore import RunStore
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for bad, fragment in ((a_file, "not a directory"), (a_file / "sub", "cannot create")):
+        with pytest.raises(UsageError, match=fragment) as info:
+            RunStore(bad)
+        assert str(bad) in str(info.value) and "\n" not in str(info.value)

@@ -16,7 +16,7 @@ import pytest
 from meter.config.models import load_model
 from meter.cost.ep_comm import measured_links
 from meter.distributed.comm import PAYLOAD_BYTES
-from meter.results.runfile import load_run
+from meter.results import load_run
 from tests.conftest import REPO, run_meter
 
 pytestmark = pytest.mark.slow
@@ -68,19 +68,19 @@ def _expected_comm_bytes(n: int) -> dict[str, tuple[int, float]]:
     return out
 
 
-def _check_comm(doc: dict, scope: str, n: int, ranks_in_results: int) -> None:
-    results = {c["id"]: c for c in doc["communication"] if c["scope"] == scope}
+def _check_comm(doc, scope: str, n: int, ranks_in_results: int) -> None:
+    results = {c.id: c for c in doc.communication if c.scope == scope}
     expected = _expected_comm_bytes(n)
     assert set(results) == set(expected)
     for case_id, (message, to_peers) in expected.items():
         r = results[case_id]
-        assert r["group_size"] == n and r["verified"] is True and r["ranks"] == ranks_in_results
-        assert r["message_bytes"] == message and r["bytes_to_peers_per_rank"] == pytest.approx(to_peers)
-        factor = 2 * (n - 1) / n if r["case"]["collective"] == "all_reduce" else (n - 1) / n
-        assert r["algbw_gb_s"] == pytest.approx(message / r["time_s"] / 1e9)
-        assert r["busbw_gb_s"] == pytest.approx(r["algbw_gb_s"] * factor)
-        assert r["time_min_s"] <= r["time_s"] <= r["time_max_s"]
-        assert len(r["per_rank_median_s"]) == ranks_in_results
+        assert r.group_size == n and r.verified is True and r.ranks == ranks_in_results
+        assert r.message_bytes == message and r.bytes_to_peers_per_rank == pytest.approx(to_peers)
+        factor = 2 * (n - 1) / n if r.case.collective == "all_reduce" else (n - 1) / n
+        assert r.algbw_gb_s == pytest.approx(message / r.time_s / 1e9)
+        assert r.busbw_gb_s == pytest.approx(r.algbw_gb_s * factor)
+        assert r.time_min_s <= r.time_s <= r.time_max_s
+        assert len(r.per_rank_median_s) == ranks_in_results
 
 
 def test_one_node_two_ranks_gathers_every_rank(tmp_path):
@@ -104,27 +104,27 @@ def test_one_node_two_ranks_gathers_every_rank(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 ranks on 1 node(s), 2 per node, gloo" in r.stdout
     doc = load_run(out)
-    assert doc["status"] == "complete" and doc["metadata"]["device"]["kind"] == "cpu"
-    lay = doc["metadata"]["distributed"]
-    assert (lay["world_size"], lay["n_nodes"], lay["local_world_size"], lay["backend"]) == (2, 1, 2, "gloo")
-    assert [r["rank"] for r in lay["nodes"][0]["ranks"]] == [0, 1]
-    assert len(doc["metadata"]["telemetry"]["per_rank"]) == 2
-    assert doc["metadata"]["method"]["cpu_run"] is True and doc["metadata"]["software"]["torch"]
+    assert doc.status == "complete" and doc.metadata.device.kind == "cpu"
+    lay = doc.metadata.distributed
+    assert (lay.world_size, lay.n_nodes, lay.local_world_size, lay.backend) == (2, 1, 2, "gloo")
+    assert [r.rank for r in lay.nodes[0].ranks] == [0, 1]
+    assert len(doc.metadata.telemetry.per_rank) == 2
+    assert doc.metadata.method.cpu_run is True and doc.metadata.software.torch
     # every case measured on both ranks; the reported timing is the slower rank's
-    assert {c["id"] for c in doc["cases"]} == {
+    assert {c.id for c in doc.cases} == {
         "moe.train.b1-s256.fp32",
         "moe.decode.b1.fp32",
         "ffn.train.b1-s256.fp32",
         "ffn.decode.b1.fp32",
     }
-    for case in doc["cases"]:
-        assert case["status"] == "ok" and case["ranks"]["count"] == 2
-        medians = [p["median_s"] for p in case["per_rank"]]
-        assert [p["rank"] for p in case["per_rank"]] == [0, 1]
-        assert case["timing"]["median_s"] == max(medians)
-    assert isinstance(doc["stragglers"], list)
+    for case in doc.cases:
+        assert case.status == "ok" and case.ranks.count == 2
+        medians = [p.median_s for p in case.per_rank]
+        assert [p.rank for p in case.per_rank] == [0, 1]
+        assert case.timing.median_s == max(medians)
+    assert isinstance(doc.stragglers, list)
     # one node: only the world scope, which is intra-node
-    assert {c["scope"] for c in doc["communication"]} == {"world"}
+    assert {c.scope for c in doc.communication} == {"world"}
     _check_comm(doc, "world", 2, 2)
     links = measured_links(doc, str(out))
     assert links.cpu and links.nvlink_bytes_per_s > 0 and links.network_bytes_per_s is None
@@ -159,14 +159,14 @@ def test_two_nodes_meet_at_a_rendezvous_on_localhost(tmp_path):
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     doc = load_run(out)
-    lay = doc["metadata"]["distributed"]
-    assert (lay["world_size"], lay["n_nodes"], lay["local_world_size"]) == (4, 2, 2)
-    assert [[(r["rank"], r["local_rank"]) for r in n["ranks"]] for n in lay["nodes"]] == [
+    lay = doc.metadata.distributed
+    assert (lay.world_size, lay.n_nodes, lay.local_world_size) == (4, 2, 2)
+    assert [[(r.rank, r.local_rank) for r in n.ranks] for n in lay.nodes] == [
         [(0, 0), (1, 1)],
         [(2, 0), (3, 1)],
     ]
-    assert doc["cases"] == []  # --comm-only
-    assert {c["scope"] for c in doc["communication"]} == {"world", "intra-node", "inter-node"}
+    assert doc.cases == []  # --comm-only
+    assert {c.scope for c in doc.communication} == {"world", "intra-node", "inter-node"}
     _check_comm(doc, "world", 4, 4)
     _check_comm(doc, "intra-node", 2, 4)  # two node groups of two, all four ranks reporting
     _check_comm(doc, "inter-node", 2, 4)  # two cross-node pairs (local rank 0s, local rank 1s)

@@ -127,18 +127,7 @@ ALL_REDUCE_1M = CommCase("all_reduce", 1 << 20)
 
 
 def _rank_result(rank, scope, seconds, case=ALL_REDUCE_1M, n=4, verified=True):
-    from dataclasses import asdict
-
-    return {
-        "id": case.id,
-        "scope": scope,
-        "group_size": n,
-        "case": asdict(case),
-        "rank": rank,
-        "node_rank": rank // 2,
-        "seconds": seconds,
-        "verified": verified,
-    }
+    return comm.RankTiming(case.id, scope, n, case, rank, rank // 2, seconds, verified)
 
 
 def test_aggregate_takes_the_slowest_rank_per_round_then_the_median():
@@ -150,70 +139,75 @@ def test_aggregate_takes_the_slowest_rank_per_round_then_the_median():
     ]
     [r] = comm.aggregate(per_rank)
     # rounds end at 2.0, 5.0, 3.0: the median is 3.0
-    assert r["time_s"] == 3.0 and r["time_min_s"] == 2.0 and r["time_max_s"] == 5.0
-    assert r["algbw_gb_s"] == pytest.approx((1 << 20) / 3.0 / 1e9)
-    assert r["busbw_gb_s"] == pytest.approx(r["algbw_gb_s"] * 1.5)
-    assert r["verified"] is False  # one rank's check failed: the whole result is not verified
-    assert r["per_rank_median_s"] == {"0": 1.0, "1": 2.0, "2": 1.0, "3": 1.0}
+    assert r.time_s == 3.0 and r.time_min_s == 2.0 and r.time_max_s == 5.0
+    assert r.algbw_gb_s == pytest.approx((1 << 20) / 3.0 / 1e9)
+    assert r.busbw_gb_s == pytest.approx(r.algbw_gb_s * 1.5)
+    assert r.verified is False  # one rank's check failed: the whole result is not verified
+    assert r.per_rank_median_s == {"0": 1.0, "1": 2.0, "2": 1.0, "3": 1.0}
 
 
 # --- rank 0's view of the cases -------------------------------------------------------------------
 
 
 def _gathered(medians, throttled=(), failed=()):
+    from meter.distributed.assemble import RankReport
+    from meter.distributed.env import DistContext
+    from meter.results import BenchCase, CaseResult, TelemetryInfo, TelemetryWindow
+    from meter.results.document import DeviceInfo
+    from tests.runs import ok_case
+
+    spec = BenchCase("deepseek-v3", "moe", "train", batch=1, seq=4096)
     out = []
     for rank, median in enumerate(medians):
-        result = {
-            "id": "moe.train",
-            "status": "ok",
-            "timing": {"median_s": median},
-            "metrics": {"tokens_per_s": 1 / median},
-            "telemetry": {"throttle_reasons": ["hw_power_brake"] if rank in throttled else [], "joules_per_token": 0.1},
-        }
-        if rank in failed:
-            result = {"id": "moe.train", "status": "error", "reason": "CUDA out of memory"}
-        out.append(
-            {
-                "ctx": {
-                    "rank": rank,
-                    "node_rank": rank // 2,
-                    "local_rank": rank % 2,
-                    "hostname": f"node{rank // 2}",
-                    "world_size": len(medians),
-                    "local_world_size": 2,
-                    "backend": "nccl",
-                },
-                "device": {"name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{rank}"},
-                "results": [result],
-            }
+        window = TelemetryWindow(
+            name=spec.id,
+            duration_s=1.0,
+            throttle_reasons=["hw_power_brake"] if rank in throttled else [],
+            joules_per_token=0.1,
         )
+        result = ok_case(spec, per_call_s=median, tokens=4096, flops=1e12, telemetry=window)
+        if rank in failed:
+            result = CaseResult(id=spec.id, case=spec, status="error", reason="CUDA out of memory")
+        ctx = DistContext(
+            rank=rank,
+            world_size=len(medians),
+            local_rank=rank % 2,
+            local_world_size=2,
+            node_rank=rank // 2,
+            hostname=f"node{rank // 2}",
+            backend="nccl",
+        )
+        device = DeviceInfo(
+            kind="cuda", torch_device=f"cuda:{rank % 2}", name="NVIDIA H100 80GB HBM3", uuid=f"GPU-{rank}"
+        )
+        out.append(RankReport(ctx, device, [result], [], TelemetryInfo(enabled=False), None))
     return out
 
 
 def test_aggregate_cases_reports_the_slowest_rank_beside_every_rank():
     [case] = assemble.aggregate_cases(_gathered([1.0, 1.02, 0.98, 1.3]))
-    assert case["timing"]["median_s"] == 1.3 and case["ranks"]["slowest_rank"] == 3
-    assert [r["median_s"] for r in case["per_rank"]] == [1.0, 1.02, 0.98, 1.3]
-    assert case["ranks"]["spread_across_ranks"] == pytest.approx((1.3 - 0.98) / 1.01)
+    assert case.timing.median_s == 1.3 and case.ranks.slowest_rank == 3
+    assert [r.median_s for r in case.per_rank] == [1.0, 1.02, 0.98, 1.3]
+    assert case.ranks.spread_across_ranks == pytest.approx((1.3 - 0.98) / 1.01)
 
 
 def test_a_case_that_failed_on_one_rank_is_not_reported_as_measured():
     [case] = assemble.aggregate_cases(_gathered([1.0, 1.0, 1.0, 1.0], failed={2}))
-    assert case["status"] == "error" and "1 of 4 ranks: CUDA out of memory" in case["reason"]
-    assert "timing" not in case
+    assert case.status == "error" and "1 of 4 ranks: CUDA out of memory" in case.reason
+    assert case.timing is None and case.metrics is None
 
 
 def test_stragglers_are_slow_or_throttled_ranks():
     cases = assemble.aggregate_cases(_gathered([1.0, 1.02, 0.98, 1.3], throttled={1}))
-    found = {s["rank"]: s for s in assemble.stragglers(cases)}
+    found = {s.rank: s for s in assemble.stragglers(cases)}
     assert set(found) == {1, 3}
-    assert "29% slower than the median rank" in found[3]["reasons"][0] and found[3]["hostname"] == "node1"
-    assert found[1]["reasons"] == ["throttled: hw_power_brake"]
+    assert "29% slower than the median rank" in found[3].reasons[0] and found[3].hostname == "node1"
+    assert found[1].reasons == ["throttled: hw_power_brake"]
     assert not assemble.stragglers(assemble.aggregate_cases(_gathered([1.0, 1.05, 0.97, 1.02])))
 
 
 def test_layout_groups_ranks_by_node():
     lay = assemble.layout(_gathered([1.0] * 4))
-    assert lay["world_size"] == 4 and lay["n_nodes"] == 2 and lay["launcher"] == "torchrun"
-    assert [[r["rank"] for r in n["ranks"]] for n in lay["nodes"]] == [[0, 1], [2, 3]]
-    assert [n["hostname"] for n in lay["nodes"]] == ["node0", "node1"]
+    assert lay.world_size == 4 and lay.n_nodes == 2 and lay.launcher == "torchrun"
+    assert [[r.rank for r in n.ranks] for n in lay.nodes] == [[0, 1], [2, 3]]
+    assert [n.hostname for n in lay.nodes] == ["node0", "node1"]

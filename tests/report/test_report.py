@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -83,7 +83,7 @@ def test_report_of_recorded_runs_opens_offline_with_every_section(tmp_path: Path
 
 def test_report_refuses_bad_input(tmp_path: Path):
     r = run_meter("report", str(tmp_path / "missing.json"))
-    assert r.returncode == 2 and "no such run file" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "missing.json: no such file" in r.stderr and "Traceback" not in r.stderr
     other = tmp_path / "other.json"
     other.write_text('{"hello": 1}')
     r = run_meter("report", str(other))
@@ -98,32 +98,50 @@ def test_report_without_matplotlib_says_how_to_install_it(tmp_path: Path):
     assert r.returncode == 2 and "gpu-cost-meter[report]" in r.stderr and "Traceback" not in r.stderr
 
 
-def _doc(cases: dict[str, tuple[float, float, float]]) -> dict:
-    """A run whose cases have (median s, IQR s, J/token); 100 tokens and 1 TFLOP per call."""
+def _doc(cases: dict[str, tuple[float, float, float]], model: str = "m"):
+    """A run whose cases have (median s, IQR s, J/token); 100 tokens, 1 TFLOP and 10 GB per call."""
+    from meter.results import BenchCase, CaseMetrics, CaseResult, RunDocument, TelemetryWindow, Timing
+    from meter.results.document import DeviceInfo
+    from meter.results.metadata import utc_now
+    from tests.runs import cpu_metadata
+
     out = []
     for case_id, (median, iqr, jpt) in cases.items():
-        out.append(
-            {
-                "id": case_id,
-                "status": "ok",
-                "case": {"model": "m"},
-                "timing": {"median_s": median, "iqr_s": iqr},
-                "metrics": {
-                    "time_per_call_s": median,
-                    "tokens_per_s": 100 / median,
-                    "achieved_tflops": 1.0 / median,
-                    "achieved_gb_s": 10.0 / median,
-                    "mfu": 0.001 / median,
-                },
-                "telemetry": {"joules_per_token": jpt},
-            }
+        timing = Timing(
+            n=20,
+            median_s=median,
+            mean_s=median,
+            stdev_s=iqr,
+            min_s=median * 0.9,
+            max_s=median * 1.1,
+            p10_s=median * 0.95,
+            p90_s=median * 1.05,
+            iqr_s=iqr,
+            spread=iqr / median,
         )
-    return {
-        "schema": "gpu-cost-meter/run",
-        "schema_version": 1,
-        "metadata": {"device": {"kind": "cuda", "name": "G"}},
-        "cases": out,
-    }
+        metrics = CaseMetrics(
+            time_per_call_s=median,
+            time_per_token_s=median / 100,
+            tokens_per_s=100 / median,
+            flops_per_call=1e12,
+            bytes_per_call=1e10,
+            achieved_tflops=1.0 / median,
+            achieved_gb_s=10.0 / median,
+            mfu=0.001 / median,
+        )
+        window = TelemetryWindow(name=case_id, duration_s=1.0, joules_per_token=jpt)
+        spec = BenchCase(model, "ffn", "prefill", seq=100)
+        out.append(CaseResult(id=case_id, case=spec, timing=timing, metrics=metrics, telemetry=window))
+    device = DeviceInfo(kind="cuda", torch_device="cuda:0", name="G")
+    return RunDocument(
+        run_id="r", status="complete", started_at=utc_now(), metadata=cpu_metadata(device=device), cases=out
+    )
+
+
+def _write(path: Path, doc) -> None:
+    from meter.jsonable import to_jsonable
+
+    path.write_text(json.dumps(to_jsonable(doc)))
 
 
 A = _doc({"faster": (0.010, 0.0005, 2.0), "same": (0.010, 0.0005, 2.0), "gone": (0.005, 0.0001, 1.0)})
@@ -149,8 +167,8 @@ def test_compare_ratios_by_hand():
 
 def test_compare_cli(tmp_path: Path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps(A))
-    b.write_text(json.dumps(B))
+    _write(a, A)
+    _write(b, B)
     r = run_meter("compare", str(a), str(b), "--metric", "tokens_per_s")
     assert r.returncode == 0, r.stderr
     assert "1.250x" in r.stdout and "better" in r.stdout and "noise" in r.stdout and "only in A" in r.stdout
@@ -158,9 +176,11 @@ def test_compare_cli(tmp_path: Path):
     assert any(
         c["case"] == "faster" and c["metric"] == "mfu" and c["ratio"] == pytest.approx(1.25) for c in doc["comparisons"]
     )
-    empty = copy.deepcopy(B)
-    empty["cases"] = []
-    b.write_text(json.dumps(empty))
-    a.write_text(json.dumps({**A, "cases": []}))
+    _write(b, dataclasses.replace(B, cases=[]))
+    _write(a, dataclasses.replace(A, cases=[]))
     r = run_meter("compare", str(a), str(b))
     assert r.returncode == 2 and "no measured case in common" in r.stderr
+    _write(b, _doc({"faster": (0.008, 0.0004, 1.5)}, model="other"))
+    _write(a, A)
+    r = run_meter("compare", str(a), str(b))
+    assert r.returncode == 2 and "different models (m against other)" in r.stderr and r.stderr.count("\n") == 1

@@ -84,7 +84,8 @@ def test_health_counts_xid_events_once_and_reads_ecc_and_row_remapping(fake_nvml
     v100 = out["health"][1]  # no ECC counters, no XID events, no row remapper before Ampere: absent, not 0
     assert v100["xid_errors"] is None and v100["ecc_corrected_volatile"] is None
     assert v100["remapped_rows_correctable"] is None and v100["row_remap_pending"] is None
-    assert out["describe"][1]["health_supported"] == {"xid": False, "ecc": False, "row_remap": False}
+    supported = out["describe"][1]["supported"]
+    assert (supported["xid"], supported["ecc"], supported["row_remap"]) == (False, False, False)
 
 
 def test_processes_and_the_jobs_they_belong_to(fake_nvml):

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from meter.results import load_run
 from tests.conftest import run_meter
 from tests.fake_nvml import FakeGpu, Scenario, run_python
 
 MONITOR = textwrap.dedent("""
     import json, time
+    from meter.jsonable import to_jsonable
     from meter.device.gpu import Selection, open_gpus
     from meter.telemetry.monitor import Monitor
     from meter.telemetry.sources import GpuSource
@@ -27,12 +29,19 @@ MONITOR = textwrap.dedent("""
     out["describe"] = mon.describe()
     out["events"] = [m for _, m in mon.sampler.events]
     out["ticks"] = mon.sampler.ticks
-    print(json.dumps(out))
+    print(json.dumps(to_jsonable(out)))
 """)
 
 
 def monitor(env: dict, seconds: float = 2.0, interval: float = 0.02, lead: float = 0.0) -> dict:
-    return run_python(MONITOR.format(seconds=seconds, interval=interval, lead=lead), env)
+    """The window and description the monitor made in a subprocess, read back through the run-file types."""
+    from meter.config.schema import build_dataclass
+    from meter.results import TelemetryInfo, TelemetryWindow
+
+    out = run_python(MONITOR.format(seconds=seconds, interval=interval, lead=lead), env)
+    out["window"] = build_dataclass(TelemetryWindow, out["window"], path=None)
+    out["describe"] = build_dataclass(TelemetryInfo, out["describe"], path=None)
+    return out
 
 
 def test_pynvml_reads_the_fake_driver(fake_nvml):
@@ -55,12 +64,12 @@ def test_counter_energy_matches_integrated_power_on_a_steady_load(fake_nvml):
     env = fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[650_000])]))
     out = monitor(env, seconds=2.5, lead=0.3)
     w = out["window"]
-    assert w["energy_method"] == "counter" and not w["low_confidence"], w["low_confidence_reasons"]
-    assert w["energy_j"] == pytest.approx(650 * w["duration_s"], rel=0.06)  # within one 100 ms counter step
-    assert w["energy_disagreement"] < 0.06 and w["avg_power_w"] == pytest.approx(650, rel=0.06)
+    assert w.energy_method == "counter" and not w.low_confidence, w.low_confidence_reasons
+    assert w.energy_j == pytest.approx(650 * w.duration_s, rel=0.06)  # within one 100 ms counter step
+    assert w.energy_disagreement < 0.06 and w.avg_power_w == pytest.approx(650, rel=0.06)
     d = out["describe"]
-    assert d["counter_period_s"] == pytest.approx(0.1, rel=0.2) and d["counter_period"] == "measured"
-    assert d["devices"][0]["power_semantics"].startswith("instant")
+    assert d.counter_period_s == pytest.approx(0.1, rel=0.2) and d.counter_period == "measured"
+    assert d.devices[0].power_semantics.startswith("instant")
 
 
 def test_window_with_a_varying_load_and_throttling(fake_nvml):
@@ -68,51 +77,51 @@ def test_window_with_a_varying_load_and_throttling(fake_nvml):
         Scenario(gpus=[FakeGpu(power_mw=[200_000, 700_000], throttle=[0, 0x4 | 0x1], sm_clock_mhz=[1980, 1600])])
     )
     w = monitor(env, seconds=2.0)["window"]
-    assert w["energy_j"] == pytest.approx(450 * w["duration_s"], rel=0.08)
-    assert w["peak_power_w"] == 700.0
-    assert w["throttle_reasons"] == ["sw_power_cap"] and "gpu_idle" in w["clock_event_reasons"]
-    assert 1.6e9 <= w["avg_sm_clock_hz"] <= 1.98e9 and w["min_sm_clock_hz"] == 1.6e9
+    assert w.energy_j == pytest.approx(450 * w.duration_s, rel=0.08)
+    assert w.peak_power_w == 700.0
+    assert w.throttle_reasons == ["sw_power_cap"] and "gpu_idle" in w.clock_event_reasons
+    assert 1.6e9 <= w.avg_sm_clock_hz <= 1.98e9 and w.min_sm_clock_hz == 1.6e9
 
 
 def test_unsupported_fields_are_absent_not_zero(fake_nvml):
     env = fake_nvml(Scenario(gpus=[FakeGpu(unsupported=["energy", "power_instant", "temperature", "clocks"])]))
     out = monitor(env, seconds=1.5)
-    w, dev = out["window"], out["describe"]["devices"][0]
-    assert w["energy_method"] == "integrated power" and w["energy_counter_j"] is None
-    assert w["energy_j"] == pytest.approx(300 * w["duration_s"], rel=0.05)
-    assert w["avg_sm_clock_hz"] is None
-    assert dev["supported"]["energy"] is False and dev["supported"]["temperature"] is False
-    assert dev["power_semantics"].startswith("1 s average")
+    w, dev = out["window"], out["describe"].devices[0]
+    assert w.energy_method == "integrated power" and w.energy_counter_j is None
+    assert w.energy_j == pytest.approx(300 * w.duration_s, rel=0.05)
+    assert w.avg_sm_clock_hz is None
+    assert dev.supported["energy"] is False and dev.supported["temperature"] is False
+    assert dev.power_semantics.startswith("1 s average")
 
 
 def test_a_counter_reset_is_detected_and_flagged(fake_nvml):
     env = fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[500_000], energy_reset_at_ms=1500, energy_offset_mj=10_000_000)]))
     w = monitor(env, seconds=2.0, lead=0.6)["window"]  # the reset falls inside the window
-    assert w["counter_reset"] and w["low_confidence"]
-    assert w["energy_j"] == pytest.approx(500 * w["duration_s"], rel=0.1)  # no negative, no 10 kJ jump
+    assert w.counter_reset and w.low_confidence
+    assert w.energy_j == pytest.approx(500 * w.duration_s, rel=0.1)  # no negative, no 10 kJ jump
 
 
 def test_a_lost_gpu_is_reported_once_and_the_other_goes_on(fake_nvml):
     env = fake_nvml(Scenario(gpus=[FakeGpu(lost_after_calls=60), FakeGpu(name="NVIDIA H800")]))
     out = monitor(env, seconds=1.5)
     assert len(out["events"]) == 1 and "gpu0 was lost" in out["events"][0]
-    devices = out["window"]["devices"]
-    assert devices["gpu0"]["low_confidence"] and any("lost" in r for r in devices["gpu0"]["low_confidence_reasons"])
-    assert devices["gpu1"]["energy_j"] > 0 and not devices["gpu1"]["low_confidence"]
+    devices = out["window"].devices
+    assert devices["gpu0"].low_confidence and any("lost" in r for r in devices["gpu0"].low_confidence_reasons)
+    assert devices["gpu1"].energy_j > 0 and not devices["gpu1"].low_confidence
 
 
 def test_mig_gpu_has_no_utilization(fake_nvml):
     env = fake_nvml(Scenario(gpus=[FakeGpu(mig=True)]))
     out = monitor(env, seconds=1.2)
-    assert out["window"]["avg_utilization_ratio"] is None
-    assert out["describe"]["devices"][0]["mig_enabled"] is True
-    assert out["window"]["energy_j"] > 0  # power and energy are the whole GPU's
+    assert out["window"].avg_utilization_ratio is None
+    assert out["describe"].devices[0].mig_enabled is True
+    assert out["window"].energy_j > 0  # power and energy are the whole GPU's
 
 
 def test_sampler_at_100_hz_keeps_up_with_two_gpus(fake_nvml):
     env = fake_nvml(Scenario(gpus=[FakeGpu(), FakeGpu()]))
     out = monitor(env, seconds=2.0, interval=0.01)
-    assert out["window"]["devices"]["gpu0"]["n_samples"] >= 140  # 100 Hz over 2 s, allowing a slow CI host
+    assert out["window"].devices["gpu0"].n_samples >= 140  # 100 Hz over 2 s, allowing a slow CI host
 
 
 def test_visible_devices_are_matched_by_uuid_and_index(fake_nvml):
@@ -232,12 +241,12 @@ def test_bench_wraps_every_case_in_a_telemetry_window(fake_nvml, tmp_path: Path)
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    doc = json.loads(out.read_text())
-    tele_meta = doc["metadata"]["telemetry"]
-    assert tele_meta["enabled"] and tele_meta["devices"][0]["name"] == "NVIDIA H100 80GB HBM3"
-    for case in doc["cases"]:
-        t = case["telemetry"]
-        assert t["duration_s"] >= tele_meta["min_window_s"] * 0.95  # short cases repeated until long enough
-        assert t["energy_j"] == pytest.approx(400 * t["duration_s"], rel=0.1) and not t["low_confidence"]
-        assert t["joules_per_token"] > 0 and t["throttle_reasons"] == ["sw_power_cap"]
+    doc = load_run(out)
+    tele_meta = doc.metadata.telemetry
+    assert tele_meta.enabled and tele_meta.devices[0].name == "NVIDIA H100 80GB HBM3"
+    for case in doc.cases:
+        t = case.telemetry
+        assert t.duration_s >= tele_meta.min_window_s * 0.95  # short cases repeated until long enough
+        assert t.energy_j == pytest.approx(400 * t.duration_s, rel=0.1) and not t.low_confidence
+        assert t.joules_per_token > 0 and t.throttle_reasons == ["sw_power_cap"]
     assert "J/token" in result.stdout and "throttled: sw_power_cap" in result.stdout

@@ -53,27 +53,27 @@ def test_integrated_energy_is_the_trapezoid_held_to_the_edges():
 def test_window_summary_agrees_for_a_steady_load():
     readings = [reading(0.1 * i, 300.0, 1000.0 + 30.0 * i, clock_event_mask=0x4 if i == 5 else 0) for i in range(21)]
     s = summarize_window("w", Edge(0.0, 1000.0), Edge(2.0, 1600.0), readings, counter_period_s=0.1)
-    assert s["energy_j"] == pytest.approx(600.0) and s["energy_method"] == "counter"  # 300 W for 2 s
-    assert s["energy_integrated_j"] == pytest.approx(600.0) and not s["counter_reset"]
-    assert s["energy_disagreement"] == pytest.approx(0.0, abs=1e-9)
-    assert s["avg_power_w"] == pytest.approx(300.0) and s["peak_power_w"] == 300.0
-    assert s["throttle_reasons"] == ["sw_power_cap"] and not s["low_confidence"]
+    assert s.energy_j == pytest.approx(600.0) and s.energy_method == "counter"  # 300 W for 2 s
+    assert s.energy_integrated_j == pytest.approx(600.0) and not s.counter_reset
+    assert s.energy_disagreement == pytest.approx(0.0, abs=1e-9)
+    assert s.avg_power_w == pytest.approx(300.0) and s.peak_power_w == 300.0
+    assert s.throttle_reasons == ["sw_power_cap"] and not s.low_confidence
 
 
 def test_short_or_sparse_windows_are_low_confidence():
     short = summarize_window("w", Edge(0.0, 10.0), Edge(0.05, 10.0), [reading(0.02)], counter_period_s=0.1)
-    assert short["low_confidence"]
-    assert any("shorter than the energy counter" in r for r in short["low_confidence_reasons"])
+    assert short.low_confidence
+    assert any("shorter than the energy counter" in r for r in short.low_confidence_reasons)
     sparse = summarize_window("w", Edge(0.0, 0.0), Edge(5.0, 500.0), [reading(1.0), reading(2.0)], counter_period_s=0.1)
-    assert sparse["low_confidence"] and any("only 2 telemetry samples" in r for r in sparse["low_confidence_reasons"])
+    assert sparse.low_confidence and any("only 2 telemetry samples" in r for r in sparse.low_confidence_reasons)
 
 
 def test_unsupported_fields_stay_none_never_zero():
     readings = [reading(0.1 * i, power=None, utilization_ratio=None, sm_clock_hz=None) for i in range(20)]
     s = summarize_window("w", Edge(0.0, None), Edge(2.0, None), readings, counter_period_s=0.1)
     for key in ("energy_j", "avg_power_w", "peak_power_w", "avg_utilization_ratio", "avg_sm_clock_hz"):
-        assert s[key] is None, key
-    assert s["low_confidence"] and any("no energy" in r for r in s["low_confidence_reasons"])
+        assert getattr(s, key) is None, key
+    assert s.low_confidence and any("no energy" in r for r in s.low_confidence_reasons)
 
 
 def test_decode_clock_events():
@@ -145,8 +145,8 @@ def test_monitor_windows_and_edges():
             with mon.window("open") as w2:
                 w2.summary()
     s = w.summary()
-    assert len(synced) >= 2 and s["device"] == "a" and s["n_samples"] >= 10
-    assert s["energy_method"] == "counter" and s["energy_j"] > 0
+    assert len(synced) >= 2 and s.device == "a" and s.n_samples >= 10
+    assert s.energy_method == "counter" and s.energy_j > 0
     assert mon.min_window_s >= 1.0
 
 
@@ -231,4 +231,4 @@ def test_validation_tool_runs_on_a_gpu(tmp_path: Path):
     import json
 
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["nvidia_smi_pairs"] >= 3 and report["window"]["energy_j"] > 0
+    assert report["nvidia_smi_pairs"] >= 3 and report["window"].energy_j > 0

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meter.cli.common import int_list, locator, positive_quantity
+from meter import domains as D
+from meter.cli.common import locator, number, numbers
 from meter.cli.output import emit_json, table
 from meter.errors import UsageError
 from meter.units import si
@@ -34,7 +35,7 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (the first GPU, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs", metavar="DIR", help="directory for the run file (default runs/)")
     p.add_argument("--output", metavar="FILE", help="exact run file path (overrides --out)")
-    p.add_argument("--min-time", type=positive_quantity, metavar="S", help="seconds of timed calls per case")
+    p.add_argument("--min-time", type=number(D.MIN_TIME_S), metavar="S", help="seconds of timed calls per case")
     p.add_argument(
         "--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph"
     )
@@ -46,7 +47,11 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
         help="auto: the benchmark's own device; nvml: every visible GPU; rapl: CPU energy",
     )
     p.add_argument(
-        "--sample-hz", type=float, default=10.0, metavar="HZ", help="telemetry sampling rate, 1 to 100 Hz (default 10)"
+        "--sample-hz",
+        type=number(D.SAMPLE_HZ),
+        default=10.0,
+        metavar="HZ",
+        help="telemetry sampling rate, 1 to 100 Hz (default 10)",
     )
     p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
     p.add_argument("--push", metavar="URL", help="hand the run file to a running exporter (meter serve) at URL")
@@ -66,17 +71,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--suite", help="a suite in configs/suites (or a path); grid flags then are not used")
     p.add_argument("--layers", type=_csv(("attn", "mla", "gqa", "moe", "ffn")), help="attn,mla,gqa,moe,ffn")
     p.add_argument("--phase", type=_csv(("train", "prefill", "decode")), help="train,prefill,decode")
-    p.add_argument("--batch", type=int_list, help="batch sizes, e.g. 1,8,64")
-    p.add_argument("--seq", type=int_list, help="sequence lengths for train and prefill")
-    p.add_argument("--context", type=int_list, help="decode context lengths")
-    p.add_argument("--tokens-per-expert", type=int_list, help="size MoE cases by rows per local expert instead")
+    p.add_argument("--batch", type=numbers(D.BATCH), help="batch sizes, e.g. 1,8,64")
+    p.add_argument("--seq", type=numbers(D.SEQ), help="sequence lengths for train and prefill")
+    p.add_argument("--context", type=numbers(D.CONTEXT), help="decode context lengths")
+    p.add_argument(
+        "--tokens-per-expert", type=numbers(D.TOKENS_PER_EXPERT), help="size MoE cases by rows per local expert instead"
+    )
     p.add_argument("--dtype", type=_csv(("bf16", "fp16", "fp32")), help="bf16 (GPU default), fp16, fp32 (CPU default)")
     p.add_argument(
         "--fp8", type=_csv(("rowwise", "blockwise")), help="also run MoE expert GEMMs in fp8 with these scales"
     )
-    p.add_argument("--ep", type=int_list, help="expert-parallel degrees: benchmark one GPU's slice of the experts")
+    p.add_argument("--ep", type=numbers(D.EP), help="expert-parallel degrees: benchmark one GPU's slice of the experts")
     p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
-    p.add_argument("--skew", type=float, help="Zipf exponent for --routing skew (default 1.0)")
+    p.add_argument("--skew", type=number(D.SKEW), help="Zipf exponent for --routing skew (default 1.0)")
     p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
     p.add_argument(
         "--distributed",
@@ -87,7 +94,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--no-comm", action="store_true", help="with --distributed: no communication cases")
     p.add_argument(
         "--comm-tokens",
-        type=int_list,
+        type=numbers(D.TOKENS_PER_RANK),
         metavar="N",
         help="tokens per rank for MoE dispatch/combine (default 4096 on GPUs, 64 on CPUs)",
     )
@@ -162,31 +169,37 @@ def _progress(stream):
 def execute(
     args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None, remeasure_ceilings: bool = False
 ):
-    """Run cases into a run file; returns its recorder (KeyboardInterrupt is re-raised after saving)."""
+    """Run cases into a run file; returns its recorder (KeyboardInterrupt is re-raised after saving).
+
+    The run file is written before the first case (an unwritable path is refused before anything
+    is measured) and after every case. If a later write fails, the run stops, what was measured is
+    printed, and the last valid file stays in place.
+    """
+    from dataclasses import replace
+
     from meter.bench.harness import run_cases
     from meter.bench.projection import project
     from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
-    from meter.results.runfile import RunRecorder, default_run_path
+    from meter.results.document import TelemetryInfo
+    from meter.results.runfile import RunRecorder, RunWriteError, default_run_path
 
     say = lambda msg: print(msg, file=sys.stderr)
     if device.kind == "cpu":
         say(CPU_WARNING)
-    ceilings = _ceilings(device, remeasure_ceilings, say)
+    path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
     settings = GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS
     if args.min_time:
-        from dataclasses import replace
-
         settings = replace(settings, min_time_s=args.min_time)
+    metadata = run_metadata(args, device, settings, models, suite)
+    recorder = RunRecorder(path, metadata=metadata)  # refuses an unwritable path before measuring
+    ceilings = _ceilings(device, remeasure_ceilings, say)
     monitor, why = _monitor(args, device, say)
     if monitor is not None:
         monitor.__enter__()  # starts sampling; measures the energy counter's update period
-    path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
-    metadata = run_metadata(args, device, settings, models, suite)
-    metadata["ceilings"] = ceilings.as_dict() if ceilings else None
-    metadata["telemetry"] = monitor.describe() if monitor else {"enabled": False, "reason": why}
-    recorder = RunRecorder(path, metadata=metadata)
+    telemetry = monitor.describe() if monitor else TelemetryInfo(enabled=False, reason=why)
+    recorder.update(metadata=replace(metadata, ceilings=ceilings, telemetry=telemetry))
     show, interactive = _progress(sys.stderr)
-    status = "complete"
+    status, write_error = "complete", None
     try:
         run_cases(
             cases,
@@ -201,53 +214,60 @@ def execute(
         )
     except KeyboardInterrupt:
         status = "interrupted"
+    except RunWriteError as exc:
+        status, write_error = "failed", exc
     except BaseException:
         status = "failed"  # e.g. a closed output pipe: what finished is kept, the run is not complete
         raise
     finally:
+        doc = recorder.doc
         if monitor is not None:
-            recorder.doc["telemetry_timeline"] = monitor.timeline()
+            doc.telemetry_timeline = monitor.timeline()
             monitor.__exit__(None, None, None)
-            recorder.doc["metadata"]["telemetry"]["events"] = [m for _, m in monitor.sampler.events]
+            doc.metadata = replace(doc.metadata, telemetry=monitor.describe())
         if interactive:
             sys.stderr.write("\r\033[K")
-        projections = []
-        for name, a in models.items():
-            projections += [p.as_dict() for p in project(name, a, recorder.doc["cases"], device.hardware)]
-        recorder.doc["projections"] = projections
-        recorder.finish(status)
+        doc.projections = [p for name, a in models.items() for p in project(name, a, doc.cases, device.hardware)]
+        try:
+            recorder.finish(status)
+        except RunWriteError as exc:
+            status, write_error = "failed", write_error or exc
+    if write_error is not None:
+        print_results(recorder.doc)
+        raise RunWriteError(f"{write_error}; the run stopped after {len(recorder.doc.cases)} case(s), printed above")
     if status == "interrupted":
-        done = sum(1 for c in recorder.doc["cases"] if c["status"] == "ok")
+        done = len(recorder.doc.ok_cases())
         say(f"meter: interrupted; kept {done} finished case(s) in {path}")
         raise KeyboardInterrupt
     return recorder
 
 
-def run_metadata(args: argparse.Namespace, device, settings, models, suite: str | None) -> dict[str, Any]:
+def run_metadata(args: argparse.Namespace, device, settings, models, suite: str | None):
     """What every run file records about where and how it was measured."""
     from meter.results import metadata as md
+    from meter.results.document import MethodInfo, RunMetadata
 
-    return {
-        "device": device.as_dict(),
-        "hardware": md.hardware_summary(device.hardware),
-        "software": md.software_info(),
-        "git": md.git_info(),
-        "host": md.host_info(),
-        "command": md.command_line(),
-        "suite": suite,
-        "models": {name: _model_summary(a) for name, a in models.items()},
-        "method": {
-            "timer": "cuda-events (per call, L2 flushed before each)"
+    return RunMetadata(
+        device=device.info(),
+        hardware=md.hardware_summary(device.hardware),
+        software=md.software_info(),
+        git=md.git_info(),
+        host=md.host_info(),
+        command=md.command_line(),
+        suite=suite,
+        models={name: _model_summary(a) for name, a in models.items()},
+        method=MethodInfo(
+            timer="cuda-events (per call, L2 flushed before each)"
             if device.kind == "cuda"
             else "wall-clock (perf_counter)",
-            "statistic": "median of per-call times; spread = IQR / median",
-            "settings": settings.as_dict(),
-            "inputs": "random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
-            "cuda_graphs": device.kind == "cuda" and not args.no_cuda_graphs,
-            "flops": "analytic (meter.analytic), causal attention counted as half; mfu vs dense bf16 datasheet peak",
-            "cpu_run": device.kind == "cpu",
-        },
-    }
+            statistic="median of per-call times; spread = IQR / median",
+            settings=settings,
+            inputs="random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
+            cuda_graphs=device.kind == "cuda" and not args.no_cuda_graphs,
+            flops="analytic (meter.analytic), causal attention counted as half; mfu vs dense bf16 datasheet peak",
+            cpu_run=device.kind == "cpu",
+        ),
+    )
 
 
 def _monitor(args: argparse.Namespace, device, say):
@@ -256,56 +276,54 @@ def _monitor(args: argparse.Namespace, device, say):
 
     if args.no_telemetry:
         return None, "disabled (--no-telemetry)"
-    if not 1 <= args.sample_hz <= 100:
-        raise UsageError(f"--sample-hz must be between 1 and 100, not {args.sample_hz:g}")
     monitor, why = monitor_for_device(device, source=args.telemetry, interval_s=1.0 / args.sample_hz, say=say)
     if monitor is None:
         say(f"telemetry: {why}; the benchmark goes on without it")
     return monitor, why
 
 
-def _model_summary(a) -> dict[str, Any]:
-    return {
-        "n_layers": a.n_layers,
-        "n_moe_layers": a.n_moe_layers,
-        "n_dense_ffn_layers": a.n_ffn_dense_layers,
-        "attention": a.attention,
-        "dim": a.dim,
-    }
+def _model_summary(a):
+    from meter.results.document import ModelSummary
+
+    return ModelSummary(
+        n_layers=a.n_layers,
+        n_moe_layers=a.n_moe_layers,
+        n_dense_ffn_layers=a.n_ffn_dense_layers,
+        attention=a.attention,
+        dim=a.dim,
+    )
 
 
 # --- printing ----------------------------------------------------------------------------------
 
 
-def print_results(doc: dict[str, Any]) -> None:
-    device = doc["metadata"]["device"]
-    cpu = device["kind"] == "cpu"
-    title = f"Results on {'CPU (' + device['name'] + ')' if cpu else device['name']}"
-    if device.get("hardware_config") is None and not cpu:
+def print_results(doc) -> None:
+    device = doc.metadata.device
+    title = f"Results on {device.label}"
+    if device.hardware_config is None and not device.cpu:
         title += " (no hardware config matches: MFU unavailable)"
     rows = []
-    for r in doc["cases"]:
-        if r["status"] != "ok":
-            rows.append([r["case"]["model"], r["id"], r["status"].upper(), "", "", "", "", "", "", r["reason"]])
+    for r in doc.cases:
+        if not r.ok:
+            rows.append([r.case.model, r.id, r.status.upper(), "", "", "", "", "", "", r.reason])
             continue
-        m, t = r["metrics"], r["timing"]
-        eff = m["mfu"] if m["mfu"] is not None else m["gemm_ceiling_fraction"]
-        tele = r.get("telemetry") or {}
+        m, t = r.metrics, r.timing
+        eff = m.mfu if m.mfu is not None else m.gemm_ceiling_fraction
         rows.append(
             [
-                r["case"]["model"],
-                r["id"],
+                r.case.model,
+                r.id,
                 "ok",
-                f"{t['median_s'] * 1e3:.3g}",
-                f"{t['spread'] * 100:.1f}%",
-                si(m["tokens_per_s"]),
-                f"{m['achieved_tflops']:.3g}",
+                f"{t.median_s * 1e3:.3g}",
+                f"{t.spread * 100:.1f}%",
+                si(m.tokens_per_s),
+                f"{m.achieved_tflops:.3g}",
                 _pct(eff),
-                f"{m['achieved_gb_s']:.4g}",
-                _energy_note(tele),
+                f"{m.achieved_gb_s:.4g}",
+                _energy_note(r.telemetry),
             ]
         )
-    eff_label = "% GEMM ceil" if cpu else "MFU"
+    eff_label = "% GEMM ceil" if device.cpu else "MFU"
     print(
         table(
             ["model", "case", "status", "ms/call", "IQR", "tok/s", "TFLOP/s", eff_label, "GB/s", "notes"],
@@ -313,35 +331,34 @@ def print_results(doc: dict[str, Any]) -> None:
             title=title,
         )
     )
-    if cpu:
+    if device.cpu:
         print(
             f"\n{CPU_WARNING}\nEfficiency on a CPU is against the GEMM rate measured on this CPU (no datasheet peak)."
         )
 
 
-def print_projections(doc: dict[str, Any]) -> None:
-    projections = doc.get("projections") or []
-    if not projections:
+def print_projections(doc) -> None:
+    if not doc.projections:
         print("\nNo whole-model projection: it needs an attention, MoE and dense-FFN result at the same shape.")
         return
-    cpu = doc["metadata"]["device"]["kind"] == "cpu"
+    forms = {c.id: c.case.form for c in doc.cases if c.case.layer == "mla" and c.case.phase == "decode"}
     rows = []
-    for p in projections:
-        shape = f"b{p['batch']} ctx{p['context']}" if p["phase"] == "decode" else f"b{p['batch']} s{p['seq']}"
-        form = p["layers"].get("mla", {}).get("case_id", "")
-        if p["phase"] == "decode" and form.endswith(("absorbed", "naive")):
-            shape += " " + form.rsplit(".", 1)[1]
-        layers = " + ".join(f"{v['count']}x{k}" for k, v in p["layers"].items())
+    for p in doc.projections:
+        shape = f"b{p.batch} ctx{p.context}" if p.phase == "decode" else f"b{p.batch} s{p.seq}"
+        mla = p.layers.get("mla")
+        if mla is not None and mla.case_id in forms:
+            shape += " " + forms[mla.case_id]
+        layers = " + ".join(f"{v.count}x{k}" for k, v in p.layers.items())
         rows.append(
             [
-                p["model"],
-                p["phase"],
+                p.model,
+                p.phase,
                 shape,
-                p["dtype"],
+                p.dtype,
                 layers,
-                f"{p['time_per_token_s'] * 1e3:.4g}",
-                si(p["tokens_per_s"]),
-                _pct(p["mfu"]),
+                f"{p.time_per_token_s * 1e3:.4g}",
+                si(p.tokens_per_s),
+                _pct(p.mfu),
             ]
         )
     print()
@@ -350,12 +367,14 @@ def print_projections(doc: dict[str, Any]) -> None:
             ["model", "phase", "shape", "dtype", "layers", "ms/token", "tok/s", "MFU"],
             rows,
             title="Projected whole model on this device (layers x measured per-layer time"
-            + ("; CPU figures" if cpu else "")
+            + ("; CPU figures" if doc.cpu else "")
             + ")",
         )
     )
     print(
-        "Not included: " + "; ".join(projections[0]["not_included"]) + ". The cost model adds them as explicit factors."
+        "Not included: "
+        + "; ".join(doc.projections[0].not_included)
+        + ". The cost model adds them as explicit factors."
     )
 
 
@@ -363,20 +382,20 @@ def _pct(x: float | None) -> str | None:
     return None if x is None else f"{x * 100:.1f}%"
 
 
-def _energy_note(tele: dict) -> str:
-    if not tele:
+def _energy_note(tele) -> str:
+    if tele is None:
         return ""
     parts = []
-    if tele.get("joules_per_token") is not None:
-        parts.append(f"{tele['joules_per_token']:.3g} J/token")
-    if tele.get("avg_power_w") is not None:
-        parts.append(f"{tele['avg_power_w']:.0f} W")
-    if tele.get("avg_sm_clock_hz") is not None:
-        parts.append(f"SM {tele['avg_sm_clock_hz'] / 1e6:.0f} MHz")
-    if tele.get("low_confidence"):
+    if tele.joules_per_token is not None:
+        parts.append(f"{tele.joules_per_token:.3g} J/token")
+    if tele.avg_power_w is not None:
+        parts.append(f"{tele.avg_power_w:.0f} W")
+    if tele.avg_sm_clock_hz is not None:
+        parts.append(f"SM {tele.avg_sm_clock_hz / 1e6:.0f} MHz")
+    if tele.low_confidence:
         parts.append("low-confidence energy")
-    if tele.get("throttle_reasons"):
-        parts.append("throttled: " + ",".join(tele["throttle_reasons"]))
+    if tele.throttle_reasons:
+        parts.append("throttled: " + ",".join(tele.throttle_reasons))
     return "; ".join(parts)
 
 
@@ -389,63 +408,65 @@ def push(args: argparse.Namespace, path: Path) -> None:
     try:
         answer = push_run(args.push, path)
         print(f"pushed to {args.push}: {answer.get('accepted_cases', 0)} case(s) taken in", file=sys.stderr)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"meter: could not push the run file ({exc}); it is kept at {path}", file=sys.stderr)
 
 
-def finish_output(args: argparse.Namespace, recorder) -> None:
-    push(args, recorder.path)
+def finish_output(args: argparse.Namespace, recorder, costs=None) -> None:
+    """Print the run (tables, or its JSON), then hand it to an exporter; the file is already saved."""
     doc = recorder.doc
     if args.json:
         emit_json(doc)
-        return
-    print_results(doc)
-    print_projections(doc)
-    if doc["extras"].get("cost"):
-        print_costs(doc)
-    print(f"\nRun file: {recorder.path}")
+    else:
+        print_results(doc)
+        print_projections(doc)
+        if costs is not None:
+            print_costs(doc, *costs)
+        print(f"\nRun file: {recorder.path}")
+    push(args, recorder.path)
 
 
-def add_costs(args: argparse.Namespace, recorder) -> None:
-    """Price the default scenarios from what the run measured, into the run file's extras."""
+def add_costs(args: argparse.Namespace, recorder):
+    """Price the default scenarios from what the run measured; kept in the run file's extras."""
     from meter.cost.for_run import costs_for_run, summary
 
-    estimates, problems = costs_for_run(recorder.path, locator(args))
-    recorder.doc["extras"]["cost"] = {**summary(estimates), "problems": problems}
-    recorder.save()
+    estimates, problems = costs_for_run(recorder.path, locator(args), doc=recorder.doc)
+    recorder.update(extras={**recorder.doc.extras, "cost": {**summary(estimates), "problems": problems}})
+    return estimates, problems
 
 
-def print_costs(doc: dict[str, Any]) -> None:
+def print_costs(doc, estimates, problems: list[str]) -> None:
     from meter.cost.display import fmt
 
-    cost = doc["extras"]["cost"]
-    cpu = doc["metadata"]["device"]["kind"] == "cpu"
     print()
     for key in ("train", "serve"):
-        e = cost.get(key)
-        if not e:
+        e = estimates.get(key)
+        if e is None:
             continue
-        out = e["outputs"]
-        label = f"{e['scenario']} ({e['model']} on {e['hardware']}), from this run" + (", CPU-derived" if cpu else "")
+        out = e.outputs
+        label = f"{e.scenario.name} ({e.model.name} on {e.hardware.name}), from this run" + (
+            ", CPU-derived" if doc.cpu else ""
+        )
         if key == "train":
             t, u = out.get("total_gpu_hours"), out.get("total_usd")
-            rep = {r["output"]: r["reported"] for r in e["reproductions"]}
-            spread = f" (P10-P90 {fmt(u['p10'], 'usd')}-{fmt(u['p90'], 'usd')})" if u and u["p10"] != u["p90"] else ""
+            rep = {r["output"]: r["reported"] for r in e.reproductions}
+            spread = f" (P10-P90 {fmt(u.p10, 'usd')}-{fmt(u.p90, 'usd')})" if u and u.p10 != u.p90 else ""
             print(
-                f"Training cost of {label}: {fmt(t['point'], 'count')} GPU-hours, {fmt(u['point'], 'usd') if u else 'n/a'}"
-                f"{spread}; reported {fmt(rep.get('total_gpu_hours'), 'count')} GPU-hours, "
-                f"{fmt(rep.get('total_usd'), 'usd')}"
+                f"Training cost of {label}: {fmt(t.point if t else None, 'count')} GPU-hours, "
+                f"{fmt(u.point, 'usd') if u else 'n/a'}{spread}; reported "
+                f"{fmt(rep.get('total_gpu_hours'), 'count')} GPU-hours, {fmt(rep.get('total_usd'), 'usd')}"
             )
         else:
+            per_out, per_in = out.get("usd_per_m_output_tokens"), out.get("usd_per_m_input_tokens")
             print(
-                f"Serving cost of {label}: {fmt(out.get('usd_per_m_output_tokens', {}).get('point'), 'usd_small')} "
-                f"per million output tokens, {fmt(out.get('usd_per_m_input_tokens', {}).get('point'), 'usd_small')} "
+                f"Serving cost of {label}: {fmt(per_out.point if per_out else None, 'usd_small')} "
+                f"per million output tokens, {fmt(per_in.point if per_in else None, 'usd_small')} "
                 f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)"
             )
-        for note in e["notes"]:
+        for note in e.notes:
             if note.startswith("efficiency transfer"):
                 print(f"  {note}")
-    for problem in cost.get("problems", []):
+    for problem in problems:
         print(f"Cost not computed: {problem}")
     print("Details, ranges and every assumption: meter cost train|serve --from-run RUN_FILE --report FILE.md")
 
@@ -473,9 +494,10 @@ def _grid(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cases_from_suite(name: str, args: argparse.Namespace, device):
-    from meter.bench.cases import dedupe, expand_grid
+    from meter.bench.cases import dedupe, ep_problem, expand_grid
     from meter.config.models import load_model
     from meter.config.suites import load_suite
+    from meter.errors import ConfigError
 
     suite = load_suite(name, locator(args))
     if suite.device == "gpu" and device.kind != "cuda":
@@ -483,12 +505,17 @@ def cases_from_suite(name: str, args: argparse.Namespace, device):
             f"suite '{suite.name}' is meant for a GPU; on this CPU use --suite default-cpu or --device cuda"
         )
     model = load_model(suite.model, locator(args))
+    for i, g in enumerate(suite.grids):
+        for ep in g.ep or []:
+            why = ep_problem(model.args, ep, g.layers)
+            if why:
+                raise ConfigError(suite.path, f"grids[{i}].ep", f"{why} ({model.name})", ep)
     cases = dedupe(c for g in suite.grids for c in expand_grid(model.name, model.args, g.axes()))
     return cases, {model.name: model.args}, suite.name
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from meter.bench.cases import expand_grid
+    from meter.bench.cases import ep_problem, expand_grid
     from meter.config.models import load_model
 
     _check_distributed_options(args)
@@ -516,6 +543,10 @@ def run_bench(args: argparse.Namespace) -> int:
             args.model or ("deepseek-v3" if device.kind == "cuda" else "deepseek-v3-tiny"), locator(args)
         )
         grid.setdefault("dtype", ["bf16" if device.kind == "cuda" else "fp32"])
+        for ep in args.ep or []:
+            why = ep_problem(model.args, ep, args.layers)
+            if why:
+                raise UsageError(f"argument --ep: {ep} {why} ({model.name})")
         cases = expand_grid(model.name, model.args, grid)
         models, suite, label = {model.name: model.args}, None, model.name
     if args.distributed:
@@ -534,8 +565,8 @@ def run_main(args: argparse.Namespace) -> int:
     suite_name = args.suite or DEFAULT_SUITES[device.kind]
     cases, models, suite = cases_from_suite(suite_name, args, device)
     recorder = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
-    add_costs(args, recorder)
-    finish_output(args, recorder)
+    costs = add_costs(args, recorder)
+    finish_output(args, recorder, costs)
     if args.report:
         from meter.cli.commands.report import write_report
 
@@ -695,36 +726,36 @@ def run_distributed(args: argparse.Namespace, cases, models, label: str, suite: 
     )
     if doc is None:
         return 0  # not rank 0: rank 0 reports
-    push(args, path)
     if args.json:
         emit_json(doc)
-        return 0
-    if doc["cases"]:
-        print_results(doc)
-        print_projections(doc)
-    print_distributed(doc)
-    print(f"\nRun file: {path}")
+    else:
+        if doc.cases:
+            print_results(doc)
+            print_projections(doc)
+        print_distributed(doc)
+        print(f"\nRun file: {path}")
+    push(args, path)
     return 0
 
 
-def print_distributed(doc: dict[str, Any]) -> None:
-    d = doc["metadata"]["distributed"]
+def print_distributed(doc) -> None:
+    d = doc.metadata.distributed
     print(
-        f"\n{d['world_size']} ranks on {d['n_nodes']} node(s), {d['local_world_size']} per node, {d['backend']}"
-        + ("; case timings are the slowest rank's (every rank's in the run file)" if doc["cases"] else "")
+        f"\n{d.world_size} ranks on {d.n_nodes} node(s), {d.local_world_size} per node, {d.backend}"
+        + ("; case timings are the slowest rank's (every rank's in the run file)" if doc.cases else "")
     )
     rows = [
         [
-            c["scope"],
-            c["id"],
-            c["group_size"],
-            f"{c['message_bytes'] / 2**20:.4g}",
-            f"{c['time_s'] * 1e3:.4g}",
-            f"{c['algbw_gb_s']:.4g}",
-            f"{c['busbw_gb_s']:.4g}",
-            "yes" if c["verified"] else "NO",
+            c.scope,
+            c.id,
+            c.group_size,
+            f"{c.message_bytes / 2**20:.4g}",
+            f"{c.time_s * 1e3:.4g}",
+            f"{c.algbw_gb_s:.4g}",
+            f"{c.busbw_gb_s:.4g}",
+            "yes" if c.verified else "NO",
         ]
-        for c in doc.get("communication", [])
+        for c in doc.communication
     ]
     if rows:
         print(
@@ -734,8 +765,5 @@ def print_distributed(doc: dict[str, Any]) -> None:
                 title="Communication (nccl-tests conventions; time = slowest rank, median of rounds)",
             )
         )
-    for s in doc.get("stragglers", []):
-        print(
-            f"straggler: rank {s['rank']} (node {s['node_rank']}, {s['device']}) in {s['case']}: "
-            + "; ".join(s["reasons"])
-        )
+    for st in doc.stragglers:
+        print(f"straggler: rank {st.rank} (node {st.node_rank}, {st.device}) in {st.case}: " + "; ".join(st.reasons))

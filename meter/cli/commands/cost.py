@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from meter.cli.common import OneLineParser, int_list, locator, positive_int
+from meter import domains as D
+from meter.cli.common import OneLineParser, locator, number, numbers
 from meter.cli.output import emit_json, table
 from meter.errors import UsageError
 
@@ -50,12 +51,13 @@ def _inputs(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--samples",
-        type=int,
+        type=number(D.SAMPLES),
         default=None,
         metavar="N",
-        help="Monte Carlo samples when an input is a range (default 20,000; 0 = central values only)",
+        help="Monte Carlo samples when an input is a range (default 20,000; 0 = central values only; "
+        f"at most {D.MAX_SAMPLES:,}, which takes about 1 GB)",
     )
-    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
+    p.add_argument("--seed", type=number(D.SEED), default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON (docs/cli-json.md)")
 
 
@@ -80,9 +82,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("model", nargs="?", help="model config (with --tokens, without a scenario)")
     p.add_argument("--tokens", type=_quantity, metavar="N", help="pre-training tokens, e.g. 14.8T")
-    p.add_argument("--seq", type=positive_int, metavar="N", help="training sequence length (default 4096)")
+    p.add_argument("--seq", type=number(D.SEQ), metavar="N", help="training sequence length (default 4096)")
     p.add_argument("--mfu", type=_quantity, help="end-to-end MFU against the dense bf16 peak: 0.39 or 0.30..0.45")
-    p.add_argument("--gpus", type=positive_int, metavar="N", help="cluster size, for days on the cluster")
+    p.add_argument("--gpus", type=number(D.GPUS), metavar="N", help="cluster size, for days on the cluster")
     p.add_argument(
         "--comm-run",
         metavar="RUN.json",
@@ -114,7 +116,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="hardware configs to compare (default h800-sxm,h100-sxm)",
     )
     p.add_argument(
-        "--ep", type=int_list, metavar="N,M", help="expert-parallel degrees to compare (default: the scenario's)"
+        "--ep", type=numbers(D.EP), metavar="N,M", help="expert-parallel degrees to compare (default: the scenario's)"
     )
     p.add_argument("--from-run", metavar="RUN.json", help="compute measured in a run file instead of compute_mfu")
     p.add_argument("--comm-run", metavar="RUN.json", help="link bandwidths measured by meter bench --distributed")
@@ -129,8 +131,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "the GPUs a load needs, cost per day, joules per token.",
         epilog="Example: meter cost serve --from-run runs/RUN.json --tokens-per-day 608B,168B",
     )
-    p.add_argument("--batch", type=positive_int, help="use the run's decode measurement at this batch")
-    p.add_argument("--context", type=positive_int, help="use the run's decode measurement at this context")
+    p.add_argument("--batch", type=number(D.BATCH), help="use the run's decode measurement at this batch")
+    p.add_argument("--context", type=number(D.CONTEXT), help="use the run's decode measurement at this context")
     p.add_argument("--cache-hit-rate", type=_quantity, metavar="R", help="share of input tokens served from cache")
     p.add_argument("--tokens-per-day", metavar="IN,OUT", help="load to size the deployment for, e.g. 608B,168B")
     _common(p)
@@ -168,8 +170,6 @@ def _measured(args: argparse.Namespace):
         return None
     from meter.cost.from_run import load_measured
 
-    if not Path(args.from_run).exists():
-        raise UsageError(f"--from-run: no such file: {args.from_run}")
     return load_measured(args.from_run)
 
 
@@ -185,14 +185,12 @@ def _comm_run(args: argparse.Namespace):
     if not getattr(args, "comm_run", None):
         return None
     from meter.cost.ep_comm import measured_links
-    from meter.results.runfile import load_run
+    from meter.results.load import load_run
 
-    if not Path(args.comm_run).exists():
-        raise UsageError(f"--comm-run: no such file: {args.comm_run}")
     doc = load_run(args.comm_run)
-    if not doc.get("communication"):
+    if not doc.communication:
         raise UsageError(
-            f"{args.comm_run}: field 'communication' is missing or empty; --comm-run takes a run of "
+            f"{args.comm_run}: field 'communication': no communication results; --comm-run takes a run of "
             "meter bench --distributed with communication cases"
         )
     links = measured_links(doc, args.comm_run)
@@ -204,11 +202,7 @@ def _comm_run(args: argparse.Namespace):
 def _samples(args: argparse.Namespace) -> int:
     from meter.cost.estimate import DEFAULT_SAMPLES
 
-    if args.samples is None:
-        return DEFAULT_SAMPLES
-    if args.samples < 0:
-        raise UsageError("--samples must be 0 or more")
-    return args.samples
+    return DEFAULT_SAMPLES if args.samples is None else args.samples
 
 
 def show(args: argparse.Namespace, estimate) -> None:
@@ -570,8 +564,6 @@ def calibration(run_path: str, scenario_name: str, loc) -> dict:
 def run_calibrate(args: argparse.Namespace) -> int:
     from meter.cost.display import fmt
 
-    if not Path(args.run).exists():
-        raise UsageError(f"no such run file: {args.run}")
     c = calibration(args.run, args.scenario, locator(args))
     if args.json:
         emit_json(c)

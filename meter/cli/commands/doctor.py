@@ -45,7 +45,6 @@ def gpu_report(specs: list) -> dict[str, Any]:
                         "architecture": telemetry["architecture"],
                         "power_semantics": telemetry["power_semantics"],
                         "telemetry_supported": telemetry["supported"],
-                        "health_supported": telemetry["health_supported"],
                     }
                 )
             system = fleet.system()

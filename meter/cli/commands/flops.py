@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from meter.cli.common import locator, positive_int
+from meter import domains as D
+from meter.cli.common import locator, number
 from meter.cli.output import emit_json, key_values, table
 from meter.units import DTYPE_BYTES, binary_bytes, count, si
 
@@ -26,21 +27,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("model", help="model config name (meter models) or path to a YAML file")
     p.add_argument(
         "--seq",
-        type=positive_int,
+        type=number(D.SEQ),
         default=4096,
         metavar="N",
         help="training sequence length and prefill prompt length (default 4096)",
     )
     p.add_argument(
         "--context",
-        type=positive_int,
+        type=number(D.CONTEXT),
         default=4096,
         metavar="N",
         help="decode context length: positions each generated token attends to (default 4096)",
     )
     p.add_argument(
         "--batch",
-        type=positive_int,
+        type=number(D.BATCH),
         default=1,
         metavar="N",
         help="decode batch size for bytes per decode token (default 1)",

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from meter.cli.common import locator
+from meter import domains as D
+from meter.cli.common import locator, number
 from meter.cli.output import emit_json, table
 from meter.errors import UsageError
 
@@ -25,7 +26,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--png-dir", metavar="DIR", help="also save every plot as a PNG here")
     p.add_argument("--scenario", default="deepseek-v3", help="training scenario to price (default deepseek-v3)")
     p.add_argument("--serve-scenario", default="deepseek-v3-day6", help="serving scenario to price")
-    p.add_argument("--samples", type=int, default=20_000, help="Monte Carlo samples for the cost ranges")
+    p.add_argument(
+        "--samples",
+        type=number(D.SAMPLES),
+        default=20_000,
+        help=f"Monte Carlo samples for the cost ranges (default 20,000; at most {D.MAX_SAMPLES:,})",
+    )
     p.set_defaults(handler=run_report)
 
     p = sub.add_parser(
@@ -49,23 +55,32 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def _runs(paths: list[str]):
     from meter.report.data import Run
-    from meter.results.runfile import load_run
+    from meter.results.load import load_run
 
-    for path in paths:
-        if not Path(path).exists():
-            raise UsageError(f"no such run file: {path}")
     return [Run(path, load_run(path)) for path in paths]
+
+
+def _scenario(name: str, kind: str, flag: str, args: argparse.Namespace) -> str:
+    """The scenario's name once it is known to exist and be of the right kind (refused before any work)."""
+    from meter.config.scenarios import load_scenario
+
+    scenario = load_scenario(name, locator(args))
+    if scenario.kind != kind:
+        raise UsageError(f"{flag} {name}: a {scenario.kind} scenario; this option takes a {kind} one")
+    return scenario.name
 
 
 def write_report(paths: list[str], output: str, args: argparse.Namespace, *, png_dir: str | None = None) -> list[Path]:
     from meter.report.html import build
     from meter.results.atomic import write_text_atomic
 
+    train = _scenario(getattr(args, "scenario", None) or "deepseek-v3", "train", "--scenario", args)
+    serve = _scenario(getattr(args, "serve_scenario", None) or "deepseek-v3-day6", "serve", "--serve-scenario", args)
     document, pngs = build(
         _runs(paths),
         locator=locator(args),
-        train_scenario=getattr(args, "scenario", None) or "deepseek-v3",
-        serve_scenario=getattr(args, "serve_scenario", None) or "deepseek-v3-day6",
+        train_scenario=train,
+        serve_scenario=serve,
         png_dir=Path(png_dir) if png_dir else None,
         samples=getattr(args, "samples", 20_000),
     )

@@ -7,7 +7,8 @@ import getpass
 import re
 import sys
 
-from meter.cli.common import locator, positive_quantity
+from meter import domains as D
+from meter.cli.common import locator, number
 from meter.errors import UsageError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -35,22 +36,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         epilog="meter bench --push http://HOST:9401 hands a run file to a running exporter.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=9401, help="port (default 9401)")
+    p.add_argument("--port", type=number(D.PORT), default=9401, help="port (default 9401)")
     p.add_argument(
-        "--interval", type=positive_quantity, default=1.0, metavar="S", help="NVML sampling period (default 1 s)"
+        "--interval", type=number(D.INTERVAL_S), default=1.0, metavar="S", help="NVML sampling period (default 1 s)"
     )
     p.add_argument(
         "--price",
-        type=positive_quantity,
+        type=number(D.PRICE_USD_PER_GPU_HOUR),
         metavar="USD",
         help="rental price per GPU-hour for every GPU "
         "(default: the median of the price table's recent prices for each GPU's hardware config)",
     )
     p.add_argument("--tier", choices=["on-demand", "1-year", "3-year", "spot", "assumed"], help="price-table tier")
     p.add_argument(
-        "--usd-per-kwh", type=positive_quantity, metavar="USD", help="electricity price (default: price table)"
+        "--usd-per-kwh", type=number(D.USD_PER_KWH), metavar="USD", help="electricity price (default: price table)"
     )
-    p.add_argument("--pue", type=positive_quantity, help="power usage effectiveness (default: price table)")
+    p.add_argument("--pue", type=number(D.PUE), help="power usage effectiveness (default: price table)")
     p.add_argument("--hostname", help="the hostname label (default: $NODE_NAME, else the host name)")
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
@@ -60,7 +61,25 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--scenario", default="deepseek-v3", help="training scenario priced from each run (default deepseek-v3)"
     )
     p.add_argument("--serve-scenario", default="deepseek-v3-day6", help="serving scenario priced from each run")
-    p.add_argument("--runs-dir", metavar="DIR", help="take in the run files here at start; scheduled runs go here")
+    p.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        help="keep pushed runs here (atomically) and take in every run file here at start; scheduled runs go here",
+    )
+    p.add_argument(
+        "--runs-keep",
+        type=int,
+        default=200,
+        metavar="N",
+        help="at most this many run files of ours in --runs-dir (200)",
+    )
+    p.add_argument(
+        "--runs-max-bytes",
+        type=int,
+        default=256 * 2**20,
+        metavar="N",
+        help="at most this many bytes of run files of ours in --runs-dir (256 MiB)",
+    )
     p.add_argument("--bench-suite", metavar="SUITE", help="run this suite on a schedule (with --bench-every)")
     p.add_argument("--bench-every", type=duration_s, metavar="DURATION", help="e.g. 6h; needs --bench-suite")
     p.add_argument(
@@ -101,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--bench-suite and --bench-every go together")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
+    if not 1 <= args.runs_keep <= 100_000:
+        raise UsageError(f"--runs-keep must be between 1 and 100000, not {args.runs_keep}")
+    if not 2**20 <= args.runs_max_bytes <= 2**40:
+        raise UsageError(f"--runs-max-bytes must be between 1 MiB and 1 TiB, not {args.runs_max_bytes}")
     if not 0.01 <= args.interval <= 3600:
         raise UsageError(f"--interval must be between 0.01 and 3600 seconds, not {args.interval:g}")
     if args.max_run_bytes is not None and not 1024 <= args.max_run_bytes <= 1 << 30:
@@ -120,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         train_scenario=args.scenario,
         serve_scenario=args.serve_scenario,
         runs_dir=args.runs_dir,
+        runs_keep=args.runs_keep,
+        runs_max_bytes=args.runs_max_bytes,
         bench_suite=args.bench_suite,
         bench_every_s=args.bench_every,
         nvml_retry_s=args.nvml_retry,

@@ -8,7 +8,8 @@ import json
 import sys
 import time
 
-from meter.cli.common import positive_quantity
+from meter import domains as D
+from meter.cli.common import number
 from meter.cli.output import table
 
 
@@ -20,8 +21,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         description="Show every visible GPU's telemetry, refreshed every --interval seconds. "
         "Unsupported fields show as n/a (null in JSON), never 0.",
     )
-    p.add_argument("--interval", type=positive_quantity, default=1.0, metavar="S", help="refresh period (default 1 s)")
-    p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N updates (default: until Ctrl-C)")
+    p.add_argument(
+        "--interval", type=number(D.INTERVAL_S), default=1.0, metavar="S", help="refresh period (default 1 s)"
+    )
+    p.add_argument(
+        "--count", type=number(D.COUNT), default=0, metavar="N", help="stop after N updates (default: until Ctrl-C)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per GPU per update (JSON lines)")
     p.set_defaults(handler=run)
 

@@ -1,0 +1,97 @@
+"""What was measured: a benchmark case and a communication case, as the run file names them.
+
+These are the specs both sides of the run file share: the bench builds cases from grids and
+suites, the cost model and reports read them back. Shapes: train/prefill run ``batch`` sequences
+of ``seq`` tokens; decode runs ``batch`` sequences one new token each against ``context``
+positions. An MoE case may instead be sized by ``tokens_per_expert`` (rows each local expert's
+GEMM gets, on average).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from kernels.args import ModelArgs
+from meter.config.schema import ge, gt
+
+Layer = Literal["mla", "gqa", "moe", "ffn"]
+Phase = Literal["train", "prefill", "decode"]
+Dtype = Literal["bf16", "fp16", "fp32"]
+Fp8Scaling = Literal["rowwise", "blockwise"]
+Routing = Literal["learned", "uniform", "skew"]
+DecodeForm = Literal["absorbed", "naive"]
+Collective = Literal["dispatch", "combine", "all_reduce", "all_gather"]
+Payload = Literal["fp8", "bf16", "fp32"]
+
+LAYERS: tuple[str, ...] = Layer.__args__  # type: ignore[attr-defined]
+PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
+DTYPES: tuple[str, ...] = Dtype.__args__  # type: ignore[attr-defined]
+FORMS: tuple[str, ...] = DecodeForm.__args__  # type: ignore[attr-defined]
+ROUTINGS: tuple[str, ...] = Routing.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One measurement: one layer, one phase, one shape, one precision."""
+
+    model: str
+    layer: Layer
+    phase: Phase
+    batch: int = field(default=1, metadata=ge(1))
+    seq: int = field(default=0, metadata=ge(0))
+    context: int = field(default=0, metadata=ge(0))
+    tokens_per_expert: int | None = field(default=None, metadata=gt(0))
+    dtype: Dtype = "bf16"
+    fp8: Fp8Scaling | None = None  # expert GEMMs in fp8 with these scales
+    ep: int = field(default=1, metadata=ge(1))  # expert-parallel degree: this GPU holds n_routed_experts / ep
+    routing: Routing = "learned"
+    skew: float = field(default=1.0, metadata=ge(0))  # Zipf exponent when routing == "skew"
+    form: DecodeForm = "absorbed"  # MLA decode form
+
+    def tokens(self, a: ModelArgs) -> int:
+        """Tokens one call processes on this GPU."""
+        if self.layer == "moe" and self.tokens_per_expert:
+            local = a.n_routed_experts // self.ep
+            return max(1, round(self.tokens_per_expert * local / a.n_activated_experts))
+        return self.batch if self.phase == "decode" else self.batch * self.seq
+
+    @property
+    def id(self) -> str:
+        parts = [self.layer, self.phase]
+        if self.layer == "moe" and self.tokens_per_expert:
+            parts.append(f"tpe{self.tokens_per_expert}")
+        elif self.phase == "decode":
+            parts.append(f"b{self.batch}" + (f"-ctx{self.context}" if self.layer in ("mla", "gqa") else ""))
+        else:
+            parts.append(f"b{self.batch}-s{self.seq}")
+        parts.append(self.dtype + (f"+fp8-{self.fp8}" if self.fp8 else ""))
+        if self.layer == "moe":
+            if self.ep > 1:
+                parts.append(f"ep{self.ep}")
+            if self.routing != "learned":
+                parts.append(self.routing + (f"{self.skew:g}" if self.routing == "skew" else ""))
+        if self.layer == "mla" and self.phase == "decode":
+            parts.append(self.form)
+        return ".".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CommCase:
+    """One collective at one size; MoE dispatch and combine also carry the token shape that sized them."""
+
+    collective: Collective
+    bytes_per_rank: int = field(metadata=ge(0))  # the per-rank message (all_gather: each rank's share)
+    payload: Payload = "bf16"
+    tokens_per_rank: int | None = field(default=None, metadata=gt(0))
+    hidden: int | None = field(default=None, metadata=gt(0))
+    top_k: int | None = field(default=None, metadata=gt(0))
+
+    @property
+    def id(self) -> str:
+        if self.tokens_per_rank:
+            return f"{self.collective}.t{self.tokens_per_rank}-h{self.hidden}-k{self.top_k}.{self.payload}"
+        return f"{self.collective}.{self.bytes_per_rank}B.{self.payload}"

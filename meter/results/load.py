@@ -1,0 +1,143 @@
+"""The one reader of run files: bytes in, a validated :class:`RunDocument` out, or one line saying why not.
+
+Validation happens once, here: JSON syntax (no NaN, no duplicate keys), the schema name and
+version (an older version is migrated, a newer one refused), then every field's type, range and
+enum through the same dataclasses the writers build, then what no single field can say (an ``ok``
+case without timing, a timeline whose series differ in length). An error names the file, the
+field's path (``cases[3].metrics.time_per_call_s``) and the value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from meter.config.schema import build_dataclass, decode_utf8
+from meter.errors import ConfigError, InputError
+from meter.results.document import SCHEMA, SCHEMA_VERSION, RunDocument
+
+MAX_RUN_BYTES = 256 * 2**20  # a run file with a full telemetry timeline is a few MiB
+
+
+class RunFileError(InputError):
+    """A file that is not a usable run file of a version this meter reads."""
+
+
+def load_run(path: Path | str) -> RunDocument:
+    """Read and validate a run file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RUN_BYTES + 1)
+    except FileNotFoundError:
+        raise RunFileError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise RunFileError(path, None, "is a directory, not a run file") from None
+    except OSError as exc:
+        raise RunFileError(path, None, f"cannot read run file: {exc.strerror or exc}") from None
+    return parse_run(raw, path)
+
+
+def parse_run(data: bytes | str, where: Path | str) -> RunDocument:
+    """Validate a run document given as bytes or text; ``where`` names it in messages (a path, a request)."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_RUN_BYTES:
+            raise RunFileError(where, None, f"larger than {MAX_RUN_BYTES // 2**20} MiB; not a run file")
+        data = decode_utf8(data, where, RunFileError)
+    raw = _parse_json(data, where)
+    return run_from_dict(raw, where)
+
+
+def run_from_dict(raw: Any, where: Path | str) -> RunDocument:
+    """Validate an already parsed JSON value (e.g. a run document received in memory)."""
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise RunFileError(where, "schema", f"not a gpu-cost-meter run file (expected '{SCHEMA}')", found)
+    version = raw.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise RunFileError(where, "schema_version", "expected an integer", version)
+    if version > SCHEMA_VERSION:
+        raise RunFileError(
+            where, "schema_version", f"written by a newer meter; this one reads versions 1 to {SCHEMA_VERSION}", version
+        )
+    if version not in MIGRATIONS and version != SCHEMA_VERSION:
+        raise RunFileError(where, "schema_version", f"no such version; this meter reads 1 to {SCHEMA_VERSION}", version)
+    while raw["schema_version"] != SCHEMA_VERSION:
+        raw = MIGRATIONS[raw["schema_version"]](raw)
+    try:
+        doc = build_dataclass(RunDocument, raw, path=None)
+    except ConfigError as exc:
+        raise exc.retyped(RunFileError, where) from None
+    except RecursionError:
+        raise RunFileError(where, None, "nested too deeply to be a run file") from None
+    check_consistency(doc, where)
+    return doc
+
+
+def check_consistency(doc: RunDocument, where: Path | str | None) -> None:
+    """What no single field can say: an ``ok`` case has timing and metrics; timeline series line up."""
+    for i, case in enumerate(doc.cases):
+        if case.status == "ok":
+            for name in ("timing", "metrics"):
+                if getattr(case, name) is None:
+                    raise RunFileError(where, f"cases[{i}].{name}", "missing from a case with status 'ok'")
+    if doc.telemetry_timeline is not None:
+        for key, series in doc.telemetry_timeline.devices.items():
+            n = len(series.t_s)
+            for name in ("power_w", "utilization_ratio", "sm_clock_hz", "throttle_reasons"):
+                if len(getattr(series, name)) != n:
+                    raise RunFileError(
+                        where,
+                        f"telemetry_timeline.devices.{key}.{name}",
+                        f"has {len(getattr(series, name))} values for {n} times",
+                    )
+    for i, projection in enumerate(doc.projections):
+        for kind, layer in projection.layers.items():
+            if not any(c.id == layer.case_id for c in doc.cases):
+                raise RunFileError(
+                    where, f"projections[{i}].layers.{kind}.case_id", "names no case of this run", layer.case_id
+                )
+
+
+def _parse_json(text: str, where: Path | str) -> Any:
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=refuse_constant)
+    except _DuplicateKey as exc:
+        raise RunFileError(where, exc.key, "duplicate key") from None
+    except json.JSONDecodeError as exc:
+        raise RunFileError(where, None, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except ValueError as exc:  # a NaN or Infinity, or an integer of more digits than Python parses
+        raise RunFileError(where, None, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RunFileError(where, None, "nested too deeply to be a run file") from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+# --- migrations: each takes a document of version N and returns one of version N + 1 -----------
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 names the kind of run; every version-1 file is a benchmark run."""
+    return {**raw, "schema_version": 2, "kind": "bench"}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
