@@ -203,7 +203,21 @@ class Exporter:
     def ingest_file(self, path: Path) -> dict[str, Any]:
         return self.ingest(load_run(path), str(path), path)
 
+    def _render_loop(self) -> None:
+        """Render /metrics after each sampling round, off the sampler's and the scrapers' threads."""
+        while not self._stop.is_set():
+            if self.state.ticked.wait(1.0):
+                self.state.ticked.clear()
+                try:
+                    self.app.exposition.refresh()
+                except Exception as exc:  # a scrape would show the same problem as a 500; never stop rendering
+                    say(f"rendering /metrics failed: {type(exc).__name__}: {exc}")
+
     def start(self) -> None:
+        # Scrape threads wait at most 1 ms for the interpreter lock while the renderer or the sampler
+        # holds it (the default 5 ms is most of a scrape's latency budget under load).
+        sys.setswitchinterval(0.001)
+        threading.Thread(target=self._render_loop, name="meter-render", daemon=True).start()
         if self.connect():
             self.state.poll(self.attributor.owners())  # the first scrape already has health and owners
         threading.Thread(target=self._poll_loop, name="meter-poll", daemon=True).start()

@@ -82,28 +82,67 @@ def hash_password(password: str) -> str:
 
 
 class Exposition:
-    """The rendered /metrics body per (format, compression), reused while the state is unchanged."""
+    """The rendered /metrics body per (format, compression), reused while the state is unchanged.
+
+    ``refresh()`` (the exporter calls it from its own thread after each sampling round) renders
+    every format asked for so far, so a scrape normally only copies bytes. A scrape that finds the
+    body out of date while another thread is rendering it takes the previous round's body rather
+    than wait; only the very first scrape of a format renders and waits.
+    """
 
     def __init__(self, registry: CollectorRegistry, version: Callable[[], int]):
         self.registry, self.version = registry, version
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, bool], tuple[int, bytes]] = {}
+        self._encoders: dict[tuple[str, bool], Callable] = {}
+        self._rendering: set[tuple[str, bool]] = set()
+        self._first = threading.Lock()  # serialises first renders of a format
+
+    def _render(self, key: tuple[str, bool], version: int) -> bytes:
+        body = self._encoders[key](self.registry)
+        body = gzip.compress(body, compresslevel=1) if key[1] else body
+        with self._lock:
+            self._rendering.discard(key)
+            current = self._cache.get(key)
+            if current is None or current[0] < version:
+                self._cache[key] = (version, body)
+        return body
+
+    def _claim(self, key: tuple[str, bool]) -> tuple[bytes | None, int | None]:
+        """(a body to serve now, None) or (the stale body or None, the version this caller must render)."""
+        with self._lock:
+            version = self.version()
+            cached = self._cache.get(key)
+            if cached is not None and (cached[0] == version or key in self._rendering):
+                return cached[1], None
+            self._rendering.add(key)
+            return (cached[1] if cached else None), version
 
     def render(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, list[tuple[str, str]]]:
         encoder, content_type = choose_encoder(accept or "")
-        zipped = gzip_accepted(accept_encoding or "")
-        key = (content_type, zipped)
-        with self._lock:  # one render per change, however many scrapers arrive together
-            version = self.version()
-            cached = self._cache.get(key)
-            if cached is None or cached[0] != version:
-                body = encoder(self.registry)
-                cached = (version, gzip.compress(body, compresslevel=1) if zipped else body)
-                self._cache[key] = cached
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(cached[1])))]
-        if zipped:
+        key = (content_type, gzip_accepted(accept_encoding or ""))
+        with self._lock:
+            self._encoders.setdefault(key, encoder)
+        body, version = self._claim(key)
+        if version is not None:
+            if body is None:
+                with self._first:
+                    body = self._render(key, version)
+            else:
+                body = self._render(key, version)
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if key[1]:
             headers.append(("Content-Encoding", "gzip"))
-        return cached[1], headers
+        return body, headers
+
+    def refresh(self) -> None:
+        """Render every format scraped so far that is out of date."""
+        with self._lock:
+            keys = list(self._encoders)
+        for key in keys:
+            _, version = self._claim(key)
+            if version is not None:
+                self._render(key, version)
 
 
 class MeterApp:

@@ -196,6 +196,7 @@ class ExporterState:
         self.sampler: Sampler | None = None
         self.results = Results()
         self._version = 0  # bumped under the lock by every change a scrape would show
+        self.ticked = threading.Event()  # set after each sampling round (the exporter re-renders then)
 
     def version(self) -> int:
         return self._version
@@ -251,6 +252,7 @@ class ExporterState:
     def _on_tick(self) -> None:
         with self.lock:
             self._version += 1  # once per sampling round: a scrape shows whole rounds
+        self.ticked.set()
 
     def _on_lost(self, key: str, why: str) -> None:
         with self.lock:

@@ -168,3 +168,45 @@ def test_a_bad_runs_dir_is_one_line(tmp_path: Path):
         with pytest.raises(UsageError, match=fragment) as info:
             RunStore(bad)
         assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_exposition_renders_once_per_round_and_never_makes_a_scrape_wait_on_a_rerender():
+    import threading
+    import time
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+
+    from meter.exporter.http import Exposition
+
+    renders, release = [], threading.Event()
+
+    class Slow:
+        def describe(self):
+            return []
+
+        def collect(self):
+            renders.append(version[0])
+            if len(renders) > 1:
+                release.wait(5)  # a re-render that takes a while
+            yield GaugeMetricFamily("meter_test_round", "the round rendered", value=version[0])
+
+    version = [1]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Slow())
+    exposition = Exposition(registry, lambda: version[0])
+    first, _ = exposition.render(None, None)
+    assert b"meter_test_round 1.0" in first and exposition.render(None, None)[0] == first and renders == [1]
+    version[0] = 2
+    renderer = threading.Thread(target=exposition.refresh)
+    renderer.start()
+    while len(renders) < 2:
+        time.sleep(0.01)
+    t0 = time.perf_counter()
+    stale, headers = exposition.render(None, None)  # round 2 is being rendered: round 1's bytes, at once
+    assert stale == first and time.perf_counter() - t0 < 0.5 and ("Content-Length", str(len(first))) in headers
+    release.set()
+    renderer.join(5)
+    assert b"meter_test_round 2.0" in exposition.render(None, None)[0] and renders == [1, 2]
+    zipped, headers = exposition.render(None, "gzip")  # each format is its own body
+    assert ("Content-Encoding", "gzip") in headers and zipped[:2] == b"\x1f\x8b"
