@@ -137,7 +137,8 @@ class Selection:
     cuda_index: int | None = None
 
 
-# (library, module providing ``open_fleet(selection) -> GpuFleet``), tried in order.
+# (library, module providing ``open_fleet(selection) -> GpuFleet`` and ``system_info() -> SystemInfo``),
+# tried in order.
 BACKENDS: tuple[tuple[str, str], ...] = (("nvml", "meter.device.nvml_fleet"),)
 
 
@@ -148,6 +149,17 @@ def open_gpus(selection: Selection | None = None, *, backends: Sequence[tuple[st
     for library, module in backends:
         try:
             return importlib.import_module(module).open_fleet(selection)
+        except GpuUnavailable as exc:
+            reasons.append(str(exc) if len(backends) == 1 else f"{library}: {exc}")
+    raise GpuUnavailable("; ".join(reasons) or "no GPU backend is configured")
+
+
+def system_info(*, backends: Sequence[tuple[str, str]] = BACKENDS) -> SystemInfo:
+    """The driver stack of the first backend that starts, without opening any GPU."""
+    reasons = []
+    for library, module in backends:
+        try:
+            return importlib.import_module(module).system_info()
         except GpuUnavailable as exc:
             reasons.append(str(exc) if len(backends) == 1 else f"{library}: {exc}")
     raise GpuUnavailable("; ".join(reasons) or "no GPU backend is configured")

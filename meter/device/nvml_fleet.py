@@ -22,13 +22,7 @@ class NvmlFleet:
                 self.unopened.append((index, str(exc)))
 
     def system(self) -> SystemInfo:
-        return SystemInfo(
-            vendor="nvidia",
-            library="nvml",
-            driver_version=self.session.driver_version(),
-            library_version=self.session.nvml_version(),
-            runtime_version=self.session.cuda_driver_version(),
-        )
+        return _system(self.session)
 
     def close(self) -> None:
         for gpu in self.gpus:
@@ -72,3 +66,19 @@ def open_fleet(selection: Selection) -> NvmlFleet:
     except BaseException:
         session.__exit__(None, None, None)
         raise
+
+
+def _system(session: NvmlSession) -> SystemInfo:
+    return SystemInfo(
+        vendor="nvidia",
+        library="nvml",
+        driver_version=session.driver_version(),
+        library_version=session.nvml_version(),
+        runtime_version=session.cuda_driver_version(),
+    )
+
+
+def system_info() -> SystemInfo:
+    """Driver and library versions through a short NVML session (NvmlUnavailable says why not)."""
+    with NvmlSession() as session:
+        return _system(session)

@@ -167,3 +167,15 @@ def test_the_default_selection_is_what_cuda_sees(monkeypatch):
     assert Selection().visible == "1,0"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert Selection().visible is None
+
+
+def test_system_info_reads_the_driver_without_opening_gpus(fake_nvml):
+    code = textwrap.dedent("""
+        import json
+        from dataclasses import asdict
+        from meter.device.gpu import system_info
+        print(json.dumps(asdict(system_info())))
+    """)
+    # a GPU that is lost from its first call does not matter: no GPU is opened
+    out = run_python(code, fake_nvml(Scenario(gpus=[FakeGpu(lost_after_calls=0)], driver_version="570.1.2")))
+    assert out["driver_version"] == "570.1.2" and out["runtime_version"] == "12.4" and out["library"] == "nvml"
