@@ -97,8 +97,13 @@ def scrape_load(url: str, *, rate_hz: float, seconds: float, threads: int = 4, t
     return _summary(url, total, latencies, errors, time.perf_counter() - start)
 
 
-def _client(url: str, scrapes: int, timeout_s: float, start_at: float, period_s: float, out) -> None:
-    """One scraper process: from ``start_at`` scrape every ``period_s`` (0: back to back), report home."""
+def _client(url: str, scrapes: int, timeout_s: float, start, offset_s: float, period_s: float, ready, out) -> None:
+    """One scraper process: say it is up, wait for the common start, scrape every ``period_s`` from
+    ``offset_s`` after it (0: back to back), send the results home."""
+    ready.put(True)
+    while start.value == 0.0:
+        time.sleep(0.005)
+    start_at = start.value + offset_s
     latencies, errors = [], []
     for k in range(scrapes):
         time.sleep(max(0.0, start_at + k * period_s - time.time()))
@@ -122,17 +127,24 @@ def concurrent_load(
     if not (1 <= clients <= 256 and 1 <= scrapes <= 100_000 and 0 <= rate_per_client_hz <= 1000):
         raise ValueError("clients must be 1-256, scrapes 1-100000 and the rate per client 0-1000 Hz")
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    start_at = time.time() + 1.0 + 0.05 * clients  # every interpreter is up before anyone scrapes
+    results, ready = context.Queue(), context.Queue()
+    start = context.Value("d", 0.0)
     period = 1.0 / rate_per_client_hz if rate_per_client_hz else 0.0
     procs = [
         context.Process(
-            target=_client, args=(url, scrapes, timeout_s, start_at + i * period / clients, period, results)
+            target=_client, args=(url, scrapes, timeout_s, start, i * period / clients, period, ready, results)
         )
         for i in range(clients)
     ]
     for p in procs:
         p.start()
+    for _ in procs:  # every interpreter is up (imports done) before anyone scrapes
+        try:
+            ready.get(timeout=60)
+        except queue.Empty:
+            break
+    start_at = time.time() + 0.5
+    start.value = start_at
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + 60 + scrapes * timeout_s
