@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -17,6 +18,7 @@ from kernels.args import ModelArgs
 from meter.analytic import flops as F
 from meter.analytic import memory as M
 from meter.analytic.params import attention_params, expert_params, router_params, swiglu_params
+from meter.bench.cases import parse_fused_plan
 from meter.device.select import ComputeDevice
 from meter.results.cases import BenchCase
 from meter.results.records import CaseDetails
@@ -41,7 +43,7 @@ class Workload:
     step: Callable[[int], None]  # one call on input set i
     n_inputs: int
     flops_per_call: float  # useful FLOPs (analytic; causal attention counts half)
-    bytes_per_call: float  # minimum memory traffic (analytic)
+    bytes_per_call: float  # memory traffic (analytic): the minimum, or what an MLA decode form moves
     tokens_per_call: int
     module: torch.nn.Module
     inputs: list[torch.Tensor] = field(default_factory=list)  # the rotated input sets
@@ -114,10 +116,25 @@ def _check_supported(case: BenchCase, a: ModelArgs, device: ComputeDevice) -> No
         reason = fp8_support(torch.device(device.torch_device), case.fp8)
         if reason:
             raise UnsupportedCase(reason)
+    if case.layer == "mla" and case.phase == "decode" and case.form == "fused":
+        _check_fused(device)
+    if case.compile and not (case.layer == "mla" and case.phase == "decode"):
+        raise UnsupportedCase("--compile applies to the MLA decode forms")
     if case.dtype == "fp16" and device.kind == "cpu":
         raise UnsupportedCase("fp16 matrix products are not a CPU benchmark (use fp32 or bf16)")
     if case.phase != "decode" and case.seq < 1 and not case.tokens_per_expert:
         raise UnsupportedCase("train and prefill need seq >= 1")
+
+
+def _check_fused(device: ComputeDevice) -> None:
+    from kernels.triton import fused_decode_unavailable
+
+    if device.kind != "cuda":
+        # Triton's interpreter would run it here, far too slowly to mean anything as a timing.
+        raise UnsupportedCase("the fused MLA decode kernel needs a CUDA GPU; the CPU bench does not interpret it")
+    reason = fused_decode_unavailable("cuda")
+    if reason:
+        raise UnsupportedCase(reason)
 
 
 def _n_inputs(bytes_per_set: float, free_bytes: int | None) -> int:
@@ -263,15 +280,37 @@ def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workloa
 def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
     """One new token per sequence at position context-1, against a cache filled with random values."""
     pos = case.context - 1
+    details: dict[str, Any] = {}
     if a.attention == "mla":
         from kernels.mla import MLA, LatentKVCache
 
         layer = MLA(a, max_seq_len=case.context, dtype=dtype, device=dev).requires_grad_(False)
         cache = LatentKVCache(case.batch, case.context, a, dtype, device=dev)
         form = case.form
+        plan = _fused_plan(case, a, dev) if form == "fused" else None
 
         def call(x: torch.Tensor) -> torch.Tensor:
-            return layer.decode(x, cache, pos, form)
+            return layer.decode(x, cache, pos, form, plan)
+
+        if case.compile:
+            call = torch.compile(call)
+        traffic = M.mla_decode_traffic(
+            a,
+            batch=case.batch,
+            context=case.context,
+            form=form,
+            dtype_bytes=DTYPE_BYTES[case.dtype],
+            splits=plan.num_splits if plan else 1,
+        )
+        details.update(
+            bytes_minimum=traffic.minimum,
+            bytes_ratio_to_minimum=traffic.ratio_to_minimum,
+        )
+        if case.compile:  # inductor fuses some elementwise passes; the eager count bounds it from above
+            details["bytes_model"] = "eager kernel sequence (an upper bound under torch.compile)"
+        if plan:
+            details.update(block_h=plan.block_h, block_n=plan.block_n, num_splits=plan.num_splits)
+        bytes_per_call = traffic.total
     else:
         from kernels.dense import GQAttention, KVCache
 
@@ -282,26 +321,50 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> 
         def call(x: torch.Tensor) -> torch.Tensor:
             return layer.decode(x, cache, pos)
 
+        bytes_per_call = M.attention_layer_bytes(
+            a, batch=case.batch, q_len=1, kv_len=case.context, dtype_bytes=DTYPE_BYTES[case.dtype], cached=True
+        )
+
     for buf in cache.buffers():
-        buf.normal_()
+        if buf.is_floating_point():
+            buf.normal_()
     n = _n_inputs(case.batch * a.dim * DTYPE_BYTES[case.dtype], free_bytes)
     inputs = [_randn((case.batch, 1, a.dim), dev, dtype) for _ in range(n)]
-    fwd = F.attention_layer_flops(a, batch=case.batch, q_len=1, kv_len=case.context, pairs="full", form=form)
-    traffic = M.attention_layer_bytes(
-        a, batch=case.batch, q_len=1, kv_len=case.context, dtype_bytes=DTYPE_BYTES[case.dtype], cached=True
-    )
+    flops_form = "absorbed" if form == "fused" else form  # the same products, in one kernel
+    fwd = F.attention_layer_flops(a, batch=case.batch, q_len=1, kv_len=case.context, pairs="full", form=flops_form)
     notes = ["the cache (larger than L2) is read every step; inputs rotated"]
+    if a.attention == "mla":
+        notes.append(
+            f"bytes: what the {form} form moves (analytic), {details['bytes_ratio_to_minimum']:.2f}x the minimum"
+        )
+    cache_bytes = sum(b.numel() * b.element_size() for b in cache.buffers() if b.is_floating_point())
     return Workload(
         case=case,
         step=_step_for(call, inputs, None),
         n_inputs=n,
         flops_per_call=fwd,
-        bytes_per_call=traffic,
+        bytes_per_call=bytes_per_call,
         tokens_per_call=case.batch,
         module=layer,
         inputs=inputs,
         notes=notes,
-        details=CaseDetails(cache_bytes=sum(b.numel() * b.element_size() for b in cache.buffers())),
+        details=CaseDetails(cache_bytes=cache_bytes, **details),
+    )
+
+
+def _fused_plan(case: BenchCase, a: ModelArgs, dev: torch.device):
+    """The fused kernel's launch plan: the rule of kernels.triton.plan, with the case's overrides."""
+    from kernels.triton.plan import DEFAULT_SMS, plan_decode
+
+    overrides = parse_fused_plan(case.fused_plan) if case.fused_plan else {}
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else DEFAULT_SMS
+    return plan_decode(
+        batch=case.batch,
+        rows=a.n_heads,
+        max_context=case.context,
+        latent_dim=a.kv_lora_rank,
+        num_sms=sms,
+        **overrides,
     )
 
 

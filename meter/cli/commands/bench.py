@@ -31,6 +31,16 @@ def _csv(choices: tuple[str, ...] | None = None):
     return parse
 
 
+def _fused_plan(text: str) -> str:
+    from meter.bench.cases import parse_fused_plan
+
+    try:
+        parse_fused_plan(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_execution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (the first GPU, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs", metavar="DIR", help="directory for the run file (default runs/)")
@@ -84,7 +94,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--ep", type=numbers(D.EP), help="expert-parallel degrees: benchmark one GPU's slice of the experts")
     p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
     p.add_argument("--skew", type=number(D.SKEW), help="Zipf exponent for --routing skew (default 1.0)")
-    p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
+    p.add_argument(
+        "--form",
+        type=_csv(("absorbed", "naive", "fused")),
+        help="MLA decode form(s): absorbed (default), naive, fused (the Triton kernel; CUDA and the triton extra)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also run the eager MLA decode forms under torch.compile (cases marked +compile)",
+    )
+    p.add_argument(
+        "--fused-plan",
+        type=_fused_plan,
+        metavar="SPEC",
+        help="override the fused kernel's launch rule: h<rows per program>n<positions per step>s<splits>, e.g. s4",
+    )
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -184,14 +209,14 @@ def execute(
     from meter.results.runfile import RunRecorder, RunWriteError, default_run_path
 
     say = lambda msg: print(msg, file=sys.stderr)
-    if device.kind == "cpu":
-        say(CPU_WARNING)
     path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
     settings = GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS
     if args.min_time:
         settings = replace(settings, min_time_s=args.min_time)
     metadata = run_metadata(args, device, settings, models, suite)
     recorder = RunRecorder(path, metadata=metadata)  # refuses an unwritable path before measuring
+    if device.kind == "cpu":
+        say(CPU_WARNING)
     ceilings = _ceilings(device, remeasure_ceilings, say)
     monitor, why = _monitor(args, device, say)
     if monitor is not None:
@@ -320,7 +345,7 @@ def print_results(doc) -> None:
                 f"{m.achieved_tflops:.3g}",
                 _pct(eff),
                 f"{m.achieved_gb_s:.4g}",
-                _energy_note(r.telemetry),
+                "; ".join(filter(None, [_bytes_note(r.details), _energy_note(r.telemetry)])),
             ]
         )
     eff_label = "% GEMM ceil" if device.cpu else "MFU"
@@ -341,7 +366,8 @@ def print_projections(doc) -> None:
     if not doc.projections:
         print("\nNo whole-model projection: it needs an attention, MoE and dense-FFN result at the same shape.")
         return
-    forms = {c.id: c.case.form for c in doc.cases if c.case.layer == "mla" and c.case.phase == "decode"}
+    # The form as the case id spells it: absorbed, absorbed+compile, fused, fused-s4 ...
+    forms = {c.id: c.id.rsplit(".", 1)[1] for c in doc.cases if c.case.layer == "mla" and c.case.phase == "decode"}
     rows = []
     for p in doc.projections:
         shape = f"b{p.batch} ctx{p.context}" if p.phase == "decode" else f"b{p.batch} s{p.seq}"
@@ -380,6 +406,11 @@ def print_projections(doc) -> None:
 
 def _pct(x: float | None) -> str | None:
     return None if x is None else f"{x * 100:.1f}%"
+
+
+def _bytes_note(details) -> str:
+    ratio = details.bytes_ratio_to_minimum if details is not None else None
+    return f"moves {ratio:.2f}x the minimum bytes" if ratio is not None else ""
 
 
 def _energy_note(tele) -> str:
@@ -490,6 +521,8 @@ def _grid(args: argparse.Namespace) -> dict[str, Any]:
         routing=args.routing,
         skew=[args.skew] if args.skew is not None else None,
         form=args.form,
+        compile=[False, True] if args.compile else None,
+        fused_plan=[args.fused_plan] if args.fused_plan else None,
     )
 
 
