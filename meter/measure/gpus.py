@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from meter.config.hardware import HardwareSpec, match_nvml_name
-from meter.device.nvml import GpuLost, NvmlSession, NvmlUnavailable
+from meter.device.gpu import GpuLost, GpuUnavailable, Selection, open_gpus
 from meter.errors import UsageError
 from meter.telemetry.monitor import Monitor
 from meter.telemetry.sources import GpuSource
@@ -43,60 +43,56 @@ def open_gpu_monitor(
     if cuda_indices is not None and not cuda_indices:
         return None, [], "no GPU asked for (gpus=[])"
     try:
-        session = NvmlSession().__enter__()
-    except NvmlUnavailable as exc:
+        fleet = open_gpus(Selection())  # the GPUs this process's CUDA sees (CUDA_VISIBLE_DEVICES)
+    except (GpuUnavailable, GpuLost) as exc:
         return None, [], f"no GPU telemetry: {exc}"
     try:
-        visible = _visible(session, cuda_uuids)
-        indices = _select(visible, cuda_indices)
-        sources = [_source(session, i) for i in indices]
-    except (GpuLost, UsageError, NvmlUnavailable) as exc:
-        session.__exit__(None, None, None)
-        if isinstance(exc, UsageError):
-            raise
-        return None, [], f"no GPU telemetry: {exc}"
-    if not sources:
-        session.__exit__(None, None, None)
-        return None, [], "no GPU telemetry: CUDA_VISIBLE_DEVICES selects no GPU"
+        devices = _select(_in_cuda_order(list(fleet.gpus), cuda_uuids), cuda_indices)
+    except BaseException:
+        fleet.close()
+        raise
+    for index, why in fleet.unopened:
+        say(f"meter: GPU {index} did not answer and is not metered ({why})")
+    if not devices:
+        fleet.close()
+        return None, [], "no GPU telemetry: CUDA_VISIBLE_DEVICES selects no GPU that answers"
+    sources = [GpuSource(d) for d in devices]
     gpus = [
         WatchedGpu(
             key=s.key,
-            index=s.gpu.index,
-            name=s.gpu.identity.name,
-            uuid=s.gpu.identity.uuid or None,
-            memory_total_bytes=s.gpu.identity.memory_total_bytes,
-            hardware=match_nvml_name(s.gpu.identity.name, specs),
+            index=d.index,
+            name=d.identity.name,
+            uuid=d.identity.uuid or None,
+            memory_total_bytes=d.identity.memory_total_bytes,
+            hardware=match_nvml_name(d.identity.name, specs),
         )
-        for s in sources
+        for s, d in zip(sources, devices)
     ]
-    return Monitor(sources, interval_s=interval_s, on_event=say, session=session), gpus, None
+    return Monitor(sources, interval_s=interval_s, on_event=say, fleet=fleet), gpus, None
 
 
-def _visible(session: NvmlSession, cuda_uuids: list[str] | None) -> list[int]:
-    from meter.device.visible import visible_nvml_indices
+def _in_cuda_order(devices: list, cuda_uuids: list[str] | None) -> list:
+    """The visible GPUs in CUDA's order: torch's UUIDs when it has initialised CUDA, else the driver's."""
+    if not cuda_uuids:
+        return devices
+    by_uuid = {d.identity.uuid: d for d in devices}
+    ordered = [by_uuid[u] for u in cuda_uuids if u in by_uuid]
+    return ordered if len(ordered) == len(cuda_uuids) else devices
 
-    return visible_nvml_indices(session, os.environ.get("CUDA_VISIBLE_DEVICES"), cuda_uuids)
 
-
-def _select(visible: list[int], cuda_indices: Sequence[int] | None) -> list[int]:
+def _select(devices: list, cuda_indices: Sequence[int] | None) -> list:
     if cuda_indices is None:
-        return visible
+        return devices
     out = []
     for i in cuda_indices:
-        if isinstance(i, bool) or not isinstance(i, int) or i < 0 or i >= len(visible):
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0 or i >= len(devices):
             raise UsageError(
-                f"gpus: no CUDA device {i!r} in this process ({len(visible)} visible; "
+                f"gpus: no CUDA device {i!r} in this process ({len(devices)} visible; "
                 f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
             )
-        if visible[i] not in out:
-            out.append(visible[i])
+        if devices[i] not in out:
+            out.append(devices[i])
     return out
-
-
-def _source(session: NvmlSession, index: int) -> GpuSource:
-    from meter.device.nvml_gpu import NvmlGpu
-
-    return GpuSource(NvmlGpu(session, index))
 
 
 def cuda_uuids_if_initialised() -> list[str] | None:

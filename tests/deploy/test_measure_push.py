@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from meter.results import load_run
@@ -19,10 +20,11 @@ def test_a_measured_job_is_pushed_and_priced(exporter, tmp_path: Path):
     assert r.returncode == 0, r.stderr
     assert f"pushed to {exporter.url}" in r.stderr
     assert load_run(out).job.work.mfu > 0
-    text = exporter.metrics()
-    assert re.search(
-        r'meter_projection_training_usd\{hardware="h800-sxm",model="deepseek-v3",scenario="deepseek-v3"\}', text
-    )
+    wanted = r'meter_projection_training_usd\{[^}]*hardware="h800-sxm",[^}]*model="deepseek-v3",scenario="deepseek-v3"'
+    deadline = time.monotonic() + 20  # /metrics is rendered after each sampling round
+    while not re.search(wanted, exporter.metrics()):
+        assert time.monotonic() < deadline, "the job's projection never reached /metrics"
+        time.sleep(0.2)
 
 
 def test_a_failed_push_keeps_the_run_file_and_the_exit_status(tmp_path: Path):
