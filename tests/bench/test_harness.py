@@ -216,12 +216,12 @@ def test_bench_cli_writes_a_labelled_run_file(tmp_path: Path):
 
 
 def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch):
+    from meter.cli import benchrun
     from meter.cli import main as cli
-    from meter.cli.commands import bench as bench_cmd
 
     _seed_ceilings(tmp_path)
     monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
-    real = bench_cmd._progress
+    real = benchrun.progress
 
     def interrupting(stream):
         show, interactive = real(stream)
@@ -233,7 +233,7 @@ def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch)
 
         return wrapped, interactive
 
-    monkeypatch.setattr(bench_cmd, "_progress", interrupting)
+    monkeypatch.setattr(benchrun, "progress", interrupting)
     out = tmp_path / "partial.json"
     code = cli.main(
         [
