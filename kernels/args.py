@@ -54,6 +54,14 @@ class ModelArgs:
     n_mtp_layers: int = 0
 
     rope_theta: float = 10000.0
+    # YaRN context extension (DeepSeek's inference/model.py): an MLA layer built for more than
+    # original_seq_len positions interpolates its slow RoPE frequencies by rope_factor and scales
+    # the softmax by (0.1 * mscale * ln(rope_factor) + 1)**2. rope_factor 1 means no extension.
+    original_seq_len: int = 4096
+    rope_factor: float = 1.0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float = 1.0
     norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
 

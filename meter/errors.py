@@ -35,13 +35,18 @@ class InputError(MeterError):
         self.problem = problem
         self.value = value
         if self.path is None:
-            parts = [f"argument '{field}'"] if field else []
+            where = f"argument '{field}': " if field else ""
+            super().__init__(where + self.problem_and_value())
         else:
-            parts = [str(self.path)] + ([f"field '{field}'"] if field else [])
-        message = ": ".join(parts + [_one_line(problem)])
-        if value is not InputError._MISSING:
-            message += f" (got {_short_repr(value)})"
-        super().__init__(message)
+            super().__init__(f"{self.path}: " + self.detail())
+
+    def problem_and_value(self) -> str:
+        text = _one_line(self.problem)
+        return text if self.value is InputError._MISSING else f"{text} (got {_short_repr(self.value)})"
+
+    def detail(self) -> str:
+        """The message without the file: ``field 'x': problem (got value)``."""
+        return (f"field '{self.field}': " if self.field else "") + self.problem_and_value()
 
     def retyped(self, cls: type[InputError], path: Path | str | None = None) -> InputError:
         """The same error as another kind (a config check raised inside a run-file read), optionally re-homed."""

@@ -18,6 +18,27 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _interpret_triton_without_a_gpu() -> None:
+    """Without a GPU, Triton kernels run through Triton's interpreter in this test session.
+
+    Triton fixes the mode of its own library functions when it is imported (torch imports it
+    early, e.g. with FlopCounterMode), so the variable is set here, before any test module loads.
+    """
+    if "triton" in sys.modules:
+        return
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return
+    except ImportError:
+        pass
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+_interpret_triton_without_a_gpu()
+
+
 def require_component(name: str, present: bool, how_to_install: str) -> None:
     """Skip (developer machine) or fail (CI) when a real component the test needs is missing."""
     if present:

@@ -116,6 +116,9 @@ _DELETE = object()
         ({"n_dense_layers": 62}, "n_dense_layers", "exceeds n_layers", 62),
         ({"qk_rope_head_dim": 63}, "qk_rope_head_dim", "even", 63),
         ({"moe_inter_dim": 0}, "moe_inter_dim", "MoE model", 0),
+        ({"rope_factor": 0.5}, "rope_factor", "at least 1", 0.5),
+        ({"original_seq_len": 0}, "original_seq_len", "greater than 0", 0),
+        ({"beta_fast": 1, "beta_slow": 32}, "beta_fast", "must exceed", 1),
     ],
 )
 def test_bad_model_fields_name_file_field_and_value(changes, field, fragment, value):
@@ -147,6 +150,20 @@ def test_dense_model_with_expert_fields_is_refused():
     data["n_activated_experts"] = 2
     err = _error(data)
     assert err.field == "n_activated_experts" and "dense model" in str(err)
+
+
+def test_v3_yarn_follows_deepseek_reference():
+    a = load_model("deepseek-v3").args
+    assert (a.original_seq_len, a.rope_factor, a.beta_fast, a.beta_slow, a.mscale) == (4096, 40, 32, 1, 1.0)
+    assert load_model("deepseek-v2-lite").args.mscale == 0.707  # config_16B.json
+
+
+def test_yarn_on_a_gqa_model_is_refused():
+    data = yaml.safe_load((builtin_config_dir() / "models" / "llama-3.1-405b.yaml").read_text())
+    data["name"] = "m"
+    data["rope_factor"] = 8.0
+    err = _error(data)
+    assert err.field == "rope_factor" and "MLA models only" in str(err)
 
 
 def test_gqa_heads_must_divide():

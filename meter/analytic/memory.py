@@ -162,3 +162,113 @@ def ffn_layer_bytes(a: ModelArgs, *, tokens: int, dtype_bytes: float = 2) -> flo
     from meter.analytic.params import swiglu_params
 
     return swiglu_params(a.dim, a.inter_dim) * dtype_bytes + 2 * tokens * a.dim * dtype_bytes
+
+
+# --- What each MLA decode form moves (one layer, one step) ---
+
+MlaDecodeForm = Literal["absorbed", "naive", "fused"]
+FP32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class MlaDecodeTraffic:
+    """HBM bytes of one MLA decode step of one layer in one form, by part, beside the minimum.
+
+    Every part counts each tensor an operation reads or writes as one pass through memory (no
+    reuse from L2): the model of the eager forms' kernel sequence that ``kernels.mla`` runs. The
+    fused form assumes the head blocks of one split share each cache tile through L2 (they are
+    launched next to each other), so its cache is read once.
+    """
+
+    form: str
+    weights: float  # the layer's weights, once
+    activations: float  # x in, output, the new cache entries; q_lat and o_lat through memory
+    cache_reads: float  # the latent cache: twice (kv) in the eager absorbed form, once otherwise
+    scores: float  # B x S x H x T scores through memory (eager absorbed: every elementwise pass)
+    expanded_kv: float  # per-head keys and values written and read again (naive)
+    split_partials: float  # fp32 partial outputs of a split context, written and read (fused)
+    minimum: float  # attention_layer_bytes: weights, inputs and outputs once, the cache read once
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.activations + self.cache_reads + self.scores + self.expanded_kv + self.split_partials
+
+    @property
+    def ratio_to_minimum(self) -> float:
+        return self.total / self.minimum
+
+    def as_dict(self) -> dict[str, float | str]:
+        out: dict[str, float | str] = asdict(self)
+        out.update(total=self.total, ratio_to_minimum=self.ratio_to_minimum)
+        return out
+
+
+def _score_bytes_per_element(dtype_bytes: float, masked: bool) -> float:
+    """Bytes per score element of the eager absorbed form (``MLA._absorbed_attention``).
+
+    In the input dtype: the two score products write, the add reads two and writes one, the scale
+    reads and writes, the mask (S > 1) reads and writes, the product with the cache reads. The
+    softmax runs in fp32 at least: a narrower dtype is widened (read, write fp32), normalised in
+    fp32 (read, write) and narrowed back (read fp32, write).
+    """
+    e = dtype_bytes
+    passes = e * (1 + 1 + 3 + 2 + (2 if masked else 0) + 1)
+    if e < FP32_BYTES:
+        return passes + (e + FP32_BYTES) + 2 * FP32_BYTES + (FP32_BYTES + e)
+    return passes + 2 * e
+
+
+def mla_decode_traffic(
+    a: ModelArgs,
+    *,
+    batch: int,
+    context: int,
+    form: MlaDecodeForm,
+    q_len: int = 1,
+    dtype_bytes: float = 2,
+    splits: int = 1,
+) -> MlaDecodeTraffic:
+    """Bytes one MLA decode step moves for ``batch`` sequences of ``q_len`` new tokens attending to
+    ``context`` positions (the new ones included), in the ``absorbed``, ``naive`` or ``fused`` form.
+
+    The naive form is modelled with a fused attention kernel (flash SDPA, as on a GPU): its waste
+    is the per-head keys and values it writes and reads for every cached position, not scores.
+    """
+    from meter.analytic.params import attention_params
+
+    if a.attention != "mla":
+        raise ValueError("mla_decode_traffic needs an MLA model")
+    if min(batch, q_len, splits) < 1 or context < q_len:
+        raise ValueError("batch, q_len and splits must be at least 1, and context at least q_len")
+    e = dtype_bytes
+    h, c, r, p, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+    rows = batch * q_len * h  # query rows: one per head and new token
+    positions = batch * context  # cache positions attended to (the step reads all of them)
+    io = 2 * batch * q_len * a.dim * e + batch * q_len * (c + r) * e
+    latent_qo = 4 * rows * c * e  # q_lat and o_lat, each written once and read once
+    parts = dict(scores=0.0, expanded_kv=0.0, split_partials=0.0)
+    if form == "absorbed":
+        # The output un-absorption copies o_lat head-major first: two passes more.
+        activations, cache = io + latent_qo + 2 * rows * c * e, positions * (2 * c + r) * e
+        parts["scores"] = rows * context * _score_bytes_per_element(e, masked=q_len > 1)
+    elif form == "fused":
+        activations, cache = io + latent_qo, positions * (c + r) * e
+        if splits > 1:
+            parts["split_partials"] = 2 * rows * splits * (c + 1) * FP32_BYTES  # outputs and log-sum-exps
+    elif form == "naive":
+        activations, cache = io, positions * (c + r) * e
+        # wkv_b writes k_nope and v; the concatenation reads k_nope (and k_pe again) and writes k;
+        # attention reads k and v.
+        parts["expanded_kv"] = positions * (h * (p + v) + h * p + r + 2 * h * (p + r) + h * v) * e
+    else:
+        raise ValueError(f"unknown MLA decode form {form!r}")
+    return MlaDecodeTraffic(
+        form=form,
+        weights=attention_params(a) * e,
+        activations=activations,
+        cache_reads=cache,
+        minimum=attention_layer_bytes(
+            a, batch=batch, q_len=q_len, kv_len=context, dtype_bytes=dtype_bytes, cached=True
+        ),
+        **parts,
+    )

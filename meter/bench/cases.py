@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "ep_problem",
     "expand_grid",
     "grid_from_lists",
+    "parse_fused_plan",
 ]
 
 
@@ -47,22 +49,6 @@ def applicable_layers(a: ModelArgs) -> list[str]:
     return layers
 
 
-GRID_AXES = (
-    "layers",
-    "phase",
-    "batch",
-    "seq",
-    "context",
-    "tokens_per_expert",
-    "dtype",
-    "fp8",
-    "ep",
-    "routing",
-    "skew",
-    "form",
-)
-
-
 def expand_grid(model: str, a: ModelArgs, grid: Mapping[str, Any]) -> list[BenchCase]:
     """Every combination of the grid's list values; irrelevant axes are dropped per layer and phase.
 
@@ -89,7 +75,7 @@ def expand_grid(model: str, a: ModelArgs, grid: Mapping[str, Any]) -> list[Bench
 def _relevant(axis: str, layer: str, phase: str) -> bool:
     if axis in ("fp8", "ep", "routing", "skew", "tokens_per_expert"):
         return layer == "moe"
-    if axis == "form":
+    if axis in ("form", "compile", "fused_plan"):
         return layer == "mla" and phase == "decode"
     if axis == "context":
         return phase == "decode" and layer in ("mla", "gqa")
@@ -103,6 +89,10 @@ def _fill_defaults(case: BenchCase) -> BenchCase:
         case = replace(case, seq=4096)
     if case.phase == "decode" and case.layer in ("mla", "gqa") and not case.context:
         case = replace(case, context=4096)
+    if case.form == "fused":
+        case = replace(case, compile=False)  # compiling applies to the eager forms
+    else:
+        case = replace(case, fused_plan=None)
     return case
 
 
@@ -119,3 +109,25 @@ def dedupe(cases: Iterable[BenchCase]) -> list[BenchCase]:
 def grid_from_lists(**axes: Sequence[Any] | None) -> dict[str, Any]:
     """A grid from command-line lists, leaving out axes the user did not give."""
     return {k: v for k, v in axes.items() if v is not None}
+
+
+_PLAN = re.compile(r"(?:h(\d+))?(?:n(\d+))?(?:s(\d+))?")
+
+
+def parse_fused_plan(spec: str) -> dict[str, int]:
+    """``"h64n32s2"`` (any of the parts, in that order) -> overrides of the fused decode's launch rule.
+
+    h: query rows (heads x new tokens) per program, n: cache positions per step (both powers of
+    two, at least 16), s: context splits. Raises ValueError naming what is wrong.
+    """
+    m = _PLAN.fullmatch(spec)
+    if not spec or m is None:
+        raise ValueError(f"expected h<rows>n<positions>s<splits> (any of them, e.g. h64n32s2), not {spec!r}")
+    out = {k: int(v) for k, v in zip(("block_h", "block_n", "num_splits"), m.groups()) if v is not None}
+    for key in ("block_h", "block_n"):
+        value = out.get(key)
+        if value is not None and (value < 16 or value & (value - 1)):
+            raise ValueError(f"{key[-1]} in {spec!r} must be a power of two of at least 16, not {value}")
+    if out.get("num_splits") == 0:
+        raise ValueError(f"s in {spec!r} must be at least 1")
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -20,6 +21,7 @@ from kernels.args import ModelArgs
 from meter.analytic import flops as F
 from meter.analytic import memory as M
 from meter.analytic.params import attention_params, expert_params, router_params, swiglu_params
+from meter.bench.cases import parse_fused_plan
 from meter.device.select import ComputeDevice
 from meter.results.cases import BenchCase
 from meter.results.records import CaseDetails
@@ -55,7 +57,7 @@ class Workload:
     step: Callable[[int], None]  # one call on input set i
     n_inputs: int
     flops_per_call: float  # useful FLOPs (analytic; causal attention counts half)
-    bytes_per_call: float  # minimum memory traffic (analytic)
+    bytes_per_call: float  # memory traffic (analytic): the minimum, or what an MLA decode form moves
     tokens_per_call: int
     module: torch.nn.Module
     inputs: list[torch.Tensor] = field(default_factory=list)  # the rotated input sets
@@ -137,10 +139,27 @@ def _check_supported(case: BenchCase, a: ModelArgs, target: ComputeDevice) -> No
         reason = _fp8_problem(case.fp8, a, target)
         if reason:
             raise UnsupportedCase(reason)
+    if case.layer == "mla" and case.phase == "decode" and case.form == "fused":
+        _check_fused(target)
+    if case.compile and not (case.layer == "mla" and case.phase == "decode"):
+        raise UnsupportedCase("--compile applies to the MLA decode forms")
     if case.dtype == "fp16" and target.kind == "cpu":
         raise UnsupportedCase("fp16 matrix products are not a CPU benchmark (use fp32 or bf16)")
     if case.phase != "decode" and case.seq < 1 and not case.tokens_per_expert:
         raise UnsupportedCase("train and prefill need seq >= 1")
+
+
+def _check_fused(target: ComputeDevice) -> None:
+    from kernels.triton import fused_decode_unavailable
+
+    if target.kind != "cuda":
+        # Triton's interpreter would run it here, far too slowly to mean anything as a timing.
+        raise UnsupportedCase("the fused MLA decode kernel needs a CUDA GPU; the CPU bench does not interpret it")
+    if not target.present:
+        return  # a plan for a GPU not at hand: its image is assumed to carry the triton extra
+    reason = fused_decode_unavailable("cuda")
+    if reason:
+        raise UnsupportedCase(reason)
 
 
 def _fp8_problem(recipe: str, a: ModelArgs, target: ComputeDevice) -> str | None:
@@ -377,19 +396,43 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, tar
     from meter.bench.sdpa import sdpa_backend
 
     pos = case.context - 1
+    details: dict[str, Any] = {}
     if a.attention == "mla":
         from kernels.mla import MLA, LatentKVCache
 
         layer = MLA(a, max_seq_len=case.context, dtype=dtype, device=dev).requires_grad_(False)
         cache = LatentKVCache(case.batch, case.context, a, dtype, device=dev)
         form = case.form
-        if form == "absorbed":
-            backend = "einsum (absorbed, eager)"
-        else:
-            backend = "sdpa-" + sdpa_backend(target, dtype, a.qk_head_dim, a.v_head_dim, causal=False, grad=False)
+        plan = _fused_plan(case, a, dev) if form == "fused" else None
+        backend = {
+            "absorbed": "einsum (absorbed, eager)",
+            "fused": "triton (fused split-KV decode)",
+        }.get(form) or "sdpa-" + sdpa_backend(target, dtype, a.qk_head_dim, a.v_head_dim, causal=False, grad=False)
+        if case.compile:
+            backend = backend.replace("eager", "torch.compile") if "eager" in backend else backend + " + torch.compile"
 
         def call(x: torch.Tensor) -> torch.Tensor:
-            return layer.decode(x, cache, pos, form)
+            return layer.decode(x, cache, pos, form, plan)
+
+        if case.compile:
+            call = torch.compile(call)
+        traffic = M.mla_decode_traffic(
+            a,
+            batch=case.batch,
+            context=case.context,
+            form=form,
+            dtype_bytes=DTYPE_BYTES[case.dtype],
+            splits=plan.num_splits if plan else 1,
+        )
+        details.update(
+            bytes_minimum=traffic.minimum,
+            bytes_ratio_to_minimum=traffic.ratio_to_minimum,
+        )
+        if case.compile:  # inductor fuses some elementwise passes; the eager count bounds it from above
+            details["bytes_model"] = "eager kernel sequence (an upper bound under torch.compile)"
+        if plan:
+            details.update(block_h=plan.block_h, block_n=plan.block_n, num_splits=plan.num_splits)
+        bytes_per_call = traffic.total
     else:
         from kernels.dense import GQAttention, KVCache
 
@@ -401,26 +444,50 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, tar
         def call(x: torch.Tensor) -> torch.Tensor:
             return layer.decode(x, cache, pos)
 
+        bytes_per_call = M.attention_layer_bytes(
+            a, batch=case.batch, q_len=1, kv_len=case.context, dtype_bytes=DTYPE_BYTES[case.dtype], cached=True
+        )
+
     for buf in cache.buffers():
-        buf.normal_()
+        if buf.is_floating_point():
+            buf.normal_()
     n = _n_inputs(case.batch * a.dim * DTYPE_BYTES[case.dtype], free_bytes)
     inputs = [_randn((case.batch, 1, a.dim), dev, dtype) for _ in range(n)]
-    fwd = F.attention_layer_flops(a, batch=case.batch, q_len=1, kv_len=case.context, pairs="full", form=form)
-    traffic = M.attention_layer_bytes(
-        a, batch=case.batch, q_len=1, kv_len=case.context, dtype_bytes=DTYPE_BYTES[case.dtype], cached=True
-    )
+    flops_form = "absorbed" if form == "fused" else form  # the same products, in one kernel
+    fwd = F.attention_layer_flops(a, batch=case.batch, q_len=1, kv_len=case.context, pairs="full", form=flops_form)
     notes = ["the cache (larger than L2) is read every step; inputs rotated"]
+    if a.attention == "mla":
+        notes.append(
+            f"bytes: what the {form} form moves (analytic), {details['bytes_ratio_to_minimum']:.2f}x the minimum"
+        )
+    cache_bytes = sum(b.numel() * b.element_size() for b in cache.buffers() if b.is_floating_point())
     return Workload(
         case=case,
         step=_step_for(call, inputs, None),
         n_inputs=n,
         flops_per_call=fwd,
-        bytes_per_call=traffic,
+        bytes_per_call=bytes_per_call,
         tokens_per_call=case.batch,
         module=layer,
         inputs=inputs,
         notes=notes,
-        details=CaseDetails(cache_bytes=sum(b.numel() * b.element_size() for b in cache.buffers()), backend=backend),
+        details=CaseDetails(cache_bytes=cache_bytes, backend=backend, **details),
+    )
+
+
+def _fused_plan(case: BenchCase, a: ModelArgs, dev: torch.device):
+    """The fused kernel's launch plan: the rule of kernels.triton.plan, with the case's overrides."""
+    from kernels.triton.plan import DEFAULT_SMS, plan_decode
+
+    overrides = parse_fused_plan(case.fused_plan) if case.fused_plan else {}
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else DEFAULT_SMS
+    return plan_decode(
+        batch=case.batch,
+        rows=a.n_heads,
+        max_context=case.context,
+        latent_dim=a.kv_lora_rank,
+        num_sms=sms,
+        **overrides,
     )
 
 

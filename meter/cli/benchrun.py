@@ -103,8 +103,6 @@ def execute(
     from meter.bench.session import BenchSession, default_ceilings
     from meter.results.runfile import RunWriteError, default_run_path
 
-    if device.kind == "cpu":
-        say(CPU_WARNING)
     path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
     settings = timing_settings(args, device.kind)
     session = BenchSession(
@@ -119,6 +117,8 @@ def execute(
         say=say,
     )
     session.open_run_file()  # refuses an unwritable path before measuring
+    if device.kind == "cpu":
+        say(CPU_WARNING)
     show, interactive = progress(sys.stderr)
     try:
         with session:
@@ -206,7 +206,7 @@ def print_results(doc) -> None:
                 f"{m.achieved_tflops:.3g}",
                 pct(eff),
                 f"{m.achieved_gb_s:.4g}",
-                "; ".join(filter(None, [_parts_note(r), _energy_note(r.telemetry)])),
+                "; ".join(filter(None, [_bytes_note(r.details), _parts_note(r), _energy_note(r.telemetry)])),
             ]
         )
     eff_label = "% GEMM ceil" if device.cpu else "MFU"
@@ -245,7 +245,8 @@ def print_projections(doc) -> None:
     if not doc.projections:
         print("\nNo whole-model projection: it needs an attention, MoE and dense-FFN result at the same shape.")
         return
-    forms = {c.id: c.case.form for c in doc.cases if c.case.layer == "mla" and c.case.phase == "decode"}
+    # The form as the case id spells it: absorbed, absorbed+compile, fused, fused-s4 ...
+    forms = {c.id: c.id.rsplit(".", 1)[1] for c in doc.cases if c.case.layer == "mla" and c.case.phase == "decode"}
     rows = []
     for p in doc.projections:
         shape = f"b{p.batch} ctx{p.context}" if p.phase == "decode" else f"b{p.batch} s{p.seq}"
@@ -284,6 +285,11 @@ def print_projections(doc) -> None:
 
 def pct(x: float | None) -> str | None:
     return None if x is None else f"{x * 100:.1f}%"
+
+
+def _bytes_note(details) -> str:
+    ratio = details.bytes_ratio_to_minimum if details is not None else None
+    return f"moves {ratio:.2f}x the minimum bytes" if ratio is not None else ""
 
 
 def _energy_note(tele) -> str:

@@ -39,8 +39,13 @@ MODEL_CONSTRAINTS: dict[str, dict[str, float]] = {
             "norm_eps",
             "n_expert_groups",
             "n_limited_groups",
+            "original_seq_len",
+            "beta_fast",
+            "beta_slow",
+            "mscale",
         )
     },
+    "rope_factor": {"ge": 1},  # 1 means no YaRN extension
     **{
         f: _NON_NEGATIVE
         for f in (
@@ -171,9 +176,13 @@ def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
                 fail(name, "must be greater than 0 for MLA attention (kv_lora_rank > 0)")
         if a.qk_rope_head_dim % 2:
             fail("qk_rope_head_dim", "RoPE rotates pairs of channels; must be even")
+        if a.rope_factor > 1 and a.beta_fast <= a.beta_slow:
+            fail("beta_fast", f"YaRN's ramp runs from beta_fast down to beta_slow ({a.beta_slow:g}); must exceed it")
     else:
         if a.q_lora_rank:
             fail("q_lora_rank", "set, but kv_lora_rank is 0 (GQA attention has no latent query path)")
+        if a.rope_factor != 1:
+            fail("rope_factor", "YaRN is implemented for MLA models only (kv_lora_rank > 0)")
         for name in ("n_kv_heads", "head_dim"):
             if getattr(a, name) <= 0:
                 fail(name, "must be greater than 0 for GQA attention (kv_lora_rank 0)")

@@ -20,7 +20,6 @@ from typing import Literal
 from meter.errors import ConfigError
 
 Kind = Literal["models", "hardware", "pricing", "scenarios", "suites"]
-KINDS: tuple[Kind, ...] = ("models", "hardware", "pricing", "scenarios", "suites")
 ENV_VAR = "METER_CONFIG_PATH"
 _SUFFIXES = (".yaml", ".yml")
 _SINGULAR = {

@@ -142,7 +142,10 @@ def from_yaml(value: Any) -> Quantity:
     if isinstance(value, bool):
         raise QuantityError("expected a number or a distribution, not true/false")
     if isinstance(value, (int, float)):
-        return checked(Quantity.point(float(value)))
+        try:
+            return checked(Quantity.point(float(value)))
+        except OverflowError:
+            raise QuantityError("too large for a number") from None
     if isinstance(value, str):
         return parse_cli(value)
     if not isinstance(value, Mapping):
@@ -154,9 +157,11 @@ def from_yaml(value: Any) -> Quantity:
     if unknown:
         raise QuantityError(f"unknown distribution key(s): {', '.join(sorted(unknown))}")
     try:
+        if any(isinstance(v, bool) for v in data.values()):
+            raise TypeError("true/false is not a number")
         nums = {k: float(v) for k, v in data.items()}
-    except (TypeError, ValueError):
-        raise QuantityError("distribution parameters must be numbers") from None
+    except (TypeError, ValueError, OverflowError):
+        raise QuantityError("distribution parameters must be finite numbers") from None
     if dist is None:
         dist = "lognormal" if "p10" in nums else ("normal" if "mean" in nums else "uniform")
     if dist == "lognormal":

@@ -3,7 +3,8 @@
 Each grid maps axes to a value or a list of values; every combination is a case. Axes:
 ``layers`` (attn, mla, gqa, moe, ffn), ``phase`` (train, prefill, decode), ``batch``, ``seq``,
 ``context``, ``tokens_per_expert``, ``dtype`` (bf16, fp16, fp32), ``fp8`` (rowwise, blockwise),
-``ep``, ``routing`` (learned, uniform, skew), ``skew``, ``form`` (absorbed, naive).
+``ep``, ``routing`` (learned, uniform, skew), ``skew``, ``form`` (absorbed, naive, fused), ``compile``
+(true: torch.compile the eager decode forms).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class Grid:
     ep: list[int] | None = field(default=None, metadata=D.EP.metadata())
     routing: list[Literal["learned", "uniform", "skew"]] | None = None
     skew: list[float] | None = field(default=None, metadata=D.SKEW.metadata())
-    form: list[Literal["absorbed", "naive"]] | None = None
+    form: list[Literal["absorbed", "naive", "fused"]] | None = None
+    compile: list[bool] | None = None
 
     def axes(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}

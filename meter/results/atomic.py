@@ -25,6 +25,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; give a file path")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise OutputError(f"{path}: cannot write ({blocking} is a file, not a directory)")
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

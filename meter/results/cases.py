@@ -20,15 +20,12 @@ Phase = Literal["train", "prefill", "decode"]
 Dtype = Literal["bf16", "fp16", "fp32"]
 Fp8Scaling = Literal["rowwise", "blockwise"]
 Routing = Literal["learned", "uniform", "skew"]
-DecodeForm = Literal["absorbed", "naive"]
+DecodeForm = Literal["absorbed", "naive", "fused"]
 Collective = Literal["dispatch", "combine", "all_reduce", "all_gather"]
 Payload = Literal["fp8", "bf16", "fp32"]
 
 LAYERS: tuple[str, ...] = Layer.__args__  # type: ignore[attr-defined]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
-DTYPES: tuple[str, ...] = Dtype.__args__  # type: ignore[attr-defined]
-FORMS: tuple[str, ...] = DecodeForm.__args__  # type: ignore[attr-defined]
-ROUTINGS: tuple[str, ...] = Routing.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,9 @@ class BenchCase:
     ep: int = field(default=1, metadata=ge(1))  # expert-parallel degree: this GPU holds n_routed_experts / ep
     routing: Routing = "learned"
     skew: float = field(default=1.0, metadata=ge(0))  # Zipf exponent when routing == "skew"
-    form: DecodeForm = "absorbed"  # MLA decode form
+    form: DecodeForm = "absorbed"  # MLA decode form (fused: the Triton kernel)
+    compile: bool = False  # torch.compile the eager MLA decode forms
+    fused_plan: str | None = None  # the fused form's launch-rule overrides, e.g. "h64n32s2"
 
     def tokens(self, a: ModelArgs) -> int:
         """Tokens one call processes on this GPU."""
@@ -72,7 +71,8 @@ class BenchCase:
             if self.routing != "learned":
                 parts.append(self.routing + (f"{self.skew:g}" if self.routing == "skew" else ""))
         if self.layer == "mla" and self.phase == "decode":
-            parts.append(self.form)
+            plan = f"-{self.fused_plan}" if self.fused_plan else ""
+            parts.append(self.form + ("+compile" if self.compile else "") + plan)
         return ".".join(parts)
 
     def as_dict(self) -> dict[str, Any]:

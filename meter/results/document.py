@@ -271,7 +271,7 @@ class RunDocument:
     started_at: dt.datetime
     finished_at: dt.datetime | None = None
     metadata: RunMetadata
-    cases: list[CaseResult] = field(default_factory=list)
+    cases: list[CaseResult]
     projections: list[Projection] = field(default_factory=list)
     communication: list[CommResult] = field(default_factory=list)
     stragglers: list[Straggler] = field(default_factory=list)

@@ -86,12 +86,18 @@ class CaseDetails:
     rows_per_expert: float | None = field(**_opt(ge(0)))
     expert_gemm: str | None = None  # the grouped-GEMM backend (or fp8 scaling) the experts used
     cache_bytes: int | None = field(**_opt(ge(0)))
-    backend: str | None = (
-        None  # what ran the layer's heavy ops: grouped_mm, loop, sdpa-flash, fp8-... (older files: absent)
-    )
+    # what ran the layer's heavy ops: grouped_mm, loop, sdpa-flash, fp8-... (absent in older files)
+    backend: str | None = None
     fallback_reason: str | None = None  # why a slower path than the fused one ran, when one did
     peak_bytes: int | None = field(**_opt(ge(0)))  # live-tensor peak measured on the meta device before the run
     peak_method: str | None = None
+    # MLA decode: the bytes its form moves (analytic; metrics.bytes_per_call) against the minimum
+    bytes_minimum: float | None = field(**_opt(ge(0)))
+    bytes_ratio_to_minimum: float | None = field(**_opt(ge(0)))
+    bytes_model: str | None = None  # how metrics.bytes_per_call is counted, where it is only a bound
+    block_h: int | None = field(**_opt(ge(1)))  # the fused kernel's launch plan
+    block_n: int | None = field(**_opt(ge(1)))
+    num_splits: int | None = field(**_opt(ge(1)))
 
 
 @dataclass(frozen=True)

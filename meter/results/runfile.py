@@ -18,7 +18,7 @@ from meter.errors import ConfigError, OutputError
 from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
 from meter.results.document import STATUSES, RunDocument, RunMetadata
-from meter.results.load import RunFileError, check_consistency
+from meter.results.load import check_consistency
 from meter.results.metadata import utc_now
 from meter.results.records import CaseResult
 
@@ -41,13 +41,12 @@ def checked_case(case: CaseResult) -> CaseResult:
     try:
         return build_dataclass(CaseResult, to_jsonable(case), path=None)
     except ConfigError as exc:
-        problem = exc.retyped(RunFileError)
         return CaseResult(
             id=case.id,
             case=case.case,
             status="error",
-            reason=f"result not recordable: {str(problem).removeprefix('argument ')}",
-            notes=list(case.notes),
+            reason=f"result not recordable: {exc.detail()}",
+            notes=case.notes,
         )
 
 
@@ -56,7 +55,9 @@ class RunRecorder:
 
     def __init__(self, path: Path, *, metadata: RunMetadata, run_id: str | None = None):
         self.path = Path(path)
-        self.doc = RunDocument(run_id=run_id or new_run_id(), status="running", started_at=utc_now(), metadata=metadata)
+        self.doc = RunDocument(
+            run_id=run_id or new_run_id(), status="running", started_at=utc_now(), metadata=metadata, cases=[]
+        )
         self.save()  # an unwritable path is refused before anything is measured
 
     def add_case(self, result: CaseResult) -> CaseResult:

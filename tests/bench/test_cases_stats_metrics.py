@@ -79,6 +79,8 @@ def test_v3_sweep_covers_what_the_gpu_issue_asks():
     assert {c.tokens_per_expert for c in moe} >= {32, 8192} and {c.ep for c in moe} == {1, 64}
     decode = [c for c in cases if c.layer == "mla" and c.phase == "decode"]
     assert {c.context for c in decode} == {4096, 8192, 16384} and {c.batch for c in decode} == {128}
+    forms = {c.id.rsplit(".", 1)[1] for c in decode}
+    assert forms == {"absorbed", "absorbed+compile", "naive", "fused"}  # one table: eager, compiled, fused
     assert any(c.fp8 for c in cases)
 
 

@@ -298,3 +298,71 @@ def test_timer_measures_at_least_min_time_even_when_warmup_misleads():
     settings = TimingSettings(warmup_s=0.0, min_warmup_calls=1, min_time_s=0.3, min_repeats=1, max_repeats=10_000)
     samples = time_cpu(call, settings)
     assert sum(samples) >= 0.29 and len(samples) > 100
+
+
+def _bench_argv(out: Path, *extra: str) -> list[str]:
+    return [
+        "bench",
+        "--model",
+        "deepseek-v3-tiny",
+        "--layers",
+        "ffn",
+        "--phase",
+        "train,prefill,decode",
+        "--batch",
+        "1",
+        "--seq",
+        "16",
+        "--min-time",
+        "0.01",
+        "--output",
+        str(out),
+        "--no-telemetry",
+        *extra,
+    ]
+
+
+def test_a_write_that_fails_mid_sweep_keeps_the_last_valid_file(tmp_path: Path, monkeypatch, capsys):
+    """A full disk after two cases: the run stops, what was measured is printed, the file keeps two cases."""
+    from meter.cli import main as cli
+    from meter.errors import OutputError
+    from meter.results import runfile
+
+    _seed_ceilings(tmp_path)
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
+    real, calls = runfile.write_json_atomic, []
+
+    def filling_up(path, obj):
+        calls.append(len(obj["cases"]))
+        if len(obj["cases"]) >= 3:
+            raise OutputError(f"{path}: cannot write (No space left on device); any earlier file there is unchanged")
+        real(path, obj)
+
+    monkeypatch.setattr(runfile, "write_json_atomic", filling_up)
+    out = tmp_path / "run.json"
+    code = cli.main(_bench_argv(out))
+    captured = capsys.readouterr()
+    assert code == 2
+    errors = [line for line in captured.err.splitlines() if line.startswith("meter: error")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and str(out) in errors[0]
+    assert "ffn.train" in captured.out and "ffn.decode" in captured.out  # every measured case is printed
+    doc = load_run(out)  # the last good write: two finished cases, still a valid file
+    assert [c.status for c in doc.cases] == ["ok", "ok"] and doc.status == "running"
+
+
+def test_a_failed_push_still_prints_the_results_and_says_where_the_file_is(tmp_path: Path, monkeypatch, capsys):
+    import socket
+
+    from meter.cli import main as cli
+
+    _seed_ceilings(tmp_path)
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run.json"
+    code = cli.main(_bench_argv(out, "--push", f"http://127.0.0.1:{port}"))
+    captured = capsys.readouterr()
+    assert code == 0 and "Run file:" in captured.out and "ffn.prefill" in captured.out
+    assert "could not push" in captured.err and f"kept at {out}" in captured.err
+    assert load_run(out).status == "complete"

@@ -167,6 +167,7 @@ def _comm_doc(path: Path, hardware: str, kind: str = "cuda") -> Path:
         status="complete",
         started_at=utc_now(),
         metadata=cpu_metadata(device=device, hardware=hardware_summary(load_hardware(hardware)), distributed=layout),
+        cases=[],
         communication=[
             result("intra-node", "dispatch", 1e8, 8.75e7, 8.75e7 / 300e9),
             result("intra-node", "dispatch", 1e6, 8.75e5, 8.75e5 / 100e9),  # smaller: ignored

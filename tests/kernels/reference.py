@@ -14,12 +14,13 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * weight
 
 
-def rotate(x: torch.Tensor, position: int, theta: float) -> torch.Tensor:
-    """RoPE on the last dim of x (pairs (2i, 2i+1)) at one position."""
+def rotate(x: torch.Tensor, position: int, theta: float, inv_freq: list[float] | None = None) -> torch.Tensor:
+    """RoPE on the last dim of x (pairs (2i, 2i+1)) at one position; pair i turns by ``inv_freq[i]``
+    per position (``theta**(-2i/d)`` unless given)."""
     d = x.shape[-1]
     out = x.clone()
     for i in range(d // 2):
-        angle = position * theta ** (-2 * i / d)
+        angle = position * (theta ** (-2 * i / d) if inv_freq is None else inv_freq[i])
         c, s = math.cos(angle), math.sin(angle)
         a, b = x[..., 2 * i], x[..., 2 * i + 1]
         out[..., 2 * i] = a * c - b * s
@@ -87,8 +88,11 @@ def attention(q_SHd: torch.Tensor, k_THd: torch.Tensor, v_THe: torch.Tensor, sca
     return out
 
 
-def mla(x_SD: torch.Tensor, p: dict, a) -> torch.Tensor:
-    """MLA over one sequence, naive form, in float64. ``p`` holds the layer's weights by name."""
+def mla(
+    x_SD: torch.Tensor, p: dict, a, inv_freq: list[float] | None = None, scale: float | None = None
+) -> torch.Tensor:
+    """MLA over one sequence, naive form, in float64. ``p`` holds the layer's weights by name;
+    ``inv_freq`` and ``scale`` replace the plain RoPE frequencies and the 1/sqrt(d_qk) scale."""
     s = x_SD.shape[0]
     h, nope, rope, v_dim = a.n_heads, a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim
     if a.q_lora_rank:
@@ -104,10 +108,10 @@ def mla(x_SD: torch.Tensor, p: dict, a) -> torch.Tensor:
     k_full = torch.zeros(s, h, nope + rope, dtype=x_SD.dtype)
     for i in range(s):
         q_full[i, :, :nope] = q[i, :, :nope]
-        q_full[i, :, nope:] = rotate(q[i, :, nope:], i, a.rope_theta)
+        q_full[i, :, nope:] = rotate(q[i, :, nope:], i, a.rope_theta, inv_freq)
         k_full[i, :, :nope] = kv[i, :, :nope]
-        k_full[i, :, nope:] = rotate(k_pe[i], i, a.rope_theta)  # one RoPE key shared by all heads
-    out = attention(q_full, k_full, kv[:, :, nope:], (nope + rope) ** -0.5, 0)
+        k_full[i, :, nope:] = rotate(k_pe[i], i, a.rope_theta, inv_freq)  # one RoPE key shared by all heads
+    out = attention(q_full, k_full, kv[:, :, nope:], (nope + rope) ** -0.5 if scale is None else scale, 0)
     return out.reshape(s, h * v_dim) @ p["wo"].T
 
 

@@ -41,6 +41,16 @@ def _csv(choices: tuple[str, ...] | None = None):
     return parse
 
 
+def _fused_plan(text: str) -> str:
+    from meter.bench.cases import parse_fused_plan
+
+    try:
+        parse_fused_plan(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "bench",
@@ -68,7 +78,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--ep", type=numbers(D.EP), help="expert-parallel degrees: benchmark one GPU's slice of the experts")
     p.add_argument("--routing", type=_csv(("learned", "uniform", "skew")), help="learned (default), uniform, skew")
     p.add_argument("--skew", type=number(D.SKEW), help="Zipf exponent for --routing skew (default 1.0)")
-    p.add_argument("--form", type=_csv(("absorbed", "naive")), help="MLA decode form(s) (default absorbed)")
+    p.add_argument(
+        "--form",
+        type=_csv(("absorbed", "naive", "fused")),
+        help="MLA decode form(s): absorbed (default), naive, fused (the Triton kernel; CUDA and the triton extra)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also run the eager MLA decode forms under torch.compile (cases marked +compile)",
+    )
+    p.add_argument(
+        "--fused-plan",
+        type=_fused_plan,
+        metavar="SPEC",
+        help="override the fused kernel's launch rule: h<rows per program>n<positions per step>s<splits>, e.g. s4",
+    )
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -121,6 +146,8 @@ def _grid(args: argparse.Namespace) -> dict[str, Any]:
         routing=args.routing,
         skew=[args.skew] if args.skew is not None else None,
         form=args.form,
+        compile=[False, True] if args.compile else None,
+        fused_plan=[args.fused_plan] if args.fused_plan else None,
     )
 
 

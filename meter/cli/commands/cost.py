@@ -266,6 +266,10 @@ def run_train(args: argparse.Namespace) -> int:
     loc = locator(args)
     if args.scenario:
         scenario = load_scenario(args.scenario, loc)
+        if scenario.kind != "train":
+            raise UsageError(
+                f"scenario '{scenario.name}' is a {scenario.kind} scenario; meter cost train needs a training one"
+            )
         if args.model and args.model != scenario.model:
             raise UsageError(f"scenario '{scenario.name}' is about {scenario.model}, not {args.model}; drop one")
     elif args.model:
