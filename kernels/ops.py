@@ -111,7 +111,7 @@ def _run_probe(name: str, dev: torch.device) -> ProbeResult:
     except _Absent as exc:
         return ProbeResult(name, False, str(exc))
     except Exception as exc:  # the op exists but refuses these operands here: say exactly why
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        first = str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else ""
         return ProbeResult(name, False, f"{type(exc).__name__}: {first}")
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

@@ -23,8 +23,9 @@ from meter.cli.benchrun import (
     select,
     timing_settings,
 )
-from meter.cli.common import locator, number, numbers
+from meter.cli.common import bytes_arg, locator, number, numbers
 from meter.cli.output import emit_json, table
+from meter.config.pricing import TIERS
 from meter.errors import UsageError
 
 
@@ -123,6 +124,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="measure the device's copy and GEMM ceilings again (cached per device); alone, only that",
     )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="measure nothing: each case's peak memory (meta device), whether it fits, its expected device time "
+        "and the sweep's rental cost on --hardware (or in --memory); no GPU needed",
+    )
+    p.add_argument("--hardware", metavar="NAME", help="with --plan: the hardware config to plan for (e.g. h100-sxm)")
+    p.add_argument(
+        "--memory", type=bytes_arg(D.PLAN_MEMORY_BYTES), metavar="BYTES", help="with --plan: the GPU memory, e.g. 80GiB"
+    )
+    p.add_argument(
+        "--efficiency",
+        type=number(D.EFFICIENCY),
+        default=0.5,
+        metavar="E",
+        help="with --plan: the share of the datasheet peaks the roofline assumes (default 0.5)",
+    )
+    p.add_argument("--tier", choices=TIERS, help="with --plan: the price-table tier of the rental price")
     add_execution_options(p)
     p.set_defaults(handler=run_bench)
 
@@ -151,16 +170,35 @@ def _grid(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def select_cases(args: argparse.Namespace, device_kind: str, device=None):
+    """(cases, models, label, suite) from --suite or the grid flags; defaults follow the device kind."""
     from meter.bench.cases import ep_problem, expand_grid
     from meter.config.models import load_model
 
-    _check_distributed_options(args)
-    device = select(args)
     grid = _grid(args)
     if args.suite and (grid or args.model):
         raise UsageError("--suite takes its model and cases from the suite; drop --model and the grid flags")
-    if args.ceilings and not args.suite and not grid and not args.model:
+    if args.suite:
+        cases, models, suite = cases_from_suite(args.suite, args, device, check_device=device is not None)
+        return cases, models, suite, suite
+    model = load_model(args.model or ("deepseek-v3" if device_kind == "cuda" else "deepseek-v3-tiny"), locator(args))
+    grid.setdefault("dtype", ["bf16" if device_kind == "cuda" else "fp32"])
+    for ep in args.ep or []:
+        why = ep_problem(model.args, ep, args.layers)
+        if why:
+            raise UsageError(f"argument --ep: {ep} {why} ({model.name})")
+    return expand_grid(model.name, model.args, grid), {model.name: model.args}, model.name, None
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    _check_distributed_options(args)
+    _check_plan_options(args)
+    if args.plan:
+        from meter.cli.benchplan import run_plan
+
+        return run_plan(args, select_cases)
+    device = select(args)
+    if args.ceilings and not args.suite and not _grid(args) and not args.model:
         from meter.bench import ceilings as C
 
         if device.kind == "cpu":
@@ -172,20 +210,7 @@ def run_bench(args: argparse.Namespace) -> int:
             gemm = ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in c.gemm_flops_per_s.items())
             print(f"{device.label}: copy {c.copy_bytes_per_s / 1e9:.4g} GB/s (read + write); GEMM {gemm}")
         return 0
-    if args.suite:
-        cases, models, suite = cases_from_suite(args.suite, args, device)
-        label = suite
-    else:
-        model = load_model(
-            args.model or ("deepseek-v3" if device.kind == "cuda" else "deepseek-v3-tiny"), locator(args)
-        )
-        grid.setdefault("dtype", ["bf16" if device.kind == "cuda" else "fp32"])
-        for ep in args.ep or []:
-            why = ep_problem(model.args, ep, args.layers)
-            if why:
-                raise UsageError(f"argument --ep: {ep} {why} ({model.name})")
-        cases = expand_grid(model.name, model.args, grid)
-        models, suite, label = {model.name: model.args}, None, model.name
+    cases, models, label, suite = select_cases(args, device.kind, device)
     if args.distributed:
         return run_distributed(args, [] if args.comm_only else cases, models, label, suite)
     if not cases:
@@ -195,6 +220,24 @@ def run_bench(args: argparse.Namespace) -> int:
     recorder = execute(args, cases, models, device, label=label, suite=suite, remeasure_ceilings=args.ceilings)
     finish_output(args, recorder)
     return 0
+
+
+def _check_plan_options(args: argparse.Namespace) -> None:
+    planning = [f for f, v in (("--hardware", args.hardware), ("--memory", args.memory), ("--tier", args.tier)) if v]
+    if not args.plan:
+        if planning:
+            raise UsageError(f"{planning[0]} goes with --plan")
+        return
+    if not args.hardware and not args.memory:
+        raise UsageError("--plan needs a target: --hardware NAME (e.g. h100-sxm) or --memory BYTES (e.g. 80GiB)")
+    for flag, value in (
+        ("--distributed", args.distributed),
+        ("--telemetry-overhead", args.telemetry_overhead),
+        ("--ceilings", args.ceilings),
+        ("--push", args.push),
+    ):
+        if value:
+            raise UsageError(f"--plan measures nothing; {flag} does not go with it")
 
 
 def run_overhead(args: argparse.Namespace, cases, models, device) -> int:
