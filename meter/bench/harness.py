@@ -180,7 +180,7 @@ def _energy(
     energy per call is the window's energy over the calls in it."""
     n = energy_calls(median_s, monitor.min_window_s)
     with monitor.window(name) as w:
-        back_to_back(call, n)
+        n = back_to_back(call, n, max_s=3 * monitor.min_window_s)
     tele = w.summary()
     per_call = tele.energy_j / n if tele.energy_j is not None else None
     return replace(

@@ -74,6 +74,43 @@ def ops_info(device: ComputeDevice) -> OpsInfo:
     )
 
 
+def run_metadata(device: ComputeDevice, settings: TimingSettings, models, suite: str | None, *, cuda_graphs: bool):
+    """What every run file records about where and how it was measured."""
+    from meter.results import metadata as md
+    from meter.results.document import MethodInfo, ModelSummary
+
+    return RunMetadata(
+        device=device.info(),
+        hardware=md.hardware_summary(device.hardware),
+        software=md.software_info(),
+        git=md.git_info(),
+        host=md.host_info(),
+        command=md.command_line(),
+        suite=suite,
+        models={
+            name: ModelSummary(
+                n_layers=a.n_layers,
+                n_moe_layers=a.n_moe_layers,
+                n_dense_ffn_layers=a.n_ffn_dense_layers,
+                attention=a.attention,
+                dim=a.dim,
+            )
+            for name, a in models.items()
+        },
+        method=MethodInfo(
+            timer="cuda-events (per call, L2 flushed before each)"
+            if device.kind == "cuda"
+            else "wall-clock (perf_counter)",
+            statistic="median of per-call times; spread = IQR / median",
+            settings=settings,
+            inputs="random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
+            cuda_graphs=device.kind == "cuda" and cuda_graphs,
+            flops="analytic (meter.analytic), causal attention counted as half; mfu vs dense bf16 datasheet peak",
+            cpu_run=device.kind == "cpu",
+        ),
+    )
+
+
 class BenchSession:
     """Measures cases on one device into one run document (written when ``output`` is given)."""
 

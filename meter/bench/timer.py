@@ -88,7 +88,13 @@ def energy_calls(median_s: float, window_s: float, limit: int = 1_000_000) -> in
     return max(1, min(limit, math.ceil(window_s / median_s)))
 
 
-def back_to_back(call: Callable[[int], None], n: int, start: int = 0) -> None:
-    """``call(start) ... call(start + n - 1)`` with nothing between them (the window's edges sync)."""
-    for i in range(start, start + n):
-        call(i)
+def back_to_back(call: Callable[[int], None], n: int, start: int = 0, max_s: float | None = None) -> int:
+    """``call(start) ... call(start + n - 1)`` with nothing between them (the window's edges sync);
+    stops early once ``max_s`` of wall time has passed (a host slower than the timing said).
+    Returns how many calls ran."""
+    begin = time.perf_counter()
+    for k in range(n):
+        call(start + k)
+        if max_s is not None and time.perf_counter() - begin > max_s:
+            return k + 1
+    return n

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from meter.config.schema import ALLOW_EMPTY, between, ge, gt
+from meter.results.acceptance import AcceptanceReport
 from meter.results.records import CaseResult, CommResult, Projection, Straggler, TimingSettings
 
 SCHEMA = "gpu-cost-meter/run"
 SCHEMA_VERSION = 3
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
-RunKind = Literal["bench"]
+RunKind = Literal["bench", "acceptance"]
 STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
 
 
@@ -277,6 +278,7 @@ class RunDocument:
     stragglers: list[Straggler] = field(default_factory=list)
     telemetry_timeline: Timeline | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)  # added by later steps (meter run's cost lines)
+    acceptance: AcceptanceReport | None = None  # kind "acceptance": the steps and checks of meter acceptance
 
     @property
     def device(self) -> DeviceInfo:
