@@ -262,3 +262,25 @@ def _run_misaligned():
         [tiny("moe", "prefill", dtype="bf16")], {"deepseek-v3-tiny": MISALIGNED}, CPU, record=out.append, settings=FAST
     )
     return out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layer,phase", [("moe", "train"), ("mla", "train"), ("mla", "decode"), ("ffn", "prefill")])
+def test_the_meta_peak_is_what_cuda_allocates(layer, phase):
+    """On a GPU: the caching allocator's peak while building and running the case is within the
+    margin of the meta-device peak (at V3's widths, small token counts)."""
+    gpu = select_device("cuda", list_hardware())
+    case = BenchCase("deepseek-v3", layer, phase, batch=1 if phase != "decode" else 8, seq=512, context=1024)
+    case = dataclasses.replace(case, ep=64) if layer == "moe" else case
+    planned = measure_peak(case, V3, gpu)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    w = build_workload(case, V3, gpu)
+    w.step(0)
+    w.step(1)
+    torch.cuda.synchronize()
+    real = torch.cuda.max_memory_allocated() - base
+    del w
+    assert planned * 0.8 < real < MARGIN.need_bytes(planned), (planned, real)
