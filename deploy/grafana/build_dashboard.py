@@ -12,6 +12,7 @@ from pathlib import Path
 OUT = Path(__file__).with_name("dashboards") / "gpu-cost-meter.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 GPU = 'hostname=~"$hostname", gpu=~"$gpu"'
+HOST = 'hostname=~"$hostname"'
 
 _ids = iter(range(1, 1000))
 
@@ -136,31 +137,31 @@ def build() -> dict:
     panels += [
         stat(
             "Fleet $ per hour",
-            "sum(meter_gpu_price_usd_per_hour)",
+            f"sum(meter_gpu_price_usd_per_hour{{{HOST}}})",
             "currencyUSD",
             x=0,
             y=y,
-            description="Rental price of every GPU, per hour (meter_gpu_price_usd_per_hour).",
+            description="Rental price of every GPU answering on the selected hosts, per hour.",
         ),
         stat(
             "Rental $ so far",
-            "sum(meter_gpu_rental_usd_total)",
+            f"sum(increase(meter_gpu_rental_usd_total{{{HOST}}}[$__range]))",
             "currencyUSD",
             x=4,
             y=y,
-            description="Rental dollars accrued since the exporters started.",
+            description="Rental dollars accrued over the dashboard's time range (survives exporter restarts).",
         ),
         stat(
             "Idle GPUs $ per hour",
-            "meter:idle_gpu_usd_per_hour:sum",
+            f"sum(meter:gpu_idle_usd_per_hour:sum_by_owner{{{HOST}}}) or vector(0)",
             "currencyUSD",
             x=8,
             y=y,
-            description="Price of every GPU under 5% utilization: what idleness costs (recording rule).",
+            description="Price of every GPU under 5% busy (MIG GPUs: without a process): what idleness costs.",
         ),
         stat(
             "Electricity $ per hour",
-            "meter:fleet_energy_usd_per_hour:sum",
+            f"sum(rate(meter_gpu_energy_usd_total{{{HOST}}}[$__rate_interval])) * 3600",
             "currencyUSD",
             x=12,
             y=y,
@@ -168,7 +169,7 @@ def build() -> dict:
         ),
         stat(
             "Fleet power",
-            "meter:fleet_power_watts:sum",
+            f"sum(meter:gpu_power_watts:rate5m{{{HOST}}})",
             "watt",
             x=16,
             y=y,
@@ -176,7 +177,7 @@ def build() -> dict:
         ),
         stat(
             "GPUs up",
-            "sum(meter_gpu_up)",
+            f"sum(meter_gpu_up{{{HOST}}})",
             "short",
             x=20,
             y=y,
@@ -188,9 +189,9 @@ def build() -> dict:
         timeseries(
             "Dollars per hour by host",
             [
-                target("sum by (hostname) (meter_gpu_price_usd_per_hour)", "{{hostname}} rental", ref="A"),
+                target(f"sum by (hostname) (meter_gpu_price_usd_per_hour{{{HOST}}})", "{{hostname}} rental", ref="A"),
                 target(
-                    "sum by (hostname) (rate(meter_gpu_energy_usd_total[$__rate_interval])) * 3600",
+                    f"sum by (hostname) (rate(meter_gpu_energy_usd_total{{{HOST}}}[$__rate_interval])) * 3600",
                     "{{hostname}} electricity",
                     ref="B",
                 ),
@@ -205,14 +206,53 @@ def build() -> dict:
         timeseries(
             "Dollars so far by host",
             [
-                target("sum by (hostname) (meter_gpu_rental_usd_total)", "{{hostname}} rental", ref="A"),
-                target("sum by (hostname) (meter_gpu_energy_usd_total)", "{{hostname}} electricity", ref="B"),
+                target(
+                    f"sum by (hostname) (increase(meter_gpu_rental_usd_total{{{HOST}}}[$__range]))",
+                    "{{hostname}} rental",
+                    ref="A",
+                ),
+                target(
+                    f"sum by (hostname) (increase(meter_gpu_energy_usd_total{{{HOST}}}[$__range]))",
+                    "{{hostname}} electricity",
+                    ref="B",
+                ),
             ],
             "currencyUSD",
             x=12,
             y=y,
+            description="Increase over the dashboard's time range of the dollars accrued.",
         )
     )
+    y += 8
+    panels += [
+        timeseries(
+            "Idle dollars by namespace",
+            [
+                target(
+                    f"sum by (namespace) (meter:gpu_idle_usd_per_hour:sum_by_owner{{{HOST}}})",
+                    "{{namespace}}",
+                )
+            ],
+            "currencyUSD",
+            x=0,
+            y=y,
+            description="Per hour, the price of idle GPUs held by each namespace's pods (kubelet pod-resources); "
+            "no namespace: GPUs no pod holds.",
+        ),
+        timeseries(
+            "Rental dollars by namespace",
+            [
+                target(
+                    f"sum by (namespace) (meter:gpu_rental_usd_per_hour:sum_by_owner{{{HOST}}})",
+                    "{{namespace}}",
+                )
+            ],
+            "currencyUSD",
+            x=12,
+            y=y,
+            description="Per hour, the price of the GPUs each namespace's pods hold.",
+        ),
+    ]
     y += 8
     panels.append(row("GPUs", y))
     y += 1
@@ -223,7 +263,7 @@ def build() -> dict:
             "percentunit",
             x=0,
             y=y,
-            description="Share of time a kernel ran (NVML), not SM occupancy.",
+            description="Share of time a kernel ran (NVML), not SM occupancy: see Tensor-core activity.",
         ),
         timeseries(
             "Power",
@@ -281,6 +321,36 @@ def build() -> dict:
             "percentunit",
             x=12,
             y=y,
+        ),
+    ]
+    y += 8
+    panels += [
+        timeseries(
+            "Tensor-core and SM activity (GPM)",
+            [
+                target(f"meter_gpu_tensor_activity_ratio{{{GPU}}}", "{{hostname}} gpu {{gpu}} tensor", ref="A"),
+                target(f"meter_gpu_sm_activity_ratio{{{GPU}}}", "{{hostname}} gpu {{gpu}} SM", ref="B"),
+                target(
+                    f"meter_gpu_dram_bandwidth_utilization_ratio{{{GPU}}}", "{{hostname}} gpu {{gpu}} DRAM", ref="C"
+                ),
+            ],
+            "percentunit",
+            x=0,
+            y=y,
+            description="NVML GPU Performance Monitoring (Hopper and newer): what 100% utilization is doing.",
+        ),
+        table(
+            "GPU health",
+            [
+                target(f"meter_gpu_xid_events_total{{{GPU}}}", instant=True, ref="A"),
+                target(f"meter_gpu_ecc_errors_total{{{GPU}}}", instant=True, ref="B"),
+                target(f"meter_gpu_remapped_rows_total{{{GPU}}}", instant=True, ref="C"),
+                target(f"meter_gpu_row_remap_pending{{{GPU}}}", instant=True, ref="D"),
+            ],
+            x=12,
+            y=y,
+            w=12,
+            description="XID events, ECC errors and remapped memory rows (alerts: MeterGpuXidErrors, ...).",
         ),
     ]
     y += 8

@@ -1,6 +1,7 @@
-"""NVML through pynvml (the ``nvidia-ml-py`` distribution): the one module that calls it.
+"""NVML through pynvml (the ``nvidia-ml-py`` distribution): the session the NVIDIA backend runs on.
 
-Every other part of `meter` talks to GPUs through :class:`NvmlSession`, which turns pynvml's
+Only the NVIDIA backend (``nvml_fleet``, ``nvml_gpu`` and its helpers) uses :class:`NvmlSession`;
+everything else reaches GPUs through the seam in ``meter.device.gpu``. The session turns pynvml's
 exceptions into a few meanings: the library is unavailable (with the exact reason), a field is
 not supported (the value is None, never 0), or the GPU was lost.
 """
@@ -9,20 +10,25 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from meter.errors import MeterError
+from meter.device.clock_events import CLOCK_EVENT_REASONS, THROTTLING_REASONS, decode_clock_events
+from meter.device.gpu import GpuIdentity, GpuLost, GpuUnavailable
 
 T = TypeVar("T")
+__all__ = [
+    "CLOCK_EVENT_REASONS",
+    "THROTTLING_REASONS",
+    "GpuIdentity",
+    "GpuLost",
+    "NvmlSession",
+    "NvmlUnavailable",
+    "decode_clock_events",
+]
 
 
-class NvmlUnavailable(MeterError):
+class NvmlUnavailable(GpuUnavailable):
     """NVML cannot be used on this machine; the message says exactly why."""
-
-
-class GpuLost(MeterError):
-    """A GPU stopped answering (fell off the bus, driver reset) during a run."""
 
 
 # Why NVML failed to start, by NVML error code name, in words a user can act on.
@@ -54,18 +60,6 @@ def error_name(nv: types.ModuleType, exc: BaseException) -> str:
         if name.startswith("NVML_ERROR_") and getattr(nv, name) == code:
             return name
     return "NVML_ERROR_UNKNOWN"
-
-
-@dataclass(frozen=True)
-class GpuIdentity:
-    """What identifies one physical GPU: NVML index, name, UUID and bus id."""
-
-    index: int
-    name: str
-    uuid: str
-    pci_bus_id: str | None
-    memory_total_bytes: int | None
-    mig_enabled: bool | None
 
 
 class NvmlSession:
@@ -162,42 +156,3 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
-
-
-# Clock-event (throttle) reasons: nvmlDeviceGetCurrentClocksEventReasons bits, named as in nvml.h.
-CLOCK_EVENT_REASONS: dict[int, str] = {
-    0x1: "gpu_idle",
-    0x2: "applications_clocks_setting",
-    0x4: "sw_power_cap",
-    0x8: "hw_slowdown",
-    0x10: "sync_boost",
-    0x20: "sw_thermal_slowdown",
-    0x40: "hw_thermal_slowdown",
-    0x80: "hw_power_brake_slowdown",
-    0x100: "display_clock_setting",
-    0x200: "board_limit",
-    0x400: "reliability",
-}
-# Reasons that mean the clocks were pulled down by power or heat, not by idleness or settings.
-THROTTLING_REASONS = frozenset(
-    {
-        "sw_power_cap",
-        "hw_slowdown",
-        "sw_thermal_slowdown",
-        "hw_thermal_slowdown",
-        "hw_power_brake_slowdown",
-        "board_limit",
-        "reliability",
-    }
-)
-
-
-def decode_clock_events(mask: int | None) -> list[str]:
-    """Names of the bits set in a clock-event mask; unknown bits as hex."""
-    if not mask:
-        return []
-    names = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
-    unknown = mask & ~sum(CLOCK_EVENT_REASONS)
-    if unknown:
-        names.append(f"unknown_0x{unknown:x}")
-    return names

@@ -1,4 +1,4 @@
-"""Reading one GPU's telemetry through NVML, each field probed once for support.
+"""One NVIDIA GPU behind the seam (:class:`meter.device.gpu.GpuDevice`), each field probed once.
 
 A field the device does not support (NVML_ERROR_NOT_SUPPORTED) is never queried again and reads
 as None; it is never reported as 0. Units are converted here, once: mW -> W, mJ -> J, MHz -> Hz,
@@ -10,7 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from meter.device.nvml import GpuIdentity, NvmlSession
+from meter.device.gpu import GpuHealth, GpuIdentity, GpuProcess
+from meter.device.nvml import NvmlSession
+from meter.device.nvml_gpm import NvmlGpm
+from meter.device.nvml_health import NvmlHealth
 from meter.device.reading import Reading
 
 FIELDS = (
@@ -53,6 +56,8 @@ class NvmlGpu:
         self._power_field_ids = [nv.NVML_FI_DEV_POWER_INSTANT, nv.NVML_FI_DEV_POWER_AVERAGE]
         self.supported: dict[str, bool] = {f: True for f in FIELDS}
         self.supported_power_fields = {"instant": True, "average": True}
+        self.gpm = NvmlGpm(session, self.handle)
+        self._health = NvmlHealth(session, self.handle)
         self.read()  # probes every field once
         self.power_semantics = self._power_semantics()
 
@@ -104,6 +109,7 @@ class NvmlGpu:
         memory = self._get("memory", nv.nvmlDeviceGetMemoryInfo, h)
         temp = self._get("temperature", nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU)
         limit = self._get("power_limit", nv.nvmlDeviceGetEnforcedPowerLimit, h)
+        gpm = self.gpm.read()
         return Reading(
             t_s=t,
             utilization_ratio=None if util is None else util.gpu / 100.0,
@@ -119,12 +125,30 @@ class NvmlGpu:
             memory_total_bytes=None if memory is None else int(memory.total),
             temperature_c=None if temp is None else float(temp),
             power_limit_w=None if limit is None else limit / 1e3,
+            sm_activity_ratio=gpm.sm_activity_ratio,
+            tensor_activity_ratio=gpm.tensor_activity_ratio,
+            dram_bandwidth_ratio=gpm.dram_bandwidth_ratio,
         )
 
     def read_energy_j(self) -> float | None:
         """The energy counter alone, for window edges (cheaper than a full read)."""
         value = self._get("energy", self.session.nv.nvmlDeviceGetTotalEnergyConsumption, self.handle)
         return None if value is None else value / 1e3
+
+    def health(self) -> GpuHealth:
+        return self._health.read()
+
+    def processes(self) -> list[GpuProcess]:
+        """Compute processes on this GPU (none where the driver cannot list them)."""
+        nv = self.session.nv
+        # the versioned call: the unversioned wrapper raises a non-NVML error on a library without it
+        call = getattr(nv, "nvmlDeviceGetComputeRunningProcesses_v3", None) or nv.nvmlDeviceGetComputeRunningProcesses
+        found = self.session.optional(call, self.handle)
+        return [GpuProcess(int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory)) for p in found or []]
+
+    def close(self) -> None:
+        self.gpm.close()
+        self._health.close()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -139,5 +163,7 @@ class NvmlGpu:
                 **self.supported,
                 "power_instant": self.supported_power_fields["instant"],
                 "power_average": self.supported_power_fields["average"],
+                "gpm": self.gpm.supported,
+                **self._health.supported,
             },
         }

@@ -24,6 +24,10 @@ class Reading:
     memory_total_bytes: int | None
     temperature_c: float | None
     power_limit_w: float | None
+    # Profiling activity over the last sample period (NVML GPM, Hopper and newer), 0-1
+    sm_activity_ratio: float | None = None  # share of SMs busy
+    tensor_activity_ratio: float | None = None  # share of time the SMs ran any tensor-core work
+    dram_bandwidth_ratio: float | None = None  # DRAM bandwidth used over its peak
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meter.device.nvml import NvmlSession
+from meter.device.nvml import GpuLost, NvmlSession
 
 
 def visible_nvml_indices(
@@ -17,7 +17,7 @@ def visible_nvml_indices(
     enabled: power and energy exist only for the whole GPU.
     """
     count = nvml.device_count()
-    uuids = [nvml.identity(i).uuid for i in range(count)]
+    uuids = [uuid_of(nvml, i) for i in range(count)]
     if cuda_uuids:
         return [uuids.index(u) for u in cuda_uuids if u in uuids]
     if cuda_visible_devices is None:
@@ -40,8 +40,16 @@ def _match(entry: str, uuids: list[str], nvml: NvmlSession) -> list[int] | None:
         index = int(entry)
         return [index] if index < len(uuids) else None
     if entry.startswith("MIG-"):
-        migs = [i for i in range(len(uuids)) if nvml.identity(i).mig_enabled]
+        migs = [i for i in range(len(uuids)) if uuids[i] and nvml.identity(i).mig_enabled]
         return migs or None
     wanted = entry if entry.startswith("GPU-") else "GPU-" + entry
     hits = [i for i, u in enumerate(uuids) if u.startswith(wanted)]
     return hits if len(hits) == 1 else None
+
+
+def uuid_of(nvml: NvmlSession, index: int) -> str:
+    """The GPU's UUID, or "" for one that does not answer (it matches no entry)."""
+    try:
+        return nvml.identity(index).uuid
+    except GpuLost:
+        return ""

@@ -1,4 +1,9 @@
-"""Assemble and run the exporter: NVML, prices, the collector, HTTP, run ingestion, scheduled benchmarks."""
+"""Assemble and run the exporter: the GPUs, prices, the collector, HTTP, run ingestion, scheduled benchmarks.
+
+The exporter never exits because the GPU library cannot start (no driver yet, a version mismatch
+after an upgrade): it serves ``meter_nvml_up 0``, logs why, and tries again every
+``nvml_retry_s`` until it can.
+"""
 
 from __future__ import annotations
 
@@ -20,14 +25,14 @@ from meter.config.hardware import list_hardware, match_nvml_name
 from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
 from meter.cost.estimate import RECENT_DAYS
-from meter.device.nvml import NvmlSession
-from meter.device.nvml_gpu import NvmlGpu
-from meter.device.visible import visible_nvml_indices
+from meter.device.gpu import GpuDevice, GpuFleet, GpuUnavailable, open_gpus
+from meter.errors import MeterError
+from meter.exporter.attribution import Attributor
 from meter.exporter.collector import MeterCollector
-from meter.exporter.http import BasicAuth, MeterApp, serve
+from meter.exporter.http import MAX_RUN_BYTES, BasicAuth, MeterApp, serve
+from meter.exporter.runstore import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, RunStore
 from meter.exporter.state import ExporterState
-from meter.results.document import RunDocument
-from meter.results.load import load_run
+from meter.results import RunDocument, load_run
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,24 @@ class ExporterConfig:
     runs_dir: str | None = None
     bench_suite: str | None = None
     bench_every_s: float | None = None
+    nvml_retry_s: float = 30.0
+    max_run_bytes: int = MAX_RUN_BYTES
+    runs_keep: int = DEFAULT_MAX_FILES
+    runs_max_bytes: int = DEFAULT_MAX_BYTES
+    pod_resources_socket: str | None = None  # None/"auto": the kubelet's socket if present; "off"; or a path
+
+    @property
+    def poll_s(self) -> float:
+        """Health counters, processes and owners change slowly: read them every few samples."""
+        return min(30.0, max(1.0, 5 * self.interval_s))
+
+
+def say(message: str) -> None:
+    print(f"meter serve: {message}", file=sys.stderr, flush=True)
 
 
 def gpu_prices(
-    gpus: list[NvmlGpu], config: ExporterConfig, locator: ConfigLocator
+    gpus: list[GpuDevice], config: ExporterConfig, locator: ConfigLocator
 ) -> tuple[dict[str, tuple[float | None, str | None]], dict[str, str | None]]:
     """Per GPU UUID: (price per hour, where it came from), and the matched hardware config."""
     specs = list_hardware(locator)
@@ -81,37 +100,71 @@ class Exporter:
     def __init__(self, config: ExporterConfig, locator: ConfigLocator | None = None):
         self.config = config
         self.locator = locator or ConfigLocator.from_env()
-        self.session = NvmlSession().__enter__()  # NvmlUnavailable propagates: one clear line, exit 2
-        try:
-            indices = visible_nvml_indices(self.session, os.environ.get("CUDA_VISIBLE_DEVICES"))
-            gpus = [NvmlGpu(self.session, i) for i in indices]
-            prices, configs = gpu_prices(gpus, config, self.locator)
-            table = load_prices(locator=self.locator)
-            self.state = ExporterState(
-                gpus,
-                hostname=config.hostname or os.environ.get("NODE_NAME") or socket.gethostname(),
-                prices=prices,
-                hardware_configs=configs,
-                usd_per_kwh=config.usd_per_kwh
-                if config.usd_per_kwh is not None
-                else table.default_electricity().usd_per_kwh,
-                pue=config.pue if config.pue is not None else table.default_pue().pue,
-                interval_s=config.interval_s,
-                driver_version=self.session.driver_version(),
-            )
-        except BaseException:
-            self.session.__exit__(None, None, None)
-            raise
+        table = load_prices(locator=self.locator)
+        self.state = ExporterState(
+            hostname=config.hostname or os.environ.get("NODE_NAME") or socket.gethostname(),
+            usd_per_kwh=config.usd_per_kwh
+            if config.usd_per_kwh is not None
+            else table.default_electricity().usd_per_kwh,
+            pue=config.pue if config.pue is not None else table.default_pue().pue,
+            interval_s=config.interval_s,
+            say=say,
+        )
+        self.fleet: GpuFleet | None = None
+        self.attributor = Attributor.from_setting(config.pod_resources_socket, say)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MeterCollector(self.state))
         auth = BasicAuth.from_file(Path(config.basic_auth_file)) if config.basic_auth_file else None
-        self.app = MeterApp(self.registry, self.ingest, auth)
+        self.store = (
+            RunStore(Path(config.runs_dir), max_files=config.runs_keep, max_bytes=config.runs_max_bytes, say=say)
+            if config.runs_dir
+            else None
+        )
+        self.app = MeterApp(
+            self.registry, self.push, auth, version=self.state.version, max_run_bytes=config.max_run_bytes
+        )
         self.server = None
         self._stop = threading.Event()
+        self._last_nvml_problem: str | None = None
 
-    def ingest(self, doc: RunDocument, where: str = "posted run") -> dict[str, Any]:
+    def connect(self) -> bool:
+        """Open the GPUs; on failure serve ``meter_nvml_up 0`` and say why (once per distinct reason)."""
+        try:
+            fleet = open_gpus()
+        except GpuUnavailable as exc:
+            if str(exc) != self._last_nvml_problem:
+                say(f"GPU telemetry unavailable, retrying every {self.config.nvml_retry_s:g} s: {exc}")
+                self._last_nvml_problem = str(exc)
+            return False
+        for index, why in fleet.unopened:
+            say(f"GPU {index} did not answer when opened, not exported: {why}")
+        prices, configs = gpu_prices(list(fleet.gpus), self.config, self.locator)
+        sampler = self.state.attach(
+            fleet.gpus, prices=prices, hardware_configs=configs, driver_version=fleet.system().driver_version
+        )
+        self.fleet = fleet
+        sampler.start()
+        if self._last_nvml_problem is not None:
+            say(f"GPU telemetry up: {len(fleet.gpus)} GPU(s)")
+        return True
+
+    def _poll_loop(self) -> None:
+        """Retry the GPU library while it is down; read health, processes and owners while it is up."""
+        next_retry = time.monotonic() + self.config.nvml_retry_s
+        while not self._stop.wait(self.config.poll_s):
+            if self.fleet is None:
+                if time.monotonic() >= next_retry:
+                    next_retry = time.monotonic() + self.config.nvml_retry_s
+                    self.connect()
+                continue
+            try:
+                self.state.poll(self.attributor.owners())
+            except Exception as exc:  # a bug here must cost the health series, never the exporter
+                say(f"health poll failed: {type(exc).__name__}: {exc}")
+
+    def ingest(self, doc: RunDocument, where: str = "posted run", source: Path | None = None) -> dict[str, Any]:
         """Take a run document: its results, and what it implies for the configured scenarios."""
-        from meter.cost.for_run import costs_for_run, summary
+        from meter.cost.for_run import costs_for_run
 
         estimates, problems = costs_for_run(
             Path(where),
@@ -121,20 +174,60 @@ class Exporter:
             train_scenario=self.config.train_scenario,
             serve_scenario=self.config.serve_scenario,
         )
-        taken = self.state.ingest(doc, summary(estimates))
-        return {"accepted_cases": taken, "priced": sorted(estimates), "problems": problems}
+        keys = self.state.ingest(doc, estimates)
+        if self.store is not None and source is not None:
+            self.store.record(source, keys)
+        return {
+            "accepted_cases": sum(1 for k in keys if k[0] == "case"),
+            "priced": sorted(estimates),
+            "problems": problems,
+        }
+
+    def push(self, doc: RunDocument, body: bytes) -> dict[str, Any]:
+        """A run POSTed to /api/v1/runs: stored under --runs-dir (when set), then taken in."""
+        stored, problems = None, []
+        if self.store is not None:
+            try:
+                stored = self.store.save(doc, body)
+            except MeterError as exc:  # a full or read-only disk: the results still count until a restart
+                problems.append(f"not kept across restarts: {exc}")
+                say(str(exc))
+        answer = self.ingest(doc, "posted run", stored)
+        if self.store is not None:
+            for path in self.store.prune():
+                say(f"runs dir: removed {path.name} (over --runs-keep/--runs-max-bytes)")
+        answer["stored"] = stored.name if stored else None
+        answer["problems"] = problems + answer["problems"]
+        return answer
 
     def ingest_file(self, path: Path) -> dict[str, Any]:
-        return self.ingest(load_run(path), str(path))
+        return self.ingest(load_run(path), str(path), path)
+
+    def _render_loop(self) -> None:
+        """Render /metrics after each sampling round, off the sampler's and the scrapers' threads."""
+        while not self._stop.is_set():
+            if self.state.ticked.wait(1.0):
+                self.state.ticked.clear()
+                try:
+                    self.app.exposition.refresh()
+                except Exception as exc:  # a scrape would show the same problem as a 500; never stop rendering
+                    say(f"rendering /metrics failed: {type(exc).__name__}: {exc}")
 
     def start(self) -> None:
-        self.state.start()
-        if self.config.runs_dir:
-            for path in sorted(Path(self.config.runs_dir).glob("*.json")):
+        # Scrape threads wait at most 1 ms for the interpreter lock while the renderer or the sampler
+        # holds it (the default 5 ms is most of a scrape's latency budget under load).
+        sys.setswitchinterval(0.001)
+        threading.Thread(target=self._render_loop, name="meter-render", daemon=True).start()
+        if self.connect():
+            self.state.poll(self.attributor.owners())  # the first scrape already has health and owners
+        threading.Thread(target=self._poll_loop, name="meter-poll", daemon=True).start()
+        if self.store is not None:
+            for path in self.store.files():  # oldest first: the newest run of each key wins, as before
                 try:
                     self.ingest_file(path)
-                except Exception as exc:  # a bad file in the directory must not stop the exporter
-                    print(f"meter serve: skipped {path}: {exc}", file=sys.stderr)
+                except MeterError as exc:  # a bad file in the directory must not stop the exporter
+                    say(f"skipped {path}: {' '.join(str(exc).split())}")
+            self.store.prune()
         self.server = serve(
             self.app, self.config.host, self.config.port, certfile=self.config.tls_cert, keyfile=self.config.tls_key
         )
@@ -155,12 +248,16 @@ class Exporter:
         self._stop.set()
         if self.server is not None:
             self.server.server_close()
-        self.state.stop()
-        self.session.__exit__(None, None, None)
+        if self.state.sampler is not None:
+            self.state.sampler.stop()
+        if self.fleet is not None:
+            self.fleet.close()
+            self.fleet = None
+        self.attributor.close()
 
     def _bench_loop(self) -> None:
         """Run the configured suite in a subprocess on a schedule, and take in its run file."""
-        out_dir = Path(self.config.runs_dir or Path.cwd() / "runs")
+        out_dir = self.store.directory if self.store is not None else Path.cwd() / "runs"
         while not self._stop.is_set():
             path = out_dir / f"scheduled-{int(time.time())}.json"
             command = [
@@ -177,11 +274,13 @@ class Exporter:
             if result.returncode == 0 and path.exists():
                 try:
                     self.ingest_file(path)
-                except Exception as exc:
-                    print(f"meter serve: scheduled run {path} not taken in: {exc}", file=sys.stderr)
+                except MeterError as exc:
+                    say(f"scheduled run {path} not taken in: {exc}")
+                if self.store is not None:
+                    self.store.prune()
             else:
                 tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                print(f"meter serve: scheduled benchmark failed ({result.returncode}): {tail}", file=sys.stderr)
+                say(f"scheduled benchmark failed ({result.returncode}): {tail}")
             self._stop.wait(self.config.bench_every_s)
 
 

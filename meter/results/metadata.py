@@ -66,14 +66,14 @@ def software_info() -> SoftwareInfo:
 
 
 def _nvidia_driver() -> tuple[str | None, str | None]:
-    """(driver version, CUDA version the driver supports) from NVML; (None, None) without NVIDIA's driver."""
-    from meter.device.nvml import NvmlSession, NvmlUnavailable
+    """(driver version, CUDA version the driver supports) through the device seam; (None, None) without a driver."""
+    from meter.device.gpu import GpuUnavailable, system_info
 
     try:
-        with NvmlSession() as session:
-            return session.driver_version(), session.cuda_driver_version()
-    except NvmlUnavailable:
+        info = system_info()
+    except GpuUnavailable:
         return None, None
+    return info.driver_version, info.runtime_version
 
 
 def cpu_model() -> str:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from meter.device.nvml import GpuLost, NvmlSession, NvmlUnavailable
+from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
+from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus
 from meter.results.document import TelemetryInfo, TelemetrySource, Timeline, TimelineSeries
 from meter.results.records import TelemetryWindow
 from meter.telemetry.sampler import Sampler
@@ -69,14 +69,14 @@ class Monitor:
         sync: Callable[[], None] | None = None,
         counter_period_s: float | None = None,
         on_event: Callable[[str], None] | None = None,
-        session: NvmlSession | None = None,
+        fleet: GpuFleet | None = None,
     ):
         self.sources = list(sources)
         self.sampler = Sampler(self.sources, interval_s, on_event=on_event)
         self.sync = sync
         self.counter_period_s = counter_period_s
         self.counter_period_measured = counter_period_s is not None
-        self._session = session
+        self._fleet = fleet  # closed with the monitor
         self._open: dict[str, dict[str, Edge]] = {}
         self.t0 = time.monotonic()  # reset on __enter__; windows and the timeline count from it
 
@@ -100,9 +100,9 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self.sampler.stop()
-        if self._session is not None:
-            self._session.__exit__(None, None, None)
-            self._session = None
+        if self._fleet is not None:
+            self._fleet.close()
+            self._fleet = None
 
     @property
     def min_window_s(self) -> float:
@@ -155,8 +155,6 @@ class Monitor:
 
     def timeline(self, max_points: int = 2000) -> Timeline:
         """Every device's samples since the monitor started, evenly thinned to ``max_points``, for plots."""
-        from meter.device.nvml import THROTTLING_REASONS, decode_clock_events
-
         devices = {}
         for source in self.sources:
             readings = self.sampler.rings[source.key].between(self.t0, float("inf"))
@@ -230,42 +228,14 @@ def monitor_for_device(
 ) -> tuple[Monitor | None, str | None]:
     """A monitor for a benchmark on ``device``, or (None, why there is no telemetry).
 
-    ``source``: ``auto`` watches the benchmark's own device (its GPU through NVML, or the CPU
-    through RAPL); ``nvml`` watches every visible GPU whatever the device; ``rapl`` the CPU.
+    ``source``: ``auto`` watches the benchmark's own device (its GPU through the device seam, or
+    the CPU through RAPL); ``nvml`` watches every visible GPU whatever the device; ``rapl`` the CPU.
     """
     say = say or (lambda _msg: None)
     if source not in ("auto", "nvml", "rapl"):
         raise ValueError(f"unknown telemetry source {source!r}")
     if source == "nvml" or (source == "auto" and device.kind == "cuda"):
-        try:
-            session = NvmlSession().__enter__()
-        except NvmlUnavailable as exc:
-            return None, f"no GPU telemetry: {exc}"
-        try:
-            if device.kind == "cuda":
-                indices = [nvml_index_for(session, device)]
-            else:
-                from meter.device.visible import visible_nvml_indices
-
-                indices = visible_nvml_indices(session, os.environ.get("CUDA_VISIBLE_DEVICES"))
-            sources = [GpuSource(_nvml_gpu(session, i)) for i in indices]
-        except (GpuLost, ValueError) as exc:
-            session.__exit__(None, None, None)
-            return None, f"no GPU telemetry: {exc}"
-        if not sources:
-            session.__exit__(None, None, None)
-            return None, "no GPU telemetry: CUDA_VISIBLE_DEVICES selects no GPU"
-        sync = None
-        if device.kind == "cuda":
-
-            def sync() -> None:
-                import torch
-
-                torch.cuda.synchronize(device.torch_device)
-
-        return Monitor(
-            sources, interval_s=interval_s, sync=sync, counter_period_s=counter_period_s, on_event=say, session=session
-        ), None
+        return _gpu_monitor(device, interval_s, say, counter_period_s)
     from meter.device.rapl import open_rapl
 
     rapl, why = open_rapl()
@@ -276,25 +246,28 @@ def monitor_for_device(
     ), None
 
 
-def _nvml_gpu(session: NvmlSession, index: int):
-    from meter.device.nvml_gpu import NvmlGpu
+def _gpu_monitor(device, interval_s: float, say, counter_period_s: float | None) -> tuple[Monitor | None, str | None]:
+    selection = Selection()
+    if device.kind == "cuda":
+        cuda_index = int(device.torch_device.split(":")[1]) if ":" in device.torch_device else 0
+        selection = Selection(uuid=device.uuid, cuda_index=cuda_index)
+    try:
+        fleet = open_gpus(selection)
+    except (GpuUnavailable, GpuLost) as exc:
+        return None, f"no GPU telemetry: {exc}"
+    if not fleet.gpus:
+        fleet.close()
+        why = "; ".join(f"GPU {i}: {reason}" for i, reason in fleet.unopened)
+        return None, f"no GPU telemetry: {why or 'CUDA_VISIBLE_DEVICES selects no GPU'}"
+    sync = None
+    if device.kind == "cuda":
 
-    return NvmlGpu(session, index)
+        def sync() -> None:
+            import torch
 
+            torch.cuda.synchronize(device.torch_device)
 
-def nvml_index_for(session: NvmlSession, device) -> int:
-    """The NVML index of a CUDA device: by UUID when torch reports one, else by CUDA_VISIBLE_DEVICES."""
-    from meter.device.visible import visible_nvml_indices
-
-    if device.uuid:
-        for i in range(session.device_count()):
-            if session.identity(i).uuid == device.uuid:
-                return i
-    visible = visible_nvml_indices(session, os.environ.get("CUDA_VISIBLE_DEVICES"))
-    cuda_index = int(device.torch_device.split(":")[1]) if ":" in device.torch_device else 0
-    if cuda_index >= len(visible):
-        raise ValueError(
-            f"CUDA device {cuda_index} has no NVML counterpart (CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
-        )
-    return visible[cuda_index]
+    sources = [GpuSource(gpu) for gpu in fleet.gpus]
+    return Monitor(
+        sources, interval_s=interval_s, sync=sync, counter_period_s=counter_period_s, on_event=say, fleet=fleet
+    ), None

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from meter.device.nvml import GpuLost
+from meter.device.gpu import GpuLost
 from meter.device.reading import Reading
 from meter.telemetry.ring import Ring
 from meter.telemetry.sources import Source
@@ -29,6 +29,8 @@ class Sampler:
         on_event: Callable[[str], None] | None = None,
         capacity: int | None = None,
         on_reading: Callable[[str, Reading], None] | None = None,
+        on_lost: Callable[[str, str], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ):
         if interval_s < 1.0 / MAX_RATE_HZ - 1e-9:
             raise ValueError(f"sampling interval must be at least {1 / MAX_RATE_HZ:g} s (at most {MAX_RATE_HZ:g} Hz)")
@@ -40,6 +42,8 @@ class Sampler:
         self.events: list[tuple[float, str]] = []
         self._on_event = on_event
         self._on_reading = on_reading
+        self._on_lost = on_lost
+        self._on_tick = on_tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -72,12 +76,16 @@ class Sampler:
             if self._on_reading is not None:
                 self._on_reading(source.key, reading)
         self.ticks += 1
+        if self._on_tick is not None:
+            self._on_tick()
 
     def mark_lost(self, key: str, why: str) -> None:
         """Stop reading a source whose device is gone; say so once."""
         if key not in self.lost:
             self.lost[key] = why
             self._event(f"telemetry: {key} was lost ({why}); continuing without its telemetry")
+            if self._on_lost is not None:
+                self._on_lost(key, why)
 
     def _run(self) -> None:
         next_tick = time.monotonic()

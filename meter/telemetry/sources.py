@@ -1,11 +1,11 @@
-"""Telemetry sources: something the sampler can read. A GPU through NVML, or the CPU through RAPL."""
+"""Telemetry sources: something the sampler can read. A GPU through the device seam, or the CPU through RAPL."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, Protocol
 
-from meter.device.nvml_gpu import NvmlGpu
+from meter.device.gpu import GpuDevice
 from meter.device.rapl import RaplCounter
 from meter.device.reading import Reading
 
@@ -21,9 +21,9 @@ class Source(Protocol):
 
 
 class GpuSource:
-    """A GPU read through NVML; ``key`` is ``gpu<nvml index>``."""
+    """A GPU read through the seam (any vendor); ``key`` is ``gpu<index>``."""
 
-    def __init__(self, gpu: NvmlGpu):
+    def __init__(self, gpu: GpuDevice):
         self.gpu = gpu
         self.key = f"gpu{gpu.index}"
 

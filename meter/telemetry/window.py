@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meter.device.nvml import THROTTLING_REASONS, decode_clock_events
+from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
 from meter.device.reading import Reading
 from meter.results.records import TelemetryWindow
 

@@ -42,19 +42,44 @@ def wait_for(url: str, timeout_s: float = 30.0, ok=lambda body: True) -> bytes:
     raise AssertionError(f"{url} did not come up in {timeout_s} s: {last}")
 
 
-# A fleet that trips every alert: gpu0 busy and power-capped, gpu1 idle, gpu2 lost mid-run.
-FLEET = Scenario(
-    gpus=[
-        FakeGpu(name="NVIDIA H800", power_mw=[650_000, 700_000], util=[97], throttle=[0x4]),
-        FakeGpu(name="NVIDIA H100 80GB HBM3", power_mw=[90_000], util=[0], throttle=[0x1]),
-        FakeGpu(name="NVIDIA H100 80GB HBM3", lost_after_calls=80),
-    ]
-)
+def fleet(job_pid: int | None = None) -> Scenario:
+    """A fleet that trips every alert it can: gpu0 busy, power-capped and hardware-slowed, with XIDs
+    8 and 20 s in and a row remap pending, held by a pod; gpu1 idle with a failed row remap; Slurm
+    job ``job_pid`` on both; gpu2 lost mid-run."""
+    return Scenario(
+        gpus=[
+            FakeGpu(
+                name="NVIDIA H800",
+                power_mw=[650_000, 700_000],
+                util=[97],
+                throttle=[0x4 | 0x8],
+                sm_activity=[80],
+                tensor_activity=[55],
+                dram_bw=[40],
+                xid=[(8000, 79), (20_000, 13)],  # while Prometheus scrapes: increase() sees them
+                remapped=(1, 0, 1, 0),
+                processes=[(job_pid, 2**30)] if job_pid else [],
+            ),
+            FakeGpu(
+                name="NVIDIA H100 80GB HBM3",
+                power_mw=[90_000],
+                util=[0],
+                throttle=[0x1],
+                remapped=(0, 2, 0, 1),
+                processes=[(job_pid, 2**20)] if job_pid else [],  # the job holds an idle GPU too
+            ),
+            FakeGpu(name="NVIDIA H100 80GB HBM3", lost_after_calls=80),
+        ]
+    )
+
+
+FLEET = fleet()
+OWNER = ("team-a", "train-0", "trainer")
 
 
 class Exporter:
-    def __init__(self, process: subprocess.Popen, port: int, scheme: str = "http"):
-        self.process, self.port, self.scheme = process, port, scheme
+    def __init__(self, process: subprocess.Popen, port: int, scheme: str = "http", scenario_path: Path | None = None):
+        self.process, self.port, self.scheme, self.scenario_path = process, port, scheme, scenario_path
 
     @property
     def url(self) -> str:
@@ -66,7 +91,8 @@ class Exporter:
 
 def start_exporter(lib_dir: Path, tmp: Path, scenario: Scenario, *extra: str, scheme: str = "http") -> Exporter:
     port = free_port()
-    fake = env(lib_dir, scenario.write(tmp / f"fleet-{port}.txt"))
+    scenario_path = scenario.write(tmp / f"fleet-{port}.txt")
+    fake = env(lib_dir, scenario_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "meter", "serve", "--port", str(port), "--interval", "0.2", "--price", "2.5", *extra],
         env={**os.environ, **fake},
@@ -75,7 +101,7 @@ def start_exporter(lib_dir: Path, tmp: Path, scenario: Scenario, *extra: str, sc
         stderr=subprocess.PIPE,
         text=True,
     )
-    exporter = Exporter(process, port, scheme)
+    exporter = Exporter(process, port, scheme, scenario_path)
     if scheme == "http" and "--basic-auth-file" not in extra:
         try:
             wait_for(exporter.url + "/healthz")
@@ -95,9 +121,21 @@ def stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def exporter(fake_nvml_lib, tmp_path):
-    e = start_exporter(fake_nvml_lib, tmp_path, FLEET)
-    yield e
-    stop(e.process)
+    """The fleet's exporter, with gpu0 held by a pod (a fake kubelet) and running a Slurm job."""
+    from tests.fake_kubelet import FakeKubelet
+
+    job = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], env={**os.environ, "SLURM_JOB_ID": "4711"}
+    )
+    kubelet = FakeKubelet([(*OWNER, "nvidia.com/gpu", ["GPU-fa4e0000-0000-0000-0000-000000000000"])])
+    try:
+        e = start_exporter(fake_nvml_lib, tmp_path, fleet(job.pid), "--pod-resources-socket", str(kubelet.socket))
+        yield e
+        stop(e.process)
+    finally:
+        kubelet.stop()
+        job.kill()
+        job.wait()
 
 
 def run_prometheus(tmp: Path, targets: list[str], rule_files: list[Path]) -> tuple[subprocess.Popen, str]:

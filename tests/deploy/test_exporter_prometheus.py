@@ -25,7 +25,9 @@ from tests.deploy.conftest import DEPLOY, free_port, query, run_prometheus, stop
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gpu-cost-meter.json"
 RULES = [DEPLOY / "prometheus" / "rules" / "meter-recording.yml", DEPLOY / "prometheus" / "rules" / "meter-alerts.yml"]
 # Dashboard template variables, as Grafana would substitute them for "All".
-VARIABLES = {"$hostname": ".*", "$gpu": ".*", "$__rate_interval": "5s", "$__interval": "1s"}
+VARIABLES = {"$hostname": ".*", "$gpu": ".*", "$__rate_interval": "5s", "$__interval": "1s", "$__range": "5m"}
+# Alerts the test fleet cannot trip in a few seconds; their selectors must still return data.
+QUIET = {"MeterTelemetryStale", "MeterNvmlDown", "MeterGpuEccUncorrectable"}
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -37,6 +39,21 @@ def dashboard_queries() -> list[tuple[str, str]]:
             for k, v in VARIABLES.items():
                 expr = expr.replace(k, v)
             out.append((f"panel '{p['title']}' {t['refId']}", expr))
+    return out
+
+
+DCGM_DASHBOARD = Path(__file__).parent / "fixtures" / "dcgm-exporter-dashboard.json"
+
+
+def dcgm_dashboard_queries() -> list[tuple[str, str]]:
+    """The panel queries of NVIDIA's dcgm-exporter dashboard, its variables set to "All"."""
+    doc = json.loads(DCGM_DASHBOARD.read_text())
+    out = []
+    for p in doc["panels"]:
+        for t in p.get("targets", []):
+            expr = t["expr"].replace("$instance", ".*").replace("$gpu", ".*")
+            out.append((f"dcgm-exporter dashboard panel '{p['title']}'", expr))
+    assert len(out) >= 8
     return out
 
 
@@ -68,16 +85,19 @@ def test_exposition_passes_promtool_and_fields_are_absent_not_zero(exporter):
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout == "" and check.stderr == "", check.stdout + check.stderr
     assert 'meter_gpu_info{architecture="hopper"' in text and 'hardware_config="h800-sxm"' in text
-    assert re.search(r'meter_gpu_power_watts\{gpu="0".*\} 6[57]0\.0', text)
-    assert re.search(r'meter_gpu_clock_event_reason_active\{.*gpu="0".*reason="sw_power_cap".*\} 1\.0', text)
-    assert 'meter_gpu_price_usd_per_hour{gpu="0"' in text and "meter_gpu_rental_usd_total" in text
+    assert re.search(r'meter_gpu_power_watts\{[^}]*gpu="0"[^}]*\} 6[57]0\.0', text)
+    assert re.search(r'meter_gpu_clock_event_reason_active\{[^}]*gpu="0"[^}]*reason="sw_power_cap"[^}]*\} 1\.0', text)
+    assert re.search(r'meter_gpu_price_usd_per_hour\{[^}]*gpu="0"', text) and "meter_gpu_rental_usd_total" in text
     # gpu 2 is lost after 80 NVML calls: it keeps meter_gpu_up 0 and nothing else it cannot read
     deadline = time.monotonic() + 20
-    while 'meter_gpu_up{gpu="2"' not in text or re.search(r'meter_gpu_up\{gpu="2".*\} 1\.0', text):
+    while not re.search(r'meter_gpu_up\{[^}]*gpu="2"[^}]*\} 0\.0', text):
         assert time.monotonic() < deadline, "gpu 2 was never reported lost"
         time.sleep(0.5)
         text = exporter.metrics()
-    assert not re.search(r'meter_gpu_power_watts\{gpu="2"', text)
+    # a lost GPU keeps its identity, accrues no dollars and exports nothing it can no longer read
+    assert re.search(r'meter_gpu_info\{[^}]*gpu="2"', text)
+    for gone in ("meter_gpu_power_watts", "meter_gpu_rental_usd_total", "meter_gpu_price_usd_per_hour"):
+        assert not re.search(gone + r'\{[^}]*gpu="2"', text), gone
 
 
 def test_posted_runs_become_results_and_priced_projections(exporter, tmp_path: Path):
@@ -86,9 +106,11 @@ def test_posted_runs_become_results_and_priced_projections(exporter, tmp_path: P
     text = exporter.metrics()
     assert re.search(r'meter_benchmark_mfu_ratio\{case="moe.train.b1-s4096.bf16".*model="deepseek-v3"', text)
     assert re.search(
-        r'meter_projection_training_usd\{hardware="h800-sxm",model="deepseek-v3",scenario="deepseek-v3"\}', text
+        r'meter_projection_training_usd\{device="NVIDIA H800",hardware="h800-sxm",hostname="test",'
+        r'model="deepseek-v3",scenario="deepseek-v3",uuid=""\}',
+        text,
     )
-    assert re.search(r'meter_projection_serving_usd_per_million_tokens\{direction="output"', text)
+    assert re.search(r'meter_projection_serving_usd_per_million_tokens\{device="NVIDIA H800",direction="output"', text)
     # anything that is not a run file is refused with a reason, and nothing else changes
     bad = urllib.request.Request(exporter.url + "/api/v1/runs", data=b'{"schema": "other"}', method="POST")
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -106,12 +128,13 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
         while time.monotonic() < deadline:
             ready = query(url, "count(meter_gpu_up)")["data"]["result"]
             rates = query(url, "meter:gpu_power_watts:rate5m")["data"]["result"]
-            if ready and rates:
+            xids = query(url, "increase(meter_gpu_xid_events_total[1m]) > 0")["data"]["result"]
+            if ready and rates and xids:
                 break
             time.sleep(1)
         time.sleep(2)
         problems = []
-        for name, expr in dashboard_queries() + rule_expressions():
+        for name, expr in dashboard_queries() + rule_expressions() + dcgm_dashboard_queries():
             answer = query(url, expr)
             if answer.get("status") != "success":
                 problems.append(f"{name}: does not parse/evaluate: {answer.get('error')}")
@@ -119,7 +142,7 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
             for selector in selectors(expr):
                 if not query(url, selector)["data"]["result"]:
                     problems.append(f"{name}: selector {selector} returns no data")
-            if not answer["data"]["result"] and name != "MeterTelemetryStale":
+            if not answer["data"]["result"] and name not in QUIET:
                 problems.append(f"{name}: expression returns no data: {expr}")
         assert not problems, "\n".join(problems)
         # the recording rules are evaluated by the server and the alerts' conditions hold
@@ -129,10 +152,30 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
             "meter:fleet_power_watts:sum",
         ):
             assert query(url, record)["data"]["result"], record
-        assert float(query(url, "meter:fleet_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(7.5)
+        # two GPUs answer at $2.50; the lost one is not priced any more
+        assert float(query(url, "meter:fleet_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(5.0)
         assert float(query(url, "meter:idle_gpu_usd_per_hour:sum")["data"]["result"][0]["value"][1]) == pytest.approx(
             2.5
         )
+        # dcgm-exporter's names come in its units, with its labels
+        util = query(url, 'DCGM_FI_DEV_GPU_UTIL{gpu="0"}')["data"]["result"][0]
+        assert float(util["value"][1]) == pytest.approx(97.0)  # percent
+        assert {"gpu", "UUID", "modelName", "Hostname", "hostname", "device", "instance"} <= set(util["metric"])
+        assert util["metric"]["modelName"] == "NVIDIA H800" and util["metric"]["device"] == "nvidia0"
+        assert util["metric"]["namespace"] == "team-a"  # the owner labels carry over
+        for record, value in (
+            ("DCGM_FI_DEV_FB_USED", 10240.0),  # MiB
+            ("DCGM_FI_DEV_SM_CLOCK", 1980.0),  # MHz
+            ("DCGM_FI_DEV_GPU_TEMP", 55.0),
+            ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", 0.55),  # a ratio, as dcgm's profiling fields
+        ):
+            got = query(url, f'{record}{{gpu="0"}}')["data"]["result"]
+            assert got and float(got[0]["value"][1]) == pytest.approx(value), record
+        # the pod holding gpu0 owns its rental; the Slurm job owns both GPUs it runs on
+        owned = query(url, 'meter:gpu_rental_usd_per_hour:sum_by_owner{namespace="team-a",pod="train-0"}')
+        assert float(owned["data"]["result"][0]["value"][1]) == pytest.approx(2.5)
+        by_job = query(url, 'meter:gpu_rental_usd_per_hour:sum_by_job{scheduler="slurm",job_id="4711"}')
+        assert float(by_job["data"]["result"][0]["value"][1]) == pytest.approx(5.0)  # on gpu0 and gpu1
     finally:
         stop(prom)
 
@@ -199,27 +242,34 @@ def test_basic_auth_and_tls(fake_nvml_lib, tmp_path: Path):
     )
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
+
+    def status(path: str, password: str | None = None, data: bytes | None = None) -> int:
+        headers = {}
+        if password is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()
+        request = urllib.request.Request(e.url + path, data=data, headers=headers, method="POST" if data else "GET")
+        try:
+            return urllib.request.urlopen(request, context=context, timeout=10).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(e.url + "/healthz", context=context, timeout=2)
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 401  # up, and refusing us without credentials
+                assert status("/healthz") == 200  # probes carry no credentials, and need none
                 break
             except OSError:
                 assert time.monotonic() < deadline, (
                     e.process.stderr.read() if e.process.poll() is not None else "timeout"
                 )
                 time.sleep(0.3)
-        for password, expected in (("wrong", 401), ("s3cret", 200)):
-            token = base64.b64encode(f"prometheus:{password}".encode()).decode()
-            request = urllib.request.Request(e.url + "/metrics", headers={"Authorization": f"Basic {token}"})
-            try:
-                status = urllib.request.urlopen(request, context=context, timeout=5).status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            assert status == expected
+        for password, expected in ((None, 401), ("wrong", 401), ("s3cret", 200)):
+            assert status("/metrics", password) == expected
+        # the push endpoint is behind the same credentials
+        run = synthetic_run(tmp_path / "run.json").read_bytes()
+        assert status("/api/v1/runs", None, run) == 401 and status("/api/v1/runs", "wrong", run) == 401
+        assert status("/api/v1/runs", "s3cret", run) == 202
     finally:
         stop(e.process)
 

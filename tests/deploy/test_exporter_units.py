@@ -15,7 +15,7 @@ from tests.telemetry.test_units import reading
 
 
 def empty_state() -> ExporterState:
-    state = ExporterState([], hostname="h", prices={}, hardware_configs={}, usd_per_kwh=0.1, pue=1.2)
+    state = ExporterState(hostname="h", usd_per_kwh=0.1, pue=1.2)
     state.accounts["gpu0"] = GpuAccount(gpu=None, key="gpu0", hardware_config=None, usd_per_hour=2.0, price_source="t")
     return state
 
@@ -65,11 +65,12 @@ def test_ingest_takes_measured_cases_and_skips_the_rest():
             )
         ],
     )
-    assert state.ingest(doc) == 2
-    taken = state.results.cases[("m", train.id, "train")]
-    assert taken["device"] == "CPU (EPYC)"  # never mistaken for a GPU
-    assert taken["tokens_per_second"] == 5.0 and taken["tflops"] == 1.0
-    assert state.results.projections[("m", "decode", "b8-ctx64")]["tokens_per_second"] == 2.0
+    keys = state.ingest(doc)
+    assert sorted(k[0] for k in keys) == ["case", "case", "projection"]  # the OOM case is not a result
+    taken = state.results.cases[("case", "test", "", "m", train.id, "train")]  # host, GPU uuid, model, case
+    assert taken.origin.device == "CPU (EPYC)"  # never mistaken for a GPU
+    assert taken.tokens_per_second == 5.0 and taken.tflops == 1.0
+    assert state.results.projections[("projection", "test", "", "m", "decode", "b8-ctx64")].tokens_per_second == 2.0
 
 
 def test_basic_auth_file(tmp_path: Path):
@@ -99,3 +100,113 @@ def test_bad_durations():
     for text in ("soon", "0h", "-1m"):
         with pytest.raises(argparse.ArgumentTypeError):
             duration_s(text)
+
+
+def typed_run(tmp: Path, name: str, *, hardware: str, uuid: str, run_id: str) -> tuple[Path, object]:
+    """The synthetic DeepSeek-V3 run, on a given GPU, rewritten through the typed classes."""
+    import dataclasses
+
+    from meter.jsonable import to_jsonable
+    from meter.results import load_run
+    from meter.results.atomic import write_json_atomic
+    from tests.runs import synthetic_v3_run
+
+    doc = load_run(synthetic_v3_run(tmp / f"{name}.src.json", hardware=hardware))
+    device = dataclasses.replace(doc.metadata.device, uuid=uuid)
+    doc = dataclasses.replace(doc, run_id=run_id, metadata=dataclasses.replace(doc.metadata, device=device))
+    path = tmp / f"{name}.json"
+    write_json_atomic(path, to_jsonable(doc))
+    return path, doc
+
+
+def test_a_second_gpu_type_does_not_replace_the_first(tmp_path: Path):
+    state = empty_state()
+    _, h800 = typed_run(tmp_path, "a", hardware="h800-sxm", uuid="GPU-aaaa", run_id="r1")
+    _, h100 = typed_run(tmp_path, "b", hardware="h100-sxm", uuid="GPU-bbbb", run_id="r2")
+    state.ingest(h800)
+    state.ingest(h100)
+    devices = {(c.origin.uuid, c.origin.device) for c in state.results.cases.values()}
+    assert devices == {("GPU-aaaa", "NVIDIA H800"), ("GPU-bbbb", "NVIDIA H100 80GB HBM3")}
+    assert len(state.results.cases) == 2 * 9 and len(state.results.projections) == 2 * 3
+    state.ingest(h100)  # the same GPU again: replaces its own figures only
+    assert len(state.results.cases) == 18
+
+
+def test_the_run_store_is_atomic_bounded_and_never_deletes_other_files(tmp_path: Path):
+    import os
+
+    from meter.exporter.runstore import RunStore
+
+    store = RunStore(tmp_path / "runs", max_files=2, max_bytes=2**30)
+    mine = tmp_path / "runs" / "my-own-run.json"
+    mine.write_text("{}")
+    os.utime(mine, ns=(1, 1))  # the oldest file of all: still never removed
+    paths = []
+    for i, (hardware, uuid) in enumerate((("h800-sxm", "GPU-a"), ("h100-sxm", "GPU-b"), ("h800-sxm", "GPU-a"))):
+        src, doc = typed_run(tmp_path, f"r{i}", hardware=hardware, uuid=uuid, run_id=f"run-{i}")
+        path = store.save(doc, src.read_bytes())
+        os.utime(path, ns=(10**18 + i, 10**18 + i))
+        store.record(path, [("case", uuid)])  # run-2 replaces run-0's only result
+        paths.append(path)
+    assert not list((tmp_path / "runs").glob(".*.tmp"))  # atomic: no half-written file left
+    removed = store.prune()
+    assert removed == [paths[0]]  # replaced first, though run-1 is older than run-2
+    assert [p.name for p in store.files()] == ["my-own-run.json", paths[1].name, paths[2].name]
+    tiny = RunStore(tmp_path / "runs", max_files=100, max_bytes=paths[2].stat().st_size)
+    tiny.record(paths[1], [("case", "GPU-b")])
+    tiny.record(paths[2], [("case", "GPU-a")])
+    assert tiny.prune() == [paths[1]]  # over the byte bound: the oldest goes, even though it is live
+    assert mine.exists()
+
+
+def test_a_bad_runs_dir_is_one_line(tmp_path: Path):
+    from meter.exporter.runstore import RunStore
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for bad, fragment in ((a_file, "not a directory"), (a_file / "sub", "cannot create")):
+        with pytest.raises(UsageError, match=fragment) as info:
+            RunStore(bad)
+        assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_exposition_renders_once_per_round_and_never_makes_a_scrape_wait_on_a_rerender():
+    import threading
+    import time
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+
+    from meter.exporter.http import Exposition
+
+    renders, release = [], threading.Event()
+
+    class Slow:
+        def describe(self):
+            return []
+
+        def collect(self):
+            renders.append(version[0])
+            if len(renders) > 1:
+                release.wait(5)  # a re-render that takes a while
+            yield GaugeMetricFamily("meter_test_round", "the round rendered", value=version[0])
+
+    version = [1]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Slow())
+    exposition = Exposition(registry, lambda: version[0])
+    first, _ = exposition.render(None, None)
+    assert b"meter_test_round 1.0" in first and exposition.render(None, None)[0] == first and renders == [1]
+    version[0] = 2
+    renderer = threading.Thread(target=exposition.refresh)
+    renderer.start()
+    while len(renders) < 2:
+        time.sleep(0.01)
+    t0 = time.perf_counter()
+    stale, headers = exposition.render(None, None)  # round 2 is being rendered: round 1's bytes, at once
+    assert stale == first and time.perf_counter() - t0 < 0.5 and ("Content-Length", str(len(first))) in headers
+    release.set()
+    renderer.join(5)
+    assert b"meter_test_round 2.0" in exposition.render(None, None)[0] and renders == [1, 2]
+    zipped, headers = exposition.render(None, "gzip")  # each format is its own body
+    assert ("Content-Encoding", "gzip") in headers and zipped[:2] == b"\x1f\x8b"

@@ -68,6 +68,14 @@ class FakeGpu:
     memory_total: int = 85_899_345_920
     memory_used: int = 10 * 2**30
     power_limit_mw: int = 700_000
+    # GPM (Hopper and newer, not on MIG) traces in percent, each value lasting power_step_ms
+    sm_activity: list[int] = field(default_factory=lambda: [0])
+    tensor_activity: list[int] = field(default_factory=lambda: [0])
+    dram_bw: list[int] = field(default_factory=lambda: [0])
+    xid: list[tuple[int, int]] = field(default_factory=list)  # (ms since load, XID code)
+    ecc: tuple[int, int, int, int] = (0, 0, 0, 0)  # corrected/uncorrected volatile, corrected/uncorrected aggregate
+    remapped: tuple[int, int, int, int] = (0, 0, 0, 0)  # correctable, uncorrectable, pending, failure
+    processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, used bytes)
 
 
 @dataclass
@@ -105,6 +113,23 @@ class Scenario:
                 "power_limit_mw": g.power_limit_mw,
                 "energy_offset_mj": g.energy_offset_mj,
             }
+            values.update(
+                sm_activity=_csv(g.sm_activity),
+                tensor_activity=_csv(g.tensor_activity),
+                dram_bw=_csv(g.dram_bw),
+                ecc_corrected_volatile=g.ecc[0],
+                ecc_uncorrected_volatile=g.ecc[1],
+                ecc_corrected_aggregate=g.ecc[2],
+                ecc_uncorrected_aggregate=g.ecc[3],
+                remapped_correctable=g.remapped[0],
+                remapped_uncorrectable=g.remapped[1],
+                remap_pending=g.remapped[2],
+                remap_failure=g.remapped[3],
+            )
+            if g.xid:
+                values["xid"] = ",".join(f"{at}:{code}" for at, code in g.xid)
+            if g.processes:
+                values["processes"] = ",".join(f"{pid}:{used}" for pid, used in g.processes)
             if g.unsupported:
                 values["unsupported"] = ",".join(g.unsupported)
             if g.lost_after_calls is not None:

@@ -20,6 +20,12 @@
  *   lost_after_calls = 40               # later calls answer NVML_ERROR_GPU_IS_LOST
  *   energy_reset_at_ms = 1500           # the energy counter restarts from 0 (driver reload)
  *   mig = 1                             # MIG mode on: utilization is not supported
+ *   sm_activity = 20,90  tensor_activity = 0,60  dram_bw = 10,40   # GPM traces in percent (Hopper+)
+ *   xid = 1200:79,1500:13               # XID events: at ms since load, the XID code
+ *   ecc_corrected_volatile = 3  ecc_uncorrected_volatile = 0  ecc_corrected_aggregate = 40  ...
+ *   remapped_correctable = 2  remapped_uncorrectable = 1  remap_pending = 1  remap_failure = 0
+ *   processes = 4242:1073741824,4343:0  # compute processes, pid:used bytes
+ *   unsupported = gpm,ecc,row_remap,xid,processes   # and any telemetry field above
  *
  * Time is milliseconds since the scenario was loaded (the first nvmlInit). The energy counter is
  * the exact integral of the power trace, sampled every counter_update_ms, as on real GPUs.
@@ -34,13 +40,15 @@
 
 #define MAX_GPUS 16
 #define MAX_TRACE 256
+#define MAX_EVENTS 64
+#define MAX_PROCS 32
 
 typedef int nvmlReturn_t;
 enum {
     NVML_SUCCESS = 0, NVML_ERROR_UNINITIALIZED = 1, NVML_ERROR_INVALID_ARGUMENT = 2,
     NVML_ERROR_NOT_SUPPORTED = 3, NVML_ERROR_INSUFFICIENT_SIZE = 7, NVML_ERROR_DRIVER_NOT_LOADED = 9,
-    NVML_ERROR_NOT_FOUND = 6, NVML_ERROR_GPU_IS_LOST = 15, NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18,
-    NVML_ERROR_UNKNOWN = 999
+    NVML_ERROR_NOT_FOUND = 6, NVML_ERROR_TIMEOUT = 10, NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18, NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25, NVML_ERROR_UNKNOWN = 999
 };
 
 typedef struct { long n; long v[MAX_TRACE]; } trace_t;
@@ -56,6 +64,13 @@ typedef struct {
     unsigned long long energy_offset_mj;
     char unsupported[512];
     long calls;
+    trace_t sm_activity, tensor_activity, dram_bw;
+    long n_xid, xid_at_ms[MAX_EVENTS], xid_code[MAX_EVENTS];
+    unsigned long long ecc[4]; /* corrected volatile, uncorrected volatile, corrected aggregate, uncorrected aggregate */
+    unsigned remapped_correctable, remapped_uncorrectable, remap_pending, remap_failure;
+    long n_procs;
+    unsigned proc_pid[MAX_PROCS];
+    unsigned long long proc_bytes[MAX_PROCS];
 } gpu_t;
 
 static struct {
@@ -126,6 +141,38 @@ static void defaults(void) {
         g->power_limit_mw = 700000;
         g->lost_after_calls = -1;
         g->energy_reset_at_ms = -1;
+        set_trace(&g->sm_activity, 0);
+        set_trace(&g->tensor_activity, 0);
+        set_trace(&g->dram_bw, 0);
+    }
+}
+
+/* "at:value,at:value" pairs, e.g. XID events or processes */
+static long parse_pairs(const char *text, long *a, long *b, long max) {
+    long n = 0;
+    const char *p = text;
+    while (*p && n < max) {
+        char *end;
+        long x = strtol(p, &end, 0);
+        if (end == p || *end != ':') break;
+        p = end + 1;
+        long y = strtol(p, &end, 0);
+        if (end == p) break;
+        a[n] = x;
+        b[n] = y;
+        n++;
+        p = end;
+        while (*p == ',' || isspace((unsigned char)*p)) p++;
+    }
+    return n;
+}
+
+static void parse_procs(gpu_t *g, const char *text) {
+    long pids[MAX_PROCS], bytes[MAX_PROCS];
+    g->n_procs = parse_pairs(text, pids, bytes, MAX_PROCS);
+    for (long i = 0; i < g->n_procs; i++) {
+        g->proc_pid[i] = (unsigned)pids[i];
+        g->proc_bytes[i] = (unsigned long long)bytes[i];
     }
 }
 
@@ -182,6 +229,19 @@ static int load_scenario(void) {
         else if (!strcmp(key, "energy_reset_at_ms")) g->energy_reset_at_ms = atol(val);
         else if (!strcmp(key, "energy_offset_mj")) g->energy_offset_mj = strtoull(val, NULL, 0);
         else if (!strcmp(key, "unsupported")) snprintf(g->unsupported, sizeof g->unsupported, ",%s,", val);
+        else if (!strcmp(key, "sm_activity")) parse_trace(&g->sm_activity, val);
+        else if (!strcmp(key, "tensor_activity")) parse_trace(&g->tensor_activity, val);
+        else if (!strcmp(key, "dram_bw")) parse_trace(&g->dram_bw, val);
+        else if (!strcmp(key, "xid")) g->n_xid = parse_pairs(val, g->xid_at_ms, g->xid_code, MAX_EVENTS);
+        else if (!strcmp(key, "ecc_corrected_volatile")) g->ecc[0] = strtoull(val, NULL, 0);
+        else if (!strcmp(key, "ecc_uncorrected_volatile")) g->ecc[1] = strtoull(val, NULL, 0);
+        else if (!strcmp(key, "ecc_corrected_aggregate")) g->ecc[2] = strtoull(val, NULL, 0);
+        else if (!strcmp(key, "ecc_uncorrected_aggregate")) g->ecc[3] = strtoull(val, NULL, 0);
+        else if (!strcmp(key, "remapped_correctable")) g->remapped_correctable = (unsigned)atoi(val);
+        else if (!strcmp(key, "remapped_uncorrectable")) g->remapped_uncorrectable = (unsigned)atoi(val);
+        else if (!strcmp(key, "remap_pending")) g->remap_pending = (unsigned)atoi(val);
+        else if (!strcmp(key, "remap_failure")) g->remap_failure = (unsigned)atoi(val);
+        else if (!strcmp(key, "processes")) parse_procs(g, val);
     }
     fclose(f);
     return 0;
@@ -279,6 +339,8 @@ const char *nvmlErrorString(nvmlReturn_t r) {
     case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
     case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
     case NVML_ERROR_NOT_FOUND: return "Not Found";
+    case NVML_ERROR_TIMEOUT: return "Timeout";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH: return "Argument version mismatch";
     case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
     case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
     case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
@@ -494,3 +556,185 @@ nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(void *dev, unsigned *mw) {
     return NVML_SUCCESS;
 }
 nvmlReturn_t nvmlDeviceGetPowerManagementLimit(void *dev, unsigned *mw) { return nvmlDeviceGetEnforcedPowerLimit(dev, mw); }
+
+
+/* ---------- health: ECC, row remapping, XID events ---------- */
+
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(void *dev, int error_type, int counter_type, unsigned long long *count) {
+    ENTER(dev);
+    if (unsupported(g, "ecc")) return NVML_ERROR_NOT_SUPPORTED;
+    if (error_type < 0 || error_type > 1 || counter_type < 0 || counter_type > 1) return NVML_ERROR_INVALID_ARGUMENT;
+    *count = g->ecc[counter_type * 2 + error_type]; /* NVML_VOLATILE_ECC 0 / AGGREGATE 1; CORRECTED 0 / UNCORRECTED 1 */
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetRemappedRows(void *dev, unsigned *corr, unsigned *unc, unsigned *pending, unsigned *failure) {
+    ENTER(dev);
+    if (unsupported(g, "row_remap") || g->arch < 7) return NVML_ERROR_NOT_SUPPORTED; /* Ampere and newer */
+    *corr = g->remapped_correctable;
+    *unc = g->remapped_uncorrectable;
+    *pending = g->remap_pending;
+    *failure = g->remap_failure;
+    return NVML_SUCCESS;
+}
+
+#define XID_CRITICAL_ERROR 0x8ULL
+
+typedef struct { int registered[MAX_GPUS]; long delivered[MAX_GPUS]; } event_set_t;
+typedef struct {
+    void *device;
+    unsigned long long eventType, eventData;
+    unsigned gpuInstanceId, computeInstanceId;
+} nvmlEventData_t;
+
+nvmlReturn_t nvmlDeviceGetSupportedEventTypes(void *dev, unsigned long long *types) {
+    ENTER(dev);
+    *types = unsupported(g, "xid") ? 0 : XID_CRITICAL_ERROR;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlEventSetCreate(event_set_t **set) {
+    if (!refcount) return NVML_ERROR_UNINITIALIZED;
+    *set = calloc(1, sizeof **set);
+    return *set ? NVML_SUCCESS : NVML_ERROR_UNKNOWN;
+}
+
+nvmlReturn_t nvmlDeviceRegisterEvents(void *dev, unsigned long long types, event_set_t *set) {
+    ENTER(dev);
+    if (!set) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((types & XID_CRITICAL_ERROR) && unsupported(g, "xid")) return NVML_ERROR_NOT_SUPPORTED;
+    if (types & XID_CRITICAL_ERROR) set->registered[g - S.gpu] = 1;
+    return NVML_SUCCESS;
+}
+
+/* The next XID whose time has come on a registered GPU, each delivered once; else TIMEOUT. */
+nvmlReturn_t nvmlEventSetWait_v2(event_set_t *set, nvmlEventData_t *data, unsigned timeout_ms) {
+    if (!refcount) return NVML_ERROR_UNINITIALIZED;
+    if (!set || !data) return NVML_ERROR_INVALID_ARGUMENT;
+    double deadline = now() + timeout_ms;
+    for (;;) {
+        double t = now();
+        for (int i = 0; i < S.count; i++) {
+            gpu_t *g = &S.gpu[i];
+            if (!set->registered[i]) continue;
+            if (g->lost_after_calls >= 0 && g->calls > g->lost_after_calls) return NVML_ERROR_GPU_IS_LOST;
+            long k = set->delivered[i];
+            if (k < g->n_xid && g->xid_at_ms[k] <= t) {
+                set->delivered[i]++;
+                memset(data, 0, sizeof *data);
+                data->device = g;
+                data->eventType = XID_CRITICAL_ERROR;
+                data->eventData = (unsigned long long)g->xid_code[k];
+                return NVML_SUCCESS;
+            }
+        }
+        if (now() >= deadline) return NVML_ERROR_TIMEOUT;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+nvmlReturn_t nvmlEventSetWait(event_set_t *set, nvmlEventData_t *data, unsigned timeout_ms) {
+    return nvmlEventSetWait_v2(set, data, timeout_ms);
+}
+
+nvmlReturn_t nvmlEventSetFree(event_set_t *set) {
+    free(set);
+    return NVML_SUCCESS;
+}
+
+/* ---------- processes ---------- */
+
+typedef struct { unsigned pid; unsigned long long usedGpuMemory; unsigned gpuInstanceId, computeInstanceId; } nvmlProcessInfo_t;
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(void *dev, unsigned *count, nvmlProcessInfo_t *infos) {
+    ENTER(dev);
+    if (unsupported(g, "processes")) return NVML_ERROR_NOT_SUPPORTED;
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    if (!infos || *count < (unsigned)g->n_procs) {
+        *count = (unsigned)g->n_procs;
+        return g->n_procs == 0 ? NVML_SUCCESS : NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (long i = 0; i < g->n_procs; i++) {
+        memset(&infos[i], 0, sizeof infos[i]);
+        infos[i].pid = g->proc_pid[i];
+        infos[i].usedGpuMemory = g->proc_bytes[i];
+        infos[i].gpuInstanceId = infos[i].computeInstanceId = 0xFFFFFFFFu;
+    }
+    *count = (unsigned)g->n_procs;
+    return NVML_SUCCESS;
+}
+
+/* ---------- GPM (Hopper and newer) ---------- */
+
+typedef struct { unsigned version, isSupportedDevice; } nvmlGpmSupport_t;
+typedef struct { gpu_t *g; double t_ms; int taken; } gpm_sample_t;
+typedef struct { const char *shortName, *longName, *unit; } nvmlGpmMetricInfo_t;
+typedef struct { unsigned metricId; nvmlReturn_t nvmlReturn; double value; nvmlGpmMetricInfo_t metricInfo; } nvmlGpmMetric_t;
+typedef struct {
+    unsigned version, numMetrics;
+    gpm_sample_t *sample1, *sample2;
+    nvmlGpmMetric_t metrics[];
+} nvmlGpmMetricsGet_t;
+
+static int gpm_supported(const gpu_t *g) { return g->arch >= 9 && !g->mig && !unsupported(g, "gpm"); }
+
+nvmlReturn_t nvmlGpmQueryDeviceSupport(void *dev, nvmlGpmSupport_t *support) {
+    ENTER(dev);
+    if (!support || support->version != 1) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    support->isSupportedDevice = (unsigned)gpm_supported(g);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleAlloc(gpm_sample_t **sample) {
+    if (!refcount) return NVML_ERROR_UNINITIALIZED;
+    *sample = calloc(1, sizeof **sample);
+    return *sample ? NVML_SUCCESS : NVML_ERROR_UNKNOWN;
+}
+
+nvmlReturn_t nvmlGpmSampleFree(gpm_sample_t *sample) {
+    free(sample);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleGet(void *dev, gpm_sample_t *sample) {
+    ENTER(dev);
+    if (!gpm_supported(g)) return NVML_ERROR_NOT_SUPPORTED;
+    if (!sample) return NVML_ERROR_INVALID_ARGUMENT;
+    sample->g = g;
+    sample->t_ms = now();
+    sample->taken = 1;
+    return NVML_SUCCESS;
+}
+
+/* The time average of a trace over [t1, t2]: what a rate between two samples reports. */
+static double trace_mean(const trace_t *t, long step_ms, double t1, double t2) {
+    if (t2 <= t1) return (double)trace_at(t, step_ms, t1);
+    double sum = 0, a = t1;
+    while (a < t2) {
+        double edge = ((long)(a / step_ms) + 1) * (double)step_ms;
+        double b = edge < t2 ? edge : t2;
+        sum += trace_at(t, step_ms, a) * (b - a);
+        a = b;
+    }
+    return sum / (t2 - t1);
+}
+
+nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *m) {
+    if (!refcount) return NVML_ERROR_UNINITIALIZED;
+    if (!m || m->version != 1) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    gpm_sample_t *s1 = m->sample1, *s2 = m->sample2;
+    if (!s1 || !s2 || !s1->taken || !s2->taken || s1->g != s2->g || s2->t_ms <= s1->t_ms)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    gpu_t *g = s1->g;
+    for (unsigned i = 0; i < m->numMetrics; i++) {
+        nvmlGpmMetric_t *metric = &m->metrics[i];
+        const trace_t *trace = NULL;
+        if (metric->metricId == 2) trace = &g->sm_activity;          /* NVML_GPM_METRIC_SM_UTIL */
+        else if (metric->metricId == 5) trace = &g->tensor_activity; /* NVML_GPM_METRIC_ANY_TENSOR_UTIL */
+        else if (metric->metricId == 10) trace = &g->dram_bw;        /* NVML_GPM_METRIC_DRAM_BW_UTIL */
+        metric->nvmlReturn = trace ? NVML_SUCCESS : NVML_ERROR_NOT_SUPPORTED;
+        metric->value = trace ? trace_mean(trace, g->power_step_ms, s1->t_ms, s2->t_ms) : 0;
+        memset(&metric->metricInfo, 0, sizeof metric->metricInfo);
+    }
+    return NVML_SUCCESS;
+}

@@ -15,14 +15,13 @@ from tests.fake_nvml import FakeGpu, Scenario, run_python
 MONITOR = textwrap.dedent("""
     import json, time
     from meter.jsonable import to_jsonable
-    from meter.device.nvml import NvmlSession
-    from meter.device.nvml_gpu import NvmlGpu
+    from meter.device.gpu import Selection, open_gpus
     from meter.telemetry.monitor import Monitor
     from meter.telemetry.sources import GpuSource
-    session = NvmlSession().__enter__()
-    sources = [GpuSource(NvmlGpu(session, i)) for i in range(session.device_count())]
+    fleet = open_gpus(Selection(all_gpus=True))
+    sources = [GpuSource(gpu) for gpu in fleet.gpus]
     out = {{}}
-    with Monitor(sources, interval_s={interval}, session=session) as mon:
+    with Monitor(sources, interval_s={interval}, fleet=fleet) as mon:
         time.sleep({lead})
         with mon.window("w") as w:
             time.sleep({seconds})

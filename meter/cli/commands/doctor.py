@@ -22,17 +22,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def gpu_report(specs: list) -> dict[str, Any]:
-    """NVML's view of the GPUs, each matched to its hardware config; never raises for a missing driver."""
+    """The driver's view of every GPU, each matched to its hardware config; never raises for a missing driver."""
     from meter.config.hardware import match_nvml_name
-    from meter.device.nvml import GpuLost, NvmlSession, NvmlUnavailable
-    from meter.device.nvml_gpu import NvmlGpu
+    from meter.device.gpu import GpuLost, GpuUnavailable, Selection, open_gpus
 
     try:
-        with NvmlSession() as nvml:
+        with open_gpus(Selection(all_gpus=True)) as fleet:
             gpus = []
-            for ident in nvml.identities():
+            for gpu in fleet.gpus:
+                ident = gpu.identity
                 spec = match_nvml_name(ident.name, specs)
-                telemetry = NvmlGpu(nvml, ident.index).describe()
+                telemetry = gpu.describe()
                 gpus.append(
                     {
                         "index": ident.index,
@@ -47,22 +47,27 @@ def gpu_report(specs: list) -> dict[str, Any]:
                         "telemetry_supported": telemetry["supported"],
                     }
                 )
+            system = fleet.system()
             return {
                 "available": True,
                 "reason": None,
-                "driver_version": nvml.driver_version(),
-                "nvml_version": nvml.nvml_version(),
-                "cuda_driver_version": nvml.cuda_driver_version(),
+                "library": system.library,
+                "driver_version": system.driver_version,
+                "nvml_version": system.library_version,
+                "cuda_driver_version": system.runtime_version,
                 "gpus": gpus,
+                "unopened": [{"index": i, "reason": why} for i, why in fleet.unopened],
             }
-    except (NvmlUnavailable, GpuLost) as exc:
+    except (GpuUnavailable, GpuLost) as exc:
         return {
             "available": False,
             "reason": str(exc),
+            "library": None,
             "driver_version": None,
             "nvml_version": None,
             "cuda_driver_version": None,
             "gpus": [],
+            "unopened": [],
         }
 
 

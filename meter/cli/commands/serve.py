@@ -61,9 +61,48 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--scenario", default="deepseek-v3", help="training scenario priced from each run (default deepseek-v3)"
     )
     p.add_argument("--serve-scenario", default="deepseek-v3-day6", help="serving scenario priced from each run")
-    p.add_argument("--runs-dir", metavar="DIR", help="take in the run files here at start; scheduled runs go here")
+    p.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        help="keep pushed runs here (atomically) and take in every run file here at start; scheduled runs go here",
+    )
+    p.add_argument(
+        "--runs-keep",
+        type=int,
+        default=200,
+        metavar="N",
+        help="at most this many run files of ours in --runs-dir (200)",
+    )
+    p.add_argument(
+        "--runs-max-bytes",
+        type=int,
+        default=256 * 2**20,
+        metavar="N",
+        help="at most this many bytes of run files of ours in --runs-dir (256 MiB)",
+    )
     p.add_argument("--bench-suite", metavar="SUITE", help="run this suite on a schedule (with --bench-every)")
     p.add_argument("--bench-every", type=duration_s, metavar="DURATION", help="e.g. 6h; needs --bench-suite")
+    p.add_argument(
+        "--nvml-retry",
+        type=duration_s,
+        default=30.0,
+        metavar="DURATION",
+        help="while NVML cannot start, try again this often (default 30s); meter_nvml_up is 0 meanwhile",
+    )
+    p.add_argument(
+        "--max-run-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest run file POST /api/v1/runs takes (default 8 MiB); larger ones get 413",
+    )
+    p.add_argument(
+        "--pod-resources-socket",
+        default="auto",
+        metavar="PATH",
+        help="the kubelet's pod-resources socket for pod/namespace/container labels; 'auto' (default): "
+        "/var/lib/kubelet/pod-resources/kubelet.sock when it exists; 'off': no pod attribution",
+    )
     p.set_defaults(handler=run)
 
 
@@ -81,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--bench-suite and --bench-every go together")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
+    if not 1 <= args.runs_keep <= 100_000:
+        raise UsageError(f"--runs-keep must be between 1 and 100000, not {args.runs_keep}")
+    if not 2**20 <= args.runs_max_bytes <= 2**40:
+        raise UsageError(f"--runs-max-bytes must be between 1 MiB and 1 TiB, not {args.runs_max_bytes}")
+    if not 0.01 <= args.interval <= 3600:
+        raise UsageError(f"--interval must be between 0.01 and 3600 seconds, not {args.interval:g}")
+    if args.max_run_bytes is not None and not 1024 <= args.max_run_bytes <= 1 << 30:
+        raise UsageError(f"--max-run-bytes must be between 1024 and {1 << 30}, not {args.max_run_bytes}")
     config = ExporterConfig(
         host=args.host,
         port=args.port,
@@ -96,8 +143,13 @@ def run(args: argparse.Namespace) -> int:
         train_scenario=args.scenario,
         serve_scenario=args.serve_scenario,
         runs_dir=args.runs_dir,
+        runs_keep=args.runs_keep,
+        runs_max_bytes=args.runs_max_bytes,
         bench_suite=args.bench_suite,
         bench_every_s=args.bench_every,
+        nvml_retry_s=args.nvml_retry,
+        pod_resources_socket=args.pod_resources_socket,
+        **({"max_run_bytes": args.max_run_bytes} if args.max_run_bytes is not None else {}),
     )
     exporter = Exporter(config, locator(args))
     exporter.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 
@@ -33,7 +32,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def record(gpu, reading) -> dict:
-    from meter.device.nvml import THROTTLING_REASONS, decode_clock_events
+    from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
 
     reasons = decode_clock_events(reading.clock_event_mask)
     return {
@@ -48,14 +47,14 @@ def record(gpu, reading) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from meter.device.nvml import GpuLost, NvmlSession
-    from meter.device.nvml_gpu import NvmlGpu
-    from meter.device.visible import visible_nvml_indices
+    from meter.device.gpu import GpuLost, open_gpus
 
     interactive = sys.stdout.isatty() and not args.json
-    with NvmlSession() as nvml:
-        gpus = [NvmlGpu(nvml, i) for i in visible_nvml_indices(nvml, os.environ.get("CUDA_VISIBLE_DEVICES"))]
+    with open_gpus() as fleet:
+        gpus = list(fleet.gpus)
         lost: dict[int, str] = {}
+        for index, why in fleet.unopened:
+            print(f"meter: GPU {index} did not answer when opened: {why}", file=sys.stderr)
         updates = 0
         try:
             while args.count <= 0 or updates < args.count:
