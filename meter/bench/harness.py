@@ -23,12 +23,14 @@ from kernels.args import ModelArgs
 from meter.bench.memory_plan import MARGIN, PeakEstimate, planned_peak
 from meter.bench.metrics import bound, case_metrics, part_result
 from meter.bench.stats import summarize
-from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, back_to_back, energy_calls, time_cpu, time_cuda
+from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, back_to_back, time_cpu, time_cuda
 from meter.bench.workloads import InsufficientMemory, UnsupportedCase, Workload, build_workload, capture_cuda_graph
 from meter.device.select import ComputeDevice, free_memory_bytes
 from meter.results.cases import BenchCase
 from meter.results.document import Ceilings
 from meter.results.records import CaseResult, TelemetryWindow, TimingSettings
+
+ENERGY_WINDOW_SPARE = 1.05
 
 
 class WindowHandle(Protocol):
@@ -99,7 +101,7 @@ def run_case(
         timer = _timer(device, settings)
         stats = summarize(timer(call))
         parts = [part_result(p, summarize(timer(p.step)), device.hardware, ceilings) for p in workload.parts]
-        telemetry = _energy(monitor, case.id, call, stats.median_s, workload) if monitor else None
+        telemetry = _energy(monitor, case.id, call, workload) if monitor else None
         metrics = case_metrics(
             median_s=stats.median_s,
             flops_per_call=workload.flops_per_call,
@@ -173,14 +175,12 @@ def _timer(device: ComputeDevice, settings: TimingSettings) -> Callable[[Callabl
     return lambda call: time_cpu(call, settings)
 
 
-def _energy(
-    monitor: WindowMonitor, name: str, call: Callable[[int], None], median_s: float, workload: Workload
-) -> TelemetryWindow:
-    """The telemetry window of back-to-back calls filling the monitor's shortest trustworthy window;
-    energy per call is the window's energy over the calls in it."""
-    n = energy_calls(median_s, monitor.min_window_s)
+def _energy(monitor: WindowMonitor, name: str, call: Callable[[int], None], workload: Workload) -> TelemetryWindow:
+    """The telemetry window of back-to-back calls filling the monitor's shortest trustworthy window
+    (with 5% to spare, so that jitter cannot leave it one counter update short); energy per call is
+    the window's energy over the calls in it."""
     with monitor.window(name) as w:
-        n = back_to_back(call, n, max_s=3 * monitor.min_window_s)
+        n = back_to_back(call, ENERGY_WINDOW_SPARE * monitor.min_window_s)
     tele = w.summary()
     per_call = tele.energy_j / n if tele.energy_j is not None else None
     return replace(

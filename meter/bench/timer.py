@@ -4,9 +4,9 @@ On a GPU each call is bracketed by its own pair of events after an L2 flush (a w
 L2 size, outside the events), following a warm-up; on a CPU each call is timed with
 ``time.perf_counter``. Either way the result is a list of per-call seconds for `stats.summarize`.
 
-Energy is measured apart (:func:`back_to_back`): calls issued one after another, with no flush and
-no warm-up between them, inside the telemetry window, so that the window holds the work and
-nothing else.
+Energy is measured apart (:func:`back_to_back`): calls issued one after another for the length of
+the telemetry window, with no flush and no warm-up between them, so that the window holds the work
+and nothing else.
 """
 
 from __future__ import annotations
@@ -88,13 +88,13 @@ def energy_calls(median_s: float, window_s: float, limit: int = 1_000_000) -> in
     return max(1, min(limit, math.ceil(window_s / median_s)))
 
 
-def back_to_back(call: Callable[[int], None], n: int, start: int = 0, max_s: float | None = None) -> int:
-    """``call(start) ... call(start + n - 1)`` with nothing between them (the window's edges sync);
-    stops early once ``max_s`` of wall time has passed (a host slower than the timing said).
-    Returns how many calls ran."""
-    begin = time.perf_counter()
-    for k in range(n):
-        call(start + k)
-        if max_s is not None and time.perf_counter() - begin > max_s:
-            return k + 1
+def back_to_back(call: Callable[[int], None], min_s: float, max_calls: int = 1_000_000) -> int:
+    """Calls ``call(0), call(1), ...`` with nothing between them until ``min_s`` of wall time has
+    passed (at least one call); returns how many ran. On a GPU the host runs ahead of the device
+    until the launch queue is full; the window's closing edge syncs, so the window holds every
+    call counted, and lasts at least ``min_s``."""
+    begin, n = time.perf_counter(), 0
+    while n < max_calls and (n == 0 or time.perf_counter() - begin < min_s):
+        call(n)
+        n += 1
     return n

