@@ -17,7 +17,7 @@ from meter.compat import check_kernels_package
 from meter.errors import MeterError
 
 # Command modules under meter.cli.commands, in the order `meter --help` lists them.
-COMMAND_MODULES = ("bench", "cost", "report", "serve", "watch", "catalog", "flops", "doctor")
+COMMAND_MODULES = ("run", "bench", "acceptance", "cost", "report", "serve", "watch", "catalog", "flops", "doctor")
 
 
 def common_options() -> argparse.ArgumentParser:

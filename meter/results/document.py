@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from meter.config.schema import ALLOW_EMPTY, between, ge, gt
+from meter.results.acceptance import AcceptanceReport
 from meter.results.records import CaseResult, CommResult, Projection, Straggler, TimingSettings
 
 SCHEMA = "gpu-cost-meter/run"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
-RunKind = Literal["bench"]
+RunKind = Literal["bench", "acceptance"]
 STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
 
 
@@ -197,6 +198,31 @@ class DistributedLayout:
 
 
 @dataclass(frozen=True)
+class OpProbeInfo:
+    """One fused op run once on the run's device against a float64 reference."""
+
+    op: str
+    ok: bool
+    reason: str | None = None
+    rel_error: float | None = field(default=None, metadata=ge(0))
+
+
+@dataclass(frozen=True)
+class OpsInfo:
+    """Which fused GEMM ops this torch has (the name found, or null), and how each fared on the device."""
+
+    torch_version: str
+    grouped_mm: str | None = None
+    scaled_mm: str | None = None
+    scaled_grouped_mm: str | None = None
+    probed_on: str | None = None
+    probes: list[OpProbeInfo] = field(default_factory=list)
+
+    def probe(self, op: str) -> OpProbeInfo | None:
+        return next((p for p in self.probes if p.op == op), None)
+
+
+@dataclass(frozen=True)
 class RunMetadata:
     """Where and how a run was measured: device, driver, CUDA, torch, git sha, method."""
 
@@ -212,6 +238,7 @@ class RunMetadata:
     ceilings: Ceilings | None = None
     telemetry: TelemetryInfo | None = None
     distributed: DistributedLayout | None = None
+    ops: OpsInfo | None = None  # version 3
 
 
 @dataclass(frozen=True)
@@ -251,6 +278,7 @@ class RunDocument:
     stragglers: list[Straggler] = field(default_factory=list)
     telemetry_timeline: Timeline | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)  # added by later steps (meter run's cost lines)
+    acceptance: AcceptanceReport | None = None  # kind "acceptance": the steps and checks of meter acceptance
 
     @property
     def device(self) -> DeviceInfo:
