@@ -5,11 +5,19 @@ Two recipes:
 - ``blockwise``: DeepSeek-V3's, activations scaled per 1x128 tile and weights per 128x128 block,
   one ``scaled_mm`` per expert (cuBLAS on sm90);
 - ``rowwise``: one scale per activation row and per weight output channel. On sm90 this runs as
-  one ``scaled_grouped_mm`` for all experts; elsewhere (and on the CPU, which implements rowwise
-  ``scaled_mm``) as one ``scaled_mm`` per expert.
+  one ``scaled_grouped_mm`` for all experts (when the probe in :mod:`kernels.ops` passes);
+  elsewhere (and on the CPU, which implements rowwise ``scaled_mm``) as one ``scaled_mm`` per
+  expert.
 
-Weights are quantised once, at construction. The forward pass quantises activations on the fly.
-No backward: training through these GEMMs is not implemented.
+Weights are quantised once, at construction. ``forward`` quantises activations on the fly (in
+fp32, as part of the layer); :meth:`Fp8Experts.quantize` and :meth:`Fp8Experts.gemm` split that
+so the GEMMs can be timed on pre-quantised inputs. No backward: training through these GEMMs is
+not implemented.
+
+Scale layouts are cuBLAS's (``aten/src/ATen/native/cuda/ScaledBlas.cpp``, mirrored by torch's
+meta kernel): for ``(BlockWise1x128, BlockWise128x128)`` the activation scales are ``[M, K/128]``
+with strides ``(1, M)`` (outer-dim-major), and the weight scales ``[L4, N/128]`` with strides
+``(1, L4)``, where ``L4`` is ``K/128`` rounded up to a multiple of 4 (the padding is never read).
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.grouped import group_bounds
 from kernels.moe import GroupedExperts
 
 Recipe = Literal["rowwise", "blockwise"]
 FP8 = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8).max)  # 448
+BLOCK = 128
 _EPS = 1e-12
 
 
@@ -52,12 +62,55 @@ def dequantize_blockwise(q_RC: torch.Tensor, scale: torch.Tensor, block_rows: in
     return q_RC.float() * full[: q_RC.shape[0], : q_RC.shape[1]]
 
 
-def fp8_support(device: torch.device, recipe: Recipe) -> str | None:
-    """None when this recipe runs on the device, else the reason it does not."""
-    if not hasattr(F, "scaled_mm") or not hasattr(F, "ScalingType"):
+def padded_k_blocks(k: int) -> int:
+    """L4: the K/128 scale blocks of a 128x128-scaled operand, rounded up to a multiple of 4."""
+    return -(-math.ceil(k / BLOCK) // 4) * 4
+
+
+def padded_weight_scales(scale_OK: torch.Tensor) -> torch.Tensor:
+    """128x128 weight scales ``[..., N/128, K/128]`` padded along K to ``[..., N/128, L4]``, row-major.
+    The padded blocks hold 1.0 and are never read."""
+    kb = scale_OK.shape[-1]
+    return F.pad(scale_OK, (0, padded_k_blocks(kb * BLOCK) - kb), value=1.0).contiguous()
+
+
+def weight_scales_for_mm(scale_OK: torch.Tensor) -> torch.Tensor:
+    """128x128 weight scales ``[N/128, K/128]`` in the layout ``scaled_mm`` wants for ``w.t()``:
+    ``[L4, N/128]`` with strides ``(1, L4)``."""
+    return padded_weight_scales(scale_OK).t()
+
+
+def blockwise_mm(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_scale_mm: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` in DeepSeek's recipe: ``x`` [M, K] fp8 with 1x128 scales [M, K/128] (any layout),
+    ``w`` [N, K] fp8 with scales from :func:`weight_scales_for_mm`; bf16 out."""
+    return F.scaled_mm(
+        x_q,
+        w_q.t(),
+        x_scale.t().contiguous().t(),  # outer-dim-major: strides (1, M)
+        F.ScalingType.BlockWise1x128,
+        w_scale_mm,
+        F.ScalingType.BlockWise128x128,
+        output_dtype=torch.bfloat16,
+    )
+
+
+def fp8_support(device: torch.device, recipe: Recipe, dims: tuple[int, ...] = ()) -> str | None:
+    """None when this recipe runs on the device (for these GEMM dimensions), else the reason it does not."""
+    from kernels.ops import SCALED_MM
+
+    if SCALED_MM is None:
         return f"this torch ({torch.__version__}) has no torch.nn.functional.scaled_mm; fp8 GEMMs need torch >= 2.10"
+    if recipe == "blockwise":
+        odd = [d for d in dims if d % BLOCK]
+        if odd:
+            return f"blockwise fp8 needs GEMM dimensions that are multiples of {BLOCK} ({odd} are not)"
+    odd = [d for d in dims if d % 16]
+    if odd:
+        return f"fp8 GEMMs need dimensions that are multiples of 16 ({odd} are not)"
     if device.type == "cpu":
         return None if recipe == "rowwise" else "blockwise fp8 GEMMs need an sm90 GPU (the CPU implements rowwise only)"
+    if device.type == "meta":
+        return None  # memory planning: no values are computed, the op's meta kernel checks shapes and layouts
     if device.type != "cuda":
         return f"fp8 GEMMs are not supported on {device.type}"
     capability = torch.cuda.get_device_capability(device)
@@ -65,6 +118,12 @@ def fp8_support(device: torch.device, recipe: Recipe) -> str | None:
         return f"fp8 tensor cores need compute capability 8.9 or newer (this GPU has {capability[0]}.{capability[1]})"
     if recipe == "blockwise" and capability != (9, 0):
         return "DeepSeek's 1x128/128x128 blockwise fp8 GEMM is implemented for sm90 (Hopper) only"
+    from kernels.ops import probe_ops
+
+    op = "scaled_mm_blockwise" if recipe == "blockwise" else "scaled_mm_rowwise"
+    probe = probe_ops(str(device))
+    if not probe.ok(op):
+        return f"{op} failed its probe on {device}: {probe.reason(op)}"
     return None
 
 
@@ -77,11 +136,28 @@ class Fp8Experts(nn.Module):
         with torch.no_grad():
             self._quantize_weights("w13", experts.w13)
             self._quantize_weights("w2", experts.w2)
-        self.use_grouped = (
-            recipe == "rowwise"
-            and experts.w13.device.type == "cuda"
-            and torch.cuda.get_device_capability(experts.w13.device) == (9, 0)
-        )
+        self.use_grouped, self.fallback_reason = self._grouped_choice(experts.w13.device)
+
+    @property
+    def backend(self) -> str:
+        """What runs the GEMMs, as the bench records it."""
+        if self.use_grouped:
+            return f"fp8-{self.recipe} scaled_grouped_mm"
+        return f"fp8-{self.recipe} scaled_mm per expert"
+
+    def _grouped_choice(self, device: torch.device) -> tuple[bool, str | None]:
+        if self.recipe == "blockwise":
+            return False, None  # torch has no grouped kernel for DeepSeek's scales: one GEMM per expert is the design
+        if device.type != "cuda":
+            return False, f"scaled_grouped_mm runs on sm90 GPUs only (this is {device.type})"
+        if torch.cuda.get_device_capability(device) != (9, 0):
+            return False, "scaled_grouped_mm runs on sm90 GPUs only"
+        from kernels.ops import probe_ops
+
+        probe = probe_ops(str(device))
+        if not probe.ok("scaled_grouped_mm_rowwise"):
+            return False, f"scaled_grouped_mm failed its probe: {probe.reason('scaled_grouped_mm_rowwise')}"
+        return True, None
 
     def _quantize_weights(self, name: str, w_EOI: torch.Tensor) -> None:
         if self.recipe == "rowwise":
@@ -89,23 +165,35 @@ class Fp8Experts(nn.Module):
             q = torch.stack([p[0] for p in pairs])
             s = torch.stack([p[1].squeeze(-1) for p in pairs])  # [E, O]
         else:
-            pairs = [quantize_blockwise(w, 128, 128) for w in w_EOI]
+            pairs = [quantize_blockwise(w, BLOCK, BLOCK) for w in w_EOI]
             q = torch.stack([p[0] for p in pairs])
-            s = torch.stack([p[1] for p in pairs])  # [E, O/128, I/128]
+            # [E, O/128, L4] row-major, so that scale[e].t() is [L4, O/128] with strides (1, L4)
+            s = padded_weight_scales(torch.stack([p[1] for p in pairs]))
         self.register_buffer(f"{name}_q", q, persistent=False)
         self.register_buffer(f"{name}_scale", s.contiguous(), persistent=False)
 
+    def dequantized_weight(self, name: str, e: int) -> torch.Tensor:
+        """Expert ``e``'s quantised weight ``[O, I]`` back in float32 (for references)."""
+        q, s = getattr(self, f"{name}_q")[e], getattr(self, f"{name}_scale")[e]
+        if self.recipe == "rowwise":
+            return q.float() * s.float()[:, None]
+        kb = math.ceil(q.shape[1] / BLOCK)
+        return dequantize_blockwise(q, s[:, :kb], BLOCK, BLOCK)
+
+    def quantize(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Activations in this recipe's fp8 form: rowwise [N, 1] scales, or 1x128 tiles [N, D/128]."""
+        return quantize_rowwise(x_ND) if self.recipe == "rowwise" else quantize_blockwise(x_ND, 1, BLOCK)
+
     def forward(self, x_ND: torch.Tensor, tokens_per_expert_E: torch.Tensor) -> torch.Tensor:
         offsets = torch.cumsum(tokens_per_expert_E, dim=0, dtype=torch.int32)
-        h = self._gemm(x_ND, "w13", offsets)
+        h = self.gemm(*self.quantize(x_ND), "w13", offsets)
         gate, up = h.split(self.hidden, dim=-1)
-        return self._gemm(F.silu(gate) * up, "w2", offsets).to(x_ND.dtype)
+        return self.gemm(*self.quantize(F.silu(gate) * up), "w2", offsets).to(x_ND.dtype)
 
-    def _gemm(self, x_ND: torch.Tensor, name: str, offsets: torch.Tensor) -> torch.Tensor:
+    def gemm(self, x_q: torch.Tensor, x_s: torch.Tensor, name: str, offsets: torch.Tensor) -> torch.Tensor:
+        """Pre-quantised rows (sorted by expert) times each expert's ``name`` weight; bf16 out."""
         w_q, w_s = getattr(self, f"{name}_q"), getattr(self, f"{name}_scale")
-        out_dtype = torch.bfloat16
         if self.use_grouped:
-            x_q, x_s = quantize_rowwise(x_ND)
             return F.scaled_grouped_mm(
                 x_q,
                 w_q.transpose(-2, -1),
@@ -114,39 +202,25 @@ class Fp8Experts(nn.Module):
                 w_s,
                 F.ScalingType.RowWise,
                 offs=offsets,
-                output_dtype=out_dtype,
+                output_dtype=torch.bfloat16,
             )
-        bounds = [0, *offsets.tolist()]
+        bounds = group_bounds(offsets, x_q.shape[0])  # a device sync: this path cannot be graph-captured
         outs = []
         for e, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
-            rows = x_ND[lo:hi]
             if hi == lo:
-                outs.append(rows.new_zeros(0, w_q.shape[1], dtype=out_dtype))
+                outs.append(x_q.new_zeros(0, w_q.shape[1], dtype=torch.bfloat16))
             elif self.recipe == "rowwise":
-                x_q, x_s = quantize_rowwise(rows)
                 outs.append(
                     F.scaled_mm(
-                        x_q,
+                        x_q[lo:hi],
                         w_q[e].t(),
-                        x_s,
+                        x_s[lo:hi],
                         F.ScalingType.RowWise,
                         w_s[e][None, :],
                         F.ScalingType.RowWise,
-                        output_dtype=out_dtype,
+                        output_dtype=torch.bfloat16,
                     )
                 )
             else:
-                x_q, x_s = quantize_blockwise(rows, 1, 128)
-                # cuBLAS wants the 1x128 activation scales in column-major (outer-dim-major) layout.
-                outs.append(
-                    F.scaled_mm(
-                        x_q,
-                        w_q[e].t(),
-                        x_s.t().contiguous().t(),
-                        F.ScalingType.BlockWise1x128,
-                        w_s[e].t().contiguous(),
-                        F.ScalingType.BlockWise128x128,
-                        output_dtype=out_dtype,
-                    )
-                )
+                outs.append(blockwise_mm(x_q[lo:hi], x_s[lo:hi], w_q[e], w_s[e].t()))
         return torch.cat(outs, dim=0)

@@ -2,9 +2,10 @@
 
 ``grouped_linear(x_ND, w_EOD, offsets_E)`` computes, for each expert e, its rows of ``x`` times
 ``w[e].T``. It uses ``torch.nn.functional.grouped_mm`` (``torch._grouped_mm`` on older torch)
-where the device and dtype support it, and a per-expert loop of ``torch.mm`` elsewhere; both give
-the same result and the same gradients. The loop needs the group sizes on the host (a device
-sync), so it cannot be captured in a CUDA graph.
+where the device, dtype and shapes allow it, and a per-expert loop of ``torch.mm`` elsewhere;
+both give the same result and the same gradients. The loop needs the group sizes on the host (a
+device sync), so it can never be captured in a CUDA graph. :func:`choose_backend` says which
+one runs and why, so a fall-back is recorded rather than silent.
 
 Shape legend: N rows (token-expert assignments), D input dim, O output dim, E experts.
 """
@@ -15,29 +16,72 @@ import functools
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
+
+from kernels.ops import GROUPED_MM, GROUPED_MM_NAME
 
 Backend = Literal["grouped_mm", "loop"]
-
-_GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+STRIDE_ALIGNMENT_BYTES = 16  # grouped_mm's operands need row strides that are multiples of 16 bytes
 
 
 @functools.cache
 def grouped_mm_supported(device_type: str, dtype: torch.dtype, capability: tuple[int, int] | None = None) -> bool:
-    """Whether the fused grouped GEMM runs for this device type and dtype."""
-    if _GROUPED_MM is None:
-        return False
+    """Whether the fused grouped GEMM runs for this device type and dtype (any aligned shape)."""
+    return _unsupported(device_type, dtype, capability) is None
+
+
+def _unsupported(device_type: str, dtype: torch.dtype, capability: tuple[int, int] | None) -> str | None:
+    if GROUPED_MM is None:
+        return f"this torch ({torch.__version__}) has neither F.grouped_mm nor torch._grouped_mm"
     if device_type == "cuda":
         # CUDA kernels exist for bf16 on sm80+ (and the fp8 variant on sm90); others fall back.
-        return dtype == torch.bfloat16 and capability is not None and capability >= (8, 0)
+        if dtype != torch.bfloat16:
+            return f"the CUDA grouped GEMM is bf16 only (not {str(dtype).removeprefix('torch.')})"
+        if capability is None or capability < (8, 0):
+            return "the CUDA grouped GEMM needs compute capability 8.0 or newer"
+        return None
     if device_type == "cpu":
-        return dtype in (torch.float32, torch.bfloat16)
-    return False
+        return None if dtype in (torch.float32, torch.bfloat16) else f"no CPU grouped GEMM for {dtype}"
+    return f"no grouped GEMM on {device_type}"
 
 
-def pick_backend(x: torch.Tensor) -> Backend:
+def choose_backend(
+    device_type: str, dtype: torch.dtype, capability: tuple[int, int] | None, dims: tuple[int, ...] = ()
+) -> tuple[Backend, str | None]:
+    """(backend, why the loop) for GEMMs of these inner and outer dimensions; the reason is None for grouped_mm.
+
+    ``dims`` are every K and N the layer's grouped GEMMs use (forward and backward read both as
+    row strides): one that is not a multiple of 16 bytes makes grouped_mm fail ("strides should
+    be multiple of 16 bytes"), so those shapes take the loop.
+    """
+    why = _unsupported(device_type, dtype, capability)
+    if why:
+        return "loop", why
+    element = torch.empty((), dtype=dtype).element_size()
+    misaligned = sorted({d for d in dims if (d * element) % STRIDE_ALIGNMENT_BYTES})
+    if misaligned:
+        multiple = STRIDE_ALIGNMENT_BYTES // element
+        return (
+            "loop",
+            f"{GROUPED_MM_NAME} needs dimensions that are multiples of {multiple} in {dtype} (not {misaligned})",
+        )
+    return "grouped_mm", None
+
+
+def pick_backend(x: torch.Tensor, dims: tuple[int, ...] = ()) -> Backend:
     capability = torch.cuda.get_device_capability(x.device) if x.device.type == "cuda" else None
-    return "grouped_mm" if grouped_mm_supported(x.device.type, x.dtype, capability) else "loop"
+    return choose_backend(x.device.type, x.dtype, capability, dims)[0]
+
+
+def group_bounds(offsets_E: torch.Tensor, n_rows: int) -> list[int]:
+    """Each group's row bounds on the host: ``[0, offsets...]``, a device-to-host sync.
+
+    On the meta device (memory planning) offsets have no values; an even split gives the same
+    tensors in total, which is all a memory plan needs.
+    """
+    if offsets_E.device.type == "meta":
+        e = offsets_E.shape[0]
+        return [n_rows * i // e for i in range(e + 1)]
+    return [0, *offsets_E.tolist()]
 
 
 def grouped_linear(
@@ -47,11 +91,11 @@ def grouped_linear(
 
     ``offsets[-1]`` must equal the number of rows.
     """
-    backend = backend or pick_backend(x_ND)
+    backend = backend or pick_backend(x_ND, tuple(w_EOD.shape[1:]))
     if backend == "grouped_mm":
-        return _GROUPED_MM(x_ND, w_EOD.transpose(-2, -1), offs=offsets_E)
-    # A readable reference path: one product per expert. .tolist() syncs device and host.
-    bounds = [0, *offsets_E.tolist()]
+        return GROUPED_MM(x_ND, w_EOD.transpose(-2, -1), offs=offsets_E)
+    # A readable reference path: one product per expert.
+    bounds = group_bounds(offsets_E, x_ND.shape[0])
     outs = [x_ND[lo:hi] @ w_EOD[e].transpose(0, 1) for e, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
     if not outs:
         return x_ND.new_zeros(0, w_EOD.shape[1])

@@ -19,7 +19,7 @@ from torch import nn
 
 from kernels.args import ModelArgs
 from kernels.dense import SwiGLU
-from kernels.grouped import Backend, grouped_linear, pick_backend
+from kernels.grouped import Backend, choose_backend, grouped_linear
 
 RoutingMode = Literal["learned", "uniform", "skew"]
 
@@ -118,11 +118,27 @@ class GroupedExperts(nn.Module):
         self.w2 = nn.Parameter(torch.empty(n_experts, dim, hidden, dtype=dtype, device=device))
         nn.init.normal_(self.w13, std=dim**-0.5)
         nn.init.normal_(self.w2, std=hidden**-0.5)
-        self.backend: Backend | None = None  # None: choose per call from device and dtype
+        self.backend: Backend | None = None  # None: choose per call from device, dtype and shapes
+
+    def backend_choice(self, x_ND: torch.Tensor) -> tuple[Backend, str | None]:
+        """(the backend a call on ``x`` uses, why it is the loop); the set ``backend`` wins."""
+        if self.backend is not None:
+            return self.backend, None if self.backend == "grouped_mm" else "set explicitly"
+        dev = x_ND.device
+        capability = torch.cuda.get_device_capability(dev) if dev.type == "cuda" else None
+        dims = (self.w13.shape[2], self.w13.shape[1], self.w2.shape[2])  # D, 2F, F
+        backend, why = choose_backend(dev.type, x_ND.dtype, capability, dims)
+        if backend == "grouped_mm" and dev.type == "cuda":
+            from kernels.ops import probe_ops
+
+            probe = probe_ops(str(dev))
+            if not probe.ok("grouped_mm_bf16"):
+                return "loop", f"grouped_mm failed its probe on {dev}: {probe.reason('grouped_mm_bf16')}"
+        return backend, why
 
     def forward(self, x_ND: torch.Tensor, tokens_per_expert_E: torch.Tensor) -> torch.Tensor:
         offsets = torch.cumsum(tokens_per_expert_E, dim=0, dtype=torch.int32)
-        backend = self.backend or pick_backend(x_ND)
+        backend = self.backend or self.backend_choice(x_ND)[0]
         h = grouped_linear(x_ND, self.w13, offsets, backend)
         gate, up = h.split(self.hidden, dim=-1)
         return grouped_linear(F.silu(gate) * up, self.w2, offsets, backend)

@@ -74,6 +74,10 @@ SKEW = Domain(0, 10)  # a Zipf exponent; 10 already sends nearly every token to 
 MIN_TIME_S = Domain(0, 3600, low_inclusive=False)
 TOKENS_PER_RANK = Domain(1, 1 << 20, integer=True)  # MoE dispatch/combine of a distributed run
 SAMPLE_HZ = Domain(1, 100)
+PLAN_MEMORY_BYTES = Domain(2**20, 2**44, integer=True)  # meter bench --plan --memory: 1 MiB to 16 TiB
+EFFICIENCY = Domain(0, 1, low_inclusive=False)  # a share of a datasheet peak
+ACCEPTANCE_BUDGET_S = Domain(30, 3600)  # meter acceptance --budget
+STEADY_LOAD_S = Domain(1, 120)  # meter acceptance --steady
 
 # --- cost and telemetry commands ----------------------------------------------------------------
 # Monte Carlo: every input and output is an array of this many float64 values; 2M samples of the

@@ -1,5 +1,9 @@
 """Shared fixtures. Tests run on the CPU; GPU tests carry the `gpu` marker and skip without CUDA.
 
+On a GPU machine the unmarked tests still measure on the CPU: :func:`run_meter` pins the
+benchmarking commands to ``--device cpu`` unless a test names a device, and the torchrun tests
+ask for gloo ranks on the CPU. ``pytest -m gpu`` is the GPU suite.
+
 A test that needs a real component (a C compiler, Prometheus, Chromium) calls
 :func:`require_component`: without the component it skips on a developer machine but FAILS when
 the ``CI`` environment variable is set, so CI can never go green by skipping what it must run.
@@ -70,10 +74,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+MEASURING_COMMANDS = ("bench", "run", "acceptance")
+
+
 def run_meter(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m meter ARGS`` in a subprocess, as a user would run the command."""
+    """Run ``python -m meter ARGS`` in a subprocess, as a user would run the command.
+
+    A measuring command runs on the CPU unless the test names a ``--device``: on a GPU machine an
+    unmarked test must not run full-size cases on the GPU.
+    """
+    if args and args[0] in MEASURING_COMMANDS and "--device" not in args and "--distributed" not in args:
+        args = (*args, "--device", "cpu")
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "meter", *args],
@@ -83,6 +96,18 @@ def run_meter(
         env=full_env,
         timeout=timeout,
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Ceilings and memory peaks measured by tests go to a directory of the test session, not ~/.cache."""
+    previous = os.environ.get("METER_CACHE_DIR")
+    os.environ["METER_CACHE_DIR"] = str(tmp_path_factory.mktemp("meter-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("METER_CACHE_DIR", None)
+    else:
+        os.environ["METER_CACHE_DIR"] = previous
 
 
 @pytest.fixture

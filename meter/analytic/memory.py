@@ -113,10 +113,38 @@ def attention_layer_bytes(
     return traffic
 
 
+def fp8_expert_bytes(a: ModelArgs, recipe: str) -> float:
+    """Bytes of one routed expert's weights in fp8: a byte per weight plus the float32 scales
+    (rowwise: one per output channel; blockwise: one per 128x128 block, K padded to 4 blocks)."""
+    d, f = a.dim, a.moe_inter_dim
+    if recipe == "rowwise":
+        scales = 2 * f + d  # w13 has 2F output channels, w2 has D
+    elif recipe == "blockwise":
+
+        def blocks(n: int, k: int) -> int:
+            kb = -(-k // 128)
+            return -(-n // 128) * (-(-kb // 4) * 4)
+
+        scales = blocks(2 * f, d) + blocks(d, f)
+    else:
+        raise ValueError(f"unknown fp8 recipe {recipe!r}")
+    return expert_params(a) * 1 + scales * 4
+
+
 def moe_layer_bytes(
-    a: ModelArgs, *, tokens: int, weight_bytes: float = 2, act_bytes: float = 2, n_local_experts: int | None = None
+    a: ModelArgs,
+    *,
+    tokens: int,
+    weight_bytes: float = 2,
+    act_bytes: float = 2,
+    n_local_experts: int | None = None,
+    fp8: str | None = None,
 ) -> float:
-    """One MoE FFN's forward traffic: router, shared experts, the local experts its tokens touch."""
+    """One MoE FFN's forward traffic: router, shared experts, the local experts its tokens touch.
+
+    ``fp8`` (a recipe) puts the routed experts in fp8 with their scales; the router and the shared
+    expert stay at ``weight_bytes``, as they run in the layer's own precision.
+    """
     from meter.analytic.params import router_params
 
     n_local = n_local_experts or a.n_routed_experts
@@ -124,7 +152,8 @@ def moe_layer_bytes(
         touched = expected_experts_touched(n_local, a.n_activated_experts, tokens)
     else:  # tokens * k rows land on n_local experts
         touched = n_local * (1.0 - (1.0 - 1.0 / n_local) ** (tokens * a.n_activated_experts))
-    weights = (router_params(a) + (a.n_shared_experts + touched) * expert_params(a)) * weight_bytes
+    routed = touched * (fp8_expert_bytes(a, fp8) if fp8 else expert_params(a) * weight_bytes)
+    weights = (router_params(a) + a.n_shared_experts * expert_params(a)) * weight_bytes + routed
     return weights + 2 * tokens * a.dim * act_bytes
 
 

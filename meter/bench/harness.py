@@ -1,5 +1,10 @@
 """Run a list of cases on one device and record each result as it finishes.
 
+Per case: the memory it needs (its peak measured on the meta device, with the stated margin)
+against what is free, then the build, a CUDA graph for decode where the step never syncs with the
+host, the timed calls, each part of the layer timed on its own, and last the energy window: calls
+back to back, no warm-up and no L2 flush inside it.
+
 Out-of-memory and unsupported cases are recorded as such and the sweep goes on; Ctrl-C stops
 the sweep and keeps what finished (the caller marks the run interrupted).
 """
@@ -15,14 +20,17 @@ from typing import Protocol
 import torch
 
 from kernels.args import ModelArgs
-from meter.bench.metrics import bound, case_metrics
+from meter.bench.memory_plan import MARGIN, PeakEstimate, planned_peak
+from meter.bench.metrics import bound, case_metrics, part_result
 from meter.bench.stats import summarize
-from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, time_cpu, time_cuda
-from meter.bench.workloads import InsufficientMemory, UnsupportedCase, build_workload, capture_cuda_graph
+from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS, back_to_back, time_cpu, time_cuda
+from meter.bench.workloads import InsufficientMemory, UnsupportedCase, Workload, build_workload, capture_cuda_graph
 from meter.device.select import ComputeDevice, free_memory_bytes
 from meter.results.cases import BenchCase
 from meter.results.document import Ceilings
 from meter.results.records import CaseResult, TelemetryWindow, TimingSettings
+
+ENERGY_WINDOW_SPARE = 1.05
 
 
 class WindowHandle(Protocol):
@@ -51,9 +59,6 @@ def run_cases(
 ) -> None:
     """Measure each case and pass its result to ``record``; KeyboardInterrupt propagates after cleanup."""
     settings = settings or (GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS)
-    if monitor is not None and monitor.min_window_s > settings.min_time_s:
-        # Energy needs windows longer than the counter's update period: repeat short cases more.
-        settings = replace(settings, min_time_s=monitor.min_window_s, max_repeats=max(settings.max_repeats, 100_000))
     for i, case in enumerate(cases):
         if progress:
             progress(i, len(cases), case)
@@ -84,23 +89,19 @@ def run_case(
     workload = None
     notes: list[str] = []
     try:
-        workload = build_workload(case, a, device, free_bytes=free_memory_bytes(device))
+        free = free_memory_bytes(device)
+        peak = check_memory(case, a, device, free)
+        workload = build_workload(case, a, device, free_bytes=free)
         notes = list(workload.notes)
         if device.kind == "cuda" and cuda_graphs and case.phase == "decode":
             why_not = capture_cuda_graph(workload)
             if why_not:
                 notes.append(why_not)
-        replay = workload.replay
-        call = (lambda i: replay()) if replay else workload.step
-        window = monitor.window(case.id) if monitor else contextlib.nullcontext()
-        with window as w:
-            if device.kind == "cuda":
-                samples = time_cuda(
-                    call, settings, l2_bytes=device.properties.get("l2_cache_bytes"), device=device.torch_device
-                )
-            else:
-                samples = time_cpu(call, settings)
-        stats = summarize(samples)
+        call = _call(workload)
+        timer = _timer(device, settings)
+        stats = summarize(timer(call))
+        parts = [part_result(p, summarize(timer(p.step)), device.hardware, ceilings) for p in workload.parts]
+        telemetry = _energy(monitor, case.id, call, workload) if monitor else None
         metrics = case_metrics(
             median_s=stats.median_s,
             flops_per_call=workload.flops_per_call,
@@ -118,8 +119,15 @@ def run_case(
             timing=stats,
             metrics=metrics,
             bound=bound(metrics, ceilings, case.dtype),
-            details=replace(workload.details, input_sets=workload.n_inputs, cuda_graph=bool(workload.replay)),
-            telemetry=_with_energy_per_token(w.summary(), stats.mean_s, workload.tokens_per_call) if monitor else None,
+            details=replace(
+                workload.details,
+                input_sets=workload.n_inputs,
+                cuda_graph=bool(workload.replay),
+                peak_bytes=peak.peak_bytes if peak else None,
+                peak_method=peak.method if peak else None,
+            ),
+            telemetry=telemetry,
+            parts=parts,
         )
     except UnsupportedCase as exc:
         return _failed(case, "unsupported", str(exc), notes)
@@ -141,17 +149,47 @@ def run_case(
             torch.cuda.empty_cache()
 
 
-def _failed(case: BenchCase, status: str, reason: str, notes: list[str]) -> CaseResult:
-    return CaseResult(id=case.id, case=case, status=status, reason=reason, notes=notes)  # type: ignore[arg-type]
+def check_memory(case: BenchCase, a: ModelArgs, device: ComputeDevice, free_bytes: int | None) -> PeakEstimate | None:
+    """The case's planned peak; raises InsufficientMemory when it does not fit ``free_bytes`` with the margin."""
+    if free_bytes is None:
+        return None
+    peak = planned_peak(case, a, device)
+    need = peak.need_bytes()
+    if need > free_bytes:
+        raise InsufficientMemory(
+            f"needs about {need / 2**30:.1f} GiB ({peak.method} peak {peak.peak_bytes / 2**30:.1f} GiB, "
+            f"{MARGIN.describe()}), {free_bytes / 2**30:.1f} GiB free"
+        )
+    return peak
 
 
-def _with_energy_per_token(tele: TelemetryWindow, mean_call_s: float, tokens_per_call: int) -> TelemetryWindow:
-    """Energy of one call: the window's average power times the mean call time (the window also
-    holds the short gaps between calls), and per token."""
-    power = tele.avg_power_w
-    per_call = power * mean_call_s if power is not None else None
+def _call(workload: Workload) -> Callable[[int], None]:
+    replay = workload.replay
+    return (lambda i: replay()) if replay else workload.step
+
+
+def _timer(device: ComputeDevice, settings: TimingSettings) -> Callable[[Callable[[int], None]], list[float]]:
+    if device.kind == "cuda":
+        l2 = device.properties.get("l2_cache_bytes")
+        return lambda call: time_cuda(call, settings, l2_bytes=l2, device=device.torch_device)
+    return lambda call: time_cpu(call, settings)
+
+
+def _energy(monitor: WindowMonitor, name: str, call: Callable[[int], None], workload: Workload) -> TelemetryWindow:
+    """The telemetry window of back-to-back calls filling the monitor's shortest trustworthy window
+    (with 5% to spare, so that jitter cannot leave it one counter update short); energy per call is
+    the window's energy over the calls in it."""
+    with monitor.window(name) as w:
+        n = back_to_back(call, ENERGY_WINDOW_SPARE * monitor.min_window_s)
+    tele = w.summary()
+    per_call = tele.energy_j / n if tele.energy_j is not None else None
     return replace(
         tele,
+        calls=n,
         energy_per_call_j=per_call,
-        joules_per_token=per_call / tokens_per_call if per_call is not None else None,
+        joules_per_token=per_call / workload.tokens_per_call if per_call is not None else None,
     )
+
+
+def _failed(case: BenchCase, status: str, reason: str, notes: list[str]) -> CaseResult:
+    return CaseResult(id=case.id, case=case, status=status, reason=reason, notes=notes)  # type: ignore[arg-type]

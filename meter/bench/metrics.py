@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from meter.config.hardware import HardwareSpec
 from meter.results.document import Ceilings
-from meter.results.records import CaseMetrics
+from meter.results.records import CaseMetrics, PartResult, Timing
 
 
 def case_metrics(
@@ -54,3 +54,19 @@ def bound(metrics: CaseMetrics, ceilings: Ceilings | None, dtype: str) -> str | 
         return None
     ridge = ceilings.gemm(dtype) / ceilings.copy_bytes_per_s
     return "compute" if intensity >= ridge else "memory"
+
+
+def part_result(part, timing: Timing, hardware: HardwareSpec | None, ceilings: Ceilings | None) -> PartResult:
+    """Rates of a part of a case timed alone, against the peak and the measured ceiling of its precision."""
+    rate = part.flops_per_call / timing.median_s
+    peak = hardware.peak_flops(part.precision) if hardware else None
+    ceiling = ceilings.gemm(part.precision) if ceilings else None
+    return PartResult(
+        name=part.name,
+        precision=part.precision,
+        timing=timing,
+        flops_per_call=part.flops_per_call,
+        achieved_tflops=rate / 1e12,
+        peak_fraction=rate / peak if peak else None,
+        ceiling_fraction=rate / ceiling if ceiling else None,
+    )

@@ -3,10 +3,15 @@
 On a GPU each call is bracketed by its own pair of events after an L2 flush (a write of twice the
 L2 size, outside the events), following a warm-up; on a CPU each call is timed with
 ``time.perf_counter``. Either way the result is a list of per-call seconds for `stats.summarize`.
+
+Energy is measured apart (:func:`back_to_back`): calls issued one after another for the length of
+the telemetry window, with no flush and no warm-up between them, so that the window holds the work
+and nothing else.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -74,3 +79,22 @@ def time_cuda(
             i += 1
         torch.cuda.synchronize(device)
     return [b.elapsed_time(e) / 1e3 for b, e in pairs]
+
+
+def energy_calls(median_s: float, window_s: float, limit: int = 1_000_000) -> int:
+    """How many back-to-back calls fill a telemetry window of ``window_s`` at ``median_s`` each."""
+    if median_s <= 0:
+        return 1
+    return max(1, min(limit, math.ceil(window_s / median_s)))
+
+
+def back_to_back(call: Callable[[int], None], min_s: float, max_calls: int = 1_000_000) -> int:
+    """Calls ``call(0), call(1), ...`` with nothing between them until ``min_s`` of wall time has
+    passed (at least one call); returns how many ran. On a GPU the host runs ahead of the device
+    until the launch queue is full; the window's closing edge syncs, so the window holds every
+    call counted, and lasts at least ``min_s``."""
+    begin, n = time.perf_counter(), 0
+    while n < max_calls and (n == 0 or time.perf_counter() - begin < min_s):
+        call(n)
+        n += 1
+    return n

@@ -3,6 +3,9 @@
 Inputs are random (never zeros: zeros can run faster and hide wrong indexing). Several input sets
 are rotated through so that small inputs do not sit in L2 between calls; decode caches are filled
 with random values. FLOPs and bytes per call come from the analytic model, not from the run.
+
+A workload can be built on the meta device for a memory plan (:mod:`meter.bench.memory_plan`):
+``target`` is then the device the plan is for, and every backend is chosen as it would be there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.flo
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 ROTATION_TARGET_BYTES = 2 * 64 * 2**20  # rotate inputs until they span twice a large (64 MiB) L2
 MAX_INPUT_SETS = 8
+HOST_SYNC = "the per-expert loop reads each expert's row count on the host (a device sync)"
 
 
 class UnsupportedCase(Exception):
@@ -35,6 +39,16 @@ class UnsupportedCase(Exception):
 
 class InsufficientMemory(Exception):
     """The case would not fit: estimated before allocating, so a CPU run is not killed by the OS."""
+
+
+@dataclass
+class WorkloadPart:
+    """A part of the layer timed on its own, e.g. the expert GEMMs on pre-sorted (pre-quantised) rows."""
+
+    name: str
+    precision: str  # the GEMMs' precision: fp8, bf16, fp16, fp32
+    step: Callable[[int], None]
+    flops_per_call: float
 
 
 @dataclass
@@ -50,10 +64,13 @@ class Workload:
     notes: list[str] = field(default_factory=list)
     details: CaseDetails = field(default_factory=CaseDetails)
     replay: Callable[[], None] | None = None  # a captured CUDA graph of step(0), when there is one
+    graph_unsafe: str | None = None  # why step must never be captured in a CUDA graph (it syncs with the host)
+    parts: list[WorkloadPart] = field(default_factory=list)
 
 
 def estimate_memory_bytes(case: BenchCase, a: ModelArgs) -> float:
-    """A generous estimate of the memory a case takes (weights, gradients, activations, caches)."""
+    """A generous analytic estimate (weights, gradients, activations, caches, a materialised score
+    matrix): only the fall-back for cases whose peak cannot be measured on the meta device."""
     b = DTYPE_BYTES[case.dtype]
     train = case.phase == "train"
     t = case.tokens(a)
@@ -84,20 +101,28 @@ def estimate_memory_bytes(case: BenchCase, a: ModelArgs) -> float:
 
 
 def build_workload(
-    case: BenchCase, a: ModelArgs, device: ComputeDevice, *, seed: int = 0, free_bytes: int | None = None
+    case: BenchCase,
+    a: ModelArgs,
+    device: ComputeDevice,
+    *,
+    seed: int = 0,
+    free_bytes: int | None = None,
+    target: ComputeDevice | None = None,
 ) -> Workload:
-    """Instantiate the layer and inputs of ``case``; raises UnsupportedCase or InsufficientMemory."""
-    _check_supported(case, a, device)
-    need = estimate_memory_bytes(case, a)
-    if free_bytes is not None and need > free_bytes:
-        raise InsufficientMemory(f"needs about {need / 2**30:.1f} GiB, {free_bytes / 2**30:.1f} GiB free")
+    """Instantiate the layer and inputs of ``case`` on ``device``; raises UnsupportedCase.
+
+    ``target`` (default: ``device``) is the device whose kernels are chosen: the GPU a memory plan
+    on the meta device is for.
+    """
+    target = target or device
+    _check_supported(case, a, target)
     torch.manual_seed(seed)
     dev, dtype = torch.device(device.torch_device), TORCH_DTYPES[case.dtype]
     builder = {"moe": _moe, "ffn": _ffn, "mla": _attention, "gqa": _attention}[case.layer]
-    return builder(case, a, dev, dtype, free_bytes)
+    return builder(case, a, dev, dtype, free_bytes, target)
 
 
-def _check_supported(case: BenchCase, a: ModelArgs, device: ComputeDevice) -> None:
+def _check_supported(case: BenchCase, a: ModelArgs, target: ComputeDevice) -> None:
     if case.layer == "moe" and not a.is_moe:
         raise UnsupportedCase(f"model {case.model} has no MoE layers")
     if case.layer == "ffn" and not a.n_ffn_dense_layers:
@@ -107,34 +132,48 @@ def _check_supported(case: BenchCase, a: ModelArgs, device: ComputeDevice) -> No
     if case.layer == "moe" and a.n_routed_experts % case.ep:
         raise UnsupportedCase(f"ep {case.ep} does not divide {a.n_routed_experts} routed experts")
     if case.fp8:
-        from kernels.fp8 import fp8_support
-
         if case.phase == "train":
             raise UnsupportedCase(
                 "fp8 expert GEMMs run forward only (prefill, decode); fp8 training is not implemented"
             )
-        reason = fp8_support(torch.device(device.torch_device), case.fp8)
+        reason = _fp8_problem(case.fp8, a, target)
         if reason:
             raise UnsupportedCase(reason)
     if case.layer == "mla" and case.phase == "decode" and case.form == "fused":
-        _check_fused(device)
+        _check_fused(target)
     if case.compile and not (case.layer == "mla" and case.phase == "decode"):
         raise UnsupportedCase("--compile applies to the MLA decode forms")
-    if case.dtype == "fp16" and device.kind == "cpu":
+    if case.dtype == "fp16" and target.kind == "cpu":
         raise UnsupportedCase("fp16 matrix products are not a CPU benchmark (use fp32 or bf16)")
     if case.phase != "decode" and case.seq < 1 and not case.tokens_per_expert:
         raise UnsupportedCase("train and prefill need seq >= 1")
 
 
-def _check_fused(device: ComputeDevice) -> None:
+def _check_fused(target: ComputeDevice) -> None:
     from kernels.triton import fused_decode_unavailable
 
-    if device.kind != "cuda":
+    if target.kind != "cuda":
         # Triton's interpreter would run it here, far too slowly to mean anything as a timing.
         raise UnsupportedCase("the fused MLA decode kernel needs a CUDA GPU; the CPU bench does not interpret it")
+    if not target.present:
+        return  # a plan for a GPU not at hand: its image is assumed to carry the triton extra
     reason = fused_decode_unavailable("cuda")
     if reason:
         raise UnsupportedCase(reason)
+
+
+def _fp8_problem(recipe: str, a: ModelArgs, target: ComputeDevice) -> str | None:
+    from kernels.fp8 import fp8_support
+
+    dims = (a.dim, 2 * a.moe_inter_dim, a.moe_inter_dim)
+    if not target.present:  # planning for a GPU that is not here: judge by its hardware config
+        capability = target.capability
+        if capability is not None and capability < (8, 9):
+            return "fp8 tensor cores need compute capability 8.9 or newer"
+        if recipe == "blockwise" and capability not in (None, (9, 0)):
+            return "DeepSeek's 1x128/128x128 blockwise fp8 GEMM is implemented for sm90 (Hopper) only"
+        return fp8_support(torch.device("meta"), recipe, dims)  # type: ignore[arg-type]
+    return fp8_support(torch.device(target.torch_device), recipe, dims)  # type: ignore[arg-type]
 
 
 def _n_inputs(bytes_per_set: float, free_bytes: int | None) -> int:
@@ -149,33 +188,35 @@ def _randn(shape, dev, dtype, requires_grad=False) -> torch.Tensor:
 
 
 def _step_for(module: Callable, inputs: list[torch.Tensor], grads: list[torch.Tensor] | None) -> Callable[[int], None]:
-    """A call on input set i: forward only (inference mode), or forward + backward with a fixed dy."""
+    """A call on input set i: forward only (inference mode), or forward + backward with a fixed dy.
+
+    A training call starts from no gradients, as a training step does after the optimiser's
+    ``zero_grad``: otherwise every call after the first adds a ``+=`` over every gradient.
+    """
     if grads is None:
 
         def step(i: int) -> None:
             with torch.inference_mode():
                 module(inputs[i % len(inputs)])
     else:
+        assert isinstance(module, torch.nn.Module)
 
         def step(i: int) -> None:
             j = i % len(inputs)
+            module.zero_grad(set_to_none=True)
+            inputs[j].grad = None
             module(inputs[j]).backward(grads[j])
 
     return step
 
 
-def _moe(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+def _moe(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, target: ComputeDevice) -> Workload:
     from kernels.moe import MoE, Routing
 
     tokens = case.tokens(a)
     n_local = a.n_routed_experts // case.ep
     layer = MoE(a, routing=Routing(case.routing, case.skew), n_local_experts=n_local, dtype=dtype, device=dev)
-    notes = []
-    if case.fp8:
-        from kernels.fp8 import Fp8Experts
-
-        layer.experts = Fp8Experts(layer.experts, case.fp8)
-        notes.append(f"expert GEMMs in fp8 ({case.fp8} scales); router and shared expert in {case.dtype}")
+    notes: list[str] = []
     train = case.phase == "train"
     layer.train(train)
     if not train:
@@ -184,20 +225,34 @@ def _moe(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
     n = _n_inputs(set_bytes, free_bytes)
     inputs = [_randn((tokens, a.dim), dev, dtype, requires_grad=train) for _ in range(n)]
     grads = [_randn((tokens, a.dim), dev, dtype) for _ in range(n)] if train else None
+    backend, why = _expert_backend(layer, dtype, target)
+    if case.fp8:
+        from kernels.fp8 import Fp8Experts
+
+        layer.experts = Fp8Experts(layer.experts, case.fp8)
+        backend, why = layer.experts.backend, layer.experts.fallback_reason
+        notes.append(f"expert GEMMs in fp8 ({case.fp8} scales); router and shared expert in {case.dtype}")
+    if why:
+        notes.append(f"expert GEMMs: {backend} ({why})")
     fwd = F.moe_layer_flops(a, tokens=tokens)
     traffic = M.moe_layer_bytes(
         a,
         tokens=tokens,
-        weight_bytes=1 if case.fp8 else DTYPE_BYTES[case.dtype],
+        weight_bytes=DTYPE_BYTES[case.dtype],
         act_bytes=DTYPE_BYTES[case.dtype],
         n_local_experts=n_local,
+        fp8=case.fp8,
     )
     if case.ep > 1:
         notes.append(
             f"EP{case.ep} slice: {n_local} local experts get the {tokens}x{a.n_activated_experts} rows "
             f"one GPU receives; dispatch/combine communication not included"
         )
-    backend = getattr(layer.experts, "backend", None) or _grouped_backend(inputs[0])
+    graph_unsafe = None
+    if "per expert" in backend or backend == "loop":
+        graph_unsafe = HOST_SYNC
+    elif case.routing == "skew":
+        graph_unsafe = "skewed routing draws from its own random generator, which a CUDA graph would freeze"
     return Workload(
         case=case,
         step=_step_for(layer, inputs, grads),
@@ -212,17 +267,70 @@ def _moe(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
             local_experts=n_local,
             rows_per_expert=tokens * a.n_activated_experts / n_local,
             expert_gemm="fp8-" + case.fp8 if case.fp8 else backend,
+            backend=backend,
+            fallback_reason=why,
         ),
+        graph_unsafe=graph_unsafe,
+        parts=[] if train else [_expert_gemm_part(layer, inputs[0], case)],
     )
 
 
-def _grouped_backend(x: torch.Tensor) -> str:
-    from kernels.grouped import pick_backend
+def _expert_backend(layer, dtype, target: ComputeDevice) -> tuple[str, str | None]:
+    """The grouped-GEMM backend as the target device chooses it, set on the layer so that what
+    runs is what is recorded (and so that a layer built on the meta device for a plan takes the
+    backend of the GPU it stands in for)."""
+    from kernels.grouped import choose_backend
 
-    return pick_backend(x)
+    experts = layer.experts
+    dims = (experts.w13.shape[2], experts.w13.shape[1], experts.w2.shape[2])  # D, 2F, F
+    backend, why = choose_backend(target.kind, dtype, target.capability, dims)
+    if backend == "grouped_mm" and target.kind == "cuda" and target.present:
+        from kernels.ops import probe_ops
+
+        probe = probe_ops(target.torch_device)
+        if not probe.ok("grouped_mm_bf16"):
+            backend, why = "loop", f"grouped_mm failed its probe: {probe.reason('grouped_mm_bf16')}"
+    experts.backend = backend
+    return backend, why
 
 
-def _ffn(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+def _expert_gemm_part(layer, x_TD: torch.Tensor, case: BenchCase) -> WorkloadPart:
+    """The routed experts' two GEMMs alone, on rows already routed and sorted (and, for fp8,
+    already quantised): what the layer's grouped GEMM does without the gate, the sort, the
+    quantisation and the scatter around it."""
+    experts = layer.experts
+    with torch.inference_mode():
+        _, chosen = layer.gate(x_TD)
+        if layer.n_local != layer.args.n_routed_experts:
+            chosen = chosen % layer.n_local
+        order = torch.argsort(chosen.flatten(), stable=True)
+        rows = x_TD.detach()[order // chosen.shape[1]]
+        counts = torch.histc(chosen.flatten().float(), bins=layer.n_local, min=0, max=layer.n_local).to(torch.int32)
+        offsets = torch.cumsum(counts, dim=0, dtype=torch.int32)
+    n_rows, hidden = rows.shape[0], layer.args.moe_inter_dim
+    flops = 2.0 * n_rows * (rows.shape[1] * 2 * hidden + hidden * rows.shape[1])
+    if case.fp8:
+        with torch.inference_mode():
+            x_q, x_s = experts.quantize(rows)
+            h = experts.gemm(x_q, x_s, "w13", offsets)
+            gate, up = h.split(hidden, dim=-1)
+            a_q, a_s = experts.quantize(torch.nn.functional.silu(gate) * up)
+
+        def step(i: int) -> None:
+            with torch.inference_mode():
+                experts.gemm(x_q, x_s, "w13", offsets)
+                experts.gemm(a_q, a_s, "w2", offsets)
+
+        return WorkloadPart("expert GEMMs on pre-quantised inputs", "fp8", step, flops)
+
+    def step(i: int) -> None:
+        with torch.inference_mode():
+            experts(rows, counts)
+
+    return WorkloadPart("expert GEMMs on pre-sorted rows (SwiGLU between)", case.dtype, step, flops)
+
+
+def _ffn(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, target: ComputeDevice) -> Workload:
     from kernels.dense import SwiGLU
 
     tokens = case.tokens(a)
@@ -244,12 +352,13 @@ def _ffn(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
         tokens_per_call=tokens,
         module=layer,
         inputs=inputs,
+        details=CaseDetails(backend="torch.mm (dense SwiGLU)"),
     )
 
 
-def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, target: ComputeDevice) -> Workload:
     if case.phase == "decode":
-        return _attention_decode(case, a, dev, dtype, free_bytes)
+        return _attention_decode(case, a, dev, dtype, free_bytes, target)
     from kernels.dense import GQAttention
     from kernels.mla import MLA
 
@@ -264,6 +373,10 @@ def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workloa
     grads = [_randn(shape, dev, dtype) for _ in range(n)] if train else None
     fwd = F.attention_layer_flops(a, batch=case.batch, q_len=case.seq, pairs="causal")
     traffic = M.attention_layer_bytes(a, batch=case.batch, q_len=case.seq, dtype_bytes=DTYPE_BYTES[case.dtype])
+    from meter.bench.sdpa import sdpa_backend
+
+    v_dim = a.attn_v_head_dim
+    backend = sdpa_backend(target, dtype, a.qk_head_dim, v_dim, causal=True, grad=train)
     return Workload(
         case=case,
         step=_step_for(layer, inputs, grads),
@@ -274,11 +387,14 @@ def _attention(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workloa
         module=layer,
         inputs=inputs,
         notes=["FLOPs count causal attention as half the sequence (Megatron/DeepSeek)"],
+        details=CaseDetails(backend=f"sdpa-{backend}"),
     )
 
 
-def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> Workload:
+def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, target: ComputeDevice) -> Workload:
     """One new token per sequence at position context-1, against a cache filled with random values."""
+    from meter.bench.sdpa import sdpa_backend
+
     pos = case.context - 1
     details: dict[str, Any] = {}
     if a.attention == "mla":
@@ -288,6 +404,12 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> 
         cache = LatentKVCache(case.batch, case.context, a, dtype, device=dev)
         form = case.form
         plan = _fused_plan(case, a, dev) if form == "fused" else None
+        backend = {
+            "absorbed": "einsum (absorbed, eager)",
+            "fused": "triton (fused split-KV decode)",
+        }.get(form) or "sdpa-" + sdpa_backend(target, dtype, a.qk_head_dim, a.v_head_dim, causal=False, grad=False)
+        if case.compile:
+            backend = backend.replace("eager", "torch.compile") if "eager" in backend else backend + " + torch.compile"
 
         def call(x: torch.Tensor) -> torch.Tensor:
             return layer.decode(x, cache, pos, form, plan)
@@ -317,6 +439,7 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> 
         layer = GQAttention(a, max_seq_len=case.context, dtype=dtype, device=dev).requires_grad_(False)
         cache = KVCache(case.batch, case.context, a.n_kv_heads, a.head_dim, dtype, device=dev)
         form = "naive"
+        backend = "sdpa-" + sdpa_backend(target, dtype, a.head_dim, a.head_dim, causal=False, grad=False)
 
         def call(x: torch.Tensor) -> torch.Tensor:
             return layer.decode(x, cache, pos)
@@ -348,7 +471,7 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes) -> 
         module=layer,
         inputs=inputs,
         notes=notes,
-        details=CaseDetails(cache_bytes=cache_bytes, **details),
+        details=CaseDetails(cache_bytes=cache_bytes, backend=backend, **details),
     )
 
 
@@ -369,22 +492,39 @@ def _fused_plan(case: BenchCase, a: ModelArgs, dev: torch.device):
 
 
 def capture_cuda_graph(workload: Workload) -> str | None:
-    """Capture ``step(0)`` of a decode workload into a CUDA graph; returns why not, or None."""
+    """Capture ``step(0)`` of a decode workload into a CUDA graph; returns why not, or None.
+
+    A step that syncs with the host is never captured: capture aborts inside ``torch.cuda.graph``
+    and can leave later cases on the wrong stream or memory pool. Such steps are known ahead
+    (``graph_unsafe``); the warm-up before capture also runs with torch's sync debug mode set to
+    raise, so a sync nobody declared stops the capture before it starts.
+    """
     if workload.case.phase != "decode":
         return "CUDA graphs are used for decode only"
+    if workload.graph_unsafe:
+        return f"not captured in a CUDA graph: {workload.graph_unsafe}; timed eagerly"
+    previous = torch.cuda.get_sync_debug_mode()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
     try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        torch.cuda.set_sync_debug_mode("error")
         with torch.cuda.stream(side):
             for _ in range(3):
                 workload.step(0)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
+    except RuntimeError as exc:
+        torch.cuda.synchronize()
+        return f"not captured in a CUDA graph: the step syncs with the host ({str(exc).splitlines()[0][:120]}); timed eagerly"
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    try:
         with torch.cuda.graph(graph):
             workload.step(0)
         torch.cuda.synchronize()
-    except Exception as exc:  # capture refuses host syncs and some ops; time eagerly then
+    except Exception as exc:  # capture refuses some ops; time eagerly then
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()
         return f"CUDA graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); timed eagerly"
     workload.replay = graph.replay
     return None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from meter.config.paths import ConfigLocator
 from meter.domains import Domain
-from meter.units import parse_quantity
+from meter.units import parse_bytes, parse_quantity
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -46,5 +46,21 @@ def numbers(domain: Domain) -> Callable[[str], list[float]]:
         if not values:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}")
         return values
+
+    return parse
+
+
+def bytes_arg(domain: Domain) -> Callable[[str], int]:
+    """argparse type: a byte count with a binary suffix (``80GiB``, ``512M``) in ``domain``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = parse_bytes(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        problem = domain.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem} bytes, not {text!r}")
+        return value
 
     return parse

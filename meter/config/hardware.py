@@ -23,6 +23,9 @@ PeakDtype = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4"]
 PEAK_DTYPES: tuple[str, ...] = PeakDtype.__args__  # type: ignore[attr-defined]
 
 
+ComputeCapability = Literal["7.0", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "10.3", "12.0"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Source:
     """Where a set of figures comes from."""
@@ -51,6 +54,9 @@ class HardwareSpec:
     # Scale-out network per GPU, one direction, in the vendor's reference server.
     network_bandwidth_gb_s: float | None = field(default=None, metadata=gt(0))
     tdp_w: float | None = field(default=None, metadata=gt(0))
+    # CUDA compute capability ("9.0" for Hopper): which kernels exist (fp8, grouped GEMMs) when
+    # planning for a GPU that is not at hand.
+    compute_capability: ComputeCapability | None = None
     sources: list[Source] = field(default_factory=list)
     notes: str | None = None
     path: Path | None = field(default=None, metadata=INTERNAL, compare=False)
@@ -63,6 +69,18 @@ class HardwareSpec:
     @property
     def memory_bandwidth_bytes_per_s(self) -> float | None:
         return None if self.memory_bandwidth_gb_s is None else self.memory_bandwidth_gb_s * 1e9
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """The datasheet's memory in bytes (vendors' "80 GB" HBM parts hold 80 GiB)."""
+        return None if self.memory_gb is None else int(self.memory_gb * 2**30)
+
+    @property
+    def capability(self) -> tuple[int, int] | None:
+        if self.compute_capability is None:
+            return None
+        major, minor = self.compute_capability.split(".")
+        return int(major), int(minor)
 
     def source_for(self, field_name: str) -> Source | None:
         """The source entry covering a field (``peak_tflops.bf16`` falls back to ``peak_tflops``)."""
@@ -77,6 +95,7 @@ class HardwareSpec:
 
 
 _NUMERIC_FIELDS = ("memory_gb", "memory_bandwidth_gb_s", "nvlink_bandwidth_gb_s", "network_bandwidth_gb_s", "tdp_w")
+_SOURCED_FIELDS = (*_NUMERIC_FIELDS, "compute_capability")
 
 
 def normalize_device_name(name: str) -> str:
@@ -102,12 +121,12 @@ def parse_hardware(data: object, path: Path | None) -> HardwareSpec:
 
 
 def _check_sources(spec: HardwareSpec, path: Path | None) -> None:
-    known = set(_NUMERIC_FIELDS) | {"peak_tflops"} | {f"peak_tflops.{d}" for d in PEAK_DTYPES}
+    known = set(_SOURCED_FIELDS) | {"peak_tflops"} | {f"peak_tflops.{d}" for d in PEAK_DTYPES}
     for i, src in enumerate(spec.sources):
         for name in src.fields:
             if name not in known:
                 raise ConfigError(path, f"sources[{i}].fields", "names no numeric field of this file", name)
-    present = [f for f in _NUMERIC_FIELDS if getattr(spec, f) is not None]
+    present = [f for f in _SOURCED_FIELDS if getattr(spec, f) is not None]
     present += [f"peak_tflops.{d}" for d in spec.peak_tflops]
     for name in present:
         if spec.source_for(name) is None:

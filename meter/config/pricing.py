@@ -19,6 +19,7 @@ from meter.errors import ConfigError
 
 Tier = Literal["on-demand", "1-year", "3-year", "spot", "assumed"]
 Confidence = Literal["high", "medium", "low"]
+TIERS: tuple[str, ...] = Tier.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, kw_only=True)

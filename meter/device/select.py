@@ -21,11 +21,21 @@ class ComputeDevice:
     hardware: HardwareSpec | None
     uuid: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+    present: bool = True  # False: a device described by its hardware config only (planning before renting)
 
     @property
     def label(self) -> str:
         """How tables name the device; a CPU is always called one."""
         return f"CPU ({self.name})" if self.kind == "cpu" else self.name
+
+    @property
+    def capability(self) -> tuple[int, int] | None:
+        """CUDA compute capability, from the device itself or (planning) its hardware config."""
+        text = self.properties.get("compute_capability")
+        if text:
+            major, minor = str(text).split(".")
+            return int(major), int(minor)
+        return self.hardware.capability if self.hardware is not None else None
 
     def info(self) -> DeviceInfo:
         """The device as a run file records it."""
@@ -70,6 +80,18 @@ def select_device(request: str, specs: list[HardwareSpec]) -> ComputeDevice:
             "l2_cache_bytes": getattr(props, "L2_cache_size", None),
             "compute_capability": f"{props.major}.{props.minor}",
         },
+    )
+
+
+def planned_device(spec: HardwareSpec) -> ComputeDevice:
+    """A GPU that is not at hand, as its hardware config describes it: what ``meter bench --plan`` plans for."""
+    return ComputeDevice(
+        kind="cuda" if spec.kind == "gpu" else "cpu",
+        torch_device="cuda" if spec.kind == "gpu" else "cpu",
+        name=spec.display_name,
+        hardware=spec,
+        properties={"memory_bytes": spec.memory_bytes, "compute_capability": spec.compute_capability},
+        present=False,
     )
 
 

@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from meter.config.schema import ALLOW_EMPTY, between, ge, gt
+from meter.results.acceptance import AcceptanceReport
 from meter.results.job import JobResult
 from meter.results.records import CaseResult, CommResult, Projection, Straggler, TimingSettings
 
 SCHEMA = "gpu-cost-meter/run"
 SCHEMA_VERSION = 3
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
-# bench: meter measured layers and collectives; job: the user's own command or loop, measured;
-# import: results another tool measured (nccl-tests), converted into the run file's terms.
-RunKind = Literal["bench", "job", "import"]
+# bench: meter measured layers and collectives; acceptance: meter acceptance on a new machine;
+# job: the user's own command or loop, measured; import: results another tool measured
+# (nccl-tests), converted into the run file's terms.
+RunKind = Literal["bench", "acceptance", "job", "import"]
 STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
 KINDS: tuple[str, ...] = RunKind.__args__  # type: ignore[attr-defined]
 
@@ -201,6 +203,31 @@ class DistributedLayout:
 
 
 @dataclass(frozen=True)
+class OpProbeInfo:
+    """One fused op run once on the run's device against a float64 reference."""
+
+    op: str
+    ok: bool
+    reason: str | None = None
+    rel_error: float | None = field(default=None, metadata=ge(0))
+
+
+@dataclass(frozen=True)
+class OpsInfo:
+    """Which fused GEMM ops this torch has (the name found, or null), and how each fared on the device."""
+
+    torch_version: str
+    grouped_mm: str | None = None
+    scaled_mm: str | None = None
+    scaled_grouped_mm: str | None = None
+    probed_on: str | None = None
+    probes: list[OpProbeInfo] = field(default_factory=list)
+
+    def probe(self, op: str) -> OpProbeInfo | None:
+        return next((p for p in self.probes if p.op == op), None)
+
+
+@dataclass(frozen=True)
 class ImportInfo:
     """Where an imported run's results came from: the tool, its version and its output file."""
 
@@ -231,6 +258,7 @@ class RunMetadata:
     ceilings: Ceilings | None = None
     telemetry: TelemetryInfo | None = None
     distributed: DistributedLayout | None = None
+    ops: OpsInfo | None = None  # version 3
 
 
 @dataclass(frozen=True)
@@ -271,6 +299,7 @@ class RunDocument:
     telemetry_timeline: Timeline | None = None
     job: JobResult | None = None  # kind job: the measured job
     extras: Mapping[str, Any] = field(default_factory=dict)  # added by later steps (meter run's cost lines)
+    acceptance: AcceptanceReport | None = None  # kind "acceptance": the steps and checks of meter acceptance
 
     @property
     def device(self) -> DeviceInfo:

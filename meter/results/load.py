@@ -222,7 +222,8 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
-    """Version 3 adds run kinds (job, import) and their sections; a version-2 file reads as it was."""
+    """Version 3 only adds optional fields (ops, backends, parts, acceptance) and run kinds (acceptance, job,
+    import) with their sections: a version-2 file is one as it is."""
     return {**raw, "schema_version": 3}
 
 

@@ -18,6 +18,7 @@ from meter.config.schema import between, ge, gt
 from meter.results.cases import BenchCase, CommCase, Dtype, Phase
 
 CaseStatus = Literal["ok", "oom", "unsupported", "error"]
+MAX_LAYERS = 100_000  # layers of one kind in a model; a count beyond it is a broken file, not a model
 Scope = Literal["world", "intra-node", "inter-node"]
 
 
@@ -86,6 +87,11 @@ class CaseDetails:
     rows_per_expert: float | None = field(**_opt(ge(0)))
     expert_gemm: str | None = None  # the grouped-GEMM backend (or fp8 scaling) the experts used
     cache_bytes: int | None = field(**_opt(ge(0)))
+    # what ran the layer's heavy ops: grouped_mm, loop, sdpa-flash, fp8-... (absent in older files)
+    backend: str | None = None
+    fallback_reason: str | None = None  # why a slower path than the fused one ran, when one did
+    peak_bytes: int | None = field(**_opt(ge(0)))  # live-tensor peak measured on the meta device before the run
+    peak_method: str | None = None
     # MLA decode: the bytes its form moves (analytic; metrics.bytes_per_call) against the minimum
     bytes_minimum: float | None = field(**_opt(ge(0)))
     bytes_ratio_to_minimum: float | None = field(**_opt(ge(0)))
@@ -93,6 +99,20 @@ class CaseDetails:
     block_h: int | None = field(**_opt(ge(1)))  # the fused kernel's launch plan
     block_n: int | None = field(**_opt(ge(1)))
     num_splits: int | None = field(**_opt(ge(1)))
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """A part of a case timed on its own: e.g. the expert GEMMs on pre-sorted, pre-quantised rows
+    (without the gate, sort, quantisation and scatter the whole layer also does)."""
+
+    name: str
+    precision: str  # of the part's GEMMs: fp8, bf16, fp16, fp32
+    timing: Timing
+    flops_per_call: float = field(metadata=ge(0))
+    achieved_tflops: float = field(metadata=ge(0))
+    peak_fraction: float | None = field(**_opt(ge(0)))  # against the datasheet peak of that precision
+    ceiling_fraction: float | None = field(**_opt(ge(0)))  # against the GEMM ceiling measured here in that precision
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,7 @@ class TelemetryWindow:
     end_s: float | None = None
     energy_per_call_j: float | None = field(**_opt(ge(0)))
     joules_per_token: float | None = field(**_opt(ge(0)))
+    calls: int | None = field(**_opt(ge(1)))  # a case's window: the calls run back to back inside it
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,7 @@ class CaseResult:
     telemetry: TelemetryWindow | None = None
     per_rank: list[RankCaseResult] | None = None
     ranks: RanksSummary | None = None
+    parts: list[PartResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -186,7 +208,7 @@ class ProjectionLayer:
     """One layer kind in a whole-model projection: which case measured it and how many the model has."""
 
     case_id: str
-    count: int = field(metadata=ge(0))
+    count: int = field(metadata=between(0, MAX_LAYERS))
     time_per_token_s: float = field(metadata=gt(0))
     flops_per_token: float = field(metadata=ge(0))
 

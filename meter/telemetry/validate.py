@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,78 @@ def compare(pairs: list[tuple[dict, Any]]) -> dict[str, Any]:
     return result
 
 
+@dataclass
+class SteadyLoad:
+    """A steady load inside one telemetry window, with nvidia-smi's answers paired to the sampler's readings."""
+
+    window: Any  # TelemetryWindow
+    calls: int
+    readings: list = field(default_factory=list)  # the sampler's readings inside the window
+    smi_pairs: list[tuple[dict, Any]] = field(default_factory=list)
+    smi_reason: str | None = None  # why there are no pairs, when there are none
+
+
+def steady_load(
+    monitor,
+    call: Callable[[], None],
+    sync: Callable[[], None],
+    seconds: float,
+    *,
+    smi_period_s: float = 0.5,
+) -> SteadyLoad:
+    """Run ``call`` back to back for ``seconds`` inside one window of a started ``monitor`` (its
+    first source), querying nvidia-smi every ``smi_period_s`` and pairing each answer with the
+    sampler's reading nearest in time."""
+    source = monitor.sources[0]
+    index = source.describe().get("index")
+    ring = monitor.sampler.rings[source.key]
+    smi_reason = None
+    if shutil.which("nvidia-smi") is None:
+        smi_reason = "nvidia-smi is not installed: no comparison"
+    elif index is None:
+        smi_reason = "the telemetry source is not a GPU: no nvidia-smi comparison"
+    pairs: list[tuple[dict, Any]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                smi = query_smi(index)
+            except (OSError, subprocess.SubprocessError, ValueError) as exc:
+                errors.append(f"nvidia-smi failed: {exc}")
+                return
+            t = (t0 + time.monotonic()) / 2
+            near = ring.between(t - 0.05, t + 0.05)
+            if near:
+                pairs.append((smi, min(near, key=lambda r: abs(r.t_s - t))))
+            stop.wait(smi_period_s)
+
+    poller = threading.Thread(target=poll, daemon=True) if smi_reason is None else None
+    calls = 0
+    with monitor.window("steady-load") as w:
+        if poller is not None:
+            poller.start()
+        end = time.monotonic() + seconds
+        try:
+            while time.monotonic() < end:
+                for _ in range(10):
+                    call()
+                calls += 10
+                sync()
+        finally:
+            stop.set()
+            if poller is not None:
+                poller.join()
+    window = w.summary()
+    start = monitor.t0 + (window.start_s or 0.0)
+    inside = ring.between(start, start + window.duration_s)
+    if smi_reason is None and not pairs:
+        smi_reason = errors[0] if errors else "no nvidia-smi answer fell near a sampler reading"
+    return SteadyLoad(window, calls, inside, pairs, smi_reason)
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -83,49 +157,24 @@ def main(argv: list[str] | None = None) -> int:
     if monitor is None:
         print(f"validate: {why}", file=sys.stderr)
         return 2
-    nvml_index = monitor.sources[0].gpu.index
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    pairs, stop = [], threading.Event()
-
-    def poll() -> None:
-        ring = monitor.sampler.rings[monitor.sources[0].key]
-        while not stop.is_set():
-            t0 = time.monotonic()
-            smi = query_smi(nvml_index)
-            t = (t0 + time.monotonic()) / 2
-            near = ring.between(t - 0.05, t + 0.05)
-            if near:
-                pairs.append((smi, min(near, key=lambda r: abs(r.t_s - t))))
-            stop.wait(0.5)
-
     with monitor:
         for _ in range(20):
             torch.mm(a, b)
         torch.cuda.synchronize()
-        poller = threading.Thread(target=poll, daemon=True)
-        with monitor.window("steady-gemm") as w:
-            poller.start()
-            end = time.monotonic() + args.seconds
-            calls = 0
-            while time.monotonic() < end:
-                for _ in range(10):
-                    torch.mm(a, b)
-                calls += 10
-                torch.cuda.synchronize()
-        stop.set()
-        poller.join()
-    window = w.summary()
+        load = steady_load(monitor, lambda: torch.mm(a, b), torch.cuda.synchronize, args.seconds)
+    window = load.window
     report = {
         "device": device.info(),
         "gemm": "8192^3 bf16 torch.mm",
-        "calls": calls,
-        "achieved_tflops": calls * 2 * 8192**3 / window.duration_s / 1e12,
+        "calls": load.calls,
+        "achieved_tflops": load.calls * 2 * 8192**3 / window.duration_s / 1e12,
         "window": window,
         "telemetry": monitor.describe(),
         "energy_counter_vs_integrated": window.energy_disagreement,
-        "nvidia_smi_pairs": len(pairs),
-        "nvidia_smi_comparison": compare(pairs),
+        "nvidia_smi_pairs": len(load.smi_pairs),
+        "nvidia_smi_comparison": compare(load.smi_pairs),
     }
     if args.out:
         write_json_atomic(args.out, to_jsonable(report))

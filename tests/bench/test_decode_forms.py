@@ -71,7 +71,7 @@ def test_fused_on_a_gpu_without_triton_is_unsupported(monkeypatch):
 
     monkeypatch.setattr(kt.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(workloads.UnsupportedCase, match="Triton is not installed"):
-        workloads._check_fused(SimpleNamespace(kind="cuda"))
+        workloads._check_fused(SimpleNamespace(kind="cuda", present=True))
     with pytest.raises(workloads.UnsupportedCase, match="needs a CUDA GPU"):
         workloads._check_fused(CPU)
 

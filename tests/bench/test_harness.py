@@ -216,12 +216,12 @@ def test_bench_cli_writes_a_labelled_run_file(tmp_path: Path):
 
 
 def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch):
+    from meter.cli import benchrun
     from meter.cli import main as cli
-    from meter.cli.commands import bench as bench_cmd
 
     _seed_ceilings(tmp_path)
     monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
-    real = bench_cmd._progress
+    real = benchrun.progress
 
     def interrupting(stream):
         show, interactive = real(stream)
@@ -233,11 +233,13 @@ def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch)
 
         return wrapped, interactive
 
-    monkeypatch.setattr(bench_cmd, "_progress", interrupting)
+    monkeypatch.setattr(benchrun, "progress", interrupting)
     out = tmp_path / "partial.json"
     code = cli.main(
         [
             "bench",
+            "--device",
+            "cpu",
             "--model",
             "deepseek-v3-tiny",
             "--layers",
@@ -263,12 +265,12 @@ def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch)
 def test_bench_cli_rejects_bad_combinations(tmp_path: Path):
     r = run_meter("bench", "--suite", "default-cpu", "--model", "deepseek-v3", env=_cli_env(tmp_path))
     assert r.returncode == 2 and "--suite" in r.stderr and "Traceback" not in r.stderr
-    r = run_meter("bench", "--device", "cuda", env=_cli_env(tmp_path))
-    if not torch.cuda.is_available():
-        assert r.returncode == 2 and "no CUDA device" in r.stderr
-    r = run_meter("run", "--suite", "default-gpu", env=_cli_env(tmp_path))
-    if not torch.cuda.is_available():
-        assert r.returncode == 2 and "meant for a GPU" in r.stderr
+    # CUDA hidden, so that on a GPU machine these check the refusal instead of running V3 on the GPU
+    no_gpu = {**_cli_env(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
+    r = run_meter("bench", "--device", "cuda", env=no_gpu)
+    assert r.returncode == 2 and "no CUDA device" in r.stderr
+    r = run_meter("run", "--suite", "default-gpu", "--device", "auto", env=no_gpu)
+    assert r.returncode == 2 and "meant for a GPU" in r.stderr
 
 
 @pytest.mark.gpu

@@ -40,6 +40,8 @@ def _torchrun(*args: str, tmp: Path) -> list[str]:
         "meter",
         "bench",
         "--distributed",
+        "--device",
+        "cpu",  # gloo ranks on the CPU, also on a machine with one GPU (NCCL cannot put two ranks on it)
         "--model",
         "deepseek-v3-tiny",
     ]

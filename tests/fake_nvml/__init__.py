@@ -152,6 +152,22 @@ def env(lib_dir: Path, scenario_path: Path | None) -> dict[str, str]:
     return out
 
 
+def write_fake_smi(dest: Path) -> Path:
+    """An executable ``dest/nvidia-smi`` answering from the fake driver (tests/fake_nvml/smi.py)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    tool = dest / "nvidia-smi"
+    tool.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom tests.fake_nvml.smi import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    tool.chmod(0o755)
+    return dest
+
+
+def with_fake_smi(fake_env: dict[str, str], dest: Path) -> dict[str, str]:
+    """The fake driver's environment with the fake nvidia-smi first on PATH."""
+    return {**fake_env, "PATH": f"{write_fake_smi(dest)}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def run_python(code: str, fake_env: dict[str, str], timeout: float = 120) -> dict:
     """Run ``code`` in a fresh interpreter that sees the fake driver; it must print one JSON object."""
     result = subprocess.run(

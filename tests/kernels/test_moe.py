@@ -190,3 +190,31 @@ def test_flops_of_the_loop_fallback_match_the_grouped_path():
     grouped = count_flops(lambda: layer(x))
     layer.experts.backend = "loop"
     assert count_flops(lambda: layer(x)) == grouped
+
+
+def test_bf16_grouped_mm_falls_back_where_a_dimension_is_not_a_multiple_of_8():
+    """grouped_mm needs 16-byte row strides ("strides should be multiple of 16 bytes"): an expert
+    width of 100 in bf16 takes the loop, says why, and computes the same product."""
+    from kernels.grouped import choose_backend, grouped_linear
+    from kernels.moe import GroupedExperts
+
+    assert choose_backend("cuda", torch.bfloat16, (9, 0), (7168, 4096, 2048)) == ("grouped_mm", None)
+    backend, why = choose_backend("cuda", torch.bfloat16, (9, 0), (256, 200, 100))
+    assert backend == "loop" and "multiples of 8" in why and "100" in why
+    assert choose_backend("cpu", torch.float32, None, (100,))[0] == "grouped_mm"  # 400 bytes: aligned
+    experts = GroupedExperts(3, 256, 100, dtype=torch.bfloat16)
+    x = torch.randn(30, 256, dtype=torch.bfloat16)
+    counts = torch.tensor([10, 5, 15])
+    assert experts.backend_choice(x)[0] == "loop"
+    out = experts(x, counts)  # the fused op would raise here
+    offsets = torch.cumsum(counts, 0, dtype=torch.int32)
+    ref = grouped_linear(
+        torch.nn.functional.silu(grouped_linear(x, experts.w13, offsets, "loop")[:, :100])
+        * grouped_linear(x, experts.w13, offsets, "loop")[:, 100:],
+        experts.w2,
+        offsets,
+        "loop",
+    )
+    assert torch.equal(out, ref)
+    with pytest.raises(RuntimeError, match="16 bytes"):
+        torch.nn.functional.grouped_mm(x, experts.w13.transpose(-2, -1)[:, :, :100].contiguous(), offs=offsets)

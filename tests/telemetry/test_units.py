@@ -231,4 +231,4 @@ def test_validation_tool_runs_on_a_gpu(tmp_path: Path):
     import json
 
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["nvidia_smi_pairs"] >= 3 and report["window"].energy_j > 0
+    assert report["nvidia_smi_pairs"] >= 3 and report["window"]["energy_j"] > 0

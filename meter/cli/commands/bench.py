@@ -1,5 +1,6 @@
-"""``meter bench`` (sweeps of layer benchmarks) and ``meter run`` (the main job: a default suite,
-its whole-model projection, and what that costs)."""
+"""``meter bench``: sweeps of layer benchmarks, a suite, the device's ceilings, the sampler's
+overhead, the distributed run under torchrun, and ``--plan`` (what a sweep needs and costs on a GPU
+that is not here yet)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,23 @@ from pathlib import Path
 from typing import Any
 
 from meter import domains as D
-from meter.cli.common import locator, number, numbers
+from meter.cli.benchrun import (
+    CPU_WARNING,
+    add_execution_options,
+    cases_from_suite,
+    execute,
+    finish_output,
+    print_projections,
+    print_results,
+    push,
+    run_metadata,
+    select,
+    timing_settings,
+)
+from meter.cli.common import bytes_arg, locator, number, numbers
 from meter.cli.output import emit_json, table
+from meter.config.pricing import TIERS
 from meter.errors import UsageError
-from meter.units import si
-
-DEFAULT_SUITES = {"cpu": "default-cpu", "cuda": "default-gpu"}
-CPU_WARNING = "CPU RUN: these are CPU figures, measured on the CPU; they say nothing about a GPU."
 
 
 def _csv(choices: tuple[str, ...] | None = None):
@@ -39,32 +50,6 @@ def _fused_plan(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def add_execution_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (the first GPU, else the CPU), cpu, cuda or cuda:N")
-    p.add_argument("--out", default="runs", metavar="DIR", help="directory for the run file (default runs/)")
-    p.add_argument("--output", metavar="FILE", help="exact run file path (overrides --out)")
-    p.add_argument("--min-time", type=number(D.MIN_TIME_S), metavar="S", help="seconds of timed calls per case")
-    p.add_argument(
-        "--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph"
-    )
-    p.add_argument("--no-telemetry", action="store_true", help="do not sample GPU/CPU telemetry during cases")
-    p.add_argument(
-        "--telemetry",
-        choices=["auto", "nvml", "rapl"],
-        default="auto",
-        help="auto: the benchmark's own device; nvml: every visible GPU; rapl: CPU energy",
-    )
-    p.add_argument(
-        "--sample-hz",
-        type=number(D.SAMPLE_HZ),
-        default=10.0,
-        metavar="HZ",
-        help="telemetry sampling rate, 1 to 100 Hz (default 10)",
-    )
-    p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
-    p.add_argument("--push", metavar="URL", help="hand the run file to a running exporter (meter serve) at URL")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -139,367 +124,26 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="measure the device's copy and GEMM ceilings again (cached per device); alone, only that",
     )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="measure nothing: each case's peak memory (meta device), whether it fits, its expected device time "
+        "and the sweep's rental cost on --hardware (or in --memory); no GPU needed",
+    )
+    p.add_argument("--hardware", metavar="NAME", help="with --plan: the hardware config to plan for (e.g. h100-sxm)")
+    p.add_argument(
+        "--memory", type=bytes_arg(D.PLAN_MEMORY_BYTES), metavar="BYTES", help="with --plan: the GPU memory, e.g. 80GiB"
+    )
+    p.add_argument(
+        "--efficiency",
+        type=number(D.EFFICIENCY),
+        default=0.5,
+        metavar="E",
+        help="with --plan: the share of the datasheet peaks the roofline assumes (default 0.5)",
+    )
+    p.add_argument("--tier", choices=TIERS, help="with --plan: the price-table tier of the rental price")
     add_execution_options(p)
     p.set_defaults(handler=run_bench)
-
-    p = sub.add_parser(
-        "run",
-        parents=[common],
-        help="the main job: benchmark a default suite and project the whole model",
-        description="Benchmark the default suite on the best device present (DeepSeek-V3 shapes on a GPU, "
-        "the tiny V3-shaped model on a CPU), print per-layer results and the projected time per "
-        "token of the whole model, and write the run file.",
-    )
-    p.add_argument("--suite", help="run this suite instead of the device's default")
-    p.add_argument("--report", metavar="FILE.html", help="also write the HTML report of this run")
-    add_execution_options(p)
-    p.set_defaults(handler=run_main)
-
-
-# --- shared pipeline ---------------------------------------------------------------------------
-
-
-def _setup(args: argparse.Namespace):
-    from meter.config.hardware import list_hardware
-    from meter.device.select import select_device
-
-    specs = list_hardware(locator(args))
-    return select_device(args.device, specs)
-
-
-def _ceilings(device, remeasure: bool, say):
-    from meter.bench import ceilings as C
-
-    cached = None if remeasure else C.load_cached(device)
-    if cached is not None:
-        return cached
-    say(f"measuring {device.label} ceilings (copy bandwidth, GEMM rate); cached for later runs")
-    return C.measure(device)
-
-
-def _progress(stream):
-    interactive = stream.isatty()
-
-    def show(i: int, n: int, case) -> None:
-        line = f"[{i + 1:>{len(str(n))}}/{n}] {case.model} {case.id}"
-        if interactive:
-            stream.write("\r\033[K" + line)
-        else:
-            stream.write(line + "\n")
-        stream.flush()
-
-    return show, interactive
-
-
-def execute(
-    args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None, remeasure_ceilings: bool = False
-):
-    """Run cases into a run file; returns its recorder (KeyboardInterrupt is re-raised after saving).
-
-    The run file is written before the first case (an unwritable path is refused before anything
-    is measured) and after every case. If a later write fails, the run stops, what was measured is
-    printed, and the last valid file stays in place.
-    """
-    from dataclasses import replace
-
-    from meter.bench.harness import run_cases
-    from meter.bench.projection import project
-    from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
-    from meter.results.document import TelemetryInfo
-    from meter.results.runfile import RunRecorder, RunWriteError, default_run_path
-
-    say = lambda msg: print(msg, file=sys.stderr)
-    path = Path(args.output) if args.output else default_run_path(Path(args.out), label)
-    settings = GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS
-    if args.min_time:
-        settings = replace(settings, min_time_s=args.min_time)
-    metadata = run_metadata(args, device, settings, models, suite)
-    recorder = RunRecorder(path, metadata=metadata)  # refuses an unwritable path before measuring
-    if device.kind == "cpu":
-        say(CPU_WARNING)
-    ceilings = _ceilings(device, remeasure_ceilings, say)
-    monitor, why = _monitor(args, device, say)
-    if monitor is not None:
-        monitor.__enter__()  # starts sampling; measures the energy counter's update period
-    telemetry = monitor.describe() if monitor else TelemetryInfo(enabled=False, reason=why)
-    recorder.update(metadata=replace(metadata, ceilings=ceilings, telemetry=telemetry))
-    show, interactive = _progress(sys.stderr)
-    status, write_error = "complete", None
-    try:
-        run_cases(
-            cases,
-            models,
-            device,
-            record=recorder.add_case,
-            ceilings=ceilings,
-            settings=settings,
-            monitor=monitor,
-            cuda_graphs=not args.no_cuda_graphs,
-            progress=show,
-        )
-    except KeyboardInterrupt:
-        status = "interrupted"
-    except RunWriteError as exc:
-        status, write_error = "failed", exc
-    except BaseException:
-        status = "failed"  # e.g. a closed output pipe: what finished is kept, the run is not complete
-        raise
-    finally:
-        doc = recorder.doc
-        if monitor is not None:
-            doc.telemetry_timeline = monitor.timeline()
-            monitor.__exit__(None, None, None)
-            doc.metadata = replace(doc.metadata, telemetry=monitor.describe())
-        if interactive:
-            sys.stderr.write("\r\033[K")
-        doc.projections = [p for name, a in models.items() for p in project(name, a, doc.cases, device.hardware)]
-        try:
-            recorder.finish(status)
-        except RunWriteError as exc:
-            status, write_error = "failed", write_error or exc
-    if write_error is not None:
-        print_results(recorder.doc)
-        raise RunWriteError(f"{write_error}; the run stopped after {len(recorder.doc.cases)} case(s), printed above")
-    if status == "interrupted":
-        done = len(recorder.doc.ok_cases())
-        say(f"meter: interrupted; kept {done} finished case(s) in {path}")
-        raise KeyboardInterrupt
-    return recorder
-
-
-def run_metadata(args: argparse.Namespace, device, settings, models, suite: str | None):
-    """What every run file records about where and how it was measured."""
-    from meter.results import metadata as md
-    from meter.results.document import MethodInfo, RunMetadata
-
-    return RunMetadata(
-        device=device.info(),
-        hardware=md.hardware_summary(device.hardware),
-        software=md.software_info(),
-        git=md.git_info(),
-        host=md.host_info(),
-        command=md.command_line(),
-        suite=suite,
-        models={name: _model_summary(a) for name, a in models.items()},
-        method=MethodInfo(
-            timer="cuda-events (per call, L2 flushed before each)"
-            if device.kind == "cuda"
-            else "wall-clock (perf_counter)",
-            statistic="median of per-call times; spread = IQR / median",
-            settings=settings,
-            inputs="random, rotated across sets spanning twice a 64 MiB L2; decode caches random-filled",
-            cuda_graphs=device.kind == "cuda" and not args.no_cuda_graphs,
-            flops="analytic (meter.analytic), causal attention counted as half; mfu vs dense bf16 datasheet peak",
-            cpu_run=device.kind == "cpu",
-        ),
-    )
-
-
-def _monitor(args: argparse.Namespace, device, say):
-    """(telemetry monitor of the run's device, None) or (None, why there is none)."""
-    from meter.telemetry.monitor import monitor_for_device
-
-    if args.no_telemetry:
-        return None, "disabled (--no-telemetry)"
-    monitor, why = monitor_for_device(device, source=args.telemetry, interval_s=1.0 / args.sample_hz, say=say)
-    if monitor is None:
-        say(f"telemetry: {why}; the benchmark goes on without it")
-    return monitor, why
-
-
-def _model_summary(a):
-    from meter.results.document import ModelSummary
-
-    return ModelSummary(
-        n_layers=a.n_layers,
-        n_moe_layers=a.n_moe_layers,
-        n_dense_ffn_layers=a.n_ffn_dense_layers,
-        attention=a.attention,
-        dim=a.dim,
-    )
-
-
-# --- printing ----------------------------------------------------------------------------------
-
-
-def print_results(doc) -> None:
-    device = doc.metadata.device
-    title = f"Results on {device.label}"
-    if device.hardware_config is None and not device.cpu:
-        title += " (no hardware config matches: MFU unavailable)"
-    rows = []
-    for r in doc.cases:
-        if not r.ok:
-            rows.append([r.case.model, r.id, r.status.upper(), "", "", "", "", "", "", r.reason])
-            continue
-        m, t = r.metrics, r.timing
-        eff = m.mfu if m.mfu is not None else m.gemm_ceiling_fraction
-        rows.append(
-            [
-                r.case.model,
-                r.id,
-                "ok",
-                f"{t.median_s * 1e3:.3g}",
-                f"{t.spread * 100:.1f}%",
-                si(m.tokens_per_s),
-                f"{m.achieved_tflops:.3g}",
-                _pct(eff),
-                f"{m.achieved_gb_s:.4g}",
-                "; ".join(filter(None, [_bytes_note(r.details), _energy_note(r.telemetry)])),
-            ]
-        )
-    eff_label = "% GEMM ceil" if device.cpu else "MFU"
-    print(
-        table(
-            ["model", "case", "status", "ms/call", "IQR", "tok/s", "TFLOP/s", eff_label, "GB/s", "notes"],
-            rows,
-            title=title,
-        )
-    )
-    if device.cpu:
-        print(
-            f"\n{CPU_WARNING}\nEfficiency on a CPU is against the GEMM rate measured on this CPU (no datasheet peak)."
-        )
-
-
-def print_projections(doc) -> None:
-    if not doc.projections:
-        print("\nNo whole-model projection: it needs an attention, MoE and dense-FFN result at the same shape.")
-        return
-    # The form as the case id spells it: absorbed, absorbed+compile, fused, fused-s4 ...
-    forms = {c.id: c.id.rsplit(".", 1)[1] for c in doc.cases if c.case.layer == "mla" and c.case.phase == "decode"}
-    rows = []
-    for p in doc.projections:
-        shape = f"b{p.batch} ctx{p.context}" if p.phase == "decode" else f"b{p.batch} s{p.seq}"
-        mla = p.layers.get("mla")
-        if mla is not None and mla.case_id in forms:
-            shape += " " + forms[mla.case_id]
-        layers = " + ".join(f"{v.count}x{k}" for k, v in p.layers.items())
-        rows.append(
-            [
-                p.model,
-                p.phase,
-                shape,
-                p.dtype,
-                layers,
-                f"{p.time_per_token_s * 1e3:.4g}",
-                si(p.tokens_per_s),
-                _pct(p.mfu),
-            ]
-        )
-    print()
-    print(
-        table(
-            ["model", "phase", "shape", "dtype", "layers", "ms/token", "tok/s", "MFU"],
-            rows,
-            title="Projected whole model on this device (layers x measured per-layer time"
-            + ("; CPU figures" if doc.cpu else "")
-            + ")",
-        )
-    )
-    print(
-        "Not included: "
-        + "; ".join(doc.projections[0].not_included)
-        + ". The cost model adds them as explicit factors."
-    )
-
-
-def _pct(x: float | None) -> str | None:
-    return None if x is None else f"{x * 100:.1f}%"
-
-
-def _bytes_note(details) -> str:
-    ratio = details.bytes_ratio_to_minimum if details is not None else None
-    return f"moves {ratio:.2f}x the minimum bytes" if ratio is not None else ""
-
-
-def _energy_note(tele) -> str:
-    if tele is None:
-        return ""
-    parts = []
-    if tele.joules_per_token is not None:
-        parts.append(f"{tele.joules_per_token:.3g} J/token")
-    if tele.avg_power_w is not None:
-        parts.append(f"{tele.avg_power_w:.0f} W")
-    if tele.avg_sm_clock_hz is not None:
-        parts.append(f"SM {tele.avg_sm_clock_hz / 1e6:.0f} MHz")
-    if tele.low_confidence:
-        parts.append("low-confidence energy")
-    if tele.throttle_reasons:
-        parts.append("throttled: " + ",".join(tele.throttle_reasons))
-    return "; ".join(parts)
-
-
-def push(args: argparse.Namespace, path: Path) -> None:
-    """POST the run file to an exporter; a failure is reported, the file on disk stays the result."""
-    if not args.push:
-        return
-    from meter.exporter.app import push_run
-
-    try:
-        answer = push_run(args.push, path)
-        print(f"pushed to {args.push}: {answer.get('accepted_cases', 0)} case(s) taken in", file=sys.stderr)
-    except (OSError, ValueError) as exc:
-        print(f"meter: could not push the run file ({exc}); it is kept at {path}", file=sys.stderr)
-
-
-def finish_output(args: argparse.Namespace, recorder, costs=None) -> None:
-    """Print the run (tables, or its JSON), then hand it to an exporter; the file is already saved."""
-    doc = recorder.doc
-    if args.json:
-        emit_json(doc)
-    else:
-        print_results(doc)
-        print_projections(doc)
-        if costs is not None:
-            print_costs(doc, *costs)
-        print(f"\nRun file: {recorder.path}")
-    push(args, recorder.path)
-
-
-def add_costs(args: argparse.Namespace, recorder):
-    """Price the default scenarios from what the run measured; kept in the run file's extras."""
-    from meter.cost.for_run import costs_for_run, summary
-
-    estimates, problems = costs_for_run(recorder.path, locator(args), doc=recorder.doc)
-    recorder.update(extras={**recorder.doc.extras, "cost": {**summary(estimates), "problems": problems}})
-    return estimates, problems
-
-
-def print_costs(doc, estimates, problems: list[str]) -> None:
-    from meter.cost.display import fmt
-
-    print()
-    for key in ("train", "serve"):
-        e = estimates.get(key)
-        if e is None:
-            continue
-        out = e.outputs
-        label = f"{e.scenario.name} ({e.model.name} on {e.hardware.name}), from this run" + (
-            ", CPU-derived" if doc.cpu else ""
-        )
-        if key == "train":
-            t, u = out.get("total_gpu_hours"), out.get("total_usd")
-            rep = {r["output"]: r["reported"] for r in e.reproductions}
-            spread = f" (P10-P90 {fmt(u.p10, 'usd')}-{fmt(u.p90, 'usd')})" if u and u.p10 != u.p90 else ""
-            print(
-                f"Training cost of {label}: {fmt(t.point if t else None, 'count')} GPU-hours, "
-                f"{fmt(u.point, 'usd') if u else 'n/a'}{spread}; reported "
-                f"{fmt(rep.get('total_gpu_hours'), 'count')} GPU-hours, {fmt(rep.get('total_usd'), 'usd')}"
-            )
-        else:
-            per_out, per_in = out.get("usd_per_m_output_tokens"), out.get("usd_per_m_input_tokens")
-            print(
-                f"Serving cost of {label}: {fmt(per_out.point if per_out else None, 'usd_small')} "
-                f"per million output tokens, {fmt(per_in.point if per_in else None, 'usd_small')} "
-                f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)"
-            )
-        for note in e.notes:
-            if note.startswith("efficiency transfer"):
-                print(f"  {note}")
-    for problem in problems:
-        print(f"Cost not computed: {problem}")
-    print("Details, ranges and every assumption: meter cost train|serve --from-run RUN_FILE --report FILE.md")
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -526,37 +170,35 @@ def _grid(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def cases_from_suite(name: str, args: argparse.Namespace, device):
-    from meter.bench.cases import dedupe, ep_problem, expand_grid
-    from meter.config.models import load_model
-    from meter.config.suites import load_suite
-    from meter.errors import ConfigError
-
-    suite = load_suite(name, locator(args))
-    if suite.device == "gpu" and device.kind != "cuda":
-        raise UsageError(
-            f"suite '{suite.name}' is meant for a GPU; on this CPU use --suite default-cpu or --device cuda"
-        )
-    model = load_model(suite.model, locator(args))
-    for i, g in enumerate(suite.grids):
-        for ep in g.ep or []:
-            why = ep_problem(model.args, ep, g.layers)
-            if why:
-                raise ConfigError(suite.path, f"grids[{i}].ep", f"{why} ({model.name})", ep)
-    cases = dedupe(c for g in suite.grids for c in expand_grid(model.name, model.args, g.axes()))
-    return cases, {model.name: model.args}, suite.name
-
-
-def run_bench(args: argparse.Namespace) -> int:
+def select_cases(args: argparse.Namespace, device_kind: str, device=None):
+    """(cases, models, label, suite) from --suite or the grid flags; defaults follow the device kind."""
     from meter.bench.cases import ep_problem, expand_grid
     from meter.config.models import load_model
 
-    _check_distributed_options(args)
-    device = _setup(args)
     grid = _grid(args)
     if args.suite and (grid or args.model):
         raise UsageError("--suite takes its model and cases from the suite; drop --model and the grid flags")
-    if args.ceilings and not args.suite and not grid and not args.model:
+    if args.suite:
+        cases, models, suite = cases_from_suite(args.suite, args, device, check_device=device is not None)
+        return cases, models, suite, suite
+    model = load_model(args.model or ("deepseek-v3" if device_kind == "cuda" else "deepseek-v3-tiny"), locator(args))
+    grid.setdefault("dtype", ["bf16" if device_kind == "cuda" else "fp32"])
+    for ep in args.ep or []:
+        why = ep_problem(model.args, ep, args.layers)
+        if why:
+            raise UsageError(f"argument --ep: {ep} {why} ({model.name})")
+    return expand_grid(model.name, model.args, grid), {model.name: model.args}, model.name, None
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    _check_distributed_options(args)
+    _check_plan_options(args)
+    if args.plan:
+        from meter.cli.benchplan import run_plan
+
+        return run_plan(args, select_cases)
+    device = select(args)
+    if args.ceilings and not args.suite and not _grid(args) and not args.model:
         from meter.bench import ceilings as C
 
         if device.kind == "cpu":
@@ -568,20 +210,7 @@ def run_bench(args: argparse.Namespace) -> int:
             gemm = ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in c.gemm_flops_per_s.items())
             print(f"{device.label}: copy {c.copy_bytes_per_s / 1e9:.4g} GB/s (read + write); GEMM {gemm}")
         return 0
-    if args.suite:
-        cases, models, suite = cases_from_suite(args.suite, args, device)
-        label = suite
-    else:
-        model = load_model(
-            args.model or ("deepseek-v3" if device.kind == "cuda" else "deepseek-v3-tiny"), locator(args)
-        )
-        grid.setdefault("dtype", ["bf16" if device.kind == "cuda" else "fp32"])
-        for ep in args.ep or []:
-            why = ep_problem(model.args, ep, args.layers)
-            if why:
-                raise UsageError(f"argument --ep: {ep} {why} ({model.name})")
-        cases = expand_grid(model.name, model.args, grid)
-        models, suite, label = {model.name: model.args}, None, model.name
+    cases, models, label, suite = select_cases(args, device.kind, device)
     if args.distributed:
         return run_distributed(args, [] if args.comm_only else cases, models, label, suite)
     if not cases:
@@ -593,19 +222,22 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_main(args: argparse.Namespace) -> int:
-    device = _setup(args)
-    suite_name = args.suite or DEFAULT_SUITES[device.kind]
-    cases, models, suite = cases_from_suite(suite_name, args, device)
-    recorder = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
-    costs = add_costs(args, recorder)
-    finish_output(args, recorder, costs)
-    if args.report:
-        from meter.cli.commands.report import write_report
-
-        write_report([str(recorder.path)], args.report, args)
-        print(f"Report: {args.report}")
-    return 0
+def _check_plan_options(args: argparse.Namespace) -> None:
+    planning = [f for f, v in (("--hardware", args.hardware), ("--memory", args.memory), ("--tier", args.tier)) if v]
+    if not args.plan:
+        if planning:
+            raise UsageError(f"{planning[0]} goes with --plan")
+        return
+    if not args.hardware and not args.memory:
+        raise UsageError("--plan needs a target: --hardware NAME (e.g. h100-sxm) or --memory BYTES (e.g. 80GiB)")
+    for flag, value in (
+        ("--distributed", args.distributed),
+        ("--telemetry-overhead", args.telemetry_overhead),
+        ("--ceilings", args.ceilings),
+        ("--push", args.push),
+    ):
+        if value:
+            raise UsageError(f"--plan measures nothing; {flag} does not go with it")
 
 
 def run_overhead(args: argparse.Namespace, cases, models, device) -> int:
@@ -726,36 +358,32 @@ def comm_cases(args: argparse.Namespace, models: dict, cpu: bool):
 def run_distributed(args: argparse.Namespace, cases, models, label: str, suite: str | None) -> int:
     import torch
 
-    from meter.bench.timer import CPU_DEFAULTS, GPU_DEFAULTS
+    from meter.cli.benchrun import telemetry_request
     from meter.config.hardware import list_hardware
     from meter.device.select import cpu_device
-    from meter.distributed.runner import run
+    from meter.distributed.runner import DistributedPlan, run
     from meter.results.runfile import default_run_path
 
     specs = list_hardware(locator(args))
     cpu = args.device == "cpu" or not torch.cuda.is_available()
-    settings = CPU_DEFAULTS if cpu else GPU_DEFAULTS
-    if args.min_time:
-        from dataclasses import replace
-
-        settings = replace(settings, min_time_s=args.min_time)
+    settings = timing_settings(args, "cpu" if cpu else "cuda")
     path = Path(args.output) if args.output else default_run_path(Path(args.out), f"{label}-distributed")
     placeholder = cpu_device(specs)  # the runner replaces the device with each rank's own
-    metadata = run_metadata(args, placeholder, settings, models, suite)
     comms = comm_cases(args, models, cpu)
     if not cases and not comms:
         raise UsageError("the options select no case and no communication case")
     doc = run(
-        cases=cases,
-        comm_cases=comms,
-        models=models,
-        device_request="cpu" if cpu else args.device,
-        specs=specs,
-        output=path,
-        settings=settings,
-        telemetry=not args.no_telemetry,
-        sample_hz=args.sample_hz,
-        metadata=metadata,
+        DistributedPlan(
+            cases=cases,
+            comm_cases=comms,
+            models=models,
+            device_request="cpu" if cpu else args.device,
+            specs=specs,
+            output=path,
+            settings=settings,
+            metadata=run_metadata(args, placeholder, settings, models, suite),
+            telemetry=telemetry_request(args),
+        )
     )
     if doc is None:
         return 0  # not rank 0: rank 0 reports

@@ -71,6 +71,36 @@ def gpu_report(specs: list) -> dict[str, Any]:
         }
 
 
+def ops_report() -> dict[str, Any]:
+    """The fused GEMM ops this torch has, and each one run once on the CPU and on every visible GPU."""
+    try:
+        import torch
+
+        from kernels.ops import detect_ops, probe_ops
+    except Exception as exc:  # no (working) torch: torch_info says why
+        return {"error": f"torch is not importable: {exc}", "names": None, "probes": {}}
+    devices = (
+        ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
+    )
+    probes = {d: probe_ops(d).as_dict()["results"] for d in devices}
+    return {"error": None, "names": detect_ops().as_dict(), "probes": probes}
+
+
+def _ops_lines(ops: dict[str, Any]) -> list[tuple[str, str]]:
+    if ops["error"]:
+        return [("fused ops", ops["error"])]
+    names = ops["names"]
+    found = ", ".join(f"{k} ({v or 'absent'})" for k, v in names.items() if k != "torch_version")
+    lines = [("fused ops", found)]
+    for device, results in ops["probes"].items():
+        ok = [op for op, r in results.items() if r["ok"]]
+        bad = [f"{op}: {r['reason']}" for op, r in results.items() if not r["ok"]]
+        lines.append(
+            (f"  on {device}", "runs " + (", ".join(ok) or "none") + ("; NOT " + "; ".join(bad) if bad else ""))
+        )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from meter.config.hardware import list_hardware
     from meter.device.host import python_info, tool_version, torch_info
@@ -81,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         "python": python_info(),
         "torch": torch_info().as_dict(),
         "nvml": gpu_report(specs),
+        "ops": ops_report(),
         "tools": {
             "prometheus": tool_version("prometheus", "--version"),
             "promtool": tool_version("promtool", "--version"),
@@ -112,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 ("promtool", report["tools"]["promtool"] or "not installed (Debian's prometheus package has it)"),
                 ("C compiler", report["tools"]["cc"] or "not installed (the fake-NVML tests need one)"),
                 ("config dirs", ", ".join(report["config_dirs"])),
+                *_ops_lines(report["ops"]),
             ]
         )
     )
