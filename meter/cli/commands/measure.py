@@ -9,9 +9,10 @@ import sys
 from meter import domains as D
 from meter.cli.common import locator, number
 from meter.cli.output import emit_json, key_values, table
+from meter.config.pricing import Tier
 from meter.units import binary_bytes, count
 
-TIERS = ["on-demand", "1-year", "3-year", "spot", "assumed"]
+TIERS = list(Tier.__args__)  # type: ignore[attr-defined]
 
 
 def _regex(text: str) -> re.Pattern[str]:
