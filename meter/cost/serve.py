@@ -1,44 +1,106 @@
 """The serving cost model: throughput per GPU and price -> dollars per million tokens, GPUs, a day.
 
-Pure arithmetic over floats or numpy sample arrays. Input (prefill) and output (decode) tokens
-are priced from each phase's own throughput, as if GPUs did one phase at a time; cached input
-tokens cost ``cache_hit_cost_ratio`` of a computed one.
+Pure arithmetic over floats or numpy sample arrays. Throughput per GPU comes from the rate the
+costing method chose (``ServeContext.rate``):
+
+- ``throughput``: the scenario's own ``decode_tokens_per_s_per_gpu`` and
+  ``prefill_tokens_per_s_per_gpu`` (x ``serving_utilization``, / (1 + ``exposed_communication``));
+- ``efficiency``: the deployment's bound x ``efficiency`` x ``serving_utilization``;
+- ``regimes``: the bound with its compute-bound part at ``compute_efficiency`` of the roof and its
+  memory-bound part at ``memory_efficiency`` (:meth:`meter.cost.layout.PhaseBound.efficiency`);
+- ``bound``: no throughput, only the cost at 100% of the bound (a floor).
+
+Prefill throughput counts computed (cache-miss) input tokens; a cached input token costs
+``cache_hit_cost_ratio`` of a computed one. Output (decode) and input (prefill) tokens are priced
+from each phase's own throughput, as if GPUs did one phase at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from meter.cost.layout import DeploymentBound
 
 
 def _get(x: Mapping[str, Any], name: str, default: Any = None) -> Any:
     return x[name] if name in x else default
 
 
-def serve_cost(
-    x: Mapping[str, Any], *, joules_per_output_token: float | None = None, joules_per_input_token: float | None = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def ratio(num: Any, den: Any) -> Any:
+    """``num / den``, NaN where ``den`` is 0 (an output then left out, never a ZeroDivisionError)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    out = np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den != 0)
+    return out if out.ndim else float(out)
+
+
+@dataclass(frozen=True)
+class ServeContext:
+    rate: str = "throughput"  # throughput, efficiency, regimes or bound
+    bound: DeploymentBound | None = None
+    joules_per_output_token: float | None = None
+    joules_per_input_token: float | None = None
+
+
+def _usd_per_m(price: Any, tokens_per_s: Any) -> Any:
+    return price / 3600.0 / tokens_per_s * 1e6
+
+
+def throughputs(x: Mapping[str, Any], ctx: ServeContext) -> dict[str, Any]:
+    """Output and computed input tokens/s per GPU (``decode``, ``prefill``), and the efficiencies used."""
     util = _get(x, "serving_utilization", 1.0)
-    comm = 1 + _get(x, "exposed_communication", 0.0)
-    decode_tps = prefill_tps = None
-    if "decode_tokens_per_s_per_gpu" in x:
-        decode_tps = x["decode_tokens_per_s_per_gpu"] * util / comm
-        out["output_tokens_per_s_per_gpu"] = decode_tps
-    if "prefill_tokens_per_s_per_gpu" in x:
-        prefill_tps = x["prefill_tokens_per_s_per_gpu"] * util / comm
-    hit = _get(x, "cache_hit_rate", 0.0)
-    hit_cost = _get(x, "cache_hit_cost_ratio", 0.0)
+    if ctx.rate == "throughput":
+        comm = 1 + _get(x, "exposed_communication", 0.0)
+        return {
+            "decode": x["decode_tokens_per_s_per_gpu"] * util / comm if "decode_tokens_per_s_per_gpu" in x else None,
+            "prefill": x["prefill_tokens_per_s_per_gpu"] * util / comm if "prefill_tokens_per_s_per_gpu" in x else None,
+        }
+    if ctx.rate == "bound":
+        return {"decode": None, "prefill": None}
+    out = {}
+    for phase in ("decode", "prefill"):
+        b = ctx.bound.phase(phase)
+        if ctx.rate == "efficiency":
+            e = x["efficiency"]
+        else:
+            e = b.efficiency(x["compute_efficiency"], x["memory_efficiency"])
+        out[f"{phase}_efficiency"] = e
+        out[phase] = b.tokens_per_s_per_gpu * e * util
+    return out
+
+
+def serve_cost(x: Mapping[str, Any], ctx: ServeContext = ServeContext()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    tps = throughputs(x, ctx)
+    decode_tps, prefill_tps = tps.pop("decode"), tps.pop("prefill")
+    out.update(tps)
     price = _get(x, "usd_per_gpu_hour")
+    hit = _get(x, "cache_hit_rate", 0.0)
+    per_input = (1 - hit) + hit * _get(x, "cache_hit_cost_ratio", 0.0)  # computed-token equivalents per input token
+    if ctx.bound is not None:
+        out["decode_bound_tokens_per_s_per_gpu"] = ctx.bound.decode.tokens_per_s_per_gpu
+        out["prefill_bound_tokens_per_s_per_gpu"] = ctx.bound.prefill.tokens_per_s_per_gpu
+        if price is not None:
+            out["usd_per_m_output_tokens_at_bound"] = _usd_per_m(price, ctx.bound.decode.tokens_per_s_per_gpu)
+            out["usd_per_m_input_tokens_at_bound"] = (
+                _usd_per_m(price, ctx.bound.prefill.tokens_per_s_per_gpu) * per_input
+            )
+    if decode_tps is not None:
+        out["output_tokens_per_s_per_gpu"] = decode_tps
+    if prefill_tps is not None:
+        out["prefill_tokens_per_s_per_gpu"] = prefill_tps
     if price is not None and decode_tps is not None:
-        out["usd_per_m_output_tokens"] = price / 3600.0 / decode_tps * 1e6
+        out["usd_per_m_output_tokens"] = _usd_per_m(price, decode_tps)
     if price is not None and prefill_tps is not None:
-        miss = price / 3600.0 / prefill_tps * 1e6
+        miss = _usd_per_m(price, prefill_tps)
         out["usd_per_m_input_tokens_miss"] = miss
-        out["usd_per_m_input_tokens"] = miss * ((1 - hit) + hit * hit_cost)
+        out["usd_per_m_input_tokens"] = miss * per_input
     in_day, out_day = _get(x, "input_tokens_per_day"), _get(x, "output_tokens_per_day")
     if in_day is not None and out_day is not None and decode_tps is not None and prefill_tps is not None:
-        gpu_seconds = in_day * ((1 - hit) + hit * hit_cost) / prefill_tps + out_day / decode_tps
+        gpu_seconds = in_day * per_input / prefill_tps + out_day / decode_tps
         out["gpus_needed"] = gpu_seconds / 86400.0
     gpus = _get(x, "gpus", out.get("gpus_needed"))
     if price is not None and gpus is not None:
@@ -47,9 +109,9 @@ def serve_cost(
     if in_day is not None and out_day is not None and all(p in x for p in prices):
         revenue = (in_day * hit * x[prices[0]] + in_day * (1 - hit) * x[prices[1]] + out_day * x[prices[2]]) / 1e6
         out["revenue_usd_per_day"] = revenue
-        if "usd_per_day" in out:
-            out["cost_profit_margin"] = (revenue - out["usd_per_day"]) / out["usd_per_day"]
-    _energy(x, out, decode_tps, prefill_tps, joules_per_output_token, joules_per_input_token)
+        if "usd_per_day" in out:  # no load, no cost: the margin is left out, not divided by zero
+            out["cost_profit_margin"] = ratio(revenue - out["usd_per_day"], out["usd_per_day"])
+    _energy(x, out, decode_tps, prefill_tps, ctx.joules_per_output_token, ctx.joules_per_input_token)
     return out
 
 

@@ -118,13 +118,16 @@ def test_training_arithmetic_with_an_mfu():
 
 
 def test_training_from_measured_time_applies_every_factor():
+    # 0.5 ms per token at 100% of the run's basis, measured at 50% of it: 1 ms per token
     ctx = TrainContext(
-        stages=[StagePlan("pre", "tokens", flops_per_token=1e9, measured_s_per_token=1e-3)],
+        stages=[StagePlan("pre", "tokens", flops_per_token=1e9, measured_work_s=0.5e-3)],
         peak_flops=1e15,
+        rate="measured_efficiency",
         pretraining="pre",
     )
     x = {
         "stage.pre.tokens": 3.6e6,
+        "measured_efficiency": 0.5,
         "head_embedding_overhead": 0.1,
         "mtp_overhead": 0.05,
         "recompute_factor": 1.02,
@@ -210,7 +213,8 @@ def test_every_scenario_loads_and_reproduces_what_it_reports():
         fn = estimate_train if scenario.kind == "train" else estimate_serve
         estimate = fn(scenario, samples=0)
         for r in estimate.reproductions:
-            assert r["reproduced"], (name, r)
+            assert r.agrees, (name, r)
+            assert r.reproduced == (r.kind == "independent")
 
 
 def test_deepseek_v3_training_table():
@@ -289,11 +293,11 @@ def _write_variant(config_dir: Path, mutate) -> ConfigLocator:
         ),
         (lambda d: d["assumptions"]["mfu"].pop("source"), "assumptions.mfu.source", "missing"),
         (lambda d: d.update(hardware="h900"), "hardware", "no such hardware"),
-        (lambda d: d["assumptions"]["mfu"].update(value=1.5), "assumptions.mfu.value", "must lie in (0, 1]"),
+        (lambda d: d["assumptions"]["mfu"].update(value=1.5), "assumptions.mfu.value", "must be in (0, 1]"),
         (
             lambda d: d["assumptions"]["pipeline_bubble"].update(value={"low": 0.5, "high": 1.0}),
             "assumptions.pipeline_bubble.value",
-            "must lie in [0, 1)",
+            "must be in [0, 1)",
         ),
     ],
 )
