@@ -161,26 +161,25 @@ def _check_sources(data: Mapping[str, Any], d: Deployment, path: Path) -> None:
 
 def layout_problem(pool: Pool, a: ModelArgs) -> tuple[str, str] | None:
     """(field, why) when ``pool`` cannot serve the model ``a``, or None. Fields are Pool's names."""
+    if a.n_heads % pool.tp:
+        return "tp", f"does not divide the {a.n_heads} attention heads"
+    if a.attention == "gqa" and pool.tp > a.n_kv_heads and pool.tp % a.n_kv_heads:
+        return "tp", f"neither divides nor is a multiple of the {a.n_kv_heads} KV heads"
     slots = a.n_routed_experts + pool.redundant_experts
     if not a.is_moe:
         if pool.ep > 1:
             return "ep", "the model has no experts to spread (a dense model); expert parallelism needs an MoE model"
         if pool.redundant_experts:
             return "redundant_experts", "the model has no experts (a dense model)"
-    elif slots % pool.ep:
+        return None
+    if slots % pool.ep:
         return (
             "ep",
             f"does not divide the {slots} expert copies ({a.n_routed_experts} routed + {pool.redundant_experts} redundant)",
         )
-    if pool.ep > pool.gpus and pool.ep > 1:
-        return "ep", f"exceeds the pool's {pool.gpus} GPUs (tp x dp)"
-    if pool.ep > 1 and pool.gpus % pool.ep:
-        return "ep", f"does not divide the pool's {pool.gpus} GPUs (tp x dp)"
-    if a.n_heads % pool.tp:
-        return "tp", f"does not divide the {a.n_heads} attention heads"
-    if a.attention == "gqa" and pool.tp > a.n_kv_heads and pool.tp % a.n_kv_heads:
-        return "tp", f"neither divides nor is a multiple of the {a.n_kv_heads} KV heads"
-    if a.is_moe and pool.routed_experts_per_gpu is not None and pool.routed_experts_per_gpu * pool.ep != slots:
+    if pool.ep > pool.gpus or pool.gpus % pool.ep:
+        return "ep", f"does not divide the pool's {pool.gpus} GPUs (tp {pool.tp} x dp {pool.dp})"
+    if pool.routed_experts_per_gpu is not None and pool.routed_experts_per_gpu * pool.ep != slots:
         return "routed_experts_per_gpu", f"x ep ({pool.ep}) is not the {slots} expert copies"
     if pool.shared_experts_per_gpu is not None and pool.shared_experts_per_gpu != a.n_shared_experts:
         return (

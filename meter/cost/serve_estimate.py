@@ -77,8 +77,10 @@ class LayoutOverrides:
             pools[phase] = dataclasses.replace(p, **changes)
             problem = layout_problem(pools[phase], a)
             if problem:
-                flag = _FLAGS.get(problem[0], f"deployment '{d.name}' {phase}.{problem[0]}")
-                raise UsageError(f"{flag} {getattr(pools[phase], problem[0])}: {problem[1]}")
+                name, why = problem
+                given = name in _FLAGS and getattr(self, name) is not None
+                where = _FLAGS[name] if given else f"deployment '{d.name}' {phase}.{name}"
+                raise UsageError(f"{where} {getattr(pools[phase], name)}: {why}")
         weights = d.weights.with_linear(self.weights) if self.weights else d.weights
         return dataclasses.replace(d, prefill=pools["prefill"], decode=pools["decode"], weights=weights)
 

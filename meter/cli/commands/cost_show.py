@@ -160,10 +160,10 @@ def print_training_compute(e) -> None:
     print(line)
     if e.comparisons:
         print(
-            "  published for comparison: "
+            "  published for comparison (sources: --json): "
             + "; ".join(
-                f"{c.model} {c.published_flops:.3g} (analytic count of the same run {c.analytic_flops:.3g}, "
-                f"{c.rel_diff * 100:+.1f}%; {c.source.split(':')[0]}, {c.date.year})"
+                f"{c.model} {c.published_flops:.3g} ({c.date.year}; meter's count of that run {c.analytic_flops:.3g}, "
+                f"{c.rel_diff * 100:+.1f}%)"
                 for c in e.comparisons
             )
         )
