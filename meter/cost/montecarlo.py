@@ -131,13 +131,17 @@ def evaluate(
 ) -> dict[str, Summary]:
     """Every output of ``model``; ranges only where some input varies and ``samples`` > 0.
 
-    An output that is not finite at the central inputs (a share of a cost of 0) is left out.
+    The model runs on numpy floats, so a value that underflows a denominator to 0 (two inputs of
+    1e-300) gives inf or NaN, never a ZeroDivisionError; an output that is not finite at the central
+    inputs (a share of a cost of 0) is left out.
     """
-    point = {k: float(v) for k, v in model({k: q.central for k, q in inputs.items()}).items()}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        central = model({k: np.float64(q.central) for k, q in inputs.items()})
+    point = {k: float(v) for k, v in central.items()}
     point = {k: v for k, v in point.items() if math.isfinite(v)}
     if samples <= 0 or all(q.is_point for q in inputs.values()):
         return {k: Summary.constant(v) for k, v in point.items()}
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         out = model(draw(inputs, samples, seed, couplings))
     result = {}
     for k, v in out.items():

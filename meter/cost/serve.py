@@ -77,41 +77,58 @@ def serve_cost(x: Mapping[str, Any], ctx: ServeContext = ServeContext()) -> dict
     tps = throughputs(x, ctx)
     decode_tps, prefill_tps = tps.pop("decode"), tps.pop("prefill")
     out.update(tps)
-    price = _get(x, "usd_per_gpu_hour")
     hit = _get(x, "cache_hit_rate", 0.0)
     per_input = (1 - hit) + hit * _get(x, "cache_hit_cost_ratio", 0.0)  # computed-token equivalents per input token
-    if ctx.bound is not None:
-        out["decode_bound_tokens_per_s_per_gpu"] = ctx.bound.decode.tokens_per_s_per_gpu
-        out["prefill_bound_tokens_per_s_per_gpu"] = ctx.bound.prefill.tokens_per_s_per_gpu
-        if price is not None:
-            out["usd_per_m_output_tokens_at_bound"] = _usd_per_m(price, ctx.bound.decode.tokens_per_s_per_gpu)
-            out["usd_per_m_input_tokens_at_bound"] = (
-                _usd_per_m(price, ctx.bound.prefill.tokens_per_s_per_gpu) * per_input
-            )
+    out.update(_bound(x, ctx, per_input))
+    out.update(_per_token(x, decode_tps, prefill_tps, per_input))
+    out.update(_day(x, decode_tps, prefill_tps, hit, per_input))
+    _energy(x, out, decode_tps, prefill_tps, ctx.joules_per_output_token, ctx.joules_per_input_token)
+    return out
+
+
+def _bound(x: Mapping[str, Any], ctx: ServeContext, per_input: Any) -> dict[str, Any]:
+    """The deployment's bounds, and what a token would cost at 100% of them (a floor)."""
+    if ctx.bound is None:
+        return {}
+    decode, prefill = ctx.bound.decode.tokens_per_s_per_gpu, ctx.bound.prefill.tokens_per_s_per_gpu
+    out = {"decode_bound_tokens_per_s_per_gpu": decode, "prefill_bound_tokens_per_s_per_gpu": prefill}
+    if "usd_per_gpu_hour" in x:
+        out["usd_per_m_output_tokens_at_bound"] = _usd_per_m(x["usd_per_gpu_hour"], decode)
+        out["usd_per_m_input_tokens_at_bound"] = _usd_per_m(x["usd_per_gpu_hour"], prefill) * per_input
+    return out
+
+
+def _per_token(x: Mapping[str, Any], decode_tps: Any, prefill_tps: Any, per_input: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    price = _get(x, "usd_per_gpu_hour")
     if decode_tps is not None:
         out["output_tokens_per_s_per_gpu"] = decode_tps
+        if price is not None:
+            out["usd_per_m_output_tokens"] = _usd_per_m(price, decode_tps)
     if prefill_tps is not None:
         out["prefill_tokens_per_s_per_gpu"] = prefill_tps
-    if price is not None and decode_tps is not None:
-        out["usd_per_m_output_tokens"] = _usd_per_m(price, decode_tps)
-    if price is not None and prefill_tps is not None:
-        miss = _usd_per_m(price, prefill_tps)
-        out["usd_per_m_input_tokens_miss"] = miss
-        out["usd_per_m_input_tokens"] = miss * per_input
+        if price is not None:
+            out["usd_per_m_input_tokens_miss"] = _usd_per_m(price, prefill_tps)
+            out["usd_per_m_input_tokens"] = out["usd_per_m_input_tokens_miss"] * per_input
+    return out
+
+
+def _day(x: Mapping[str, Any], decode_tps: Any, prefill_tps: Any, hit: Any, per_input: Any) -> dict[str, Any]:
+    """A day's load: the GPUs it needs, what they cost, and the revenue at list prices."""
+    out: dict[str, Any] = {}
     in_day, out_day = _get(x, "input_tokens_per_day"), _get(x, "output_tokens_per_day")
-    if in_day is not None and out_day is not None and decode_tps is not None and prefill_tps is not None:
-        gpu_seconds = in_day * per_input / prefill_tps + out_day / decode_tps
-        out["gpus_needed"] = gpu_seconds / 86400.0
+    loaded = in_day is not None and out_day is not None
+    if loaded and decode_tps is not None and prefill_tps is not None:
+        out["gpus_needed"] = (in_day * per_input / prefill_tps + out_day / decode_tps) / 86400.0
     gpus = _get(x, "gpus", out.get("gpus_needed"))
-    if price is not None and gpus is not None:
-        out["usd_per_day"] = gpus * 24 * price
+    if "usd_per_gpu_hour" in x and gpus is not None:
+        out["usd_per_day"] = gpus * 24 * x["usd_per_gpu_hour"]
     prices = ("price_input_hit_usd_per_m", "price_input_miss_usd_per_m", "price_output_usd_per_m")
-    if in_day is not None and out_day is not None and all(p in x for p in prices):
+    if loaded and all(p in x for p in prices):
         revenue = (in_day * hit * x[prices[0]] + in_day * (1 - hit) * x[prices[1]] + out_day * x[prices[2]]) / 1e6
         out["revenue_usd_per_day"] = revenue
         if "usd_per_day" in out:  # no load, no cost: the margin is left out, not divided by zero
             out["cost_profit_margin"] = ratio(revenue - out["usd_per_day"], out["usd_per_day"])
-    _energy(x, out, decode_tps, prefill_tps, ctx.joules_per_output_token, ctx.joules_per_input_token)
     return out
 
 

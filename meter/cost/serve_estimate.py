@@ -110,16 +110,18 @@ def estimate_serve(
         layout = dataclasses.replace(
             layout, batch_per_gpu=layout.batch_per_gpu or shape[0], context=layout.context or shape[1]
         )
-    wants_bound = run is not None or layout.any or "efficiency" in overrides or not _has_throughput(scenario, overrides)
+    # the scenario's own throughput describes its GPU and layout, not another
+    own = hw.name == scenario.hardware and not layout.any
+    wants_bound = run is not None or not own or "efficiency" in overrides or not _has_throughput(scenario, overrides)
     deployment = choose_deployment(scenario, layout, locator, required=wants_bound)
     bound = None
     if deployment is not None:
         bound = deployment_bound(model.args, model.name, hw, layout.apply(deployment, model.args))
-    method = choose_method(scenario, overrides, run, bound, hw)
+    method = choose_method(scenario, overrides, run, bound, hw, own=own)
 
     pool = InputPool.from_scenario(scenario)
-    if hw.name != scenario.hardware:
-        pool.drop(["avg_power_w"])
+    if not own:
+        _not_own(pool, scenario, hw)
     set_price(pool, hw.name, scenario_hardware=scenario.hardware, tier=tier, overrides=overrides, locator=locator)
     efficiency = Efficiency(kind=None)
     if run is not None:
@@ -140,6 +142,18 @@ def estimate_serve(
         _transfer_note(estimate)
     estimate.reproductions = reproductions(scenario, outputs)
     return estimate
+
+
+def _not_own(pool: InputPool, scenario: Scenario, hw: HardwareSpec) -> None:
+    """Priced on another GPU or layout, the scenario's measured throughput and power do not apply."""
+    pool.drop(["avg_power_w"])
+    dropped = pool.drop(["decode_tokens_per_s_per_gpu", "prefill_tokens_per_s_per_gpu", "gpus"])
+    if dropped:
+        pool.notes.append(
+            f"{', '.join(dropped)} left out: the scenario's figures are for its own layout on {scenario.hardware}, "
+            f"not this one on {hw.name}; give --efficiency (the published one implies the share of the bound "
+            "shown) or --from-run RUN.json"
+        )
 
 
 def _has_throughput(scenario: Scenario, overrides: Mapping[str, Quantity]) -> bool:
@@ -187,14 +201,17 @@ def choose_method(
     run: MeasuredRun | None,
     bound: DeploymentBound | None,
     hw: HardwareSpec,
+    *,
+    own: bool = True,
 ) -> M.Method:
-    """A run's measured efficiency, else a given one, else the scenario's throughput, else the bound alone."""
+    """A run's measured efficiency, else a given one, else the scenario's throughput (on its own GPU
+    and layout), else the bound alone."""
     given = set(overrides) | set(scenario.assumptions)
     if run is not None:
         return M.BOUND_MEASURED_DIRECT if not run.cpu and run.hardware == hw.name else M.BOUND_MEASURED_TRANSFER
     if "efficiency" in given or {"compute_efficiency", "memory_efficiency"} <= given:
         return M.BOUND_GIVEN
-    if _has_throughput(scenario, overrides):
+    if _has_throughput(scenario, overrides) and (own or {"decode_tokens_per_s_per_gpu"} <= set(overrides)):
         return M.THROUGHPUT
     if bound is not None:
         return M.BOUND_ONLY

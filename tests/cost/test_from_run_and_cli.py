@@ -152,6 +152,12 @@ def test_meter_run_ends_with_labelled_costs(tmp_path: Path):
     doc = json.loads(out.read_text())
     cost = doc["extras"]["cost"]
     assert cost["train"]["cpu_derived"] and cost["train"]["method"] == "run (transfer)"
-    assert cost["serve"]["outputs"]["usd_per_m_output_tokens"]["point"] > 0
+    serve = cost["serve"]
+    assert serve["method"] == "bound x efficiency (measured, transfer)" and serve["cpu_derived"]
+    assert serve["deployment"]["name"] == "deepseek-v3-day6" and serve["deployment"]["pools"]["decode"]["ep"] == 144
+    usd = serve["outputs"]["usd_per_m_output_tokens"]
+    assert 0.03 <= usd["point"] <= 3.0, usd  # within a factor of 10 of DeepSeek's $0.30 on their layout
+    assert usd["p10"] < usd["point"] < usd["p90"]  # a band from the CPU timing's spread
+    assert "efficiency transfer: the cases measured on CPU" in r.stdout and "of the decode bound" in r.stdout
     c = run_meter("calibrate", str(out), "--scenario", "deepseek-v3")
     assert c.returncode == 0 and "CPU-derived" in c.stdout
