@@ -18,7 +18,7 @@ from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
 from meter.config.quantity import Quantity
 from meter.config.scenarios import Scenario, domain_error
-from meter.cost.montecarlo import Sampled
+from meter.cost.montecarlo import Coupling, Sampled
 from meter.errors import UsageError
 
 
@@ -152,3 +152,19 @@ def set_price(
         pool.notes.append(
             f"no {tier + ' ' if tier else ''}rental price for {hardware} in the price table; dollars need --price"
         )
+
+
+def couplings_for(scenario: Scenario, given: Iterable[Coupling], pool: InputPool) -> list[Coupling]:
+    """The scenario's correlations and the command line's, among the inputs the estimate kept
+    (a note for one whose input was left out: another GPU's power, a dropped assumption)."""
+    pairs = [Coupling(c.inputs[0], c.inputs[1], c.rho) for c in scenario.correlations] + list(given)
+    kept = []
+    for c in pairs:
+        missing = [n for n in (c.first, c.second) if n not in pool]
+        if missing:
+            pool.notes.append(
+                f"correlation {c.first},{c.second} left out: {missing[0]} is not an input of this estimate"
+            )
+        else:
+            kept.append(c)
+    return kept

@@ -24,7 +24,7 @@ from meter.config.quantity import Quantity
 from meter.config.scenarios import Scenario
 from meter.cost import methods as M
 from meter.cost.from_run import REGIMES, MeasuredRun
-from meter.cost.inputs import InputPool, set_price
+from meter.cost.inputs import InputPool, couplings_for, set_price
 from meter.cost.layout import DeploymentBound, deployment_bound
 from meter.cost.montecarlo import Coupling, Summary, evaluate
 from meter.cost.result import DEFAULT_SAMPLES, CostEstimate, Efficiency, reproductions
@@ -50,6 +50,11 @@ class LayoutOverrides:
     @property
     def any(self) -> bool:
         return any(v is not None for v in dataclasses.asdict(self).values())
+
+    def changes(self, deployment: str | None) -> bool:
+        """Whether these change the layout of ``deployment`` (naming that same deployment does not)."""
+        rest = dataclasses.replace(self, deployment=None)
+        return rest.any or self.deployment not in (None, deployment)
 
     def apply(self, d: Deployment, a: ModelArgs) -> Deployment:
         """``d`` with these changes, each pool checked against the model (a bad one names its flag).
@@ -111,7 +116,7 @@ def estimate_serve(
             layout, batch_per_gpu=layout.batch_per_gpu or shape[0], context=layout.context or shape[1]
         )
     # the scenario's own throughput describes its GPU and layout, not another
-    own = hw.name == scenario.hardware and not layout.any
+    own = hw.name == scenario.hardware and not layout.changes(scenario.deployment)
     wants_bound = run is not None or not own or "efficiency" in overrides or not _has_throughput(scenario, overrides)
     deployment = choose_deployment(scenario, layout, locator, required=wants_bound)
     bound = None
@@ -125,7 +130,7 @@ def estimate_serve(
     set_price(pool, hw.name, scenario_hardware=scenario.hardware, tier=tier, overrides=overrides, locator=locator)
     efficiency = Efficiency(kind=None)
     if run is not None:
-        efficiency = _measured_inputs(pool, run, bound, method)
+        efficiency = _measured_inputs(pool, run, method)
     pool.override(overrides)
     rate = _rate(method, pool)
     if rate == "efficiency":
@@ -133,7 +138,8 @@ def estimate_serve(
     pool.keep(method.reads(), method.why)
 
     ctx = ServeContext(rate=rate, bound=bound)
-    outputs = evaluate(lambda x: serve_cost(x, ctx), pool.quantities(), samples=samples, seed=seed, couplings=couplings)
+    pairs = couplings_for(scenario, couplings, pool)
+    outputs = evaluate(lambda x: serve_cost(x, ctx), pool.quantities(), samples=samples, seed=seed, couplings=pairs)
     estimate = CostEstimate(
         scenario, method.name, pool.inputs, outputs, samples, seed, hw, model, run, pool.notes, bound=bound
     )
@@ -229,7 +235,7 @@ def _rate(method: M.Method, pool: InputPool) -> str:
     return "regimes"
 
 
-def _measured_inputs(pool: InputPool, run: MeasuredRun, bound: DeploymentBound, method: M.Method) -> Efficiency:
+def _measured_inputs(pool: InputPool, run: MeasuredRun, method: M.Method) -> Efficiency:
     """Each regime's efficiency measured by the run (a regime it has no case in takes the other's)."""
     measured = {r: run.regime_efficiency(r) for r in REGIMES}
     if not any(measured.values()):

@@ -24,7 +24,7 @@ from meter.config.scenarios import Scenario, Stage, load_scenario
 from meter.cost import methods as M
 from meter.cost.ep_comm import EpShape, MeasuredLinks
 from meter.cost.from_run import MeasuredRun, PhaseRate
-from meter.cost.inputs import Input, InputPool, set_price
+from meter.cost.inputs import Input, InputPool, couplings_for, set_price
 from meter.cost.montecarlo import Coupling, Summary, evaluate
 from meter.cost.result import DEFAULT_SAMPLES, Comparison, CostEstimate, reproductions
 from meter.cost.train import StagePlan, TrainContext, train_cost
@@ -54,7 +54,7 @@ def estimate_train(
     pool = InputPool.from_scenario(scenario)
     _other_hardware(pool, scenario, hw)
     set_price(pool, hw.name, scenario_hardware=scenario.hardware, tier=tier, overrides=overrides, locator=locator)
-    plans = _stages(pool, scenario, model.args, hw, peak, measured)
+    plans = _stages(pool, scenario, model.args, peak, measured)
     if measured is not None:
         _measured_inputs(pool, run, measured, scenario, model.name, hw)
     if method.composed:
@@ -72,7 +72,8 @@ def estimate_train(
         pretraining=next((st.name for st in scenario.stages if st.tokens is not None), None),
         ep=ep,
     )
-    outputs = evaluate(lambda x: train_cost(x, ctx), pool.quantities(), samples=samples, seed=seed, couplings=couplings)
+    pairs = couplings_for(scenario, couplings, pool)
+    outputs = evaluate(lambda x: train_cost(x, ctx), pool.quantities(), samples=samples, seed=seed, couplings=pairs)
     estimate = CostEstimate(scenario, method.name, pool.inputs, outputs, samples, seed, hw, model, run, pool.notes)
     _beside(estimate, peak, locator)
     return estimate
@@ -127,7 +128,6 @@ def _stages(
     pool: InputPool,
     scenario: Scenario,
     a: ModelArgs,
-    hw: HardwareSpec,
     peak: float,
     measured: tuple[bool, PhaseRate] | None,
 ) -> list[StagePlan]:

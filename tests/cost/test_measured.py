@@ -3,6 +3,7 @@ random numbers and correlated inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -191,8 +192,13 @@ def test_correlated_inputs_keep_their_distributions(rho):
 
 
 def test_correlations_in_a_scenario_and_on_the_command_line():
-    e = estimate_train(load_scenario("deepseek-v3"), samples=0)
-    assert e.scenario.correlations[0].inputs == ["utilization", "avg_power_w"]
+    s = load_scenario("deepseek-v3")
+    assert s.correlations[0].inputs == ["utilization", "avg_power_w"]
+    tied = estimate_train(s, samples=50_000).outputs["ownership_usd_per_gpu_hour"]
+    free = estimate_train(dataclasses.replace(s, correlations=[]), samples=50_000).outputs["ownership_usd_per_gpu_hour"]
+    assert tied.p50 == pytest.approx(free.p50, rel=0.01) and tied.p90 != free.p90  # same marginals, coupled draws
+    other = estimate_train(s, hardware="h100-sxm", samples=1000)  # the H800 power assumption is dropped on H100
+    assert any("correlation utilization,avg_power_w left out" in n for n in other.notes)
     with pytest.raises(UsageError, match="uniform family"):
         draw(
             {"a": Quantity("uniform", low=0, high=1), "b": Quantity("normal", mean=0, sd=1)},

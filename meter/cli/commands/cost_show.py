@@ -342,7 +342,8 @@ def print_calibration(c: dict) -> None:
         )
     else:
         print(
-            f"At the measured throughput: {fmt(m.get('usd_per_m_output_tokens'), 'usd_small')} per million output "
+            f"Through the scenario's deployment at the measured efficiency: "
+            f"{fmt(m.get('usd_per_m_output_tokens'), 'usd_small')} per million output "
             f"tokens and {fmt(m.get('usd_per_m_input_tokens'), 'usd_small')} per million input tokens "
             f"(the scenario's own figures: {fmt(r.get('usd_per_m_output_tokens'), 'usd_small')} and "
             f"{fmt(r.get('usd_per_m_input_tokens'), 'usd_small')}); {fmt(m.get('gpus_needed'), 'count')} GPUs for "
