@@ -59,7 +59,6 @@ class CaseSpread:
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         z = rng.standard_normal(n)
         if len(self.efficiency) == 1:
-            run = 0
             eff, low, high = self.efficiency[0], self.sigma_low[0], self.sigma_high[0]
         else:
             run = rng.integers(0, len(self.efficiency), n)

@@ -106,6 +106,27 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     cost_sub = cost.add_subparsers(dest="cost_command", metavar="{train,serve,cluster}", parser_class=OneLineParser)
     cost_sub.required = True
+    _register_train(cost_sub, common)
+    _register_cluster(cost_sub, common)
+    _register_serve(cost_sub, common)
+
+    p = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="compare a measured run with a published scenario",
+        description="What the run's measured efficiency implies for a scenario, beside what was reported.",
+    )
+    p.add_argument("run", metavar="RUN.json")
+    p.add_argument("--scenario", default="deepseek-v3", help="scenario to calibrate against (default deepseek-v3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_calibrate)
+
+    p = sub.add_parser("scenarios", parents=[common], help="list cost scenarios")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_scenarios)
+
+
+def _register_train(cost_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = cost_sub.add_parser(
         "train",
         parents=[common],
@@ -142,6 +163,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _common(p)
     p.set_defaults(handler=run_train)
 
+
+def _register_cluster(cost_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = cost_sub.add_parser(
         "cluster",
         parents=[common],
@@ -172,6 +195,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _inputs(p)
     p.set_defaults(handler=run_cluster)
 
+
+def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = cost_sub.add_parser(
         "serve",
         parents=[common],
@@ -206,21 +231,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--tokens-per-day", metavar="IN,OUT", help="load to size the deployment for, e.g. 608B,168B")
     _common(p)
     p.set_defaults(handler=run_serve, scenario_default="deepseek-v3-day6")
-
-    p = sub.add_parser(
-        "calibrate",
-        parents=[common],
-        help="compare a measured run with a published scenario",
-        description="What the run's measured efficiency implies for a scenario, beside what was reported.",
-    )
-    p.add_argument("run", metavar="RUN.json")
-    p.add_argument("--scenario", default="deepseek-v3", help="scenario to calibrate against (default deepseek-v3)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_calibrate)
-
-    p = sub.add_parser("scenarios", parents=[common], help="list cost scenarios")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_scenarios)
 
 
 # --- shared ------------------------------------------------------------------------------------

@@ -72,29 +72,7 @@ def print_deployment(e) -> None:
 
     b = e.bound
     d, a = b.deployment, e.model.args
-    body = []
-    for phase in ("prefill", "decode"):
-        ph = b.phase(phase)
-        p = ph.pool
-        shards = p.ep if p.ep > 1 else p.tp
-        experts = f"{(a.n_routed_experts + p.redundant_experts) / shards:g} + {a.n_shared_experts}" if a.is_moe else "-"
-        c = ph.comm
-        body.append(
-            [
-                phase,
-                p.gpus,
-                p.tp,
-                p.ep,
-                experts,
-                p.batch_per_gpu,
-                f"{p.context:,}",
-                f"{_bytes(ph.memory.total_bytes)} of {_bytes(ph.memory.capacity_bytes)}",
-                _ms(ph.compute_s),
-                f"{_ms(c.total_s)} ({_ms(c.hidden_s)} hidden)",
-                _ms(ph.step_s),
-                fmt(ph.tokens_per_s_per_gpu, "count"),
-            ]
-        )
+    body = [_pool_row(b.phase(phase), a) for phase in ("prefill", "decode")]
     print(
         table(
             [
@@ -127,6 +105,28 @@ def print_deployment(e) -> None:
             + fmt(ph.tokens_per_step, "count")
         )
     print_implied(e)
+
+
+def _pool_row(ph, a) -> list:
+    from meter.cost.display import fmt
+
+    p, c = ph.pool, ph.comm
+    shards = p.ep if p.ep > 1 else p.tp
+    experts = f"{(a.n_routed_experts + p.redundant_experts) / shards:g} + {a.n_shared_experts}" if a.is_moe else "-"
+    return [
+        ph.phase,
+        p.gpus,
+        p.tp,
+        p.ep,
+        experts,
+        p.batch_per_gpu,
+        f"{p.context:,}",
+        f"{_bytes(ph.memory.total_bytes)} of {_bytes(ph.memory.capacity_bytes)}",
+        _ms(ph.compute_s),
+        f"{_ms(c.total_s)} ({_ms(c.hidden_s)} hidden)",
+        _ms(ph.step_s),
+        fmt(ph.tokens_per_s_per_gpu, "count"),
+    ]
 
 
 def print_implied(e) -> None:
