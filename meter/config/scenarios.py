@@ -163,12 +163,18 @@ def domain_of(name: str) -> Domain | None:
 
 
 def domain_error(name: str, q: Quantity) -> str | None:
-    """Why ``q`` (a point, or every value of its range) is out of ``name``'s domain, or None."""
+    """Why ``q`` (a point, or every value of its range) is out of ``name``'s domain, or None:
+    ``must lie in (0, 1]``, the interval written out."""
     domain = domain_of(name)
     if domain is None:
         return None
     lo, hi = q.bounds
-    return domain.problem(lo) or domain.problem(hi)
+    if domain.problem(lo) is None and domain.problem(hi) is None:
+        return None
+    left, right = "[" if domain.low_inclusive else "(", "]" if domain.high_inclusive else ")"
+    low = "-inf" if domain.low is None else f"{domain.low:g}"
+    high = "inf" if domain.high is None else f"{domain.high:g}"
+    return f"must lie in {left}{low}, {high}{right}"
 
 
 TRAIN_OUTPUTS = (

@@ -288,11 +288,11 @@ def _write_variant(config_dir: Path, mutate) -> ConfigLocator:
         ),
         (lambda d: d["assumptions"]["mfu"].pop("source"), "assumptions.mfu.source", "missing"),
         (lambda d: d.update(hardware="h900"), "hardware", "no such hardware"),
-        (lambda d: d["assumptions"]["mfu"].update(value=1.5), "assumptions.mfu.value", "must be in (0, 1]"),
+        (lambda d: d["assumptions"]["mfu"].update(value=1.5), "assumptions.mfu.value", "must lie in (0, 1]"),
         (
             lambda d: d["assumptions"]["pipeline_bubble"].update(value={"low": 0.5, "high": 1.0}),
             "assumptions.pipeline_bubble.value",
-            "must be in [0, 1)",
+            "must lie in [0, 1)",
         ),
     ],
 )

@@ -236,7 +236,7 @@ def test_cluster_command_rows(tmp_path):
         (["--scenario", "deepseek-v3", "--ep", "64"], "has an end-to-end mfu, which already includes communication"),
         (["--scenario", "deepseek-v3"], "has no ep_degree; give --ep N"),
         (["--scenario", "deepseek-v3-day6"], "is a serve scenario"),
-        (["--assume", "comm_overlap=1.5"], "input comm_overlap = 1.5 (command line): must be in [0, 1]"),
+        (["--assume", "comm_overlap=1.5"], "input comm_overlap = 1.5 (command line): must lie in [0, 1]"),
         (["--hardware", "h900"], "no such hardware config"),
         (["--comm-run", "missing.json"], "missing.json: no such file"),
     ],
