@@ -127,3 +127,18 @@ def kind_of(output: str) -> str:
     if output.startswith("stage_usd"):
         return "usd"
     return "count"
+
+
+REPRODUCTION_HEADERS = ["reported figure", "reported", "computed", "diff", "agrees", "kind"]
+
+
+def reproduction_row(r) -> list[str]:
+    """A reported figure beside the computed one, as the terminal and the Markdown report show it."""
+    return [
+        r.label,
+        fmt(r.reported, kind_of(r.output)),
+        fmt(r.computed, kind_of(r.output)),
+        "n/a" if r.rel_diff is None else f"{r.rel_diff * 100:+.2f}%",
+        "yes" if r.agrees else "NO",
+        "independent" if r.kind == "independent" else "consistency check",
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meter.cost.display import display_for, fmt, kind_of, rows
+from meter.cost.display import display_for, fmt, reproduction_row, rows
 from meter.cost.estimate import CostEstimate
 
 
@@ -98,18 +98,7 @@ def render(e: CostEstimate) -> str:
             body.append([st.name, sized, fmt(h.point if h else None, "count"), fmt(d.point if d else None, "usd")])
         parts += ["## Stages", "", _table(["stage", "sized by", "GPU-hours", "rental cost"], body), ""]
     if e.reproductions:
-        body = [
-            [
-                r.label,
-                fmt(r.reported, kind_of(r.output)),
-                fmt(r.computed, kind_of(r.output)),
-                "n/a" if r.rel_diff is None else f"{r.rel_diff * 100:+.2f}%",
-                "yes" if r.agrees else "NO",
-                "independent" if r.kind == "independent" else "consistency check",
-                f"{r.source} ({r.date})",
-            ]
-            for r in e.reproductions
-        ]
+        body = [[*reproduction_row(r), f"{r.source} ({r.date})"] for r in e.reproductions]
         parts += [
             "## Reported figures beside the computed ones",
             "",

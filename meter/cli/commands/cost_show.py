@@ -10,7 +10,7 @@ from meter.cli.output import emit_json, table
 
 
 def show(args: argparse.Namespace, estimate) -> None:
-    from meter.cost.display import display_for, fmt, kind_of, rows
+    from meter.cost.display import REPRODUCTION_HEADERS, display_for, reproduction_row, rows
     from meter.results.atomic import write_text_atomic
 
     if getattr(args, "report", None):
@@ -35,19 +35,8 @@ def show(args: argparse.Namespace, estimate) -> None:
     if s.kind == "train":
         print_training_compute(estimate)
     if estimate.reproductions:
-        body = [
-            [
-                r.label,
-                fmt(r.reported, kind_of(r.output)),
-                fmt(r.computed, kind_of(r.output)),
-                "n/a" if r.rel_diff is None else f"{r.rel_diff * 100:+.2f}%",
-                "yes" if r.agrees else "NO",
-                "independent" if r.kind == "independent" else "consistency check",
-            ]
-            for r in estimate.reproductions
-        ]
         print()
-        print(table(["reported figure", "reported", "computed", "diff", "agrees", "kind"], body))
+        print(table(REPRODUCTION_HEADERS, [reproduction_row(r) for r in estimate.reproductions]))
     for note in estimate.notes:
         print(f"note: {note}")
     if s.leaves_out:
