@@ -62,3 +62,14 @@ def ep_bytes_per_token(
     )
     value_bytes = hidden * payload_bytes
     return network * value_bytes, nvlink * value_bytes
+
+
+def tp_allreduce_bytes_per_gpu(*, tokens: float, hidden: int, tp: int, value_bytes: float) -> float:
+    """Bytes one GPU sends in a ring all-reduce of ``tokens`` hidden vectors over ``tp`` GPUs.
+
+    A ring all-reduce (reduce-scatter, then all-gather) sends ``2 (tp - 1) / tp`` of the message
+    from every GPU; tensor parallelism runs two per layer (after attention and after the MLP).
+    """
+    if tp <= 1:
+        return 0.0
+    return 2.0 * (tp - 1) / tp * tokens * hidden * value_bytes

@@ -68,6 +68,17 @@ MODEL_CONSTRAINTS: dict[str, dict[str, float]] = {
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrainingCompute:
+    """A published total of training compute and the run it counts: the figure people compare."""
+
+    flops: float = field(metadata=_POSITIVE)
+    tokens: float = field(metadata=_POSITIVE)
+    seq_len: int = field(metadata=_POSITIVE)
+    source: str
+    date: dt.date
+
+
+@dataclass(frozen=True, kw_only=True)
 class PublishedModelFigures:
     """Figures the model's authors published, for tests and calibration."""
 
@@ -77,6 +88,7 @@ class PublishedModelFigures:
     train_seq_len: int | None = field(default=None, metadata=_POSITIVE)
     kv_cache_bytes_per_token: int | None = field(default=None, metadata=_POSITIVE)
     source: str | None = None
+    training_compute: TrainingCompute | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,7 @@
 """Where configs are found: user directories first, then the built-in ``configs/``.
 
 A config directory is laid out like the built-in one: ``models/``, ``hardware/``, ``pricing/``,
-``scenarios/`` and ``suites/``, each holding ``NAME.yaml`` files. Directories come from
+``scenarios/``, ``suites/`` and ``deployments/``, each holding ``NAME.yaml`` files. Directories come from
 ``--config-dir`` (repeatable) and the ``METER_CONFIG_PATH`` environment variable
 (``os.pathsep``-separated), in that order of precedence; a user file shadows a built-in one of
 the same name.
@@ -19,7 +19,7 @@ from typing import Literal
 
 from meter.errors import ConfigError
 
-Kind = Literal["models", "hardware", "pricing", "scenarios", "suites"]
+Kind = Literal["models", "hardware", "pricing", "scenarios", "suites", "deployments"]
 ENV_VAR = "METER_CONFIG_PATH"
 _SUFFIXES = (".yaml", ".yml")
 _SINGULAR = {
@@ -28,6 +28,7 @@ _SINGULAR = {
     "pricing": "pricing",
     "scenarios": "scenario",
     "suites": "suite",
+    "deployments": "deployment",
 }
 
 

@@ -69,24 +69,48 @@ class Quantity:
             return self.mean - Z90 * self.sd, self.mean + Z90 * self.sd
         return self.low, self.high
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray | float:
-        """``n`` draws (a float for a point: it broadcasts)."""
+    @property
+    def base(self) -> Literal["uniform", "normal"] | None:
+        """What a draw is made from: a uniform on [0, 1), a standard normal, or nothing (a point).
+
+        Draws are made in two steps, a base value and :meth:`from_base`, so that inputs can be
+        coupled (correlated) through their base values whatever their own distributions.
+        """
+        if self.dist == "point":
+            return None
+        return "normal" if self.dist in ("normal", "lognormal") else "uniform"
+
+    def from_base(self, b: np.ndarray) -> np.ndarray:
+        """The inverse CDF: the value whose quantile is ``b`` (a uniform, or a standard normal)."""
         import numpy as np
 
-        if self.dist == "point":
-            return self.value
         if self.dist == "uniform":
-            return rng.uniform(self.low, self.high, n)
+            return self.low + (self.high - self.low) * b
         if self.dist == "loguniform":
-            return np.exp(rng.uniform(math.log(self.low), math.log(self.high), n))
+            return np.exp(math.log(self.low) + (math.log(self.high) - math.log(self.low)) * b)
         if self.dist == "triangular":
-            return rng.triangular(self.low, self.mode, self.high, n)
+            lo, mode, hi = self.low, self.mode, self.high
+            if hi == lo:
+                return np.full_like(b, lo)
+            cut = (mode - lo) / (hi - lo)
+            left = lo + np.sqrt(b * (hi - lo) * (mode - lo))
+            right = hi - np.sqrt((1 - b) * (hi - lo) * (hi - mode))
+            return np.where(b < cut, left, right)
         if self.dist == "normal":
-            return rng.normal(self.mean, self.sd, n)
+            return self.mean + self.sd * b
         # lognormal from its 10th and 90th percentiles (stored as low and high)
         mu = (math.log(self.low) + math.log(self.high)) / 2
         sigma = (math.log(self.high) - math.log(self.low)) / (2 * Z90)
-        return np.exp(rng.normal(mu, sigma, n))
+        return np.exp(mu + sigma * b)
+
+    def draw_base(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.random(n) if self.base == "uniform" else rng.standard_normal(n)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray | float:
+        """``n`` draws (a float for a point: it broadcasts)."""
+        if self.dist == "point":
+            return self.value
+        return self.from_base(self.draw_base(n, rng))
 
     def describe(self, unit: str = "") -> str:
         if unit == "bytes/s":  # link bandwidths read as datasheets give them

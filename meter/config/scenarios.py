@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from meter.config.hardware import PeakDtype
 from meter.config.paths import ConfigLocator
 from meter.config.quantity import Quantity
-from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, gt, read_yaml
+from meter.config.schema import INTERNAL, between, build_dataclass, check_name_matches_file, gt, read_yaml
+from meter.domains import Domain
 from meter.errors import ConfigError
 
 Confidence = Literal["high", "medium", "low"]
@@ -28,7 +30,12 @@ Confidence = Literal["high", "medium", "low"]
 # name: (unit, meaning). Units are in the names where the name carries one.
 TRAIN_INPUTS: dict[str, tuple[str, str]] = {
     "usd_per_gpu_hour": ("USD", "rental price per GPU-hour"),
-    "mfu": ("ratio", "achieved FLOP/s over the dense bf16 peak, end to end (used when no run is given)"),
+    "mfu": ("ratio", "achieved FLOP/s over the dense peak of mfu_dtype (bf16 by default), end to end"),
+    "achieved_tflops": ("TFLOP/s", "achieved FLOP/s per GPU end to end, in TFLOP/s (instead of an mfu)"),
+    "measured_efficiency": (
+        "ratio",
+        "achieved over the run's basis by its training layers (a measured run; a distribution from their timing)",
+    ),
     "compute_mfu": ("ratio", "FLOP/s of the compute alone over the dense bf16 peak (communication modelled apart)"),
     "ep_degree": ("GPUs", "expert-parallel group size: the GPUs one MoE layer's experts are spread over"),
     "gpus_per_node": ("GPUs", "GPUs per node sharing NVLink"),
@@ -67,12 +74,15 @@ TRAIN_INPUTS: dict[str, tuple[str, str]] = {
 SERVE_INPUTS: dict[str, tuple[str, str]] = {
     "usd_per_gpu_hour": ("USD", "rental price per GPU-hour"),
     "gpus": ("GPUs", "GPUs deployed (when given; otherwise sized from the load)"),
-    "prefill_tokens_per_s_per_gpu": ("tokens/s", "input tokens processed per GPU (cache hits included)"),
+    "prefill_tokens_per_s_per_gpu": ("tokens/s", "computed (cache-miss) input tokens per GPU per second"),
     "decode_tokens_per_s_per_gpu": ("tokens/s", "output tokens generated per GPU"),
+    "efficiency": ("ratio", "share of the deployment's bound reached, in both phases (given with --efficiency)"),
+    "compute_efficiency": ("ratio", "share of the compute roof that compute-bound work reaches (measured by a run)"),
+    "memory_efficiency": ("ratio", "share of the memory bandwidth that memory-bound work reaches (measured by a run)"),
     "input_tokens_per_day": ("tokens", "input tokens per day"),
     "output_tokens_per_day": ("tokens", "output tokens per day"),
     "cache_hit_rate": ("ratio", "share of input tokens served from the prompt (KV) cache"),
-    "cache_hit_cost_ratio": ("ratio", "GPU cost of a cached input token relative to a computed one"),
+    "cache_hit_cost_ratio": ("ratio", "GPU time of a cached input token relative to a computed one"),
     "serving_utilization": ("ratio", "share of GPU time doing useful work (load variation, headroom)"),
     "exposed_communication": ("ratio", "communication not hidden by compute, as a share of compute time"),
     "avg_power_w": ("W", "average power per GPU while serving"),
@@ -83,68 +93,88 @@ SERVE_INPUTS: dict[str, tuple[str, str]] = {
     "price_input_miss_usd_per_m": ("USD", "list price per million cache-miss input tokens"),
     "price_output_usd_per_m": ("USD", "list price per million output tokens"),
 }
-# Where an input makes sense: (low, high, low inclusive, high inclusive); None is unbounded.
-INPUT_DOMAINS: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "mfu": (0, 1, False, True),
-    "compute_mfu": (0, 1, False, True),
-    "pipeline_bubble": (0, 1, True, False),
-    "exposed_communication": (0, None, True, True),
-    "comm_overlap": (0, 1, True, True),
-    "nvlink_efficiency": (0, 1, False, True),
-    "network_efficiency": (0, 1, False, True),
-    "ep_degree": (1, None, True, True),
-    "gpus_per_node": (1, None, True, True),
-    "max_nodes_per_token": (1, None, True, True),
-    "dispatch_bytes_per_value": (0, None, False, True),
-    "nvlink_bytes_per_s": (0, None, False, True),
-    "network_bytes_per_s": (0, None, False, True),
-    "cache_hit_rate": (0, 1, True, True),
-    "serving_utilization": (0, 1, False, True),
-    "utilization": (0, 1, False, True),
-    "usd_per_gpu_hour": (0, None, True, True),
-    "gpus": (1, None, True, True),
-    "pue": (1, None, True, True),
-    "depreciation_years": (0, None, False, True),
-    "recompute_factor": (1, None, True, True),
-    "prefill_tokens_per_s_per_gpu": (0, None, False, True),
-    "decode_tokens_per_s_per_gpu": (0, None, False, True),
-    "avg_power_w": (0, None, True, True),
-    "usd_per_kwh": (0, None, True, True),
-    "gpu_capex_usd": (0, None, True, True),
-    "server_network_overhead": (0, None, True, True),
-    "server_power_overhead": (0, None, True, True),
-    "colocation_usd_per_kw_month": (0, None, True, True),
-    "experiment_multiplier": (0, None, True, True),
-    "data_usd": (0, None, True, True),
-    "staff_count": (0, None, True, True),
-    "staff_usd_per_year": (0, None, True, True),
-    "programme_years": (0, None, True, True),
-    "fleet_gpus": (1, None, True, True),
-    "fleet_capex_usd": (0, None, True, True),
-    "input_tokens_per_day": (0, None, True, True),
-    "output_tokens_per_day": (0, None, True, True),
-    "cache_hit_cost_ratio": (0, 1, True, True),
-    "mtp_overhead": (0, None, True, True),
-    "head_embedding_overhead": (0, None, True, True),
-    "price_input_hit_usd_per_m": (0, None, True, True),
-    "price_input_miss_usd_per_m": (0, None, True, True),
-    "price_output_usd_per_m": (0, None, True, True),
+# Where an input makes sense, as the same Domain the command line's flags use. Every input has one (a
+# test checks), and each keeps the cost model's denominators away from zero: a price, a life, a
+# utilization, a rate, an efficiency or a fleet is never 0, a pipeline bubble never 1.
+POSITIVE = Domain(0, None, low_inclusive=False)
+NON_NEGATIVE = Domain(0, None)
+RATIO = Domain(0, 1, low_inclusive=False)  # an efficiency or a utilization: above 0, at most 1
+SHARE = Domain(0, 1)
+AT_LEAST_ONE = Domain(1, None)
+INPUT_DOMAINS: dict[str, Domain] = {
+    "mfu": RATIO,
+    "compute_mfu": RATIO,
+    "achieved_tflops": POSITIVE,
+    "measured_efficiency": RATIO,
+    "pipeline_bubble": Domain(0, 1, high_inclusive=False),
+    "exposed_communication": NON_NEGATIVE,
+    "comm_overlap": SHARE,
+    "nvlink_efficiency": RATIO,
+    "network_efficiency": RATIO,
+    "ep_degree": AT_LEAST_ONE,
+    "gpus_per_node": AT_LEAST_ONE,
+    "max_nodes_per_token": AT_LEAST_ONE,
+    "dispatch_bytes_per_value": POSITIVE,
+    "nvlink_bytes_per_s": POSITIVE,
+    "network_bytes_per_s": POSITIVE,
+    "cache_hit_rate": SHARE,
+    "serving_utilization": RATIO,
+    "efficiency": RATIO,
+    "compute_efficiency": RATIO,
+    "memory_efficiency": RATIO,
+    "utilization": RATIO,
+    "usd_per_gpu_hour": POSITIVE,
+    "gpus": AT_LEAST_ONE,
+    "pue": AT_LEAST_ONE,
+    "depreciation_years": POSITIVE,
+    "recompute_factor": AT_LEAST_ONE,
+    "prefill_tokens_per_s_per_gpu": POSITIVE,
+    "decode_tokens_per_s_per_gpu": POSITIVE,
+    "avg_power_w": NON_NEGATIVE,
+    "usd_per_kwh": NON_NEGATIVE,
+    "gpu_capex_usd": NON_NEGATIVE,
+    "server_network_overhead": NON_NEGATIVE,
+    "server_power_overhead": NON_NEGATIVE,
+    "colocation_usd_per_kw_month": NON_NEGATIVE,
+    "experiment_multiplier": NON_NEGATIVE,
+    "data_usd": NON_NEGATIVE,
+    "staff_count": NON_NEGATIVE,
+    "staff_usd_per_year": NON_NEGATIVE,
+    "programme_years": NON_NEGATIVE,
+    "fleet_gpus": AT_LEAST_ONE,
+    "fleet_capex_usd": POSITIVE,
+    "input_tokens_per_day": NON_NEGATIVE,
+    "output_tokens_per_day": NON_NEGATIVE,
+    "cache_hit_cost_ratio": SHARE,
+    "mtp_overhead": NON_NEGATIVE,
+    "head_embedding_overhead": NON_NEGATIVE,
+    "price_input_hit_usd_per_m": NON_NEGATIVE,
+    "price_input_miss_usd_per_m": NON_NEGATIVE,
+    "price_output_usd_per_m": NON_NEGATIVE,
 }
+# A stage's size (tokens, GPU-hours, hours): above 0, as a stage of nothing is a mistake.
+STAGE_SIZES = ("tokens", "gpu_hours", "hours")
+STAGE_DOMAIN = POSITIVE
+
+
+def domain_of(name: str) -> Domain | None:
+    """The domain of an input, or of a stage's size (``stage.pre-training.tokens``); None if unknown."""
+    return INPUT_DOMAINS.get(name) or (STAGE_DOMAIN if name.split(".")[-1] in STAGE_SIZES else None)
 
 
 def domain_error(name: str, q: Quantity) -> str | None:
-    """Why ``q`` is out of ``name``'s domain, or None when it is in."""
-    if name not in INPUT_DOMAINS:
+    """Why ``q`` (a point, or every value of its range) is out of ``name``'s domain, or None:
+    ``must lie in (0, 1]``, the interval written out."""
+    domain = domain_of(name)
+    if domain is None:
         return None
-    low, high, low_in, high_in = INPUT_DOMAINS[name]
     lo, hi = q.bounds
-    bad_low = low is not None and (lo < low if low_in else lo <= low)
-    bad_high = high is not None and (hi > high if high_in else hi >= high)
-    if not (bad_low or bad_high):
+    if domain.problem(lo) is None and domain.problem(hi) is None:
         return None
-    left = "[" if low_in else "("
-    right = "]" if high_in else ")"
-    return f"must lie in {left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{right}"
+    left, right = "[" if domain.low_inclusive else "(", "]" if domain.high_inclusive else ")"
+    low = "-inf" if domain.low is None else f"{domain.low:g}"
+    high = "inf" if domain.high is None else f"{domain.high:g}"
+    return f"must lie in {left}{low}, {high}{right}"
 
 
 TRAIN_OUTPUTS = (
@@ -174,6 +204,8 @@ TRAIN_OUTPUTS = (
     "exposed_comm_s_per_token",
     "ep_network_s_per_token",
     "ep_nvlink_s_per_token",
+    "training_flops",
+    "achieved_flops_per_s_per_gpu",
 )
 SERVE_OUTPUTS = (
     "usd_per_day",
@@ -187,6 +219,15 @@ SERVE_OUTPUTS = (
     "joules_per_input_token",
     "energy_usd_per_m_output_tokens",
     "output_tokens_per_s_per_gpu",
+    "prefill_tokens_per_s_per_gpu",
+    "decode_bound_tokens_per_s_per_gpu",
+    "prefill_bound_tokens_per_s_per_gpu",
+    "decode_efficiency",
+    "prefill_efficiency",
+    "implied_decode_efficiency",
+    "implied_prefill_efficiency",
+    "usd_per_m_output_tokens_at_bound",
+    "usd_per_m_input_tokens_at_bound",
 )
 
 
@@ -214,11 +255,29 @@ class Stage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Correlation:
+    """Two inputs that move together: Spearman's rank correlation ``rho`` between their draws."""
+
+    inputs: list[str]
+    rho: float = field(metadata=between(-1, 1))
+    source: str
+    date: dt.date
+    confidence: Confidence
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reported:
-    """A published figure the scenario reproduces; ``rel_tol`` says how close counts as reproduced."""
+    """A published figure set beside the value computed from the scenario's inputs.
+
+    ``kind`` says what agreeing means: ``independent`` when the inputs do not contain the answer
+    (FLOPs counted from the architecture against the published total), ``consistency`` when the
+    computation restates inputs (cost per day = GPUs x 24 h x price); ``note`` says which.
+    ``rel_tol`` says how close counts as agreeing.
+    """
 
     output: str
     value: float
+    kind: Literal["independent", "consistency"]
     source: str
     date: dt.date
     rel_tol: float = field(default=0.01, metadata=gt(0))
@@ -236,8 +295,11 @@ class Scenario:
     seq_len: int = field(default=4096, metadata=gt(0))
     cluster_gpus: int | None = field(default=None, metadata=gt(0))
     decode_context: int | None = field(default=None, metadata=gt(0))
+    mfu_dtype: PeakDtype = "bf16"  # the dense peak an MFU is against (DeepSeek's: bf16, even for fp8 GEMMs)
+    deployment: str | None = None  # serving: the layout in configs/deployments whose bound the cost can use
     stages: list[Stage] = field(default_factory=list)
     assumptions: Mapping[str, Assumption] = field(default_factory=dict)
+    correlations: list[Correlation] = field(default_factory=list)
     reported: Mapping[str, Reported] = field(default_factory=dict)
     leaves_out: list[str] = field(default_factory=list)
     builds_on: str | None = None  # a training scenario whose cost this one adds to
@@ -267,7 +329,19 @@ def _check(s: Scenario, path: Path, locator: ConfigLocator) -> None:
         why = domain_error(name, s.assumptions[name].value)
         if why:
             raise ConfigError(path, f"assumptions.{name}.value", why, s.assumptions[name].value.describe())
+    for i, st in enumerate(s.stages):
+        for size in STAGE_SIZES:
+            q = getattr(st, size)
+            why = domain_error(size, q) if q is not None else None
+            if why:
+                raise ConfigError(path, f"stages[{i}].{size}", why, q.describe())
+    for i, c in enumerate(s.correlations):
+        why = correlation_error(c.inputs, known_inputs)
+        if why:
+            raise ConfigError(path, f"correlations[{i}].inputs", why, c.inputs)
     for name, rep in s.reported.items():
+        if rep.kind == "consistency" and not rep.note:
+            raise ConfigError(path, f"reported.{name}.note", "a consistency check needs a note saying what it restates")
         if rep.output not in known_outputs:
             raise ConfigError(
                 path,
@@ -287,11 +361,47 @@ def _check(s: Scenario, path: Path, locator: ConfigLocator) -> None:
             raise ConfigError(path, f"stages[{i}]", "give exactly one of tokens, gpu_hours, or gpus with hours")
         if (st.gpus is None) != (st.hours is None):
             raise ConfigError(path, f"stages[{i}]", "gpus and hours go together")
+    if s.deployment is not None:
+        _check_deployment(s, path, locator)
+    if s.kind == "train" and s.deployment is not None:
+        raise ConfigError(path, "deployment", "a training scenario has no serving deployment", s.deployment)
     if s.builds_on is not None and s.builds_on not in locator.names("scenarios"):
         raise ConfigError(path, "builds_on", "no such scenario", s.builds_on)
     for kind, name in (("models", s.model), ("hardware", s.hardware)):
         if name not in locator.names(kind):
             raise ConfigError(path, "model" if kind == "models" else "hardware", f"no such {kind} config", name)
+
+
+def _check_deployment(s: Scenario, path: Path, locator: ConfigLocator) -> None:
+    from meter.config.deployments import load_deployment
+
+    if s.deployment not in locator.names("deployments"):
+        raise ConfigError(
+            path,
+            "deployment",
+            "no such deployment config" + _hint(s.deployment, locator.names("deployments")),
+            s.deployment,
+        )
+    d = load_deployment(s.deployment, locator)
+    for field_name in ("model", "hardware"):
+        theirs = getattr(d, field_name)
+        if theirs is not None and theirs != getattr(s, field_name):
+            raise ConfigError(
+                path,
+                "deployment",
+                f"deployment '{d.name}' serves {field_name} {theirs}, not {getattr(s, field_name)}",
+                s.deployment,
+            )
+
+
+def correlation_error(names: list[str], known: Mapping[str, object]) -> str | None:
+    """Why a pair of names cannot be correlated (not two distinct inputs of the model), or None."""
+    if len(names) != 2 or names[0] == names[1]:
+        return "a correlation names two different inputs"
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        return f"'{unknown[0]}' is not an input of this cost model" + _hint(unknown[0], known)
+    return None
 
 
 def _hint(name: str, known) -> str:

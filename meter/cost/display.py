@@ -16,6 +16,8 @@ TRAIN_DISPLAY: list[tuple[str, str, str]] = [
     ("gpu_hours_per_trillion_tokens", "GPU-hours per trillion tokens", "count"),
     ("days_per_trillion_tokens_on_cluster", "days per trillion tokens on the cluster", "days"),
     ("days_on_cluster", "days on the cluster, all stages", "days"),
+    ("training_flops", "training FLOPs (token-sized stages, analytic)", "flops"),
+    ("achieved_flops_per_s_per_gpu", "achieved FLOP/s per GPU", "tflops"),
     ("mfu", "MFU (dense bf16 peak)", "pct"),
     ("implied_mfu", "MFU implied by the reported GPU-hours", "pct"),
     ("compute_s_per_token", "compute per token (GPU time)", "us"),
@@ -37,10 +39,19 @@ TRAIN_DISPLAY: list[tuple[str, str, str]] = [
     ("final_run_share_of_fleet_capex", "final run as a share of fleet capex", "pct"),
 ]
 SERVE_DISPLAY: list[tuple[str, str, str]] = [
+    ("decode_bound_tokens_per_s_per_gpu", "decode bound: output tokens/s per GPU", "count"),
+    ("prefill_bound_tokens_per_s_per_gpu", "prefill bound: computed input tokens/s per GPU", "count"),
+    ("decode_efficiency", "decode efficiency (share of its bound)", "pct"),
+    ("prefill_efficiency", "prefill efficiency (share of its bound)", "pct"),
+    ("implied_decode_efficiency", "decode efficiency the published throughput implies", "pct"),
+    ("implied_prefill_efficiency", "prefill efficiency the published throughput implies", "pct"),
+    ("output_tokens_per_s_per_gpu", "output tokens/s per GPU", "count"),
+    ("prefill_tokens_per_s_per_gpu", "computed input tokens/s per GPU", "count"),
     ("usd_per_m_input_tokens", "$ per million input tokens (with cache hits)", "usd_small"),
     ("usd_per_m_input_tokens_miss", "$ per million input tokens (cache miss)", "usd_small"),
     ("usd_per_m_output_tokens", "$ per million output tokens", "usd_small"),
-    ("output_tokens_per_s_per_gpu", "output tokens/s per GPU", "count"),
+    ("usd_per_m_output_tokens_at_bound", "$ per million output tokens at the bound (a floor)", "usd_small"),
+    ("usd_per_m_input_tokens_at_bound", "$ per million input tokens at the bound (a floor)", "usd_small"),
     ("gpus_needed", "GPUs needed for the load", "count"),
     ("usd_per_day", "cost per day", "usd"),
     ("revenue_usd_per_day", "revenue per day at list prices", "usd"),
@@ -81,6 +92,10 @@ def fmt(value: float | None, kind: str) -> str:
         return f"{value * 1e6:.4g} µs"
     if kind == "joule":
         return f"{value:.3g} J"
+    if kind == "flops":
+        return f"{value:.3g} FLOP"
+    if kind == "tflops":
+        return f"{value / 1e12:.4g} TFLOP/s"
     return _scaled(value, _COUNT_STEPS) or f"{value:,.4g}"
 
 
@@ -97,6 +112,14 @@ def rows(outputs: dict[str, Summary], display: list[tuple[str, str, str]], *, ra
     return out
 
 
+def display_for(estimate) -> list[tuple[str, str, str]]:
+    """The display rows of an estimate's kind, with the MFU labelled by the peak it is against."""
+    if estimate.scenario.kind != "train":
+        return SERVE_DISPLAY
+    label = f"MFU (dense {estimate.scenario.mfu_dtype} peak)"
+    return [(n, label if n == "mfu" else lab, k) for n, lab, k in TRAIN_DISPLAY]
+
+
 def kind_of(output: str) -> str:
     for name, _, kind in TRAIN_DISPLAY + SERVE_DISPLAY:
         if output.split(".")[0] in (name, name.replace("pretraining_", "stage_")):
@@ -104,3 +127,18 @@ def kind_of(output: str) -> str:
     if output.startswith("stage_usd"):
         return "usd"
     return "count"
+
+
+REPRODUCTION_HEADERS = ["reported figure", "reported", "computed", "diff", "agrees", "kind"]
+
+
+def reproduction_row(r) -> list[str]:
+    """A reported figure beside the computed one, as the terminal and the Markdown report show it."""
+    return [
+        r.label,
+        fmt(r.reported, kind_of(r.output)),
+        fmt(r.computed, kind_of(r.output)),
+        "n/a" if r.rel_diff is None else f"{r.rel_diff * 100:+.2f}%",
+        "yes" if r.agrees else "NO",
+        "independent" if r.kind == "independent" else "consistency check",
+    ]

@@ -113,7 +113,7 @@ def bench_price(*, price: float | None, hardware: str | None, tier: str | None, 
     if hardware is None:
         raise UsageError("give --price USD (per GPU-hour) or --hardware NAME of the GPUs the server ran on")
     from meter.config.hardware import load_hardware
-    from meter.cost.estimate import price_input
+    from meter.cost.inputs import price_input
 
     spec = load_hardware(hardware, locator)
     found = price_input(spec.name, tier, locator)

@@ -1,24 +1,45 @@
-"""Measured rates from a run file: per-token time, efficiency, bytes and energy per phase.
+"""Measured rates from run files: per-case efficiencies by regime, and whole-model projections.
 
-The cost model uses a run in one of two ways:
+The cost model uses a run in two ways:
 
-- **direct**: the run measured the scenario's model on the scenario's GPU, so its per-token
-  times are used as they are;
-- **transfer**: otherwise (another GPU, another model, or a CPU) only the run's *efficiency* is
-  carried over: the fraction of the dense bf16 peak it reached (or, on a CPU without a datasheet,
-  of the GEMM rate measured on that CPU), and for decode also the fraction of memory bandwidth;
-  the scenario's own FLOPs, bytes and peaks do the rest. Every result says which.
+- **training** takes the run's whole-model training projection: its layers' measured time, or
+  (measured on another GPU, another model or a CPU) the *efficiency* that time reached against
+  the run's basis (the dense bf16 peak of its GPU, or on a CPU the GEMM rate measured there),
+  applied to the scenario's hardware and model. Every result says which (direct or transfer).
+- **serving** takes, for each regime, the fraction of the device's own ceilings that the run's
+  cases in that regime reached: a case is *compute*-bound when its arithmetic intensity is at or
+  above the device's ridge point (GEMM ceiling / copy bandwidth), *memory*-bound below it,
+  whatever its label says. The deployment's bound on the target hardware is then scaled by those.
+
+Several runs of the same device may be given: their cases' spread enters the Monte Carlo
+(:mod:`meter.cost.measured`). Runs of different devices are refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from meter.cost.measured import CaseSpread, MeasuredQuantity
 from meter.errors import MeterError
 from meter.results.document import Ceilings, HardwareSummary, RunDocument
 from meter.results.load import load_run
 from meter.results.records import CaseResult, Projection
+
+Regime = Literal["compute", "memory"]
+REGIMES: tuple[Regime, ...] = ("compute", "memory")
+
+
+@dataclass(frozen=True)
+class LayerRate:
+    """One layer kind of a projection: the case that measured it, how many the model has, its rate."""
+
+    case_id: str
+    count: int
+    s_per_token: float
+    flops_per_token: float
 
 
 @dataclass(frozen=True)
@@ -33,20 +54,74 @@ class PhaseRate:
     flops_per_token: float  # analytic FLOPs of those layers per token
     efficiency: float  # achieved FLOP/s over the basis below
     efficiency_basis: str
+    basis_flops_per_s: float
+    layers: tuple[LayerRate, ...] = ()
     bytes_per_token: float | None = None
     bandwidth_efficiency: float | None = None
     joules_per_token: float | None = None
     avg_power_w: float | None = None
     form: str | None = None  # MLA decode form of the attention case, when there is one
 
+    def same_shape(self, other: PhaseRate) -> bool:
+        return (self.phase, self.model, self.batch, self.seq, self.context, self.form) == (
+            other.phase,
+            other.model,
+            other.batch,
+            other.seq,
+            other.context,
+            other.form,
+        )
+
+
+@dataclass(frozen=True)
+class CaseRate:
+    """One successful case: its regime on the device that ran it, its efficiency there, its timing."""
+
+    case_id: str
+    regime: Regime
+    intensity_flop_per_byte: float | None
+    ridge_flop_per_byte: float
+    efficiency: float  # achieved over the ceiling of its regime, at the median time
+    median_s: float
+    p10_s: float
+    p90_s: float
+    avg_power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class CaseTiming:
+    median_s: float
+    p10_s: float
+    p90_s: float
+
+
+@dataclass(frozen=True)
+class RunRates:
+    """What one run file measured."""
+
+    path: str
+    phases: dict[str, list[PhaseRate]]
+    cases: dict[str, CaseRate]  # the cases a ceiling of the device rates
+    timings: dict[str, CaseTiming]  # every successful case
+    ceilings: str  # what the case efficiencies are against
+
 
 @dataclass(frozen=True)
 class MeasuredRun:
-    path: str
+    """One run file, or several of the same device (the first one's projections are picked)."""
+
     device_kind: str
     device_name: str
     hardware: str | None
-    phases: dict[str, list[PhaseRate]] = field(default_factory=dict)
+    runs: tuple[RunRates, ...] = field(default_factory=tuple)
+
+    @property
+    def path(self) -> str:
+        return " + ".join(r.path for r in self.runs)
+
+    @property
+    def phases(self) -> dict[str, list[PhaseRate]]:
+        return self.runs[0].phases
 
     @property
     def cpu(self) -> bool:
@@ -76,13 +151,77 @@ class MeasuredRun:
 
         return min(rates, key=score)
 
+    def decode_shapes(self) -> list[tuple[int, int]]:
+        """(batch, context) of every decode projection of the first run, absorbed MLA form first."""
+        return sorted({(r.batch, r.context) for r in self.phases.get("decode", []) if r.form != "naive"})
 
-def load_measured(path: Path | str) -> MeasuredRun:
-    return measured_from_doc(load_run(path), str(path))
+    def projection_efficiency(self, rate: PhaseRate) -> MeasuredQuantity:
+        """The projection's efficiency against its basis, drawn from its layers' timing in every run."""
+        spreads, weights = [], []
+        for layer in rate.layers:
+            per_run = []
+            for run in self.runs:
+                match = next((r for r in run.phases.get(rate.phase, []) if r.same_shape(rate)), None)
+                same = next((x for x in match.layers if x.case_id == layer.case_id), None) if match else None
+                t = run.timings.get(layer.case_id)
+                if same is None or t is None:
+                    continue
+                efficiency = same.flops_per_token / (same.s_per_token * match.basis_flops_per_s)
+                per_run.append((efficiency, t.median_s, t.p10_s, t.p90_s))
+            spreads.append(CaseSpread.from_timing(layer.case_id, per_run))
+            weights.append(layer.count * layer.flops_per_token)
+        return MeasuredQuantity(
+            tuple(spreads), "harmonic", tuple(weights), what=f"the {rate.phase} projection's {len(spreads)} layers"
+        )
+
+    def regime_efficiency(self, regime: Regime) -> MeasuredQuantity | None:
+        """The median over the run's cases in ``regime`` of the share of the ceiling each reached."""
+        by_case: dict[str, list[tuple[float, float, float, float]]] = {}
+        for run in self.runs:
+            for c in run.cases.values():
+                if c.regime == regime:
+                    by_case.setdefault(c.case_id, []).append((c.efficiency, c.median_s, c.p10_s, c.p90_s))
+        if not by_case:
+            return None
+        spreads = tuple(CaseSpread.from_timing(k, v) for k, v in sorted(by_case.items()))
+        return MeasuredQuantity(spreads, "median", what=f"median of {len(spreads)} {regime}-bound cases")
+
+    @property
+    def avg_power_w(self) -> float | None:
+        """Average power over every case with telemetry, weighted by time (the first run)."""
+        cases = [c for c in self.runs[0].cases.values() if c.avg_power_w is not None]
+        total = sum(c.median_s for c in cases)
+        return sum(c.avg_power_w * c.median_s for c in cases) / total if total else None
+
+
+def load_measured(paths: Path | str | Sequence[Path | str]) -> MeasuredRun:
+    """One run file or several (of the same device)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    return measured_from_docs([(load_run(p), str(p)) for p in paths])
 
 
 def measured_from_doc(doc: RunDocument, path: str) -> MeasuredRun:
     """Rates from an already loaded (and validated) run document; ``path`` names it in messages."""
+    return measured_from_docs([(doc, path)])
+
+
+def measured_from_docs(docs: Sequence[tuple[RunDocument, str]]) -> MeasuredRun:
+    first, first_path = docs[0]
+    device = first.metadata.device
+    hardware = first.metadata.hardware.name if first.metadata.hardware else None
+    for doc, path in docs[1:]:
+        other = doc.metadata.device
+        theirs = doc.metadata.hardware.name if doc.metadata.hardware else None
+        if (other.kind, other.name, theirs) != (device.kind, device.name, hardware):
+            raise MeterError(
+                f"{path}: measured on {other.label}, not {device.label} as {first_path}; several --from-run "
+                "files must be runs of one device"
+            )
+    return MeasuredRun(device.kind, device.name, hardware, tuple(_run_rates(doc, path) for doc, path in docs))
+
+
+def _run_rates(doc: RunDocument, path: str) -> RunRates:
     if doc.kind == "job":
         from meter.cost.from_job import job_rate
 
@@ -105,13 +244,55 @@ def measured_from_doc(doc: RunDocument, path: str) -> MeasuredRun:
             f"{path}: the run has no whole-model projection (it needs attention, MoE and FFN "
             f"results at one shape; run 'meter run' or a suite that measures all three)"
         )
-    return MeasuredRun(
-        path=str(path),
-        device_kind=meta.device.kind,
-        device_name=meta.device.name,
-        hardware=meta.hardware.name if meta.hardware else None,
-        phases=phases,
+    ceilings = _Ceilings.of(meta.hardware, meta.ceilings)
+    rates = {c.id: r for c in cases.values() if (r := _case_rate(c, ceilings)) is not None}
+    timings = {c.id: CaseTiming(c.timing.median_s, c.timing.p10_s, c.timing.p90_s) for c in cases.values()}
+    return RunRates(str(path), phases, rates, timings, ceilings.description if ceilings else "")
+
+
+@dataclass(frozen=True)
+class _Ceilings:
+    """A device's own ceilings: measured on it (preferred) or its datasheet's."""
+
+    gemm: Ceilings | None
+    datasheet: HardwareSummary | None
+    description: str
+
+    @classmethod
+    def of(cls, hardware: HardwareSummary | None, measured: Ceilings | None) -> _Ceilings | None:
+        if measured is not None:
+            return cls(measured, None, "the GEMM rate and copy bandwidth measured on the device")
+        if hardware is not None and hardware.memory_bandwidth_bytes_per_s:
+            return cls(None, hardware, f"the datasheet peaks of {hardware.name}")
+        return None
+
+    def compute(self, dtype: str, fp8: bool) -> float | None:
+        if self.gemm is not None:
+            return self.gemm.gemm("bf16" if fp8 else dtype)
+        return self.datasheet.peak_flops("fp8" if fp8 else dtype)
+
+    @property
+    def memory(self) -> float:
+        return self.gemm.copy_bytes_per_s if self.gemm is not None else self.datasheet.memory_bandwidth_bytes_per_s
+
+
+def _case_rate(c: CaseResult, ceilings: _Ceilings | None) -> CaseRate | None:
+    compute = ceilings.compute(c.case.dtype, bool(c.case.fp8)) if ceilings else None
+    if not compute:
+        return None
+    m, t = c.metrics, c.timing
+    ridge = compute / ceilings.memory
+    intensity = m.flops_per_call / m.bytes_per_call if m.bytes_per_call else None
+    regime: Regime = "compute" if intensity is None or intensity >= ridge else "memory"
+    rate = (
+        m.flops_per_call / t.median_s / compute
+        if regime == "compute"
+        else m.bytes_per_call / t.median_s / ceilings.memory
     )
+    if rate <= 0:
+        return None
+    power = c.telemetry.avg_power_w if c.telemetry is not None else None
+    return CaseRate(c.id, regime, intensity, ridge, rate, t.median_s, t.p10_s, t.p90_s, power)
 
 
 def _phase_rate(
@@ -129,10 +310,12 @@ def _phase_rate(
     bytes_per_token = joules = 0.0
     power_time = weighted_power = 0.0
     have_joules = True
+    layers = []
     for layer in p.layers.values():
         case = cases.get(layer.case_id)
         if case is None:
             return None
+        layers.append(LayerRate(layer.case_id, layer.count, layer.time_per_token_s, layer.flops_per_token))
         m = case.metrics
         bytes_per_token += layer.count * m.bytes_per_call / m.tokens_per_call
         tele = case.telemetry
@@ -165,6 +348,8 @@ def _phase_rate(
         flops_per_token=p.flops_per_token,
         efficiency=achieved / basis_value,
         efficiency_basis=basis,
+        basis_flops_per_s=basis_value,
+        layers=tuple(layers),
         bytes_per_token=bytes_per_token,
         bandwidth_efficiency=bandwidth,
         joules_per_token=joules if have_joules else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meter.cost.display import SERVE_DISPLAY, TRAIN_DISPLAY, fmt, kind_of, rows
+from meter.cost.display import display_for, fmt, reproduction_row, rows
 from meter.cost.estimate import CostEstimate
 
 
@@ -15,9 +15,56 @@ def _table(headers: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _deployment(e: CostEstimate) -> list[str]:
+    b = e.bound
+    body = []
+    for phase in ("prefill", "decode"):
+        ph = b.phase(phase)
+        p = ph.pool
+        body.append(
+            [
+                phase,
+                p.gpus,
+                f"TP{p.tp} DP{p.dp} EP{p.ep}",
+                p.batch_per_gpu,
+                p.context,
+                f"{ph.memory.total_bytes / 1e9:.3g} of {ph.memory.capacity_bytes / 1e9:.3g} GB",
+                f"{ph.compute_s * 1e3:.4g} ms",
+                f"{ph.comm.total_s * 1e3:.4g} ms ({ph.comm.hidden_s * 1e3:.4g} hidden)",
+                fmt(ph.tokens_per_s_per_gpu, "count"),
+            ]
+        )
+    d = b.deployment
+    return [
+        f"## Deployment `{d.name}` on {b.hardware}",
+        "",
+        d.description,
+        "",
+        _table(
+            [
+                "pool",
+                "GPUs",
+                "layout",
+                "batch/GPU",
+                "context",
+                "memory/GPU",
+                "compute",
+                "communication",
+                "bound tok/s/GPU",
+            ],
+            body,
+        ),
+        "",
+        "The bound: per GPU and step, each component at the longer of its FLOPs at the dense peak of its precision "
+        "and its bytes at the HBM bandwidth, plus the EP and TP communication the step does not hide "
+        "(docs/cost.md).",
+        "",
+    ]
+
+
 def render(e: CostEstimate) -> str:
     s = e.scenario
-    display = TRAIN_DISPLAY if s.kind == "train" else SERVE_DISPLAY
+    display = display_for(e)
     ranged = any(v.is_range for v in e.outputs.values())
     parts = [f"# {s.kind.capitalize()} cost: {s.name}", "", s.description, ""]
     if e.cpu_derived:
@@ -51,23 +98,18 @@ def render(e: CostEstimate) -> str:
             body.append([st.name, sized, fmt(h.point if h else None, "count"), fmt(d.point if d else None, "usd")])
         parts += ["## Stages", "", _table(["stage", "sized by", "GPU-hours", "rental cost"], body), ""]
     if e.reproductions:
-        body = [
-            [
-                r["label"],
-                fmt(r["reported"], kind_of(r["output"])),
-                fmt(r["computed"], kind_of(r["output"])),
-                "n/a" if r["rel_diff"] is None else f"{r['rel_diff'] * 100:+.2f}%",
-                "yes" if r["reproduced"] else "NO",
-                f"{r['source']} ({r['date']})",
-            ]
-            for r in e.reproductions
-        ]
+        body = [[*reproduction_row(r), f"{r.source} ({r.date})"] for r in e.reproductions]
         parts += [
-            "## Reported figures, reproduced from the inputs",
+            "## Reported figures beside the computed ones",
             "",
-            _table(["figure", "reported", "computed", "difference", "within tolerance", "source"], body),
+            "An *independent* figure is computed from inputs that do not contain it; a *consistency check* "
+            "restates its inputs (its note says which), so agreeing shows only that the inputs were read right.",
+            "",
+            _table(["figure", "reported", "computed", "difference", "agrees", "kind", "source"], body),
             "",
         ]
+    if e.bound is not None:
+        parts += _deployment(e)
     if e.base is not None:
         parts += [
             f"Builds on `{e.base.scenario.name}`: {fmt(e.base.outputs['total_usd'].point, 'usd')} "

@@ -3,14 +3,18 @@
 Pure arithmetic over inputs that are floats or numpy arrays of Monte Carlo samples (they
 broadcast). An output whose inputs are not given is left out, not guessed.
 
-GPU-seconds per token come either from an end-to-end MFU, ``flops_per_token / (mfu x dense bf16
-peak)``, or are composed from compute and communication:
+GPU-seconds per token come from the rate the costing method chose (``TrainContext.rate``):
 
-- compute: a measured run's layers, ``t_layers x (1 + head_embedding) x (1 + mtp) x recompute``, or
-  the FLOPs at a compute-only MFU, ``flops_per_token x (1 + mtp) x recompute / (compute_mfu x peak)``;
-- exposed communication: the expert-parallel model (``meter.cost.ep_comm``) when ``ep_degree`` is
-  given, otherwise ``compute x exposed_communication``;
-- ``(compute + exposed communication) / (1 - pipeline_bubble)``.
+- end to end, ``flops_per_token / (mfu x peak)`` or ``flops_per_token / achieved FLOP/s``, where
+  the peak is the dense peak of the MFU's dtype (bf16 unless the scenario says otherwise);
+- composed from compute and communication:
+
+  - compute: a measured run's layers, ``work / measured_efficiency x (1 + head_embedding) x
+    (1 + mtp) x recompute`` (``work``: the layers' seconds at 100% of the run's basis), or the
+    FLOPs at a compute-only MFU, ``flops_per_token x (1 + mtp) x recompute / (compute_mfu x peak)``;
+  - exposed communication: the expert-parallel model (``meter.cost.ep_comm``) when the context
+    has one, otherwise ``compute x exposed_communication``;
+  - ``(compute + exposed communication) / (1 - pipeline_bubble)``.
 """
 
 from __future__ import annotations
@@ -26,19 +30,20 @@ HOURS_PER_YEAR = 8766.0  # 365.25 days
 
 @dataclass(frozen=True)
 class StagePlan:
-    """A stage as the model sees it: how it is sized, and its FLOPs or measured time per token."""
+    """A stage as the model sees it: how it is sized, and its FLOPs or measured work per token."""
 
     name: str
     sized_by: str  # "tokens", "gpu_hours" or "gpus_hours"
     gpus: int | None = None
     flops_per_token: float | None = None  # analytic, at the stage's sequence length
-    measured_s_per_token: float | None = None  # the run's layers, per GPU (None: use mfu)
+    measured_work_s: float | None = None  # the run's layers at 100% of its basis, GPU-seconds per token
 
 
 @dataclass(frozen=True)
 class TrainContext:
     stages: list[StagePlan]
-    peak_flops: float  # dense bf16 peak of the hardware, FLOP/s
+    peak_flops: float  # dense peak of the MFU's dtype, FLOP/s
+    rate: str = "mfu"  # the input that sets the rate: mfu, achieved_tflops, compute_mfu, measured_efficiency
     cluster_gpus: int | None = None
     pretraining: str | None = None  # the stage whose tokens give per-trillion figures
     ep: EpShape | None = None  # for the expert-parallel communication model (MoE models)
@@ -49,28 +54,30 @@ def _get(x: Mapping[str, Any], name: str, default: Any = None) -> Any:
     return x[name] if name in x else default
 
 
+def _extra(x: Mapping[str, Any]) -> Any:
+    """What a training step computes beyond the main model's forward and backward once: MTP, recomputation."""
+    return (1 + _get(x, "mtp_overhead", 0.0)) * _get(x, "recompute_factor", 1.0)
+
+
+# rate -> GPU-seconds per token of compute (composed rates) or of everything (end-to-end rates)
+RATES: dict[str, Any] = {
+    "mfu": lambda x, st, ctx: st.flops_per_token / (x["mfu"] * ctx.peak_flops),
+    "achieved_tflops": lambda x, st, ctx: st.flops_per_token / (x["achieved_tflops"] * 1e12),
+    "compute_mfu": lambda x, st, ctx: st.flops_per_token * _extra(x) / (x["compute_mfu"] * ctx.peak_flops),
+    "measured_efficiency": lambda x, st, ctx: (
+        st.measured_work_s / x["measured_efficiency"] * (1 + _get(x, "head_embedding_overhead", 0.0)) * _extra(x)
+    ),
+}
+END_TO_END_RATES = ("mfu", "achieved_tflops")
+
+
 def token_time(x: Mapping[str, Any], stage: StagePlan, ctx: TrainContext) -> dict[str, Any]:
     """GPU-seconds one training token of this stage takes (``s_per_token``), and its parts."""
-    if stage.measured_s_per_token is not None:
-        compute = (
-            stage.measured_s_per_token
-            * (1 + _get(x, "head_embedding_overhead", 0.0))
-            * (1 + _get(x, "mtp_overhead", 0.0))
-            * _get(x, "recompute_factor", 1.0)
-        )
-    elif "compute_mfu" in x:
-        compute = (
-            stage.flops_per_token
-            * (1 + _get(x, "mtp_overhead", 0.0))
-            * _get(x, "recompute_factor", 1.0)
-            / (x["compute_mfu"] * ctx.peak_flops)
-        )
-    elif "mfu" in x:
-        return {"s_per_token": stage.flops_per_token / (x["mfu"] * ctx.peak_flops)}
-    else:
-        raise ValueError("training cost needs a measured run, an mfu or a compute_mfu assumption")
+    compute = RATES[ctx.rate](x, stage, ctx)
+    if ctx.rate in END_TO_END_RATES:
+        return {"s_per_token": compute}
     parts: dict[str, Any] = {"compute_s_per_token": compute}
-    if ctx.ep is not None and "ep_degree" in x:
+    if ctx.ep is not None:
         parts.update(training_comm_seconds_per_token(x, ctx.ep))
         exposed = parts["exposed_comm_s_per_token"]
     else:
@@ -82,17 +89,19 @@ def token_time(x: Mapping[str, Any], stage: StagePlan, ctx: TrainContext) -> dic
 def train_cost(x: Mapping[str, Any], ctx: TrainContext) -> dict[str, Any]:
     """All training outputs for inputs ``x`` (floats or sample arrays)."""
     out: dict[str, Any] = {}
-    total = 0.0
+    total = flops = 0.0
     for stage in ctx.stages:
         key = f"stage.{stage.name}"
         if stage.sized_by == "tokens":
             parts = token_time(x, stage, ctx)
             s_per_token = parts.pop("s_per_token")
             gpu_hours = x[f"{key}.tokens"] * s_per_token / 3600.0
+            flops = flops + x[f"{key}.tokens"] * stage.flops_per_token
             if stage.name == ctx.pretraining:
                 out.update(parts)
                 out["gpu_hours_per_trillion_tokens"] = s_per_token * 1e12 / 3600.0
-                out["mfu"] = stage.flops_per_token / s_per_token / ctx.peak_flops
+                out["achieved_flops_per_s_per_gpu"] = stage.flops_per_token / s_per_token
+                out["mfu"] = out["achieved_flops_per_s_per_gpu"] / ctx.peak_flops
                 out["pretraining_gpu_hours"] = gpu_hours
                 if ctx.cluster_gpus:
                     out["days_per_trillion_tokens_on_cluster"] = (
@@ -105,6 +114,8 @@ def train_cost(x: Mapping[str, Any], ctx: TrainContext) -> dict[str, Any]:
         out[f"stage_gpu_hours.{stage.name}"] = gpu_hours
         total = total + gpu_hours
     out["total_gpu_hours"] = total
+    if any(st.sized_by == "tokens" for st in ctx.stages):
+        out["training_flops"] = flops
     if ctx.cluster_gpus:
         out["days_on_cluster"] = total / ctx.cluster_gpus / 24
     if "usd_per_gpu_hour" in x:

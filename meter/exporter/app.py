@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -24,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from meter.config.hardware import list_hardware, match_nvml_name
 from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
-from meter.cost.estimate import RECENT_DAYS
 from meter.device.gpu import GpuDevice, GpuFleet, GpuUnavailable, open_gpus
 from meter.errors import MeterError
 from meter.exporter.attribution import Attributor
@@ -82,14 +80,12 @@ def gpu_prices(
         if config.price_usd_per_hour is not None:
             prices[gpu.identity.uuid] = (config.price_usd_per_hour, "--price")
             continue
-        listed = table.prices_for(spec.name, config.tier) if spec else []
-        recent = [p for p in listed if (table.version - p.date).days <= RECENT_DAYS] or listed
-        if recent:
-            value = statistics.median(p.usd_per_gpu_hour for p in recent)
+        quote = table.rental_quote(spec.name, config.tier) if spec else None
+        if quote is not None:
             prices[gpu.identity.uuid] = (
-                value,
+                quote.median,
                 f"price table {table.name} v{table.version}: median of "
-                f"{len(recent)} {config.tier or 'any-tier'} prices",
+                f"{len(quote.prices)} {config.tier or 'any-tier'} prices",
             )
         else:
             prices[gpu.identity.uuid] = (None, None)

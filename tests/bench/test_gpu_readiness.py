@@ -221,7 +221,9 @@ def test_fp8_cases_time_the_gemms_on_prequantised_inputs_and_the_layer():
     rows = r.metrics.tokens_per_call * TINY.n_activated_experts
     assert part.flops_per_call == 6 * rows * TINY.dim * TINY.moe_inter_dim
     assert part.ceiling_fraction == pytest.approx(part.achieved_tflops * 1e12 / 2e10)
-    assert part.timing.median_s < r.timing.median_s  # the layer also gates, sorts, quantises, scatters
+    # the part is timed on its own (the layer also gates, sorts, quantises, scatters); comparing the two
+    # times would be a timing assertion, flaky on a loaded CPU, so only the bookkeeping is checked
+    assert part.timing.n >= 1 and part.flops_per_call < r.metrics.flops_per_call
 
 
 def test_fp8_moe_bytes_charge_the_router_and_shared_expert_at_their_width():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -72,18 +71,14 @@ def test_yaml_distributions_and_their_samples():
             from_yaml(bad)
 
 
-def test_monte_carlo_percentiles_and_speed():
+def test_monte_carlo_percentiles():
     inputs = {"a": Quantity("uniform", low=0.0, high=10.0), "b": Quantity.point(2.0)}
     summaries = evaluate(lambda x: {"y": x["a"] * x["b"]}, inputs, samples=100_000, seed=1)
     y = summaries["y"]
     assert y.point == 10.0 and y.p10 == pytest.approx(2.0, abs=0.1) and y.p90 == pytest.approx(18.0, abs=0.1)
     points = evaluate(lambda x: {"y": x["a"] * x["b"]}, inputs, samples=0)
     assert points["y"].p10 == points["y"].p90 == 10.0
-    scenario = load_scenario("deepseek-v3")
-    estimate_train(scenario, samples=1000)  # warm up imports
-    start = time.perf_counter()
-    estimate_train(scenario, samples=100_000)
-    assert time.perf_counter() - start < 1.0  # 100,000 samples of the whole training model in under a second
+    # speed is a benchmark (scripts/bench_montecarlo.py, docs/cost.md), not a timed test
 
 
 # --- the arithmetic, by hand ---
@@ -118,13 +113,16 @@ def test_training_arithmetic_with_an_mfu():
 
 
 def test_training_from_measured_time_applies_every_factor():
+    # 0.5 ms per token at 100% of the run's basis, measured at 50% of it: 1 ms per token
     ctx = TrainContext(
-        stages=[StagePlan("pre", "tokens", flops_per_token=1e9, measured_s_per_token=1e-3)],
+        stages=[StagePlan("pre", "tokens", flops_per_token=1e9, measured_work_s=0.5e-3)],
         peak_flops=1e15,
+        rate="measured_efficiency",
         pretraining="pre",
     )
     x = {
         "stage.pre.tokens": 3.6e6,
+        "measured_efficiency": 0.5,
         "head_embedding_overhead": 0.1,
         "mtp_overhead": 0.05,
         "recompute_factor": 1.02,
@@ -210,7 +208,8 @@ def test_every_scenario_loads_and_reproduces_what_it_reports():
         fn = estimate_train if scenario.kind == "train" else estimate_serve
         estimate = fn(scenario, samples=0)
         for r in estimate.reproductions:
-            assert r["reproduced"], (name, r)
+            assert r.agrees, (name, r)
+            assert r.reproduced == (r.kind == "independent")
 
 
 def test_deepseek_v3_training_table():

@@ -3,6 +3,7 @@ measured links, and meter cost cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -69,7 +70,11 @@ def test_training_comm_by_hand_on_an_h800():
 
 def test_step_time_composes_compute_communication_and_bubble():
     ctx = TrainContext(
-        stages=[StagePlan("pre", "tokens", flops_per_token=1e9)], peak_flops=1e15, pretraining="pre", ep=V3_EP
+        stages=[StagePlan("pre", "tokens", flops_per_token=1e9)],
+        peak_flops=1e15,
+        rate="compute_mfu",
+        pretraining="pre",
+        ep=V3_EP,
     )
     x = {
         "stage.pre.tokens": 3.6e9,
@@ -90,7 +95,7 @@ def test_step_time_composes_compute_communication_and_bubble():
     assert out["pretraining_gpu_hours"] == pytest.approx(3.6e9 * (compute + exposed) / 0.8 / 3600)
     assert out["mfu"] == pytest.approx(1e9 / ((compute + exposed) / 0.8) / 1e15)
     # without ep_degree, the flat exposed_communication share applies instead
-    flat = train_cost({k: v for k, v in x.items() if k != "ep_degree"} | {"exposed_communication": 0.3}, ctx)
+    flat = train_cost(x | {"exposed_communication": 0.3}, dataclasses.replace(ctx, ep=None))
     assert flat["pretraining_gpu_hours"] == pytest.approx(3.6e9 * compute * 1.3 / 0.8 / 3600)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from meter import domains as D
+from meter.cli.commands.cost_show import cluster_row, print_cluster, show
 from meter.cli.common import OneLineParser, locator, number, numbers
 from meter.cli.output import emit_json, table
+from meter.config.deployments import WEIGHT_DTYPES
+from meter.config.hardware import PEAK_DTYPES
 from meter.errors import UsageError
 
 TIERS = ["on-demand", "1-year", "3-year", "spot", "assumed"]
@@ -29,9 +31,35 @@ def _assumption(text: str):
     return name.strip(), _quantity(value)
 
 
+def _correlation(text: str):
+    from meter.cost.montecarlo import Coupling
+
+    names, sep, value = text.partition("=")
+    pair = [n.strip() for n in names.split(",")]
+    try:
+        rho = float(value)
+    except ValueError:
+        rho = float("nan")
+    if not sep or len(pair) != 2 or not all(pair) or not -1 <= rho <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME,NAME=RHO with RHO in [-1, 1] (e.g. utilization,avg_power_w=0.5), not {text!r}"
+        )
+    return Coupling(pair[0], pair[1], rho)
+
+
+def _from_run(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--from-run",
+        metavar="RUN.json",
+        action="append",
+        default=[],
+        help=f"{what}; repeat with runs of the same device to carry the spread between runs",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", help="a scenario in configs/scenarios (meter scenarios lists them)")
-    p.add_argument("--from-run", metavar="RUN.json", help="use the throughput and energy measured in a run file")
+    _from_run(p, "use what a run file measured")
     p.add_argument("--hardware", help="hardware config to price (default: the scenario's)")
     _inputs(p)
     p.add_argument("--report", metavar="FILE.md", help="also write a Markdown report with every assumption and source")
@@ -48,6 +76,14 @@ def _inputs(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="set any cost-model input, e.g. --assume pipeline_bubble=0.02..0.08 (repeatable)",
+    )
+    p.add_argument(
+        "--correlate",
+        type=_correlation,
+        action="append",
+        default=[],
+        metavar="A,B=RHO",
+        help="draw two ranged inputs together with rank correlation RHO, e.g. utilization,avg_power_w=0.5",
     )
     p.add_argument(
         "--samples",
@@ -70,6 +106,27 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     cost_sub = cost.add_subparsers(dest="cost_command", metavar="{train,serve,cluster}", parser_class=OneLineParser)
     cost_sub.required = True
+    _register_train(cost_sub, common)
+    _register_cluster(cost_sub, common)
+    _register_serve(cost_sub, common)
+
+    p = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="compare a measured run with a published scenario",
+        description="What the run's measured efficiency implies for a scenario, beside what was reported.",
+    )
+    p.add_argument("run", metavar="RUN.json")
+    p.add_argument("--scenario", default="deepseek-v3", help="scenario to calibrate against (default deepseek-v3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_calibrate)
+
+    p = sub.add_parser("scenarios", parents=[common], help="list cost scenarios")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_scenarios)
+
+
+def _register_train(cost_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = cost_sub.add_parser(
         "train",
         parents=[common],
@@ -83,7 +140,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("model", nargs="?", help="model config (with --tokens, without a scenario)")
     p.add_argument("--tokens", type=_quantity, metavar="N", help="pre-training tokens, e.g. 14.8T")
     p.add_argument("--seq", type=number(D.SEQ), metavar="N", help="training sequence length (default 4096)")
-    p.add_argument("--mfu", type=_quantity, help="end-to-end MFU against the dense bf16 peak: 0.39 or 0.30..0.45")
+    p.add_argument(
+        "--mfu", type=_quantity, help="end-to-end MFU against the dense peak of --mfu-dtype: 0.39 or 0.30..0.45"
+    )
+    p.add_argument(
+        "--achieved-tflops",
+        type=_quantity,
+        metavar="TFLOPS",
+        help="end-to-end achieved TFLOP/s per GPU instead of an MFU, e.g. 385 or 300..400",
+    )
+    p.add_argument(
+        "--mfu-dtype",
+        choices=PEAK_DTYPES,
+        help="the dense peak an MFU is against (default bf16, as DeepSeek reports; fp16 for a V100-era comparison)",
+    )
     p.add_argument("--gpus", type=number(D.GPUS), metavar="N", help="cluster size, for days on the cluster")
     p.add_argument(
         "--comm-run",
@@ -93,6 +163,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _common(p)
     p.set_defaults(handler=run_train)
 
+
+def _register_cluster(cost_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = cost_sub.add_parser(
         "cluster",
         parents=[common],
@@ -118,40 +190,47 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument(
         "--ep", type=numbers(D.EP), metavar="N,M", help="expert-parallel degrees to compare (default: the scenario's)"
     )
-    p.add_argument("--from-run", metavar="RUN.json", help="compute measured in a run file instead of compute_mfu")
+    _from_run(p, "compute measured in a run file instead of compute_mfu")
     p.add_argument("--comm-run", metavar="RUN.json", help="link bandwidths measured by meter bench --distributed")
     _inputs(p)
     p.set_defaults(handler=run_cluster)
 
+
+def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = cost_sub.add_parser(
         "serve",
         parents=[common],
-        help="serving cost per million tokens",
-        description="Serving cost: $ per million input and output tokens from throughput per GPU, "
-        "the GPUs a load needs, cost per day, joules per token.",
-        epilog="Example: meter cost serve --from-run runs/RUN.json --tokens-per-day 608B,168B",
+        help="serving cost per million tokens, from a deployment's bound",
+        description="Serving cost: the bound of a deployment that could exist (memory per GPU, bytes, "
+        "FLOPs and communication per step on the target GPU), times an efficiency (given, measured by a "
+        "run, or implied by a published throughput); $ per million tokens, GPUs for a load, joules.",
+        epilog="Examples: meter cost serve --scenario deepseek-v3-day6; meter cost serve llama-3.1-405b "
+        "--hardware h100-sxm --tp 8 --weights fp8 --efficiency 0.4; meter cost serve --from-run runs/RUN.json",
     )
-    p.add_argument("--batch", type=number(D.BATCH), help="use the run's decode measurement at this batch")
-    p.add_argument("--context", type=number(D.CONTEXT), help="use the run's decode measurement at this context")
+    p.add_argument("model", nargs="?", help="model config to serve (instead of a scenario)")
+    p.add_argument("--deployment", help="a deployment in configs/deployments (default: the scenario's or the model's)")
+    p.add_argument("--tp", type=number(D.EP), metavar="N", help="tensor-parallel degree of both pools")
+    p.add_argument("--ep", type=number(D.EP), metavar="N", help="expert-parallel degree of both pools (MoE models)")
+    p.add_argument("--weights", choices=WEIGHT_DTYPES, help="precision of the linear layers' weights")
+    p.add_argument(
+        "--batch-per-gpu",
+        type=number(D.BATCH),
+        metavar="N",
+        help="decode sequences per GPU (default: the deployment's)",
+    )
+    p.add_argument("--context", type=number(D.CONTEXT), help="context length of both pools (prompt length in prefill)")
+    p.add_argument(
+        "--batch",
+        type=number(D.BATCH),
+        help="with --from-run: price the run's decode measurement at this batch (it must have one)",
+    )
+    p.add_argument(
+        "--efficiency", type=_quantity, metavar="R", help="share of the deployment's bound reached, e.g. 0.3..0.5"
+    )
     p.add_argument("--cache-hit-rate", type=_quantity, metavar="R", help="share of input tokens served from cache")
     p.add_argument("--tokens-per-day", metavar="IN,OUT", help="load to size the deployment for, e.g. 608B,168B")
     _common(p)
     p.set_defaults(handler=run_serve, scenario_default="deepseek-v3-day6")
-
-    p = sub.add_parser(
-        "calibrate",
-        parents=[common],
-        help="compare a measured run with a published scenario",
-        description="What the run's measured efficiency implies for a scenario, beside what was reported.",
-    )
-    p.add_argument("run", metavar="RUN.json")
-    p.add_argument("--scenario", default="deepseek-v3", help="scenario to calibrate against (default deepseek-v3)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_calibrate)
-
-    p = sub.add_parser("scenarios", parents=[common], help="list cost scenarios")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_scenarios)
 
 
 # --- shared ------------------------------------------------------------------------------------
@@ -171,6 +250,16 @@ def _measured(args: argparse.Namespace):
     from meter.cost.from_run import load_measured
 
     return load_measured(args.from_run)
+
+
+def _couplings(args: argparse.Namespace, scenario) -> list:
+    from meter.config.scenarios import correlation_error
+
+    for c in args.correlate:
+        why = correlation_error([c.first, c.second], scenario.inputs)
+        if why:
+            raise UsageError(f"--correlate {c.first},{c.second}={c.rho:g}: {why}")
+    return list(args.correlate)
 
 
 def _names(text: str) -> list[str]:
@@ -205,65 +294,42 @@ def _samples(args: argparse.Namespace) -> int:
     return DEFAULT_SAMPLES if args.samples is None else args.samples
 
 
-def show(args: argparse.Namespace, estimate) -> None:
-    from meter.cost.display import SERVE_DISPLAY, TRAIN_DISPLAY, rows
-    from meter.results.atomic import write_text_atomic
-
-    if getattr(args, "report", None):
-        from meter.cost.markdown import render
-
-        write_text_atomic(Path(args.report), render(estimate))
-    if args.json:
-        emit_json(estimate.as_dict())
-        return
-    s = estimate.scenario
-    ranged = any(v.is_range for v in estimate.outputs.values())
-    title = (
-        f"{s.kind.capitalize()} cost: {s.name} ({estimate.model.name} on {estimate.hardware.name}; {estimate.method})"
-    )
-    if estimate.cpu_derived:
-        title += "  [CPU-derived: efficiency measured on a CPU]"
-    headers = ["", "central"] + (["P10", "P50", "P90"] if ranged else [])
-    print(
-        table(
-            headers,
-            rows(estimate.outputs, TRAIN_DISPLAY if s.kind == "train" else SERVE_DISPLAY, ranges=ranged),
-            title=title,
-        )
-    )
-    if estimate.reproductions:
-        from meter.cost.display import fmt, kind_of
-
-        body = [
-            [
-                r["label"],
-                fmt(r["reported"], kind_of(r["output"])),
-                fmt(r["computed"], kind_of(r["output"])),
-                "n/a" if r["rel_diff"] is None else f"{r['rel_diff'] * 100:+.2f}%",
-                "yes" if r["reproduced"] else "NO",
-            ]
-            for r in estimate.reproductions
-        ]
-        print()
-        print(table(["reported figure", "reported", "computed", "diff", "reproduced"], body))
-    for note in estimate.notes:
-        print(f"note: {note}")
-    if s.leaves_out:
-        print("Leaves out: " + "; ".join(s.leaves_out) + ".")
-    print(
-        f"{len(estimate.inputs)} inputs with sources: --report FILE.md or --json"
-        + (f" (wrote {args.report})" if getattr(args, "report", None) else "")
-    )
-
-
 # --- commands ----------------------------------------------------------------------------------
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from meter.config.scenarios import Scenario, Stage, load_scenario
     from meter.cost.estimate import estimate_train
 
     loc = locator(args)
+    scenario = _train_scenario(args, loc)
+    run = _measured(args)
+    given = [f for f, v in (("--mfu", args.mfu), ("--achieved-tflops", args.achieved_tflops)) if v is not None]
+    if run is not None and given:
+        raise UsageError(f"--from-run and {given[0]} are two sources of the same rate; give one")
+    estimate = estimate_train(
+        scenario,
+        overrides=_overrides(args, {"mfu": args.mfu, "achieved_tflops": args.achieved_tflops}),
+        run=run,
+        hardware=args.hardware,
+        tier=args.tier,
+        samples=_samples(args),
+        seed=args.seed,
+        locator=loc,
+        comm=_comm_run(args),
+        couplings=_couplings(args, scenario),
+    )
+    show(args, estimate)
+    return 0
+
+
+def _train_scenario(args: argparse.Namespace, loc):
+    """The scenario, or one made from a model and --tokens; then --tokens, --seq, --gpus, --mfu-dtype."""
+    import dataclasses
+
+    from meter.config.scenarios import Scenario, Stage, domain_error, load_scenario
+
+    if args.tokens is not None and domain_error("tokens", args.tokens):
+        raise UsageError(f"--tokens {args.tokens.describe()}: {domain_error('tokens', args.tokens)}")
     if args.scenario:
         scenario = load_scenario(args.scenario, loc)
         if scenario.kind != "train":
@@ -272,6 +338,10 @@ def run_train(args: argparse.Namespace) -> int:
             )
         if args.model and args.model != scenario.model:
             raise UsageError(f"scenario '{scenario.name}' is about {scenario.model}, not {args.model}; drop one")
+        if scenario.kind != "train":
+            raise UsageError(
+                f"scenario '{scenario.name}' is a {scenario.kind} scenario; meter cost train needs a training one"
+            )
     elif args.model:
         if args.tokens is None:
             raise UsageError("give --tokens (e.g. 14.8T) with a model, or use --scenario")
@@ -288,37 +358,19 @@ def run_train(args: argparse.Namespace) -> int:
         )
     else:
         raise UsageError("give a MODEL with --tokens, or --scenario NAME (meter scenarios lists them)")
-    if args.seq or args.gpus or (args.tokens is not None and args.scenario):
-        import dataclasses
-
-        stages = list(scenario.stages)
-        if args.tokens is not None and args.scenario:
-            i = next((k for k, st in enumerate(stages) if st.tokens is not None), None)
-            if i is None:
-                raise UsageError(f"scenario '{scenario.name}' has no stage sized in tokens for --tokens to set")
-            stages[i] = dataclasses.replace(stages[i], tokens=args.tokens, source="command line")
-        scenario = dataclasses.replace(
-            scenario,
-            stages=stages,
-            seq_len=args.seq or scenario.seq_len,
-            cluster_gpus=args.gpus or scenario.cluster_gpus,
-        )
-    run = _measured(args)
-    if run is not None and args.mfu is not None:
-        raise UsageError("--from-run and --mfu are two sources of the same rate; give one")
-    estimate = estimate_train(
+    stages = list(scenario.stages)
+    if args.tokens is not None and args.scenario:
+        i = next((k for k, st in enumerate(stages) if st.tokens is not None), None)
+        if i is None:
+            raise UsageError(f"scenario '{scenario.name}' has no stage sized in tokens for --tokens to set")
+        stages[i] = dataclasses.replace(stages[i], tokens=args.tokens, source="command line")
+    return dataclasses.replace(
         scenario,
-        overrides=_overrides(args, {"mfu": args.mfu}),
-        run=run,
-        hardware=args.hardware,
-        tier=args.tier,
-        samples=_samples(args),
-        seed=args.seed,
-        locator=loc,
-        comm=_comm_run(args),
+        stages=stages,
+        seq_len=args.seq or scenario.seq_len,
+        cluster_gpus=args.gpus or scenario.cluster_gpus,
+        mfu_dtype=args.mfu_dtype or scenario.mfu_dtype,
     )
-    show(args, estimate)
-    return 0
 
 
 def run_cluster(args: argparse.Namespace) -> int:
@@ -374,116 +426,6 @@ def run_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
-def cluster_row(e) -> dict:
-    """One hardware x EP layout: the figures the comparison table shows, as plain numbers."""
-    o, x = e.outputs, e.inputs
-
-    def point(name: str):
-        return o[name].point if name in o else None
-
-    def interval(name: str):
-        return [o[name].p10, o[name].p50, o[name].p90] if name in o else None
-
-    network, nvlink = point("ep_network_s_per_token"), point("ep_nvlink_s_per_token")
-    binds = None if network is None else ("network" if network >= nvlink else "NVLink")
-    link_origin = {k: x[k].origin for k in ("nvlink_bytes_per_s", "network_bytes_per_s") if k in x}
-    return {
-        "hardware": e.hardware.name,
-        "nvlink_bandwidth_gb_s": e.hardware.nvlink_bandwidth_gb_s,
-        "network_bandwidth_gb_s": e.hardware.network_bandwidth_gb_s,
-        "ep_degree": x["ep_degree"].quantity.central if "ep_degree" in x else None,
-        "method": e.method,
-        "compute_s_per_token": point("compute_s_per_token"),
-        "ep_comm_s_per_token": point("ep_comm_s_per_token"),
-        "ep_network_s_per_token": network,
-        "ep_nvlink_s_per_token": nvlink,
-        "binds": binds,
-        "exposed_comm_s_per_token": point("exposed_comm_s_per_token"),
-        "pretraining_gpu_hours": interval("pretraining_gpu_hours"),
-        "days_on_cluster": point("days_on_cluster"),
-        "pretraining_usd": interval("pretraining_usd"),
-        "usd_per_gpu_hour": x["usd_per_gpu_hour"].quantity.describe() if "usd_per_gpu_hour" in x else None,
-        "mfu": point("mfu"),
-        "links": link_origin,
-        "cpu_derived": e.cpu_derived,
-    }
-
-
-def print_cluster(scenario, estimates) -> None:
-    from meter.cost.display import fmt
-
-    rows = []
-    for e in estimates:
-        r = cluster_row(e)
-
-        def us(value):
-            return "n/a" if value is None else f"{value * 1e6:.0f}"
-
-        def span(values, kind):
-            if values is None:
-                return "n/a"
-            if values[0] == values[2]:
-                return fmt(values[1], kind)
-            return f"{fmt(values[1], kind)} ({fmt(values[0], kind)}-{fmt(values[2], kind)})"
-
-        comm = (
-            "n/a"
-            if r["ep_comm_s_per_token"] is None
-            else f"{us(r['ep_comm_s_per_token'])} ({r['binds']}; net {us(r['ep_network_s_per_token'])}, NVL {us(r['ep_nvlink_s_per_token'])})"
-        )
-        rows.append(
-            [
-                r["hardware"],
-                f"{r['nvlink_bandwidth_gb_s']:g}" if r["nvlink_bandwidth_gb_s"] else "n/a",
-                f"{r['ep_degree']:g}" if r["ep_degree"] else "n/a",
-                us(r["compute_s_per_token"]),
-                comm,
-                us(r["exposed_comm_s_per_token"]),
-                span(r["pretraining_gpu_hours"], "count"),
-                fmt(r["days_on_cluster"], "days"),
-                span(r["pretraining_usd"], "usd"),
-                fmt(r["mfu"], "pct"),
-            ]
-        )
-    first = estimates[0]
-    cpu = "  [compute CPU-derived: efficiency measured on a CPU]" if first.cpu_derived else ""
-    print(
-        table(
-            [
-                "hardware",
-                "NVLink GB/s",
-                "EP",
-                "compute µs/tok",
-                "EP comm µs/tok (binds; legs)",
-                "exposed µs/tok",
-                "GPU-hours P50 (P10-P90)",
-                "days",
-                "cost P50 (P10-P90)",
-                "MFU",
-            ],
-            rows,
-            title=f"Cluster projection: {scenario.name} ({first.model.name}, {scenario.cluster_gpus or '?'} GPUs; "
-            f"{first.method}){cpu}",
-        )
-    )
-    print(
-        "GPU-µs per training token; EP comm = forward dispatch (fp8) and combine, and both gradients, over every MoE "
-        "layer, the slower link of each; exposed = what the compute does not hide (comm_overlap)."
-    )
-    seen = set()
-    for e in estimates:
-        lines = [f"note: {note}" for note in e.notes]
-        if "usd_per_gpu_hour" in e.inputs:
-            q = e.inputs["usd_per_gpu_hour"]
-            lines.append(
-                f"price {e.hardware.name}: {q.quantity.describe()} USD/GPU-hour ({q.origin}: {q.source or 'no source'})"
-            )
-        for line in lines:
-            if line not in seen:
-                seen.add(line)
-                print(line)
-
-
 def _tokens_per_day(text: str | None) -> dict:
     if text is None:
         return {}
@@ -498,107 +440,84 @@ def _tokens_per_day(text: str | None) -> dict:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve
+    from meter.cost.estimate import LayoutOverrides, estimate_serve
 
     loc = locator(args)
-    scenario = load_scenario(args.scenario or args.scenario_default, loc)
-    if scenario.kind != "serve":
-        raise UsageError(
-            f"scenario '{scenario.name}' is a {scenario.kind} scenario; meter cost serve needs a serve one"
-        )
-    overrides = _overrides(args, {"cache_hit_rate": args.cache_hit_rate, **_tokens_per_day(args.tokens_per_day)})
+    scenario = _serve_scenario(args, loc)
+    run = _measured(args)
+    if args.efficiency is not None and run is not None:
+        raise UsageError("--from-run and --efficiency are two sources of the same efficiency; give one")
+    overrides = _overrides(
+        args,
+        {"cache_hit_rate": args.cache_hit_rate, "efficiency": args.efficiency, **_tokens_per_day(args.tokens_per_day)},
+    )
+    layout = LayoutOverrides(
+        deployment=args.deployment,
+        tp=args.tp,
+        ep=args.ep,
+        weights=args.weights,
+        batch_per_gpu=args.batch_per_gpu,
+        context=args.context,
+    )
     estimate = estimate_serve(
         scenario,
         overrides=overrides,
-        run=_measured(args),
+        run=run,
         hardware=args.hardware,
         tier=args.tier,
         batch=args.batch,
-        context=args.context,
+        context=args.context if args.batch is not None else None,
+        layout=layout,
         samples=_samples(args),
         seed=args.seed,
         locator=loc,
+        couplings=_couplings(args, scenario),
     )
     show(args, estimate)
     return 0
 
 
-def calibration(run_path: str, scenario_name: str, loc) -> dict:
-    """The run's measured efficiency applied to a scenario, beside the reported figures."""
-    from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve, estimate_train
-    from meter.cost.from_run import load_measured
+def _serve_scenario(args: argparse.Namespace, loc):
+    """The scenario (DeepSeek's day 6 by default), or one made from a model: priced from the price
+    table, served on --deployment, the model's own deployment, or one GPU."""
+    from meter.config.scenarios import Scenario, load_scenario
 
-    run = load_measured(run_path)
-    scenario = load_scenario(scenario_name, loc)
-    if scenario.kind == "train":
-        measured = estimate_train(scenario, run=run, samples=0, locator=loc)
-        reported = estimate_train(scenario, samples=0, locator=loc)
-    else:
-        measured = estimate_serve(scenario, run=run, samples=0, locator=loc)
-        reported = estimate_serve(scenario, samples=0, locator=loc)
-    return {
-        "run": run_path,
-        "device": run.label,
-        "cpu": run.cpu,
-        "scenario": scenario.name,
-        "kind": scenario.kind,
-        "method": measured.method,
-        "notes": measured.notes,
-        "measured": {k: v.point for k, v in measured.outputs.items()},
-        "reported_inputs": {k: v.point for k, v in reported.outputs.items()},
-        "reproductions": reported.reproductions,
-        "efficiency": {
-            p: [
-                {
-                    "efficiency": r.efficiency,
-                    "basis": r.efficiency_basis,
-                    "batch": r.batch,
-                    "seq": r.seq,
-                    "context": r.context,
-                }
-                for r in rates
-            ]
-            for p, rates in run.phases.items()
-        },
-    }
+    if args.model and args.scenario:
+        raise UsageError("give a MODEL or --scenario NAME, not both")
+    if not args.model:
+        scenario = load_scenario(args.scenario or args.scenario_default, loc)
+        if scenario.kind != "serve":
+            raise UsageError(
+                f"scenario '{scenario.name}' is a {scenario.kind} scenario; meter cost serve needs a serve one"
+            )
+        return scenario
+    from meter.config.deployments import deployments_for, load_deployment
+    from meter.config.models import load_model
+
+    model = load_model(args.model, loc)
+    written = deployments_for(model.name, loc)
+    name = args.deployment or (written[0] if written else "single-gpu")
+    hardware = args.hardware or load_deployment(name, loc).hardware
+    if hardware is None:
+        raise UsageError(f"deployment '{name}' names no GPU: give --hardware (meter hardware lists them)")
+    return Scenario(
+        name=f"{model.name}-serve",
+        description=f"{model.name} served on {name}",
+        kind="serve",
+        model=model.name,
+        hardware=hardware,
+        deployment=name,
+    )
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from meter.cost.display import fmt
+    from meter.cli.commands.cost_show import calibration, print_calibration
 
     c = calibration(args.run, args.scenario, locator(args))
     if args.json:
         emit_json(c)
-        return 0
-    m, r = c["measured"], c["reported_inputs"]
-    rep = {x["output"]: x["reported"] for x in c["reproductions"]}
-    cpu = " (CPU-derived: a CPU's efficiency applied to the scenario's GPU, not a GPU measurement)" if c["cpu"] else ""
-    print(f"Calibration of {c['run']} ({c['device']}) against scenario '{c['scenario']}'{cpu}")
-    if c["kind"] == "train":
-        eff = c["efficiency"].get("train", [{}])[0]
-        print(f"Measured training efficiency: {eff.get('efficiency', 0):.1%} of the {eff.get('basis')}.")
-        print(
-            f"At that efficiency, {c['scenario']}'s pre-training takes {fmt(m.get('pretraining_gpu_hours'), 'count')} "
-            f"GPU-hours and {fmt(m.get('pretraining_usd'), 'usd')} (reported: "
-            f"{fmt(rep.get('pretraining_gpu_hours'), 'count')} GPU-hours, {fmt(rep.get('pretraining_usd'), 'usd')}); "
-            f"MFU {fmt(m.get('mfu'), 'pct')} against the {fmt(r.get('mfu'), 'pct')} the scenario assumes."
-        )
-        print(
-            f"All stages: {fmt(m.get('total_gpu_hours'), 'count')} GPU-hours, {fmt(m.get('total_usd'), 'usd')} "
-            f"(reported: {fmt(rep.get('total_gpu_hours'), 'count')}, {fmt(rep.get('total_usd'), 'usd')})."
-        )
     else:
-        print(
-            f"At the measured throughput: {fmt(m.get('usd_per_m_output_tokens'), 'usd_small')} per million output "
-            f"tokens and {fmt(m.get('usd_per_m_input_tokens'), 'usd_small')} per million input tokens "
-            f"(the scenario's own figures: {fmt(r.get('usd_per_m_output_tokens'), 'usd_small')} and "
-            f"{fmt(r.get('usd_per_m_input_tokens'), 'usd_small')}); {fmt(m.get('gpus_needed'), 'count')} GPUs for "
-            f"the scenario's load (it ran on {fmt(r.get('gpus_needed'), 'count')})."
-        )
-    for note in c["notes"]:
-        print(f"note: {note}")
+        print_calibration(c)
     return 0
 
 

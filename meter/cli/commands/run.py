@@ -62,7 +62,7 @@ def print_costs(doc, estimates, problems: list[str]) -> None:
         )
         if key == "train":
             t, u = out.get("total_gpu_hours"), out.get("total_usd")
-            rep = {r["output"]: r["reported"] for r in e.reproductions}
+            rep = {r.output: r.reported for r in e.reproductions}
             spread = f" (P10-P90 {fmt(u.p10, 'usd')}-{fmt(u.p90, 'usd')})" if u and u.p10 != u.p90 else ""
             print(
                 f"Training cost of {label}: {fmt(t.point if t else None, 'count')} GPU-hours, "
@@ -71,9 +71,15 @@ def print_costs(doc, estimates, problems: list[str]) -> None:
             )
         else:
             per_out, per_in = out.get("usd_per_m_output_tokens"), out.get("usd_per_m_input_tokens")
+            band = (
+                f" (P10-P90 {fmt(per_out.p10, 'usd_small')}-{fmt(per_out.p90, 'usd_small')})"
+                if per_out and per_out.is_range
+                else ""
+            )
             print(
-                f"Serving cost of {label}: {fmt(per_out.point if per_out else None, 'usd_small')} "
-                f"per million output tokens, {fmt(per_in.point if per_in else None, 'usd_small')} "
+                f"Serving cost of {label}, on {e.bound.deployment.name if e.bound else 'no'} deployment: "
+                f"{fmt(per_out.point if per_out else None, 'usd_small')} "
+                f"per million output tokens{band}, {fmt(per_in.point if per_in else None, 'usd_small')} "
                 f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)"
             )
         for note in e.notes:

@@ -1,0 +1,342 @@
+"""What the cost commands print: the estimate's tables, the deployment behind a serving cost, the
+figures set beside a training cost, the cluster comparison and the calibration summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from meter.cli.output import emit_json, table
+
+
+def show(args: argparse.Namespace, estimate) -> None:
+    from meter.cost.display import REPRODUCTION_HEADERS, display_for, reproduction_row, rows
+    from meter.results.atomic import write_text_atomic
+
+    if getattr(args, "report", None):
+        from meter.cost.markdown import render
+
+        write_text_atomic(Path(args.report), render(estimate))
+    if args.json:
+        emit_json(estimate.as_dict())
+        return
+    s = estimate.scenario
+    ranged = any(v.is_range for v in estimate.outputs.values())
+    title = (
+        f"{s.kind.capitalize()} cost: {s.name} ({estimate.model.name} on {estimate.hardware.name}; {estimate.method})"
+    )
+    if estimate.cpu_derived:
+        title += "  [CPU-derived: efficiency measured on a CPU]"
+    if estimate.bound is not None:
+        print_deployment(estimate)
+        print()
+    headers = ["", "central"] + (["P10", "P50", "P90"] if ranged else [])
+    print(table(headers, rows(estimate.outputs, display_for(estimate), ranges=ranged), title=title))
+    if s.kind == "train":
+        print_training_compute(estimate)
+    if estimate.reproductions:
+        print()
+        print(table(REPRODUCTION_HEADERS, [reproduction_row(r) for r in estimate.reproductions]))
+    for note in estimate.notes:
+        print(f"note: {note}")
+    if s.leaves_out:
+        print("Leaves out: " + "; ".join(s.leaves_out) + ".")
+    print(
+        f"{len(estimate.inputs)} inputs with sources: --report FILE.md or --json"
+        + (f" (wrote {args.report})" if getattr(args, "report", None) else "")
+    )
+
+
+def _bytes(x: float) -> str:
+    return f"{x / 1e12:.3g} TB" if x >= 1e12 else f"{x / 1e9:.3g} GB"
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:.4g} ms"
+
+
+def print_deployment(e) -> None:
+    """Both pools of the deployment: layout, memory per GPU, step time and the bound it gives."""
+    from meter.cost.display import fmt
+
+    b = e.bound
+    d, a = b.deployment, e.model.args
+    body = [_pool_row(b.phase(phase), a) for phase in ("prefill", "decode")]
+    print(
+        table(
+            [
+                "pool",
+                "GPUs",
+                "TP",
+                "EP",
+                "experts/GPU",
+                "batch/GPU",
+                "context",
+                "memory/GPU",
+                "compute",
+                "comm",
+                "step",
+                "bound tok/s/GPU",
+            ],
+            body,
+            title=f"Deployment {d.name} on {b.hardware}: {d.weights.describe(experts=a.is_moe)} weights, "
+            f"{d.kv_cache} KV cache",
+        )
+    )
+    for phase in ("decode", "prefill"):
+        ph = b.phase(phase)
+        share = ph.regime_s("memory") / ph.step_s
+        print(
+            f"{phase} step: {share:.0%} memory-bound work, {ph.regime_s('compute') / ph.step_s:.0%} compute-bound, "
+            f"{ph.comm.exposed_s / ph.step_s:.0%} exposed communication; "
+            + ("output tokens" if phase == "decode" else "computed input tokens")
+            + " per GPU per step: "
+            + fmt(ph.tokens_per_step, "count")
+        )
+    print_implied(e)
+
+
+def _pool_row(ph, a) -> list:
+    from meter.cost.display import fmt
+
+    p, c = ph.pool, ph.comm
+    shards = p.ep if p.ep > 1 else p.tp
+    experts = f"{(a.n_routed_experts + p.redundant_experts) / shards:g} + {a.n_shared_experts}" if a.is_moe else "-"
+    return [
+        ph.phase,
+        p.gpus,
+        p.tp,
+        p.ep,
+        experts,
+        p.batch_per_gpu,
+        f"{p.context:,}",
+        f"{_bytes(ph.memory.total_bytes)} of {_bytes(ph.memory.capacity_bytes)}",
+        _ms(ph.compute_s),
+        f"{_ms(c.total_s)} ({_ms(c.hidden_s)} hidden)",
+        _ms(ph.step_s),
+        fmt(ph.tokens_per_s_per_gpu, "count"),
+    ]
+
+
+def print_implied(e) -> None:
+    from meter.cost.display import fmt
+
+    published = e.bound.deployment.published
+    if published is None or e.efficiency is None or e.efficiency.implied_by is None:
+        return
+    for phase, value, what in (
+        ("decode", published.decode_tokens_per_s_per_gpu, "output"),
+        ("prefill", published.prefill_tokens_per_s_per_gpu, "computed input"),
+    ):
+        implied = e.outputs.get(f"implied_{phase}_efficiency")
+        if value is not None and implied is not None:
+            print(
+                f"published {phase}: {fmt(value, 'count')} {what} tokens/s per GPU = {fmt(implied.point, 'pct')} of "
+                f"the {phase} bound ({e.efficiency.implied_by})"
+            )
+
+
+def print_training_compute(e) -> None:
+    """Total training FLOPs and the achieved rate, beside the published totals people compare."""
+    from meter.cost.display import fmt
+
+    flops, achieved = e.outputs.get("training_flops"), e.outputs.get("achieved_flops_per_s_per_gpu")
+    if flops is None:
+        return
+    line = f"training compute: {flops.point:.3g} FLOPs (token-sized stages, analytic)"
+    if achieved is not None:
+        line += f", {fmt(achieved.point, 'tflops')} achieved per GPU ({fmt(e.outputs['mfu'].point, 'pct')} of dense {e.scenario.mfu_dtype})"
+    print(line)
+    if e.comparisons:
+        print(
+            "  published for comparison (sources: --json): "
+            + "; ".join(
+                f"{c.model} {c.published_flops:.3g} ({c.date.year}; meter's count of that run {c.analytic_flops:.3g}, "
+                f"{c.rel_diff * 100:+.1f}%)"
+                for c in e.comparisons
+            )
+        )
+
+
+def cluster_row(e) -> dict:
+    """One hardware x EP layout: the figures the comparison table shows, as plain numbers."""
+    o, x = e.outputs, e.inputs
+
+    def point(name: str):
+        return o[name].point if name in o else None
+
+    def interval(name: str):
+        return [o[name].p10, o[name].p50, o[name].p90] if name in o else None
+
+    network, nvlink = point("ep_network_s_per_token"), point("ep_nvlink_s_per_token")
+    binds = None if network is None else ("network" if network >= nvlink else "NVLink")
+    link_origin = {k: x[k].origin for k in ("nvlink_bytes_per_s", "network_bytes_per_s") if k in x}
+    return {
+        "hardware": e.hardware.name,
+        "nvlink_bandwidth_gb_s": e.hardware.nvlink_bandwidth_gb_s,
+        "network_bandwidth_gb_s": e.hardware.network_bandwidth_gb_s,
+        "ep_degree": x["ep_degree"].quantity.central if "ep_degree" in x else None,
+        "method": e.method,
+        "compute_s_per_token": point("compute_s_per_token"),
+        "ep_comm_s_per_token": point("ep_comm_s_per_token"),
+        "ep_network_s_per_token": network,
+        "ep_nvlink_s_per_token": nvlink,
+        "binds": binds,
+        "exposed_comm_s_per_token": point("exposed_comm_s_per_token"),
+        "pretraining_gpu_hours": interval("pretraining_gpu_hours"),
+        "days_on_cluster": point("days_on_cluster"),
+        "pretraining_usd": interval("pretraining_usd"),
+        "usd_per_gpu_hour": x["usd_per_gpu_hour"].quantity.describe() if "usd_per_gpu_hour" in x else None,
+        "mfu": point("mfu"),
+        "links": link_origin,
+        "cpu_derived": e.cpu_derived,
+    }
+
+
+def print_cluster(scenario, estimates) -> None:
+    from meter.cost.display import fmt
+
+    rows = []
+    for e in estimates:
+        r = cluster_row(e)
+
+        def us(value):
+            return "n/a" if value is None else f"{value * 1e6:.0f}"
+
+        def span(values, kind):
+            if values is None:
+                return "n/a"
+            if values[0] == values[2]:
+                return fmt(values[1], kind)
+            return f"{fmt(values[1], kind)} ({fmt(values[0], kind)}-{fmt(values[2], kind)})"
+
+        comm = (
+            "n/a"
+            if r["ep_comm_s_per_token"] is None
+            else f"{us(r['ep_comm_s_per_token'])} ({r['binds']}; net {us(r['ep_network_s_per_token'])}, NVL {us(r['ep_nvlink_s_per_token'])})"
+        )
+        rows.append(
+            [
+                r["hardware"],
+                f"{r['nvlink_bandwidth_gb_s']:g}" if r["nvlink_bandwidth_gb_s"] else "n/a",
+                f"{r['ep_degree']:g}" if r["ep_degree"] else "n/a",
+                us(r["compute_s_per_token"]),
+                comm,
+                us(r["exposed_comm_s_per_token"]),
+                span(r["pretraining_gpu_hours"], "count"),
+                fmt(r["days_on_cluster"], "days"),
+                span(r["pretraining_usd"], "usd"),
+                fmt(r["mfu"], "pct"),
+            ]
+        )
+    first = estimates[0]
+    cpu = "  [compute CPU-derived: efficiency measured on a CPU]" if first.cpu_derived else ""
+    print(
+        table(
+            [
+                "hardware",
+                "NVLink GB/s",
+                "EP",
+                "compute µs/tok",
+                "EP comm µs/tok (binds; legs)",
+                "exposed µs/tok",
+                "GPU-hours P50 (P10-P90)",
+                "days",
+                "cost P50 (P10-P90)",
+                "MFU",
+            ],
+            rows,
+            title=f"Cluster projection: {scenario.name} ({first.model.name}, {scenario.cluster_gpus or '?'} GPUs; "
+            f"{first.method}){cpu}",
+        )
+    )
+    print(
+        "GPU-µs per training token; EP comm = forward dispatch (fp8) and combine, and both gradients, over every MoE "
+        "layer, the slower link of each; exposed = what the compute does not hide (comm_overlap)."
+    )
+    seen = set()
+    for e in estimates:
+        lines = [f"note: {note}" for note in e.notes]
+        if "usd_per_gpu_hour" in e.inputs:
+            q = e.inputs["usd_per_gpu_hour"]
+            lines.append(
+                f"price {e.hardware.name}: {q.quantity.describe()} USD/GPU-hour ({q.origin}: {q.source or 'no source'})"
+            )
+        for line in lines:
+            if line not in seen:
+                seen.add(line)
+                print(line)
+
+
+def calibration(run_path: str, scenario_name: str, loc) -> dict:
+    """The run's measured efficiency applied to a scenario, beside the reported figures."""
+    from meter.config.scenarios import load_scenario
+    from meter.cost.estimate import estimate_serve, estimate_train
+    from meter.cost.from_run import load_measured
+
+    run = load_measured(run_path)
+    scenario = load_scenario(scenario_name, loc)
+    if scenario.kind == "train":
+        measured = estimate_train(scenario, run=run, samples=0, locator=loc)
+        reported = estimate_train(scenario, samples=0, locator=loc)
+    else:
+        measured = estimate_serve(scenario, run=run, samples=0, locator=loc)
+        reported = estimate_serve(scenario, samples=0, locator=loc)
+    return {
+        "run": run_path,
+        "device": run.label,
+        "cpu": run.cpu,
+        "scenario": scenario.name,
+        "kind": scenario.kind,
+        "method": measured.method,
+        "notes": measured.notes,
+        "measured": {k: v.point for k, v in measured.outputs.items()},
+        "reported_inputs": {k: v.point for k, v in reported.outputs.items()},
+        "reproductions": [r.as_dict() for r in reported.reproductions],
+        "efficiency": {
+            p: [
+                {
+                    "efficiency": r.efficiency,
+                    "basis": r.efficiency_basis,
+                    "batch": r.batch,
+                    "seq": r.seq,
+                    "context": r.context,
+                }
+                for r in rates
+            ]
+            for p, rates in run.phases.items()
+        },
+    }
+
+
+def print_calibration(c: dict) -> None:
+    from meter.cost.display import fmt
+
+    m, r = c["measured"], c["reported_inputs"]
+    rep = {x["output"]: x["reported"] for x in c["reproductions"]}
+    cpu = " (CPU-derived: a CPU's efficiency applied to the scenario's GPU, not a GPU measurement)" if c["cpu"] else ""
+    print(f"Calibration of {c['run']} ({c['device']}) against scenario '{c['scenario']}'{cpu}")
+    if c["kind"] == "train":
+        eff = c["efficiency"].get("train", [{}])[0]
+        print(f"Measured training efficiency: {eff.get('efficiency', 0):.1%} of the {eff.get('basis')}.")
+        print(
+            f"At that efficiency, {c['scenario']}'s pre-training takes {fmt(m.get('pretraining_gpu_hours'), 'count')} "
+            f"GPU-hours and {fmt(m.get('pretraining_usd'), 'usd')} (reported: "
+            f"{fmt(rep.get('pretraining_gpu_hours'), 'count')} GPU-hours, {fmt(rep.get('pretraining_usd'), 'usd')}); "
+            f"MFU {fmt(m.get('mfu'), 'pct')} against the {fmt(r.get('mfu'), 'pct')} the scenario assumes."
+        )
+        print(
+            f"All stages: {fmt(m.get('total_gpu_hours'), 'count')} GPU-hours, {fmt(m.get('total_usd'), 'usd')} "
+            f"(reported: {fmt(rep.get('total_gpu_hours'), 'count')}, {fmt(rep.get('total_usd'), 'usd')})."
+        )
+    else:
+        print(
+            f"Through the scenario's deployment at the measured efficiency: "
+            f"{fmt(m.get('usd_per_m_output_tokens'), 'usd_small')} per million output "
+            f"tokens and {fmt(m.get('usd_per_m_input_tokens'), 'usd_small')} per million input tokens "
+            f"(the scenario's own figures: {fmt(r.get('usd_per_m_output_tokens'), 'usd_small')} and "
+            f"{fmt(r.get('usd_per_m_input_tokens'), 'usd_small')}); {fmt(m.get('gpus_needed'), 'count')} GPUs for "
+            f"the scenario's load (it ran on {fmt(r.get('gpus_needed'), 'count')})."
+        )
+    for note in c["notes"]:
+        print(f"note: {note}")

@@ -1,0 +1,298 @@
+"""A serving cost estimate: a deployment that could exist, its bound, and the efficiency that scales it.
+
+1. the setting: model, hardware, and the deployment (the scenario's, ``--deployment``, the one
+   written for the model, or the single-GPU layout) with the command line's layout overrides;
+2. its bound (:mod:`meter.cost.layout`), refused with the shortfall when it does not fit;
+3. the method (:mod:`meter.cost.methods`): a run's measured efficiency, a given one, the
+   scenario's own throughput, or the bound alone;
+4. the inputs that method reads, the Monte Carlo over :func:`meter.cost.serve.serve_cost`, and
+   the efficiency the deployment's published throughput implies against its bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from kernels.args import ModelArgs
+from meter.config.deployments import Deployment, deployments_for, layout_problem, load_deployment
+from meter.config.hardware import HardwareSpec, load_hardware
+from meter.config.models import load_model
+from meter.config.paths import ConfigLocator
+from meter.config.quantity import Quantity
+from meter.config.scenarios import Scenario
+from meter.cost import methods as M
+from meter.cost.from_run import REGIMES, MeasuredRun
+from meter.cost.inputs import InputPool, couplings_for, set_price
+from meter.cost.layout import DeploymentBound, deployment_bound
+from meter.cost.montecarlo import Coupling, Summary, evaluate
+from meter.cost.result import DEFAULT_SAMPLES, CostEstimate, Efficiency, reproductions
+from meter.cost.serve import ServeContext, serve_cost
+from meter.errors import UsageError
+
+SINGLE_GPU = "single-gpu"
+_FLAGS = {"tp": "--tp", "ep": "--ep", "batch_per_gpu": "--batch-per-gpu", "context": "--context"}
+
+
+@dataclass(frozen=True)
+class LayoutOverrides:
+    """The command line's changes to a deployment: ``--deployment``, ``--tp``, ``--ep``,
+    ``--weights``, ``--batch-per-gpu``, ``--context``."""
+
+    deployment: str | None = None
+    tp: int | None = None
+    ep: int | None = None
+    weights: str | None = None
+    batch_per_gpu: int | None = None
+    context: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in dataclasses.asdict(self).values())
+
+    def changes(self, deployment: str | None) -> bool:
+        """Whether these change the layout of ``deployment`` (naming that same deployment does not)."""
+        rest = dataclasses.replace(self, deployment=None)
+        return rest.any or self.deployment not in (None, deployment)
+
+    def apply(self, d: Deployment, a: ModelArgs) -> Deployment:
+        """``d`` with these changes, each pool checked against the model (a bad one names its flag).
+
+        ``--tp`` keeps a pool's GPUs where it divides them (DP shrinks), else makes the pool one TP
+        group; ``--ep`` above the pool's GPUs grows its DP; ``--batch-per-gpu`` is the decode
+        pool's; ``--context`` is both pools' (the prompt length in prefill).
+        """
+        pools = {}
+        for phase in ("prefill", "decode"):
+            p = d.pool(phase)
+            changes = {}
+            if self.tp is not None:
+                changes.update(tp=self.tp, dp=p.gpus // self.tp if p.gpus % self.tp == 0 else 1)
+            if self.ep is not None:
+                gpus = changes.get("tp", p.tp) * changes.get("dp", p.dp)
+                changes["ep"] = self.ep
+                if self.ep > gpus and self.ep % changes.get("tp", p.tp) == 0:
+                    changes["dp"] = self.ep // changes.get("tp", p.tp)
+                changes.update(routed_experts_per_gpu=None)
+            if self.batch_per_gpu is not None and phase == "decode":
+                changes["batch_per_gpu"] = self.batch_per_gpu
+            if self.context is not None:
+                changes["context"] = self.context
+            pools[phase] = dataclasses.replace(p, **changes)
+            problem = layout_problem(pools[phase], a)
+            if problem:
+                name, why = problem
+                given = name in _FLAGS and getattr(self, name) is not None
+                where = _FLAGS[name] if given else f"deployment '{d.name}' {phase}.{name}"
+                raise UsageError(f"{where} {getattr(pools[phase], name)}: {why}")
+        weights = d.weights.with_linear(self.weights) if self.weights else d.weights
+        return dataclasses.replace(d, prefill=pools["prefill"], decode=pools["decode"], weights=weights)
+
+
+def estimate_serve(
+    scenario: Scenario,
+    *,
+    overrides: Mapping[str, Quantity] = {},
+    run: MeasuredRun | None = None,
+    hardware: str | None = None,
+    tier: str | None = None,
+    batch: int | None = None,
+    context: int | None = None,
+    layout: LayoutOverrides = LayoutOverrides(),
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    locator: ConfigLocator | None = None,
+    couplings: Iterable[Coupling] = (),
+) -> CostEstimate:
+    """``batch`` and ``context`` ask for the run's decode measurement at that shape (it must have
+    it) and serve the deployment's decode pool at it."""
+    locator = locator or ConfigLocator.from_env()
+    model = load_model(scenario.model, locator)
+    hw = load_hardware(hardware or scenario.hardware, locator)
+    shape = run_shape(run, batch, context)
+    if shape is not None:
+        layout = dataclasses.replace(
+            layout, batch_per_gpu=layout.batch_per_gpu or shape[0], context=layout.context or shape[1]
+        )
+    # the scenario's own throughput describes its GPU and layout, not another
+    own = hw.name == scenario.hardware and not layout.changes(scenario.deployment)
+    wants_bound = run is not None or not own or "efficiency" in overrides or not _has_throughput(scenario, overrides)
+    deployment = choose_deployment(scenario, layout, locator, required=wants_bound)
+    bound = None
+    if deployment is not None:
+        bound = deployment_bound(model.args, model.name, hw, layout.apply(deployment, model.args))
+    method = choose_method(scenario, overrides, run, bound, hw, own=own)
+
+    pool = InputPool.from_scenario(scenario)
+    if not own:
+        _not_own(pool, scenario, hw)
+    set_price(pool, hw.name, scenario_hardware=scenario.hardware, tier=tier, overrides=overrides, locator=locator)
+    efficiency = Efficiency(kind=None)
+    if run is not None:
+        efficiency = _measured_inputs(pool, run, method)
+    pool.override(overrides)
+    rate = _rate(method, pool)
+    if rate == "efficiency":
+        efficiency = Efficiency(kind="given")
+    pool.keep(method.reads(), method.why)
+
+    ctx = ServeContext(rate=rate, bound=bound)
+    pairs = couplings_for(scenario, couplings, pool)
+    outputs = evaluate(lambda x: serve_cost(x, ctx), pool.quantities(), samples=samples, seed=seed, couplings=pairs)
+    estimate = CostEstimate(
+        scenario, method.name, pool.inputs, outputs, samples, seed, hw, model, run, pool.notes, bound=bound
+    )
+    estimate.efficiency = _implied(estimate, deployment, efficiency, locator)
+    if run is not None and bound is not None:
+        _transfer_note(estimate)
+    estimate.reproductions = reproductions(scenario, outputs)
+    return estimate
+
+
+def _not_own(pool: InputPool, scenario: Scenario, hw: HardwareSpec) -> None:
+    """Priced on another GPU or layout, the scenario's measured throughput and power do not apply."""
+    pool.drop(["avg_power_w"])
+    dropped = pool.drop(["decode_tokens_per_s_per_gpu", "prefill_tokens_per_s_per_gpu", "gpus"])
+    if dropped:
+        pool.notes.append(
+            f"{', '.join(dropped)} left out: the scenario's figures are for its own layout on {scenario.hardware}, "
+            f"not this one on {hw.name}; give --efficiency (the published one implies the share of the bound "
+            "shown) or --from-run RUN.json"
+        )
+
+
+def _has_throughput(scenario: Scenario, overrides: Mapping[str, Quantity]) -> bool:
+    given = set(scenario.assumptions) | set(overrides)
+    return {"decode_tokens_per_s_per_gpu", "prefill_tokens_per_s_per_gpu"} <= given
+
+
+def run_shape(run: MeasuredRun | None, batch: int | None, context: int | None) -> tuple[int, int] | None:
+    """The run's decode (batch, context) that ``batch``/``context`` ask for; an error names the ones it has."""
+    if batch is None and context is None:
+        return None
+    if run is None:
+        raise UsageError(
+            "--batch selects a run's decode measurement: give --from-run RUN.json (or --batch-per-gpu for the deployment)"
+        )
+    shapes = run.decode_shapes()
+    found = [s for s in shapes if (batch is None or s[0] == batch) and (context is None or s[1] == context)]
+    if not found:
+        asked = ", ".join(f"{k} {v}" for k, v in (("batch", batch), ("context", context)) if v is not None)
+        has = "; ".join(f"batch {b}, context {c}" for b, c in shapes) or "no decode measurement"
+        raise UsageError(f"{run.path}: no decode measurement at {asked}; the run has {has}")
+    return found[0]
+
+
+def choose_deployment(
+    scenario: Scenario, layout: LayoutOverrides, locator: ConfigLocator, *, required: bool
+) -> Deployment | None:
+    """``--deployment``, else the scenario's, else (when a bound is needed) the one written for the
+    model or the single-GPU layout."""
+    name = layout.deployment or scenario.deployment
+    if name is None and required:
+        written = deployments_for(scenario.model, locator)
+        name = written[0] if written else SINGLE_GPU
+    if name is None:
+        return None
+    d = load_deployment(name, locator)
+    if d.model is not None and d.model != scenario.model:
+        raise UsageError(f"deployment '{d.name}' serves {d.model}, not {scenario.model}")
+    return d
+
+
+def choose_method(
+    scenario: Scenario,
+    overrides: Mapping[str, Quantity],
+    run: MeasuredRun | None,
+    bound: DeploymentBound | None,
+    hw: HardwareSpec,
+    *,
+    own: bool = True,
+) -> M.Method:
+    """A run's measured efficiency, else a given one, else the scenario's throughput (on its own GPU
+    and layout), else the bound alone."""
+    given = set(overrides) | set(scenario.assumptions)
+    if run is not None:
+        return M.BOUND_MEASURED_DIRECT if not run.cpu and run.hardware == hw.name else M.BOUND_MEASURED_TRANSFER
+    if "efficiency" in given or {"compute_efficiency", "memory_efficiency"} <= given:
+        return M.BOUND_GIVEN
+    if _has_throughput(scenario, overrides) and (own or {"decode_tokens_per_s_per_gpu"} <= set(overrides)):
+        return M.THROUGHPUT
+    if bound is not None:
+        return M.BOUND_ONLY
+    raise UsageError("serving cost needs a throughput per GPU (a scenario's), --efficiency, or --from-run RUN.json")
+
+
+def _rate(method: M.Method, pool: InputPool) -> str:
+    if method is M.THROUGHPUT:
+        return "throughput"
+    if method is M.BOUND_ONLY:
+        return "bound"
+    if method is M.BOUND_GIVEN and "efficiency" in pool:
+        pool.drop(["compute_efficiency", "memory_efficiency"])
+        return "efficiency"
+    return "regimes"
+
+
+def _measured_inputs(pool: InputPool, run: MeasuredRun, method: M.Method) -> Efficiency:
+    """Each regime's efficiency measured by the run (a regime it has no case in takes the other's)."""
+    measured = {r: run.regime_efficiency(r) for r in REGIMES}
+    if not any(measured.values()):
+        raise UsageError(f"{run.path}: no case of the run has a ceiling to measure an efficiency against")
+    for regime, other in (("compute", "memory"), ("memory", "compute")):
+        if measured[regime] is None:
+            measured[regime] = measured[other]
+            pool.notes.append(f"no case of the run was {regime}-bound: its {other}-bound efficiency stands in")
+        pool.add(f"{regime}_efficiency", measured[regime], "measured run", run.path)
+    if method is M.BOUND_MEASURED_DIRECT and run.avg_power_w:
+        if "avg_power_w" in pool:
+            pool.notes.append(f"measured average power ({run.avg_power_w:.0f} W) replaces the scenario's assumption")
+        pool.add("avg_power_w", Quantity.point(run.avg_power_w), "measured run", run.path)
+    return Efficiency(kind="measured", basis=run.runs[0].ceilings)
+
+
+def _transfer_note(e: CostEstimate) -> None:
+    """Which efficiency was measured, on what, and how much of each phase's bound it makes."""
+    o, x = e.outputs, e.inputs
+    word = "efficiency transfer" if e.method == M.BOUND_MEASURED_TRANSFER.name else "efficiency measured on this GPU"
+    c, m = x["compute_efficiency"].quantity, x["memory_efficiency"].quantity
+    phases = " and ".join(
+        f"{o[f'{p}_efficiency'].point:.1%} of the {p} bound" for p in ("decode", "prefill") if f"{p}_efficiency" in o
+    )
+    note = (
+        f"{word}: the cases measured on {e.run.label} reached {c.central:.1%} of its compute ceiling "
+        f"({c.what}) and {m.central:.1%} of its memory bandwidth ({m.what}), against {e.efficiency.basis}; "
+        f"on {e.bound.deployment.name} on {e.hardware.name} that is {phases}"
+        + ("; a CPU figure, not a GPU measurement" if e.run.cpu else "")
+    )
+    e.notes.insert(0, note)
+
+
+def _implied(
+    e: CostEstimate, deployment: Deployment | None, efficiency: Efficiency, locator: ConfigLocator
+) -> Efficiency:
+    """The efficiency the deployment's published throughput implies against the bound of the
+    layout as published, on its own hardware: DeepSeek's H800 figure is read against their H800
+    layout, whatever layout or GPU is priced."""
+    published = deployment.published if deployment is not None else None
+    if published is None:
+        return efficiency
+    own = e.bound
+    if (
+        e.bound is None
+        or deployment.hardware not in (None, e.hardware.name)
+        or e.bound.deployment != dataclasses.replace(deployment, model=e.model.name)
+    ):
+        own_hw = load_hardware(deployment.hardware, locator) if deployment.hardware else e.hardware
+        own = deployment_bound(e.model.args, e.model.name, own_hw, deployment)
+    for phase, value in (
+        ("decode", published.decode_tokens_per_s_per_gpu),
+        ("prefill", published.prefill_tokens_per_s_per_gpu),
+    ):
+        if value is not None:
+            e.outputs[f"implied_{phase}_efficiency"] = Summary.constant(value / own.phase(phase).tokens_per_s_per_gpu)
+    src = deployment.path.name if deployment.path else deployment.name
+    return dataclasses.replace(
+        efficiency, implied_by=f"the published throughput in {src}, against its bound on {own.hardware}"
+    )
