@@ -24,9 +24,35 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, gpus: int | None) -> int:
+def _bound(args: argparse.Namespace, scenario, cost, layout):
+    """The deployment's bound at the benchmark's own shape (what --batch-per-gpu and --context leave)."""
+    import dataclasses
+
+    from meter.config.hardware import load_hardware
+    from meter.config.models import load_model
+    from meter.cost.from_bench import bench_shape
+    from meter.cost.layout import deployment_bound
+    from meter.cost.serve_estimate import choose_deployment
+
+    loc = locator(args)
+    model = load_model(scenario.model, loc)
+    hw = load_hardware(args.hardware or scenario.hardware, loc)
+    d = layout.apply(choose_deployment(scenario, layout, loc, required=True), model.args)
+    prompt, decode, batch = bench_shape(cost.bench, cost.gpus)
+    prefill_pool = d.prefill if layout.context else dataclasses.replace(d.prefill, context=prompt)
+    decode_pool = d.decode
+    if not layout.context:
+        decode_pool = dataclasses.replace(decode_pool, context=decode)
+    if not layout.batch_per_gpu and batch:
+        decode_pool = dataclasses.replace(decode_pool, batch_per_gpu=batch)
+    d = dataclasses.replace(d, prefill=prefill_pool, decode=decode_pool)
+    return deployment_bound(model.args, model.name, hw, d)
+
+
+def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) -> int:
+    """Price the file; with a scenario or model named (``scenario``), also the engine's efficiency."""
     from meter.cost.display import fmt
-    from meter.cost.from_bench import bench_price, price_serving_bench
+    from meter.cost.from_bench import bench_efficiency, bench_price, price_serving_bench
     from meter.engines.serving import load_serving_bench
 
     if gpus is None:
@@ -40,8 +66,9 @@ def run(args: argparse.Namespace, gpus: int | None) -> int:
         locator=locator(args),
     )
     costs = [price_serving_bench(b, gpus=gpus, price=price) for b in benches]
+    effs = [bench_efficiency(c, _bound(args, scenario, c, layout)) if scenario else None for c in costs]
     if args.json:
-        emit_json({"results": [c.as_dict() for c in costs]})
+        emit_json({"results": [{**c.as_dict(), "efficiency": e.as_dict() if e else None} for c, e in zip(costs, effs)]})
         return 0
     rows = []
     for c in costs:
@@ -75,6 +102,16 @@ def run(args: argparse.Namespace, gpus: int | None) -> int:
         "$/M output charges all the server's GPU time to the output tokens, $/M input all of it to the input "
         "tokens (prefill and decode share the GPUs); the two do not add up."
     )
+    for c, e in zip(costs, effs):
+        if e is not None:
+            print(
+                f"{c.bench.source}: {e.efficiency:.1%} of the bound of deployment '{e.deployment}' on "
+                f"{args.hardware or scenario.hardware} for {scenario.model} (prefill at context {e.prefill_context}: "
+                f"{e.prefill_bound_tokens_per_s_per_gpu:.4g} tokens/s per GPU; decode at context {e.decode_context}, "
+                f"{e.decode_batch_per_gpu or 'as many as fit'} sequences per GPU: "
+                f"{e.decode_bound_tokens_per_s_per_gpu:.4g} tokens/s per GPU); the bound needs "
+                f"{e.bound_gpu_s:.4g} GPU-s for the benchmark's tokens, the engine took {e.measured_gpu_s:.4g}"
+            )
     return 0
 
 

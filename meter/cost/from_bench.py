@@ -124,3 +124,58 @@ def bench_price(*, price: float | None, hardware: str | None, tier: str | None, 
     q = found.quantity
     spread = "" if q.is_point else f"central of {q.describe()} USD/GPU-hour; "
     return BenchPrice(q.central, f"{spread}{found.source}", spec.name)
+
+
+@dataclass(frozen=True)
+class BenchEfficiency:
+    """How much of a deployment's bound the engine reached on the benchmark's own load.
+
+    The bound says how many GPU-seconds the benchmark's tokens need at best if the GPUs did one
+    phase at a time (input tokens at the prefill bound, output tokens at the decode bound); the
+    engine used ``gpus x duration``. Their ratio is the engine's efficiency.
+    """
+
+    deployment: str
+    prefill_context: int
+    decode_context: int
+    decode_batch_per_gpu: int | None
+    prefill_bound_tokens_per_s_per_gpu: float
+    decode_bound_tokens_per_s_per_gpu: float
+    bound_gpu_s: float
+    measured_gpu_s: float
+
+    @property
+    def efficiency(self) -> float:
+        return self.bound_gpu_s / self.measured_gpu_s
+
+    def as_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return {**dataclasses.asdict(self), "efficiency": self.efficiency}
+
+
+def bench_shape(bench: ServingBenchmark, gpus: int) -> tuple[int, int, int | None]:
+    """(prefill context, decode context, decode sequences per GPU) of the benchmark's requests: the
+    mean prompt, the mean KV length a generated token reads (prompt + half the output), and the
+    concurrency over the GPUs when the benchmark capped it."""
+    n = max(bench.completed, 1)
+    prompt = max(1, round(bench.total_input_tokens / n))
+    decode = max(1, round((bench.total_input_tokens + bench.total_output_tokens / 2) / n))
+    batch = -(-bench.max_concurrency // gpus) if bench.max_concurrency else None
+    return prompt, decode, batch
+
+
+def bench_efficiency(cost: ServingBenchCost, bound) -> BenchEfficiency:
+    """``bound`` is a :class:`meter.cost.layout.DeploymentBound` at the benchmark's shape."""
+    b = cost.bench
+    prefill, decode = bound.prefill.tokens_per_s_per_gpu, bound.decode.tokens_per_s_per_gpu
+    return BenchEfficiency(
+        deployment=bound.deployment.name,
+        prefill_context=bound.prefill.pool.context,
+        decode_context=bound.decode.pool.context,
+        decode_batch_per_gpu=bound.decode.pool.batch_per_gpu,
+        prefill_bound_tokens_per_s_per_gpu=prefill,
+        decode_bound_tokens_per_s_per_gpu=decode,
+        bound_gpu_s=b.total_input_tokens / prefill + b.total_output_tokens / decode,
+        measured_gpu_s=cost.gpus * b.duration_s,
+    )

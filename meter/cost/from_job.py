@@ -146,3 +146,37 @@ def estimate_from_job(
     estimate.method = "measured job"
     estimate.notes.insert(0, note)
     return estimate
+
+
+def job_calibration(doc: RunDocument, path: str, scenario: Scenario, locator: ConfigLocator | None) -> dict:
+    """``meter calibrate`` of a measured job: the scenario at the job's rate, beside its own figures."""
+    rate = job_rate(doc, path)
+    measured = estimate_from_job(scenario, rate, samples=0, locator=locator)
+    if scenario.kind == "train":
+        reported = estimate_train(scenario, samples=0, locator=locator)
+    else:
+        reported = estimate_serve(scenario, samples=0, locator=locator)
+    return {
+        "run": path,
+        "device": rate.label,
+        "cpu": rate.cpu,
+        "scenario": scenario.name,
+        "kind": scenario.kind,
+        "method": measured.method,
+        "notes": measured.notes,
+        "measured": {k: v.point for k, v in measured.outputs.items()},
+        "reported_inputs": {k: v.point for k, v in reported.outputs.items()},
+        "reproductions": [r.as_dict() for r in reported.reproductions],
+        "efficiency": {
+            rate.phase: [
+                {
+                    "efficiency": rate.mfu,
+                    "basis": rate.mfu_basis,
+                    "batch": None,
+                    "seq": rate.seq,
+                    "context": rate.seq if rate.phase == "decode" else None,
+                    "tokens_per_s_per_gpu": rate.tokens_per_s_per_gpu,
+                }
+            ]
+        },
+    }

@@ -172,3 +172,25 @@ def _layout(test: NcclTest) -> DistributedLayout:
         launcher="nccl-tests",
         nodes=nodes,
     )
+
+
+def is_nccl_tests_output(path: Path | str) -> bool:
+    """Whether a file is nccl-tests' text output rather than a run file (its first lines say so)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError:
+        return False
+    return not head.lstrip().startswith(b"{") and any(
+        marker in head for marker in (b"nccl-tests version", b"Collective test starting", b"# Using devices")
+    )
+
+
+def load_comm_run(path: Path | str, specs: list[HardwareSpec]) -> RunDocument:
+    """A communication run from a run file, or straight from nccl-tests' output."""
+    from meter.engines.nccl_tests import load_nccl_tests
+    from meter.results.load import load_run
+
+    if not is_nccl_tests_output(path):
+        return load_run(path)
+    return comm_run([(Path(path), t) for t in load_nccl_tests(path)], specs=specs)

@@ -83,3 +83,20 @@ def test_meter_report_says_what_the_jobs_mfu_implies(tmp_path: Path):
     page = out.read_text()
     assert "Measured job" in page and "At the MFU your job achieved" in page and "pre-training" in page
     assert "32.89M h800-sxm GPU-hours" in page  # 14.8T tokens x 8 GPUs / 1,000 tokens/s
+
+
+def test_meter_calibrate_takes_a_measured_job(tmp_path: Path):
+    import json
+
+    path = tmp_path / "job.json"
+    write_json_atomic(path, to_jsonable(job_doc(hardware="h800-sxm", gpus=8, duration_s=3600)))
+    r = run_meter("calibrate", str(path), "--scenario", "deepseek-v3")
+    assert r.returncode == 0, r.stderr
+    assert "At the MFU your job achieved, deepseek-v3's pre-training takes 32.89M GPU-hours" in r.stdout
+    c = json.loads(run_meter("calibrate", str(path), "--json").stdout)
+    assert c["method"] == "measured job" and c["measured"]["pretraining_gpu_hours"] == pytest.approx(
+        14.8e12 * 8 / 1000 / 3600
+    )
+    assert c["efficiency"]["train"][0]["tokens_per_s_per_gpu"] == pytest.approx(125.0)
+    wrong = run_meter("calibrate", str(path), "--scenario", "deepseek-v3-day6")
+    assert wrong.returncode == 2 and "a serving scenario takes a prefill or decode job" in wrong.stderr

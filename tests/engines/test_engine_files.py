@@ -222,3 +222,85 @@ def test_several_tests_in_one_file_are_each_read(tmp_path: Path):
     assert [t.collective for t in tests] == ["all_reduce", "all_to_all"]
     r = run_meter("import", "nccl-tests", str(path), "-o", str(tmp_path / "both.json"))
     assert r.returncode == 0 and r.stdout.count("intra-node") == 6 and "h100-sxm" in r.stdout
+
+
+# --- meter cost serve --from-bench ---------------------------------------------------------------
+
+
+def test_cost_serve_from_bench_prices_each_result(tmp_path: Path):
+    path = write_jsonl(tmp_path / "sg.jsonl", [sglang_bench_serving(), sglang_bench_serving(duration=600.0,
+                       request_throughput=1000 / 600, input_throughput=2e6 / 600, output_throughput=4e5 / 600)])  # fmt: skip
+    r = run_meter("cost", "serve", "--from-bench", str(path), "--gpus", "16", "--price", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    first, second = json.loads(r.stdout)["results"]
+    # 16 GPUs x 300 s = 1.333 GPU-hours x $2 = $2.667: per 400,000 output tokens $6.667 per million
+    assert first["usd"] == pytest.approx(16 * 300 / 3600 * 2) and first["usd_per_m_output_tokens"] == pytest.approx(
+        16 * 300 / 3600 * 2 / 0.4
+    )
+    assert second["usd_per_m_output_tokens"] == pytest.approx(2 * first["usd_per_m_output_tokens"])
+    assert first["latencies_ms"]["ttft"]["percentiles_ms"] == {"p99": 2100.0} and first["efficiency"] is None
+    text = run_meter("cost", "serve", "--from-bench", str(path), "--gpus", "16", "--price", "2")
+    assert text.returncode == 0 and "$6.667" in text.stdout and "line 2" in text.stdout
+
+
+def test_the_engines_efficiency_against_the_deployments_bound(tmp_path: Path):
+    import dataclasses
+
+    from meter.config.deployments import load_deployment
+    from meter.config.hardware import load_hardware
+    from meter.config.models import load_model
+    from meter.cost.layout import deployment_bound
+
+    path = write_json(tmp_path / "v.json", vllm_bench_serve())
+    r = run_meter("cost", "serve", "--scenario", "deepseek-v3-day6", "--from-bench", str(path), "--gpus", "8",
+                  "--price", "2", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)["results"][0]["efficiency"]
+    # the benchmark's shape: 1,024-token prompts, decode reading 1,024 + 256/2, 64 concurrent over 8 GPUs
+    assert (e["prefill_context"], e["decode_context"], e["decode_batch_per_gpu"]) == (1024, 1152, 8)
+    d = load_deployment("deepseek-v3-day6")
+    d = dataclasses.replace(
+        d,
+        prefill=dataclasses.replace(d.prefill, context=1024),
+        decode=dataclasses.replace(d.decode, context=1152, batch_per_gpu=8),
+    )
+    v3 = load_model("deepseek-v3")
+    bound = deployment_bound(v3.args, v3.name, load_hardware("h800-sxm"), d)
+    gpu_s = 512_000 / bound.prefill.tokens_per_s_per_gpu + 128_000 / bound.decode.tokens_per_s_per_gpu
+    assert e["bound_gpu_s"] == pytest.approx(gpu_s) and e["measured_gpu_s"] == 8 * 120.0
+    assert e["efficiency"] == pytest.approx(gpu_s / 960.0) and 0 < e["efficiency"] < 1
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        ([], "--from-bench needs --gpus N"),
+        (["--gpus", "8"], "give --price USD (per GPU-hour) or --hardware NAME"),
+        (["--gpus", "8", "--price", "2", "--from-run", "x.json"], "two measurements to price"),
+        (["--gpus", "0", "--price", "2"], "--gpus"),
+    ],
+)
+def test_cost_serve_from_bench_refuses_in_one_line(tmp_path: Path, args, phrase):
+    path = write_json(tmp_path / "v.json", vllm_bench_serve())
+    r = run_meter("cost", "serve", "--from-bench", str(path), *args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and phrase in r.stderr, r.stderr
+
+
+def test_a_broken_bench_file_through_the_cli(tmp_path: Path):
+    path = write_json(tmp_path / "v.json", vllm_bench_serve(duration=-3))
+    r = run_meter("cost", "serve", "--from-bench", str(path), "--gpus", "8", "--price", "2")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"meter: error: {path}: field 'duration': must be a finite number, at least 0 (got -3)"
+
+
+def test_comm_run_takes_nccl_tests_output_directly(tmp_path: Path):
+    path = tmp_path / "a2a.txt"
+    path.write_text(nccl_output("alltoall_perf", SIZES, redop="none", factor=lambda n: (n - 1) / n))
+    r = run_meter("cost", "cluster", "--comm-run", str(path), "--hardware", "h100-sxm", "--ep", "8", "--samples", "0",
+                  "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows"][0]["links"]["nvlink_bytes_per_s"] == "measured run"
+    broken = tmp_path / "broken.txt"
+    broken.write_text(nccl_output("alltoall_perf", SIZES, redop="none"))  # all-reduce's bus factor: wrong
+    r = run_meter("cost", "cluster", "--comm-run", str(broken), "--samples", "0")
+    assert r.returncode == 2 and "busbw / algbw" in r.stderr and len(r.stderr.strip().splitlines()) == 1
