@@ -7,6 +7,26 @@ Layers, bottom to top (nothing lower imports anything higher):
 - ``meter.bench``, ``meter.cost``: benchmarks and the cost model.
 - ``meter.exporter``, ``meter.report``, ``meter.distributed``.
 - ``meter.cli``: the ``meter`` command.
+
+``meter.Meter`` is the Python API for metering a loop's windows (docs/measure.md); it is loaded on
+first use, so ``import meter`` stays light (it imports neither torch nor NVML).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["Meter", "MeterWarning", "__version__"]
+
+_LAZY = {"Meter": "meter.measure.api", "MeterWarning": "meter.measure.api"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'meter' has no attribute {name!r}")

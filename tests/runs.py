@@ -180,3 +180,79 @@ def synthetic_v3_run(path: Path, *, hardware: str = "h800-sxm", kind: str = "cud
     )
     write_json_atomic(path, to_jsonable(doc))
     return path
+
+
+def job_doc(*, hardware: str = "h100-sxm", gpus: int = 1, duration_s: float = 100.0, power_w: float = 400.0):
+    """A measured job written through the typed classes: ``gpus`` GPUs at ``power_w`` each for
+    ``duration_s``, 1,000 tokens per second of deepseek-v3 training at seq 4096, $2 per GPU-hour."""
+    from meter.analytic import flops as F
+    from meter.config.hardware import load_hardware
+    from meter.config.models import load_model
+    from meter.results import JobCost, JobGpu, JobResult, JobWork, RunDocument, TelemetryWindow
+    from meter.results.document import DeviceInfo
+    from meter.results.metadata import hardware_summary, utc_now
+
+    spec = load_hardware(hardware)
+    flops = F.train_flops_per_token(load_model("deepseek-v3").args, 4096).total
+    tokens = 1000.0 * duration_s
+    achieved = tokens / duration_s * flops / gpus
+    windows = {
+        f"gpu{i}": TelemetryWindow(
+            name="job",
+            duration_s=duration_s,
+            energy_j=power_w * duration_s,
+            energy_method="counter",
+            energy_counter_j=power_w * duration_s,
+            energy_integrated_j=power_w * duration_s * 1.01,
+            energy_disagreement=0.01,
+            avg_power_w=power_w,
+            n_samples=int(duration_s * 10),
+            device=f"gpu{i}",
+        )
+        for i in range(gpus)
+    }
+    total = TelemetryWindow(name="job", duration_s=duration_s, energy_j=power_w * duration_s * gpus)
+    energy = power_w * duration_s * gpus
+    job = JobResult(
+        source="measure",
+        duration_s=duration_s,
+        command=["python", "train.py"],
+        exit_status=0,
+        gpus=[
+            JobGpu(key=k, name=DEVICE_NAMES.get(hardware, hardware), index=i, hardware_config=hardware, telemetry=w)
+            for i, (k, w) in enumerate(windows.items())
+        ],
+        telemetry=total,
+        work=JobWork(
+            tokens=tokens,
+            tokens_source="--tokens",
+            tokens_per_s=tokens / duration_s,
+            model="deepseek-v3",
+            phase="train",
+            seq=4096,
+            flops_per_token=flops,
+            achieved_tflops=achieved / 1e12,
+            mfu=achieved / spec.peak_flops("bf16"),
+            mfu_basis=f"dense bf16 datasheet peak of {hardware}",
+            joules_per_token=energy / tokens,
+        ),
+        cost=JobCost(
+            gpus=gpus,
+            gpu_hours=gpus * duration_s / 3600,
+            usd_per_gpu_hour=2.0,
+            gpu_usd=2.0 * gpus * duration_s / 3600,
+        ),
+    )
+    device = DeviceInfo(
+        kind="cuda", torch_device="cuda:0", name=DEVICE_NAMES.get(hardware, hardware), hardware_config=hardware
+    )
+    metadata = cpu_metadata(device=device, hardware=hardware_summary(spec), method=None)
+    return RunDocument(
+        run_id="job", kind="job", status="complete", started_at=utc_now(), metadata=metadata, cases=[], job=job
+    )
+
+
+def job_run_dict(**kwargs) -> dict[str, Any]:
+    from meter.jsonable import to_jsonable
+
+    return to_jsonable(job_doc(**kwargs))

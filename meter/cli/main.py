@@ -17,7 +17,20 @@ from meter.compat import check_kernels_package
 from meter.errors import MeterError
 
 # Command modules under meter.cli.commands, in the order `meter --help` lists them.
-COMMAND_MODULES = ("run", "bench", "acceptance", "cost", "report", "serve", "watch", "catalog", "flops", "doctor")
+COMMAND_MODULES = (
+    "run",
+    "bench",
+    "measure",
+    "acceptance",
+    "cost",
+    "imports",
+    "report",
+    "serve",
+    "watch",
+    "catalog",
+    "flops",
+    "doctor",
+)
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -95,32 +95,43 @@ class MeasuredLinks:
 
 
 def measured_links(doc: RunDocument, path: str) -> MeasuredLinks:
-    """The effective bandwidths of a distributed run's all-to-alls (dispatch and combine).
+    """The effective bandwidths of a distributed run's all-to-alls (dispatch and combine, or nccl-tests').
 
     Each scope's largest verified message sets the figure: bytes a rank sent to its peers over the
     slowest rank's time, which is what the EP model divides by. A single-node run's world-scope
-    all-to-all is intra-node.
+    all-to-all is intra-node. Without any all-to-all, a ring all-reduce's bus bandwidth stands in
+    for the link (bytes to peers over time is exactly busbw); an all-to-all rarely does as well, so
+    that figure is an upper bound, and the source says so.
     """
-    comms = [c for c in doc.communication if c.case.collective in ("dispatch", "combine")]
-
-    def best(scope: str) -> float | None:
-        picked = [c for c in comms if c.scope == scope and c.verified]
-        if not picked:
-            return None
-        return max(picked, key=lambda c: c.message_bytes).peer_bytes_per_s
-
     meta = doc.metadata
     layout = meta.distributed
     single_node = layout is None or layout.n_nodes == 1
-    intra = best("intra-node") or (best("world") if single_node else None)
+    what = "all-to-alls"
+    intra, inter = _links(doc, ("dispatch", "combine", "all_to_all"), single_node)
+    if intra is None and inter is None:
+        what = "ring all-reduce bus bandwidth (no all-to-all measured: an upper bound)"
+        intra, inter = _links(doc, ("all_reduce",), single_node)
     if layout is not None:
         where = f"{layout.world_size} ranks on {layout.n_nodes} node(s), {layout.backend}"
     else:
         where = "a run without a distributed layout"
     return MeasuredLinks(
         intra,
-        best("inter-node"),
+        inter,
         meta.hardware.name if meta.hardware else None,
         meta.device.cpu,
-        f"{path}: all-to-alls measured on {where}",
+        f"{path}: {what} measured on {where}",
     )
+
+
+def _links(doc: RunDocument, collectives: tuple[str, ...], single_node: bool) -> tuple[float | None, float | None]:
+    """(intra-node, inter-node) bytes to peers per second of the largest verified message of these collectives."""
+    comms = [c for c in doc.communication if c.case.collective in collectives and c.verified]
+    return _best(comms, "intra-node") or (_best(comms, "world") if single_node else None), _best(comms, "inter-node")
+
+
+def _best(comms: list, scope: str) -> float | None:
+    picked = [c for c in comms if c.scope == scope]
+    if not picked:
+        return None
+    return max(picked, key=lambda c: c.message_bytes).peer_bytes_per_s

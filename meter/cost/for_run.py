@@ -26,6 +26,8 @@ def costs_for_run(
     serve_scenario: str | None = SERVE_SCENARIO,
 ) -> tuple[dict[str, CostEstimate], list[str]]:
     """({"train": ..., "serve": ...}, problems): whatever the run supports; never raises for a thin run."""
+    if doc is not None and doc.kind == "job":
+        return _job_costs(doc, str(path), locator, samples, train_scenario)
     try:
         run = measured_from_doc(doc, str(path)) if doc is not None else load_measured(path)
     except MeterError as exc:
@@ -39,6 +41,21 @@ def costs_for_run(
         except MeterError as exc:
             problems.append(f"{key}: {exc}")
     return out, problems
+
+
+def _job_costs(doc: RunDocument, path: str, locator, samples: int, train_scenario: str | None):
+    """A measured job: the training scenario at the MFU the job achieved (see meter.cost.from_job)."""
+    from meter.cost.from_job import estimate_from_job, job_rate
+
+    if train_scenario is None:
+        return {}, []
+    try:
+        rate = job_rate(doc, path)
+        return {
+            "train": estimate_from_job(load_scenario(train_scenario, locator), rate, samples=samples, locator=locator)
+        }, []
+    except MeterError as exc:
+        return {}, [f"train: {exc}"]
 
 
 def summary(estimates: dict[str, CostEstimate]) -> dict[str, Any]:

@@ -222,6 +222,14 @@ def measured_from_docs(docs: Sequence[tuple[RunDocument, str]]) -> MeasuredRun:
 
 
 def _run_rates(doc: RunDocument, path: str) -> RunRates:
+    if doc.kind == "job":
+        from meter.cost.from_job import job_rate
+
+        rate = job_rate(doc, path)
+        raise MeterError(
+            f"{path}: a measured job is priced by the MFU it achieved ({rate.mfu:.4g}), end to end; "
+            f"use meter calibrate or meter report with it, or --mfu {rate.mfu:.4g}"
+        )
     meta = doc.metadata
     if not doc.ok_cases():
         raise MeterError(f"{path}: the run has no successful case to measure a rate from")

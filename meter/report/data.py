@@ -94,6 +94,8 @@ def timelines(run: Run) -> list[Timeline]:
         for c in run.ok_cases()
         if c.telemetry is not None and c.telemetry.start_s is not None and c.telemetry.end_s is not None
     ]
+    if run.doc.job is not None:  # a job's own windows (the Python API), at most a plot's worth of them
+        windows += [(w.name, w.start_s, w.end_s) for w in run.doc.job.windows[:MAX_SHADED_WINDOWS]]
     out = []
     for key, series in tl.devices.items():
         throttled = [(t, r) for t, r in zip(series.t_s, series.throttle_reasons) if r]
@@ -112,6 +114,9 @@ def timelines(run: Run) -> list[Timeline]:
     return out
 
 
+MAX_SHADED_WINDOWS = 200
+
+
 def cost_views(
     run: Run, locator: ConfigLocator | None, *, train_scenario: str, serve_scenario: str, samples: int = 20_000
 ) -> dict[str, Any]:
@@ -121,6 +126,8 @@ def cost_views(
     from meter.cost.from_run import measured_from_doc
 
     out: dict[str, Any] = {"train": None, "serve_by_batch": [], "problems": []}
+    if run.doc.kind == "job":
+        return _job_cost_views(run, locator, train_scenario, samples, out)
     try:
         measured = measured_from_doc(run.doc, run.path)
     except MeterError as exc:
@@ -141,6 +148,19 @@ def cost_views(
             out["problems"].append(f"serving at batch {batch}: {exc}")
             continue
         out["serve_by_batch"].append((batch, context, e))
+    return out
+
+
+def _job_cost_views(run: Run, locator, train_scenario: str, samples: int, out: dict[str, Any]) -> dict[str, Any]:
+    """A measured job priced at its end-to-end MFU: what the training scenario would take at that MFU."""
+    from meter.config.scenarios import load_scenario
+    from meter.cost.from_job import estimate_from_job, job_rate
+
+    try:
+        rate = job_rate(run.doc, run.path)
+        out["train"] = estimate_from_job(load_scenario(train_scenario, locator), rate, samples=samples, locator=locator)
+    except MeterError as exc:
+        out["problems"].append(f"training: {exc}")
     return out
 
 

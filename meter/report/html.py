@@ -15,9 +15,11 @@ from meter.cost.display import SERVE_DISPLAY, TRAIN_DISPLAY, fmt, rows
 from meter.errors import OutputError
 from meter.jsonable import to_jsonable
 from meter.report import data, plots
+from meter.report import job as job_view
 
 SECTIONS = [
     ("summary", "Summary"),
+    ("job", "Measured job"),
     ("roofline", "Roofline"),
     ("timeline", "Power, utilization and clocks"),
     ("training-cost", "Training cost"),
@@ -64,6 +66,44 @@ def _figure(fig, name: str, png_dir: Path | None, pngs: list[Path]) -> str:
     return f'<div class="fig">{plots.render(fig, png)}</div>'
 
 
+def _job_section(r: data.Run, train) -> list[str]:
+    job = r.doc.job
+    out = [f"<h3>{html.escape(r.name)}: {html.escape(r.label)} ({html.escape(r.doc.status)})</h3>"]
+    sentence = job_view.job_sentence(r, train)
+    if sentence:
+        out.append(f"<p><b>{html.escape(sentence)}</b></p>")
+    out.append(table(["figure", "value"], [[k, v] for k, v in job_view.job_summary(r)], 2))
+    if job.gpus:
+        out.append(
+            table(
+                [h for h, _ in job_view.JOB_GPU_COLUMNS],
+                [[fn(g) for _, fn in job_view.JOB_GPU_COLUMNS] for g in job.gpus],
+                3,
+            )
+        )
+    if job.window_totals:
+        out.append(
+            table(
+                ["window", "count", "duration s", "energy J", "$", "tokens"],
+                [[t.name, t.count, t.duration_s, t.energy_j, t.usd, t.tokens] for t in job.window_totals],
+                1,
+            )
+        )
+    if job.windows:
+        shown = job.windows[: job_view.MAX_WINDOW_ROWS]
+        out.append(
+            table(
+                [h for h, _ in job_view.JOB_WINDOW_COLUMNS],
+                [[fn(w) for _, fn in job_view.JOB_WINDOW_COLUMNS] for w in shown],
+                1,
+            )
+        )
+        left = len(job.windows) - len(shown) + job.windows_not_kept
+        if left:
+            out.append(f'<p class="note">{left} more window(s) in the run file are not listed.</p>')
+    return out
+
+
 def build(
     runs: list[data.Run],
     *,
@@ -96,6 +136,8 @@ def build(
     for r in runs:
         ok = len(r.ok_cases())
         best = max((c.metrics.mfu or 0 for c in r.ok_cases()), default=None)
+        if r.doc.job is not None and r.doc.job.work is not None:
+            best = r.doc.job.work.mfu
         summary_rows.append(
             [
                 r.name,
@@ -134,6 +176,8 @@ def build(
                     2,
                 )
             )
+        if r.doc.job is not None:
+            parts["job"] += _job_section(r, costs[r.path]["train"])
         roof = data.roofline(r)
         if roof.points:
             parts["roofline"].append(_figure(plots.roofline(roof), f"roofline-{r.name}", png_dir, pngs))
@@ -236,10 +280,11 @@ def build(
                 f"{html.escape(str(dict(hw.peak_tflops)))} TFLOP/s; source: "
                 f"{html.escape(str(hw.source))}</p>"
             )
-    nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in SECTIONS)
+    shown = [(key, title) for key, title in SECTIONS if key != "job" or parts["job"]]  # a job section for jobs
+    nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in shown)
     body = "".join(
         f'<section id="{key}"><h2>{title}</h2>{"".join(parts[key]) or "<p class=note>Nothing to show.</p>"}</section>'
-        for key, title in SECTIONS
+        for key, title in shown
     )
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = "gpu-cost-meter report: " + ", ".join(r.label for r in runs)

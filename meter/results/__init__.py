@@ -12,11 +12,13 @@ from meter.results.document import (
     Ceilings,
     DeviceInfo,
     HardwareSummary,
+    ImportInfo,
     RunDocument,
     RunMetadata,
     TelemetryInfo,
     Timeline,
 )
+from meter.results.job import JobCost, JobGpu, JobResult, JobWindow, JobWindowTotal, JobWork
 from meter.results.load import RunFileError, load_run, parse_run, run_from_dict
 from meter.results.records import (
     CaseDetails,
@@ -44,6 +46,13 @@ __all__ = [
     "CommResult",
     "DeviceInfo",
     "HardwareSummary",
+    "ImportInfo",
+    "JobCost",
+    "JobGpu",
+    "JobResult",
+    "JobWindow",
+    "JobWindowTotal",
+    "JobWork",
     "Projection",
     "ProjectionLayer",
     "RunDocument",

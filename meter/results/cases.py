@@ -21,8 +21,9 @@ Dtype = Literal["bf16", "fp16", "fp32"]
 Fp8Scaling = Literal["rowwise", "blockwise"]
 Routing = Literal["learned", "uniform", "skew"]
 DecodeForm = Literal["absorbed", "naive", "fused"]
-Collective = Literal["dispatch", "combine", "all_reduce", "all_gather"]
-Payload = Literal["fp8", "bf16", "fp32"]
+Collective = Literal["dispatch", "combine", "all_reduce", "all_gather", "all_to_all"]
+# fp8, bf16, fp32: meter's own collectives; the rest are types nccl-tests measures (meter import nccl-tests)
+Payload = Literal["fp8", "bf16", "fp16", "fp32", "fp64", "int8", "uint8", "int32", "uint32", "int64", "uint64"]
 
 LAYERS: tuple[str, ...] = Layer.__args__  # type: ignore[attr-defined]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]

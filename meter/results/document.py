@@ -13,13 +13,18 @@ from typing import Annotated, Any, Literal
 
 from meter.config.schema import ALLOW_EMPTY, between, ge, gt
 from meter.results.acceptance import AcceptanceReport
+from meter.results.job import JobResult
 from meter.results.records import CaseResult, CommResult, Projection, Straggler, TimingSettings
 
 SCHEMA = "gpu-cost-meter/run"
 SCHEMA_VERSION = 3
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
-RunKind = Literal["bench", "acceptance"]
+# bench: meter measured layers and collectives; acceptance: meter acceptance on a new machine;
+# job: the user's own command or loop, measured; import: results another tool measured
+# (nccl-tests), converted into the run file's terms.
+RunKind = Literal["bench", "acceptance", "job", "import"]
 STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
+KINDS: tuple[str, ...] = RunKind.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -223,14 +228,29 @@ class OpsInfo:
 
 
 @dataclass(frozen=True)
+class ImportInfo:
+    """Where an imported run's results came from: the tool, its version and its output file."""
+
+    tool: str
+    path: str
+    version: str | None = None
+    command: str | None = None  # the tool's command line, when its output names it
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RunMetadata:
-    """Where and how a run was measured: device, driver, CUDA, torch, git sha, method."""
+    """Where and how a run was measured: device, driver, CUDA, torch, git sha, method.
+
+    ``method`` describes meter's own benchmark method (bench runs); a job or an import has none.
+    """
 
     device: DeviceInfo
     software: SoftwareInfo
     git: GitInfo
     host: HostInfo
-    method: MethodInfo
+    method: MethodInfo | None = None
+    imported: ImportInfo | None = None
     hardware: HardwareSummary | None = None
     command: list[Annotated[str, ALLOW_EMPTY]] = field(default_factory=list)
     suite: str | None = None
@@ -277,6 +297,7 @@ class RunDocument:
     communication: list[CommResult] = field(default_factory=list)
     stragglers: list[Straggler] = field(default_factory=list)
     telemetry_timeline: Timeline | None = None
+    job: JobResult | None = None  # kind job: the measured job
     extras: Mapping[str, Any] = field(default_factory=dict)  # added by later steps (meter run's cost lines)
     acceptance: AcceptanceReport | None = None  # kind "acceptance": the steps and checks of meter acceptance
 

@@ -77,28 +77,109 @@ def run_from_dict(raw: Any, where: Path | str) -> RunDocument:
 
 
 def check_consistency(doc: RunDocument, where: Path | str | None) -> None:
-    """What no single field can say: an ``ok`` case has timing and metrics; timeline series line up."""
+    """What no single field can say: each rule below, in turn."""
+    for rule in CONSISTENCY_RULES:
+        rule(doc, where)
+
+
+def _kind_has_its_parts(doc: RunDocument, where: Path | str | None) -> None:
+    """A job run holds a job and no benchmark cases; a bench run holds no job; an import says its source."""
+    if doc.kind == "job":
+        if doc.job is None:
+            raise RunFileError(where, "job", "missing from a run of kind 'job'")
+        for name in ("cases", "projections"):
+            if getattr(doc, name):
+                raise RunFileError(where, name, "a job run holds no benchmark results; found some")
+    elif doc.job is not None:
+        raise RunFileError(where, "job", f"only a run of kind 'job' holds one; this run is of kind '{doc.kind}'")
+    if doc.kind == "import" and doc.metadata.imported is None:
+        raise RunFileError(where, "metadata.imported", "missing from a run of kind 'import'")
+    if doc.kind == "bench" and doc.metadata.method is None:
+        raise RunFileError(where, "metadata.method", "missing from a benchmark run")
+
+
+def _ok_cases_are_measured(doc: RunDocument, where: Path | str | None) -> None:
     for i, case in enumerate(doc.cases):
         if case.status == "ok":
             for name in ("timing", "metrics"):
                 if getattr(case, name) is None:
                     raise RunFileError(where, f"cases[{i}].{name}", "missing from a case with status 'ok'")
-    if doc.telemetry_timeline is not None:
-        for key, series in doc.telemetry_timeline.devices.items():
-            n = len(series.t_s)
-            for name in ("power_w", "utilization_ratio", "sm_clock_hz", "throttle_reasons"):
-                if len(getattr(series, name)) != n:
-                    raise RunFileError(
-                        where,
-                        f"telemetry_timeline.devices.{key}.{name}",
-                        f"has {len(getattr(series, name))} values for {n} times",
-                    )
+
+
+def _timeline_lines_up(doc: RunDocument, where: Path | str | None) -> None:
+    if doc.telemetry_timeline is None:
+        return
+    for key, series in doc.telemetry_timeline.devices.items():
+        n = len(series.t_s)
+        for name in ("power_w", "utilization_ratio", "sm_clock_hz", "throttle_reasons"):
+            if len(getattr(series, name)) != n:
+                raise RunFileError(
+                    where,
+                    f"telemetry_timeline.devices.{key}.{name}",
+                    f"has {len(getattr(series, name))} values for {n} times",
+                )
+
+
+def _projections_name_cases(doc: RunDocument, where: Path | str | None) -> None:
     for i, projection in enumerate(doc.projections):
         for kind, layer in projection.layers.items():
             if not any(c.id == layer.case_id for c in doc.cases):
                 raise RunFileError(
                     where, f"projections[{i}].layers.{kind}.case_id", "names no case of this run", layer.case_id
                 )
+
+
+def _job_is_consistent(doc: RunDocument, where: Path | str | None) -> None:
+    """A job's GPUs are named once, its windows end after they start, its rates follow from its counts."""
+    job = doc.job
+    if job is None:
+        return
+    keys = [g.key for g in job.gpus]
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            raise RunFileError(where, f"job.gpus[{i}].key", "names a GPU listed twice", key)
+    for i, w in enumerate(job.windows):
+        if w.end_s < w.start_s:
+            raise RunFileError(where, f"job.windows[{i}].end_s", f"before its start ({w.start_s:g} s)", w.end_s)
+        if abs((w.end_s - w.start_s) - w.duration_s) > 1e-3 + 1e-6 * w.duration_s:
+            raise RunFileError(
+                where,
+                f"job.windows[{i}].duration_s",
+                f"differs from end_s - start_s ({w.end_s - w.start_s:g} s)",
+                w.duration_s,
+            )
+    work = job.work
+    if work is not None:
+        if work.tokens_per_s is not None and job.duration_s > 0:
+            expected = work.tokens / job.duration_s
+            if not _close(work.tokens_per_s, expected):
+                raise RunFileError(
+                    where,
+                    "job.work.tokens_per_s",
+                    f"differs from tokens / duration_s ({expected:.6g})",
+                    work.tokens_per_s,
+                )
+        if (work.mfu is not None or work.flops_per_token is not None) and work.model is None:
+            raise RunFileError(where, "job.work.model", "missing: flops_per_token and mfu need the model they count")
+        if work.model is not None and work.phase is None:
+            raise RunFileError(where, "job.work.phase", "missing: a model's FLOPs per token depend on the phase")
+    if job.cost is not None and job.cost.gpus != len(job.gpus) and job.gpus:
+        raise RunFileError(
+            where, "job.cost.gpus", f"differs from the {len(job.gpus)} GPU(s) listed in job.gpus", job.cost.gpus
+        )
+
+
+def _close(a: float, b: float, rel: float = 1e-3) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-12
+
+
+CONSISTENCY_RULES: tuple[Callable[[RunDocument, Path | str | None], None], ...] = (
+    _kind_has_its_parts,
+    _ok_cases_are_measured,
+    _timeline_lines_up,
+    _projections_name_cases,
+    _job_is_consistent,
+)
 
 
 def _parse_json(text: str, where: Path | str) -> Any:
@@ -141,7 +222,8 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
-    """Version 3 only adds optional fields (ops, backends, parts, acceptance): a version-2 file is one as it is."""
+    """Version 3 only adds optional fields (ops, backends, parts, acceptance) and run kinds (acceptance, job,
+    import) with their sections: a version-2 file is one as it is."""
     return {**raw, "schema_version": 3}
 
 

@@ -40,29 +40,43 @@ def git_info(repo: Path | None = None) -> GitInfo:
     return GitInfo(sha=sha or None, dirty=bool(status.strip()), source="git")
 
 
-def software_info() -> SoftwareInfo:
-    import torch
+def software_info(*, import_torch: bool = True) -> SoftwareInfo:
+    """The software a result was measured with.
 
-    try:
-        from importlib.metadata import version
-
-        nvml_py = version("nvidia-ml-py")
-    except Exception:  # not installed, or metadata unreadable
-        nvml_py = None
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    ``import_torch=False`` (a measured job: meter itself runs no torch code) reads torch's version
+    from its package metadata, or from the module when the process has already imported it, so
+    that metering a job does not cost the seconds importing torch takes.
+    """
     driver, cuda_driver = _nvidia_driver()
-    return SoftwareInfo(
+    common = dict(
         meter=__version__,
         python=platform.python_version(),
         platform=platform.platform() or None,
+        nvidia_ml_py=_distribution_version("nvidia-ml-py"),
+        driver=driver,
+        cuda_driver=cuda_driver,
+    )
+    if not import_torch and "torch" not in sys.modules:
+        return SoftwareInfo(torch=_distribution_version("torch"), **common)
+    import torch
+
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return SoftwareInfo(
         torch=torch.__version__,
         torch_cuda=torch.version.cuda,
         torch_git=getattr(torch.version, "git_version", None) or None,
         cudnn=cudnn,
-        nvidia_ml_py=nvml_py,
-        driver=driver,
-        cuda_driver=cuda_driver,
+        **common,
     )
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # not installed, or metadata unreadable
+        return None
 
 
 def _nvidia_driver() -> tuple[str | None, str | None]:

@@ -18,6 +18,7 @@ from meter.config.schema import between, ge, gt
 from meter.results.cases import BenchCase, CommCase, Dtype, Phase
 
 CaseStatus = Literal["ok", "oom", "unsupported", "error"]
+MAX_LAYERS = 100_000  # layers of one kind in a model; a count beyond it is a broken file, not a model
 Scope = Literal["world", "intra-node", "inter-node"]
 
 
@@ -207,7 +208,7 @@ class ProjectionLayer:
     """One layer kind in a whole-model projection: which case measured it and how many the model has."""
 
     case_id: str
-    count: int = field(metadata=ge(0))
+    count: int = field(metadata=between(0, MAX_LAYERS))
     time_per_token_s: float = field(metadata=gt(0))
     flops_per_token: float = field(metadata=ge(0))
 

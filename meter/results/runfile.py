@@ -18,6 +18,7 @@ from meter.errors import ConfigError, OutputError
 from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
 from meter.results.document import STATUSES, RunDocument, RunMetadata
+from meter.results.job import JobResult
 from meter.results.load import check_consistency
 from meter.results.metadata import utc_now
 from meter.results.records import CaseResult
@@ -53,10 +54,24 @@ def checked_case(case: CaseResult) -> CaseResult:
 class RunRecorder:
     """Builds a run document and writes it after each change."""
 
-    def __init__(self, path: Path, *, metadata: RunMetadata, run_id: str | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        metadata: RunMetadata,
+        run_id: str | None = None,
+        kind: str = "bench",
+        job: JobResult | None = None,
+    ):
         self.path = Path(path)
         self.doc = RunDocument(
-            run_id=run_id or new_run_id(), status="running", started_at=utc_now(), metadata=metadata, cases=[]
+            run_id=run_id or new_run_id(),
+            status="running",
+            started_at=utc_now(),
+            metadata=metadata,
+            cases=[],
+            kind=kind,  # type: ignore[arg-type]
+            job=job,
         )
         self.save()  # an unwritable path is refused before anything is measured
 

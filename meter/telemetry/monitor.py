@@ -136,6 +136,17 @@ class Monitor:
         if name not in self._open:
             raise ValueError(f"window {name!r} was never begun")
         begin, end = self._open.pop(name), self._edges()
+        return self._summarize(name, begin, end)
+
+    def rollover_window(self, name: str) -> TelemetryWindow:
+        """End ``name`` and begin it again at the same edges: consecutive windows tile time with no gap."""
+        if name not in self._open:
+            raise ValueError(f"window {name!r} was never begun")
+        begin, end = self._open[name], self._edges()
+        self._open[name] = end
+        return self._summarize(name, begin, end)
+
+    def _summarize(self, name: str, begin: dict[str, Edge], end: dict[str, Edge]) -> TelemetryWindow:
         first = min(e.t_s for e in begin.values()) if begin else time.monotonic()
         last = max(e.t_s for e in end.values()) if end else time.monotonic()
         per_device = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections import deque
 
@@ -33,11 +32,20 @@ class Ring:
             return self._items[-1] if self._items else None
 
     def between(self, t0: float, t1: float) -> list[Reading]:
-        """Readings with t0 <= t_s <= t1, oldest first."""
+        """Readings with t0 <= t_s <= t1, oldest first.
+
+        Windows end at or near the newest reading, so the scan runs from the newest end and stops at
+        t0: the cost is that of the window's readings, not of the whole ring (an hour of samples).
+        """
+        out = []
         with self._lock:
-            items = list(self._items)
-        times = [r.t_s for r in items]
-        return items[bisect.bisect_left(times, t0) : bisect.bisect_right(times, t1)]
+            for reading in reversed(self._items):
+                if reading.t_s < t0:
+                    break
+                if reading.t_s <= t1:
+                    out.append(reading)
+        out.reverse()
+        return out
 
     def __len__(self) -> int:
         with self._lock:

@@ -81,6 +81,25 @@ def test_report_of_recorded_runs_opens_offline_with_every_section(tmp_path: Path
     assert oct(report.stat().st_mode & 0o777) != "0o600"
 
 
+@pytest.mark.slow
+def test_report_of_a_measured_job_opens_offline_with_its_section(tmp_path: Path):
+    from meter.jsonable import to_jsonable
+    from meter.results.atomic import write_json_atomic
+    from tests.runs import job_doc
+
+    job = tmp_path / "job.json"
+    write_json_atomic(job, to_jsonable(job_doc(hardware="h800-sxm", gpus=8, duration_s=3600)))
+    report = tmp_path / "job-report.html"
+    r = run_meter("report", str(job), "-o", str(report), "--samples", "2000")
+    assert r.returncode == 0, r.stderr
+    checked = open_in_chromium(report, tmp_path)
+    assert checked["console_errors"] == [] and checked["page_errors"] == [] and checked["external_requests"] == []
+    sections = checked["sections"]
+    assert list(sections) == ["summary", "job", *SECTIONS[1:]]
+    assert sections["job"]["tables"] == 2 and "At the MFU your job achieved" in report.read_text()
+    assert sections["training-cost"]["svgs"] == 1  # the scenario at the job's MFU
+
+
 def test_report_refuses_bad_input(tmp_path: Path):
     r = run_meter("report", str(tmp_path / "missing.json"))
     assert r.returncode == 2 and "missing.json: no such file" in r.stderr and "Traceback" not in r.stderr

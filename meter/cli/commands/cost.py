@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from meter import domains as D
+from meter.cli import serving_bench
 from meter.cli.commands.cost_show import cluster_row, print_cluster, show
 from meter.cli.common import OneLineParser, locator, number, numbers
 from meter.cli.output import emit_json, table
@@ -191,7 +192,11 @@ def _register_cluster(cost_sub: argparse._SubParsersAction, common: argparse.Arg
         "--ep", type=numbers(D.EP), metavar="N,M", help="expert-parallel degrees to compare (default: the scenario's)"
     )
     _from_run(p, "compute measured in a run file instead of compute_mfu")
-    p.add_argument("--comm-run", metavar="RUN.json", help="link bandwidths measured by meter bench --distributed")
+    p.add_argument(
+        "--comm-run",
+        metavar="RUN.json",
+        help="link bandwidths measured by meter bench --distributed, or nccl-tests' output (meter import nccl-tests)",
+    )
     _inputs(p)
     p.set_defaults(handler=run_cluster)
 
@@ -229,6 +234,8 @@ def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.Argum
     )
     p.add_argument("--cache-hit-rate", type=_quantity, metavar="R", help="share of input tokens served from cache")
     p.add_argument("--tokens-per-day", metavar="IN,OUT", help="load to size the deployment for, e.g. 608B,168B")
+    serving_bench.add_options(p)
+    p.add_argument("--gpus", type=number(D.GPUS), metavar="N", help="with --from-bench: the GPUs the server ran on")
     _common(p)
     p.set_defaults(handler=run_serve, scenario_default="deepseek-v3-day6")
 
@@ -273,10 +280,11 @@ def _comm_run(args: argparse.Namespace):
     """The measured link bandwidths of a distributed run file, or None."""
     if not getattr(args, "comm_run", None):
         return None
+    from meter.config.hardware import list_hardware
     from meter.cost.ep_comm import measured_links
-    from meter.results.load import load_run
+    from meter.engines.comm_run import load_comm_run
 
-    doc = load_run(args.comm_run)
+    doc = load_comm_run(args.comm_run, list_hardware(locator(args)))  # a run file, or nccl-tests' output
     if not doc.communication:
         raise UsageError(
             f"{args.comm_run}: field 'communication': no communication results; --comm-run takes a run of "
@@ -284,7 +292,7 @@ def _comm_run(args: argparse.Namespace):
         )
     links = measured_links(doc, args.comm_run)
     if links.nvlink_bytes_per_s is None and links.network_bytes_per_s is None:
-        raise UsageError(f"{args.comm_run}: no verified dispatch or combine all-to-all to measure the links with")
+        raise UsageError(f"{args.comm_run}: no verified all-to-all or all-reduce to measure the links with")
     return links
 
 
@@ -443,6 +451,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from meter.cost.estimate import LayoutOverrides, estimate_serve
 
     loc = locator(args)
+    if args.from_bench:  # a serving engine's benchmark file (meter.cli.serving_bench)
+        return _serve_from_bench(args, loc)
     scenario = _serve_scenario(args, loc)
     run = _measured(args)
     if args.efficiency is not None and run is not None:
@@ -475,6 +485,16 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     show(args, estimate)
     return 0
+
+
+def _serve_from_bench(args: argparse.Namespace, loc) -> int:
+    from meter.cost.estimate import LayoutOverrides
+
+    if args.from_run:
+        raise UsageError("--from-bench and --from-run are two measurements to price; give one")
+    named = bool(args.model or args.scenario)  # the engine's efficiency needs the model it served
+    layout = LayoutOverrides(args.deployment, args.tp, args.ep, args.weights, args.batch_per_gpu, args.context)
+    return serving_bench.run(args, args.gpus, _serve_scenario(args, loc) if named else None, layout)
 
 
 def _serve_scenario(args: argparse.Namespace, loc):

@@ -273,7 +273,13 @@ def calibration(run_path: str, scenario_name: str, loc) -> dict:
     from meter.config.scenarios import load_scenario
     from meter.cost.estimate import estimate_serve, estimate_train
     from meter.cost.from_run import load_measured
+    from meter.results.load import load_run
 
+    doc = load_run(run_path)
+    if doc.kind == "job":  # a measured job: the scenario at the MFU it achieved (meter.cost.from_job)
+        from meter.cost.from_job import job_calibration
+
+        return job_calibration(doc, run_path, load_scenario(scenario_name, loc), loc)
     run = load_measured(run_path)
     scenario = load_scenario(scenario_name, loc)
     if scenario.kind == "train":
@@ -318,9 +324,11 @@ def print_calibration(c: dict) -> None:
     print(f"Calibration of {c['run']} ({c['device']}) against scenario '{c['scenario']}'{cpu}")
     if c["kind"] == "train":
         eff = c["efficiency"].get("train", [{}])[0]
-        print(f"Measured training efficiency: {eff.get('efficiency', 0):.1%} of the {eff.get('basis')}.")
+        job = c["method"] == "measured job"
+        what = "End-to-end MFU of the job" if job else "Measured training efficiency"
+        print(f"{what}: {eff.get('efficiency', 0):.1%} of the {eff.get('basis')}.")
         print(
-            f"At that efficiency, {c['scenario']}'s pre-training takes {fmt(m.get('pretraining_gpu_hours'), 'count')} "
+            f"At {'the MFU your job achieved' if job else 'that efficiency'}, {c['scenario']}'s pre-training takes {fmt(m.get('pretraining_gpu_hours'), 'count')} "
             f"GPU-hours and {fmt(m.get('pretraining_usd'), 'usd')} (reported: "
             f"{fmt(rep.get('pretraining_gpu_hours'), 'count')} GPU-hours, {fmt(rep.get('pretraining_usd'), 'usd')}); "
             f"MFU {fmt(m.get('mfu'), 'pct')} against the {fmt(r.get('mfu'), 'pct')} the scenario assumes."

@@ -1,0 +1,164 @@
+"""From a job meter's measurements to the run file's typed job section and metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from meter.config.hardware import HardwareSpec
+from meter.measure.core import JobMeter, Span
+from meter.measure.figures import Prices, WorkModel, cost_figures, device_windows, mean_utilization, work_figures
+from meter.measure.gpus import WatchedGpu
+from meter.results.document import DeviceInfo, RunMetadata, TelemetryInfo
+from meter.results.job import JobResult, JobWindow, JobWindowTotal
+
+
+@dataclass(frozen=True)
+class JobSetup:
+    """What the job is priced and rated against, decided before it starts."""
+
+    prices: Prices
+    model: WorkModel | None = None
+    hardware: HardwareSpec | None = None  # the GPUs' config, matched by NVML name or given
+    stated_gpus: int | None = None  # GPUs the job used, when NVML cannot see them
+    no_telemetry: str | None = None  # why there is no GPU telemetry
+    notes: list[str] = field(default_factory=list)
+
+    def gpu_count(self, meter: JobMeter) -> int:
+        return len(meter.gpus) if meter.gpus else (self.stated_gpus or 0)
+
+
+def window_record(span: Span, name: str, tokens: float | None, *, gpus: int, setup: JobSetup) -> JobWindow:
+    """One API window: time, energy, dollars and, given tokens, its rates."""
+    tele = span.telemetry
+    energy = tele.energy_j if tele is not None else None
+    cost = cost_figures(gpus=gpus, duration_s=span.duration_s, energy_j=energy, prices=setup.prices)
+    work = None
+    if tokens is not None:
+        work = work_figures(
+            tokens=tokens, source="api", duration_s=span.duration_s, gpus=gpus, energy_j=energy, model=setup.model
+        )
+    return JobWindow(
+        name=name,
+        start_s=span.start_s,
+        end_s=span.end_s,
+        duration_s=span.duration_s,
+        gpus=gpus,
+        energy_j=energy,
+        usd=cost.gpu_usd,
+        energy_usd=cost.energy_usd,
+        tokens=tokens,
+        tokens_per_s=work.tokens_per_s if work else None,
+        joules_per_token=work.joules_per_token if work else None,
+        achieved_tflops=work.achieved_tflops if work else None,
+        mfu=work.mfu if work else None,
+        telemetry=tele,
+    )
+
+
+def job_result(
+    meter: JobMeter,
+    setup: JobSetup,
+    *,
+    source: str,
+    command: list[str] | None = None,
+    exit_status: int | None = None,
+    signal: str | None = None,
+    interrupted: bool = False,
+    tokens: float | None = None,
+    tokens_source: str | None = None,
+    windows: list[JobWindow] | None = None,
+    window_totals: list[JobWindowTotal] | None = None,
+    windows_not_kept: int = 0,
+    notes: list[str] | None = None,
+) -> JobResult:
+    """The job section of the run file, from everything measured so far."""
+    window = meter.job_window()
+    duration = meter.elapsed_s()
+    if window is not None and window.start_s is not None and window.end_s is not None:
+        duration = window.end_s - window.start_s  # wall-clock, first segment to last
+    energy = window.energy_j if window is not None else None
+    gpus = setup.gpu_count(meter)
+    work = None
+    if tokens is not None:
+        work = work_figures(
+            tokens=tokens,
+            source=tokens_source or source,
+            duration_s=duration,
+            gpus=gpus,
+            energy_j=energy,
+            model=setup.model,
+        )
+    extra = list(notes or [])
+    if work is not None and work.mfu is not None and work.mfu > 1:
+        extra.append(
+            f"MFU {work.mfu:.3g} is above 1: the token count, the model or the sequence length is not the job's"
+        )
+    return JobResult(
+        source=source,  # type: ignore[arg-type]
+        duration_s=duration,
+        command=list(command or []),
+        exit_status=exit_status,
+        signal=signal,
+        interrupted=interrupted,
+        gpus=meter.gpu_records(window),
+        telemetry=window,
+        energy_reason=_energy_reason(window, setup),
+        avg_utilization_ratio=mean_utilization(list(device_windows(window).values())) if window else None,
+        work=work,
+        cost=cost_figures(gpus=gpus, duration_s=duration, energy_j=energy, prices=setup.prices),
+        windows=list(windows or []),
+        window_totals=list(window_totals or []),
+        windows_not_kept=windows_not_kept,
+        notes=list(setup.notes) + extra,
+    )
+
+
+def _energy_reason(window, setup: JobSetup) -> str | None:
+    if window is None:
+        return setup.no_telemetry or "no GPU telemetry"
+    if window.energy_j is None:
+        return "; ".join(window.low_confidence_reasons) or "no energy reading"
+    return None
+
+
+def job_metadata(
+    gpus: list[WatchedGpu], telemetry: TelemetryInfo | None, setup: JobSetup, *, command: list[str], software
+) -> RunMetadata:
+    """Where the job ran: its first GPU (or the stated hardware, or the host), host, software, git."""
+    from meter.results import metadata as md
+
+    if telemetry is None:
+        telemetry = TelemetryInfo(enabled=False, reason=setup.no_telemetry)
+    return RunMetadata(
+        device=_device(gpus, setup),
+        hardware=md.hardware_summary(setup.hardware),
+        software=software,
+        git=md.git_info(),
+        host=md.host_info(),
+        command=command,
+        telemetry=telemetry,
+    )
+
+
+def _device(gpus: list[WatchedGpu], setup: JobSetup) -> DeviceInfo:
+    if gpus:
+        first = gpus[0]
+        return DeviceInfo(
+            kind="cuda",
+            torch_device="cuda:0",
+            name=first.name,
+            uuid=first.uuid,
+            hardware_config=first.hardware.name if first.hardware else None,
+            memory_bytes=first.memory_total_bytes,
+        )
+    hw = setup.hardware
+    if hw is not None and hw.kind == "gpu":
+        return DeviceInfo(
+            kind="cuda",
+            torch_device="cuda",
+            name=f"{hw.display_name} (stated, not seen through NVML)",
+            hardware_config=hw.name,
+        )
+    from meter.results.metadata import cpu_model
+
+    return DeviceInfo(kind="cpu", torch_device="cpu", name=cpu_model(), hardware_config=hw.name if hw else None)

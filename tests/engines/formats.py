@@ -1,0 +1,201 @@
+"""Result files written the way the engines and nccl-tests write them (field names and layout from their source)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def vllm_bench_serve(**overrides) -> dict:
+    """``vllm bench serve --save-result``: setup, traffic, then the benchmark's results, per vllm/benchmarks/serve.py.
+
+    120 s, 500 requests of 1,024 input and 256 output tokens.
+    """
+    duration, completed, inputs, outputs = 120.0, 500, 512_000, 128_000
+    result = {
+        "date": "20261201-101500",
+        "endpoint_type": "openai",
+        "backend": "openai",
+        "label": None,
+        "model_id": "deepseek-ai/DeepSeek-V3",
+        "tokenizer_id": "deepseek-ai/DeepSeek-V3",
+        "num_prompts": 500,
+        "tp": "8",  # --metadata tp=8
+        "request_rate": "inf",
+        "burstiness": 1.0,
+        "max_concurrency": 64,
+        "duration": duration,
+        "completed": completed,
+        "failed": 0,
+        "total_input_tokens": inputs,
+        "total_output_tokens": outputs,
+        "request_throughput": completed / duration,
+        "request_goodput": None,
+        "output_throughput": outputs / duration,
+        "total_token_throughput": (inputs + outputs) / duration,
+        "max_output_tokens_per_s": 1480.0,
+        "max_concurrent_requests": 64,
+        "rtfx": 0.0,
+        "latencies": [],
+        "queue_times": [],
+    }
+    for name, base in (("ttft", 180.0), ("tpot", 42.0), ("itl", 41.0), ("e2el", 10900.0)):
+        result |= {f"mean_{name}_ms": base, f"median_{name}_ms": base * 0.95, f"std_{name}_ms": base * 0.2}
+        result |= {f"p99_{name}_ms": base * 2.1}
+    result |= {"p50_ttft_ms": 171.0, "p90_ttft_ms": 300.0}
+    return result | overrides
+
+
+def vllm_benchmark_serving(**overrides) -> dict:
+    """The older ``benchmarks/benchmark_serving.py --save-result``: no endpoint_type, label or failed."""
+    new = vllm_bench_serve()
+    old = {k: v for k, v in new.items() if k not in ("endpoint_type", "label", "failed", "max_output_tokens_per_s",
+                                                     "max_concurrent_requests", "rtfx", "latencies", "queue_times")}  # fmt: skip
+    old["request_goodput:"] = None  # that version's key, colon included
+    return old | overrides
+
+
+def sglang_bench_serving(**overrides) -> dict:
+    """``python -m sglang.bench_serving``: one line appended to --output-file, per python/sglang/bench_serving.py.
+
+    300 s, 1,000 requests, 2,000,000 input and 400,000 output tokens; request_rate inf (json writes Infinity).
+    """
+    duration, completed, inputs, outputs = 300.0, 1000, 2_000_000, 400_000
+    result = {
+        "backend": "sglang",
+        "dataset_name": "random",
+        "request_rate": float("inf"),
+        "max_concurrency": 256,
+        "sharegpt_output_len": None,
+        "random_input_len": 2000,
+        "random_output_len": 400,
+        "random_range_ratio": 1.0,
+        "duration": duration,
+        "completed": completed,
+        "total_input_tokens": inputs,
+        "total_output_tokens": outputs,
+        "total_output_tokens_retokenized": outputs - 12,
+        "request_throughput": completed / duration,
+        "input_throughput": inputs / duration,
+        "output_throughput": outputs / duration,
+        "mean_e2e_latency_ms": 61000.0,
+        "median_e2e_latency_ms": 60500.0,
+        "std_e2e_latency_ms": 4000.0,
+        "p99_e2e_latency_ms": 71000.0,
+        "mean_ttft_ms": 900.0,
+        "median_ttft_ms": 850.0,
+        "std_ttft_ms": 200.0,
+        "p99_ttft_ms": 2100.0,
+        "mean_tpot_ms": 150.0,
+        "median_tpot_ms": 148.0,
+        "std_tpot_ms": 10.0,
+        "p99_tpot_ms": 180.0,
+        "mean_itl_ms": 149.0,
+        "median_itl_ms": 140.0,
+        "std_itl_ms": 30.0,
+        "p95_itl_ms": 200.0,
+        "p99_itl_ms": 260.0,
+        "concurrency": 203.3,
+        "accept_length": None,
+    }
+    return result | overrides
+
+
+def write_json(path: Path, record: dict) -> Path:
+    path.write_text(json.dumps(record))  # json.dump, no newline, as vLLM writes it
+    return path
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))  # SGLang appends one line per result
+    return path
+
+
+# --- nccl-tests ---------------------------------------------------------------------------------
+
+
+def _float(value: float, width: int) -> str:
+    """nccl-tests' getFloatStr: 2 decimals if they fit the width, then 1, then 0, then an exponent."""
+    for fmt in (f"%{width}.2f", f"%{width}.1f", f"%{width}.0f"):
+        text = fmt % value
+        if len(text) <= width:
+            return text
+    return (f"%{width}.1e" if width >= 7 else f"%{width}.0e") % value
+
+
+def nccl_output(
+    program: str | None,
+    rows: list[tuple[int, float]],
+    *,
+    hosts: list[str] = ("node01",),
+    gpus_per_host: int = 8,
+    dtype: str = "float",
+    redop: str = "sum",
+    factor=lambda n: 2 * (n - 1) / n,
+    wrong: str = "0",
+    name: str = "NVIDIA H100 80GB HBM3",
+) -> str:
+    """The stdout of an nccl-tests *_perf program: header, device lines, one row per (size B, time us)."""
+    n = len(hosts) * gpus_per_host
+    lines = ["# nccl-tests version 2.19.6 nccl-headers=22807 nccl-library=22807"]
+    if program:
+        lines.append(f"# Collective test starting: {program}")
+    lines += [
+        "# nThread 1 nGpus 8 minBytes 1048576 maxBytes 1073741824 step: 4(factor) warmup iters: 5 iters: 20 "
+        "agg iters: 1 validation: 1 graph: 0 unalign: 0",
+        "#",
+        "# Using devices",
+    ]
+    for h, host in enumerate(hosts):
+        for d in range(gpus_per_host):
+            rank = h * gpus_per_host + d
+            lines.append(
+                f"#  Rank {rank:2d} Group  0 Pid {4000 + rank:6d} on {host:>10s} device {d:2d} [0000:{0x18 + d:02x}:00] {name}"
+            )
+    lines += [
+        "#",
+        "# "
+        + " " * 10
+        + "  "
+        + " " * 12
+        + "  "
+        + " " * 8
+        + "  "
+        + " " * 6
+        + "  "
+        + " " * 6
+        + "           out-of-place                       in-place          ",
+        "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %6s  %7s  %6s  %6s  %6s "  # noqa: UP031 (nccl-tests' printf)
+        % (
+            "size",
+            "count",
+            "type",
+            "redop",
+            "root",
+            "time",
+            "algbw",
+            "busbw",
+            "#wrong",
+            "time",
+            "algbw",
+            "busbw",
+            "#wrong",
+        ),
+        "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %6s  %7s  %6s  %6s  %6s "  # noqa: UP031
+        % ("(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", ""),
+    ]
+    width = {"float": 4, "half": 2, "bfloat16": 2, "int8": 1, "double": 8}[dtype]
+    for size, time_us in rows:
+        body = "%12d  %12d  %8s  %6s  %6s" % (size, size // width, dtype, redop, "-1")  # noqa: UP031
+        for t in (time_us, time_us * 1.02):
+            a = size / t / 1e3
+            body += "  %7s  %6s  %6s  %6s" % (_float(t, 7), _float(a, 6), _float(a * factor(n), 6), wrong)  # noqa: UP031
+        lines.append(body)
+    lines += [
+        "# Out of bounds values : 0 OK",
+        "# Avg bus bandwidth    : 123.4 ",
+        "#",
+    ]
+    if program:
+        lines.append(f"# Collective test concluded: {program}")
+    return "\n".join(lines) + "\n"
