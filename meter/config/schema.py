@@ -112,14 +112,7 @@ def _expanded_nodes(root: yaml.Node) -> int:
 
 def read_yaml(path: Path) -> Any:
     """Parse one YAML file; every way it can be unreadable becomes a ConfigError naming the file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_YAML_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(path, None, f"cannot read file: {exc.strerror or exc}") from None
-    if len(raw) > MAX_YAML_BYTES:
-        raise ConfigError(path, None, f"larger than {MAX_YAML_BYTES // 2**20} MiB; not a config file")
-    text = decode_utf8(raw, path, ConfigError)
+    text = read_input_text(path, max_bytes=MAX_YAML_BYTES, error=ConfigError, what="a config file")
     try:
         loader = _Loader(text)
         try:
@@ -141,6 +134,30 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(path, None, f"malformed YAML{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(path, None, "nested too deeply to be a config") from None
+
+
+def read_input_bytes(path: Path, *, max_bytes: int, error: type[InputError], what: str) -> bytes:
+    """The bytes of an input file, or ``error`` naming the file: missing, a directory, unreadable, too large.
+
+    ``what`` names the kind of file in messages ("a config file", "a run file").
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise error(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise error(path, None, f"is a directory, not {what}") from None
+    except OSError as exc:
+        raise error(path, None, f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise error(path, None, f"larger than {max_bytes // 2**20} MiB; not {what}")
+    return raw
+
+
+def read_input_text(path: Path, *, max_bytes: int, error: type[InputError], what: str) -> str:
+    """:func:`read_input_bytes`, decoded as UTF-8."""
+    return decode_utf8(read_input_bytes(path, max_bytes=max_bytes, error=error, what=what), path, error)
 
 
 def decode_utf8(raw: bytes, path: Path | str | None, error: type[InputError]) -> str:

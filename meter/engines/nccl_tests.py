@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meter.config.schema import decode_utf8
+from meter.config.schema import read_input_text
 from meter.errors import InputError
 
 MAX_OUTPUT_BYTES = 64 * 2**20
@@ -142,18 +142,7 @@ def load_nccl_tests(path: Path | str, collective: str | None = None) -> list[Ncc
 
 
 def _read(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_OUTPUT_BYTES + 1)
-    except FileNotFoundError:
-        raise NcclTestsError(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise NcclTestsError(path, None, "is a directory, not nccl-tests output") from None
-    except OSError as exc:
-        raise NcclTestsError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_OUTPUT_BYTES:
-        raise NcclTestsError(path, None, f"larger than {MAX_OUTPUT_BYTES // 2**20} MiB; not nccl-tests output")
-    return decode_utf8(raw, path, NcclTestsError)
+    return read_input_text(path, max_bytes=MAX_OUTPUT_BYTES, error=NcclTestsError, what="nccl-tests output")
 
 
 def _blocks(lines: list[str], path: Path) -> list[_Block]:

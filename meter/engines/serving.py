@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from meter.config.schema import decode_utf8
+from meter.config.schema import read_input_text
 from meter.errors import InputError
 
 Engine = Literal["vllm", "vllm-legacy", "sglang"]
@@ -101,18 +101,7 @@ def load_serving_bench(path: Path | str, engine: str = "auto") -> list[ServingBe
 
 
 def _read(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BENCH_BYTES + 1)
-    except FileNotFoundError:
-        raise BenchFileError(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise BenchFileError(path, None, "is a directory, not a benchmark result file") from None
-    except OSError as exc:
-        raise BenchFileError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_BENCH_BYTES:
-        raise BenchFileError(path, None, f"larger than {MAX_BENCH_BYTES // 2**20} MiB; not a benchmark result")
-    return decode_utf8(raw, path, BenchFileError)
+    return read_input_text(path, max_bytes=MAX_BENCH_BYTES, error=BenchFileError, what="a benchmark result file")
 
 
 def _loads(text: str) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meter.config.schema import build_dataclass, decode_utf8
+from meter.config.schema import build_dataclass, decode_utf8, read_input_bytes
 from meter.errors import ConfigError, InputError
 from meter.results.document import SCHEMA, SCHEMA_VERSION, RunDocument
 
@@ -28,16 +28,7 @@ class RunFileError(InputError):
 def load_run(path: Path | str) -> RunDocument:
     """Read and validate a run file."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_RUN_BYTES + 1)
-    except FileNotFoundError:
-        raise RunFileError(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise RunFileError(path, None, "is a directory, not a run file") from None
-    except OSError as exc:
-        raise RunFileError(path, None, f"cannot read run file: {exc.strerror or exc}") from None
-    return parse_run(raw, path)
+    return parse_run(read_input_bytes(path, max_bytes=MAX_RUN_BYTES, error=RunFileError, what="a run file"), path)
 
 
 def parse_run(data: bytes | str, where: Path | str) -> RunDocument:
