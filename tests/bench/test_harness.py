@@ -235,28 +235,7 @@ def test_interrupted_sweep_keeps_the_finished_cases(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(benchrun, "progress", interrupting)
     out = tmp_path / "partial.json"
-    code = cli.main(
-        [
-            "bench",
-            "--device",
-            "cpu",
-            "--model",
-            "deepseek-v3-tiny",
-            "--layers",
-            "ffn",
-            "--phase",
-            "train,prefill,decode",
-            "--batch",
-            "1",
-            "--seq",
-            "16",
-            "--min-time",
-            "0.01",
-            "--output",
-            str(out),
-            "--no-telemetry",
-        ]
-    )
+    code = cli.main(_bench_argv(out))
     assert code == 130
     doc = load_run(out)
     assert doc.status == "interrupted" and [c.status for c in doc.cases] == ["ok", "ok"]
@@ -303,8 +282,11 @@ def test_timer_measures_at_least_min_time_even_when_warmup_misleads():
 
 
 def _bench_argv(out: Path, *extra: str) -> list[str]:
+    """A three-case sweep of the tiny model, pinned to the CPU (so it stays a CPU test on a GPU box)."""
     return [
         "bench",
+        "--device",
+        "cpu",
         "--model",
         "deepseek-v3-tiny",
         "--layers",
