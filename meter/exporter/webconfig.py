@@ -3,7 +3,7 @@
 Format: exporter-toolkit's docs/web-configuration.md. meter applies ``tls_server_config`` (certificate
 and key as files or inline, client certificates verified against a CA, TLS versions, TLS 1.2 cipher
 suites and their order, one ECDHE curve, client SANs), ``http_server_config.headers``,
-``basic_auth_users`` (bcrypt) and ``rate_limit``. What Python's ssl module cannot do the way Go does
+``basic_auth_users`` (bcrypt), ``basic_auth_excluded_paths`` and ``rate_limit``. What Python's ssl module cannot do the way Go does
 (``RequestClientCert`` and ``RequireAnyClientCert``: asking for a certificate without verifying it;
 more than one curve) is refused in one line naming the key, never quietly weakened. ``http2`` is
 taken and ignored: meter answers HTTP/1.1, which every client falls back to.
@@ -28,7 +28,7 @@ from meter.config.schema import read_input_bytes, read_yaml
 from meter.errors import ConfigError, UsageError
 
 MAX_PEM_BYTES = 1 * 2**20
-TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
+TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "basic_auth_excluded_paths", "rate_limit")
 TLS_KEYS = (
     "cert",
     "key",
@@ -118,6 +118,7 @@ class WebConfig:
     users: Mapping[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
     rate_limit: RateLimit | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    excluded_paths: frozenset[str] = frozenset()  # answered without credentials (/healthz always is)
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -141,6 +142,7 @@ def load_web_config(path: Path) -> WebConfig:
         users=_users(path, mapping.get("basic_auth_users")),
         rate_limit=_rate_limit(path, mapping.get("rate_limit")),
         headers=headers,
+        excluded_paths=_paths(path, mapping.get("basic_auth_excluded_paths")),
     )
 
 
@@ -416,6 +418,15 @@ def _users(path: Path | None, value: Any) -> dict[str, bytes]:
             raise ConfigError(path, f"{where}.{user}", "bcrypt cost must be between 4 and 31", cost)
         out[user] = hashed.encode("ascii")
     return out
+
+
+def _paths(path: Path | None, value: Any) -> frozenset[str]:
+    where = "basic_auth_excluded_paths"
+    paths = _strings(path, where, value)
+    for i, p in enumerate(paths):
+        if not p.startswith("/"):
+            raise ConfigError(path, f"{where}[{i}]", "a path starts with /", p)
+    return frozenset(paths)
 
 
 def _rate_limit(path: Path | None, value: Any) -> RateLimit | None:

@@ -116,6 +116,7 @@ class Guard:
         self.users = BcryptUsers(dict(config.users)) if config.users else None
         self.bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
         self.headers = list(config.headers)
+        self.excluded_paths = config.excluded_paths
 
 
 class WebConfigWatcher:
@@ -203,7 +204,11 @@ class GuardedApp:
         if guard.bucket is not None and not guard.bucket.allow():
             _drain(environ)
             return _reply(start, "429 Too Many Requests", {"error": "over the rate limit of the web config"})
-        if guard.users is not None and not guard.users.allows(environ.get("HTTP_AUTHORIZATION")):
+        if (
+            guard.users is not None
+            and environ.get("PATH_INFO") not in guard.excluded_paths
+            and not guard.users.allows(environ.get("HTTP_AUTHORIZATION"))
+        ):
             _drain(environ)
             return _reply(
                 start,
