@@ -3,8 +3,8 @@
 Format: exporter-toolkit's docs/web-configuration.md. meter applies ``tls_server_config`` (certificate
 and key as files or inline, client certificates verified against a CA, TLS versions, TLS 1.2 cipher
 suites and their order, one ECDHE curve, client SANs), ``http_server_config.headers``,
-``basic_auth_users`` (bcrypt), ``basic_auth_excluded_paths`` and ``rate_limit``. What Python's ssl module cannot do the way Go does
-(``RequestClientCert`` and ``RequireAnyClientCert``: asking for a certificate without verifying it;
+``basic_auth_users`` (bcrypt), ``basic_auth_excluded_paths`` and ``rate_limit``. What Python's ssl
+module cannot do the way Go does (``RequestClientCert`` and ``RequireAnyClientCert``: asking for a certificate without verifying it;
 more than one curve) is refused in one line naming the key, never quietly weakened. ``http2`` is
 taken and ignored: meter answers HTTP/1.1, which every client falls back to.
 

@@ -164,7 +164,7 @@ def test_guarded_app_order_healthz_429_401_and_headers():
     config = WebConfig(
         None,
         users={"p": hashed},
-        rate_limit=RateLimit(interval_s=3600, burst=2),
+        rate_limit=RateLimit(interval_s=3600, burst=3),
         headers=(("X-Frame-Options", "deny"),),
         excluded_paths=frozenset({"/"}),
     )
@@ -189,5 +189,5 @@ def test_guarded_app_order_healthz_429_401_and_headers():
     assert status == "200 OK" and headers["X-Frame-Options"] == "deny"
     assert call("/metrics")[0] == "401 Unauthorized"
     assert call("/")[0] == "200 OK"  # basic_auth_excluded_paths
-    assert call("/metrics", header("p", "pw"))[0] == "429 Too Many Requests"  # the bucket of 2 is spent
+    assert call("/metrics", header("p", "pw"))[0] == "429 Too Many Requests"  # the bucket of 3 is spent
     assert call("/healthz")[0] == "200 OK"  # probes: neither limited nor asked for credentials
