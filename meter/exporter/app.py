@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -293,6 +294,21 @@ class Exporter:
             self._stop.wait(self.config.bench_every_s)
 
 
+def push_tls_context() -> ssl.SSLContext | None:
+    """For an exporter behind a web config: its CA (``METER_PUSH_CA``) and a client certificate
+    (``METER_PUSH_CERT``, ``METER_PUSH_KEY``) for ``client_auth_type: RequireAndVerifyClientCert``."""
+    ca, cert, key = (os.environ.get(f"METER_PUSH_{n}") for n in ("CA", "CERT", "KEY"))
+    if not (ca or cert):
+        return None  # the system's trust store, no client certificate
+    try:
+        context = ssl.create_default_context(cafile=ca or None)
+        if cert:
+            context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"METER_PUSH_CA/METER_PUSH_CERT/METER_PUSH_KEY: {exc}") from None
+    return context
+
+
 def push_run(url: str, path: Path, *, timeout: float = 30.0) -> dict[str, Any]:
     """POST a run file to a running exporter (``http(s)://[user:password@]host:port``)."""
     import base64
@@ -312,7 +328,7 @@ def push_run(url: str, path: Path, *, timeout: float = 30.0) -> dict[str, Any]:
         token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=push_tls_context()) as response:
             return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace").strip()
