@@ -199,7 +199,7 @@ def test_prometheus_scrapes_over_tls_with_bcrypt_basic_auth(fake_nvml_lib, tmp_p
 
 
 @pytest.mark.slow
-def test_prometheus_scrapes_over_mutual_tls(fake_nvml_lib, tmp_path: Path, pki):
+def test_prometheus_scrapes_over_mutual_tls(fake_nvml_lib, tmp_path: Path, pki, monkeypatch):
     ca = pki["ca"]
     config = {
         "tls_server_config": {
@@ -240,6 +240,15 @@ def test_prometheus_scrapes_over_mutual_tls(fake_nvml_lib, tmp_path: Path, pki):
                     pytest.fail(f"{name}: {path} answered {status}")
         assert request(e.port, with_cert)[0] == 200
         assert request(e.port, with_cert, "/api/v1/runs", body=run)[0] == 202
+        # meter bench --push / meter measure --push: the CA and a client certificate from the environment
+        from meter.exporter.app import push_run
+
+        monkeypatch.setenv("METER_PUSH_CA", str(ca.root.cert))
+        with pytest.raises(OSError):
+            push_run(e.url, tmp_path / "run.json")
+        monkeypatch.setenv("METER_PUSH_CERT", str(pki["prometheus"].cert))
+        monkeypatch.setenv("METER_PUSH_KEY", str(pki["prometheus"].key))
+        assert push_run(e.url, tmp_path / "run.json")["accepted_cases"] == 9
         wait_scraped(prom_url, after=time.time())
     finally:
         stop(prom)
