@@ -231,6 +231,7 @@ def _tls(path: Path | None, value: Any) -> TlsServerConfig | None:
         raise ConfigError(path, f"{where}.key_file", "missing: TLS needs the certificate's key (key_file or key)")
 
     auth = tls.get("client_auth_type", "NoClientCert")
+    auth = auth if isinstance(auth, str) else repr(auth)  # a list or mapping: refused below, by value
     if auth in UNVERIFIED_CLIENT_AUTH:
         raise ConfigError(
             path,
@@ -261,7 +262,7 @@ def _tls(path: Path | None, value: Any) -> TlsServerConfig | None:
     versions = {}
     for key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
         name = tls.get(key, default)
-        if name not in TLS_VERSIONS:
+        if not isinstance(name, str) or name not in TLS_VERSIONS:
             raise ConfigError(path, f"{where}.{key}", f"expected one of {', '.join(TLS_VERSIONS)}", name)
         versions[key] = TLS_VERSIONS[name]
     if versions["min_version"] > versions["max_version"]:

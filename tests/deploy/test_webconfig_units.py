@@ -191,3 +191,45 @@ def test_guarded_app_order_healthz_429_401_and_headers():
     assert call("/")[0] == "200 OK"  # basic_auth_excluded_paths
     assert call("/metrics", header("p", "pw"))[0] == "429 Too Many Requests"  # the bucket of 3 is spent
     assert call("/healthz")[0] == "200 OK"  # probes: neither limited nor asked for credentials
+
+
+def test_any_value_in_any_key_is_a_config_error_or_a_config(tmp_path: Path, pki):
+    """Every key of the format given values of every YAML type: loads or ConfigError, never a crash."""
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    _, server, _ = pki
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=8),
+        st.sampled_from(["TLS13", "CurveP256", "RequireAndVerifyClientCert", "100ms", "nosniff", "/x"]),
+    )  # fmt: skip
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)  # fmt: skip
+    paths = st.sampled_from(
+        [("tls_server_config", k) for k in ("cert_file", "key_file", "client_auth_type", "client_ca_file",
+          "client_allowed_sans", "min_version", "max_version", "cipher_suites", "prefer_server_cipher_suites",
+          "curve_preferences", "cert", "key", "client_ca")]
+        + [("http_server_config", "http2"), ("http_server_config", "headers"), ("rate_limit", "interval"),
+           ("rate_limit", "burst"), ("basic_auth_users", "prometheus"), ("basic_auth_excluded_paths",),
+           ("basic_auth_users",), ("tls_server_config",), ("rate_limit",), ("http_server_config",)]
+    )  # fmt: skip
+    path = tmp_path / "web.yml"
+
+    @settings(
+        max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(paths, values)
+    def check(where, value):
+        doc = {"tls_server_config": {"cert_file": str(server.cert), "key_file": str(server.key)}, "rate_limit": {}}
+        node = doc
+        for key in where[:-1]:
+            node = node.setdefault(key, {})
+        node[where[-1]] = value
+        path.write_text(json.dumps(doc))
+        try:
+            load_web_config(path)
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+
+    check()
