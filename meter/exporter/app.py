@@ -34,6 +34,7 @@ from meter.exporter.state import ExporterState
 from meter.exporter.tlsserver import serve_tls
 from meter.exporter.webconfig import WebConfig, legacy_web_config, load_web_config
 from meter.exporter.webguard import GuardedApp, WebConfigWatcher
+from meter.exporter.webmetrics import WebConfigCollector
 from meter.results import RunDocument, load_run
 
 
@@ -131,6 +132,7 @@ class Exporter:
                 else legacy_web_config(config.tls_cert, config.tls_key)
             )
         self.web = WebConfigWatcher(web)
+        self.registry.register(WebConfigCollector(self.web))
         self.wsgi = GuardedApp(self.app, self.web)
         self.server = None
         self._stop = threading.Event()

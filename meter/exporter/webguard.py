@@ -135,6 +135,8 @@ class WebConfigWatcher:
         self._lock = threading.Lock()
         self._last_problem: str | None = None
         self.reloads = 0
+        self.last_reload_ok = True
+        self.loaded_at_unix_s = time.time()
 
     @property
     def path(self) -> Path | None:
@@ -165,6 +167,7 @@ class WebConfigWatcher:
                 raise ConfigError(self.path, "tls_server_config", "turning TLS on or off needs a restart")
         except ConfigError as exc:
             problem = " ".join(str(exc).split())
+            self.last_reload_ok = False
             if problem != self._last_problem:
                 log.error("web config not reloaded, still serving with the previous one: %s", problem)
                 self._last_problem = problem
@@ -183,6 +186,8 @@ class WebConfigWatcher:
                     self.guard.users._verified[(user, stored)] = known
         self._last_problem = None
         self.reloads += 1
+        self.last_reload_ok = True
+        self.loaded_at_unix_s = time.time()
         log.info("web config reloaded from %s", self.path)
 
 

@@ -190,6 +190,13 @@ def test_prometheus_scrapes_over_tls_with_bcrypt_basic_auth(fake_nvml_lib, tmp_p
         assert request(e.port, context, password=PASSWORD)[0] == 200
         assert request(e.port, context, password="wrong")[0] == 401
         wait_scraped(prom_url, after=time.time())
+        reload_ok = query(prom_url, "meter_web_config_last_reload_successful")["data"]["result"]
+        assert reload_ok and reload_ok[0]["value"][1] == "0"  # an alert can tell
+        body = request(e.port, context, password=PASSWORD)[2].decode()
+        text = "".join(line + "\n" for line in body.splitlines() if "meter_web_config_" in line)
+        assert text.count("# TYPE") == 2
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0 and check.stdout == check.stderr == "", check.stdout + check.stderr
     finally:
         stop(prom)
         stop(e.process)
