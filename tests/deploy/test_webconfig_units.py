@@ -233,3 +233,46 @@ def test_any_value_in_any_key_is_a_config_error_or_a_config(tmp_path: Path, pki)
             assert "\n" not in str(exc) and str(path) in str(exc)
 
     check()
+
+
+def test_tls_versions_are_enforced_in_the_handshake(tmp_path: Path, pki):
+    import http.client
+    import threading
+
+    from meter.exporter.tlsserver import serve_tls
+
+    ca, server, _ = pki
+    path = _write(
+        tmp_path / "web.yml",
+        f"tls_server_config:\n  cert_file: {server.cert}\n  key_file: {server.key}\n  min_version: TLS13\n",
+    )
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    httpd = serve_tls(app, "127.0.0.1", 0, WebConfigWatcher(load_web_config(path)))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    port = httpd.server_address[1]
+
+    def get(maximum: ssl.TLSVersion) -> int:
+        context = ssl.create_default_context(cafile=str(ca.root.cert))
+        context.maximum_version = maximum
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+        try:
+            connection.request("GET", "/")
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    try:
+        assert get(ssl.TLSVersion.TLSv1_3) == 200
+        with pytest.raises(ssl.SSLError):
+            get(ssl.TLSVersion.TLSv1_2)  # under min_version: no shared protocol
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        plain.request("GET", "/")
+        assert plain.getresponse().status == 400
+        plain.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
