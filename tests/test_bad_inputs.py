@@ -434,6 +434,89 @@ FLAGS = [
     Bad("exporter port zero", flags("serve", "--port", "0"), ("--port", "'0'")),
 ]
 
+# --- the exporter's web config (exporter-toolkit's format) ------------------------------------------------
+
+SHA256_OF_PASSWORD = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+BCRYPT_OF_PASSWORD = (
+    "$2b$04$tKB.ccApSE/0Z9t66XAJM.V8GwDfLQB58Qo7.Eft2RJtM3YtPPf4G"  # bcrypt.hashpw(b"password", gensalt(4))
+)
+
+
+def web_config(content: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "web.yml").write_text(content)
+        return ["serve", "--web.config.file", str(tmp / "web.yml")]
+
+    return build
+
+
+def _mismatched_key(tmp: Path) -> list[str]:
+    from tests.deploy.certs import TestCa
+
+    ca = TestCa(tmp / "pki")
+    server, other = ca.issue("server"), ca.issue("other")
+    return web_config(f"tls_server_config:\n  cert_file: {server.cert}\n  key_file: {other.key}\n")(tmp)
+
+
+WEB_CONFIGS = [
+    Bad("web config missing", flags("serve", "--web.config.file", "absent.yml"), ("absent.yml", "no such file")),
+    Bad("web config bad YAML", web_config("basic_auth_users: {a: [\n"), ("web.yml", "malformed YAML")),
+    Bad("web config a list", web_config("- tls_server_config\n"), ("web.yml", "expected a mapping", "list")),
+    Bad(
+        "web config sha256 where bcrypt goes",
+        web_config(f"basic_auth_users:\n  prometheus: {SHA256_OF_PASSWORD}\n"),
+        ("web.yml", "basic_auth_users.prometheus", "bcrypt", "sha256"),
+    ),
+    Bad(
+        "web config plain password",
+        web_config("basic_auth_users:\n  prometheus: s3cret\n"),
+        ("basic_auth_users.prometheus", "bcrypt", "plain password"),
+    ),
+    Bad(
+        "web config unknown key",
+        web_config(f"basic_auth_users:\n  prometheus: '{BCRYPT_OF_PASSWORD}'\ntls_config: {{}}\n"),
+        ("web.yml", "field 'tls_config'", "unknown"),
+    ),
+    Bad(
+        "web config unknown TLS key",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n"),
+        ("tls_server_config.ca_file", "unknown"),
+    ),
+    Bad(
+        "web config unverified client certificates",
+        web_config(
+            "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  client_auth_type: RequestClientCert\n"
+        ),
+        ("tls_server_config.client_auth_type", "unsupported", "RequestClientCert"),
+    ),
+    Bad(
+        "web config certificate missing",
+        web_config("tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n"),
+        ("tls_server_config.cert_file", "nope.pem", "no such file"),
+    ),
+    Bad("web config key does not match certificate", _mismatched_key, ("tls_server_config.key_file", "does not match")),
+    Bad(
+        "web config TLS version unknown",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  min_version: TLS9\n"),
+        ("tls_server_config.min_version", "'TLS9'"),
+    ),
+    Bad(
+        "web config rate limit interval",
+        web_config("rate_limit:\n  interval: fast\n  burst: 5\n"),
+        ("rate_limit.interval", "duration", "'fast'"),
+    ),
+    Bad(
+        "web config header not configurable",
+        web_config("http_server_config:\n  headers:\n    Set-Cookie: a=b\n"),
+        ("http_server_config.headers.Set-Cookie", "cannot be configured"),
+    ),
+    Bad(
+        "web config with deprecated flags",
+        lambda tmp: [*web_config("{}\n")(tmp), "--basic-auth-file", "users"],
+        ("--web.config.file", "one or the other"),
+    ),
+]
+
 # --- output paths -------------------------------------------------------------------------------------
 
 
@@ -484,7 +567,7 @@ OUTPUTS = [
     ),
 ]
 
-ALL = RUN_FILES + CONFIGS + FLAGS + OUTPUTS
+ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():
