@@ -7,8 +7,13 @@ empty for "not applicable" (the prefill columns of an aggregated point). ``meter
 from InferenceX result JSON and from vLLM/SGLang benchmark sweeps; ``meter cost serve --calibrate-from`` and
 ``--against`` read them.
 
-Throughputs are per GPU of the whole system (prefill and decode GPUs of a disaggregated point together), as
-InferenceX reports them; ``tok_s_user`` is 1000 / ``median_tpot_ms`` when both are given.
+Throughputs per GPU follow InferenceX's definitions (utils/process_result.py): ``total_tok_s_gpu`` is the
+input and output tokens per second over every GPU of the system; ``output_tok_s_gpu`` is the output tokens
+per second over the GPUs that decode, i.e. over all GPUs of an aggregated point but over the decode GPUs only
+of a disaggregated one (the reference TSV's disaggregated rows check out this way: total x all GPUs =
+output x decode GPUs x (1 + isl/osl) within 2%). :attr:`ServingPoint.output_tok_s_gpu_system` gives the
+output per GPU of the whole system, which is what a GPU-hour buys. ``tok_s_user`` is 1000 /
+``median_tpot_ms`` when both are given.
 A bad cell is refused with one line naming the file, the line, the column and the value.
 """
 
@@ -36,7 +41,8 @@ class PointsFileError(InputError):
 class ServingPoint:
     """One measured (or predicted) serving point: a setup at one concurrency, and what it delivered.
 
-    For an aggregated point ``tp``/``ep``/``dp_attention`` describe the one engine instance of ``tp`` GPUs;
+    For an aggregated point ``tp``/``ep``/``dp_attention`` describe the one engine instance of ``tp`` GPUs
+    (attention data parallel runs over the same GPUs);
     for a disaggregated one they describe each decode worker and ``prefill_*`` each prefill worker, with
     ``num_prefill_gpu`` and ``num_decode_gpu`` GPUs in all.
     """
@@ -93,13 +99,23 @@ class ServingPoint:
         return self.median_tpot_ms / 1000 if self.median_tpot_ms is not None else 1 / self.tok_s_user
 
     @property
-    def input_tok_s_gpu(self) -> float:
-        return self.total_tok_s_gpu - self.output_tok_s_gpu
+    def output_tok_s(self) -> float:
+        """Output tokens per second of the whole system (``output_tok_s_gpu`` is per decoding GPU)."""
+        return self.output_tok_s_gpu * self.decode_gpus
 
     @property
-    def output_tok_s(self) -> float:
-        """Output tokens per second of the whole system."""
-        return self.output_tok_s_gpu * self.gpus
+    def total_tok_s(self) -> float:
+        """Input and output tokens per second of the whole system."""
+        return self.total_tok_s_gpu * self.gpus
+
+    @property
+    def input_tok_s(self) -> float:
+        return self.total_tok_s - self.output_tok_s
+
+    @property
+    def output_tok_s_gpu_system(self) -> float:
+        """Output tokens per second per GPU of the whole system, prefill GPUs included: what a GPU-hour buys."""
+        return self.output_tok_s / self.gpus
 
     @property
     def layout(self) -> str:
@@ -240,8 +256,9 @@ def check_point(p: ServingPoint) -> tuple[str, str, object] | None:
                 return name, "set on an aggregated point (disagg False); leave it empty", getattr(p, name)
     if p.ep > p.tp:
         return "ep", f"above tp ({p.tp}): an engine instance (or worker) has tp GPUs", p.ep
-    if p.output_tok_s_gpu > p.total_tok_s_gpu * (1 + 1e-9):
-        return "output_tok_s_gpu", f"above total_tok_s_gpu ({p.total_tok_s_gpu:g})", p.output_tok_s_gpu
+    if p.output_tok_s > p.total_tok_s * (1 + 1e-9):
+        # per decoding GPU against per GPU of the system: compare what the whole system delivered
+        return "output_tok_s_gpu", f"more output than total tokens ({p.total_tok_s_gpu:g} per GPU)", p.output_tok_s_gpu
     if p.median_tpot_ms is not None:
         expected = 1000 / p.median_tpot_ms
         if abs(p.tok_s_user - expected) > INTERACTIVITY_TOLERANCE * expected:

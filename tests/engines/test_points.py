@@ -40,7 +40,8 @@ def test_inferencex_h200_points_are_read_with_typed_cells():
     assert first.notes.startswith("InferenceX prod API capture") and "image=lmsysorg/sglang" in first.notes
     assert first.gpus == 8 and first.prefill_gpus == 0 and first.layout == "TP8"
     assert first.tpot_s == pytest.approx(0.0097299) and first.output_tok_s == pytest.approx(8 * 49.1739)
-    assert first.input_tok_s_gpu == pytest.approx(98.8286 - 49.1739)
+    assert first.input_tok_s == pytest.approx(8 * (98.8286 - 49.1739))
+    assert first.output_tok_s_gpu_system == first.output_tok_s_gpu
 
     disagg = [p for p in points if p.disagg]
     assert len(disagg) == 40 and all(p.framework.startswith("dynamo-") for p in disagg)
@@ -51,6 +52,13 @@ def test_inferencex_h200_points_are_read_with_typed_cells():
     assert (p.prefill_tp, p.prefill_ep, p.prefill_dp_attention, p.num_prefill_gpu) == (8, 8, False, 8)
     assert p.gpus == 64 and p.prefill_gpus == 8 and p.decode_gpus == 56
     assert p.layout == "disagg 1xP(TP8 EP8) 7xD(TP8 EP8)"
+    # InferenceX divides the output by the decode GPUs only: 10.9301 x 56 output tok/s; the total over all 64.
+    assert p.output_tok_s == pytest.approx(10.9301 * 56) and p.output_tok_s_gpu_system == pytest.approx(
+        10.9301 * 56 / 64
+    )
+    assert p.input_tok_s / p.output_tok_s == pytest.approx(8192 / 1024, rel=0.01)
+    for q in disagg:  # every disaggregated row: inputs / outputs = isl / osl within 2% under that reading
+        assert q.input_tok_s / q.output_tok_s == pytest.approx(q.isl / q.osl, rel=0.02)
     assert {p.spec_method for p in points} == {"none", "mtp"}
     assert {(p.isl, p.osl) for p in points} == {(1024, 1024), (1024, 8192), (8192, 1024)}
     # The points of one curve share a setup: far fewer setups than points.
@@ -131,7 +139,7 @@ BROKEN = [
     ("aggregated with prefill", _cells(3, "num_prefill_gpu", "8"), ("column num_prefill_gpu", "aggregated", "8")),
     ("decode GPUs not workers", _cells(4, "num_decode_gpu", "12"), ("column num_decode_gpu", "multiple", "12")),
     ("ep above tp", _cells(3, "ep", "16"), ("line 3, column ep", "above tp", "16")),
-    ("output above total", _cells(3, "output_tok_s_gpu", "500"), ("column output_tok_s_gpu", "total_tok_s_gpu")),
+    ("output above total", _cells(3, "output_tok_s_gpu", "500"), ("column output_tok_s_gpu", "than total tokens")),
     ("interactivity vs tpot", _cells(3, "tok_s_user", "50"), ("column tok_s_user", "1000 / median_tpot_ms", "50")),
     ("short row", lambda t: t.rstrip("\n").rsplit("\t", 3)[0] + "\n", ("line 4", "cells where the header has 25")),
     ("unknown column", lambda t: t.replace("notes", "remarks"), ("line 2 (header)", "unknown column", "'remarks'")),
