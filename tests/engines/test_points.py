@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,10 @@ _CANDIDATES = [REPO.parent / "shared" / "reference", REPO.parent.parent / "share
 REFERENCE = next(
     (d / "serving-points-h200.tsv" for d in _CANDIDATES if (d / "serving-points-h200.tsv").is_file()), None
 )
-needs_reference = pytest.mark.skipif(REFERENCE is None, reason="../shared/reference/serving-points-h200.tsv not here")
+# Skipped on a developer machine without it; in CI (the CI variable set) its absence fails the tests.
+needs_reference = pytest.mark.skipif(
+    REFERENCE is None and not os.environ.get("CI"), reason="../shared/reference/serving-points-h200.tsv not here"
+)
 
 
 @needs_reference
