@@ -125,6 +125,13 @@ def _point(r: _Record, source_id: str, date: str | None) -> ServingPoint:
                 raise r.fail(
                     side + key, "is not 1: a points file holds TP/EP/attention-DP layouts only", r.raw[side + key]
                 )
+    if r.has("prefill_hw") and r.text("prefill_hw") != r.text("decode_hw"):
+        # a points row has one hardware column; a prefill pool on other GPUs cannot be priced from it
+        raise r.fail(
+            "prefill_hw",
+            f"differs from decode_hw ({r.text('decode_hw')!r}): one hardware per point",
+            r.raw["prefill_hw"],
+        )
     tp, ep = r.whole(prefix + "tp"), r.whole(prefix + "ep")
     dp_attention = r.flag(prefix + "dp_attention")
     prefill: dict[str, Any] = dict.fromkeys(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -264,6 +265,21 @@ def check_point(p: ServingPoint) -> tuple[str, str, object] | None:
         if abs(p.tok_s_user - expected) > INTERACTIVITY_TOLERANCE * expected:
             return "tok_s_user", f"disagrees with 1000 / median_tpot_ms ({expected:.6g})", p.tok_s_user
     return None
+
+
+def hardware_config_name(hardware: str, config_names: Collection[str]) -> str | None:
+    """The hardware config a point's ``hardware`` names, or None.
+
+    Points name GPUs as their source did: a config name (``h200-sxm``), InferenceX's GPU class (``h200``)
+    or its runner label, the class and a provider suffix (``b200-cw-1``, ``mi355x-amds``). An exact config
+    name wins; else the class before the first ``-``, as a config name or with ``-sxm`` (InferenceX's
+    H100/H200 are SXM parts).
+    """
+    names = set(config_names)
+    if hardware in names:
+        return hardware
+    base = hardware.split("-")[0].lower()
+    return next((c for c in (base, f"{base}-sxm") if c in names), None)
 
 
 def format_points(points: list[ServingPoint], comment: str | None = None) -> str:

@@ -89,6 +89,9 @@ def test_bad_multinode_result_names_the_decode_field(tmp_path: Path):
     path = write_json(tmp_path / "agg.json", inferencex_result(multinode=True, num_decode_gpu=12))
     with pytest.raises(InferenceXFileError, match="field 'num_decode_gpu': not a multiple of the decode"):
         load_inferencex(path)
+    path = write_json(tmp_path / "agg.json", inferencex_result(multinode=True, prefill_hw="h100", decode_hw="h200"))
+    with pytest.raises(InferenceXFileError, match="field 'prefill_hw': differs from decode_hw"):
+        load_inferencex(path)
     path = write_json(tmp_path / "agg.json", inferencex_result(multinode=True, decode_dp_attention=None))
     with pytest.raises(InferenceXFileError, match="field 'decode_dp_attention': missing"):
         load_inferencex(path)
