@@ -10,7 +10,8 @@ comes from :class:`BenchSetup`, i.e. the command line. Some files do say part of
   the combination's parameters and ``run_number`` merged in), ``summary.json`` (those runs as a list),
   ``warmup.json`` (run -1) and, with ``--continue-on-error``, ``run=<n>.failure.json``. The runs are read;
   warm-ups and failure records are not points. Parameters read from a run: ``tensor_parallel_size``,
-  ``max_concurrency``, ``random_input_len``, ``random_output_len`` (``_`` or ``-`` spelled).
+  ``max_concurrency``, ``random_input_len``, ``random_output_len`` (``_`` or ``-`` spelled); a plain
+  ``vllm bench serve`` file may carry ``tp`` from ``--metadata tp=8``.
 - SGLang's ``bench_serving`` lines carry ``random_input_len`` and ``random_output_len``; vLLM's results
   carry ``model_id`` and the date.
 
@@ -122,7 +123,11 @@ def _point(b: ServingBenchmark, raw: dict, path: Path, setup: BenchSetup) -> Ser
     conc = _agree("max_concurrency", b.max_concurrency, "max-concurrency", _whole(raw, "max_concurrency", fail), b)
     if conc is None:
         raise fail("max_concurrency", "missing: the benchmark ran without --max-concurrency, so no concurrency")
-    tp = _agree("--tp", setup.tp, "tensor_parallel_size", _whole(raw, "tensor_parallel_size", fail), b)
+    # a sweep's serve parameter, else `vllm bench serve --metadata tp=8`
+    found_tp = _agree(
+        "tensor_parallel_size", _whole(raw, "tensor_parallel_size", fail), "tp", _whole(raw, "tp", fail), b
+    )
+    tp = _agree("--tp", setup.tp, "tensor_parallel_size", found_tp, b)
     tp = required("--tp", tp, "the tensor parallel size")
     gpus = setup.gpus if setup.gpus is not None else tp
     if gpus != tp:

@@ -182,6 +182,12 @@ def test_contradictions_and_missing_setup_are_refused(tmp_path: Path):
         bench_points(run, BenchSetup(hardware="h200", precision="fp8", gpus=16))
     with pytest.raises(UsageError, match="'model_id' is 'deepseek-ai/DeepSeek-V3' but --model says 'x'"):
         bench_points(run, BenchSetup(hardware="h200", precision="fp8", model="x"))
+    meta = write_json(tmp_path / "meta.json", vllm_bench_serve())  # --metadata tp=8 wrote "tp": "8"
+    (p,) = bench_points(meta, BenchSetup(hardware="h200", precision="fp8"))
+    assert p.tp == 8 and p.gpus == 8
+    both = write_json(tmp_path / "both.json", vllm_bench_serve(tensor_parallel_size=4))
+    with pytest.raises(UsageError, match="field 'tp' is 8 but tensor_parallel_size says 4"):
+        bench_points(both, BenchSetup(hardware="h200", precision="fp8"))
     sg = write_jsonl(tmp_path / "s.jsonl", [sglang_bench_serving()])
     with pytest.raises(UsageError, match="does not say the tensor parallel size; give --tp"):
         bench_points(sg, BenchSetup(hardware="h200", precision="fp8", model="m"))
