@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meter.engines.points import ServingPoint, check_point
+from meter.engines.points import MAX_WHOLE, ServingPoint, check_point, whole_number
 from meter.engines.serving import BenchFileError, ServingBenchmark, _read, _records, load_serving_bench
 from meter.errors import InputError, UsageError
 
@@ -86,11 +86,10 @@ def _whole(raw: dict, name: str, fail: Callable[..., BenchFileError]) -> int | N
     value = _param(raw, name)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)  # --metadata tp=8 writes a string
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-        raise fail(name, "expected a whole number, at least 1", value)
-    return int(value)
+    number = whole_number(value)  # --metadata tp=8 writes a string
+    if number is None:
+        raise fail(name, f"expected a whole number, at least 1 (at most {MAX_WHOLE:,})", value)
+    return number
 
 
 def _mean(tokens: int, b: ServingBenchmark) -> int:

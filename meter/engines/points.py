@@ -34,6 +34,32 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
+MAX_WHOLE = 10**9  # GPUs, lengths, concurrency: far beyond any deployment, and safe as a float
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as a whole number in [1, MAX_WHOLE] (a JSON number or a string of digits), else None."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isdigit() and len(text) <= 10 else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if 1 <= value <= MAX_WHOLE else None
+
+
+def positive_number(value: object) -> float | None:
+    """``value`` as a finite number above 0 (JSON numbers only; an int too large for a float is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
 class PointsFileError(InputError):
     """A serving points file (or a point to write) that cannot be used."""
 
@@ -210,9 +236,10 @@ def _point(cells: dict[str, str], path: Path, where: str) -> ServingPoint:
                 raise fail(name, "expected True or False", raw)
             values[name] = cell.lower() == "true"
         elif name in _INT:
-            if not re.fullmatch(r"\d+", cell) or int(cell) < 1:
-                raise fail(name, "expected a whole number, at least 1", raw)
-            values[name] = int(cell)
+            number = whole_number(cell)
+            if number is None:
+                raise fail(name, f"expected a whole number, at least 1 (at most {MAX_WHOLE:,})", raw)
+            values[name] = number
         elif name in _FLOAT:
             try:
                 number = float(cell)
