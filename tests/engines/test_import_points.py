@@ -164,6 +164,10 @@ def test_cli_writes_the_points_file_and_reads_back(tmp_path: Path):
     code, stdout, _ = cli("import", "inferencex", str(_ix_dir(tmp_path)), "-o", str(tmp_path / "ix.tsv"))
     assert code == 0 and "2 serving points" in stdout
     assert {p.disagg for p in read_points(tmp_path / "ix.tsv")} == {False, True}
+    # --append keeps what the file held: InferenceX's points and the user's own sweep in one file
+    code, _, stderr = cli("import", "inferencex", str(tmp_path / "results_bmk"), "-o", str(out), "--append")
+    assert code == 0 and "(2 kept, 2 added)" in stderr
+    assert [p.framework for p in read_points(out)] == ["sglang", "sglang", "sglang", "dynamo-sglang"]
 
 
 def _ix_dir(tmp: Path) -> Path:
