@@ -239,7 +239,7 @@ def dsa_attention_per_token(a: ModelArgs, context: int, phase: Phase, kv_value_b
         masked_flops = n * keys * mla_mha_flops_per_key(a)
         mode = "sparse MQA"
         if masked_flops < sparse_flops:
-            sparse_flops, mode = masked_flops, "masked MHA"
+            sparse_flops, mode, attended = masked_flops, "masked MHA", keys
             core_note = "MLA in MHA form over every causal pair, masked to the indexer's top-k (short prompts)"
     core = AttentionPart(
         "sparse attention",
@@ -425,3 +425,16 @@ def decode_kv_read_bytes(a: ModelArgs, context: int, kv_value_bytes: float) -> f
     if a.is_sparse:
         return attention_per_token(a, context, "decode", kv_value_bytes).read_bytes
     return kv_cache(a, context, kv_value_bytes).total_bytes
+
+
+def step_cache_traffic(a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float) -> tuple[float, float]:
+    """(attention, indexer) cache bytes one sequence moves per step of the serving bound.
+
+    Decode reads what one token selects (the indexer's keys, the attended entries); prefill writes
+    the prompt's cache and reads it back once, as the bound counts for dense attention.
+    """
+    if phase == "decode":
+        att = attention_per_token(a, context, "decode", kv_value_bytes)
+        return att.read_bytes - att.indexer_read_bytes, att.indexer_read_bytes
+    kv = kv_cache(a, context, kv_value_bytes)
+    return 2.0 * (kv.attention_bytes + kv.window_bytes), 2.0 * kv.indexer_bytes
