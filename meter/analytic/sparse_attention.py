@@ -438,3 +438,64 @@ def step_cache_traffic(a: ModelArgs, context: int, phase: Phase, kv_value_bytes:
         return att.read_bytes - att.indexer_read_bytes, att.indexer_read_bytes
     kv = kv_cache(a, context, kv_value_bytes)
     return 2.0 * (kv.attention_bytes + kv.window_bytes), 2.0 * kv.indexer_bytes
+
+
+# --- one DSA layer at a batch shape (the benchmark's cases and kernels.dsa) ----------------------
+
+LayerPairs = Literal["causal", "full"]
+
+
+def dsa_layer_flops(
+    a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None, pairs: LayerPairs = "causal"
+) -> float:
+    """Forward FLOPs of one V3.2 attention layer (projections, indexer, sparse MLA) for ``batch``
+    sequences of ``q_len`` new tokens against ``kv_len`` positions (the new ones included).
+
+    ``causal`` counts what is useful: query t scores its t earlier tokens and attends min(t, top-k)
+    of them (the triangle, as for dense attention). ``full`` counts what ``kernels.dsa`` computes:
+    every query scores all ``kv_len`` positions (the future masked) and runs min(top-k, kv_len)
+    slots, the invalid ones masked.
+    """
+    s = a.sparse_attention
+    if s is None:
+        raise ValueError("dsa_layer_flops needs a model with sparse_attention")
+    kv_len = q_len if kv_len is None else kv_len
+    if kv_len < q_len:
+        raise ValueError(f"kv_len ({kv_len}) must be at least q_len ({q_len})")
+    if pairs == "full":
+        keys, attended = float(kv_len), float(min(s.index_topk, kv_len))
+    else:
+        earlier = kv_len - q_len  # cached positions every new query sees
+        keys = earlier + mean_causal(q_len)
+        attended = (
+            mean_causal(kv_len, 1.0, s.index_topk) * kv_len - mean_causal(earlier, 1.0, s.index_topk) * earlier
+        ) / q_len
+    per_query = (
+        _dsa_projection_flops(a)
+        + keys * indexer_flops_per_key(s.index_n_heads, s.index_head_dim)
+        + attended * mla_absorbed_flops_per_key(a)
+    )
+    return batch * q_len * per_query
+
+
+def dsa_layer_bytes(
+    a: ModelArgs, *, batch: int, q_len: int, kv_len: int | None = None, dtype_bytes: float = 2
+) -> float:
+    """Minimum traffic of one V3.2 attention layer, as ``memory.attention_layer_bytes`` counts MLA's:
+    weights (the indexer's included) once, input and output once, the new cache entries and indexer
+    keys written; with cached positions (decode), every indexer key read and each query's top-k
+    latents gathered (``dtype_bytes`` per value: the benchmark's own cache, not DeepSeek's fp8)."""
+    from meter.analytic.params import mla_params
+
+    s = a.sparse_attention
+    if s is None:
+        raise ValueError("dsa_layer_bytes needs a model with sparse_attention")
+    kv_len = q_len if kv_len is None else kv_len
+    latent = a.kv_lora_rank + a.qk_rope_head_dim
+    traffic = (mla_params(a) + dsa_indexer_params(a)) * dtype_bytes + 2 * batch * q_len * a.dim * dtype_bytes
+    traffic += batch * q_len * (latent + s.index_head_dim) * dtype_bytes  # new entries and keys
+    cached = kv_len - q_len
+    if cached > 0:
+        traffic += batch * cached * s.index_head_dim * dtype_bytes  # every key scored
+        traffic += batch * q_len * min(s.index_topk, kv_len) * latent * dtype_bytes  # gathered latents
+    return traffic
