@@ -182,8 +182,8 @@ def test_an_all_reduce_alone_stands_in_for_the_links_and_says_so(tmp_path: Path)
 @pytest.mark.parametrize(
     ("text", "args", "phrase"),
     [
-        (nccl_output(None, SIZES), [], "does not name its test"),
-        (nccl_output("broadcast_perf", SIZES), [], "broadcast_perf is not a collective meter models"),
+        (nccl_output(None, SIZES, redop="none", factor=lambda n: (n - 1) / n), [], "fit all_gather and all_to_all"),
+        (nccl_output("broadcast_perf", SIZES), [], "holds only broadcast_perf, which meter does not model"),
         (nccl_output("all_reduce_perf", SIZES), ["--collective", "all_to_all"], "not all_to_all"),
         (nccl_output("all_reduce_perf", SIZES, factor=lambda n: 1.0), [], "busbw / algbw"),
         (nccl_output("all_reduce_perf", SIZES).replace("6800.00", "68x0.00"), [], "expected a number"),
