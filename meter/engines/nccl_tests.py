@@ -490,12 +490,11 @@ def _row(columns: list[str], tokens: list[str], number: int, path: Path, n: int,
 
 def _int(tokens: list[str], index: dict[str, list[int]], name: str, path: Path, where: str) -> int:
     text = _token(tokens, index, name)
-    if text is None or not re.fullmatch(r"\d{1,19}", text):
+    if text is None or not text.isdigit() or not text.isascii():
         raise NcclTestsError(path, f"{where}: {name}", "expected a whole number, at least 0", text)
-    value = int(text)
-    if value > MAX_SIZE:
+    if len(text) > 20 or int(text) > MAX_SIZE:
         raise NcclTestsError(path, f"{where}: {name}", "larger than the 64-bit sizes nccl-tests prints", text)
-    return value
+    return int(text)
 
 
 def _token(tokens: list[str], index: dict[str, list[int]], name: str) -> str | None:

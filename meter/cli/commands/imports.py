@@ -80,7 +80,7 @@ def run_nccl_tests(args: argparse.Namespace) -> int:
         for c in doc.communication
     ]
     device, imported = doc.metadata.device, doc.metadata.imported
-    vendor = f"{imported.vendor} " if imported and imported.vendor else ""
+    vendor = f"{imported.vendor} " if imported and imported.vendor and imported.vendor not in device.name else ""
     tool = imported.tool if imported else "nccl-tests"
     title = f"{tool} on {vendor}{device.name} ({device.hardware_config or 'no hardware config matched'})"
     headers = ["collective", "type", "scope", "ranks", "size B", "time us", "algbw GB/s", "busbw GB/s"]
