@@ -22,6 +22,7 @@ import numpy as np
 
 from meter.analytic.comm import PAYLOAD_BYTES, ep_bytes_per_token
 from meter.results.document import RunDocument
+from meter.results.records import CommResult
 
 ALL_TO_ALLS = ("dispatch", "combine", "combine_grad", "dispatch_grad")
 
@@ -117,7 +118,9 @@ def measured_links(doc: RunDocument, path: str) -> MeasuredLinks:
     picked = []
     for scopes in (("intra-node", "world") if single_node else ("intra-node",), ("inter-node",)):
         picked.append(_pick(doc, scopes))
-    (intra, intra_what, intra_from), (inter, inter_what, inter_from) = picked
+    (intra_row, intra_what, intra_from), (inter_row, inter_what, inter_from) = picked
+    intra = intra_row.peer_bytes_per_s if intra_row else None
+    inter = inter_row.peer_bytes_per_s if inter_row else None
     parts = [f"NVLink from {intra_what}" if intra is not None else None]
     parts.append(f"network from {inter_what}" if inter is not None else None)
     what = "; ".join(p for p in parts if p) or "no verified all-to-all or all-reduce"
@@ -134,35 +137,34 @@ def measured_links(doc: RunDocument, path: str) -> MeasuredLinks:
         device=meta.device.name,
         nvlink_from=intra_from,
         network_from=inter_from,
-        network_off_node_share=_off_node_share(layout) if inter_from == "all_to_all" else 1.0,
+        network_off_node_share=_off_node_share(layout, inter_row) if inter_from == "all_to_all" else 1.0,
     )
 
 
-def _off_node_share(layout) -> float:
-    """An all-to-all over n ranks, g per node, sends (n - g) / (n - 1) of its bytes to peers on other nodes."""
-    if layout is None or layout.world_size < 2 or layout.n_nodes < 2:
+def _off_node_share(layout, row: CommResult | None) -> float:
+    """An all-to-all over all n ranks, g per node, sends (n - g) / (n - 1) of its bytes to peers on other nodes;
+    meter's own inter-node groups hold one rank per node, so all of theirs leave it."""
+    if layout is None or row is None or row.group_size != layout.world_size or layout.n_nodes < 2:
         return 1.0
     return (layout.world_size - layout.local_world_size) / (layout.world_size - 1)
 
 
-def _pick(doc: RunDocument, scopes: tuple[str, ...]) -> tuple[float | None, str, str | None]:
-    """(bytes to peers per second, what it is, the collective) for one link: its all-to-all, else its all-reduce."""
+def _pick(doc: RunDocument, scopes: tuple[str, ...]) -> tuple[CommResult | None, str, str | None]:
+    """(the row, what it is, the collective) that sets one link: its all-to-all, else its all-reduce."""
     in_scope = [c for c in doc.communication if c.scope in scopes]
     a2a = [c for c in in_scope if c.case.collective in ALL_TO_ALL]
     for scope in scopes:
-        value = _best([c for c in a2a if c.verified], scope)
-        if value is not None:
-            return value, "all-to-alls", "all_to_all"
+        row = _best([c for c in a2a if c.verified], scope)
+        if row is not None:
+            return row, "all-to-alls", "all_to_all"
     for scope in scopes:
-        value = _best([c for c in in_scope if c.case.collective == "all_reduce" and c.verified], scope)
-        if value is not None:
+        row = _best([c for c in in_scope if c.case.collective == "all_reduce" and c.verified], scope)
+        if row is not None:
             why = f"its {len(a2a)} all-to-all row(s) not verified" if a2a else "no all-to-all measured in this scope"
-            return value, f"ring all-reduce bus bandwidth ({why}: an upper bound)", "all_reduce"
+            return row, f"ring all-reduce bus bandwidth ({why}: an upper bound)", "all_reduce"
     return None, "", None
 
 
-def _best(comms: list, scope: str) -> float | None:
+def _best(comms: list[CommResult], scope: str) -> CommResult | None:
     picked = [c for c in comms if c.scope == scope]
-    if not picked:
-        return None
-    return max(picked, key=lambda c: c.message_bytes).peer_bytes_per_s
+    return max(picked, key=lambda c: c.message_bytes) if picked else None
