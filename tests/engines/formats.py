@@ -364,3 +364,24 @@ def nccl_log(
     if style in ("2.19", "2.16"):
         lines.append(f"# Collective test concluded: {program}")
     return "\n".join(lines) + "\n"
+
+
+def vllm_sweep(directory: Path, points: list[dict], *, runs: int = 2, summary: bool = True) -> Path:
+    """``vllm bench sweep serve -o DIR``'s tree, per vllm/benchmarks/sweep/serve.py: one directory per bench
+    combination (``BENCH-<name>``) holding ``run=N.json`` (the ``vllm bench serve`` result with ``run_number`` and
+    the swept parameters added, ``json.dump(..., indent=4)``), ``summary.json`` (the list of them) and
+    ``warmup.json``; ``summary.csv`` beside the combinations. Returns the experiment directory."""
+    experiment = directory / "20261201_101500"
+    for i, overrides in enumerate(points):
+        comb = experiment / ("BENCH-" + "-".join(f"{k}={v}" for k, v in overrides.items()) or str(i))
+        comb.mkdir(parents=True)
+        (comb / "warmup.json").write_text(json.dumps(vllm_bench_serve(num_prompts=10, run_number=-1), indent=4))
+        records = []
+        for n in range(runs):
+            record = vllm_bench_serve(**overrides) | {"run_number": n} | overrides
+            (comb / f"run={n}.json").write_text(json.dumps(record, indent=4))
+            records.append(record)
+        if summary:
+            (comb / "summary.json").write_text(json.dumps(records, indent=4))
+    (experiment / "summary.csv").write_text(",run_number\n0,0\n")
+    return experiment
