@@ -526,6 +526,28 @@ def _comm(build: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[s
     return lambda tmp: ["cost", "cluster", "--comm-run", str(build(tmp)), "--samples", "0", *extra]
 
 
+def _vllm(**overrides) -> dict:
+    from tests.engines.formats import vllm_bench_serve
+
+    return vllm_bench_serve(**overrides)
+
+
+def _bench_file(content: Callable[[], str], *extra: str) -> Callable[[Path], list[str]]:
+    def argv(tmp: Path) -> list[str]:
+        path = tmp / "bench.json"
+        path.write_text(content())
+        return ["cost", "serve", "--from-bench", str(path), "--gpus", "8", "--price", "2", *extra]
+
+    return argv
+
+
+def _dir(tmp: Path) -> Path:
+    path = tmp / "sweep"
+    (path / "BENCH-x").mkdir(parents=True)
+    (path / "BENCH-x" / "warmup.json").write_text("{}")
+    return path
+
+
 REAL_FILES = [
     Bad(
         "nccl header without busbw",
@@ -609,6 +631,49 @@ REAL_FILES = [
         "nccl busbw that is not the ranks' factor",
         _comm(_nccl(lambda t: "\n".join(x for x in t.splitlines() if not x.startswith(("#  Rank  6", "#  Rank  7"))))),
         ("nccl.txt", "busbw / algbw"),
+    ),
+    Bad(
+        "serving run with no completed request",
+        _bench_file(
+            lambda: json.dumps(
+                _vllm(
+                    completed=0,
+                    failed=500,
+                    total_input_tokens=0,
+                    total_output_tokens=0,
+                    request_throughput=0.0,
+                    output_throughput=0.0,
+                    total_token_throughput=0.0,
+                )
+            )
+        ),  # fmt: skip
+        ("bench.json", "completed", "no request completed", "500 failed"),
+    ),
+    Bad("serving sweep summary empty", _bench_file(lambda: "[]"), ("bench.json", "empty list")),
+    Bad(
+        "serving sweep summary with a non-object",
+        _bench_file(lambda: json.dumps([_vllm(), 3])),
+        ("bench.json", "[1]", "expected a JSON object"),
+    ),
+    Bad(
+        "serving sweep directory without results",
+        lambda tmp: ["cost", "serve", "--from-bench", str(_dir(tmp)), "--gpus", "8", "--price", "2"],
+        ("sweep", "no summary.json or run=N.json"),
+    ),
+    Bad(
+        "serving request rate a word",
+        _bench_file(lambda: json.dumps(_vllm(request_rate="fast"))),
+        ("bench.json", "request_rate", "'fast'"),
+    ),
+    Bad(
+        "serving --ep that does not fill --gpus",
+        _bench_file(lambda: json.dumps(_vllm()), "--scenario", "deepseek-v3-day6", "--ep", "16"),
+        ("--gpus 8", "prefill on 32 GPU(s)", "--tp/--ep"),
+    ),
+    Bad(
+        "serving deployment resized to --gpus does not fit",
+        _bench_file(lambda: json.dumps(_vllm()), "--scenario", "deepseek-v3-day6"),
+        ("--gpus 8", "resized to the benchmark's 8 GPU(s)", "does not fit"),
     ),
 ]
 

@@ -126,7 +126,7 @@ def comm_run(
             version=first.version,
             command=", ".join(sorted({t.program for _, t in tests if t.program})) or None,
             notes=sorted({t.settings for _, t in tests if t.settings})
-            + [f"{p}: {t.collective} {t.collective_from}" for p, t in tests if t.collective_from != "the program name"]
+            + [f"{p}: the test is {t.told}" for p, t in tests if t.collective_from != "the program name"]
             + list(notes or []),
             vendor=" + ".join(sorted({v for _, t in tests if (v := t.vendor)})) or None,
         ),
@@ -183,12 +183,18 @@ def is_nccl_tests_output(path: Path | str) -> bool:
     """Whether a file is nccl-tests' text output rather than a run file (its first lines say so)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(8192)
+            head = f.read(256 * 1024)  # NCCL_DEBUG=INFO lines can come before the header
     except OSError:
         return False
     return not head.lstrip().startswith(b"{") and any(
         marker in head
-        for marker in (b"nccl-tests version", b"Collective test starting", b"# Using devices", b"rccl-tests")
+        for marker in (
+            b"nccl-tests version",
+            b"Collective test starting",
+            b"# Using devices",
+            b"rccl-tests",
+            b"# nThread ",
+        )
     )
 
 

@@ -189,6 +189,12 @@ class NcclTest:
         return sorted({r.host for r in self.ranks})
 
     @property
+    def told(self) -> str:
+        """How the collective was told, as one phrase: 'all_to_all (as --collective says)'."""
+        how = {"--collective": "as --collective says", "the command line in the log": "named on the log's command line"}
+        return f"{self.collective} ({how.get(self.collective_from, self.collective_from)})"
+
+    @property
     def vendor(self) -> str | None:
         names = " ".join(r.name for r in self.ranks)
         if self.tool == "rccl-tests" or re.search(r"\bAMD\b|Instinct|Radeon|\bgfx\d", names):

@@ -138,7 +138,9 @@ def test_an_untold_all_to_all_asks_for_collective_in_cost_cluster_too(tmp_path: 
     r = run_meter("cost", "cluster", "--comm-run", str(path), "--hardware", "h100-sxm", "--samples", "0")
     assert r.returncode == 2 and "--collective" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     row, err = _cluster(tmp_path, "--comm-run", str(path), "--collective", "all_to_all")
-    assert row["links"]["nvlink_bytes_per_s"] == "measured run" and "all_to_all --collective" in err
+    assert (
+        row["links"]["nvlink_bytes_per_s"] == "measured run" and "the test is all_to_all (as --collective says)" in err
+    )
     bad = run_meter("cost", "cluster", "--collective", "all_to_all", "--samples", "0")
     assert bad.returncode == 2 and "give --comm-run FILE" in bad.stderr
 

@@ -87,8 +87,8 @@ def run_nccl_tests(args: argparse.Namespace) -> int:
     print(table(headers + ["to peers GB/s", "verified"], rows, title=title))
     for line in skipped:
         print(line, file=sys.stderr)
-    for _, t in tests:
+    for f, t in tests:
         if t.collective_from != "the program name":
-            print(f"{t.collective}: {t.collective_from}", file=sys.stderr)
+            print(f"{f}: the test is {t.told}", file=sys.stderr)
     print(f"Run file: {path}  (meter cost cluster --comm-run {path})", file=sys.stderr)
     return 0
