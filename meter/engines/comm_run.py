@@ -173,8 +173,8 @@ def _layout(test: NcclTest) -> DistributedLayout:
         world_size=test.n_ranks,
         local_world_size=per_node,
         n_nodes=len(hosts),
-        backend="nccl",
-        launcher="nccl-tests",
+        backend="rccl" if test.tool == "rccl-tests" else "nccl",
+        launcher=test.tool,
         nodes=nodes,
     )
 

@@ -98,6 +98,7 @@ _RANK = re.compile(
     r"^#\s+Rank\s+(?P<rank>\d+)(?:\s+Group\s+\d+)?\s+Pid\s+\d+\s+on\s+(?P<host>\S+)\s+device\s+(?P<device>\d+)"
     r"\s+\[[^\]]*\]\s+(?P<name>.+?)\s*$"
 )
+_AMD = re.compile(r"\bAMD\b|Instinct|Radeon|\bgfx\d")
 _VERSION = re.compile(r"^#\s*nccl-tests version (?P<version>\S+)(?P<rest>.*)$")
 _RCCL_VERSION = re.compile(r"^#?\s*rccl-tests:\s*Version\s*(?P<version>\S*)")
 _PROGRAM = re.compile(r"^#\s*Collective test starting:\s*(?P<program>\S+)")
@@ -197,7 +198,7 @@ class NcclTest:
     @property
     def vendor(self) -> str | None:
         names = " ".join(r.name for r in self.ranks)
-        if self.tool == "rccl-tests" or re.search(r"\bAMD\b|Instinct|Radeon|\bgfx\d", names):
+        if self.tool == "rccl-tests" or _AMD.search(names):
             return "AMD"
         if re.search(r"NVIDIA|Tesla|GeForce|Quadro", names):
             return "NVIDIA"
@@ -389,6 +390,8 @@ def _test(block: _Block, path: Path, collective: str | None, *, several: bool = 
     if name not in MODELLED:
         return next((p for p, c in PROGRAMS.items() if c == name), name)
     wrong = "#wrong" if "#wrong" in columns else "error"
+    if _AMD.search(" ".join(r.name for r in block.ranks)):
+        block.tool = "rccl-tests"  # an output without rccl-tests' version line: nccl-tests does not run on AMD GPUs
     return NcclTest(name, block.program or block.command, block.version, block.settings, block.ranks, rows, wrong,
                     block.tool, source)  # fmt: skip
 

@@ -158,6 +158,16 @@ def test_rccl_tests_output_records_the_tool_and_the_vendor(tmp_path: Path):
     assert "was on 'AMD Instinct MI300X', which no hardware config matches" in r.stdout and "None" not in r.stdout
 
 
+def test_rccl_output_without_its_version_line_is_told_by_its_gpus(tmp_path: Path):
+    text = nccl_log("all_reduce", SIZES, style="rccl").replace("rccl-tests: Version develop:4f5e6a1\n", "")
+    (test,) = read_nccl_tests(_write(tmp_path, "old-rccl.txt", text)).tests
+    assert (test.tool, test.vendor, test.version) == ("rccl-tests", "AMD", None)
+    from meter.engines.comm_run import comm_run
+
+    layout = comm_run([(tmp_path / "old-rccl.txt", test)], specs=[]).metadata.distributed
+    assert (layout.backend, layout.launcher) == ("rccl", "rccl-tests")
+
+
 def test_rccl_in_place_only_output(tmp_path: Path):
     text = nccl_log("alltoall", SIZES, style="rccl", in_place_only=True, wrong_in_place="0")
     (test,) = read_nccl_tests(_write(tmp_path, "ip.txt", text), "all_to_all").tests
