@@ -32,7 +32,17 @@ from meter.results.records import CommResult
 def comm_results(test: NcclTest, path: Path) -> list[CommResult]:
     n = _checked_ranks(test, path)
     scope = "intra-node" if len(test.hosts) == 1 else "inter-node"
-    return [_result(test, row, n, scope, path) for row in test.rows if row.timing is not None]
+    op = kept_op(test)
+    rows = [row for row in test.rows if row.timing is not None and (op is None or row.redop == op)]
+    return [_result(test, row, n, scope, path) for row in rows]
+
+
+def kept_op(test: NcclTest) -> str | None:
+    """With several reduction operators (``-o all``), the one kept: sum, what training reduces with."""
+    ops = sorted({r.redop for r in test.rows})
+    if len(ops) < 2:
+        return None
+    return "sum" if "sum" in ops else ops[0]
 
 
 def _checked_ranks(test: NcclTest, path: Path) -> int:
@@ -127,6 +137,11 @@ def comm_run(
             command=", ".join(sorted({t.program for _, t in tests if t.program})) or None,
             notes=sorted({t.settings for _, t in tests if t.settings})
             + [f"{p}: the test is {t.told}" for p, t in tests if t.collective_from != "the program name"]
+            + [
+                f"{p}: {t.collective} rows of {', '.join(sorted({r.redop for r in t.rows}))}: only {op} kept"
+                for p, t in tests
+                if (op := kept_op(t))
+            ]
             + list(notes or []),
             vendor=" + ".join(sorted({v for _, t in tests if (v := t.vendor)})) or None,
         ),

@@ -184,3 +184,16 @@ def test_a_link_figure_above_the_configured_link_is_flagged_not_adopted(tmp_path
     assert len(flagged) == 1 and "482 GB/s" in flagged[0] and "not adopted" in flagged[0]
     row, _ = _cluster(tmp_path, "--comm-run", str(path))
     assert row["links"]["nvlink_bytes_per_s"] == "hardware config"
+
+
+def test_all_reduce_over_every_operator_keeps_sum(tmp_path: Path):
+    """``all_reduce_perf -o all``: one table, a row per size and operator; training reduces with sum."""
+    text = nccl_log("all_reduce", SIZES)
+    rows = [line for line in text.splitlines() if line.startswith(" ")]
+    more = [row.replace("     sum  ", "     max  ") for row in rows]
+    path = _write(tmp_path, "ops.txt", text.replace(rows[-1], rows[-1] + "\n" + "\n".join(more)))
+    r = run_meter("import", "nccl-tests", str(path), "-o", str(tmp_path / "o.json"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert len(doc["communication"]) == 3
+    assert any("rows of max, sum: only sum kept" in n for n in doc["metadata"]["imported"]["notes"])
