@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from meter.config.hardware import HardwareSpec, match_nvml_name
-from meter.engines.nccl_tests import TYPES, NcclRow, NcclTest, NcclTestsError, bus_factor
+from meter.engines.nccl_tests import REDUCTIONS, TYPES, NcclRow, NcclTest, NcclTestsError, bus_factor
 from meter.results.cases import CommCase
 from meter.results.document import (
     DeviceInfo,
@@ -40,7 +40,7 @@ def comm_results(test: NcclTest, path: Path) -> list[CommResult]:
 def kept_op(test: NcclTest) -> str | None:
     """With several reduction operators (``-o all``), the one kept: sum, what training reduces with."""
     ops = sorted({r.redop for r in test.rows})
-    if len(ops) < 2:
+    if len(ops) < 2 or not set(ops) <= REDUCTIONS:
         return None
     return "sum" if "sum" in ops else ops[0]
 

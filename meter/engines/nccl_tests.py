@@ -442,7 +442,8 @@ def _row(columns: list[str], tokens: list[str], number: int, path: Path, n: int,
     index: dict[str, list[int]] = {}
     for i, name in enumerate(columns):
         index.setdefault(name, []).append(i)
-    if "redop" in index and len(tokens) == len(columns) - 1 and not tokens[index["redop"][0]].isalpha():
+    old_header = "redop" in index and "root" not in index  # before 2.13: all-to-all leaves its redop empty
+    if old_header and len(tokens) == len(columns) - 1 and not tokens[index["redop"][0]].isalpha():
         tokens = tokens[: index["redop"][0]] + [""] + tokens[index["redop"][0] :]  # before 2.13, all-to-all's empty op
     size = _int(tokens, index, "size", path, where)
     count = _int(tokens, index, "count", path, where)
