@@ -434,6 +434,89 @@ FLAGS = [
     Bad("exporter port zero", flags("serve", "--port", "0"), ("--port", "'0'")),
 ]
 
+# --- the exporter's web config (exporter-toolkit's format) ------------------------------------------------
+
+SHA256_OF_PASSWORD = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+BCRYPT_OF_PASSWORD = (
+    "$2b$04$tKB.ccApSE/0Z9t66XAJM.V8GwDfLQB58Qo7.Eft2RJtM3YtPPf4G"  # bcrypt.hashpw(b"password", gensalt(4))
+)
+
+
+def web_config(content: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "web.yml").write_text(content)
+        return ["serve", "--web.config.file", str(tmp / "web.yml")]
+
+    return build
+
+
+def _mismatched_key(tmp: Path) -> list[str]:
+    from tests.deploy.certs import TestCa
+
+    ca = TestCa(tmp / "pki")
+    server, other = ca.issue("server"), ca.issue("other")
+    return web_config(f"tls_server_config:\n  cert_file: {server.cert}\n  key_file: {other.key}\n")(tmp)
+
+
+WEB_CONFIGS = [
+    Bad("web config missing", flags("serve", "--web.config.file", "absent.yml"), ("absent.yml", "no such file")),
+    Bad("web config bad YAML", web_config("basic_auth_users: {a: [\n"), ("web.yml", "malformed YAML")),
+    Bad("web config a list", web_config("- tls_server_config\n"), ("web.yml", "expected a mapping", "list")),
+    Bad(
+        "web config sha256 where bcrypt goes",
+        web_config(f"basic_auth_users:\n  prometheus: {SHA256_OF_PASSWORD}\n"),
+        ("web.yml", "basic_auth_users.prometheus", "bcrypt", "sha256"),
+    ),
+    Bad(
+        "web config plain password",
+        web_config("basic_auth_users:\n  prometheus: s3cret\n"),
+        ("basic_auth_users.prometheus", "bcrypt", "plain password"),
+    ),
+    Bad(
+        "web config unknown key",
+        web_config(f"basic_auth_users:\n  prometheus: '{BCRYPT_OF_PASSWORD}'\ntls_config: {{}}\n"),
+        ("web.yml", "field 'tls_config'", "unknown"),
+    ),
+    Bad(
+        "web config unknown TLS key",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n"),
+        ("tls_server_config.ca_file", "unknown"),
+    ),
+    Bad(
+        "web config unverified client certificates",
+        web_config(
+            "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  client_auth_type: RequestClientCert\n"
+        ),
+        ("tls_server_config.client_auth_type", "unsupported", "RequestClientCert"),
+    ),
+    Bad(
+        "web config certificate missing",
+        web_config("tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n"),
+        ("tls_server_config.cert_file", "nope.pem", "no such file"),
+    ),
+    Bad("web config key does not match certificate", _mismatched_key, ("tls_server_config.key_file", "does not match")),
+    Bad(
+        "web config TLS version unknown",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  min_version: TLS9\n"),
+        ("tls_server_config.min_version", "'TLS9'"),
+    ),
+    Bad(
+        "web config rate limit interval",
+        web_config("rate_limit:\n  interval: fast\n  burst: 5\n"),
+        ("rate_limit.interval", "duration", "'fast'"),
+    ),
+    Bad(
+        "web config header not configurable",
+        web_config("http_server_config:\n  headers:\n    Set-Cookie: a=b\n"),
+        ("http_server_config.headers.Set-Cookie", "cannot be configured"),
+    ),
+    Bad(
+        "web config with deprecated flags",
+        lambda tmp: [*web_config("{}\n")(tmp), "--basic-auth-file", "users"],
+        ("--web.config.file", "one or the other"),
+    ),
+]
+
 # --- output paths -------------------------------------------------------------------------------------
 
 
@@ -483,6 +566,79 @@ OUTPUTS = [
         ("/proc/meter-test/r.md", "cannot write"),
     ),
 ]
+
+# --- serving points: meter import inferencex / vllm / sglang -------------------------------------------
+
+
+def _ix(**change: Any) -> Callable[[Path], list[str]]:
+    from tests.engines.formats import inferencex_result
+
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "agg.json"
+        path.write_text(json.dumps(inferencex_result(**change)))
+        return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
+
+    return build
+
+
+def _sg(*flags_: str, **change: Any) -> Callable[[Path], list[str]]:
+    from tests.engines.formats import sglang_bench_serving
+
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "b.jsonl"
+        path.write_text(json.dumps(sglang_bench_serving(**change)) + "\n")
+        return [
+            "import",
+            "sglang",
+            str(path),
+            "--hardware",
+            "h200",
+            "--precision",
+            "fp8",
+            *flags_,
+            "-o",
+            str(tmp / "p.tsv"),
+        ]
+
+    return build
+
+
+POINTS = [
+    Bad("InferenceX conc a word", _ix(conc="many"), ("agg.json", "field 'conc'", "'many'")),
+    Bad("InferenceX pipeline parallel", _ix(pp=4), ("agg.json", "field 'pp'", "is not 1")),
+    Bad("InferenceX intvty vs tpot", _ix(median_intvty=3.0), ("field 'median_intvty'", "1 / median_tpot", "3.0")),
+    Bad(
+        "InferenceX result a list of numbers",
+        lambda tmp: _raw_ix(tmp, "[1, 2]"),
+        ("agg.json", "field '[0]'", "JSON object"),
+    ),
+    Bad("SGLang no tp", _sg("--model", "m"), ("b.jsonl", "give --tp")),
+    Bad(
+        "SGLang zero completed",
+        _sg("--model", "m", "--tp", "8", completed=0, request_throughput=0.0),
+        ("field 'completed'", "no request completed", "0"),
+    ),
+    Bad(
+        "SGLang no concurrency",
+        _sg("--model", "m", "--tp", "8", max_concurrency=None),
+        ("field 'max_concurrency'", "--max-concurrency"),
+    ),
+    Bad("import gpus not tp", _sg("--model", "m", "--tp", "8", "--gpus", "16"), ("--gpus 16 with --tp 8",)),
+    Bad("import ep above tp", _sg("--model", "m", "--tp", "8", "--ep", "16"), ("--ep 16", "above --tp 8")),
+    Bad("import date not a date", _sg("--model", "m", "--tp", "8", "--date", "yesterday"), ("--date", "'yesterday'")),
+    Bad(
+        "points file into a directory",
+        lambda tmp: [*_sg("--model", "m", "--tp", "8")(tmp)[:-1], str(tmp)],
+        ("is a directory",),
+    ),
+]
+
+
+def _raw_ix(tmp: Path, text: str) -> list[str]:
+    path = tmp / "agg.json"
+    path.write_text(text)
+    return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
+
 
 # --- other tools' result files: nccl-tests / rccl-tests output, serving benchmarks ----------------------
 
@@ -658,7 +814,7 @@ REAL_FILES = [
     Bad(
         "serving sweep directory without results",
         lambda tmp: ["cost", "serve", "--from-bench", str(_dir(tmp)), "--gpus", "8", "--price", "2"],
-        ("sweep", "no summary.json or run=N.json"),
+        ("sweep", "holds no run=<n>.json files"),
     ),
     Bad(
         "serving request rate a word",
@@ -677,7 +833,8 @@ REAL_FILES = [
     ),
 ]
 
-ALL = RUN_FILES + CONFIGS + FLAGS + OUTPUTS + REAL_FILES
+
+ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + REAL_FILES
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():

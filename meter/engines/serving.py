@@ -19,8 +19,8 @@ Three formats, with the field names their own source writes (read there, 2026-12
 - ``vllm bench sweep serve`` (vllm/benchmarks/sweep/serve.py): each combination's directory holds
   ``run=N.json`` (a ``vllm bench serve`` result plus ``run_number`` and the swept parameters) and
   ``summary.json``, a JSON list of those; ``warmup.json`` and ``*.failure.json`` beside them are not
-  results. A ``summary.json`` is read as several points; a sweep directory as every combination's
-  points (its ``summary.json``, or its ``run=N.json`` where the summary was not written).
+  results. A ``summary.json`` is read as several points; a sweep directory as every ``run=N.json``
+  under it (:func:`vllm_sweep_runs`, shared with ``meter import vllm``).
 
 A result with no completed request is refused with the reason (it has nothing to price).
 
@@ -107,26 +107,29 @@ def load_serving_bench(path: Path | str, engine: str = "auto") -> list[ServingBe
     if engine != "auto" and engine not in ENGINES:
         raise BenchFileError(None, "--engine", f"must be auto or one of {', '.join(ENGINES)}", engine)
     if path.is_dir():
-        return [b for file in sweep_files(path) for b in load_serving_bench(file, engine)]
+        return [b for file in vllm_sweep_runs(path) for b in load_serving_bench(file, engine)]
     records = _records(_read(path), path)
     return [_benchmark(raw, path, prefix, engine) for prefix, raw in records]
 
 
-def sweep_files(directory: Path) -> list[Path]:
-    """A ``vllm bench sweep`` directory's result files: each combination's summary.json, else its run=N.json."""
-    found: list[Path] = []
-    for folder in sorted({p.parent for p in directory.rglob("*.json")}):
-        summary = folder / "summary.json"
-        if summary.is_file():
-            found.append(summary)
-            continue
-        runs = [p for p in folder.glob("run=*.json") if not p.name.endswith(".failure.json")]
-        found += sorted(runs, key=lambda p: (len(p.name), p.name))
-    if not found:
+_RUN_FILE = re.compile(r"^run=(\d+)\.json$")
+
+
+def vllm_sweep_runs(directory: Path) -> list[Path]:
+    """The ``run=<n>.json`` files of a ``vllm bench sweep serve`` output directory, in a stable order.
+
+    Each combination's ``summary.json`` holds the same runs as a list (read when given alone);
+    ``warmup.json`` (run -1) and ``run=<n>.failure.json`` are not results.
+    """
+    runs = sorted(
+        (p for p in directory.rglob("run=*.json") if _RUN_FILE.match(p.name)),
+        key=lambda p: (str(p.parent), int(_RUN_FILE.match(p.name).group(1))),  # type: ignore[union-attr]
+    )
+    if not runs:
         raise BenchFileError(
-            directory, None, "a directory without vllm bench sweep results (no summary.json or run=N.json in it)"
+            directory, None, "holds no run=<n>.json files; not a vllm bench sweep serve output directory?"
         )
-    return found
+    return runs
 
 
 def _read(path: Path) -> str:
@@ -213,7 +216,7 @@ class _Fields:
         value = self.raw[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(key, "expected a number", value)
-        if not math.isfinite(value) or value < 0:
+        if (isinstance(value, float) and not math.isfinite(value)) or value < 0 or value > 1e300:  # no int overflow
             raise self.fail(key, "must be a finite number, at least 0", value)
         if integer and float(value) != int(value):
             raise self.fail(key, "expected a whole number", value)

@@ -63,7 +63,7 @@ def test_a_vllm_sweep_directory_is_read_whole(tmp_path: Path):
     empty = tmp_path / "empty"
     empty.mkdir()
     r = run_meter("cost", "serve", "--from-bench", str(empty), "--gpus", "8", "--price", "2")
-    assert r.returncode == 2 and "no summary.json or run=N.json" in r.stderr
+    assert r.returncode == 2 and "holds no run=<n>.json files" in r.stderr
 
 
 def test_sglang_trace_replay_is_a_valid_file(tmp_path: Path):
