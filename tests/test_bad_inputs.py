@@ -688,7 +688,201 @@ def _raw_ix(tmp: Path, text: str) -> list[str]:
     return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
 
 
-ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS
+# --- other tools' result files: nccl-tests / rccl-tests output, serving benchmarks ----------------------
+
+
+def _nccl(mutate: Callable[[str], str], test: str = "all_reduce", style: str = "2.19") -> Callable[[Path], Path]:
+    """nccl-tests output in a version's shape (tests/engines/formats.py), changed by ``mutate``."""
+
+    def build(tmp: Path) -> Path:
+        from tests.engines.formats import nccl_log
+
+        path = tmp / "nccl.txt"
+        path.write_text(mutate(nccl_log(test, [(1 << 20, 30.0), (1 << 30, 6800.0)], style=style)))
+        return path
+
+    return build
+
+
+def _first_row(text: str, old: str, new: str) -> str:
+    """Replace ``old`` with ``new`` in the first data row only."""
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(" ") and line.split()[0].isdigit())
+    lines[i] = lines[i].replace(old, new, 1)
+    return "\n".join(lines) + "\n"
+
+
+def _row_token(text: str, k: int, value: str) -> str:
+    """Set token ``k`` of the first data row (0 size, 5 time, 8 the out-of-place check)."""
+    lines = text.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith(" ") and line.split()[0].isdigit())
+    tokens = lines[i].split()
+    tokens[k] = value
+    lines[i] = "  ".join(tokens)
+    return "\n".join(lines) + "\n"
+
+
+def _imports(build: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["import", "nccl-tests", str(build(tmp)), "-o", str(tmp / "o.json"), *extra]
+
+
+def _comm(build: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["cost", "cluster", "--comm-run", str(build(tmp)), "--samples", "0", *extra]
+
+
+def _vllm(**overrides) -> dict:
+    from tests.engines.formats import vllm_bench_serve
+
+    return vllm_bench_serve(**overrides)
+
+
+def _bench_file(content: Callable[[], str], *extra: str) -> Callable[[Path], list[str]]:
+    def argv(tmp: Path) -> list[str]:
+        path = tmp / "bench.json"
+        path.write_text(content())
+        return ["cost", "serve", "--from-bench", str(path), "--gpus", "8", "--price", "2", *extra]
+
+    return argv
+
+
+def _dir(tmp: Path) -> Path:
+    path = tmp / "sweep"
+    (path / "BENCH-x").mkdir(parents=True)
+    (path / "BENCH-x" / "warmup.json").write_text("{}")
+    return path
+
+
+REAL_FILES = [
+    Bad(
+        "nccl header without busbw",
+        _imports(_nccl(lambda t: t.replace("busbw", "bw"))),
+        ("nccl.txt", "header", "lacks the column(s) busbw"),
+    ),
+    Bad(
+        "nccl header with fewer busbw than time columns",
+        _imports(_nccl(lambda t: t.replace("busbw  #wrong", "#wrong", 1)[::-1].replace("wbsub", "", 1)[::-1])),
+        ("nccl.txt", "busbw"),
+    ),
+    Bad(
+        "nccl row cut short",
+        _imports(_nccl(lambda t: _first_row(t, "     float", ""))),
+        ("nccl.txt", "line"),
+    ),
+    Bad(
+        "nccl 400-digit size",
+        _imports(_nccl(lambda t: _first_row(t, "1048576", "9" * 400))),
+        ("nccl.txt", "size", "64-bit"),
+    ),
+    Bad(
+        "nccl size above 64 bits",
+        _imports(_nccl(lambda t: _first_row(t, "1048576", str(2**64)))),
+        ("nccl.txt", "size", "64-bit"),
+    ),
+    Bad(
+        "nccl time 1e-320 us",
+        _imports(_nccl(lambda t: _first_row(t, "30.00", "1e-320"))),
+        ("nccl.txt", "time", "0.005 us"),
+    ),
+    Bad("nccl time NaN", _imports(_nccl(lambda t: _first_row(t, "30.00", "nan"))), ("nccl.txt", "time", "finite")),
+    Bad(
+        "nccl check column not a number",
+        _imports(_nccl(lambda t: _row_token(t, 8, "maybe"))),
+        ("nccl.txt", "#wrong", "expected a number"),
+    ),
+    Bad(
+        "nccl log of only unmodelled tests",
+        _imports(_nccl(lambda t: t, test="reduce_scatter")),
+        ("nccl.txt", "holds only reduce_scatter_perf", "does not model"),
+    ),
+    Bad(
+        "nccl untold all-to-all before 2.16.7",
+        _imports(_nccl(lambda t: t, test="alltoall", style="2.13")),
+        ("nccl.txt", "all_gather and all_to_all alike", "--collective"),
+    ),
+    Bad(
+        "nccl --collective against the rows",
+        _imports(_nccl(lambda t: t, style="2.13"), "--collective", "all_gather"),
+        ("nccl.txt", "--collective all_gather does not fit", "all_reduce"),
+    ),
+    Bad(
+        "nccl --collective against the program name",
+        _imports(_nccl(lambda t: t), "--collective", "all_to_all"),
+        ("nccl.txt", "all_reduce_perf, not all_to_all"),
+    ),
+    Bad(
+        "comm-run untold all-to-all",
+        _comm(_nccl(lambda t: t, test="alltoall", style="rccl")),
+        ("nccl.txt", "rccl-tests do not", "--collective"),
+    ),
+    Bad(
+        "cluster --collective without --comm-run",
+        flags("cost", "cluster", "--collective", "all_to_all"),
+        ("--comm-run",),
+    ),
+    Bad(
+        "cluster --collective with a run file",
+        lambda tmp: [
+            "cost",
+            "cluster",
+            "--comm-run",
+            str(synthetic_v3_run(tmp / "a.json")),
+            "--collective",
+            "all_reduce",
+        ],
+        ("a.json", "--collective", "run file"),
+    ),
+    Bad(
+        "nccl busbw that is not the ranks' factor",
+        _comm(_nccl(lambda t: "\n".join(x for x in t.splitlines() if not x.startswith(("#  Rank  6", "#  Rank  7"))))),
+        ("nccl.txt", "busbw / algbw"),
+    ),
+    Bad(
+        "serving run with no completed request",
+        _bench_file(
+            lambda: json.dumps(
+                _vllm(
+                    completed=0,
+                    failed=500,
+                    total_input_tokens=0,
+                    total_output_tokens=0,
+                    request_throughput=0.0,
+                    output_throughput=0.0,
+                    total_token_throughput=0.0,
+                )
+            )
+        ),  # fmt: skip
+        ("bench.json", "completed", "no request completed", "500 failed"),
+    ),
+    Bad("serving sweep summary empty", _bench_file(lambda: "[]"), ("bench.json", "empty list")),
+    Bad(
+        "serving sweep summary with a non-object",
+        _bench_file(lambda: json.dumps([_vllm(), 3])),
+        ("bench.json", "[1]", "expected a JSON object"),
+    ),
+    Bad(
+        "serving sweep directory without results",
+        lambda tmp: ["cost", "serve", "--from-bench", str(_dir(tmp)), "--gpus", "8", "--price", "2"],
+        ("sweep", "holds no run=<n>.json files"),
+    ),
+    Bad(
+        "serving request rate a word",
+        _bench_file(lambda: json.dumps(_vllm(request_rate="fast"))),
+        ("bench.json", "request_rate", "'fast'"),
+    ),
+    Bad(
+        "serving --ep that does not fill --gpus",
+        _bench_file(lambda: json.dumps(_vllm()), "--scenario", "deepseek-v3-day6", "--ep", "16"),
+        ("--gpus 8", "prefill on 32 GPU(s)", "--tp/--ep"),
+    ),
+    Bad(
+        "serving deployment resized to --gpus does not fit",
+        _bench_file(lambda: json.dumps(_vllm()), "--scenario", "deepseek-v3-day6"),
+        ("--gpus 8", "resized to the benchmark's 8 GPU(s)", "does not fit"),
+    ),
+]
+
+
+ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + REAL_FILES
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():

@@ -236,6 +236,7 @@ class ImportInfo:
     version: str | None = None
     command: str | None = None  # the tool's command line, when its output names it
     notes: list[str] = field(default_factory=list)
+    vendor: str | None = None  # the GPUs' maker, where the tool or the device names tell (NVIDIA, AMD)
 
 
 @dataclass(frozen=True)
