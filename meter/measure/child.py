@@ -14,6 +14,7 @@ otherwise the child writes to meter's own stdout and stderr directly.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -80,7 +81,7 @@ def _number(text: str | None) -> float | None:
         value = parse_quantity(text.replace(",", "").replace("_", ""))
     except ValueError:
         return None
-    return value if value >= 0 else None
+    return value if 0 <= value < math.inf else None  # 1e400 parses to inf: not a count
 
 
 @dataclass(frozen=True)

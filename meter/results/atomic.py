@@ -70,6 +70,27 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def claim_new_file(path: Path, sibling: Path) -> Path:
+    """Create ``path`` as an empty file, or ``sibling`` when ``path`` already exists: a file someone
+    else wrote (another job given the same ``-o``) is never replaced. Returns the one claimed.
+
+    A path that is not a regular file (``/dev/null``) is returned as it is: the writer decides.
+    """
+    path = Path(path)
+    for candidate in (path, Path(sibling)):
+        try:
+            if candidate.exists() and not candidate.is_file():
+                return candidate
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError:
+            return candidate  # the write that follows names the problem in one line
+    return Path(sibling)  # a sibling with this run's id exists: the same run, rewritten
+
+
 def _is_sink(st: os.stat_result) -> bool:
     """/dev/null and its kin, or the terminal or pipe this process already writes its own output to."""
     if stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) in _SINKS:
