@@ -129,6 +129,7 @@ def _prepare(req: MeasureRequest, locator: ConfigLocator, say: Callable[[str], N
 
 def _finish(req: MeasureRequest, job: _Job, meter: JobMeter, child, counter, say) -> MeasureOutcome:
     tokens, source = _tokens(req, counter, say)
+    notes = [f"no token count: {counter.incomplete}"] if counter is not None and counter.incomplete else []
     result = job_result(
         meter,
         job.setup,
@@ -139,6 +140,7 @@ def _finish(req: MeasureRequest, job: _Job, meter: JobMeter, child, counter, say
         interrupted=bool(child.signals),
         tokens=tokens,
         tokens_source=source,
+        notes=notes,
     )
     metadata = job_metadata(job.gpus, meter.describe(), job.setup, command=req.meter_command, software=job.software)
     try:
@@ -201,6 +203,9 @@ def _tokens(req: MeasureRequest, counter: TokenCounter | None, say) -> tuple[flo
     if req.tokens is not None:
         return req.tokens, "--tokens"
     if counter is None:
+        return None, None
+    if counter.incomplete:
+        say(f"meter: {counter.incomplete}; no token count, no rates")
         return None, None
     if counter.unreadable:
         say(f"meter: {counter.unreadable} match(es) of --tokens-from-log held no number and were skipped")
