@@ -50,6 +50,7 @@ INTERNAL = {"internal": True}  # field metadata: set by the loader, never read f
 ALLOW_EMPTY = "allow-empty"  # Annotated[str, ALLOW_EMPTY]: an empty string is a value (a command-line argument)
 
 
+MAX_INT = 2**63  # the largest integer a field takes (a 64-bit count; floats lose more digits than that)
 MAX_YAML_BYTES = 8 * 2**20  # a config is a few KiB; a larger file is a mistake, not a config
 MAX_YAML_NODES = 200_000  # after expanding aliases: bounds "billion laughs" documents
 
@@ -308,6 +309,8 @@ def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(path, dotted, "expected an integer", value)
+        if abs(value) >= MAX_INT:  # every integer is used beside floats; 10**400 overflows them
+            raise ConfigError(path, dotted, f"too large for a number (at most {MAX_INT - 1})", value)
         return value
     if tp is float:
         if isinstance(value, str) and _YAML11_EXPONENT.match(value):
