@@ -195,12 +195,19 @@ def _close(a: float, b: float, rel: float = 1e-3) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-12
 
 
+def _agrees_with_physics(doc: RunDocument, where: Path | str | None) -> None:
+    from meter.results.physics import check_physics
+
+    check_physics(doc, where)
+
+
 CONSISTENCY_RULES: tuple[Callable[[RunDocument, Path | str | None], None], ...] = (
     _kind_has_its_parts,
     _ok_cases_are_measured,
     _timeline_lines_up,
     _projections_name_cases,
     _job_is_consistent,
+    _agrees_with_physics,
 )
 
 
