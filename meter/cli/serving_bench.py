@@ -67,6 +67,13 @@ def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) 
     )
     costs = [price_serving_bench(b, gpus=gpus, price=price) for b in benches]
     effs = [bench_efficiency(c, _bound(args, scenario, c, layout)) if scenario else None for c in costs]
+    for c, e in zip(costs, effs):
+        if e is not None and e.efficiency > 1:  # the bound is a ceiling no engine passes
+            raise UsageError(
+                f"{c.bench.source}: the benchmark's tokens took {e.measured_gpu_s:.4g} GPU-s, less than the "
+                f"{e.bound_gpu_s:.4g} GPU-s the bound of deployment '{e.deployment}' needs ({e.efficiency:.1%} of "
+                "the bound): the bound (deployment, --hardware, --gpus) or the file (its duration, its counts) is wrong"
+            )
     if args.json:
         emit_json({"results": [{**c.as_dict(), "efficiency": e.as_dict() if e else None} for c, e in zip(costs, effs)]})
         return 0
