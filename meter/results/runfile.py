@@ -90,10 +90,30 @@ class RunRecorder:
 
     def add_case(self, result: CaseResult) -> CaseResult:
         """Record one finished case (checked first) and rewrite the file; returns what was recorded."""
-        checked = checked_case(result)
+        checked = self._physical(checked_case(result))
         self.doc.cases.append(checked)
         self.save()
         return checked
+
+    def _physical(self, case: CaseResult) -> CaseResult:
+        """The case, or an error case saying why the reader would refuse it (figures that contradict
+        each other, a second result for one case id): the file stays readable, nothing is dropped."""
+        from meter.results.load import RunFileError
+        from meter.results.physics import check_case
+
+        problem = None
+        if case.status == "ok" and any(c.id == case.id and c.status == "ok" for c in self.doc.cases):
+            problem = "a second result for this case id"
+        else:
+            try:
+                check_case(case, self.doc.metadata.hardware, None, "case")
+            except RunFileError as exc:
+                problem = exc.detail()
+        if problem is None:
+            return case
+        return CaseResult(
+            id=case.id, case=case.case, status="error", reason=f"result not recordable: {problem}", notes=case.notes
+        )
 
     def update(self, **fields) -> None:
         """Replace top-level fields (projections, communication, ...) and rewrite the file."""
