@@ -12,6 +12,7 @@ too small, a duration of 5e-324 s).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def _error(where: Where, field: str, problem: str, value: object):
 
 
 def close(a: float, b: float, rel: float = RATE_TOLERANCE) -> bool:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False  # a figure from a time of 5e-324 s: infinite, and nothing it agrees with
     return abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-300
 
 
