@@ -872,3 +872,25 @@ def test_bad_input_gets_one_line_and_status_2(bad: Bad, tmp_path: Path, monkeypa
     for fragment in bad.fragments:
         assert fragment in lines[0], (fragment, lines[0])
     assert "Run file:" not in out  # nothing reported as a result
+
+
+def test_output_that_cannot_be_written_is_one_line_and_status_2():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(
+            [sys.executable, "-m", "meter", "models", "--json"], stdout=full, stderr=subprocess.PIPE, text=True, env=env
+        )
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No space left" in r.stderr, r.stderr
+    closed = subprocess.run(  # a reader that goes away: quiet, status 0
+        f"{sys.executable} -m meter hardware --json | head -c 1 >/dev/null",
+        shell=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr and "Exception" not in closed.stderr
