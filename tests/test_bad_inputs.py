@@ -247,6 +247,15 @@ def model_yaml(append: str) -> bytes:
     return (text.replace("name: deepseek-v3-tiny", "name: bad") + "\n" + append + "\n").encode()
 
 
+def builtin_model_yaml(model: str, old: str, new: str) -> bytes:
+    """A built-in model's YAML, renamed ``bad``, with one text replacement (which must apply)."""
+    from meter.config.paths import builtin_config_dir
+
+    text = (builtin_config_dir() / "models" / f"{model}.yaml").read_text().replace(f"name: {model}", "name: bad")
+    assert old in text, old
+    return text.replace(old, new, 1).encode()
+
+
 def hardware_yaml(date: str) -> bytes:
     from meter.config.paths import builtin_config_dir
 
@@ -285,6 +294,40 @@ CONFIGS = [
     ),
     Bad("model YAML empty", config_file("models", "bad", b"", FLOPS_BAD), ("bad.yaml", "an empty file")),
     Bad("alias bomb", config_file("models", "bad", BOMB, FLOPS_BAD), ("bad.yaml", "aliases expand")),
+    Bad(
+        "DSA top-k 0",
+        config_file(
+            "models", "bad", builtin_model_yaml("deepseek-v3.2", "index_topk: 2048", "index_topk: 0"), FLOPS_BAD
+        ),
+        ("bad.yaml", "sparse_attention.index_topk", "greater than 0"),
+    ),
+    Bad(
+        "DSA on a model without MLA",
+        config_file(
+            "models",
+            "bad",
+            model_yaml("sparse_attention: {index_n_heads: 4, index_head_dim: 16, index_topk: 8}")
+            .replace(b"kv_lora_rank: 64", b"kv_lora_rank: 0")
+            .replace(b"q_lora_rank: 96", b"q_lora_rank: 0"),
+            FLOPS_BAD,
+        ),
+        ("bad.yaml", "kv_lora_rank", "sparse_attention"),
+    ),
+    Bad(
+        "V4 compress_ratios of the wrong length",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "[0, 0, 4,", "[4,"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.compress_ratios", "has 42 entries"),
+    ),
+    Bad(
+        "V4 negative compress ratio",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "[0, 0, 4,", "[0, -4, 4,"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.compress_ratios", "at least 0"),
+    ),
+    Bad(
+        "V4 o_groups not dividing the heads",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "o_groups: 8", "o_groups: 7"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.o_groups", "must divide n_heads"),
+    ),
     Bad(
         "hardware date 2026-02-30",
         config_file("hardware", "bad", hardware_yaml("2026-02-30"), ["hardware", "--json"]),
@@ -388,6 +431,11 @@ FLAGS = [
         ("--ep", "only MoE layers"),
     ),
     Bad("ep for a dense model", flags("bench", "--model", "llama-3.1-405b", "--ep", "8"), ("--ep", "no experts")),
+    Bad(
+        "bench V4's compressed attention",
+        flags("bench", "--model", "deepseek-v4-flash", "--layers", "attn", "--phase", "decode"),
+        ("deepseek-v4-flash", "compressed attention", "no benchmark workload"),
+    ),
     Bad("watch count negative", flags("watch", "--count", "-1"), ("--count", "'-1'")),
     Bad(
         "samples above the cap",
@@ -434,6 +482,89 @@ FLAGS = [
         ("--serve-scenario", "train scenario"),
     ),
     Bad("exporter port zero", flags("serve", "--port", "0"), ("--port", "'0'")),
+]
+
+# --- the exporter's web config (exporter-toolkit's format) ------------------------------------------------
+
+SHA256_OF_PASSWORD = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+BCRYPT_OF_PASSWORD = (
+    "$2b$04$tKB.ccApSE/0Z9t66XAJM.V8GwDfLQB58Qo7.Eft2RJtM3YtPPf4G"  # bcrypt.hashpw(b"password", gensalt(4))
+)
+
+
+def web_config(content: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "web.yml").write_text(content)
+        return ["serve", "--web.config.file", str(tmp / "web.yml")]
+
+    return build
+
+
+def _mismatched_key(tmp: Path) -> list[str]:
+    from tests.deploy.certs import TestCa
+
+    ca = TestCa(tmp / "pki")
+    server, other = ca.issue("server"), ca.issue("other")
+    return web_config(f"tls_server_config:\n  cert_file: {server.cert}\n  key_file: {other.key}\n")(tmp)
+
+
+WEB_CONFIGS = [
+    Bad("web config missing", flags("serve", "--web.config.file", "absent.yml"), ("absent.yml", "no such file")),
+    Bad("web config bad YAML", web_config("basic_auth_users: {a: [\n"), ("web.yml", "malformed YAML")),
+    Bad("web config a list", web_config("- tls_server_config\n"), ("web.yml", "expected a mapping", "list")),
+    Bad(
+        "web config sha256 where bcrypt goes",
+        web_config(f"basic_auth_users:\n  prometheus: {SHA256_OF_PASSWORD}\n"),
+        ("web.yml", "basic_auth_users.prometheus", "bcrypt", "sha256"),
+    ),
+    Bad(
+        "web config plain password",
+        web_config("basic_auth_users:\n  prometheus: s3cret\n"),
+        ("basic_auth_users.prometheus", "bcrypt", "plain password"),
+    ),
+    Bad(
+        "web config unknown key",
+        web_config(f"basic_auth_users:\n  prometheus: '{BCRYPT_OF_PASSWORD}'\ntls_config: {{}}\n"),
+        ("web.yml", "field 'tls_config'", "unknown"),
+    ),
+    Bad(
+        "web config unknown TLS key",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n"),
+        ("tls_server_config.ca_file", "unknown"),
+    ),
+    Bad(
+        "web config unverified client certificates",
+        web_config(
+            "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  client_auth_type: RequestClientCert\n"
+        ),
+        ("tls_server_config.client_auth_type", "unsupported", "RequestClientCert"),
+    ),
+    Bad(
+        "web config certificate missing",
+        web_config("tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n"),
+        ("tls_server_config.cert_file", "nope.pem", "no such file"),
+    ),
+    Bad("web config key does not match certificate", _mismatched_key, ("tls_server_config.key_file", "does not match")),
+    Bad(
+        "web config TLS version unknown",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  min_version: TLS9\n"),
+        ("tls_server_config.min_version", "'TLS9'"),
+    ),
+    Bad(
+        "web config rate limit interval",
+        web_config("rate_limit:\n  interval: fast\n  burst: 5\n"),
+        ("rate_limit.interval", "duration", "'fast'"),
+    ),
+    Bad(
+        "web config header not configurable",
+        web_config("http_server_config:\n  headers:\n    Set-Cookie: a=b\n"),
+        ("http_server_config.headers.Set-Cookie", "cannot be configured"),
+    ),
+    Bad(
+        "web config with deprecated flags",
+        lambda tmp: [*web_config("{}\n")(tmp), "--basic-auth-file", "users"],
+        ("--web.config.file", "one or the other"),
+    ),
 ]
 
 # --- output paths -------------------------------------------------------------------------------------
@@ -485,6 +616,79 @@ OUTPUTS = [
         ("/proc/meter-test/r.md", "cannot write"),
     ),
 ]
+
+# --- serving points: meter import inferencex / vllm / sglang -------------------------------------------
+
+
+def _ix(**change: Any) -> Callable[[Path], list[str]]:
+    from tests.engines.formats import inferencex_result
+
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "agg.json"
+        path.write_text(json.dumps(inferencex_result(**change)))
+        return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
+
+    return build
+
+
+def _sg(*flags_: str, **change: Any) -> Callable[[Path], list[str]]:
+    from tests.engines.formats import sglang_bench_serving
+
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "b.jsonl"
+        path.write_text(json.dumps(sglang_bench_serving(**change)) + "\n")
+        return [
+            "import",
+            "sglang",
+            str(path),
+            "--hardware",
+            "h200",
+            "--precision",
+            "fp8",
+            *flags_,
+            "-o",
+            str(tmp / "p.tsv"),
+        ]
+
+    return build
+
+
+POINTS = [
+    Bad("InferenceX conc a word", _ix(conc="many"), ("agg.json", "field 'conc'", "'many'")),
+    Bad("InferenceX pipeline parallel", _ix(pp=4), ("agg.json", "field 'pp'", "is not 1")),
+    Bad("InferenceX intvty vs tpot", _ix(median_intvty=3.0), ("field 'median_intvty'", "1 / median_tpot", "3.0")),
+    Bad(
+        "InferenceX result a list of numbers",
+        lambda tmp: _raw_ix(tmp, "[1, 2]"),
+        ("agg.json", "field '[0]'", "JSON object"),
+    ),
+    Bad("SGLang no tp", _sg("--model", "m"), ("b.jsonl", "give --tp")),
+    Bad(
+        "SGLang zero completed",
+        _sg("--model", "m", "--tp", "8", completed=0, request_throughput=0.0),
+        ("field 'completed'", "no request completed", "0"),
+    ),
+    Bad(
+        "SGLang no concurrency",
+        _sg("--model", "m", "--tp", "8", max_concurrency=None),
+        ("field 'max_concurrency'", "--max-concurrency"),
+    ),
+    Bad("import gpus not tp", _sg("--model", "m", "--tp", "8", "--gpus", "16"), ("--gpus 16 with --tp 8",)),
+    Bad("import ep above tp", _sg("--model", "m", "--tp", "8", "--ep", "16"), ("--ep 16", "above --tp 8")),
+    Bad("import date not a date", _sg("--model", "m", "--tp", "8", "--date", "yesterday"), ("--date", "'yesterday'")),
+    Bad(
+        "points file into a directory",
+        lambda tmp: [*_sg("--model", "m", "--tp", "8")(tmp)[:-1], str(tmp)],
+        ("is a directory",),
+    ),
+]
+
+
+def _raw_ix(tmp: Path, text: str) -> list[str]:
+    path = tmp / "agg.json"
+    path.write_text(text)
+    return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
+
 
 # --- issue 21: hostile inputs -------------------------------------------------------------------------
 # Non-regular paths (FIFOs, devices, sockets), strings no output can encode, files that contradict
@@ -810,7 +1014,7 @@ HOSTILE = [
         ),
         ("bad.yaml", "too large"),
     ),
-    Bad("serving count too large for a number", bench_file(vllm(completed=BIG)), ("completed", "too large")),
+    Bad("serving count too large for a number", bench_file(vllm(completed=BIG)), ("completed", "finite")),
     # serving files that contradict themselves or physics
     Bad(
         "vLLM file with two duration keys",
@@ -853,7 +1057,8 @@ HOSTILE = [
     Bad("push port not a number", flags("measure", "--push", "http://host:abc", "--", "true"), ("--push", "abc")),
 ]
 
-ALL = RUN_FILES + CONFIGS + FLAGS + OUTPUTS + HOSTILE
+
+ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + HOSTILE
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():
