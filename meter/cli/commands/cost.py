@@ -352,7 +352,7 @@ def _check_rate_flags(args: argparse.Namespace, hardware: str | None, loc) -> No
     if args.mfu is not None and basis and _high(args.mfu) > top / basis:
         raise UsageError(
             f"--mfu {args.mfu.describe()}: above what {spec.name} can reach against its {args.mfu_dtype or 'bf16'} "
-            f"peak ({top / basis:.3g}, its {top_dtype} peak)"
+            f"peak (at most {top / basis:.3g}: its {top_dtype} peak over its {args.mfu_dtype or 'bf16'} peak)"
         )
 
 
