@@ -30,7 +30,7 @@ from meter.measure.core import SEGMENT_S, JobMeter
 from meter.measure.gpus import cuda_uuids_if_initialised, open_gpu_monitor
 from meter.measure.inputs import given_work_model, resolve_prices, work_model
 from meter.measure.ledger import MAX_WINDOWS, Ledger
-from meter.measure.record import JobSetup, bare_job, job_metadata, job_result, window_record
+from meter.measure.record import JobSetup, bare_job, job_metadata, job_result, window_record, without_totals
 from meter.results.job import JobResult, JobWindow
 from meter.results.load import RunFileError
 from meter.results.runfile import RunRecorder, default_run_path
@@ -204,7 +204,10 @@ class Meter:
             except (RunFileError, ValueError) as exc:  # a figure the file refuses must not cost the job
                 why = exc.detail() if isinstance(exc, RunFileError) else str(exc)
                 _warn(f"{why}; saved without the job's figures")
-                recorder.update(job=bare_job(job, why), metadata=metadata, telemetry_timeline=None)
+                try:  # the windows first; only if they are what is refused, the job's time alone
+                    recorder.update(job=without_totals(job, why), metadata=metadata, telemetry_timeline=None)
+                except (RunFileError, ValueError):
+                    recorder.update(job=bare_job(job, why), metadata=metadata, telemetry_timeline=None)
             if self._meter.running:
                 recorder.save()
             else:

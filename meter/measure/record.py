@@ -135,6 +135,20 @@ def finite_figures(record: T, notes: list[str]) -> tuple[T, list[str]]:
     return (dataclasses.replace(record, **changes) if changes else record), notes  # type: ignore[type-var]
 
 
+def without_totals(result: JobResult, why: str) -> JobResult:
+    """The job with its windows but without the job-wide figures (work, cost, GPUs' telemetry): the first
+    fallback when the full record is refused, so that windows are never what is lost."""
+    return dataclasses.replace(
+        result,
+        gpus=[],
+        telemetry=None,
+        avg_utilization_ratio=None,
+        work=None,
+        cost=None,
+        notes=[*result.notes, f"job-wide figures left out of this file: {why}"],
+    )
+
+
 def bare_job(result: JobResult, why: str) -> JobResult:
     """The job with only what cannot contradict itself: its time, how it ended, its command.
 

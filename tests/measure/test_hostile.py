@@ -122,3 +122,29 @@ def test_a_regex_that_backtracks_forever_does_not_stall_the_job(tmp_path: Path):
     doc = load_run(out)
     assert doc.status == "complete" and doc.job.work is None
     assert any("still matching" in n for n in doc.job.notes), doc.job.notes
+
+
+def test_save_keeps_the_windows_when_the_job_wide_figures_are_refused(tmp_path: Path, monkeypatch):
+    import dataclasses
+
+    import meter
+    import meter.measure.api as api
+    from meter.results.job import JobWork
+
+    real = api.job_result
+
+    def contradicting(*args, **kwargs):  # a job whose tokens_per_s is not its tokens over its duration
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, work=JobWork(tokens=10.0, tokens_source="api", tokens_per_s=1e9))
+
+    monkeypatch.setattr(api, "job_result", contradicting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = meter.Meter(gpus=[], sync=None, price_usd_per_gpu_hour=2.0)
+        m.begin_window("step")
+        m.end_window("step", tokens=100)
+        m.close()
+        path = m.save(tmp_path / "api.json")
+    job = load_run(path).job
+    assert len(job.windows) == 1 and job.windows[0].tokens == 100 and job.work is None
+    assert any("job.work.tokens_per_s" in n for n in job.notes), job.notes
