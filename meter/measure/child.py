@@ -59,6 +59,7 @@ class TokenCounter:
 
     incomplete: str | None = None  # why some lines were not scanned (the count is then not the job's)
     _scanner: RegexScanner | None = field(default=None, repr=False)
+    _start: threading.Lock = field(default_factory=threading.Lock, repr=False)  # stdout and stderr race to start it
 
     def feed(self, line: str) -> None:
         """Match one line here, in this process (for a pattern known to be safe, and for tests)."""
@@ -68,7 +69,9 @@ class TokenCounter:
     def feed_bytes(self, line: bytes) -> None:
         """Hand one line of the job's output to the scanner process; never blocks."""
         if self._scanner is None:
-            self._scanner = RegexScanner(self.pattern, self.add)
+            with self._start:
+                if self._scanner is None:
+                    self._scanner = RegexScanner(self.pattern, self.add)
         self._scanner.feed(line)
 
     def close(self) -> None:
