@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -882,11 +884,380 @@ REAL_FILES = [
 ]
 
 
-ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + REAL_FILES
+# --- issue 21: hostile inputs -------------------------------------------------------------------------
+# Non-regular paths (FIFOs, devices, sockets), strings no output can encode, files that contradict
+# themselves or physics, integers too large for a number, flags that contradict each other.
+
+
+def fifo(name: str = "run.json") -> Callable[[Path], Path]:
+    """A FIFO with no writer: a reader that opens it plainly blocks forever."""
+
+    def build(tmp: Path) -> Path:
+        path = tmp / name
+        os.mkfifo(path)
+        return path
+
+    return build
+
+
+def unix_socket(name: str = "run.json") -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        path = tmp / name
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        _SOCKETS.append(sock)  # closed at exit; the path must exist while the command runs
+        return path
+
+    return build
+
+
+_SOCKETS: list[socket.socket] = []
+
+
+def v3_with(path: str, value: Any) -> Callable[[Path], Path]:
+    """The synthetic H800 run (MFU, peaks, projections) with one field changed."""
+
+    def build(tmp: Path) -> Path:
+        doc = json.loads(synthetic_v3_run(tmp / "v3.json").read_text())
+        return write_run(tmp / "run.json", _set(doc, path, value))
+
+    return build
+
+
+def v3_edit(edit: Callable[[dict], None]) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        doc = json.loads(synthetic_v3_run(tmp / "v3.json").read_text())
+        edit(doc)
+        return write_run(tmp / "run.json", doc)
+
+    return build
+
+
+def tiny_edit(edit: Callable[[dict], None]) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        doc = tiny_run_dict()
+        edit(doc)
+        return write_run(tmp / "run.json", doc)
+
+    return build
+
+
+def job_with(path: str, value: Any) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        from tests.runs import job_run_dict
+
+        return write_run(tmp / "job.json", _set(job_run_dict(), path, value))
+
+    return build
+
+
+def report_job(build: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["report", str(build(tmp)), "-o", str(tmp / "r.html")]
+
+
+def bench_file(content: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["cost", "serve", "--from-bench", str(content(tmp)), "--gpus", "8", "--price", "2", *extra]
+
+
+def vllm(**overrides: Any) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        from tests.engines.formats import vllm_bench_serve
+
+        path = tmp / "bench.json"
+        path.write_text(json.dumps(vllm_bench_serve(**overrides)))
+        return path
+
+    return build
+
+
+def vllm_fast(duration_s: float) -> Callable[[Path], Path]:
+    """A vLLM file whose counts and throughputs agree, over a duration no server reaches."""
+
+    def build(tmp: Path) -> Path:
+        from tests.engines.formats import vllm_bench_serve
+
+        doc = vllm_bench_serve(duration=duration_s)
+        for key, count in (("request_throughput", 500), ("output_throughput", 128_000)):
+            doc[key] = count / duration_s
+        doc["total_token_throughput"] = 640_000 / duration_s
+        path = tmp / "bench.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    return build
+
+
+def nccl_file(tmp: Path) -> Path:
+    from tests.engines.formats import nccl_output
+
+    path = tmp / "ar.txt"
+    path.write_text(nccl_output("all_reduce_perf", [(1 << 20, 30.0), (1 << 24, 200.0)]))
+    return path
+
+
+def _swap_timing(a: str, b: str) -> Callable[[dict], None]:
+    def edit(doc: dict) -> None:
+        t = doc["cases"][0]["timing"]
+        t[a], t[b] = t[b], t[a]
+
+    return edit
+
+
+def _duplicate_case(doc: dict) -> None:
+    doc["cases"].append(json.loads(json.dumps(doc["cases"][0])))
+
+
+def _projection_total(doc: dict) -> None:
+    doc["projections"][0]["time_per_token_s"] *= 2
+
+
+def _peak_not_the_hardwares(doc: dict) -> None:
+    doc["metadata"]["hardware"]["peak_tflops"] = {
+        k: v * 1e-9 for k, v in doc["metadata"]["hardware"]["peak_tflops"].items()
+    }
+
+
+def _energy_not_power(doc: dict) -> None:
+    doc["cases"][0]["telemetry"]["energy_j"] *= 3
+
+
+def _surrogate_key(doc: dict) -> None:
+    doc["metadata"]["host"]["\udc80"] = "x"
+
+
+BIG = 10**400
+HOSTILE = [
+    # non-regular paths: refused without blocking, never replaced
+    Bad("run file is a FIFO", from_run(fifo()), ("run.json", "is a FIFO", "regular file")),
+    Bad("run file is a socket", from_run(unix_socket()), ("run.json",)),
+    Bad("run file is a character device", from_run(lambda tmp: Path("/dev/zero")), ("/dev/zero", "character device")),
+    Bad("report of a FIFO", report_of(fifo()), ("is a FIFO",)),
+    Bad("compare with a FIFO", compare_of(fifo("b.json")), ("b.json", "is a FIFO")),
+    Bad("calibrate a FIFO", calibrate_of(fifo()), ("is a FIFO",)),
+    Bad(
+        "comm run is a FIFO",
+        lambda tmp: ["cost", "cluster", "--comm-run", str(fifo("c.json")(tmp)), "--samples", "0"],
+        ("c.json", "is a FIFO"),
+    ),
+    Bad("benchmark file is a FIFO", bench_file(fifo("bench.json")), ("bench.json", "is a FIFO")),
+    Bad("nccl-tests output is a FIFO", lambda tmp: ["import", "nccl-tests", str(fifo("ar.txt")(tmp))], ("is a FIFO",)),
+    Bad(
+        "model config is a FIFO",
+        lambda tmp: (
+            lambda d: (d.mkdir(parents=True), fifo("bad.yaml")(d), [*FLOPS_BAD, "--config-dir", str(tmp / "c")])[2]
+        )(tmp / "c" / "models"),
+        ("'bad'", "no such model config"),  # the config directory lists regular files only
+    ),
+    Bad(
+        "report output is a FIFO",
+        lambda tmp: ["report", str(synthetic_v3_run(tmp / "a.json")), "-o", str(fifo("r.html")(tmp))],
+        ("r.html", "is a FIFO", "regular files"),
+    ),
+    Bad("bench output is a FIFO", lambda tmp: _bench(tmp, "--output", str(fifo()(tmp))), ("is a FIFO",)),
+    Bad(
+        "import output is a FIFO",
+        lambda tmp: ["import", "nccl-tests", str(nccl_file(tmp)), "-o", str(fifo("out.json")(tmp))],
+        ("out.json", "is a FIFO"),
+    ),
+    Bad(
+        "report to /dev/full",
+        lambda tmp: ["report", str(synthetic_v3_run(tmp / "a.json")), "-o", "/dev/full"],
+        ("/dev/full", "No space left"),
+    ),
+    Bad(
+        "import to /dev/full",
+        lambda tmp: ["import", "nccl-tests", str(nccl_file(tmp)), "-o", "/dev/full"],
+        ("/dev/full", "No space left"),
+    ),
+    Bad(
+        "cost report to /dev/full",
+        flags("cost", "train", "--scenario", "deepseek-v3", "--samples", "0", "--report", "/dev/full"),
+        ("/dev/full", "No space left"),
+    ),
+    Bad(
+        "report to a character device that is not a sink",
+        lambda tmp: ["report", str(synthetic_v3_run(tmp / "a.json")), "-o", "/dev/random"],
+        ("/dev/random", "character device"),
+    ),
+    Bad("measure to /dev/full", flags("measure", "-o", "/dev/full", "--", "true"), ("/dev/full", "No space left")),
+    # strings no report, file or scrape can encode
+    Bad(
+        "case id with a lone surrogate",
+        from_run(run_with("cases[0].id", "case-\udc80")),
+        ("cases[0].id", "lone surrogate"),
+    ),
+    Bad(
+        "device name with a lone surrogate",
+        from_run(run_with("metadata.device.name", "\ud800GPU")),
+        ("metadata.device.name", "lone surrogate"),
+    ),
+    Bad("a key with a lone surrogate", from_run(tiny_edit(_surrogate_key)), ("metadata.host", "lone surrogate")),
+    Bad(
+        "job command with a lone surrogate",
+        report_job(job_with("job.command", ["python", "\udcff.py"])),
+        ("job.command[1]", "lone surrogate"),
+    ),
+    # run files that contradict themselves
+    Bad("timing min above max", from_run(tiny_edit(_swap_timing("min_s", "max_s"))), ("cases[0].timing", "below")),
+    Bad("timing p10 above p90", from_run(tiny_edit(_swap_timing("p10_s", "p90_s"))), ("cases[0].timing", "below")),
+    Bad(
+        "median above p90",
+        from_run(
+            tiny_edit(lambda d: d["cases"][0]["timing"].update(median_s=d["cases"][0]["timing"]["max_s"] * 0.999))
+        ),
+        ("cases[0].timing.p90_s", "below median_s"),
+    ),
+    Bad(
+        "mean outside min and max",
+        from_run(tiny_edit(lambda d: d["cases"][0]["timing"].update(mean_s=d["cases"][0]["timing"]["max_s"] * 2))),
+        ("cases[0].timing.mean_s", "outside"),
+    ),
+    Bad(
+        "part timing out of order",
+        from_run(
+            v3_edit(
+                lambda d: d["cases"][0].update(
+                    parts=[
+                        {
+                            "name": "experts",
+                            "precision": "bf16",
+                            "timing": {**d["cases"][0]["timing"], "min_s": 1.0},
+                            "flops_per_call": 1.0,
+                            "achieved_tflops": 1.0,
+                        }
+                    ]
+                )
+            )
+        ),
+        ("cases[0].parts[0].timing",),
+    ),
+    Bad(
+        "tokens per second not 1 over time per token",
+        from_run(run_with("cases[0].metrics.tokens_per_s", 5.0)),
+        ("cases[0].metrics.tokens_per_s", "time_per_token_s"),
+    ),
+    Bad(
+        "achieved TFLOP/s not FLOPs over time",
+        from_run(run_with("cases[0].metrics.achieved_tflops", 50.0)),
+        ("cases[0].metrics.achieved_tflops", "flops_per_call"),
+    ),
+    Bad("MFU of 5", from_run(v3_with("cases[0].metrics.mfu", 5.0)), ("cases[0].metrics.mfu", "5.0")),
+    Bad(
+        "MFU that is not achieved over peak",
+        from_run(v3_with("cases[0].metrics.mfu", 0.9)),
+        ("cases[0].metrics.mfu", "bf16 peak of h800-sxm"),
+    ),
+    Bad(
+        "datasheet peak that is not the hardware's",
+        calibrate_of(v3_edit(_peak_not_the_hardwares)),
+        ("metadata.hardware.peak_tflops", "datasheet peak of h800-sxm"),
+    ),
+    Bad(
+        "time per call of 5e-324",
+        from_run(v3_with("cases[0].metrics.time_per_call_s", 5e-324)),
+        ("cases[0].metrics.achieved_tflops", "flops_per_call / time_per_call_s"),
+    ),
+    Bad(
+        "energy not power times time",
+        from_run(tiny_edit(_energy_not_power)),
+        ("cases[0].telemetry.energy_j", "avg_power_w"),
+    ),
+    Bad("two cases with one id", from_run(tiny_edit(_duplicate_case)), ("cases[18].id", "the id of cases[0]")),
+    Bad(
+        "projection layer time not its case's",
+        from_run(run_with("projections[0].layers.mla.time_per_token_s", 1.0)),
+        ("projections[0].layers.mla.time_per_token_s", "is not the time of case"),
+    ),
+    Bad(
+        "projection total not its layers' sum",
+        from_run(tiny_edit(_projection_total)),
+        ("projections[0].time_per_token_s", "sum of its layers"),
+    ),
+    Bad(
+        "projection tokens per second not 1 over time",
+        from_run(run_with("projections[0].tokens_per_s", 1.0)),
+        ("projections[0].tokens_per_s",),
+    ),
+    Bad(
+        "projection MFU of 5",
+        from_run(v3_with("projections[0].mfu", 5.0)),
+        ("projections[0].mfu",),
+    ),
+    Bad("job MFU off its achieved rate", report_job(job_with("job.work.mfu", 0.39)), ("job.work.mfu", "0.39")),
+    Bad(
+        "job achieved rate off its tokens",
+        report_job(job_with("job.work.achieved_tflops", 0.0003)),
+        ("job.work",),
+    ),
+    Bad(
+        "job GPU count too large for a number",
+        report_job(job_with("job.cost.gpus", BIG)),
+        ("job.cost.gpus", "too large"),
+    ),
+    # integers too large for a number, anywhere
+    Bad(
+        "batch too large for a number",
+        calibrate_of(v3_with("cases[0].case.batch", BIG)),
+        ("cases[0].case.batch", "too large"),
+    ),
+    Bad("timing count too large", from_run(run_with("cases[0].timing.n", BIG)), ("cases[0].timing.n", "too large")),
+    Bad(
+        "model dimension too large for a number",
+        config_file(
+            "models", "bad", model_yaml(append="").replace(b"dim: ", b"dim: " + b"9" * 400 + b" #", 1), FLOPS_BAD
+        ),
+        ("bad.yaml", "too large"),
+    ),
+    Bad("serving count too large for a number", bench_file(vllm(completed=BIG)), ("completed", "finite")),
+    # serving files that contradict themselves or physics
+    Bad(
+        "vLLM file with two duration keys",
+        bench_file(raw_file(b'{"duration": 120.0, "completed": 5, "duration": 1.0}', "bench.json")),
+        ("bench.json", "field 'duration'", "duplicate key"),
+    ),
+    Bad("vLLM duration of 5e-324", bench_file(vllm_fast(5e-324)), ("duration", "5e-324")),
+    Bad(
+        "vLLM throughput above the bound",
+        bench_file(vllm_fast(0.01), "--scenario", "deepseek-v3-day6", "--hardware", "h200-sxm"),
+        ("bench.json", "of the bound", "is wrong"),
+    ),
+    # flags that contradict each other or physics
+    Bad(
+        "achieved TFLOP/s above the peak",
+        flags("cost", "train", "deepseek-v3", "--tokens", "1T", "--hardware", "h800-sxm", "--achieved-tflops", "5000"),
+        ("--achieved-tflops", "5,000", "h800-sxm"),
+    ),
+    Bad(
+        "MFU flag above the physical limit",
+        flags("cost", "train", "deepseek-v3", "--tokens", "1T", "--hardware", "h800-sxm", "--mfu", "5"),
+        ("--mfu", "h800-sxm"),
+    ),
+    Bad("cluster ep 7 of 256 experts", flags("cost", "cluster", "--ep", "7", "--samples", "0"), ("--ep 7", "256")),
+    Bad(
+        "scenario with a model and tokens",
+        flags("cost", "train", "deepseek-v3", "--tokens", "1T", "--scenario", "deepseek-v3"),
+        ("--scenario deepseek-v3", "--tokens", "give one"),
+    ),
+    Bad("from-bench with efficiency", bench_file(vllm(), "--efficiency", "0.5"), ("--efficiency", "--from-bench")),
+    Bad("tokens per day 0,0", flags("cost", "serve", "--tokens-per-day", "0,0"), ("--tokens-per-day", "'0,0'")),
+    Bad("tokens per day negative", flags("cost", "serve", "--tokens-per-day", "-5,1"), ("--tokens-per-day",)),
+    Bad(
+        "plan with memory and hardware",
+        flags("bench", "--plan", "--memory", "80GiB", "--hardware", "h100-sxm"),
+        ("--plan", "not both"),
+    ),
+    Bad("push to foo", flags("measure", "--push", "foo", "--", "true"), ("--push", "'foo'")),
+    Bad("push over ftp", flags("bench", "--push", "ftp://host:9401"), ("--push", "ftp://host:9401")),
+    Bad("push port not a number", flags("measure", "--push", "http://host:abc", "--", "true"), ("--push", "abc")),
+]
+
+
+ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + REAL_FILES + HOSTILE
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():
     assert len(ALL) >= 60 and len({b.name for b in ALL}) == len(ALL)
+    assert len(HOSTILE) >= 60, len(HOSTILE)  # issue 21's hostile inputs, on top of the earlier table
 
 
 @pytest.mark.parametrize("bad", ALL, ids=[b.name for b in ALL])
@@ -900,3 +1271,25 @@ def test_bad_input_gets_one_line_and_status_2(bad: Bad, tmp_path: Path, monkeypa
     for fragment in bad.fragments:
         assert fragment in lines[0], (fragment, lines[0])
     assert "Run file:" not in out  # nothing reported as a result
+
+
+def test_output_that_cannot_be_written_is_one_line_and_status_2():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(
+            [sys.executable, "-m", "meter", "models", "--json"], stdout=full, stderr=subprocess.PIPE, text=True, env=env
+        )
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No space left" in r.stderr, r.stderr
+    closed = subprocess.run(  # a reader that goes away: quiet, status 0
+        f"{sys.executable} -m meter hardware --json | head -c 1 >/dev/null",
+        shell=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr and "Exception" not in closed.stderr

@@ -203,3 +203,142 @@ def test_corrupted_config_bytes_are_refused_in_one_line(tmp_path_factory, which,
     except MeterError as exc:
         message = str(exc)
         assert "\n" not in message and len(message) < 1000 and f"{name}.yaml" in message, message
+
+
+# --- run-file consistency rules (issue 21) ----------------------------------------------------------------
+
+
+def _v3_run() -> dict:
+    import tempfile
+
+    from tests.runs import synthetic_v3_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(synthetic_v3_run(Path(tmp) / "v3.json").read_text())
+
+
+V3_RUN = _v3_run()
+# Figures tied to others: scaling one alone by more than the tolerance must be refused, naming it (or
+# the figure it is checked against).
+TIED = [
+    (("cases", 0, "metrics", "tokens_per_s"), "cases[0].metrics", "both"),
+    (("cases", 0, "metrics", "achieved_tflops"), "cases[0].metrics", "both"),
+    (("cases", 0, "metrics", "mfu"), "cases[0].metrics.mfu", "both"),
+    (("cases", 1, "timing", "min_s"), "cases[1].timing", "up"),  # a lower minimum is still in order
+    (("cases", 1, "timing", "max_s"), "cases[1].timing", "down"),
+    (("cases", 1, "timing", "median_s"), "cases[1].timing", "both"),
+    (("projections", 0, "time_per_token_s"), "projections[0]", "both"),
+    (("projections", 0, "layers", "moe", "time_per_token_s"), "projections[0]", "both"),
+    (("metadata", "hardware", "peak_tflops", "bf16"), "metadata.hardware.peak_tflops.bf16", "both"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(which=st.sampled_from(TIED), up=st.floats(2.0, 1e6), down=st.floats(1e-6, 0.5), pick_up=st.booleans())
+def test_a_figure_that_disagrees_with_the_ones_it_follows_from_is_refused(which, up, down, pick_up):
+    path, field, direction = which
+    factor = up if direction == "up" or (direction == "both" and pick_up) else down
+    doc = json.loads(json.dumps(V3_RUN))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] *= factor
+    try:
+        parse_run(json.dumps(doc), WHERE)
+    except MeterError as exc:
+        _check_refusal(exc, WHERE)
+        assert field in str(exc), (field, str(exc))
+        return
+    raise AssertionError(f"{'.'.join(map(str, path))} x {factor} was accepted")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    samples=st.lists(st.floats(1e-6, 10.0), min_size=1, max_size=50),
+    flops=st.floats(0, 1e12),
+    tokens=st.integers(1, 1 << 20),
+    power_w=st.floats(1.0, 2000.0),
+    window_s=st.floats(0.1, 100.0),
+)
+def test_honest_measurements_always_load(samples, flops, tokens, power_w, window_s):
+    """Whatever a timer measured, the harness's own statistics and rates of it are accepted."""
+    import dataclasses
+
+    from meter.bench.metrics import case_metrics
+    from meter.bench.stats import summarize
+    from meter.config.hardware import load_hardware
+    from meter.jsonable import to_jsonable
+
+    timing = summarize(samples)
+    hw = load_hardware("h800-sxm")
+    flops = min(flops, timing.median_s * hw.peak_flops("fp8"))  # what the GPU can do in the time
+    metrics = case_metrics(
+        median_s=timing.median_s,
+        flops_per_call=flops,
+        bytes_per_call=1e6,
+        tokens_per_call=tokens,
+        dtype="bf16",
+        fp8=False,
+        hardware=hw,
+        ceilings=None,
+    )
+    doc = json.loads(json.dumps(V3_RUN))
+    case = doc["cases"][2]
+    case["timing"], case["metrics"] = to_jsonable(timing), to_jsonable(metrics)
+    energy = power_w * window_s
+    case["telemetry"] = to_jsonable(
+        dataclasses.replace(_window(), duration_s=window_s, energy_j=energy, avg_power_w=energy / window_s)
+    )
+    doc["projections"] = [
+        p for p in doc["projections"] if case["id"] not in {v["case_id"] for v in p["layers"].values()}
+    ]
+    parse_run(json.dumps(doc), WHERE)
+
+
+def _window():
+    from meter.results.records import TelemetryWindow
+
+    return TelemetryWindow(name="case", duration_s=1.0)
+
+
+# --- the exporter renders every run the loader accepts ------------------------------------------------------
+
+TEXT = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), min_size=1, max_size=12)
+STRING_PATHS = [
+    ("cases", 0, "id"),
+    ("cases", 0, "case", "model"),
+    ("metadata", "device", "name"),
+    ("metadata", "device", "uuid"),
+    ("metadata", "host", "hostname"),
+    ("projections", 0, "model"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.sampled_from(STRING_PATHS), text=TEXT)
+def test_the_exporter_renders_every_run_the_loader_accepts(path, text):
+    """Any string (control characters, quotes, backslashes, surrogates): refused by the loader, or rendered."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    from meter.exporter.collector import MeterCollector
+    from meter.exporter.state import ExporterState
+
+    doc = json.loads(json.dumps(V3_RUN))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    if isinstance(parent[path[-1]], str) or parent[path[-1]] is None:
+        parent[path[-1]] = text
+    try:
+        loaded = parse_run(json.dumps(doc), WHERE)
+    except MeterError as exc:
+        _check_refusal(exc, WHERE)
+        return
+    state = ExporterState(hostname="fuzz", usd_per_kwh=None, pue=1.0)
+    state.ingest(loaded)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MeterCollector(state))
+    for body in (generate_latest(registry), generate_openmetrics(registry)):
+        body.decode("utf-8")

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from meter import domains as D
-from meter.cli.common import number
+from meter.cli.common import number, push_url
 from meter.cli.output import emit_json, table
 from meter.units import si
 
@@ -31,7 +31,9 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     )
     add_telemetry_options(p)
     p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
-    p.add_argument("--push", metavar="URL", help="hand the run file to a running exporter (meter serve) at URL")
+    p.add_argument(
+        "--push", metavar="URL", type=push_url, help="hand the run file to a running exporter (meter serve) at URL"
+    )
 
 
 def add_telemetry_options(p: argparse.ArgumentParser) -> None:

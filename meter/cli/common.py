@@ -64,3 +64,19 @@ def bytes_arg(domain: Domain) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def push_url(text: str) -> str:
+    """``--push URL``: checked before anything runs (a bad URL found after a long run loses the push)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+        port = parts.port  # a port that is not a number raises here
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL ({exc}): {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT or https://HOST:PORT, not {text!r}")
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"port 0 is not a port: {text!r}")
+    return text.strip()

@@ -7,7 +7,9 @@ Every error a user can cause (a bad flag, a bad config, a missing component) pri
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -68,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_kernels_package()
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a full disk or closed pipe shows here, not as an ignored error at exit
+        return code
     except MeterError as exc:
         print(f"meter: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -77,8 +81,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `meter ... | head` closed the pipe; not an error worth a traceback.
+        _drop_stdout()
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        # `meter models --json > /dev/full`: the output could not be written
+        _drop_stdout()
+        print(f"meter: error: cannot write the output ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+
+
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT, errno.EPIPE, errno.EROFS}
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit does not fail a second time."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's StringIO)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,13 @@ def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) 
     costs = [price_serving_bench(b, gpus=gpus, price=price) for b in benches]
     bounds = [_bound(args, scenario, c, layout) if scenario else (None, None) for c in costs]
     effs = [bench_efficiency(c, bound) if bound is not None else None for c, (bound, _) in zip(costs, bounds)]
+    for c, e in zip(costs, effs):
+        if e is not None and e.efficiency > 1:  # the bound is a ceiling no engine passes
+            raise UsageError(
+                f"{c.bench.source}: the benchmark's tokens took {e.measured_gpu_s:.4g} GPU-s, less than the "
+                f"{e.bound_gpu_s:.4g} GPU-s the bound of deployment '{e.deployment}' needs ({e.efficiency:.1%} of "
+                "the bound): the bound (deployment, --hardware, --gpus) or the file (its duration, its counts) is wrong"
+            )
     if args.json:
         results = []
         for c, e, (_, resized) in zip(costs, effs, bounds):

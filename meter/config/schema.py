@@ -13,7 +13,9 @@ import dataclasses
 import datetime as dt
 import difflib
 import math
+import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -48,6 +50,7 @@ INTERNAL = {"internal": True}  # field metadata: set by the loader, never read f
 ALLOW_EMPTY = "allow-empty"  # Annotated[str, ALLOW_EMPTY]: an empty string is a value (a command-line argument)
 
 
+MAX_INT = 2**63  # the largest integer a field takes (a 64-bit count; floats lose more digits than that)
 MAX_YAML_BYTES = 8 * 2**20  # a config is a few KiB; a larger file is a mistake, not a config
 MAX_YAML_NODES = 200_000  # after expanding aliases: bounds "billion laughs" documents
 
@@ -142,17 +145,46 @@ def read_input_bytes(path: Path, *, max_bytes: int, error: type[InputError], wha
     ``what`` names the kind of file in messages ("a config file", "a run file").
     """
     try:
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
+        # O_NONBLOCK: opening a FIFO with no writer would block forever; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise error(path, None, "no such file") from None
     except IsADirectoryError:
         raise error(path, None, f"is a directory, not {what}") from None
     except OSError as exc:
         raise error(path, None, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise error(path, None, f"is a directory, not {what}")
+        if not stat.S_ISREG(mode):
+            raise error(path, None, f"is {file_kind(mode)}, not a regular file; {what} must be a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # the file object owns it now
+            raw = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(path, None, f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(raw) > max_bytes:
         raise error(path, None, f"larger than {max_bytes // 2**20} MiB; not {what}")
     return raw
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages ("a FIFO", "a character device")."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def read_input_text(path: Path, *, max_bytes: int, error: type[InputError], what: str) -> str:
@@ -277,6 +309,8 @@ def _coerce(tp: Any, value: Any, *, path: Path | None, dotted: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(path, dotted, "expected an integer", value)
+        if abs(value) >= MAX_INT:  # every integer is used beside floats; 10**400 overflows them
+            raise ConfigError(path, dotted, f"too large for a number (at most {MAX_INT - 1})", value)
         return value
     if tp is float:
         if isinstance(value, str) and _YAML11_EXPONENT.match(value):

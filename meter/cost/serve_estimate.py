@@ -291,7 +291,13 @@ def _implied(
         ("prefill", published.prefill_tokens_per_s_per_gpu),
     ):
         if value is not None:
-            e.outputs[f"implied_{phase}_efficiency"] = Summary.constant(value / own.phase(phase).tokens_per_s_per_gpu)
+            bound = own.phase(phase).tokens_per_s_per_gpu
+            e.outputs[f"implied_{phase}_efficiency"] = Summary.constant(value / bound)
+            if value > bound:  # a bound is a ceiling: a figure above it means one of the two is wrong
+                e.notes.append(
+                    f"the published {phase} throughput ({value:.4g} tokens/s per GPU) is above its bound on "
+                    f"{own.hardware} ({bound:.4g}): the bound or the published figure is wrong"
+                )
     src = deployment.path.name if deployment.path else deployment.name
     return dataclasses.replace(
         efficiency, implied_by=f"the published throughput in {src}, against its bound on {own.hardware}"

@@ -12,6 +12,8 @@ host are an intra-node measurement, ranks on several an inter-node one; ``meter 
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from meter.config.hardware import HardwareSpec, match_nvml_name
@@ -197,6 +199,8 @@ def _layout(test: NcclTest) -> DistributedLayout:
 def is_nccl_tests_output(path: Path | str) -> bool:
     """Whether a file is nccl-tests' text output rather than a run file (its first lines say so)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a FIFO would block here; the run-file reader refuses it in one line
         with open(path, "rb") as f:
             head = f.read(256 * 1024)  # NCCL_DEBUG=INFO lines can come before the header
     except OSError:

@@ -44,6 +44,7 @@ from meter.errors import InputError
 
 Engine = Literal["vllm", "vllm-legacy", "sglang"]
 ENGINES: tuple[str, ...] = Engine.__args__  # type: ignore[attr-defined]
+MIN_DURATION_S = 1e-3  # one request's round trip through a served model takes longer
 MAX_BENCH_BYTES = 512 * 2**20  # a --save-detailed file holds every generated text
 THROUGHPUT_TOLERANCE = 0.01  # a throughput the file states may differ this much from counts / duration
 
@@ -140,14 +141,33 @@ def _loads(text: str) -> Any:
     # Python's json writes inf and nan as Infinity and NaN (SGLang's unlimited request rate); keep them
     # as floats here, and let each field say whether it allows them.
     return json.loads(
-        text, parse_constant=lambda name: {"Infinity": math.inf, "-Infinity": -math.inf}.get(name, math.nan)
+        text,
+        parse_constant=lambda name: {"Infinity": math.inf, "-Infinity": -math.inf}.get(name, math.nan),
+        object_pairs_hook=_no_duplicate_keys,  # two "duration" keys: json would keep the later silently
     )
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _records(text: str, path: Path) -> list[tuple[str, dict]]:
     """(field prefix, record): the whole file as one JSON object, or one object per non-empty line."""
     try:
         whole = _loads(text)
+    except _DuplicateKey as exc:
+        raise BenchFileError(path, exc.key, "duplicate key; which one the tool meant cannot be told") from None
     except json.JSONDecodeError:
         whole = None
     except RecursionError:
@@ -173,6 +193,8 @@ def _records(text: str, path: Path) -> list[tuple[str, dict]]:
             continue
         try:
             record = _loads(line)
+        except _DuplicateKey as exc:
+            raise BenchFileError(path, f"line {number}: {exc.key}", "duplicate key") from None
         except json.JSONDecodeError as exc:
             raise BenchFileError(path, f"line {number}", f"not valid JSON: {exc.msg} at column {exc.colno}") from None
         except RecursionError:
@@ -259,6 +281,8 @@ def _benchmark(raw: dict, path: Path, prefix: str, engine: str) -> ServingBenchm
     duration = f.number("duration", required=True)
     if not duration:
         raise f.fail("duration", "must be greater than 0", raw.get("duration"))
+    if duration < MIN_DURATION_S:  # 5e-324 s gives infinite rates; no benchmark of a served model is that short
+        raise f.fail("duration", f"shorter than any serving benchmark ({MIN_DURATION_S:g} s)", duration)
     completed = f.number("completed", required=True, integer=True)
     if completed == 0:
         raise f.fail("completed", f"no request completed{_why_none(raw)}: nothing was served to price", 0)

@@ -36,6 +36,29 @@ from meter.exporter.webconfig import WebConfig, legacy_web_config, load_web_conf
 from meter.exporter.webguard import GuardedApp, WebConfigWatcher
 from meter.exporter.webmetrics import WebConfigCollector
 from meter.results import RunDocument, load_run
+from meter.results.load import RunFileError
+
+
+def check_renderable(doc: RunDocument, costs: dict | None, hostname: str, where: str | Path) -> None:
+    """Render the run's series alone, in every exposition format, before the run is taken in.
+
+    A run that the loader accepts but /metrics cannot encode (a string Prometheus cannot carry)
+    would make every later scrape fail, also after a restart; it is refused here instead.
+    """
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    state = ExporterState(hostname=hostname, usd_per_kwh=None, pue=1.0)
+    state.ingest(doc, costs)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MeterCollector(state))
+    try:
+        generate_latest(registry)
+        generate_openmetrics(registry)
+    except Exception as exc:  # whatever the encoder cannot take, the run is refused for it
+        raise RunFileError(
+            where, None, f"cannot be exported to /metrics ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -185,6 +208,7 @@ class Exporter:
             train_scenario=self.config.train_scenario,
             serve_scenario=self.config.serve_scenario,
         )
+        check_renderable(doc, estimates, self.state.hostname, where)  # before it can reach a scrape
         keys = self.state.ingest(doc, estimates)
         if self.store is not None and source is not None:
             self.store.record(source, keys)
@@ -197,6 +221,7 @@ class Exporter:
     def push(self, doc: RunDocument, body: bytes) -> dict[str, Any]:
         """A run POSTed to /api/v1/runs: stored under --runs-dir (when set), then taken in."""
         stored, problems = None, []
+        check_renderable(doc, None, self.state.hostname, "posted run")  # never store what no scrape can show
         if self.store is not None:
             try:
                 stored = self.store.save(doc, body)

@@ -27,7 +27,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from meter.errors import MeterError, UsageError
+from meter.config.schema import read_input_text
+from meter.errors import InputError, MeterError, UsageError
 from meter.results.document import RunDocument
 from meter.results.load import RunFileError, parse_run
 
@@ -47,10 +48,11 @@ class BasicAuth:
 
     @classmethod
     def from_file(cls, path: Path) -> BasicAuth:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as exc:
-            raise UsageError(f"--basic-auth-file {path}: {exc.strerror or exc}") from None
+        try:  # the one input reader: a FIFO, a directory or a Latin-1 byte is one line, never a hang or crash
+            lines = read_input_text(Path(path), max_bytes=2**20, error=InputError, what="a basic-auth file")
+        except InputError as exc:
+            raise UsageError(f"--basic-auth-file {exc}") from None
+        lines = lines.splitlines()
         users = {}
         for n, line in enumerate(lines, 1):
             line = line.strip()
@@ -194,7 +196,14 @@ class MeterApp:
 
     def _post_run(self, environ, start_response):
         raw = environ.get("CONTENT_LENGTH") or ""
-        length = int(raw) if raw.strip().isdigit() else None
+        length = _length(raw)
+        if raw.strip() and length is None:
+            _drain(environ, 0)
+            return _reply(
+                start_response,
+                "400 Bad Request",
+                {"error": f"Content-Length {raw.strip()[:40]!r} is not a number of bytes"},
+            )
         if length is None or length == 0:
             return _reply(
                 start_response,
@@ -215,12 +224,20 @@ class MeterApp:
             return _reply(start_response, "400 Bad Request", {"error": _one_line(exc)})
         try:
             accepted = self.ingest(doc, body)
+        except RunFileError as exc:  # accepted by the loader but not exportable (see check_renderable)
+            return _reply(start_response, "400 Bad Request", {"error": _one_line(exc)})
         except MeterError as exc:  # a good run file the exporter cannot take (it cannot store it, ...)
             return _reply(start_response, "422 Unprocessable Entity", {"error": _one_line(exc)})
         except Exception as exc:  # a bug of ours: say so to the client and in the server's log
             traceback.print_exc(file=sys.stderr)
             return _reply(start_response, "500 Internal Server Error", {"error": f"{type(exc).__name__}: {exc}"})
         return _reply(start_response, "202 Accepted", accepted)
+
+
+def _length(raw: str) -> int | None:
+    """A Content-Length of ASCII digits, or None ('²' and '٣' are digits to str.isdigit, not to HTTP)."""
+    raw = raw.strip()
+    return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
 def _read(stream, length: int) -> bytes:
@@ -238,7 +255,7 @@ def _drain(environ, length: int | None = None) -> None:
     """Read and drop a refused body (bounded), so the client reads our answer instead of a reset."""
     if length is None:
         raw = environ.get("CONTENT_LENGTH") or ""
-        length = int(raw) if raw.strip().isdigit() else 0
+        length = _length(raw) or 0
     left = min(length, DRAIN_LIMIT)
     stream = environ["wsgi.input"]
     while left > 0:

@@ -30,8 +30,9 @@ from meter.measure.core import SEGMENT_S, JobMeter
 from meter.measure.gpus import cuda_uuids_if_initialised, open_gpu_monitor
 from meter.measure.inputs import given_work_model, resolve_prices, work_model
 from meter.measure.ledger import MAX_WINDOWS, Ledger
-from meter.measure.record import JobSetup, job_metadata, job_result, window_record
+from meter.measure.record import JobSetup, bare_job, job_metadata, job_result, window_record, without_totals
 from meter.results.job import JobResult, JobWindow
+from meter.results.load import RunFileError
 from meter.results.runfile import RunRecorder, default_run_path
 
 
@@ -87,6 +88,8 @@ class Meter:
         _check_price(price_usd_per_gpu_hour)
         locator = ConfigLocator.from_env(config_dirs)
         cuda = None if gpus is None else list(gpus)
+        if cuda is not None and len(set(cuda)) != len(cuda):  # [0, 0] would bill one GPU twice
+            raise ValueError(f"gpus lists a GPU more than once: {cuda!r}")
         monitor, watched, why = open_gpu_monitor(
             cuda,
             specs=list_hardware(locator),
@@ -194,9 +197,17 @@ class Meter:
             )
             recorder = self._recorders.get(target)
             if recorder is None:
-                recorder = RunRecorder(target, metadata=metadata, kind="job", job=job)
+                recorder = RunRecorder(target, metadata=metadata, kind="job", job=bare_job(job, "not yet written"))
                 self._recorders[target] = recorder
-            recorder.update(job=job, metadata=metadata, telemetry_timeline=self._meter.timeline())
+            try:
+                recorder.update(job=job, metadata=metadata, telemetry_timeline=self._meter.timeline())
+            except (RunFileError, ValueError) as exc:  # a figure the file refuses must not cost the job
+                why = exc.detail() if isinstance(exc, RunFileError) else str(exc)
+                _warn(f"{why}; saved without the job's figures")
+                try:  # the windows first; only if they are what is refused, the job's time alone
+                    recorder.update(job=without_totals(job, why), metadata=metadata, telemetry_timeline=None)
+                except (RunFileError, ValueError):
+                    recorder.update(job=bare_job(job, why), metadata=metadata, telemetry_timeline=None)
             if self._meter.running:
                 recorder.save()
             else:

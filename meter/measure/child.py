@@ -14,6 +14,7 @@ otherwise the child writes to meter's own stdout and stderr directly.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from meter.errors import MeterError
+from meter.measure.scanner import RegexScanner
 from meter.units import parse_quantity
 
 RELAYED = (signal.SIGINT, signal.SIGTERM)
@@ -55,15 +57,35 @@ class TokenCounter:
     unreadable: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    incomplete: str | None = None  # why some lines were not scanned (the count is then not the job's)
+    _scanner: RegexScanner | None = field(default=None, repr=False)
+    _start: threading.Lock = field(default_factory=threading.Lock, repr=False)  # stdout and stderr race to start it
+
     def feed(self, line: str) -> None:
+        """Match one line here, in this process (for a pattern known to be safe, and for tests)."""
         for match in self.pattern.finditer(line):
-            text = match.group("tokens") if "tokens" in self.pattern.groupindex else match.group(1)
-            value = _number(text)
-            with self._lock:
-                if value is None:
-                    self.unreadable += 1
-                else:
-                    self.values.append(value)
+            self.add(match.group("tokens") if "tokens" in self.pattern.groupindex else match.group(1))
+
+    def feed_bytes(self, line: bytes) -> None:
+        """Hand one line of the job's output to the scanner process; never blocks."""
+        if self._scanner is None:
+            with self._start:
+                if self._scanner is None:
+                    self._scanner = RegexScanner(self.pattern, self.add)
+        self._scanner.feed(line)
+
+    def close(self) -> None:
+        """Wait (bounded) for the scanner's last matches."""
+        if self._scanner is not None:
+            self.incomplete = self._scanner.close()
+
+    def add(self, text: str | None) -> None:
+        value = _number(text)
+        with self._lock:
+            if value is None:
+                self.unreadable += 1
+            else:
+                self.values.append(value)
 
     @property
     def total(self) -> float | None:
@@ -80,7 +102,7 @@ def _number(text: str | None) -> float | None:
         value = parse_quantity(text.replace(",", "").replace("_", ""))
     except ValueError:
         return None
-    return value if value >= 0 else None
+    return value if 0 <= value < math.inf else None  # 1e400 parses to inf: not a count
 
 
 @dataclass(frozen=True)
@@ -175,6 +197,8 @@ def wait_child(proc: subprocess.Popen, relay: SignalRelay, counter: TokenCounter
     returncode = proc.wait()
     for pump in pumps:
         pump.join(timeout=10)  # a grandchild holding the pipe open must not hold meter forever
+    if counter is not None:
+        counter.close()
     time.sleep(0)  # let the relay record a signal that raced the child's exit
     return ChildResult(returncode, list(relay.received), list(relay.forwarded))
 
@@ -201,9 +225,10 @@ def _pump(source: BinaryIO, sink: BinaryIO | None, counter: TokenCounter | None)
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                counter.feed(line.decode("utf-8", errors="replace"))
+                counter.feed_bytes(line)
             if len(pending) > 1 << 20:  # a megabyte without a newline is not a log line
+                counter.feed_bytes(pending)  # counted as a line not scanned
                 pending = b""
     if counter is not None and pending:
-        counter.feed(pending.decode("utf-8", errors="replace"))
+        counter.feed_bytes(pending)
     source.close()

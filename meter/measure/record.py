@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from meter.config.hardware import HardwareSpec
 from meter.measure.core import JobMeter, Span
@@ -10,6 +13,8 @@ from meter.measure.figures import Prices, WorkModel, cost_figures, device_window
 from meter.measure.gpus import WatchedGpu
 from meter.results.document import DeviceInfo, RunMetadata, TelemetryInfo
 from meter.results.job import JobResult, JobWindow, JobWindowTotal
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ def window_record(span: Span, name: str, tokens: float | None, *, gpus: int, set
         work = work_figures(
             tokens=tokens, source="api", duration_s=span.duration_s, gpus=gpus, energy_j=energy, model=setup.model
         )
+        work, _ = finite_figures(work, [])
     return JobWindow(
         name=name,
         start_s=span.start_s,
@@ -78,7 +84,11 @@ def job_result(
         duration = window.end_s - window.start_s  # wall-clock, first segment to last
     energy = window.energy_j if window is not None else None
     gpus = setup.gpu_count(meter)
+    extra = list(notes or [])
     work = None
+    if tokens is not None and not math.isfinite(tokens):
+        extra.append(f"token count {tokens} is beyond what a float holds; tokens and rates absent")
+        tokens = None
     if tokens is not None:
         work = work_figures(
             tokens=tokens,
@@ -88,7 +98,7 @@ def job_result(
             energy_j=energy,
             model=setup.model,
         )
-    extra = list(notes or [])
+        work, extra = finite_figures(work, extra)
     if work is not None and work.mfu is not None and work.mfu > 1:
         extra.append(
             f"MFU {work.mfu:.3g} is above 1: the token count, the model or the sequence length is not the job's"
@@ -107,9 +117,54 @@ def job_result(
         work=work,
         cost=cost_figures(gpus=gpus, duration_s=duration, energy_j=energy, prices=setup.prices),
         windows=list(windows or []),
-        window_totals=list(window_totals or []),
+        window_totals=[finite_figures(t, extra)[0] for t in window_totals or []],
         windows_not_kept=windows_not_kept,
         notes=list(setup.notes) + extra,
+    )
+
+
+def finite_figures(record: T, notes: list[str]) -> tuple[T, list[str]]:
+    """``record`` with every optional figure that overflowed (inf) or could not be computed (NaN) set to
+    None, and a note per figure saying so: what was measured is written, never refused for one figure."""
+    changes = {}
+    for f in dataclasses.fields(record):  # type: ignore[arg-type]
+        value = getattr(record, f.name)
+        if isinstance(value, float) and not math.isfinite(value) and f.default is None:
+            changes[f.name] = None
+            notes.append(f"{type(record).__name__} {f.name} could not be computed ({value}); recorded as absent")
+    return (dataclasses.replace(record, **changes) if changes else record), notes  # type: ignore[type-var]
+
+
+def without_totals(result: JobResult, why: str) -> JobResult:
+    """The job with its windows but without the job-wide figures (work, cost, GPUs' telemetry): the first
+    fallback when the full record is refused, so that windows are never what is lost."""
+    return dataclasses.replace(
+        result,
+        gpus=[],
+        telemetry=None,
+        avg_utilization_ratio=None,
+        work=None,
+        cost=None,
+        notes=[*result.notes, f"job-wide figures left out of this file: {why}"],
+    )
+
+
+def bare_job(result: JobResult, why: str) -> JobResult:
+    """The job with only what cannot contradict itself: its time, how it ended, its command.
+
+    The last resort when the full record is refused by the run-file checks (``why``): the run file
+    still gets the job's duration and exit status, and says what was left out and why.
+    """
+    return dataclasses.replace(
+        result,
+        gpus=[],
+        telemetry=None,
+        avg_utilization_ratio=None,
+        work=None,
+        cost=None,
+        windows=[],
+        window_totals=[],
+        notes=[*result.notes, f"figures left out of this file: {why}"],
     )
 
 

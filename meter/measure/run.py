@@ -8,6 +8,7 @@ exit status becomes meter's.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -21,9 +22,10 @@ from meter.measure.child import SignalRelay, TokenCounter, start_child, wait_chi
 from meter.measure.core import SEGMENT_S, JobMeter
 from meter.measure.gpus import WatchedGpu, open_gpu_monitor
 from meter.measure.inputs import resolve_prices, work_model
-from meter.measure.record import JobSetup, job_metadata, job_result
+from meter.measure.record import JobSetup, bare_job, job_metadata, job_result
 from meter.results.document import RunDocument, SoftwareInfo
 from meter.results.job import JobResult
+from meter.results.load import RunFileError
 from meter.results.runfile import RunRecorder, RunWriteError, default_run_path
 from meter.telemetry.monitor import Monitor
 
@@ -112,7 +114,10 @@ def _prepare(req: MeasureRequest, locator: ConfigLocator, say: Callable[[str], N
             metadata=job_metadata(gpus, None, setup, command=req.meter_command, software=software),
             kind="job",
             job=JobResult(source="measure", duration_s=0.0, command=list(req.command)),
+            keep_existing=True,  # two jobs given one -o: both are kept
         )
+        if recorder.moved_from is not None:
+            say(f"meter: {recorder.moved_from} already exists; this job is written to {recorder.path}")
     except BaseException:
         if monitor is not None:
             monitor.__exit__(None, None, None)  # nothing was started; this releases NVML
@@ -124,6 +129,7 @@ def _prepare(req: MeasureRequest, locator: ConfigLocator, say: Callable[[str], N
 
 def _finish(req: MeasureRequest, job: _Job, meter: JobMeter, child, counter, say) -> MeasureOutcome:
     tokens, source = _tokens(req, counter, say)
+    notes = [f"no token count: {counter.incomplete}"] if counter is not None and counter.incomplete else []
     result = job_result(
         meter,
         job.setup,
@@ -134,9 +140,15 @@ def _finish(req: MeasureRequest, job: _Job, meter: JobMeter, child, counter, say
         interrupted=bool(child.signals),
         tokens=tokens,
         tokens_source=source,
+        notes=notes,
     )
     metadata = job_metadata(job.gpus, meter.describe(), job.setup, command=req.meter_command, software=job.software)
-    job.recorder.update(job=result, telemetry_timeline=meter.timeline(), metadata=metadata)
+    try:
+        job.recorder.update(job=result, telemetry_timeline=meter.timeline(), metadata=metadata)
+    except (RunFileError, ValueError) as exc:  # never lose the job's time and exit status to one bad figure
+        why = exc.detail() if isinstance(exc, RunFileError) else str(exc)
+        say(f"meter: {why}; the run file keeps the job's time and exit status without it")
+        job.recorder.update(job=bare_job(result, why), telemetry_timeline=None, metadata=metadata)
     if child.signals or child.killed_by:
         status = "interrupted"
     else:
@@ -192,19 +204,24 @@ def _tokens(req: MeasureRequest, counter: TokenCounter | None, say) -> tuple[flo
         return req.tokens, "--tokens"
     if counter is None:
         return None, None
+    if counter.incomplete:
+        say(f"meter: {counter.incomplete}; no token count, no rates")
+        return None, None
     if counter.unreadable:
         say(f"meter: {counter.unreadable} match(es) of --tokens-from-log held no number and were skipped")
     if counter.total is None:
         say(f"meter: --tokens-from-log {req.tokens_regex.pattern!r} matched nothing the job printed; no rates")
         return None, None
-    return counter.total, "log"
+    if not math.isfinite(counter.total):
+        say(f"meter: --tokens-from-log counts add up to more than a float holds ({counter.total}); no rates")
+    return counter.total, "log"  # the record notes an overflowed count as absent, with the reason
 
 
 def _checkpoint(job: _Job, meter: JobMeter, req: MeasureRequest, say) -> None:
     """Rewrite the run file with the job so far (status still ``running``)."""
     try:
         job.recorder.update(job=job_result(meter, job.setup, source="measure", command=req.command))
-    except RunWriteError as exc:  # the job goes on; the final write reports a lasting problem
+    except (RunWriteError, RunFileError, ValueError) as exc:  # the job goes on; the final write copes
         say(f"meter: checkpoint not written ({exc})")
 
 

@@ -55,6 +55,7 @@ def run_from_dict(raw: Any, where: Path | str) -> RunDocument:
         )
     if version not in MIGRATIONS and version != SCHEMA_VERSION:
         raise RunFileError(where, "schema_version", f"no such version; this meter reads 1 to {SCHEMA_VERSION}", version)
+    _check_encodable(raw, where)
     while raw["schema_version"] != SCHEMA_VERSION:
         raw = MIGRATIONS[raw["schema_version"]](raw)
     try:
@@ -65,6 +66,36 @@ def run_from_dict(raw: Any, where: Path | str) -> RunDocument:
         raise RunFileError(where, None, "nested too deeply to be a run file") from None
     check_consistency(doc, where)
     return doc
+
+
+def _check_encodable(raw: Any, where: Path | str) -> None:
+    """Every string is Unicode text: a lone surrogate (JSON's ``"\\udc80"``) cannot be written as UTF-8, so
+    no report, file or /metrics scrape could show it; the field holding it is named."""
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+        return
+    except UnicodeEncodeError:
+        pass
+    except (ValueError, RecursionError):
+        return  # not this check's to say; the schema names it
+    stack: list[tuple[str, Any]] = [("", raw)]
+    while stack:
+        field, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            name = f"{field}[{key}]" if isinstance(key, int) else (f"{field}.{key}" if field else str(key))
+            for text, what in ((key, "key"), (value, "value")):
+                if isinstance(text, str) and not _utf8_ok(text):
+                    raise RunFileError(where, name, f"{what} is not Unicode text (a lone surrogate)", text)
+            stack.append((name, value))
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_consistency(doc: RunDocument, where: Path | str | None) -> None:
@@ -164,12 +195,19 @@ def _close(a: float, b: float, rel: float = 1e-3) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-12
 
 
+def _agrees_with_physics(doc: RunDocument, where: Path | str | None) -> None:
+    from meter.results.physics import check_physics
+
+    check_physics(doc, where)
+
+
 CONSISTENCY_RULES: tuple[Callable[[RunDocument, Path | str | None], None], ...] = (
     _kind_has_its_parts,
     _ok_cases_are_measured,
     _timeline_lines_up,
     _projections_name_cases,
     _job_is_consistent,
+    _agrees_with_physics,
 )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from meter.config.schema import build_dataclass
 from meter.errors import ConfigError, OutputError
 from meter.jsonable import to_jsonable
-from meter.results.atomic import write_json_atomic
+from meter.results.atomic import claim_new_file, write_json_atomic
 from meter.results.document import STATUSES, RunDocument, RunMetadata
 from meter.results.job import JobResult
 from meter.results.load import check_consistency
@@ -62,8 +62,10 @@ class RunRecorder:
         run_id: str | None = None,
         kind: str = "bench",
         job: JobResult | None = None,
+        keep_existing: bool = False,
     ):
         self.path = Path(path)
+        self.moved_from: Path | None = None  # the path asked for, when a file was already there
         self.doc = RunDocument(
             run_id=run_id or new_run_id(),
             status="running",
@@ -73,14 +75,45 @@ class RunRecorder:
             kind=kind,  # type: ignore[arg-type]
             job=job,
         )
-        self.save()  # an unwritable path is refused before anything is measured
+        if keep_existing:
+            asked = self.path
+            self.path = claim_new_file(
+                asked, asked.with_name(f"{asked.stem}.{self.doc.run_id}{asked.suffix or '.json'}")
+            )
+            self.moved_from = asked if self.path != asked else None
+        try:
+            self.save()  # an unwritable path is refused before anything is measured
+        except BaseException:
+            if keep_existing and self.path.is_file() and self.path.stat().st_size == 0:
+                self.path.unlink(missing_ok=True)  # the placeholder claimed above
+            raise
 
     def add_case(self, result: CaseResult) -> CaseResult:
         """Record one finished case (checked first) and rewrite the file; returns what was recorded."""
-        checked = checked_case(result)
+        checked = self._physical(checked_case(result))
         self.doc.cases.append(checked)
         self.save()
         return checked
+
+    def _physical(self, case: CaseResult) -> CaseResult:
+        """The case, or an error case saying why the reader would refuse it (figures that contradict
+        each other, a second result for one case id): the file stays readable, nothing is dropped."""
+        from meter.results.load import RunFileError
+        from meter.results.physics import check_case
+
+        problem = None
+        if case.status == "ok" and any(c.id == case.id and c.status == "ok" for c in self.doc.cases):
+            problem = "a second result for this case id"
+        else:
+            try:
+                check_case(case, self.doc.metadata.hardware, None, "case")
+            except RunFileError as exc:
+                problem = exc.detail()
+        if problem is None:
+            return case
+        return CaseResult(
+            id=case.id, case=case.case, status="error", reason=f"result not recordable: {problem}", notes=case.notes
+        )
 
     def update(self, **fields) -> None:
         """Replace top-level fields (projections, communication, ...) and rewrite the file."""

@@ -6,12 +6,14 @@ says so) and reads its /metrics as Prometheus would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 
+from tests.cost.test_from_run_and_cli import synthetic_run
 from tests.deploy.conftest import start_exporter, stop, wait_for
 from tests.fake_kubelet import FakeKubelet
 from tests.fake_nvml import FakeGpu, Scenario
@@ -188,11 +190,16 @@ def test_bad_runs_dirs_and_files_in_them(fake_nvml_lib, tmp_path):
     runs.mkdir()
     (runs / "garbage.json").write_bytes(b"\xff\xfe not json")
     (runs / "other.json").write_text('{"schema": "something else"}')
+    os.mkfifo(runs / "fifo.json")  # would block a reader that opens it plainly, before the exporter listens
+    lone = json.loads(synthetic_run(tmp_path / "r.json").read_text())
+    lone["cases"][0]["id"] = "case-\udc80"  # valid JSON, but no scrape could encode it
+    (runs / "pushed-surrogate.json").write_text(json.dumps(lone))
     e = start_exporter(fake_nvml_lib, tmp_path, Scenario(), "--runs-dir", str(runs))
     try:
         assert series(e.metrics(), "meter_gpu_up") == [1.0]
     finally:
         stop(e.process)
     log = e.process.stderr.read()
-    assert log.count("skipped") == 2 and "Traceback" not in log, log
+    assert log.count("skipped") == 4 and "Traceback" not in log, log
+    assert "is a FIFO" in log and "lone surrogate" in log, log
     assert (runs / "garbage.json").exists()  # someone else's file: read, never deleted

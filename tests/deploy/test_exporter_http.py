@@ -114,3 +114,34 @@ def test_many_scrapers_at_once_all_get_answers(exporter):
 
     result = concurrent_load(f"http://127.0.0.1:{exporter.port}/metrics", clients=20, scrapes=5)
     assert result["errors"] == 0 and result["succeeded"] == 100, result["error_examples"]
+
+
+def test_a_run_no_scrape_could_render_is_refused_and_scrapes_keep_working(exporter, tmp_path):
+    doc = valid(tmp_path)
+    doc["cases"][0]["id"] = "case-\udc80"  # json.dumps writes the escape; the loader would have taken it
+    status, answer = post(exporter, json.dumps(doc).encode())
+    assert status == 400 and "lone surrogate" in answer["error"] and "cases[0].id" in answer["error"], answer
+    assert exporter.metrics().startswith("#")  # /metrics still answers
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u0663", "12x", "-5"])
+def test_a_content_length_that_is_not_ascii_digits_is_400(exporter, length):
+    with socket.create_connection(("127.0.0.1", exporter.port), timeout=10) as sock:
+        sock.sendall(f"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+        status_line = sock.recv(64).split(b"\r\n")[0]
+    assert b" 400 " in status_line, status_line
+
+
+def test_a_basic_auth_file_that_is_latin_1_or_a_fifo_is_one_line_at_start(tmp_path):
+    import os
+
+    from tests.conftest import run_meter
+
+    latin = tmp_path / "users"
+    latin.write_bytes("jos\xe9:".encode("latin-1") + b"0" * 64 + b"\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, fragment in ((latin, "not UTF-8"), (fifo, "is a FIFO")):
+        r = run_meter("serve", "--port", "1", "--basic-auth-file", str(path), timeout=60)
+        assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len([line for line in r.stderr.splitlines() if "error" in line]) == 1, r.stderr

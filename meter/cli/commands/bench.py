@@ -234,6 +234,8 @@ def _check_plan_options(args: argparse.Namespace) -> None:
         return
     if not args.hardware and not args.memory:
         raise UsageError("--plan needs a target: --hardware NAME (e.g. h100-sxm) or --memory BYTES (e.g. 80GiB)")
+    if args.hardware and args.memory:
+        raise UsageError("--plan takes one target: --hardware NAME (its memory) or --memory BYTES, not both")
     for flag, value in (
         ("--distributed", args.distributed),
         ("--telemetry-overhead", args.telemetry_overhead),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from meter import domains as D
@@ -331,6 +332,7 @@ def run_train(args: argparse.Namespace) -> int:
     given = [f for f, v in (("--mfu", args.mfu), ("--achieved-tflops", args.achieved_tflops)) if v is not None]
     if run is not None and given:
         raise UsageError(f"--from-run and {given[0]} are two sources of the same rate; give one")
+    _check_rate_flags(args, args.hardware or scenario.hardware, loc)
     estimate = estimate_train(
         scenario,
         overrides=_overrides(args, {"mfu": args.mfu, "achieved_tflops": args.achieved_tflops}),
@@ -347,12 +349,45 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_rate_flags(args: argparse.Namespace, hardware: str | None, loc) -> None:
+    """--achieved-tflops above the hardware's largest peak, or an --mfu no GPU reaches, is refused."""
+    if hardware is None or (args.achieved_tflops is None and args.mfu is None):
+        return
+    from meter.config.hardware import load_hardware
+
+    spec = load_hardware(hardware, loc)
+    peaks = {k: v for k, v in spec.peak_tflops.items() if v}
+    if not peaks:
+        return
+    top_dtype, top = max(peaks.items(), key=lambda kv: kv[1])
+    if args.achieved_tflops is not None and _high(args.achieved_tflops) > top:
+        raise UsageError(
+            f"--achieved-tflops {args.achieved_tflops.describe()}: above the largest datasheet peak of {spec.name} "
+            f"({top:g} TFLOP/s {top_dtype}); no GPU runs faster than its peak"
+        )
+    basis = peaks.get(args.mfu_dtype or "bf16")
+    if args.mfu is not None and basis and _high(args.mfu) > top / basis:
+        raise UsageError(
+            f"--mfu {args.mfu.describe()}: above what {spec.name} can reach against its {args.mfu_dtype or 'bf16'} "
+            f"peak (at most {top / basis:.3g}: its {top_dtype} peak over its {args.mfu_dtype or 'bf16'} peak)"
+        )
+
+
+def _high(q) -> float:
+    return q.high if getattr(q, "high", None) is not None else q.central
+
+
 def _train_scenario(args: argparse.Namespace, loc):
     """The scenario, or one made from a model and --tokens; then --tokens, --seq, --gpus, --mfu-dtype."""
     import dataclasses
 
     from meter.config.scenarios import Scenario, Stage, domain_error, load_scenario
 
+    if args.scenario and args.model and args.tokens is not None:
+        raise UsageError(
+            f"--scenario {args.scenario} and {args.model} --tokens are two descriptions of the run; give one "
+            "(--scenario NAME --tokens N sets the scenario's tokens)"
+        )
     if args.tokens is not None and domain_error("tokens", args.tokens):
         raise UsageError(f"--tokens {args.tokens.describe()}: {domain_error('tokens', args.tokens)}")
     if args.scenario:
@@ -410,6 +445,15 @@ def run_cluster(args: argparse.Namespace) -> int:
             f"scenario '{scenario.name}' is a {scenario.kind} scenario; meter cost cluster needs a training one"
         )
     overrides = _overrides(args, {})
+    if args.ep:
+        from meter.bench.cases import ep_problem
+        from meter.config.models import load_model
+
+        model_args = load_model(scenario.model, loc).args
+        for ep in args.ep:
+            why = ep_problem(model_args, int(ep), None)
+            if why:
+                raise UsageError(f"--ep {ep:g}: {why} ({scenario.model})")
     if "ep_degree" not in scenario.assumptions and "ep_degree" not in overrides and not args.ep:
         raise UsageError(f"scenario '{scenario.name}' has no ep_degree; give --ep N (e.g. --ep 8,64)")
     run, comm = _measured(args), _comm_run(args)
@@ -461,6 +505,8 @@ def _tokens_per_day(text: str | None) -> dict:
         inp, out = (parse_quantity(x) for x in text.split(","))
     except ValueError:
         raise UsageError(f"--tokens-per-day expects IN,OUT token counts such as 608B,168B, not {text!r}") from None
+    if not all(math.isfinite(x) and x >= 0 for x in (inp, out)) or inp + out <= 0:
+        raise UsageError(f"--tokens-per-day needs a load: finite counts, not both 0, such as 608B,168B (got {text!r})")
     return {"input_tokens_per_day": Quantity.point(inp), "output_tokens_per_day": Quantity.point(out)}
 
 
@@ -469,6 +515,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     loc = locator(args)
     if args.from_bench:  # a serving engine's benchmark file (meter.cli.serving_bench)
+        if args.efficiency is not None:
+            raise UsageError("--from-bench measures the efficiency; --efficiency does not go with it")
         return _serve_from_bench(args, loc)
     scenario = _serve_scenario(args, loc)
     run = _measured(args)

@@ -133,6 +133,7 @@ def print_implied(e) -> None:
             print(
                 f"published {phase}: {fmt(value, 'count')} {what} tokens/s per GPU = {fmt(implied.point, 'pct')} of "
                 f"the {phase} bound ({e.efficiency.implied_by})"
+                + (": above the bound, so the bound or the published figure is wrong" if implied.point > 1 else "")
             )
 
 

@@ -7,7 +7,7 @@ import re
 import sys
 
 from meter import domains as D
-from meter.cli.common import locator, number
+from meter.cli.common import locator, number, push_url
 from meter.cli.output import emit_json, key_values, table
 from meter.config.pricing import Tier
 from meter.units import binary_bytes, count
@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]", help="the job to run")
     p.add_argument("-o", "--output", metavar="FILE", help="the run file (default runs/<run id>-job.json)")
     p.add_argument("--json", action="store_true", help="print the job's figures as JSON on stdout at the end")
-    p.add_argument("--push", metavar="URL", help="hand the run file to a running exporter (meter serve) at URL")
+    p.add_argument(
+        "--push", metavar="URL", type=push_url, help="hand the run file to a running exporter (meter serve) at URL"
+    )
     work = p.add_argument_group("work done (for tokens/s, TFLOP/s, MFU, J/token)")
     work.add_argument("--tokens", type=number(D.WORK_TOKENS), metavar="N", help="tokens the job processed")
     work.add_argument(
