@@ -25,9 +25,27 @@ def kv_cache_elements_per_token_per_layer(a: ModelArgs, form: CacheForm = "laten
     return 2 * a.n_kv_heads * a.head_dim
 
 
-def kv_cache_bytes_per_token(a: ModelArgs, dtype_bytes: float = 2, form: CacheForm = "latent") -> float:
-    """KV cache bytes per token over all layers of the main model (MTP modules excluded)."""
-    return a.n_layers * kv_cache_elements_per_token_per_layer(a, form) * dtype_bytes
+def kv_cache_bytes_per_token(
+    a: ModelArgs, dtype_bytes: float = 2, form: CacheForm = "latent", context_len: int | None = None
+) -> float:
+    """KV cache bytes per token over all layers of the main model (MTP modules excluded).
+
+    A sliding-window or chunked layer keeps at most its span of positions; given ``context_len``,
+    its bytes are spread over the sequence (a 128-token window costs 128/L of a full layer per
+    token at context L). Without it, every layer counts as if it kept every token: the bound for
+    an engine that does not free out-of-window entries.
+    """
+    per_layer = kv_cache_elements_per_token_per_layer(a, form) * dtype_bytes
+    if context_len is None:
+        return a.n_layers * per_layer
+    if context_len < 1:
+        raise ValueError("context_len must be at least 1")
+    kept = a.n_full_attention_layers * float(context_len)
+    if a.n_sliding_layers:
+        kept += a.n_sliding_layers * min(context_len, a.sliding_window)
+    if a.n_chunked_layers:
+        kept += a.n_chunked_layers * min(context_len, a.attention_chunk)
+    return kept * per_layer / context_len
 
 
 def expected_experts_touched(n_experts: int, top_k: int, tokens: int) -> float:
