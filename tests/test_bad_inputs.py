@@ -245,6 +245,15 @@ def model_yaml(append: str) -> bytes:
     return (text.replace("name: deepseek-v3-tiny", "name: bad") + "\n" + append + "\n").encode()
 
 
+def builtin_model_yaml(model: str, old: str, new: str) -> bytes:
+    """A built-in model's YAML, renamed ``bad``, with one text replacement (which must apply)."""
+    from meter.config.paths import builtin_config_dir
+
+    text = (builtin_config_dir() / "models" / f"{model}.yaml").read_text().replace(f"name: {model}", "name: bad")
+    assert old in text, old
+    return text.replace(old, new, 1).encode()
+
+
 def hardware_yaml(date: str) -> bytes:
     from meter.config.paths import builtin_config_dir
 
@@ -283,6 +292,40 @@ CONFIGS = [
     ),
     Bad("model YAML empty", config_file("models", "bad", b"", FLOPS_BAD), ("bad.yaml", "an empty file")),
     Bad("alias bomb", config_file("models", "bad", BOMB, FLOPS_BAD), ("bad.yaml", "aliases expand")),
+    Bad(
+        "DSA top-k 0",
+        config_file(
+            "models", "bad", builtin_model_yaml("deepseek-v3.2", "index_topk: 2048", "index_topk: 0"), FLOPS_BAD
+        ),
+        ("bad.yaml", "sparse_attention.index_topk", "greater than 0"),
+    ),
+    Bad(
+        "DSA on a model without MLA",
+        config_file(
+            "models",
+            "bad",
+            model_yaml("sparse_attention: {index_n_heads: 4, index_head_dim: 16, index_topk: 8}")
+            .replace(b"kv_lora_rank: 64", b"kv_lora_rank: 0")
+            .replace(b"q_lora_rank: 96", b"q_lora_rank: 0"),
+            FLOPS_BAD,
+        ),
+        ("bad.yaml", "kv_lora_rank", "sparse_attention"),
+    ),
+    Bad(
+        "V4 compress_ratios of the wrong length",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "[0, 0, 4,", "[4,"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.compress_ratios", "has 42 entries"),
+    ),
+    Bad(
+        "V4 negative compress ratio",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "[0, 0, 4,", "[0, -4, 4,"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.compress_ratios", "at least 0"),
+    ),
+    Bad(
+        "V4 o_groups not dividing the heads",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "o_groups: 8", "o_groups: 7"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.o_groups", "must divide n_heads"),
+    ),
     Bad(
         "hardware date 2026-02-30",
         config_file("hardware", "bad", hardware_yaml("2026-02-30"), ["hardware", "--json"]),
