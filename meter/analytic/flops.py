@@ -23,7 +23,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from kernels.args import ModelArgs
-from meter.analytic.params import attention_matrix_params, expert_params, swiglu_params
+from meter.analytic.params import (
+    attention_matrix_params,
+    attention_matrix_params_total,
+    expert_params,
+    swiglu_params,
+)
 
 AttentionForm = Literal["naive", "absorbed"]
 AttentionPairs = Literal["causal", "full"]
@@ -159,7 +164,7 @@ def forward_flops_per_token(
     kv_up = mla_kv_up_flops_per_position(a)
     extra_kv_up = kv_up * (kv_up_positions - 1.0) if form == "naive" else 0.0
     return FlopsPerToken(
-        attention_gemm=a.n_layers * (attention_gemm_flops_per_token(a) + extra_kv_up),
+        attention_gemm=2.0 * attention_matrix_params_total(a) + a.n_layers * extra_kv_up,
         attention_core=attention_core_flops_per_pair(a, form)
         * (a.n_layers * mean_kv_len if layer_keys is None else layer_keys),
         dense_ffn=a.n_ffn_dense_layers * 2.0 * swiglu_params(a.dim, a.inter_dim),

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kernels.args import ModelArgs
+from kernels.precision import WeightPrecision
 from meter.analytic.params import count_params, expert_params
 
 CacheForm = Literal["latent", "expanded"]
@@ -289,4 +290,46 @@ def mla_decode_traffic(
             a, batch=batch, q_len=q_len, kv_len=context, dtype_bytes=dtype_bytes, cached=True
         ),
         **parts,
+    )
+
+
+# --- What the weights take in the checkpoint's own precision ---
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    """Bytes of the main model's weights by component, each in its stored format (scales included)."""
+
+    embedding: float
+    attention: float
+    dense_ffn: float
+    router: float
+    shared_experts: float
+    routed_experts: float
+    output_head: float
+    other: float  # norms, hyper-connections, a vision encoder: in the model's 16-bit dtype
+
+    @property
+    def total(self) -> float:
+        return sum(asdict(self).values())
+
+    def as_dict(self) -> dict[str, float]:
+        out = asdict(self)
+        out.update(total=self.total)
+        return out
+
+
+def weight_bytes(a: ModelArgs, precision: WeightPrecision) -> WeightBytes:
+    """Bytes of every weight of the main model (MTP excluded) in ``precision``."""
+    p = count_params(a)
+    b = precision.bytes_per_weight
+    return WeightBytes(
+        embedding=p.embedding * b(precision.embedding),
+        attention=p.attention * b(precision.attention),
+        dense_ffn=p.dense_ffn * b(precision.dense_ffn),
+        router=p.router * b(precision.router),
+        shared_experts=p.shared_experts * b(precision.shared_experts),
+        routed_experts=p.routed_experts * b(precision.routed_experts),
+        output_head=p.output_head * b(precision.output_head),
+        other=(p.norms + p.hyper_connections + p.vision) * 2.0,
     )

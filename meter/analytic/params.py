@@ -61,13 +61,103 @@ def attention_vector_params(a: ModelArgs) -> int:
     return n
 
 
+def sparse_indexer_params(a: ModelArgs) -> int:
+    """DeepSeek-V3.2's lightning indexer in one layer: wq_b (q LoRA -> heads x dim), wk (model width
+    -> one key), its LayerNorm (weight and bias) and weights_proj (model width -> one weight per
+    head), as in DeepSeek-V3.2-Exp inference/model.py ``Indexer``; 0 without DSA."""
+    s = a.sparse_attention
+    if s is None:
+        return 0
+    q_in = a.q_lora_rank or a.dim
+    return (
+        q_in * s.index_n_heads * s.index_head_dim
+        + a.dim * s.index_head_dim
+        + 2 * s.index_head_dim
+        + a.dim * s.index_n_heads
+    )
+
+
+def compressed_layer_params(a: ModelArgs, ratio: int) -> int:
+    """One DeepSeek-V4 attention block whose compress ratio is ``ratio`` (0: sliding window only).
+
+    From the V4-Pro checkpoint's tensor shapes: wq_a, q_norm, wq_b (q LoRA -> heads x head_dim);
+    wkv (model width -> the single KV head) and its norm; the grouped low-rank output, wo_a
+    (each of o_groups head groups -> o_lora_rank) and wo_b (o_groups x o_lora_rank -> model width);
+    one sink per head. A compressing layer adds its compressor (wkv to the entry width, doubled
+    where the layer is indexed, as the checkpoint's [1024, 7168] against [512, 7168] shows, and a
+    position table ``ape`` [ratio, width]); an indexed layer adds the indexer (its own compressor
+    to 2 x index_head_dim, wq_b, weights_proj).
+    """
+    c = a.compressed_attention
+    assert c is not None
+    h, hd = a.n_heads, a.head_dim
+    q = a.dim * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * h * hd
+    kv = a.dim * hd + hd
+    out = h * hd * c.o_lora_rank + c.o_groups * c.o_lora_rank * a.dim
+    n = q + kv + out + h
+    if ratio > 1:
+        indexed = ratio == c.indexed_compress_ratio
+        width = (2 if indexed else 1) * hd
+        n += a.dim * width + ratio * width
+        if indexed:
+            iw = 2 * c.index_head_dim
+            n += a.dim * iw + ratio * iw
+            n += a.q_lora_rank * c.index_n_heads * c.index_head_dim + a.dim * c.index_n_heads
+    return n
+
+
+def hyper_connection_params(a: ModelArgs) -> int:
+    """Manifold-constrained hyper-connections of one layer (V4: hc_attn_* and hc_ffn_*): for each
+    of attention and FFN, a map from the hc_mult streams (hc_mult x dim) to (2 + hc_mult) x hc_mult
+    mixing coefficients, their base, and 3 scales; 0 without (hc_mult 1)."""
+    c = a.compressed_attention
+    if c is None or c.hc_mult <= 1:
+        return 0
+    mix = (2 + c.hc_mult) * c.hc_mult
+    return 2 * (mix * c.hc_mult * a.dim + mix + 3)
+
+
 def attention_params(a: ModelArgs) -> int:
-    return mla_params(a) if a.attention == "mla" else gqa_params(a)
+    """One attention block's weights; for DeepSeek-V4, whose layers differ, the mean over its layers."""
+    if a.attention == "compressed":
+        return round(attention_params_total(a) / a.n_layers)
+    base = mla_params(a) if a.attention == "mla" else gqa_params(a)
+    return base + sparse_indexer_params(a)
+
+
+def attention_params_total(a: ModelArgs) -> int:
+    """Attention weights of all the main model's layers."""
+    if a.attention == "compressed":
+        c = a.compressed_attention
+        assert c is not None
+        return sum(compressed_layer_params(a, r) for r in c.layer_ratios(a.n_layers))
+    return a.n_layers * attention_params(a)
+
+
+def attention_vector_params_total(a: ModelArgs) -> int:
+    """Vectors among the attention weights of all layers (norms, biases, sinks, position tables)."""
+    c = a.compressed_attention
+    if c is None:
+        return a.n_layers * (
+            attention_vector_params(a) + (2 * a.sparse_attention.index_head_dim if a.sparse_attention else 0)
+        )
+    total = 0
+    for r in c.layer_ratios(a.n_layers):
+        total += a.q_lora_rank + a.head_dim + a.n_heads  # q_norm, kv_norm, sinks
+        if r > 1:
+            indexed = r == c.indexed_compress_ratio
+            total += r * (2 if indexed else 1) * a.head_dim + (r * 2 * c.index_head_dim if indexed else 0)
+    return total
 
 
 def attention_matrix_params(a: ModelArgs) -> int:
-    """Weights of one attention block's matrices: what its projections multiply with."""
-    return attention_params(a) - attention_vector_params(a)
+    """Weights of one attention block's matrices: what its projections multiply with (mean over layers)."""
+    return round(attention_matrix_params_total(a) / a.n_layers)
+
+
+def attention_matrix_params_total(a: ModelArgs) -> int:
+    """Weights of all layers' attention matrices."""
+    return attention_params_total(a) - attention_vector_params_total(a)
 
 
 def swiglu_params(dim: int, hidden: int) -> int:
@@ -111,11 +201,13 @@ class ParamCounts:
     mtp: int
     mtp_active: int
     vision: int = 0
+    hyper_connections: int = 0
 
     @property
     def total(self) -> int:
         return (
             self.vision
+            + self.hyper_connections
             + self.embedding
             + self.attention
             + self.dense_ffn
@@ -129,7 +221,8 @@ class ParamCounts:
     @property
     def active(self) -> int:
         return (
-            self.attention
+            self.hyper_connections
+            + self.attention
             + self.dense_ffn
             + self.router
             + self.shared_experts
@@ -181,7 +274,7 @@ def count_params(a: ModelArgs) -> ParamCounts:
     mtp_own = 2 * a.dim + 2 * a.dim * a.dim + a.dim
     return ParamCounts(
         embedding=embedding,
-        attention=a.n_layers * attention_params(a),
+        attention=attention_params_total(a),
         dense_ffn=n_dense * swiglu_params(a.dim, a.inter_dim),
         router=n_moe * router_params(a),
         shared_experts=n_moe * a.n_shared_experts * expert_params(a),
@@ -192,4 +285,5 @@ def count_params(a: ModelArgs) -> ParamCounts:
         mtp=a.n_mtp_layers * (mtp_own + mtp_block_total),
         mtp_active=a.n_mtp_layers * (mtp_own + mtp_block_active),
         vision=a.vision_params,
+        hyper_connections=a.n_layers * hyper_connection_params(a),
     )

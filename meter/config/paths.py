@@ -59,12 +59,19 @@ class ConfigLocator:
         return cls(tuple(roots))
 
     def find(self, kind: Kind, name_or_path: str) -> Path:
-        """Resolve a config name (``deepseek-v3``) or a path to a YAML file."""
+        """Resolve a config name (``deepseek-v3``) or a path to a YAML file; for models also a
+        Hugging Face ``config.json`` or a directory holding one."""
         candidate = Path(name_or_path).expanduser()
-        looks_like_path = candidate.suffix in _SUFFIXES or os.sep in name_or_path or "/" in name_or_path
+        suffixes = _SUFFIXES + (".json",) if kind == "models" else _SUFFIXES
+        looks_like_path = candidate.suffix in suffixes or os.sep in name_or_path or "/" in name_or_path
         if looks_like_path:
             if candidate.is_file():
                 return candidate
+            # A model may also be named by a Hugging Face model directory holding its config.json.
+            if kind == "models" and candidate.is_dir():
+                if (candidate / "config.json").is_file():
+                    return candidate / "config.json"
+                raise ConfigError(candidate, None, "a directory without a config.json; not a model")
             raise ConfigError(candidate, None, "no such config file")
         for root in self.roots:
             for suffix in _SUFFIXES:
