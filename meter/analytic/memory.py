@@ -104,7 +104,7 @@ def decode_step_bytes(
     touched = expected_experts_touched(a.n_routed_experts, a.n_activated_experts, batch)
     routed = a.n_moe_layers * touched * expert_params(a)
     embedding_rows = batch * a.dim
-    per_token_cache = kv_cache_bytes_per_token(a, kv_bytes, form)
+    per_token_cache = kv_cache_bytes_per_token(a, kv_bytes, form, context_len=context_len)
     return DecodeStepBytes(
         batch=batch,
         context_len=context_len,

@@ -179,9 +179,10 @@ def model_yaml(model: ModelConfig) -> str:
         "date": model.date.isoformat(),
     }
     data.update(_non_defaults(model.args))
-    for key in ("weights", "published", "imported"):
+    defaults = {"weights": WeightPrecision(), "published": PublishedModelFigures(), "imported": None}
+    for key, default in defaults.items():
         value = getattr(model, key)
-        if value is not None and value != type(value)():  # type: ignore[call-arg]
+        if value != default:
             data[key] = _non_defaults(value)
     header = "# Written by `meter models import`"
     if model.imported is not None:
@@ -230,6 +231,8 @@ def parse_model(data: object, path: Path | None) -> ModelConfig:
         source=meta.source,
         date=meta.date,
         published=meta.published,
+        weights=meta.weights,
+        imported=meta.imported,
         path=path,
     )
 
