@@ -83,10 +83,12 @@ def compressed_layer_params(a: ModelArgs, ratio: int) -> int:
     From the V4-Pro checkpoint's tensor shapes: wq_a, q_norm, wq_b (q LoRA -> heads x head_dim);
     wkv (model width -> the single KV head) and its norm; the grouped low-rank output, wo_a
     (each of o_groups head groups -> o_lora_rank) and wo_b (o_groups x o_lora_rank -> model width);
-    one sink per head. A compressing layer adds its compressor (wkv to the entry width, doubled
-    where the layer is indexed, as the checkpoint's [1024, 7168] against [512, 7168] shows, and a
-    position table ``ape`` [ratio, width]); an indexed layer adds the indexer (its own compressor
-    to 2 x index_head_dim, wq_b, weights_proj).
+    one sink per head. A compressing layer adds its compressor: wkv and wgate (the model width to
+    the entry width, doubled where the layer is indexed, as the checkpoint's [1024, 7168] against
+    [512, 7168] shows), a position table ``ape`` [ratio, width] and a norm (head_dim); an indexed
+    layer adds the indexer: its own compressor of the same form at 2 x index_head_dim, wq_b and
+    weights_proj. (Tensor names and shapes: the V4-Pro checkpoint listing and public V4 ports,
+    which list ``compressor.wkv``, ``compressor.wgate``, ``compressor.ape``, ``compressor.norm``.)
     """
     c = a.compressed_attention
     assert c is not None
@@ -98,10 +100,10 @@ def compressed_layer_params(a: ModelArgs, ratio: int) -> int:
     if ratio > 1:
         indexed = ratio == c.indexed_compress_ratio
         width = (2 if indexed else 1) * hd
-        n += a.dim * width + ratio * width
+        n += 2 * a.dim * width + ratio * width + hd
         if indexed:
             iw = 2 * c.index_head_dim
-            n += a.dim * iw + ratio * iw
+            n += 2 * a.dim * iw + ratio * iw + c.index_head_dim
             n += a.q_lora_rank * c.index_n_heads * c.index_head_dim + a.dim * c.index_n_heads
     return n
 
@@ -144,9 +146,11 @@ def attention_vector_params_total(a: ModelArgs) -> int:
     total = 0
     for r in c.layer_ratios(a.n_layers):
         total += a.q_lora_rank + a.head_dim + a.n_heads  # q_norm, kv_norm, sinks
-        if r > 1:
+        if r > 1:  # position tables and compressor norms
             indexed = r == c.indexed_compress_ratio
-            total += r * (2 if indexed else 1) * a.head_dim + (r * 2 * c.index_head_dim if indexed else 0)
+            total += r * (2 if indexed else 1) * a.head_dim + a.head_dim
+            if indexed:
+                total += r * 2 * c.index_head_dim + c.index_head_dim
     return total
 
 
