@@ -61,107 +61,41 @@ def attention_vector_params(a: ModelArgs) -> int:
     return n
 
 
-def sparse_indexer_params(a: ModelArgs) -> int:
-    """DeepSeek-V3.2's lightning indexer in one layer: wq_b (q LoRA -> heads x dim), wk (model width
-    -> one key), its LayerNorm (weight and bias) and weights_proj (model width -> one weight per
-    head), as in DeepSeek-V3.2-Exp inference/model.py ``Indexer``; 0 without DSA."""
-    s = a.sparse_attention
-    if s is None:
-        return 0
-    q_in = a.q_lora_rank or a.dim
-    return (
-        q_in * s.index_n_heads * s.index_head_dim
-        + a.dim * s.index_head_dim
-        + 2 * s.index_head_dim
-        + a.dim * s.index_n_heads
-    )
-
-
-def compressed_layer_params(a: ModelArgs, ratio: int) -> int:
-    """One DeepSeek-V4 attention block whose compress ratio is ``ratio`` (0: sliding window only).
-
-    From the V4-Pro checkpoint's tensor shapes: wq_a, q_norm, wq_b (q LoRA -> heads x head_dim);
-    wkv (model width -> the single KV head) and its norm; the grouped low-rank output, wo_a
-    (each of o_groups head groups -> o_lora_rank) and wo_b (o_groups x o_lora_rank -> model width);
-    one sink per head. A compressing layer adds its compressor: wkv and wgate (the model width to
-    the entry width, doubled where the layer is indexed, as the checkpoint's [1024, 7168] against
-    [512, 7168] shows), a position table ``ape`` [ratio, width] and a norm (head_dim); an indexed
-    layer adds the indexer: its own compressor of the same form at 2 x index_head_dim, wq_b and
-    weights_proj. (Tensor names and shapes: the V4-Pro checkpoint listing and public V4 ports,
-    which list ``compressor.wkv``, ``compressor.wgate``, ``compressor.ape``, ``compressor.norm``.)
-    """
-    c = a.compressed_attention
-    assert c is not None
-    h, hd = a.n_heads, a.head_dim
-    q = a.dim * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * h * hd
-    kv = a.dim * hd + hd
-    out = h * hd * c.o_lora_rank + c.o_groups * c.o_lora_rank * a.dim
-    n = q + kv + out + h
-    if ratio > 1:
-        indexed = ratio == c.indexed_compress_ratio
-        width = (2 if indexed else 1) * hd
-        n += 2 * a.dim * width + ratio * width + hd
-        if indexed:
-            iw = 2 * c.index_head_dim
-            n += 2 * a.dim * iw + ratio * iw + c.index_head_dim
-            n += a.q_lora_rank * c.index_n_heads * c.index_head_dim + a.dim * c.index_n_heads
-    return n
-
-
-def hyper_connection_params(a: ModelArgs) -> int:
-    """Manifold-constrained hyper-connections of one layer (V4: hc_attn_* and hc_ffn_*): for each
-    of attention and FFN, a map from the hc_mult streams (hc_mult x dim) to (2 + hc_mult) x hc_mult
-    mixing coefficients, their base, and 3 scales; 0 without (hc_mult 1)."""
-    c = a.compressed_attention
-    if c is None or c.hc_mult <= 1:
-        return 0
-    mix = (2 + c.hc_mult) * c.hc_mult
-    return 2 * (mix * c.hc_mult * a.dim + mix + 3)
-
-
 def attention_params(a: ModelArgs) -> int:
-    """One attention block's weights; for DeepSeek-V4, whose layers differ, the mean over its layers."""
+    """One attention block: MLA (with V3.2's indexer), GQA, or V4's at the window-only ratio (its MTP layer's).
+
+    V4's layers differ by compress ratio: whole-model counts use
+    ``sparse_attention.attention_params_total``.
+    """
+    from meter.analytic import sparse_attention as S
+
     if a.attention == "compressed":
-        return round(attention_params_total(a) / a.n_layers)
-    base = mla_params(a) if a.attention == "mla" else gqa_params(a)
-    return base + sparse_indexer_params(a)
+        return S.compressed_layer_attention_params(a, 0) + S.hyper_connection_params_per_layer(a)
+    if a.attention == "mla":
+        return mla_params(a) + S.dsa_indexer_params(a)
+    return gqa_params(a)
 
 
-def attention_params_total(a: ModelArgs) -> int:
-    """Attention weights of all the main model's layers."""
+def attention_params_all_layers(a: ModelArgs) -> int:
+    """Attention weights of every main-model layer (V4: each at its own compress ratio)."""
+    from meter.analytic import sparse_attention as S
+
     if a.attention == "compressed":
-        c = a.compressed_attention
-        assert c is not None
-        return sum(compressed_layer_params(a, r) for r in c.layer_ratios(a.n_layers))
+        return S.attention_params_total(a) + a.n_layers * S.hyper_connection_params_per_layer(a)
     return a.n_layers * attention_params(a)
 
 
-def attention_vector_params_total(a: ModelArgs) -> int:
-    """Vectors among the attention weights of all layers (norms, biases, sinks, position tables)."""
-    c = a.compressed_attention
-    if c is None:
-        return a.n_layers * (
-            attention_vector_params(a) + (2 * a.sparse_attention.index_head_dim if a.sparse_attention else 0)
-        )
-    total = 0
-    for r in c.layer_ratios(a.n_layers):
-        total += a.q_lora_rank + a.head_dim + a.n_heads  # q_norm, kv_norm, sinks
-        if r > 1:  # position tables and compressor norms
-            indexed = r == c.indexed_compress_ratio
-            total += r * (2 if indexed else 1) * a.head_dim + a.head_dim
-            if indexed:
-                total += r * 2 * c.index_head_dim + c.index_head_dim
-    return total
-
-
 def attention_matrix_params(a: ModelArgs) -> int:
-    """Weights of one attention block's matrices: what its projections multiply with (mean over layers)."""
-    return round(attention_matrix_params_total(a) / a.n_layers)
+    """Weights of one attention block's matrices: what its projections multiply with.
+
+    (Sparse and compressed attention count their projections in ``meter.analytic.sparse_attention``.)
+    """
+    return attention_params(a) - attention_vector_params(a)
 
 
 def attention_matrix_params_total(a: ModelArgs) -> int:
-    """Weights of all layers' attention matrices."""
-    return attention_params_total(a) - attention_vector_params_total(a)
+    """Weights of every layer's attention matrices."""
+    return a.n_layers * attention_matrix_params(a)
 
 
 def swiglu_params(dim: int, hidden: int) -> int:
@@ -205,13 +139,11 @@ class ParamCounts:
     mtp: int
     mtp_active: int
     vision: int = 0
-    hyper_connections: int = 0
 
     @property
     def total(self) -> int:
         return (
             self.vision
-            + self.hyper_connections
             + self.embedding
             + self.attention
             + self.dense_ffn
@@ -225,8 +157,7 @@ class ParamCounts:
     @property
     def active(self) -> int:
         return (
-            self.hyper_connections
-            + self.attention
+            self.attention
             + self.dense_ffn
             + self.router
             + self.shared_experts
@@ -278,7 +209,8 @@ def count_params(a: ModelArgs) -> ParamCounts:
     mtp_own = 2 * a.dim + 2 * a.dim * a.dim + a.dim
     return ParamCounts(
         embedding=embedding,
-        attention=attention_params_total(a),
+        # V4's hyper-connection mixing weights (before attention and before the FFN) count with attention
+        attention=attention_params_all_layers(a),
         dense_ffn=n_dense * swiglu_params(a.dim, a.inter_dim),
         router=n_moe * router_params(a),
         shared_experts=n_moe * a.n_shared_experts * expert_params(a),
@@ -289,5 +221,4 @@ def count_params(a: ModelArgs) -> ParamCounts:
         mtp=a.n_mtp_layers * (mtp_own + mtp_block_total),
         mtp_active=a.n_mtp_layers * (mtp_own + mtp_block_active),
         vision=a.vision_params,
-        hyper_connections=a.n_layers * hyper_connection_params(a),
     )
