@@ -83,6 +83,14 @@ class ConfigLocator:
         hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known) or 'none'}"
         raise ConfigError(None, _SINGULAR[kind], f"no such {_SINGULAR[kind]} config{hint}", name_or_path)
 
+    def exists(self, kind: Kind, name_or_path: str) -> bool:
+        """Whether :meth:`find` resolves ``name_or_path`` (a config that names another checks it with this)."""
+        try:
+            self.find(kind, name_or_path)
+        except ConfigError:
+            return False
+        return True
+
     def names(self, kind: Kind) -> dict[str, Path]:
         """Every config of a kind by name; a higher-precedence root shadows a lower one."""
         found: dict[str, Path] = {}
