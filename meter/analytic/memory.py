@@ -326,7 +326,7 @@ class WeightBytes:
     shared_experts: float
     routed_experts: float
     output_head: float
-    other: float  # norms, hyper-connections, a vision encoder: in the model's 16-bit dtype
+    other: float  # norms and a vision encoder, in the model's 16-bit dtype
 
     @property
     def total(self) -> float:
@@ -350,5 +350,5 @@ def weight_bytes(a: ModelArgs, precision: WeightPrecision) -> WeightBytes:
         shared_experts=p.shared_experts * b(precision.shared_experts),
         routed_experts=p.routed_experts * b(precision.routed_experts),
         output_head=p.output_head * b(precision.output_head),
-        other=(p.norms + p.hyper_connections + p.vision) * 2.0,
+        other=(p.norms + p.vision) * 2.0,
     )
