@@ -289,3 +289,24 @@ def test_a_model_directory_works_where_a_model_is_named(tmp_path: Path):
     code, stdout, err = run_cli(["flops", str(model_dir), "--json", "--context", "32768"])
     assert code == 0, err
     assert json.loads(stdout)["model"] == "Qwen3-30B-A3B"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kimi-k2",
+        "qwen3-235b-a22b",
+        "qwen3-30b-a3b",
+        "qwen3-32b",
+        "gpt-oss-120b",
+        "mixtral-8x7b",
+        "llama-4-scout",
+        "llama-4-maverick",
+        "glm-4.5",
+    ],
+)
+def test_builtin_model_files_are_their_config_json(name: str):
+    """configs/models/NAME.yaml were written by `meter models import` from these config.json files."""
+    builtin = load_model(name)
+    assert builtin.args == model(name).args and builtin.weights == model(name).weights
+    assert builtin.published.total_params and builtin.published.source
