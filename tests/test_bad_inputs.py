@@ -627,6 +627,16 @@ HF_CONFIGS = [
         hf_config("deepseek-v4-flash", lambda d: d.update(compress_ratios=d["compress_ratios"][:10])),
         ("config.json", "compress_ratios", "has 10 entries"),
     ),
+    Bad(
+        "hf experts not divisible into groups",
+        hf_config("deepseek-v3", lambda d: d.update(n_group=7)),
+        ("config.json", "field 'n_routed_experts'", "not divisible into n_expert_groups (7)", "256"),
+    ),
+    Bad(
+        "hf dense width missing where layers are dense",
+        hf_config("llama-4-maverick", lambda d: d["text_config"].pop("intermediate_size_mlp")),
+        ("config.json", "field 'text_config.intermediate_size_mlp'", "missing required field"),
+    ),
     Bad("hf malformed JSON", _hf_raw(b'{"architectures": ['), ("config.json", "malformed JSON at line 1")),
     Bad("hf not an object", _hf_raw(b"[1, 2]"), ("config.json", "expected a JSON object")),
     Bad(

@@ -691,6 +691,43 @@ def _precision(src: _Fields, arch: str) -> dict[str, Any]:
     return weights
 
 
+# meter's ModelArgs fields and the config.json fields they are read from (where the names differ).
+_HF_FIELDS = {
+    "vocab_size": "vocab_size",
+    "dim": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_key_value_heads",
+    "inter_dim": "intermediate_size",
+    "moe_inter_dim": "moe_intermediate_size",
+    "n_activated_experts": "num_experts_per_tok",
+    "n_expert_groups": "n_group",
+    "n_limited_groups": "topk_group",
+    "n_dense_layers": "first_k_dense_replace",
+    "route_scale": "routed_scaling_factor",
+    "n_mtp_layers": "num_nextn_predict_layers",
+    "rope_factor": "rope_scaling.factor",
+    "original_seq_len": "rope_scaling.original_max_position_embeddings",
+    "beta_fast": "rope_scaling.beta_fast",
+    "beta_slow": "rope_scaling.beta_slow",
+    "sliding_window": "sliding_window",
+    "attention_chunk": "attention_chunk_size",
+    "partial_rotary_factor": "partial_rotary_factor",
+}
+
+
+def hf_field_name(field: str | None, architecture: str) -> str | None:
+    """The config.json field a meter ModelArgs field was read from (as meter's name if unknown)."""
+    if field is None:
+        return None
+    if field == "n_routed_experts":
+        return {"Qwen3MoeForCausalLM": "num_experts", "MixtralForCausalLM": "num_local_experts"}.get(
+            architecture, "num_local_experts" if architecture.startswith(("GptOss", "Llama4")) else field
+        )
+    name = _HF_FIELDS.get(field, field)
+    return f"text_config.{name}" if architecture.startswith("Llama4") and "." not in name else name
+
+
 def default_name(path: Path) -> str:
     """A model name for a config.json: its directory's name (HF repo layout), else the file's stem."""
     path = resolve_config_json(path)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from meter.compat import check_kernels_package
-from meter.config.hf import ImportRecord, default_name, read_hf_config
+from meter.config.hf import ImportRecord, default_name, hf_field_name, read_hf_config
 from meter.config.paths import ConfigLocator
 from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, read_yaml
 from meter.errors import ConfigError
@@ -154,9 +154,14 @@ def load_model(name_or_path: str, locator: ConfigLocator | None = None) -> Model
 def load_hf_model(path: Path, name: str | None = None, today: dt.date | None = None) -> ModelConfig:
     """A model from a Hugging Face config.json, named after its directory unless ``name`` is given."""
     hf = read_hf_config(path, today)
-    args = build_dataclass(ModelArgs, hf.args, path=path, constraints=MODEL_CONSTRAINTS)
+    try:
+        args = build_dataclass(ModelArgs, hf.args, path=path, constraints=MODEL_CONSTRAINTS)
+        check_model_consistency(args, path)
+    except ConfigError as exc:
+        # The check speaks meter's field names; name the config.json's field the user can find.
+        hf_field = hf_field_name(exc.field, hf.record.architecture)
+        raise ConfigError(path, hf_field, exc.problem, exc.value) from None
     weights = build_dataclass(WeightPrecision, hf.weights, path=path, prefix="quantization_config.")
-    check_model_consistency(args, path)
     rec = hf.record
     return ModelConfig(
         name=name or default_name(path),
