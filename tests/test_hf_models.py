@@ -310,3 +310,18 @@ def test_builtin_model_files_are_their_config_json(name: str):
     builtin = load_model(name)
     assert builtin.args == model(name).args and builtin.weights == model(name).weights
     assert builtin.published.total_params and builtin.published.source
+
+
+def test_modelopt_nvfp4_quantization_beside_config_json():
+    """nvidia/DeepSeek-V3.1-NVFP4: config.json has no quantization_config; hf_quant_config.json has NVFP4
+    with the MLA projections and lm_head excluded."""
+    m = load_model(str(HF / "deepseek-v3.1-nvfp4"))
+    w = m.weights
+    assert (w.routed_experts, w.shared_experts, w.dense_ffn) == ("nvfp4", "nvfp4", "nvfp4")
+    assert (w.attention, w.output_head, w.router, w.embedding) == ("bf16", "bf16", "bf16", "bf16")
+    assert m.imported.quantization_file.endswith("hf_quant_config.json") and len(m.imported.quantization_sha256) == 64
+    assert "quantization_config.exclude_modules:model.layers.61*" in m.imported.ignored  # the MTP layer
+    p = count_params(m.args)
+    assert M.weight_bytes(m.args, w).routed_experts == pytest.approx(p.routed_experts * (0.5 + 1 / 16))
+    back = parse_model(read_yaml_text(model_yaml(m), Path(f"{m.name}.yaml")), Path(f"{m.name}.yaml"))
+    assert back == m

@@ -24,6 +24,7 @@ from meter.config.schema import MAX_YAML_BYTES, decode_utf8, read_input_bytes
 from meter.errors import ConfigError
 
 CONFIG_JSON = "config.json"
+HF_QUANT_CONFIG = "hf_quant_config.json"  # NVIDIA ModelOpt's quantization, beside config.json
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +39,10 @@ class ImportRecord:
     defaulted: tuple[str, ...] = ()
     # Fields read but not modelled by meter (they change no count), as "field=value".
     ignored: tuple[str, ...] = ()
+    # Another file of the model directory that was read: NVIDIA ModelOpt's hf_quant_config.json
+    # (its quantization, when config.json has no quantization_config), with its sha256.
+    quantization_file: str | None = None
+    quantization_sha256: str | None = None
 
 
 @dataclass
@@ -78,6 +83,11 @@ def read_hf_config(path: Path, today: dt.date | None = None) -> HfModel:
             path, "architectures", f"unsupported architecture; meter reads {', '.join(sorted(READERS))}", arch
         )
     args, description = reader(src)
+    quant_file, quant_sha = None, None
+    beside = path.parent / HF_QUANT_CONFIG
+    if "quantization_config" not in data and beside.is_file():
+        src, quant_sha = _with_modelopt_quantization(src, beside)
+        quant_file = str(beside)
     weights = _precision(src, arch)
     record = ImportRecord(
         path=str(path),
@@ -86,8 +96,28 @@ def read_hf_config(path: Path, today: dt.date | None = None) -> HfModel:
         date=today or dt.date.today(),
         defaulted=tuple(src.defaulted),
         ignored=tuple(src.ignored),
+        quantization_file=quant_file,
+        quantization_sha256=quant_sha,
     )
     return HfModel(args=args, weights=weights, record=record, description=description)
+
+
+def _with_modelopt_quantization(src: _Fields, qpath: Path) -> tuple[_Fields, str]:
+    """``src`` with the quantization of a ModelOpt hf_quant_config.json as its quantization_config."""
+    raw = read_input_bytes(qpath, max_bytes=MAX_YAML_BYTES, error=ConfigError, what="an hf_quant_config.json")
+    try:
+        data = json.loads(decode_utf8(raw, qpath, ConfigError))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(qpath, None, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    q = _Fields(data if isinstance(data, Mapping) else {}, qpath).sub("quantization")
+    quant = {
+        "quant_method": "modelopt",
+        "quant_algo": q.req("quant_algo", str),
+        "exclude_modules": q.maybe("exclude_modules", list) or [],
+    }
+    merged = _Fields({**src.data, "quantization_config": quant}, src.path, src.prefix)
+    merged.defaulted, merged.ignored = src.defaulted, src.ignored
+    return merged, hashlib.sha256(raw).hexdigest()
 
 
 class _Fields:
@@ -605,6 +635,8 @@ _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _COMPONENTS = ("attention", "dense_ffn", "shared_experts", "routed_experts", "router", "embedding", "output_head")
 # Linear layers a quantizer converts; the embedding is a lookup table and stays in the model dtype.
 _LINEAR = ("attention", "dense_ffn", "shared_experts", "routed_experts", "router", "output_head")
+# Architectures whose router is an nn.Linear a quantizer converts (DeepSeek's and GLM's gates are not).
+_LINEAR_ROUTERS = ("Qwen3", "Mixtral", "Llama", "GptOss")
 # Which component a module-name pattern (modules_to_not_convert, exclude_modules, ignore) names.
 _PATTERNS = (
     ("shared_expert", "shared_experts"),
@@ -616,6 +648,7 @@ _PATTERNS = (
     ("embed", "embedding"),
     ("lm_head", "output_head"),
     ("head", "output_head"),
+    ("mlp.", "dense_ffn"),  # gate_proj / up_proj / down_proj of a dense layer
 )
 
 
@@ -665,7 +698,7 @@ def _precision(src: _Fields, arch: str) -> dict[str, Any]:
         # GLM's routers are not Linear layers (their checkpoints keep the gate in the model dtype).
         for c in ("attention", "dense_ffn", "shared_experts", "routed_experts"):
             weights[c] = "fp8"
-        if arch.startswith(("Qwen3", "Mixtral", "Llama")) and "router" not in keep:
+        if arch.startswith(_LINEAR_ROUTERS):
             weights["router"] = "fp8"
         moe_algo = q.maybe("moe_quant_algo", str)
         if moe_algo is not None:
@@ -682,6 +715,8 @@ def _precision(src: _Fields, arch: str) -> dict[str, Any]:
         if algo != "NVFP4":
             raise q.fail("quant_algo", "meter models modelopt NVFP4 checkpoints only", algo)
         for c in _LINEAR:
+            if c == "router" and not arch.startswith(_LINEAR_ROUTERS):
+                continue
             if c != "output_head":
                 weights[c] = "nvfp4"
     else:
