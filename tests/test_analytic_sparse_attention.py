@@ -134,3 +134,30 @@ def test_v4_to_v32_ratios_at_1m_beside_the_published_ones(v32, name):
     published_flops, published_kv = PUBLISHED_1M[name]
     # meter's reading lands within a few points of DeepSeek's figures, never an order off
     assert abs(flops - published_flops) < 0.03 and abs(kv - published_kv) < 0.02
+
+
+def _cli(argv: list[str]) -> str:
+    import contextlib
+    import io
+
+    from meter.cli.main import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return out.getvalue()
+
+
+def test_meter_flops_shows_the_parts_and_their_basis():
+    import json
+
+    r = json.loads(_cli(["flops", "deepseek-v3.2", "--context", "131072", "--json"]))
+    sa = r["sparse_attention"]
+    assert sa["form"] == "dsa"
+    decode = {p["name"]: p for p in sa["decode"]["parts"]}
+    assert decode["indexer"]["flops"] == 61 * 16512 * 131072 and decode["indexer"]["basis"] == "published"
+    assert r["flops"]["decode"]["indexer"] == decode["indexer"]["flops"]
+    assert sa["kv_cache"]["per_token_bytes"] == 61 * (1152 + 132)  # bf16 MLA entries by default
+    text = _cli(["flops", "deepseek-v4-pro", "--context", "1048576", "--dtype", "fp8"])
+    assert "Compressed attention (DeepSeek-V4)" in text and "meter's reading" in text and "published" in text
+    assert json.loads(_cli(["flops", "deepseek-v3", "--json"]))["sparse_attention"] is None

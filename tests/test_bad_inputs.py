@@ -429,6 +429,11 @@ FLAGS = [
         ("--ep", "only MoE layers"),
     ),
     Bad("ep for a dense model", flags("bench", "--model", "llama-3.1-405b", "--ep", "8"), ("--ep", "no experts")),
+    Bad(
+        "bench V4's compressed attention",
+        flags("bench", "--model", "deepseek-v4-flash", "--layers", "attn", "--phase", "decode"),
+        ("deepseek-v4-flash", "compressed attention", "no benchmark workload"),
+    ),
     Bad("watch count negative", flags("watch", "--count", "-1"), ("--count", "'-1'")),
     Bad(
         "samples above the cap",

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from kernels.args import ModelArgs
+from meter.errors import UsageError
 from meter.results.cases import ATTENTION_LAYERS, LAYERS, PHASES, BenchCase
 
 __all__ = [
@@ -46,8 +47,9 @@ def attention_layer(a: ModelArgs) -> str:
 
 
 def applicable_layers(a: ModelArgs) -> list[str]:
-    """The layer kinds a model has: its attention, MoE if it has experts, FFN if it has dense FFNs."""
-    layers = [attention_layer(a)]
+    """The layer kinds a model has and ``kernels`` can run: its attention (not V4's compressed
+    attention, which only the analytic model counts), MoE if it has experts, FFN if it has dense FFNs."""
+    layers = [attention_layer(a)] if attention_layer(a) in ATTENTION_LAYERS else []
     if a.is_moe:
         layers.append("moe")
     if a.n_ffn_dense_layers:
@@ -63,6 +65,12 @@ def expand_grid(model: str, a: ModelArgs, grid: Mapping[str, Any]) -> list[Bench
     """
     axes = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in grid.items() if v is not None}
     layers = [attention_layer(a) if layer == "attn" else layer for layer in axes.pop("layers", applicable_layers(a))]
+    for layer in layers:
+        if layer not in LAYERS:
+            raise UsageError(
+                f"model {model} uses {layer} attention (DeepSeek-V4), which has no benchmark workload in kernels/; "
+                "meter flops counts it: benchmark its moe layers instead"
+            )
     phases = axes.pop("phase", list(PHASES))
     cases: list[BenchCase] = []
     seen: set[BenchCase] = set()

@@ -107,7 +107,7 @@ class ModelSummary:
     n_layers: int = field(metadata=ge(0))
     n_moe_layers: int = field(metadata=ge(0))
     n_dense_ffn_layers: int = field(metadata=ge(0))
-    attention: Literal["mla", "gqa"]
+    attention: Literal["mla", "gqa", "compressed"]  # compressed: DeepSeek-V4 (its MoE layers benchmarked)
     dim: int = field(metadata=ge(1))
 
 

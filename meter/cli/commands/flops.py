@@ -141,6 +141,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     a = model.args
     shape = f"{a.attention.upper()} attention, {a.n_layers} layers"
+    if a.sparse_attention is not None:
+        shape = f"MLA + DeepSeek Sparse Attention (top-{a.sparse_attention.index_topk:,}), {a.n_layers} layers"
+    elif a.compressed_attention is not None:
+        ratios = a.compressed_attention.layer_ratios(a.n_layers)
+        kinds = ", ".join(
+            f"{ratios.count(r)} at ratio {r}" if r else f"{ratios.count(r)} window-only" for r in sorted(set(ratios))
+        )
+        shape = f"compressed attention ({kinds}; window {a.compressed_attention.sliding_window}), {a.n_layers} layers"
     if a.is_moe:
         shape += (
             f" ({a.n_ffn_dense_layers} dense + {a.n_moe_layers} MoE), {a.n_shared_experts} shared + "
