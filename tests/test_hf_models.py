@@ -325,3 +325,10 @@ def test_modelopt_nvfp4_quantization_beside_config_json():
     assert M.weight_bytes(m.args, w).routed_experts == pytest.approx(p.routed_experts * (0.5 + 1 / 16))
     back = parse_model(read_yaml_text(model_yaml(m), Path(f"{m.name}.yaml")), Path(f"{m.name}.yaml"))
     assert back == m
+
+
+def test_modelopt_fp8_without_a_quant_method():
+    """ModelOpt writes quant_algo and its producer but no quant_method: per-tensor fp8, lm_head ignored."""
+    w = load_model(str(HF / "qwen3-32b-fp8-static")).weights
+    assert (w.attention, w.dense_ffn, w.fp8_block) == ("fp8", "fp8", None)
+    assert (w.output_head, w.embedding) == ("bf16", "bf16")

@@ -676,7 +676,12 @@ def _precision(src: _Fields, arch: str) -> dict[str, Any]:
             weights["routed_experts"] = "mxfp4"
         return weights
     q = top.sub("quantization_config")
-    method = q.req("quant_method", str)
+    method = q.maybe("quant_method", str)
+    if method is None:
+        producer = q.maybe("producer", dict) or {}
+        if producer.get("name") != "modelopt":
+            raise q.fail("quant_method", "missing required field")
+        method = "modelopt"  # NVIDIA ModelOpt writes quant_algo and its producer, no quant_method
     keep: list[str] = []
     for key in ("modules_to_not_convert", "exclude_modules", "ignore"):
         for pattern in q.maybe(key, list) or []:
@@ -712,15 +717,16 @@ def _precision(src: _Fields, arch: str) -> dict[str, Any]:
         weights["routed_experts"] = "mxfp4"
     elif method == "modelopt":
         algo = q.req("quant_algo", str)
-        if algo != "NVFP4":
-            raise q.fail("quant_algo", "meter models modelopt NVFP4 checkpoints only", algo)
+        fmt = {"NVFP4": "nvfp4", "FP8": "fp8"}.get(algo)
+        if fmt is None:
+            raise q.fail("quant_algo", "meter reads modelopt NVFP4 and FP8 (per-tensor) checkpoints", algo)
         for c in _LINEAR:
             if c == "router" and not arch.startswith(_LINEAR_ROUTERS):
                 continue
             if c != "output_head":
-                weights[c] = "nvfp4"
+                weights[c] = fmt
     else:
-        raise q.fail("quant_method", "unsupported; meter reads fp8, mxfp4 and modelopt (NVFP4)", method)
+        raise q.fail("quant_method", "unsupported; meter reads fp8, mxfp4 and modelopt (NVFP4, FP8)", method)
     for c in keep:
         weights[c] = base
     return weights
