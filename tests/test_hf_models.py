@@ -332,3 +332,17 @@ def test_modelopt_fp8_without_a_quant_method():
     w = load_model(str(HF / "qwen3-32b-fp8-static")).weights
     assert (w.attention, w.dense_ffn, w.fp8_block) == ("fp8", "fp8", None)
     assert (w.output_head, w.embedding) == ("bf16", "bf16")
+
+
+def test_transformers_5_rope_parameters_and_a_missing_architectures(tmp_path: Path):
+    """transformers 5 writes rope_parameters (theta and scaling together); some exports drop architectures."""
+    data = raw("deepseek-v3")
+    del data["architectures"]
+    scaling, theta = data.pop("rope_scaling"), data.pop("rope_theta")
+    data["rope_parameters"] = {"rope_theta": theta, "rope_type": "yarn"} | {
+        k: v for k, v in scaling.items() if k != "type"
+    }
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    m = load_hf_model(tmp_path / "config.json")
+    assert m.args == model("deepseek-v3").args
+    assert m.imported.defaulted == ('architectures=["DeepseekV3ForCausalLM"] (from model_type deepseek_v3)',)

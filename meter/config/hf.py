@@ -73,7 +73,13 @@ def read_hf_config(path: Path, today: dt.date | None = None) -> HfModel:
     if not isinstance(data, Mapping):
         raise ConfigError(path, None, f"expected a JSON object of fields, found a {type(data).__name__}")
     src = _Fields(data, path)
-    archs = src.req("architectures", list)
+    if not src.has("architectures") and src.maybe("model_type", str) in _BY_MODEL_TYPE:
+        # Some exported configs carry only model_type; its transformers class is unambiguous.
+        arch = _BY_MODEL_TYPE[src.data["model_type"]]
+        src.defaulted.append(f"architectures={json.dumps([arch])} (from model_type {src.data['model_type']})")
+        archs = [arch]
+    else:
+        archs = src.req("architectures", list)
     if len(archs) != 1 or not isinstance(archs[0], str):
         raise ConfigError(path, "architectures", "expected exactly one architecture name", archs)
     arch = archs[0]
@@ -213,10 +219,17 @@ def _common(src: _Fields) -> dict[str, Any]:
         "dim": src.req("hidden_size"),
         "n_layers": src.req("num_hidden_layers"),
         "n_heads": src.req("num_attention_heads"),
-        "rope_theta": src.opt("rope_theta", 10000.0, float),
+        "rope_theta": _rope_theta(src),
         "norm_eps": src.opt("rms_norm_eps", 1e-6, float),
         "tie_word_embeddings": src.opt("tie_word_embeddings", False, bool),
     }
+
+
+def _rope_theta(src: _Fields) -> float:
+    """rope_theta, or transformers 5's rope_parameters.rope_theta."""
+    if not src.has("rope_theta") and src.has("rope_parameters"):
+        return src.sub("rope_parameters").opt("rope_theta", 10000.0, float)
+    return src.opt("rope_theta", 10000.0, float)
 
 
 def _gqa(src: _Fields, out: dict[str, Any]) -> None:
@@ -239,10 +252,13 @@ def _gqa(src: _Fields, out: dict[str, Any]) -> None:
 
 
 def _yarn(src: _Fields, out: dict[str, Any]) -> None:
-    """DeepSeek's YaRN block (rope_scaling type yarn) onto the MLA fields."""
-    if not src.has("rope_scaling"):
+    """DeepSeek's YaRN block (rope_scaling type yarn, or transformers 5's rope_parameters) onto the MLA fields."""
+    if src.has("rope_scaling"):
+        rs = src.sub("rope_scaling")
+    elif src.has("rope_parameters") and src.sub("rope_parameters").maybe("rope_type", str) not in (None, "default"):
+        rs = src.sub("rope_parameters")
+    else:
         return
-    rs = src.sub("rope_scaling")
     kind = rs.maybe("type", str) or rs.maybe("rope_type", str)
     if kind != "yarn":
         raise rs.fail("type", "meter models YaRN RoPE scaling for MLA models only", kind)
@@ -626,6 +642,23 @@ READERS: dict[str, Callable[[_Fields], tuple[dict[str, Any], str]]] = {
     "MixtralForCausalLM": _mixtral,
     "GptOssForCausalLM": _gpt_oss,
     "Glm4MoeForCausalLM": _glm4_moe,
+}
+
+
+_BY_MODEL_TYPE = {
+    "deepseek_v2": "DeepseekV2ForCausalLM",
+    "deepseek_v3": "DeepseekV3ForCausalLM",
+    "kimi_k2": "DeepseekV3ForCausalLM",
+    "deepseek_v32": "DeepseekV32ForCausalLM",
+    "deepseek_v4": "DeepseekV4ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "qwen3_moe": "Qwen3MoeForCausalLM",
+    "llama": "LlamaForCausalLM",
+    "llama4": "Llama4ForConditionalGeneration",
+    "llama4_text": "Llama4ForCausalLM",
+    "mixtral": "MixtralForCausalLM",
+    "gpt_oss": "GptOssForCausalLM",
+    "glm4_moe": "Glm4MoeForCausalLM",
 }
 
 
