@@ -346,3 +346,21 @@ def test_transformers_5_rope_parameters_and_a_missing_architectures(tmp_path: Pa
     m = load_hf_model(tmp_path / "config.json")
     assert m.args == model("deepseek-v3").args
     assert m.imported.defaulted == ('architectures=["DeepseekV3ForCausalLM"] (from model_type deepseek_v3)',)
+
+
+def test_a_scenario_names_a_config_json(tmp_path: Path):
+    from meter.config.scenarios import load_scenario
+
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "qwen-run.yaml").write_text(
+        "name: qwen-run\ndescription: Qwen3-30B-A3B trained on 1T tokens\nkind: train\n"
+        f"model: {HF / 'qwen3-30b-a3b.json'}\nhardware: h800-sxm\n"
+        "stages:\n  - name: pre-training\n    tokens: 1.0e12\n    source: test\n"
+    )
+    loc = ConfigLocator.from_env([tmp_path])
+    scenario = load_scenario("qwen-run", loc)
+    assert load_model(scenario.model, loc).args == model("qwen3-30b-a3b").args
+    code, stdout, err = run_cli(
+        ["cost", "train", "--scenario", "qwen-run", "--config-dir", str(tmp_path), "--mfu", "0.3", "--samples", "0"]
+    )
+    assert code == 0, err
