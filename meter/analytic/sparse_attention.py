@@ -187,9 +187,10 @@ def mla_mha_flops_per_key(a: ModelArgs) -> float:
 
 
 def mla_entry_bytes(a: ModelArgs, kv_value_bytes: float) -> float:
-    """One MLA cache entry: FlashMLA's fp8 format (with its scales) at 1 byte a value, else plain."""
+    """One MLA cache entry: FlashMLA's fp8 format (with its scales) at 1 byte a value, else plain
+    (fp4 caches, at a fraction of a byte with their scales, are taken as given)."""
     s = a.sparse_attention
-    if kv_value_bytes <= 1 and s is not None:
+    if kv_value_bytes == 1 and s is not None:
         return float(s.fp8_kv_entry_bytes)
     return (a.kv_lora_rank + a.qk_rope_head_dim) * kv_value_bytes
 
@@ -198,7 +199,7 @@ def compressed_entry_bytes(a: ModelArgs, kv_value_bytes: float) -> float:
     """One V4 cache entry (window or compressed): 584 B in fp8 (MODEL1), head_dim values otherwise."""
     c = a.compressed_attention
     assert c is not None
-    return float(c.fp8_kv_entry_bytes) if kv_value_bytes <= 1 else a.head_dim * kv_value_bytes
+    return float(c.fp8_kv_entry_bytes) if kv_value_bytes == 1 else a.head_dim * kv_value_bytes
 
 
 def _dsa_projection_flops(a: ModelArgs) -> float:

@@ -240,12 +240,18 @@ def kv_bytes_per_token(a: ModelArgs, pool: Pool, dtype: str) -> float:
     """KV cache bytes one GPU keeps per token of its sequences: MLA's latent is needed whole by
     every tensor-parallel rank; GQA's KV heads split over them (or repeat, past one head each)."""
     if a.is_sparse:  # DeepSeek-V3.2 / V4: entries, indexer keys, V4's window spread over the context
-        return S.kv_cache_bytes_per_token(a, pool.context, KV_BYTES[dtype])
+        return S.kv_cache_bytes_per_token(a, pool.context, sparse_kv_value_bytes(dtype))
     if a.attention == "mla":
         elems = kv_cache_elements_per_token_per_layer(a)
     else:
         elems = 2 * max(1, a.n_kv_heads // pool.tp) * a.head_dim
     return a.n_layers * elems * KV_BYTES[dtype]
+
+
+def sparse_kv_value_bytes(dtype: str) -> float:
+    """Bytes a value of a sparse/compressed model's cache (1: the model's own fp8 entry format, with
+    its scales, from its config); a cache dtype this table lacks is taken as fp8's format."""
+    return KV_BYTES.get(dtype, 1.0)
 
 
 def activation_bytes(a: ModelArgs, pool: Pool, tokens: float, logit_rows: float) -> float:
@@ -337,7 +343,7 @@ def components(
     kv_traffic = batch * pool.tp * (pool.context if phase == "decode" else 2 * pool.context) * kv
     indexer_traffic = 0.0
     if a.is_sparse:  # decode reads the indexer's keys and only the entries it selects
-        core_bytes, indexer_bytes = S.step_cache_traffic(a, pool.context, phase, KV_BYTES[d.kv_cache])
+        core_bytes, indexer_bytes = S.step_cache_traffic(a, pool.context, phase, sparse_kv_value_bytes(d.kv_cache))
         kv_traffic, indexer_traffic = batch * pool.tp * core_bytes, batch * pool.tp * indexer_bytes
     held = held_weight_bytes(a, pool, d)
     w = d.weights
