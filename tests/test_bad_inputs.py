@@ -553,6 +553,16 @@ def hf_config(base: str, change: Callable[[dict], None], command: str = "flops")
     return build
 
 
+def _hf_with_quant_file(tmp: Path, quant: dict) -> list[str]:
+    """A model directory: a real config.json and NVIDIA ModelOpt's hf_quant_config.json beside it."""
+    (tmp / "m").mkdir()
+    (tmp / "m" / "config.json").write_bytes(
+        (HF_DIR / "deepseek-v3.json").read_bytes().replace(b'"quantization_config"', b'"_q"')
+    )
+    (tmp / "m" / "hf_quant_config.json").write_text(json.dumps(quant))
+    return ["flops", str(tmp / "m")]
+
+
 def _hf_raw(content: bytes) -> Callable[[Path], list[str]]:
     def build(tmp: Path) -> list[str]:
         (tmp / "config.json").write_bytes(content)
@@ -641,6 +651,11 @@ HF_CONFIGS = [
         "hf dense width missing where layers are dense",
         hf_config("llama-4-maverick", lambda d: d["text_config"].pop("intermediate_size_mlp")),
         ("config.json", "field 'text_config.intermediate_size_mlp'", "missing required field"),
+    ),
+    Bad(
+        "hf unsupported ModelOpt algorithm beside config.json",
+        lambda tmp: _hf_with_quant_file(tmp, {"quantization": {"quant_algo": "W4A8_AWQ"}}),
+        ("hf_quant_config.json", "field 'quantization.quant_algo'", "W4A8_AWQ"),
     ),
     Bad("hf malformed JSON", _hf_raw(b'{"architectures": ['), ("config.json", "malformed JSON at line 1")),
     Bad("hf not an object", _hf_raw(b"[1, 2]"), ("config.json", "expected a JSON object")),

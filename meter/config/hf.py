@@ -116,9 +116,12 @@ def _with_modelopt_quantization(src: _Fields, qpath: Path) -> tuple[_Fields, str
     except json.JSONDecodeError as exc:
         raise ConfigError(qpath, None, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     q = _Fields(data if isinstance(data, Mapping) else {}, qpath).sub("quantization")
+    algo = q.req("quant_algo", str)
+    if algo not in ("NVFP4", "FP8"):
+        raise q.fail("quant_algo", "meter reads ModelOpt NVFP4 and FP8 (per-tensor) checkpoints", algo)
     quant = {
         "quant_method": "modelopt",
-        "quant_algo": q.req("quant_algo", str),
+        "quant_algo": algo,
         "exclude_modules": q.maybe("exclude_modules", list) or [],
     }
     merged = _Fields({**src.data, "quantization_config": quant}, src.path, src.prefix)
