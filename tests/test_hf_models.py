@@ -364,3 +364,16 @@ def test_a_scenario_names_a_config_json(tmp_path: Path):
         ["cost", "train", "--scenario", "qwen-run", "--config-dir", str(tmp_path), "--mfu", "0.3", "--samples", "0"]
     )
     assert code == 0, err
+
+
+def test_decode_step_reads_weights_in_their_stored_format():
+    """gpt-oss-120b at batch 1: the 4 touched MXFP4 experts a layer plus bf16 attention, router, head."""
+    gpt = model("gpt-oss-120b")
+    a, p = gpt.args, count_params(gpt.args)
+    step = M.decode_step_bytes(a, batch=1, context_len=4096, precision=gpt.weights)
+    routed = p.routed_experts_active * (0.5 + 1 / 32)
+    rest_bf16 = 2 * (p.attention + p.router + p.output_head + a.dim + p.norms)
+    # The experts' biases are in routed_experts_active; decode_step_bytes counts expert matrices only.
+    expert_biases = 36 * 4 * (2 * a.moe_inter_dim + a.dim) * (0.5 + 1 / 32)
+    assert step.weights == pytest.approx(routed - expert_biases + rest_bf16, rel=1e-6)
+    assert step.weights < M.decode_step_bytes(a, batch=1, context_len=4096).weights / 1.3

@@ -101,11 +101,13 @@ def decode_step_bytes(
     weight_bytes: float = 2,
     kv_bytes: float = 2,
     form: CacheForm = "latent",
+    precision: WeightPrecision | None = None,
 ) -> DecodeStepBytes:
     """Minimum HBM traffic of one decode step: each weight touched once, the whole KV cache read.
 
     Routed experts count only as many as the batch is expected to touch (uniform routing), so
-    a batch of 1 reads top-k experts per layer and a large batch reads them all.
+    a batch of 1 reads top-k experts per layer and a large batch reads them all. Weights take
+    ``weight_bytes`` each, or, given ``precision``, each component's stored format with its scales.
     """
     if batch < 1 or context_len < 1:
         raise ValueError("batch and context_len must be at least 1")
@@ -115,10 +117,23 @@ def decode_step_bytes(
     routed = a.n_moe_layers * touched * expert_params(a)
     embedding_rows = batch * a.dim
     per_token_cache = kv_cache_bytes_per_token(a, kv_bytes, form, context_len=context_len)
+    weights = (dense_weights + routed + embedding_rows) * weight_bytes
+    if precision is not None:
+        b = precision.bytes_per_weight
+        weights = (
+            p.attention * b(precision.attention)
+            + p.dense_ffn * b(precision.dense_ffn)
+            + p.router * b(precision.router)
+            + p.shared_experts * b(precision.shared_experts)
+            + routed * b(precision.routed_experts)
+            + p.output_head * b(precision.output_head)
+            + embedding_rows * b(precision.embedding)
+            + p.norms * 2.0
+        )
     return DecodeStepBytes(
         batch=batch,
         context_len=context_len,
-        weights=(dense_weights + routed + embedding_rows) * weight_bytes,
+        weights=weights,
         kv_cache_read=batch * _cache_read_per_token(a, context_len, kv_bytes, per_token_cache),
         kv_cache_write=batch * per_token_cache,
     )

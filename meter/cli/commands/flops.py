@@ -97,6 +97,9 @@ def model_report(model, *, seq: int, context: int, batch: int, dtype: str) -> di
         "kv_cache_bytes_per_token_expanded": M.kv_cache_bytes_per_token(a, nbytes, "expanded", context_len=context),
         "weight_formats": model.weights.formats(),
         "weight_bytes": M.weight_bytes(a, model.weights).as_dict(),
+        "decode_bytes_per_token_stored": M.decode_step_bytes(
+            a, batch=batch, context_len=context, kv_bytes=nbytes, precision=model.weights
+        ).per_token,
         "layers": layer_kinds(a),
         "decode_bytes_per_token": step.per_token,
         "decode_step_bytes": step.as_dict(),
@@ -245,6 +248,10 @@ def run(args: argparse.Namespace) -> int:
             [
                 ("formats", formats),
                 ("weights, main model", f"{binary_bytes(wb['total'])} ({wb['total'] / 1e9:,.1f} GB)"),
+                (
+                    f"bytes per decode token, batch {args.batch}",
+                    f"{binary_bytes(r['decode_bytes_per_token_stored'])} (weights as stored, KV cache in {args.dtype})",
+                ),
             ],
             title="Weights as stored (the config's precision)",
         )
