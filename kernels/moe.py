@@ -1,5 +1,12 @@
-"""DeepSeekMoE: gate (sigmoid or softmax, selection bias, group-limited top-k), shared experts, and
-fine-grained routed experts computed as one grouped GEMM over tokens sorted by expert.
+"""DeepSeekMoE: gate (softmax, sigmoid or sqrt-softplus scores, selection bias, group-limited top-k,
+optional renormalisation), shared experts, and fine-grained routed experts computed as one grouped
+GEMM over tokens sorted by expert.
+
+The gate covers the routers of the MoE models people serve: DeepSeek-V3/Kimi K2/GLM-4.5 (sigmoid,
+selection bias, groups, renormalised), DeepSeek-V2 (softmax, not renormalised), Qwen3 MoE
+(softmax, renormalised when ``norm_topk_prob``), Mixtral and gpt-oss (softmax over the top-k
+logits, which is softmax then renormalise; gpt-oss's router Linear has a bias), Llama 4 (sigmoid of
+the top-k logits, not renormalised) and DeepSeek-V4 (sqrt(softplus), renormalised).
 
 Pipeline: gate -> sort token-expert assignments by expert -> grouped SwiGLU -> weight -> scatter-add
 back -> plus shared experts. Routing can be forced (uniform, or a Zipf skew) to study load balance.
@@ -38,11 +45,23 @@ class Routing:
     seed: int = 0
 
 
+def expert_scores(logits_TE: torch.Tensor, score_func: str) -> torch.Tensor:
+    """Per-expert scores from router logits (the same dtype as ``logits``)."""
+    if score_func == "sigmoid":
+        return logits_TE.sigmoid()
+    if score_func == "softmax":
+        return logits_TE.softmax(dim=-1)
+    if score_func == "sqrtsoftplus":
+        return F.softplus(logits_TE).sqrt()
+    raise ValueError(f"unknown score_func {score_func!r}")
+
+
 class Gate(nn.Module):
-    """DeepSeek's router. Returns (weights [T, K], expert indices [T, K]).
+    """The router. Returns (weights [T, K], expert indices [T, K]).
 
     The selection bias (``gate_bias``, V3's auxiliary-loss-free balancing) is added to the scores
-    that choose experts and never to the weights.
+    that choose experts and never to the weights; a router bias (``router_bias``, gpt-oss) is part
+    of the logits, so it moves both.
     """
 
     def __init__(self, args: ModelArgs, routing: Routing = Routing(), dtype=None, device=None):
@@ -51,6 +70,9 @@ class Gate(nn.Module):
         self.routing = routing
         self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim, dtype=dtype, device=device))
         nn.init.normal_(self.weight, std=args.dim**-0.5)
+        self.logit_bias = (
+            nn.Parameter(torch.zeros(args.n_routed_experts, dtype=dtype, device=device)) if args.router_bias else None
+        )
         if args.gate_bias:
             # A buffer, not a parameter: it is updated by the balancing rule, not by gradients.
             self.register_buffer("bias", torch.zeros(args.n_routed_experts, dtype=torch.float32, device=device))
@@ -61,14 +83,14 @@ class Gate(nn.Module):
     def forward(self, x_TD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.args
         # Router math in float32 at least (float64 stays float64, for reference checks).
-        logits = F.linear(x_TD, self.weight).to(torch.promote_types(x_TD.dtype, torch.float32))
-        scores = logits.sigmoid() if a.score_func == "sigmoid" else logits.softmax(dim=-1)
+        logits = F.linear(x_TD, self.weight, self.logit_bias).to(torch.promote_types(x_TD.dtype, torch.float32))
+        scores = expert_scores(logits, a.score_func)
         if self.routing.mode == "learned":
             indices = self._select(scores)
         else:
             indices = self._forced(x_TD.shape[0], scores.device)
         weights = scores.gather(1, indices)
-        if a.score_func == "sigmoid":
+        if a.renormalizes_topk:
             weights = weights / weights.sum(dim=-1, keepdim=True)
         return (weights * a.route_scale).type_as(x_TD), indices
 

@@ -1252,7 +1252,151 @@ HOSTILE = [
 ]
 
 
-ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + REAL_FILES + HOSTILE
+# --- Hugging Face config.json files (meter flops PATH/config.json, meter models import) ------------------
+
+HF_DIR = Path(__file__).parent / "hf_configs"
+
+
+def hf_config(base: str, change: Callable[[dict], None], command: str = "flops") -> Callable[[Path], list[str]]:
+    """A real config.json from tests/hf_configs with one change, in a model directory of its own."""
+
+    def build(tmp: Path) -> list[str]:
+        data = json.loads((HF_DIR / f"{base}.json").read_text())
+        change(data)
+        model_dir = tmp / base
+        model_dir.mkdir()
+        (model_dir / "config.json").write_text(json.dumps(data))
+        if command == "import":
+            return ["models", "import", str(model_dir), "-o", str(tmp / "out.yaml")]
+        return ["flops", str(model_dir / "config.json")]
+
+    return build
+
+
+def _hf_with_quant_file(tmp: Path, quant: dict) -> list[str]:
+    """A model directory: a real config.json and NVIDIA ModelOpt's hf_quant_config.json beside it."""
+    (tmp / "m").mkdir()
+    (tmp / "m" / "config.json").write_bytes(
+        (HF_DIR / "deepseek-v3.json").read_bytes().replace(b'"quantization_config"', b'"_q"')
+    )
+    (tmp / "m" / "hf_quant_config.json").write_text(json.dumps(quant))
+    return ["flops", str(tmp / "m")]
+
+
+def _hf_raw(content: bytes) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "config.json").write_bytes(content)
+        return ["flops", str(tmp / "config.json")]
+
+    return build
+
+
+HF_CONFIGS = [
+    Bad(
+        "hf unsupported architecture",
+        hf_config("qwen3-32b", lambda d: d.update(architectures=["Gemma3ForCausalLM"])),
+        ("config.json", "field 'architectures'", "unsupported architecture", "Gemma3ForCausalLM"),
+    ),
+    Bad(
+        "hf missing field",
+        hf_config("deepseek-v3", lambda d: d.pop("kv_lora_rank")),
+        ("config.json", "field 'kv_lora_rank'", "missing required field"),
+    ),
+    Bad(
+        "hf missing nested field",
+        hf_config("llama-4-scout", lambda d: d["text_config"].pop("num_local_experts")),
+        ("config.json", "field 'text_config.num_local_experts'", "missing required field"),
+    ),
+    Bad(
+        "hf contradicting top-k",
+        hf_config("gpt-oss-120b", lambda d: d.update(experts_per_token=8)),
+        ("config.json", "field 'experts_per_token'", "differs from num_experts_per_tok (4)", "8"),
+    ),
+    Bad(
+        "hf layer_types length",
+        hf_config("gpt-oss-120b", lambda d: d.update(layer_types=d["layer_types"][:-1])),
+        ("config.json", "field 'layer_types'", "has 35 entries; num_hidden_layers is 36"),
+    ),
+    Bad(
+        "hf kv heads do not divide heads",
+        hf_config("mixtral-8x7b", lambda d: d.update(num_key_value_heads=5)),
+        ("config.json", "field 'num_key_value_heads'", "must divide num_attention_heads (32)", "5"),
+    ),
+    Bad(
+        "hf MLA kv heads differ",
+        hf_config("kimi-k2", lambda d: d.update(num_key_value_heads=8)),
+        ("config.json", "field 'num_key_value_heads'", "must equal num_attention_heads (64)", "8"),
+    ),
+    Bad(
+        "hf top-k above experts",
+        hf_config("qwen3-30b-a3b", lambda d: d.update(num_experts_per_tok=200)),
+        ("config.json", "field 'num_experts_per_tok'", "between 1 and the number of experts (128)", "200"),
+    ),
+    Bad(
+        "hf dense layers beyond depth",
+        hf_config("glm-4.5", lambda d: d.update(first_k_dense_replace=93)),
+        ("config.json", "field 'first_k_dense_replace'", "exceeds num_hidden_layers (92)", "93"),
+    ),
+    Bad(
+        "hf unsupported quantization",
+        hf_config("qwen3-32b", lambda d: d.update(quantization_config={"quant_method": "awq", "bits": 4})),
+        ("config.json", "field 'quantization_config.quant_method'", "unsupported", "awq"),
+    ),
+    Bad(
+        "hf bad fp8 block",
+        hf_config("deepseek-v3", lambda d: d["quantization_config"].update(weight_block_size=[128])),
+        ("config.json", "field 'quantization_config.weight_block_size'", "two positive integers"),
+    ),
+    Bad(
+        "hf wrong type",
+        hf_config("llama-3.1-8b", lambda d: d.update(hidden_size="4096")),
+        ("config.json", "field 'hidden_size'", "expected an integer", "4096"),
+    ),
+    Bad(
+        "hf not silu",
+        hf_config("llama-3.1-8b", lambda d: d.update(hidden_act="gelu")),
+        ("config.json", "field 'hidden_act'", "silu", "gelu"),
+    ),
+    Bad(
+        "hf compress ratios length",
+        hf_config("deepseek-v4-flash", lambda d: d.update(compress_ratios=d["compress_ratios"][:10])),
+        ("config.json", "compress_ratios", "has 10 entries"),
+    ),
+    Bad(
+        "hf experts not divisible into groups",
+        hf_config("deepseek-v3", lambda d: d.update(n_group=7)),
+        ("config.json", "field 'n_routed_experts'", "not divisible into n_expert_groups (7)", "256"),
+    ),
+    Bad(
+        "hf dense width missing where layers are dense",
+        hf_config("llama-4-maverick", lambda d: d["text_config"].pop("intermediate_size_mlp")),
+        ("config.json", "field 'text_config.intermediate_size_mlp'", "missing required field"),
+    ),
+    Bad(
+        "hf unsupported ModelOpt algorithm beside config.json",
+        lambda tmp: _hf_with_quant_file(tmp, {"quantization": {"quant_algo": "W4A8_AWQ"}}),
+        ("hf_quant_config.json", "field 'quantization.quant_algo'", "W4A8_AWQ"),
+    ),
+    Bad("hf malformed JSON", _hf_raw(b'{"architectures": ['), ("config.json", "malformed JSON at line 1")),
+    Bad("hf not an object", _hf_raw(b"[1, 2]"), ("config.json", "expected a JSON object")),
+    Bad(
+        "hf import to a non-yaml name",
+        lambda tmp: ["models", "import", str(HF_DIR / "qwen3-32b.json"), "-o", str(tmp / "out.json")],
+        ("--output", "must name a .yaml file"),
+    ),
+    Bad(
+        "hf import unsupported architecture",
+        hf_config("qwen3-32b", lambda d: d.update(architectures=["FooForCausalLM"]), command="import"),
+        ("config.json", "unsupported architecture", "FooForCausalLM"),
+    ),
+    Bad(
+        "hf directory without config.json",
+        lambda tmp: ["flops", str(tmp)],
+        ("a directory without a config.json",),
+    ),
+]
+
+ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + REAL_FILES + HOSTILE + HF_CONFIGS
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():

@@ -118,7 +118,7 @@ _DELETE = object()
         ({"moe_inter_dim": 0}, "moe_inter_dim", "MoE model", 0),
         ({"rope_factor": 0.5}, "rope_factor", "at least 1", 0.5),
         ({"original_seq_len": 0}, "original_seq_len", "greater than 0", 0),
-        ({"beta_fast": 1, "beta_slow": 32}, "beta_fast", "must exceed", 1),
+        ({"beta_fast": 1, "beta_slow": 32}, "beta_fast", "must not be below", 1),
     ],
 )
 def test_bad_model_fields_name_file_field_and_value(changes, field, fragment, value):

@@ -25,7 +25,12 @@ from typing import Literal
 
 from kernels.args import ModelArgs
 from meter.analytic import sparse_attention as S
-from meter.analytic.params import attention_params, expert_params, swiglu_params
+from meter.analytic.params import (
+    attention_matrix_params,
+    attention_matrix_params_total,
+    expert_params,
+    swiglu_params,
+)
 
 AttentionForm = Literal["naive", "absorbed"]
 AttentionPairs = Literal["causal", "full"]
@@ -35,8 +40,7 @@ TRAIN_MULTIPLIER = 3  # forward + backward, backward = 2 x forward
 
 def attention_gemm_flops_per_token(a: ModelArgs) -> float:
     """Forward FLOPs of one attention block's projections for one token (either MLA form)."""
-    norm_weights = (a.q_lora_rank + a.kv_lora_rank) if a.attention == "mla" else 0
-    return 2.0 * (attention_params(a) - norm_weights)
+    return 2.0 * attention_matrix_params(a)
 
 
 def mla_kv_up_flops_per_position(a: ModelArgs) -> float:
@@ -53,16 +57,57 @@ def attention_core_flops_per_pair(a: ModelArgs, form: AttentionForm = "naive") -
     return 2.0 * a.n_heads * (a.qk_head_dim + a.attn_v_head_dim)
 
 
-def attention_pairs(q_len: int, kv_len: int, pairs: AttentionPairs) -> float:
+def attention_pairs(q_len: int, kv_len: int, pairs: AttentionPairs, *, window: int = 0, chunk: int = 0) -> float:
     """Query-key pairs of one sequence: q_len new queries against kv_len keys (kv_len >= q_len).
 
-    Causal counts Megatron's half-triangle for the new block: q_len*(kv_len-q_len) + q_len^2/2.
+    Causal counts Megatron's half-triangle for the new block: q_len*(kv_len-q_len) + q_len^2/2,
+    i.e. the integral of "keys seen at position x" over the new positions. A sliding ``window``
+    caps that at the window; a ``chunk`` restarts it at every chunk boundary (Llama 4's chunked
+    attention). ``full`` counts every pair of the score matrix a kernel computes before masking,
+    which for a bounded layer is the span it attends to at most.
     """
     if kv_len < q_len:
         raise ValueError(f"kv_len ({kv_len}) must be at least q_len ({q_len})")
+    if window and chunk:
+        raise ValueError("a layer has a sliding window or a chunk, not both")
     if pairs == "full":
-        return float(q_len) * kv_len
-    return float(q_len) * (kv_len - q_len) + q_len * q_len / 2.0
+        span = min(kv_len, window or chunk or kv_len)
+        return float(q_len) * span
+    return _causal_keys_upto(kv_len, window, chunk) - _causal_keys_upto(kv_len - q_len, window, chunk)
+
+
+def _causal_keys_upto(x: float, window: int, chunk: int) -> float:
+    """Integral over positions 0..x of the keys a causal query at that position attends to."""
+    if window and x > window:
+        return window * window / 2.0 + window * (x - window)
+    if chunk:
+        whole, part = divmod(x, chunk)
+        return whole * chunk * chunk / 2.0 + part * part / 2.0
+    return x * x / 2.0
+
+
+def attended_keys(a: ModelArgs, q_len: int, kv_len: int, pairs: AttentionPairs = "causal") -> float:
+    """Keys a new token attends to, on average over q_len new tokens, summed over the model's layers.
+
+    Full-attention layers see the context; sliding-window and chunked layers their span.
+    """
+    per_kind = (
+        (a.n_full_attention_layers, 0, 0),
+        (a.n_sliding_layers, a.sliding_window, 0),
+        (a.n_chunked_layers, 0, a.attention_chunk),
+    )
+    pairs_total = sum(n * attention_pairs(q_len, kv_len, pairs, window=w, chunk=c) for n, w, c in per_kind if n)
+    return pairs_total / q_len
+
+
+def decode_attended_keys(a: ModelArgs, context_len: int) -> float:
+    """Keys one generated token at position ``context_len`` (itself included) attends to, over all layers."""
+    keys = a.n_full_attention_layers * float(context_len)
+    if a.n_sliding_layers:
+        keys += a.n_sliding_layers * min(context_len, a.sliding_window)
+    if a.n_chunked_layers:
+        keys += a.n_chunked_layers * ((context_len - 1) % a.attention_chunk + 1)
+    return keys
 
 
 @dataclass(frozen=True)
@@ -108,10 +153,13 @@ def forward_flops_per_token(
     form: AttentionForm = "naive",
     head_fraction: float = 1.0,
     kv_up_positions: float = 1.0,
+    layer_keys: float | None = None,
 ) -> FlopsPerToken:
     """Forward FLOPs for one token that attends to ``mean_kv_len`` keys in every layer.
 
     Args:
+        layer_keys: keys attended summed over the layers, when they differ by layer (sliding
+            windows, chunks: :func:`attended_keys`); default ``n_layers * mean_kv_len``.
         head_fraction: share of tokens that go through the output head (1 in training; prefill
             computes logits for the last position only).
         kv_up_positions: latents each token up-projects with ``wkv_b`` in the naive MLA form: 1 in
@@ -121,8 +169,9 @@ def forward_flops_per_token(
     kv_up = mla_kv_up_flops_per_position(a)
     extra_kv_up = kv_up * (kv_up_positions - 1.0) if form == "naive" else 0.0
     return FlopsPerToken(
-        attention_gemm=a.n_layers * (attention_gemm_flops_per_token(a) + extra_kv_up),
-        attention_core=a.n_layers * attention_core_flops_per_pair(a, form) * mean_kv_len,
+        attention_gemm=2.0 * attention_matrix_params_total(a) + a.n_layers * extra_kv_up,
+        attention_core=attention_core_flops_per_pair(a, form)
+        * (a.n_layers * mean_kv_len if layer_keys is None else layer_keys),
         dense_ffn=a.n_ffn_dense_layers * 2.0 * swiglu_params(a.dim, a.inter_dim),
         router=n_moe * 2.0 * a.dim * a.n_routed_experts,
         shared_experts=n_moe * a.n_shared_experts * 2.0 * expert_params(a) if a.is_moe else 0.0,
@@ -149,7 +198,8 @@ def train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPairs =
     A sparse-attention model is counted as its sparse forward (prefill form) x 3.
     """
     mean_kv = attention_pairs(seq_len, seq_len, pairs) / seq_len
-    forward = with_sparse_attention(forward_flops_per_token(a, mean_kv), a, seq_len, "prefill")
+    keys = attended_keys(a, seq_len, seq_len, pairs)
+    forward = with_sparse_attention(forward_flops_per_token(a, mean_kv, layer_keys=keys), a, seq_len, "prefill")
     return forward.scaled(TRAIN_MULTIPLIER)
 
 
@@ -172,7 +222,8 @@ def mtp_train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPai
 def prefill_flops_per_token(a: ModelArgs, prompt_len: int, *, pairs: AttentionPairs = "causal") -> FlopsPerToken:
     """Forward FLOPs per prompt token; logits for the last position only."""
     mean_kv = attention_pairs(prompt_len, prompt_len, pairs) / prompt_len
-    f = forward_flops_per_token(a, mean_kv, head_fraction=1.0 / prompt_len)
+    keys = attended_keys(a, prompt_len, prompt_len, pairs)
+    f = forward_flops_per_token(a, mean_kv, head_fraction=1.0 / prompt_len, layer_keys=keys)
     return with_sparse_attention(f, a, prompt_len, "prefill")
 
 
@@ -182,7 +233,13 @@ def decode_flops_per_token(a: ModelArgs, context_len: int, *, form: AttentionFor
     The naive MLA form decodes against the same latent cache, so it up-projects all
     ``context_len`` latents through ``wkv_b`` at every step; the absorbed form never does.
     """
-    f = forward_flops_per_token(a, float(context_len), form=form, kv_up_positions=float(context_len))
+    f = forward_flops_per_token(
+        a,
+        float(context_len),
+        form=form,
+        kv_up_positions=float(context_len),
+        layer_keys=decode_attended_keys(a, context_len),
+    )
     return with_sparse_attention(f, a, context_len, "decode")
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kernels.args import ModelArgs
+from kernels.precision import WeightPrecision
 from meter.analytic.params import count_params, expert_params
 
 CacheForm = Literal["latent", "expanded"]
@@ -27,8 +28,15 @@ def kv_cache_elements_per_token_per_layer(a: ModelArgs, form: CacheForm = "laten
     return 2 * a.n_kv_heads * a.head_dim
 
 
-def kv_cache_bytes_per_token(a: ModelArgs, dtype_bytes: float = 2, form: CacheForm = "latent") -> float:
+def kv_cache_bytes_per_token(
+    a: ModelArgs, dtype_bytes: float = 2, form: CacheForm = "latent", context_len: int | None = None
+) -> float:
     """KV cache bytes per token over all layers of the main model (MTP modules excluded).
+
+    A sliding-window or chunked layer keeps at most its span of positions; given ``context_len``,
+    its bytes are spread over the sequence (a 128-token window costs 128/L of a full layer per
+    token at context L). Without it, every layer counts as if it kept every token: the bound for
+    an engine that does not free out-of-window entries.
 
     DeepSeek-V3.2 adds its indexer's key (and at 1 byte a value uses FlashMLA's fp8 format with
     scales); for V4 this is the marginal bytes of one more token (compressed entries and indexer
@@ -38,7 +46,17 @@ def kv_cache_bytes_per_token(a: ModelArgs, dtype_bytes: float = 2, form: CacheFo
         from meter.analytic import sparse_attention as S
 
         return S.kv_bytes_per_added_token(a, dtype_bytes)
-    return a.n_layers * kv_cache_elements_per_token_per_layer(a, form) * dtype_bytes
+    per_layer = kv_cache_elements_per_token_per_layer(a, form) * dtype_bytes
+    if context_len is None:
+        return a.n_layers * per_layer
+    if context_len < 1:
+        raise ValueError("context_len must be at least 1")
+    kept = a.n_full_attention_layers * float(context_len)
+    if a.n_sliding_layers:
+        kept += a.n_sliding_layers * min(context_len, a.sliding_window)
+    if a.n_chunked_layers:
+        kept += a.n_chunked_layers * min(context_len, a.attention_chunk)
+    return kept * per_layer / context_len
 
 
 def expected_experts_touched(n_experts: int, top_k: int, tokens: int) -> float:
@@ -83,11 +101,13 @@ def decode_step_bytes(
     weight_bytes: float = 2,
     kv_bytes: float = 2,
     form: CacheForm = "latent",
+    precision: WeightPrecision | None = None,
 ) -> DecodeStepBytes:
     """Minimum HBM traffic of one decode step: each weight touched once, the whole KV cache read.
 
     Routed experts count only as many as the batch is expected to touch (uniform routing), so
-    a batch of 1 reads top-k experts per layer and a large batch reads them all.
+    a batch of 1 reads top-k experts per layer and a large batch reads them all. Weights take
+    ``weight_bytes`` each, or, given ``precision``, each component's stored format with its scales.
     """
     if batch < 1 or context_len < 1:
         raise ValueError("batch and context_len must be at least 1")
@@ -96,11 +116,24 @@ def decode_step_bytes(
     touched = expected_experts_touched(a.n_routed_experts, a.n_activated_experts, batch)
     routed = a.n_moe_layers * touched * expert_params(a)
     embedding_rows = batch * a.dim
-    per_token_cache = kv_cache_bytes_per_token(a, kv_bytes, form)
+    per_token_cache = kv_cache_bytes_per_token(a, kv_bytes, form, context_len=context_len)
+    weights = (dense_weights + routed + embedding_rows) * weight_bytes
+    if precision is not None:
+        b = precision.bytes_per_weight
+        weights = (
+            p.attention * b(precision.attention)
+            + p.dense_ffn * b(precision.dense_ffn)
+            + p.router * b(precision.router)
+            + p.shared_experts * b(precision.shared_experts)
+            + routed * b(precision.routed_experts)
+            + p.output_head * b(precision.output_head)
+            + embedding_rows * b(precision.embedding)
+            + p.norms * 2.0
+        )
     return DecodeStepBytes(
         batch=batch,
         context_len=context_len,
-        weights=(dense_weights + routed + embedding_rows) * weight_bytes,
+        weights=weights,
         kv_cache_read=batch * _cache_read_per_token(a, context_len, kv_bytes, per_token_cache),
         kv_cache_write=batch * per_token_cache,
     )
@@ -291,4 +324,46 @@ def mla_decode_traffic(
             a, batch=batch, q_len=q_len, kv_len=context, dtype_bytes=dtype_bytes, cached=True
         ),
         **parts,
+    )
+
+
+# --- What the weights take in the checkpoint's own precision ---
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    """Bytes of the main model's weights by component, each in its stored format (scales included)."""
+
+    embedding: float
+    attention: float
+    dense_ffn: float
+    router: float
+    shared_experts: float
+    routed_experts: float
+    output_head: float
+    other: float  # norms and a vision encoder, in the model's 16-bit dtype
+
+    @property
+    def total(self) -> float:
+        return sum(asdict(self).values())
+
+    def as_dict(self) -> dict[str, float]:
+        out = asdict(self)
+        out.update(total=self.total)
+        return out
+
+
+def weight_bytes(a: ModelArgs, precision: WeightPrecision) -> WeightBytes:
+    """Bytes of every weight of the main model (MTP excluded) in ``precision``."""
+    p = count_params(a)
+    b = precision.bytes_per_weight
+    return WeightBytes(
+        embedding=p.embedding * b(precision.embedding),
+        attention=p.attention * b(precision.attention),
+        dense_ffn=p.dense_ffn * b(precision.dense_ffn),
+        router=p.router * b(precision.router),
+        shared_experts=p.shared_experts * b(precision.shared_experts),
+        routed_experts=p.routed_experts * b(precision.routed_experts),
+        output_head=p.output_head * b(precision.output_head),
+        other=(p.norms + p.vision) * 2.0,
     )

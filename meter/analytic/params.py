@@ -9,6 +9,10 @@ Conventions (those of DeepSeek's "671B total, 37B activated"):
   a table lookup, not a matrix product, so it is left out (``active_with_embedding`` has it).
 - MTP modules share the embedding and output head with the main model; only their own weights
   (two norms, the 2*dim -> dim projection, one transformer block, the head norm) count in ``mtp``.
+- A vision encoder (Llama 4) counts in ``total`` and never in ``active``: a text token's forward
+  pass does not run it.
+- Vectors (biases, norm weights, attention sinks) count as parameters; FLOPs count only the
+  matrices (``attention_matrix_params``, ``expert_params``).
 """
 
 from __future__ import annotations
@@ -33,11 +37,28 @@ def mla_params(a: ModelArgs) -> int:
 
 
 def gqa_params(a: ModelArgs) -> int:
-    """Weights of one grouped-query attention block (wq, wk, wv, wo)."""
+    """Weights of one grouped-query attention block (wq, wk, wv, wo and their vectors)."""
     q = a.dim * a.n_heads * a.head_dim
     kv = 2 * a.dim * a.n_kv_heads * a.head_dim
     out = a.n_heads * a.head_dim * a.dim
-    return q + kv + out
+    return q + kv + out + attention_vector_params(a)
+
+
+def attention_vector_params(a: ModelArgs) -> int:
+    """The vectors of one attention block: biases, q/k norms, sinks, MLA's LoRA norms."""
+    n = 0
+    if a.attention == "mla":
+        n += a.q_lora_rank + a.kv_lora_rank  # q_norm (with a q LoRA) and kv_norm
+    else:
+        if a.qkv_bias:
+            n += (a.n_heads + 2 * a.n_kv_heads) * a.head_dim
+        if a.qk_norm:
+            n += 2 * a.head_dim
+    if a.out_bias:
+        n += a.dim
+    if a.attention_sinks:
+        n += a.n_heads
+    return n
 
 
 def attention_params(a: ModelArgs) -> int:
@@ -64,6 +85,19 @@ def attention_params_all_layers(a: ModelArgs) -> int:
     return a.n_layers * attention_params(a)
 
 
+def attention_matrix_params(a: ModelArgs) -> int:
+    """Weights of one attention block's matrices: what its projections multiply with.
+
+    (Sparse and compressed attention count their projections in ``meter.analytic.sparse_attention``.)
+    """
+    return attention_params(a) - attention_vector_params(a)
+
+
+def attention_matrix_params_total(a: ModelArgs) -> int:
+    """Weights of every layer's attention matrices."""
+    return a.n_layers * attention_matrix_params(a)
+
+
 def swiglu_params(dim: int, hidden: int) -> int:
     """w1 (gate), w3 (up) and w2 (down) of one SwiGLU MLP."""
     return 3 * dim * hidden
@@ -74,9 +108,14 @@ def expert_params(a: ModelArgs) -> int:
     return swiglu_params(a.dim, a.moe_inter_dim)
 
 
+def expert_bias_params(a: ModelArgs) -> int:
+    """Biases of one routed expert (gpt-oss: gate and up, 2F; down, D); 0 without."""
+    return 2 * a.moe_inter_dim + a.dim if a.expert_bias else 0
+
+
 def router_params(a: ModelArgs) -> int:
-    """Gate weight, plus V3's per-expert selection bias."""
-    return a.n_routed_experts * a.dim + (a.n_routed_experts if a.gate_bias else 0)
+    """Gate weight, plus V3's per-expert selection bias or gpt-oss's logit bias."""
+    return a.n_routed_experts * (a.dim + int(a.gate_bias) + int(a.router_bias))
 
 
 def layer_norm_params(a: ModelArgs) -> int:
@@ -99,11 +138,13 @@ class ParamCounts:
     output_head: int
     mtp: int
     mtp_active: int
+    vision: int = 0
 
     @property
     def total(self) -> int:
         return (
-            self.embedding
+            self.vision
+            + self.embedding
             + self.attention
             + self.dense_ffn
             + self.router
@@ -151,8 +192,9 @@ def _block_params(a: ModelArgs, moe: bool) -> tuple[int, int]:
         ffn = swiglu_params(a.dim, a.inter_dim)
         return base + ffn, base + ffn
     shared = a.n_shared_experts * expert_params(a)
-    total = base + router_params(a) + shared + a.n_routed_experts * expert_params(a)
-    active = base + router_params(a) + shared + a.n_activated_experts * expert_params(a)
+    routed = expert_params(a) + expert_bias_params(a)
+    total = base + router_params(a) + shared + a.n_routed_experts * routed
+    active = base + router_params(a) + shared + a.n_activated_experts * routed
     return total, active
 
 
@@ -172,10 +214,11 @@ def count_params(a: ModelArgs) -> ParamCounts:
         dense_ffn=n_dense * swiglu_params(a.dim, a.inter_dim),
         router=n_moe * router_params(a),
         shared_experts=n_moe * a.n_shared_experts * expert_params(a),
-        routed_experts=n_moe * a.n_routed_experts * expert_params(a),
-        routed_experts_active=n_moe * a.n_activated_experts * expert_params(a),
+        routed_experts=n_moe * a.n_routed_experts * (expert_params(a) + expert_bias_params(a)),
+        routed_experts_active=n_moe * a.n_activated_experts * (expert_params(a) + expert_bias_params(a)),
         norms=a.n_layers * layer_norm_params(a) + a.dim,  # + the final norm
         output_head=head,
         mtp=a.n_mtp_layers * (mtp_own + mtp_block_total),
         mtp_active=a.n_mtp_layers * (mtp_own + mtp_block_active),
+        vision=a.vision_params,
     )

@@ -134,7 +134,7 @@ def load_deployment(name_or_path: str, locator: ConfigLocator | None = None) -> 
     check_name_matches_file(d.name, path)
     _check_sources(data, d, path)
     for kind, name in (("models", d.model), ("hardware", d.hardware)):
-        if name is not None and name not in locator.names(kind):
+        if name is not None and not locator.exists(kind, name):
             raise ConfigError(path, "model" if kind == "models" else "hardware", f"no such {kind} config", name)
     if d.model is not None:
         from meter.config.models import load_model

@@ -2,8 +2,14 @@
 
 A model file is flat, like DeepSeek's own ``config_671B.json``: the shape fields of
 :class:`kernels.args.ModelArgs` at the top level, beside a few metadata keys (``name``,
-``description``, ``source``, ``date``) and an optional ``published`` block of figures the
-analytic model is checked against.
+``description``, ``source``, ``date``), an optional ``published`` block of figures the
+analytic model is checked against, an optional ``weights`` block (the precision each component
+is stored in) and, for a model imported from a Hugging Face ``config.json``, an ``imported``
+block recording that file.
+
+Wherever a model is named, a Hugging Face ``config.json`` (or a directory holding one) works
+too: :func:`load_model` reads it through :mod:`meter.config.hf`, and :func:`model_yaml` writes
+it as a model file that loads back to the same model (``meter models import``).
 """
 
 from __future__ import annotations
@@ -13,14 +19,19 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
+
+import yaml
 
 from meter.compat import check_kernels_package
+from meter.config.hf import ImportRecord, default_name, hf_field_name, read_hf_config
 from meter.config.paths import ConfigLocator
 from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, read_yaml
 from meter.errors import ConfigError
 
 check_kernels_package()
 from kernels.args import ModelArgs  # noqa: E402  (after the shadowing check, on purpose)
+from kernels.precision import WeightPrecision  # noqa: E402
 
 _POSITIVE = {"gt": 0}
 _NON_NEGATIVE = {"ge": 0}
@@ -33,8 +44,8 @@ MODEL_CONSTRAINTS: dict[str, dict[str, float]] = {
             "dim",
             "n_layers",
             "n_heads",
-            "inter_dim",
             "route_scale",
+            "moe_layer_step",
             "rope_theta",
             "norm_eps",
             "n_expert_groups",
@@ -62,8 +73,15 @@ MODEL_CONSTRAINTS: dict[str, dict[str, float]] = {
             "n_kv_heads",
             "head_dim",
             "n_mtp_layers",
+            "inter_dim",
+            "sliding_window",
+            "n_sliding_layers",
+            "attention_chunk",
+            "n_chunked_layers",
+            "vision_params",
         )
     },
+    "partial_rotary_factor": {"gt": 0, "le": 1},
 }
 
 
@@ -87,6 +105,10 @@ class PublishedModelFigures:
     train_flops_per_token: float | None = field(default=None, metadata=_POSITIVE)
     train_seq_len: int | None = field(default=None, metadata=_POSITIVE)
     kv_cache_bytes_per_token: int | None = field(default=None, metadata=_POSITIVE)
+    # What the published active count includes: the output head but not the input embedding
+    # (DeepSeek's and OpenAI's convention, meter's ``active``), both (Mistral, Meta, Qwen), or
+    # neither (Z.ai's GLM-4.5).
+    active_params_counts: Literal["head", "embeddings", "neither"] = "head"
     source: str | None = None
     training_compute: TrainingCompute | None = None
 
@@ -101,6 +123,8 @@ class ModelConfig:
     source: str
     date: dt.date
     published: PublishedModelFigures = PublishedModelFigures()
+    weights: WeightPrecision = WeightPrecision()
+    imported: ImportRecord | None = None
     path: Path | None = field(default=None, metadata=INTERNAL, compare=False)
 
 
@@ -111,6 +135,8 @@ class _ModelMeta:
     source: str
     date: dt.date
     published: PublishedModelFigures = PublishedModelFigures()
+    weights: WeightPrecision = WeightPrecision()
+    imported: ImportRecord | None = None
 
 
 _META_KEYS = frozenset(f.name for f in dataclasses.fields(_ModelMeta))
@@ -120,7 +146,76 @@ def load_model(name_or_path: str, locator: ConfigLocator | None = None) -> Model
     """Load and validate a model config by name (``deepseek-v3``) or path."""
     locator = locator or ConfigLocator.from_env()
     path = locator.find("models", name_or_path)
+    if path.suffix == ".json":
+        return load_hf_model(path)
     return parse_model(read_yaml(path), path)
+
+
+def load_hf_model(path: Path, name: str | None = None, today: dt.date | None = None) -> ModelConfig:
+    """A model from a Hugging Face config.json, named after its directory unless ``name`` is given."""
+    hf = read_hf_config(path, today)
+    try:
+        args = build_dataclass(ModelArgs, hf.args, path=path, constraints=MODEL_CONSTRAINTS)
+        check_model_consistency(args, path)
+    except ConfigError as exc:
+        # The check speaks meter's field names; name the config.json's field the user can find.
+        hf_field = hf_field_name(exc.field, hf.record.architecture)
+        raise ConfigError(path, hf_field, exc.problem, exc.value) from None
+    weights = build_dataclass(WeightPrecision, hf.weights, path=path, prefix="quantization_config.")
+    rec = hf.record
+    return ModelConfig(
+        name=name or default_name(path),
+        args=args,
+        description=f"{rec.architecture}: {hf.description}",
+        source=f"Hugging Face config.json {rec.path} (sha256 {rec.sha256})",
+        date=rec.date,
+        weights=weights,
+        imported=rec,
+        path=path,
+    )
+
+
+def model_yaml(model: ModelConfig) -> str:
+    """The model as a model file (the fields that differ from their defaults) that loads back equal."""
+    data: dict[str, Any] = {
+        "name": model.name,
+        "description": model.description,
+        "source": model.source,
+        "date": model.date.isoformat(),
+    }
+    data.update(_non_defaults(model.args))
+    defaults = {"weights": WeightPrecision(), "published": PublishedModelFigures(), "imported": None}
+    for key, default in defaults.items():
+        value = getattr(model, key)
+        if value != default:
+            data[key] = _non_defaults(value)
+    header = "# Written by `meter models import`"
+    if model.imported is not None:
+        header += f" from {model.imported.path} ({model.imported.architecture})"
+    return header + "\n" + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
+
+
+def _non_defaults(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if not f.init or f.metadata.get("internal"):
+            continue
+        value = getattr(obj, f.name)
+        has_default = f.default is not dataclasses.MISSING
+        if has_default and value == f.default:
+            continue
+        out[f.name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return _non_defaults(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def parse_model(data: object, path: Path | None) -> ModelConfig:
@@ -141,6 +236,8 @@ def parse_model(data: object, path: Path | None) -> ModelConfig:
         source=meta.source,
         date=meta.date,
         published=meta.published,
+        weights=meta.weights,
+        imported=meta.imported,
         path=path,
     )
 
@@ -153,6 +250,15 @@ def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
 
     if a.n_dense_layers > a.n_layers:
         fail("n_dense_layers", f"exceeds n_layers ({a.n_layers})")
+    if a.n_ffn_dense_layers and a.inter_dim <= 0:
+        fail("inter_dim", f"must be greater than 0: {a.n_ffn_dense_layers} layers have the dense FFN")
+    if a.n_sliding_layers + a.n_chunked_layers > a.n_layers:
+        fail("n_sliding_layers", f"with n_chunked_layers ({a.n_chunked_layers}) exceeds n_layers ({a.n_layers})")
+    for count, span in (("n_sliding_layers", "sliding_window"), ("n_chunked_layers", "attention_chunk")):
+        if getattr(a, count) and not getattr(a, span):
+            fail(span, f"must be greater than 0 when {count} is {getattr(a, count)}")
+        if getattr(a, span) and not getattr(a, count):
+            fail(count, f"is 0, but {span} is {getattr(a, span)}: name the layers it applies to")
     if a.is_moe:
         if a.moe_inter_dim <= 0:
             fail("moe_inter_dim", "must be greater than 0 for an MoE model (n_routed_experts > 0)")
@@ -194,8 +300,12 @@ def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
                 fail(name, "must be greater than 0 for MLA attention (kv_lora_rank > 0)")
         if a.qk_rope_head_dim % 2:
             fail("qk_rope_head_dim", "RoPE rotates pairs of channels; must be even")
-        if a.rope_factor > 1 and a.beta_fast <= a.beta_slow:
-            fail("beta_fast", f"YaRN's ramp runs from beta_fast down to beta_slow ({a.beta_slow:g}); must exceed it")
+        if a.rope_factor > 1 and a.beta_fast < a.beta_slow:
+            # Equal betas (Kimi K2: 1 and 1) make a zero-width ramp, which DeepSeek's code widens by 0.001.
+            fail(
+                "beta_fast",
+                f"YaRN's ramp runs from beta_fast down to beta_slow ({a.beta_slow:g}); must not be below it",
+            )
     else:
         if a.q_lora_rank:
             fail("q_lora_rank", "set, but kv_lora_rank is 0 (GQA attention has no latent query path)")

@@ -59,12 +59,19 @@ class ConfigLocator:
         return cls(tuple(roots))
 
     def find(self, kind: Kind, name_or_path: str) -> Path:
-        """Resolve a config name (``deepseek-v3``) or a path to a YAML file."""
+        """Resolve a config name (``deepseek-v3``) or a path to a YAML file; for models also a
+        Hugging Face ``config.json`` or a directory holding one."""
         candidate = Path(name_or_path).expanduser()
-        looks_like_path = candidate.suffix in _SUFFIXES or os.sep in name_or_path or "/" in name_or_path
+        suffixes = _SUFFIXES + (".json",) if kind == "models" else _SUFFIXES
+        looks_like_path = candidate.suffix in suffixes or os.sep in name_or_path or "/" in name_or_path
         if looks_like_path:
             if candidate.is_file():
                 return candidate
+            # A model may also be named by a Hugging Face model directory holding its config.json.
+            if kind == "models" and candidate.is_dir():
+                if (candidate / "config.json").is_file():
+                    return candidate / "config.json"
+                raise ConfigError(candidate, None, "a directory without a config.json; not a model")
             raise ConfigError(candidate, None, "no such config file")
         for root in self.roots:
             for suffix in _SUFFIXES:
@@ -75,6 +82,14 @@ class ConfigLocator:
         close = difflib.get_close_matches(name_or_path, known, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known) or 'none'}"
         raise ConfigError(None, _SINGULAR[kind], f"no such {_SINGULAR[kind]} config{hint}", name_or_path)
+
+    def exists(self, kind: Kind, name_or_path: str) -> bool:
+        """Whether :meth:`find` resolves ``name_or_path`` (a config that names another checks it with this)."""
+        try:
+            self.find(kind, name_or_path)
+        except ConfigError:
+            return False
+        return True
 
     def names(self, kind: Kind) -> dict[str, Path]:
         """Every config of a kind by name; a higher-precedence root shadows a lower one."""

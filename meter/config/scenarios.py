@@ -368,7 +368,7 @@ def _check(s: Scenario, path: Path, locator: ConfigLocator) -> None:
     if s.builds_on is not None and s.builds_on not in locator.names("scenarios"):
         raise ConfigError(path, "builds_on", "no such scenario", s.builds_on)
     for kind, name in (("models", s.model), ("hardware", s.hardware)):
-        if name not in locator.names(kind):
+        if not locator.exists(kind, name):
             raise ConfigError(path, "model" if kind == "models" else "hardware", f"no such {kind} config", name)
 
 

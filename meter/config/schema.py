@@ -116,6 +116,11 @@ def _expanded_nodes(root: yaml.Node) -> int:
 def read_yaml(path: Path) -> Any:
     """Parse one YAML file; every way it can be unreadable becomes a ConfigError naming the file."""
     text = read_input_text(path, max_bytes=MAX_YAML_BYTES, error=ConfigError, what="a config file")
+    return read_yaml_text(text, path)
+
+
+def read_yaml_text(text: str, path: Path | None) -> Any:
+    """Parse YAML text as :func:`read_yaml` does (errors name ``path``)."""
     try:
         loader = _Loader(text)
         try:

@@ -61,7 +61,7 @@ def moe(x_TD: torch.Tensor, p: dict, a) -> tuple[torch.Tensor, list[list[int]]]:
             allowed = {e for g in kept for e in range(g * per_group, (g + 1) * per_group)}
         ranked = sorted(allowed, key=lambda e: -float(choice[e]))[: a.n_activated_experts]
         weights = torch.stack([scores[e] for e in ranked])
-        if a.score_func == "sigmoid":
+        if a.renormalizes_topk:  # norm_topk_prob; unset: sigmoid renormalises, softmax does not
             weights = weights / weights.sum()
         weights = weights * a.route_scale
         y = torch.zeros_like(x)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meter.cli.common import locator
+from meter.cli.common import OneLineParser, locator
 from meter.cli.output import emit_json, table
 from meter.units import count
 
@@ -18,10 +19,33 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "models",
         parents=[common],
         help="list model configs",
-        description="List the model configs: shape, parameters (total / active), source.",
+        description="List the model configs: shape, parameters (total / active), source. "
+        "`meter models import CONFIG -o FILE` writes a Hugging Face config.json as a model config.",
     )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
     p.set_defaults(handler=run_models)
+    actions = p.add_subparsers(dest="models_action", metavar="{import}", parser_class=OneLineParser)
+    imp = actions.add_parser(
+        "import",
+        parents=[common],
+        help="a Hugging Face config.json as a model config (YAML)",
+        description="Read a Hugging Face config.json (or a model directory holding one) and write meter's model "
+        "config, with the source recorded (path, architecture, sha256, date, defaulted fields). The written file "
+        "loads back to the same model.",
+        epilog="Example: meter models import ~/models/Qwen3-30B-A3B -o configs/models/qwen3-30b-a3b.yaml; "
+        "meter flops qwen3-30b-a3b",
+    )
+    imp.add_argument("config", metavar="CONFIG", help="path to a config.json, or a directory holding one")
+    imp.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the model config to write (NAME.yaml; NAME is the model's name)",
+    )
+    imp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    imp.add_argument("--json", action="store_true", help="print what was written as JSON (docs/cli-json.md)")
+    imp.set_defaults(handler=run_models_import)
 
     p = sub.add_parser(
         "hardware",
@@ -88,6 +112,52 @@ def run_models(args: argparse.Namespace) -> int:
         for r in records
     ]
     print(table(["model", "attn", "layers", "dim", "experts", "total", "active"], rows))
+    return 0
+
+
+def run_models_import(args: argparse.Namespace) -> int:
+    from meter.analytic.params import count_params
+    from meter.config.hf import resolve_config_json
+    from meter.config.models import load_hf_model, model_yaml, parse_model
+    from meter.config.schema import read_yaml_text
+    from meter.errors import ConfigError, OutputError
+    from meter.results.atomic import write_text_atomic
+
+    source = resolve_config_json(Path(args.config).expanduser())
+    out = Path(args.output).expanduser()
+    if out.suffix not in (".yaml", ".yml"):
+        raise ConfigError(None, "--output", "must name a .yaml file (its stem is the model's name)", str(out))
+    if out.exists() and not args.force:
+        raise OutputError(f"{out}: exists; pass --force to overwrite it")
+    model = load_hf_model(source, name=out.stem)
+    text = model_yaml(model)
+    # The file must load back to the same model; a difference is a bug in the writer, caught before writing.
+    back = parse_model(read_yaml_text(text, out), out)
+    if back != model:
+        raise AssertionError(f"meter models import: {out} would not load back to the imported model")
+    write_text_atomic(out, text)
+    p = count_params(model.args)
+    rec = model.imported
+    if args.json:
+        emit_json(
+            {
+                "path": out,
+                "name": model.name,
+                "architecture": rec.architecture if rec else None,
+                "sha256": rec.sha256 if rec else None,
+                "defaulted": list(rec.defaulted) if rec else [],
+                "ignored": list(rec.ignored) if rec else [],
+                "total_params": p.total,
+                "active_params": p.active,
+            }
+        )
+        return 0
+    print(f"wrote {out}: {model.name} ({model.description})")
+    print(f"  total {count(p.total)}, active {count(p.active)} per token")
+    if rec and rec.defaulted:
+        print(f"  defaulted (absent from the file): {', '.join(rec.defaulted)}")
+    if rec and rec.ignored:
+        print(f"  read but not modelled: {len(rec.ignored)} field(s), listed under imported.ignored")
     return 0
 
 

@@ -412,7 +412,7 @@ def _train_scenario(args: argparse.Namespace, loc):
             name=f"{model.name}-ad-hoc",
             description=f"{model.name} trained on {args.tokens.describe()} tokens",
             kind="train",
-            model=model.name,
+            model=args.model,  # as given: a name, a YAML path or a config.json, loadable again
             hardware=args.hardware or "h800-sxm",
             stages=[Stage(name="pre-training", tokens=args.tokens, source="command line")],
         )
@@ -589,7 +589,7 @@ def _serve_scenario(args: argparse.Namespace, loc):
         name=f"{model.name}-serve",
         description=f"{model.name} served on {name}",
         kind="serve",
-        model=model.name,
+        model=args.model,  # as given: a name, a YAML path or a config.json, loadable again
         hardware=hardware,
         deployment=name,
     )

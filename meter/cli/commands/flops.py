@@ -12,7 +12,8 @@ from meter.units import DTYPE_BYTES, binary_bytes, count, si
 CONVENTIONS = (
     "multiply-add = 2 FLOPs; matrix products only; train = 3 x forward; causal attention counts half "
     "the sequence (Megatron); prefill computes logits for the last position only; decode uses MLA's "
-    "absorbed form; MTP is reported separately"
+    "absorbed form; MTP is reported separately; sliding-window and chunked layers attend (and cache) their "
+    "span only"
 )
 
 
@@ -24,7 +25,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         description="Analytic parameters, FLOPs per token (train, prefill, decode) and memory traffic of a model.",
         epilog=f"Conventions: {CONVENTIONS}.",
     )
-    p.add_argument("model", help="model config name (meter models) or path to a YAML file")
+    p.add_argument(
+        "model",
+        help="model config name (meter models), a path to a YAML file, or a Hugging Face config.json (or its directory)",
+    )
     p.add_argument(
         "--seq",
         type=number(D.SEQ),
@@ -89,12 +93,29 @@ def model_report(model, *, seq: int, context: int, batch: int, dtype: str) -> di
             "decode": decode.as_dict(),
             "decode_naive": decode_naive.as_dict(),
         },
-        "kv_cache_bytes_per_token": M.kv_cache_bytes_per_token(a, nbytes, "latent"),
-        "kv_cache_bytes_per_token_expanded": M.kv_cache_bytes_per_token(a, nbytes, "expanded"),
+        "kv_cache_bytes_per_token": M.kv_cache_bytes_per_token(a, nbytes, "latent", context_len=context),
+        "kv_cache_bytes_per_token_expanded": M.kv_cache_bytes_per_token(a, nbytes, "expanded", context_len=context),
+        "weight_formats": model.weights.formats(),
+        "weight_bytes": M.weight_bytes(a, model.weights).as_dict(),
+        "decode_bytes_per_token_stored": M.decode_step_bytes(
+            a, batch=batch, context_len=context, kv_bytes=nbytes, precision=model.weights
+        ).per_token,
+        "layers": layer_kinds(a),
         "decode_bytes_per_token": step.per_token,
         "decode_step_bytes": step.as_dict(),
         "sparse_attention": sparse_attention_report(a, seq=seq, context=context, kv_value_bytes=nbytes),
         "conventions": CONVENTIONS,
+    }
+
+
+def layer_kinds(a) -> dict[str, int]:
+    """How many layers attend to what, and which FFN they have."""
+    return {
+        "full_attention": a.n_full_attention_layers,
+        "sliding_window": a.n_sliding_layers,
+        "chunked": a.n_chunked_layers,
+        "dense_ffn": a.n_ffn_dense_layers,
+        "moe": a.n_moe_layers,
     }
 
 
@@ -133,9 +154,13 @@ def run(args: argparse.Namespace) -> int:
         shape = f"compressed attention ({kinds}; window {a.compressed_attention.sliding_window}), {a.n_layers} layers"
     if a.is_moe:
         shape += (
-            f" ({a.n_dense_layers} dense + {a.n_moe_layers} MoE), {a.n_shared_experts} shared + "
+            f" ({a.n_ffn_dense_layers} dense + {a.n_moe_layers} MoE), {a.n_shared_experts} shared + "
             f"{a.n_routed_experts} routed experts, top-{a.n_activated_experts}"
         )
+    if a.n_sliding_layers:
+        shape += f"; {a.n_sliding_layers} layers attend a {a.sliding_window}-token sliding window"
+    if a.n_chunked_layers:
+        shape += f"; {a.n_chunked_layers} layers attend within {a.attention_chunk}-token chunks"
     print(f"{model.name}: {shape}")
     print(f"source: {model.source}\n")
     pr = r["params"]
@@ -213,6 +238,22 @@ def run(args: argparse.Namespace) -> int:
                 ("bytes per decode token", binary_bytes(r["decode_bytes_per_token"])),
             ],
             title=f"Memory ({args.dtype})",
+        )
+    )
+    wb = r["weight_bytes"]
+    formats = ", ".join(f"{k} {v}" for k, v in r["weight_formats"].items())
+    print()
+    print(
+        key_values(
+            [
+                ("formats", formats),
+                ("weights, main model", f"{binary_bytes(wb['total'])} ({wb['total'] / 1e9:,.1f} GB)"),
+                (
+                    f"bytes per decode token, batch {args.batch}",
+                    f"{binary_bytes(r['decode_bytes_per_token_stored'])} (weights as stored, KV cache in {args.dtype})",
+                ),
+            ],
+            title="Weights as stored (the config's precision)",
         )
     )
     if r["sparse_attention"] is not None:
