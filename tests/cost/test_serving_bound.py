@@ -249,7 +249,8 @@ def test_given_efficiency_scales_the_bound():
         (["--deployment", "llama-3.1-405b-tp8"], "serves llama-3.1-405b, not deepseek-v3"),
         (["gpt-3"], "give --hardware"),
         (["deepseek-v3", "--scenario", "deepseek-v3-day6"], "not both"),
-        (["--tp", "8"], "KV cache 247 GB"),
+        (["--tp", "8", "--ep", "144", "--batch-per-gpu", "88"], "KV cache 247 GB"),
+        (["--tp", "8"], "(8 x h800-sxm, tp 8, ep 1) needs 97.1 GB"),  # one node, not EP144 kept silently
     ],
 )
 def test_serve_layout_errors_are_one_line(argv, fragment):

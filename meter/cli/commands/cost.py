@@ -9,7 +9,7 @@ from meter.cli import serving_bench
 from meter.cli.commands.cost_show import cluster_row, print_cluster, show
 from meter.cli.common import OneLineParser, locator, number, numbers
 from meter.cli.output import emit_json, table
-from meter.config.deployments import WEIGHT_DTYPES
+from meter.config.deployments import KV_DTYPES, WEIGHT_DTYPES
 from meter.config.hardware import PEAK_DTYPES
 from meter.errors import UsageError
 
@@ -219,11 +219,15 @@ def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.Argum
     p.add_argument("--weights", choices=WEIGHT_DTYPES, help="precision of the linear layers' weights")
     p.add_argument(
         "--batch-per-gpu",
-        type=number(D.BATCH),
+        type=number(D.BATCH_PER_GPU),
         metavar="N",
-        help="decode sequences per GPU (default: the deployment's)",
+        help="decode sequences per GPU, averaged over a TP group: 0.5 is concurrency 4 on a TP8 node "
+        "(default: the deployment's)",
     )
     p.add_argument("--context", type=number(D.CONTEXT), help="context length of both pools (prompt length in prefill)")
+    p.add_argument("--prefill-context", type=number(D.CONTEXT), metavar="N", help="prompt length of the prefill pool")
+    p.add_argument("--decode-context", type=number(D.CONTEXT), metavar="N", help="KV length a decode step reads")
+    p.add_argument("--kv-cache", choices=KV_DTYPES, help="KV cache dtype (fp8_mla: FlashMLA's 656-byte fp8 latent)")
     p.add_argument(
         "--batch",
         type=number(D.BATCH),
@@ -468,6 +472,9 @@ def run_serve(args: argparse.Namespace) -> int:
         weights=args.weights,
         batch_per_gpu=args.batch_per_gpu,
         context=args.context,
+        prefill_context=args.prefill_context,
+        decode_context=args.decode_context,
+        kv_cache=args.kv_cache,
     )
     estimate = estimate_serve(
         scenario,
@@ -493,7 +500,17 @@ def _serve_from_bench(args: argparse.Namespace, loc) -> int:
     if args.from_run:
         raise UsageError("--from-bench and --from-run are two measurements to price; give one")
     named = bool(args.model or args.scenario)  # the engine's efficiency needs the model it served
-    layout = LayoutOverrides(args.deployment, args.tp, args.ep, args.weights, args.batch_per_gpu, args.context)
+    layout = LayoutOverrides(
+        args.deployment,
+        args.tp,
+        args.ep,
+        args.weights,
+        args.batch_per_gpu,
+        args.context,
+        args.prefill_context,
+        args.decode_context,
+        args.kv_cache,
+    )
     return serving_bench.run(args, args.gpus, _serve_scenario(args, loc) if named else None, layout)
 
 
