@@ -318,7 +318,7 @@ def fitted_batch(a: ModelArgs, model: str, hw: HardwareSpec, d: Deployment, phas
 # --- one step ----------------------------------------------------------------------------------
 
 
-def _peak(hw: HardwareSpec, dtype: str) -> float:
+def peak_flops_per_s(hw: HardwareSpec, dtype: str) -> float:
     """The dense peak of ``dtype``; a GPU without one (fp8 on an A100, fp4 on a Hopper) multiplies
     in the next wider type it has."""
     for wider in _WIDER.get(dtype, (dtype, "bf16")):
@@ -379,7 +379,7 @@ def components(
         ("output head", per_token.output_head, held["head"] + group * a.dim * WEIGHT_BYTES[w.embedding], w.head),
     ]
     return tuple(
-        Component(name, tokens * flops, nbytes, dtype, _peak(hw, dtype), bw)
+        Component(name, tokens * flops, nbytes, dtype, peak_flops_per_s(hw, dtype), bw)
         for name, flops, nbytes, dtype in rows
         if flops > 0 or nbytes > 0
     )
