@@ -33,10 +33,10 @@ from meter.config.hardware import HardwareSpec
 from meter.cost.layout import (
     ACT_BYTES,
     GB,
-    peak_flops_per_s,
     communication,
     components,
     expert_group_tokens,
+    peak_flops_per_s,
     routed_hit_share,
 )
 
