@@ -484,7 +484,80 @@ OUTPUTS = [
     ),
 ]
 
-ALL = RUN_FILES + CONFIGS + FLAGS + OUTPUTS
+# --- serving points: meter import inferencex / vllm / sglang -------------------------------------------
+
+
+def _ix(**change: Any) -> Callable[[Path], list[str]]:
+    from tests.engines.formats import inferencex_result
+
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "agg.json"
+        path.write_text(json.dumps(inferencex_result(**change)))
+        return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
+
+    return build
+
+
+def _sg(*flags_: str, **change: Any) -> Callable[[Path], list[str]]:
+    from tests.engines.formats import sglang_bench_serving
+
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "b.jsonl"
+        path.write_text(json.dumps(sglang_bench_serving(**change)) + "\n")
+        return [
+            "import",
+            "sglang",
+            str(path),
+            "--hardware",
+            "h200",
+            "--precision",
+            "fp8",
+            *flags_,
+            "-o",
+            str(tmp / "p.tsv"),
+        ]
+
+    return build
+
+
+POINTS = [
+    Bad("InferenceX conc a word", _ix(conc="many"), ("agg.json", "field 'conc'", "'many'")),
+    Bad("InferenceX pipeline parallel", _ix(pp=4), ("agg.json", "field 'pp'", "is not 1")),
+    Bad("InferenceX intvty vs tpot", _ix(median_intvty=3.0), ("field 'median_intvty'", "1 / median_tpot", "3.0")),
+    Bad(
+        "InferenceX result a list of numbers",
+        lambda tmp: _raw_ix(tmp, "[1, 2]"),
+        ("agg.json", "field '[0]'", "JSON object"),
+    ),
+    Bad("SGLang no tp", _sg("--model", "m"), ("b.jsonl", "give --tp")),
+    Bad(
+        "SGLang zero completed",
+        _sg("--model", "m", "--tp", "8", completed=0, request_throughput=0.0),
+        ("field 'completed'", "no request completed", "0"),
+    ),
+    Bad(
+        "SGLang no concurrency",
+        _sg("--model", "m", "--tp", "8", max_concurrency=None),
+        ("field 'max_concurrency'", "--max-concurrency"),
+    ),
+    Bad("import gpus not tp", _sg("--model", "m", "--tp", "8", "--gpus", "16"), ("--gpus 16 with --tp 8",)),
+    Bad("import ep above tp", _sg("--model", "m", "--tp", "8", "--ep", "16"), ("--ep 16", "above --tp 8")),
+    Bad("import date not a date", _sg("--model", "m", "--tp", "8", "--date", "yesterday"), ("--date", "'yesterday'")),
+    Bad(
+        "points file into a directory",
+        lambda tmp: [*_sg("--model", "m", "--tp", "8")(tmp)[:-1], str(tmp)],
+        ("is a directory",),
+    ),
+]
+
+
+def _raw_ix(tmp: Path, text: str) -> list[str]:
+    path = tmp / "agg.json"
+    path.write_text(text)
+    return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
+
+
+ALL = RUN_FILES + CONFIGS + FLAGS + OUTPUTS + POINTS
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():

@@ -199,3 +199,59 @@ def nccl_output(
     if program:
         lines.append(f"# Collective test concluded: {program}")
     return "\n".join(lines) + "\n"
+
+
+# --- InferenceX ---------------------------------------------------------------------------------
+
+
+def inferencex_result(*, multinode: bool = False, **overrides) -> dict:
+    """``agg_<result>.json`` as InferenceX's utils/process_result.py writes it from a benchmark result.
+
+    Its benchmark client writes vLLM's result format; process_result adds the run's environment (strings
+    for the booleans, as the environment holds them), divides the throughputs by the GPUs (output by the
+    decode GPUs of a multinode run), turns every ``*_ms`` latency into seconds under the name without ``_ms``
+    and every TPOT into an interactivity ``*_intvty`` = 1000 / TPOT ms.
+    DeepSeek-R1 fp8 1k/1k at concurrency 64: 120 s, 2,000 requests.
+    """
+    bench = vllm_bench_serve(max_concurrency=64, model_id="deepseek-ai/DeepSeek-R1-0528")
+    bench |= {"median_tpot_ms": 25.0, "mean_tpot_ms": 26.0, "p99_tpot_ms": 40.0}
+    data = {
+        "hw": "h200",
+        "conc": int(bench["max_concurrency"]),
+        "image": "lmsysorg/sglang:v0.5.12-cu130",
+        "model": bench["model_id"],
+        "infmax_model_prefix": "dsr1",
+        "framework": "dynamo-sglang" if multinode else "sglang",
+        "precision": "fp8",
+        "spec_decoding": "none",
+        "disagg": multinode,
+        "isl": 1024,
+        "osl": 1024,
+    }
+    total, output = bench["total_token_throughput"], bench["output_throughput"]
+    if multinode:
+        prefill_gpus, decode_gpus = 8, 16
+        data |= {
+            "is_multinode": True,
+            "prefill_tp": 8, "prefill_pp": 1, "prefill_dcp_size": 1, "prefill_pcp_size": 1, "prefill_ep": 8,
+            "prefill_dp_attention": "true", "prefill_num_workers": 1,
+            "decode_tp": 8, "decode_pp": 1, "decode_dcp_size": 1, "decode_pcp_size": 1, "decode_ep": 8,
+            "decode_dp_attention": "true", "decode_num_workers": 2,
+            "num_prefill_gpu": prefill_gpus, "num_decode_gpu": decode_gpus,
+            "tput_per_gpu": total / (prefill_gpus + decode_gpus),
+            "output_tput_per_gpu": output / decode_gpus,
+            "input_tput_per_gpu": (total - output) / prefill_gpus,
+        }  # fmt: skip
+    else:
+        gpus = 8
+        data |= {
+            "is_multinode": False, "tp": 8, "pp": 1, "dcp_size": 1, "pcp_size": 1, "ep": 1,
+            "dp_attention": "false", "tput_per_gpu": total / gpus, "output_tput_per_gpu": output / gpus,
+            "input_tput_per_gpu": (total - output) / gpus,
+        }  # fmt: skip
+    for key, value in bench.items():
+        if key.endswith("ms"):
+            data[key.replace("_ms", "")] = float(value) / 1000.0
+        if "tpot" in key:
+            data[key.replace("_ms", "").replace("tpot", "intvty")] = 1000.0 / float(value)
+    return data | overrides
