@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from meter import domains as D
-from meter.cli import serving_bench
+from meter.cli import serving_bench, serving_frontier
 from meter.cli.commands.cost_show import cluster_row, print_cluster, show
 from meter.cli.common import OneLineParser, locator, number, numbers
 from meter.cli.output import emit_json, table
@@ -239,6 +239,7 @@ def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.Argum
     p.add_argument("--cache-hit-rate", type=_quantity, metavar="R", help="share of input tokens served from cache")
     p.add_argument("--tokens-per-day", metavar="IN,OUT", help="load to size the deployment for, e.g. 608B,168B")
     serving_bench.add_options(p)
+    serving_frontier.add_options(p)
     p.add_argument("--gpus", type=number(D.GPUS), metavar="N", help="with --from-bench: the GPUs the server ran on")
     _common(p)
     p.set_defaults(handler=run_serve, scenario_default="deepseek-v3-day6")
@@ -457,6 +458,8 @@ def run_serve(args: argparse.Namespace) -> int:
     loc = locator(args)
     if args.from_bench:  # a serving engine's benchmark file (meter.cli.serving_bench)
         return _serve_from_bench(args, loc)
+    if serving_frontier.wanted(args):  # the throughput-interactivity frontier (meter.cli.serving_frontier)
+        return serving_frontier.run(args)
     scenario = _serve_scenario(args, loc)
     run = _measured(args)
     if args.efficiency is not None and run is not None:
