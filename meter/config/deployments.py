@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser, before ker
     from kernels.args import ModelArgs
 
 WeightDtype = Literal["fp8", "bf16", "fp4"]  # fp4: NVFP4 (Blackwell) / MXFP4 (MI355X)
-KvDtype = Literal["bf16", "fp8", "fp8_mla"]  # fp8_mla: FlashMLA's 656-byte fp8 latent with scales
+KvDtype = Literal["bf16", "fp8", "fp8_mla", "fp4"]  # fp8_mla: FlashMLA's 656-byte fp8 latent with scales
 KV_DTYPES: tuple[str, ...] = KvDtype.__args__  # type: ignore[attr-defined]
 WEIGHT_DTYPES: tuple[str, ...] = WeightDtype.__args__  # type: ignore[attr-defined]
 PHASES = ("prefill", "decode")

@@ -19,7 +19,8 @@ A point at concurrency ``c`` (requests in flight in the whole system):
   prompts/s x osl is less; TPOT = ``t_decode / accepted``; TTFT = the prefill plus any queue.
 
 The bound takes each step at its roofline (:func:`meter.cost.serving_step.step_bound_s`), the KV
-cache in fp8 (the smallest an engine keeps), every draft accepted, prefill at its most efficient
+cache in the smallest format an engine keeps on that GPU (fp8; NVFP4 where the GPU has fp4), the
+experts of a multi-node decode pool spread over all its GPUs (one wide EP instance), every draft accepted, prefill at its most efficient
 batch, and in the aggregated case the longer of decode and prefill rather than their sum (an
 engine may mix them in one step): a ceiling no measured point should pass.
 
@@ -207,7 +208,7 @@ def point_work(
     decode = step_work(a, hw, dd, dpool, "decode", batch, query_tokens=1 + drafts, draft_layers=drafts)
     # the bound: the cache in fp8, and experts spread over every decode GPU (an engine may run one
     # wide EP instance over several nodes, which holds fewer experts a GPU)
-    lean = dataclasses.replace(dd, kv_cache="fp8")
+    lean = dataclasses.replace(dd, kv_cache="fp4" if hw.peak_flops("fp4") else "fp8")
     wide = dpool
     if a.is_moe and dpool.ep > 1 and layout.n_decode_gpus > dpool.ep:
         ep = layout.n_decode_gpus

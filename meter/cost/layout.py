@@ -42,7 +42,7 @@ from meter.errors import UsageError
 # Bytes a weight takes: fp8 with one fp32 scale per 128 x 128 block (DeepSeek-V3's format).
 # fp4 is NVFP4: one fp8 scale per 16 values (NVIDIA's Blackwell format; MXFP4's one per 32 is close).
 WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0 + 4.0 / (128 * 128), "fp4": 0.5 + 1.0 / 16}
-KV_BYTES = {"bf16": 2.0, "fp8": 1.0}
+KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5 + 1.0 / 16}  # fp4: NVFP4 KV cache (TensorRT-LLM, Blackwell)
 # MLA's fp8 cache with scales (FlashMLA): the latent in fp8 with one fp32 scale per 128 values,
 # the RoPE part in bf16; 656 bytes a token and layer for DeepSeek-V3 (kernels.md).
 FP8_MLA = "fp8_mla"
