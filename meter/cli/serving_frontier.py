@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate_from:
         from meter.cost.serving_fit import fit
 
-        obs = _observations(args.calibrate_from, args, a, base, loc, only_hardware=hw.name)
+        obs = observations(args.calibrate_from, a, base, loc, **_point_options(args), only_hardware=hw.name)
         calibration = fit(obs, acceptance=acceptance, source=f"fitted to {len(obs)} points of {args.calibrate_from}")
         e = calibration.efficiencies
         if args.mtp_acceptance is None:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.against:
         from meter.cost.serving_fit import validate
 
-        validation = validate(_observations(args.against, args, a, base, loc), e, acceptance)
+        validation = validate(observations(args.against, a, base, loc, **_point_options(args)), e, acceptance)
     points, chosen, target = [], None, _target(args)
     if args.isl is not None:
         workload = F.Workload(int(args.isl), int(args.osl), _cache_hit(args))
@@ -150,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(doc, points, chosen, calibration, validation, notes, e)
     return 0
+
+
+def _point_options(args: argparse.Namespace) -> dict:
+    return {"framework": args.framework, "drafts": args.mtp, "prefill_token_budget": int(args.prefill_token_budget)}
 
 
 def _price(args: argparse.Namespace, hardware: str, loc) -> float | None:
@@ -204,8 +208,20 @@ def _hardware_for(name: str, loc):
     return load_hardware(close[0], loc) if close else None
 
 
-def _observations(path: str, args: argparse.Namespace, a, base, loc, *, only_hardware: str | None = None):
-    """The file's points as observations of the step model, each at its own layout, GPUs and lengths."""
+def observations(
+    path: str,
+    a,
+    base,
+    loc,
+    *,
+    framework: str | None = None,
+    drafts: int = 0,
+    prefill_token_budget: int = 8192,
+    only_hardware: str | None = None,
+):
+    """The file's points as observations of the step model, each at its own layout, GPUs and
+    lengths, on its own hardware (``only_hardware``: only the points of that one). A point that
+    says only "mtp" drafts ``drafts`` tokens, or 3 when 0."""
     from meter.cost import frontier as F
     from meter.cost.serving_fit import Observation
     from meter.engines.points import read_points
@@ -213,7 +229,7 @@ def _observations(path: str, args: argparse.Namespace, a, base, loc, *, only_har
     out = []
     hardware: dict = {}
     for p in read_points(Path(path)):
-        if args.framework and p.framework != args.framework:
+        if framework and p.framework != framework:
             continue
         if p.hardware not in hardware:
             hardware[p.hardware] = _hardware_for(p.hardware, loc)
@@ -233,8 +249,10 @@ def _observations(path: str, args: argparse.Namespace, a, base, loc, *, only_har
         d = base
         if p.precision in ("fp8", "fp4", "bf16"):
             d = dataclasses.replace(base, weights=base.weights.with_linear(p.precision))
-        drafts = (args.mtp or DEFAULT_POINT_DRAFTS) if p.speculative else 0
-        engine = F.EngineSettings(mtp_draft_tokens=drafts, prefill_token_budget=int(args.prefill_token_budget))
+        engine = F.EngineSettings(
+            mtp_draft_tokens=(drafts or DEFAULT_POINT_DRAFTS) if p.speculative else 0,
+            prefill_token_budget=prefill_token_budget,
+        )
         try:
             work = F.point_work(a, hw, d, layout, F.Workload(p.isl, p.osl), engine, p.conc)
         except UsageError as exc:
