@@ -203,7 +203,7 @@ def point_work(
     wanted = max(concurrency / replicas, 1.0) / layout.decode.gpus
     batch = wanted
     if not memory(a, hw, dd, dpool, "decode", wanted).fits:
-        batch = min(wanted, fitted_batch(a, "model", hw, dd, "decode"))
+        batch = min(wanted, fitted_batch(a, d.model or "the model", hw, dd, "decode"))
     running = min(concurrency, batch * layout.n_decode_gpus)
     decode = step_work(a, hw, dd, dpool, "decode", batch, query_tokens=1 + drafts, draft_layers=drafts)
     # the bound: the cache in fp8, and experts spread over every decode GPU (an engine may run one
