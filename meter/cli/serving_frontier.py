@@ -197,71 +197,28 @@ def _layout(args: argparse.Namespace, a):
     return ServingLayout(shape)
 
 
-def _hardware_for(name: str, loc):
-    """A points file's hardware name (InferenceX writes ``h200``) as a hardware config (``h200-sxm``)."""
+def hardware_resolver(loc):
+    """A points file's hardware name (InferenceX writes ``h200``) as a hardware config (``h200-sxm``), or None."""
     from meter.config.hardware import load_hardware
 
-    names = loc.names("hardware")
-    if name in names:
-        return load_hardware(name, loc)
-    close = sorted(n for n in names if n.startswith(name + "-") or n.startswith(name))
-    return load_hardware(close[0], loc) if close else None
+    names = sorted(loc.names("hardware"))
+    found: dict = {}
+
+    def resolve(name: str):
+        if name not in found:
+            match = name if name in names else next((n for n in names if n.startswith(name + "-")), None)
+            found[name] = load_hardware(match, loc) if match else None
+        return found[name]
+
+    return resolve
 
 
-def observations(
-    path: str,
-    a,
-    base,
-    loc,
-    *,
-    framework: str | None = None,
-    drafts: int = 0,
-    prefill_token_budget: int = 8192,
-    only_hardware: str | None = None,
-):
-    """The file's points as observations of the step model, each at its own layout, GPUs and
-    lengths, on its own hardware (``only_hardware``: only the points of that one). A point that
-    says only "mtp" drafts ``drafts`` tokens, or 3 when 0."""
-    from meter.cost import frontier as F
-    from meter.cost.serving_fit import Observation
+def observations(path: str, a, base, loc, **options):
+    """The points of ``path`` as observations (:func:`meter.cost.serving_points.observations`)."""
+    from meter.cost.serving_points import observations as build
     from meter.engines.points import read_points
 
-    out = []
-    hardware: dict = {}
-    for p in read_points(Path(path)):
-        if framework and p.framework != framework:
-            continue
-        if p.hardware not in hardware:
-            hardware[p.hardware] = _hardware_for(p.hardware, loc)
-        hw = hardware[p.hardware]
-        if hw is None:
-            raise UsageError(
-                f"{path}: hardware {p.hardware!r}: no hardware config of that name (meter hardware lists them)"
-            )
-        if only_hardware is not None and hw.name != only_hardware:
-            continue
-        decode = F.ParallelShape(p.tp, max(p.ep, 1), p.dp_attention)
-        if p.disagg:
-            prefill = F.ParallelShape(p.prefill_tp or p.tp, max(p.prefill_ep or 1, 1), bool(p.prefill_dp_attention))
-            layout = F.ServingLayout(decode, p.decode_gpus, prefill, p.prefill_gpus)
-        else:
-            layout = F.ServingLayout(decode)
-        d = base
-        if p.precision in ("fp8", "fp4", "bf16"):
-            d = dataclasses.replace(base, weights=base.weights.with_linear(p.precision))
-        engine = F.EngineSettings(
-            mtp_draft_tokens=(drafts or DEFAULT_POINT_DRAFTS) if p.speculative else 0,
-            prefill_token_budget=prefill_token_budget,
-        )
-        try:
-            work = F.point_work(a, hw, d, layout, F.Workload(p.isl, p.osl), engine, p.conc)
-        except UsageError as exc:
-            raise UsageError(f"{path}: the point {p.framework} {p.layout} at concurrency {p.conc}: {exc}") from None
-        setup = f"{p.framework} {p.precision} {p.layout} {p.isl}/{p.osl}" + (" mtp" if p.speculative else "")
-        out.append(Observation(setup, f"{p.framework} {p.layout}", work, p.output_tok_s_gpu_system, p.tok_s_user))
-    if not out:
-        raise UsageError(f"{path}: no point for this hardware and framework")
-    return out
+    return build(read_points(Path(path)), a, base, hardware_resolver(loc), source=path, **options)
 
 
 def _calibration_doc(c) -> dict | None:
