@@ -340,3 +340,59 @@ def _plot(path: str, points, validation, target, title: str) -> None:
     from meter.report.plots import render, serving_frontier
 
     render(serving_frontier(points, validation.points if validation else (), target, title), Path(path))
+
+
+def report_views(path: str, model_name: str, loc, calibrate: bool) -> tuple:
+    """One frontier view per hardware and lengths in the points file: the predicted curves of the
+    (at most four most measured) layouts there, the measured points at their own setups, and
+    their errors; fitted per GPU with ``calibrate``."""
+    from meter.config.deployments import deployments_for, load_deployment
+    from meter.config.models import load_model
+    from meter.cost import frontier as F
+    from meter.cost.serving_fit import fit, validate
+    from meter.cost.serving_points import layout_of
+    from meter.cost.serving_points import observations as build
+    from meter.cost.serving_step import DEFAULTS
+    from meter.engines.points import read_points
+    from meter.report.data import FrontierView
+
+    model = load_model(model_name, loc)
+    written = deployments_for(model.name, loc)
+    base = dataclasses.replace(load_deployment(written[0] if written else "single-gpu", loc), model=model.name)
+    resolve = hardware_resolver(loc)
+    points = read_points(Path(path))
+    views = []
+    groups: dict = {}
+    for p in points:
+        groups.setdefault((p.hardware, p.isl, p.osl), []).append(p)
+    fitted: dict = {}
+    for (hardware, isl, osl), mine in sorted(groups.items()):
+        hw = resolve(hardware)
+        if hw is None:
+            raise UsageError(
+                f"{path}: hardware {hardware!r}: no hardware config of that name (meter hardware lists them)"
+            )
+        e, acceptance = DEFAULTS, 0.7
+        if calibrate:
+            if hw.name not in fitted:
+                everything = build(points, model.args, base, resolve, source=path, only_hardware=hw.name)
+                fitted[hw.name] = fit(everything, source=f"fitted to {len(everything)} points on {hw.name}")
+            e, acceptance = fitted[hw.name].efficiencies, fitted[hw.name].mtp_acceptance
+        v = validate(build(mine, model.args, base, resolve, source=path), e, acceptance)
+        counts: dict = {}
+        for p in mine:
+            counts[layout_of(p)] = counts.get(layout_of(p), 0) + 1
+        layouts = sorted(counts, key=lambda lay: -counts[lay])[:4]
+        curve, _ = F.sweep(model.args, hw, base, layouts, F.Workload(isl, osl), F.EngineSettings(), e)
+        views.append(
+            FrontierView(
+                f"{model.name} on {hw.name}, {isl:,}/{osl:,} tokens ({Path(path).name})",
+                tuple(curve),
+                v.points,
+                v.median_abs_error,
+                v.median_abs_error_per_user,
+                len(v.points_above_bound),
+                e.source,
+            )
+        )
+    return tuple(views)

@@ -38,11 +38,20 @@ DEFAULT_ACCEPTANCE = 0.7
 class Observation:
     """A measured point and the work of its setup."""
 
-    setup: str  # what was measured: engine, layout, lengths, concurrency
-    layout: str  # the layout's label, for leave-one-layout-out
+    setup: str  # what was measured: engine, precision, layout, lengths
     work: PointWork
     output_tokens_per_s_per_gpu: float
     tokens_per_s_per_user: float
+    framework: str = ""
+
+    @property
+    def layout(self) -> str:
+        return self.work.layout.label
+
+    @property
+    def group(self) -> str:
+        """What leave-one-layout-out leaves out together: one engine's layout."""
+        return f"{self.framework} {self.layout}".strip()
 
 
 @dataclass(frozen=True)
@@ -182,11 +191,11 @@ def fit(
 
 
 def leave_one_layout_out(observations: Sequence[Observation], **fit_options) -> Validation:
-    """Each layout's points predicted by a fit to every other layout's points."""
+    """Each layout's points (one engine's) predicted by a fit to every other layout's points."""
     held: list[ValidationPoint] = []
-    for layout in sorted({o.layout for o in observations}):
-        rest = [o for o in observations if o.layout != layout]
-        mine = [o for o in observations if o.layout == layout]
+    for group in sorted({o.group for o in observations}):
+        rest = [o for o in observations if o.group != group]
+        mine = [o for o in observations if o.group == group]
         if not rest:
             continue
         c = fit(rest, **fit_options)

@@ -65,7 +65,7 @@ def observations(
         except UsageError as exc:
             raise UsageError(f"{source}: the point {p.framework} {p.layout} at concurrency {p.conc}: {exc}") from None
         setup = f"{p.framework} {p.precision} {p.layout} {p.isl}/{p.osl}" + (" mtp" if p.speculative else "")
-        out.append(Observation(setup, f"{p.framework} {p.layout}", work, p.output_tok_s_gpu_system, p.tok_s_user))
+        out.append(Observation(setup, work, p.output_tok_s_gpu_system, p.tok_s_user, p.framework))
     if not out:
         raise UsageError(f"{source}: no point for this hardware and framework")
     return out

@@ -196,7 +196,7 @@ def serving_frontier(points, measured, target, title: str) -> Any:
     (dashed) per layout, measured points (dots and, against their own setup, the prediction as
     crosses), one colour per layout, and the latency target as a vertical line."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     layouts = list(dict.fromkeys([p.layout for p in points] + [m.layout for m in measured]))
     colours = plt.get_cmap("tab10")
     colour = {name: colours(i % 10) for i, name in enumerate(layouts)}
@@ -206,7 +206,7 @@ def serving_frontier(points, measured, target, title: str) -> Any:
             ax.plot([p.tokens_per_s_per_user for p in mine], [p.output_tokens_per_s_per_gpu for p in mine],
                     "-o", ms=3, color=colour[name], label=f"{name} predicted")  # fmt: skip
             ax.plot([p.tokens_per_s_per_user_bound for p in mine], [p.output_tokens_per_s_per_gpu_bound for p in mine],
-                    "--", color=colour[name], alpha=0.6, label=f"{name} bound")  # fmt: skip
+                    "--", lw=0.8, color=colour[name], alpha=0.5, label=f"{name} bound")  # fmt: skip
         seen = [m for m in measured if m.layout == name]
         if seen:
             ax.scatter([m.measured_tokens_per_s_per_user for m in seen], [m.measured_output_tokens_per_s_per_gpu for m in seen],
@@ -224,9 +224,9 @@ def serving_frontier(points, measured, target, title: str) -> Any:
     ax.set_yscale("log")
     ax.set_xlabel("tokens/s per user (1 / TPOT)")
     ax.set_ylabel("output tokens/s per GPU")
-    ax.set_title(f"Serving frontier: {title}", fontsize=10)
+    ax.set_title(f"Serving frontier: {title}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 

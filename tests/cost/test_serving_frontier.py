@@ -108,7 +108,7 @@ def test_the_fit_recovers_the_parameters_that_made_the_points():
         for c in (2, 16, 128):
             w = F.point_work(V3, H200, DAY6, F.ServingLayout(shape), F.Workload(1024, 1024), F.EngineSettings(), c)
             p = F.time_point(w, truth)
-            obs.append(Observation("synthetic", shape.label, w, p.output_tokens_per_s_per_gpu, p.tokens_per_s_per_user))
+            obs.append(Observation("synthetic", w, p.output_tokens_per_s_per_gpu, p.tokens_per_s_per_user))
     before = validate(obs, DEFAULTS)
     c = fit(obs, iterations=300)
     assert c.median_abs_error < 0.02 < before.median_abs_error
