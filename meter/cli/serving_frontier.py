@@ -49,6 +49,19 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="chunked-prefill tokens a step",
     )
     g.add_argument(
+        "--comm-overlap",
+        type=number(D.SHARE),
+        default=0.0,
+        metavar="R",
+        help="share of the communication the engine hides behind compute (two-batch overlap: 1; default 0)",
+    )
+    g.add_argument(
+        "--max-nodes-per-token",
+        type=number(D.GPUS),
+        metavar="N",
+        help="node-limited routing: a token's experts on at most N nodes (DeepSeek-V3: 4)",
+    )
+    g.add_argument(
         "--calibrate-from", metavar="POINTS.tsv", help="fit the step model to measured points (meter import)"
     )
     g.add_argument("--against", metavar="POINTS.tsv", help="predicted vs measured at every point of a points file")
@@ -87,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
     if args.kv_cache:
         base = dataclasses.replace(base, kv_cache=args.kv_cache)
     base = dataclasses.replace(base, model=model.name)
+    if args.max_nodes_per_token:
+        limit = int(args.max_nodes_per_token)
+        base = dataclasses.replace(
+            base,
+            prefill=dataclasses.replace(base.prefill, max_nodes_per_token=limit),
+            decode=dataclasses.replace(base.decode, max_nodes_per_token=limit),
+        )
     hw_name = args.hardware or base.hardware
     if hw_name is None:
         raise UsageError("the frontier needs --hardware (meter hardware lists them)")
@@ -95,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         mtp_draft_tokens=args.mtp,
         mtp_acceptance=args.mtp_acceptance if args.mtp_acceptance is not None else 0.7,
         prefill_token_budget=int(args.prefill_token_budget),
+        comm_overlap=float(args.comm_overlap),
     )
     prices = F.Prices(_price(args, hw.name, loc), hw.tdp_w)
     notes: list[str] = []

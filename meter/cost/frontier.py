@@ -53,7 +53,7 @@ class ParallelShape:
     ep: int = 1
     dp_attention: bool = False
 
-    def pool(self, base: Pool, context: int) -> Pool:
+    def pool(self, base: Pool, context: int, comm_overlap: float = 0.0) -> Pool:
         if self.dp_attention:
             tp, dp = 1, max(self.tp, self.ep)
         else:
@@ -68,6 +68,7 @@ class ParallelShape:
             redundant_experts=0,
             routed_experts_per_gpu=None,
             shared_experts_per_gpu=None,
+            comm_overlap=comm_overlap,
         )
 
     @property
@@ -130,11 +131,14 @@ class Workload:
 class EngineSettings:
     """What the engine does beside the deployment's precisions: MTP (draft tokens a step and the
     acceptance of each draft position; DeepSeek-V3's report: 85-90% for its one MTP module), the
-    chunked-prefill token budget a step (SGLang's and vLLM's default chunk is 8,192)."""
+    chunked-prefill token budget a step (SGLang's and vLLM's default chunk is 8,192), and how much of
+    the communication it hides behind compute (none by default; DeepSeek's two micro-batches hide
+    it all)."""
 
     mtp_draft_tokens: int = 0
     mtp_acceptance: float = 0.7
     prefill_token_budget: int = 8192
+    comm_overlap: float = 0.0  # share of the shorter of links and compute hidden (two-batch overlap: up to 1)
 
     def accepted_tokens(self, acceptance: float | None = None) -> float:
         a = self.mtp_acceptance if acceptance is None else acceptance
@@ -196,7 +200,7 @@ def point_work(
     """The decode and prefill steps of a point, with their bounds. Raises UsageError (from the
     memory check) when not even one sequence's KV cache fits beside the weights."""
     drafts = engine.mtp_draft_tokens
-    dpool = layout.decode.pool(d.decode, workload.decode_context)
+    dpool = layout.decode.pool(d.decode, workload.decode_context, engine.comm_overlap)
     dd = dataclasses.replace(d, decode=dpool)
     replicas = max(1, layout.n_decode_gpus // layout.decode.gpus)
     # below one sequence a replica, the busy replicas carry one each and the rest idle
@@ -220,7 +224,7 @@ def point_work(
 
     shape = layout.prefill_shape
     prompt = workload.computed_prompt
-    ppool = shape.pool(d.prefill, prompt)
+    ppool = shape.pool(d.prefill, prompt, engine.comm_overlap)
     per_replica = concurrency if layout.aggregated else concurrency / max(1, layout.prefill_gpus // shape.gpus)
     prompts = max(min(per_replica, engine.prefill_token_budget / prompt), engine.prefill_token_budget / prompt / 8)
     prompts = min(prompts, max(per_replica, 1.0))

@@ -237,7 +237,10 @@ def _links(a: ModelArgs, hw: HardwareSpec, d: Deployment, pool: Pool, tokens: fl
     nvlink = hw.nvlink_bandwidth_gb_s * GB / 2 if hw.nvlink_bandwidth_gb_s else 1.0
     out = []
     if c.tp_s:
-        out.append(Op("TP all-reduce", "link", 0.0, c.tp_s * nvlink * scale, 0.0, nvlink, 0.0, 2 * a.n_layers))
+        # a TP group wider than a node all-reduces over the network, not NVLink
+        across = pool.tp > pool.gpus_per_node and hw.network_bandwidth_gb_s
+        link = hw.network_bandwidth_gb_s * GB if across else nvlink
+        out.append(Op("TP all-reduce", "link", 0.0, c.tp_s * nvlink * scale, 0.0, link, 0.0, 2 * a.n_layers))
     if c.ep_s:
         out.append(
             Op("EP dispatch and combine", "link", 0.0, c.ep_s * nvlink * scale, 0.0, nvlink, 0.0, 2 * a.n_moe_layers)
