@@ -130,3 +130,15 @@ def test_fractional_concurrency_below_one_sequence_a_replica():
     lay = F.ServingLayout(F.ParallelShape(8), decode_gpus=56, prefill=F.ParallelShape(8), prefill_gpus=8)
     w = F.point_work(V3, H200, dataclasses.replace(DAY6), lay, F.Workload(8192, 1024), F.EngineSettings(), 1)
     assert w.decode_batch_per_gpu == pytest.approx(1 / 8) and w.running == 1  # one busy TP8 replica, six idle
+
+
+def test_overlap_hides_links_and_node_limited_routing_sends_fewer_bytes_over_the_network():
+    lay = F.ServingLayout(F.ParallelShape(16, 16, True))  # EP16 over two H200 nodes
+    wl = F.Workload(1024, 1024)
+    plain = F.point_work(V3, H200, DAY6, lay, wl, F.EngineSettings(), 256)
+    hidden = F.point_work(V3, H200, DAY6, lay, wl, F.EngineSettings(comm_overlap=1.0), 256)
+    assert F.time_point(hidden, DEFAULTS).decode_step_s < F.time_point(plain, DEFAULTS).decode_step_s
+    limited = dataclasses.replace(DAY6, decode=dataclasses.replace(DAY6.decode, max_nodes_per_token=1))
+    one_node = F.point_work(V3, H200, limited, lay, wl, F.EngineSettings(), 256)
+    link = {w: next(o for o in w.decode.ops if o.name == "EP dispatch and combine") for w in (plain, one_node)}
+    assert link[one_node].bytes < link[plain].bytes
