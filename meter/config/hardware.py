@@ -3,7 +3,8 @@
 Every number in a hardware file must be covered by an entry of its ``sources`` list (which names
 the fields it supports, with a date). A GPU is matched to its file by the exact name NVML
 reports (``nvml_names``), compared case-insensitively with spaces folded: an "NVIDIA H800" must
-never be given H100 figures because a prefix happened to match.
+never be given H100 figures because a prefix happened to match. ``nvml_names`` is optional: an
+AMD Instinct config has none (no NVML there) and is used by name (``--hardware mi300x``).
 """
 
 from __future__ import annotations
@@ -46,11 +47,16 @@ class HardwareSpec:
     kind: Literal["gpu", "cpu"]
     nvml_names: list[str] = field(default_factory=list)
     # Dense (not 2:4 sparse) tensor peak, TFLOP/s, per dtype. An absent dtype is unsupported or unknown.
+    # fp4 is the 4-bit float of the part's tensor cores (NVFP4/MXFP4 on Blackwell, MXFP4 on CDNA 4).
     peak_tflops: Mapping[PeakDtype, float] = field(default_factory=dict, metadata=gt(0))
     memory_gb: float | None = field(default=None, metadata=gt(0))
     memory_bandwidth_gb_s: float | None = field(default=None, metadata=gt(0))
-    # NVLink, bidirectional per GPU, as NVIDIA quotes it.
+    # The scale-up link, bidirectional per GPU, as the vendor quotes it: NVLink on NVIDIA parts; on AMD
+    # Instinct parts the Infinity Fabric (xGMI) links to the other GPUs of the board, added up.
     nvlink_bandwidth_gb_s: float | None = field(default=None, metadata=gt(0))
+    # GPUs that reach each other over that link: 8 on an HGX board or an 8-GPU OAM platform, 72 in an
+    # NVL72 rack. Beyond it traffic goes over the scale-out network.
+    scale_up_domain_gpus: int | None = field(default=None, metadata=gt(0))
     # Scale-out network per GPU, one direction, in the vendor's reference server.
     network_bandwidth_gb_s: float | None = field(default=None, metadata=gt(0))
     tdp_w: float | None = field(default=None, metadata=gt(0))
@@ -94,7 +100,16 @@ class HardwareSpec:
         return normalize_device_name(nvml_name) in {normalize_device_name(n) for n in self.nvml_names}
 
 
-_NUMERIC_FIELDS = ("memory_gb", "memory_bandwidth_gb_s", "nvlink_bandwidth_gb_s", "network_bandwidth_gb_s", "tdp_w")
+_NUMERIC_FIELDS = (
+    "memory_gb",
+    "memory_bandwidth_gb_s",
+    "nvlink_bandwidth_gb_s",
+    "scale_up_domain_gpus",
+    "network_bandwidth_gb_s",
+    "tdp_w",
+)
+# A narrower dtype's peak is never below a wider one's on any part (fp4 >= fp8 >= bf16 >= tf32).
+_PEAK_ORDER = ("tf32", "bf16", "fp8", "fp4")
 _SOURCED_FIELDS = (*_NUMERIC_FIELDS, "compute_capability")
 
 
@@ -115,6 +130,15 @@ def parse_hardware(data: object, path: Path | None) -> HardwareSpec:
     _check_sources(spec, path)
     if spec.kind == "gpu" and "bf16" not in spec.peak_tflops:
         raise ConfigError(path, "peak_tflops.bf16", "a GPU needs its dense bf16 peak (the MFU denominator)")
+    present = [d for d in _PEAK_ORDER if d in spec.peak_tflops]
+    for wide, narrow in zip(present, present[1:], strict=False):
+        if spec.peak_tflops[narrow] < spec.peak_tflops[wide]:
+            raise ConfigError(
+                path,
+                f"peak_tflops.{narrow}",
+                f"below peak_tflops.{wide} ({spec.peak_tflops[wide]:g}); a dense {narrow} peak is never lower",
+                spec.peak_tflops[narrow],
+            )
     if spec.kind == "cpu" and spec.peak_tflops:
         raise ConfigError(path, "peak_tflops", "a cpu config takes no datasheet peaks; they are measured at run time")
     return spec

@@ -10,7 +10,8 @@ comes from :class:`BenchSetup`, i.e. the command line. Some files do say part of
   the combination's parameters and ``run_number`` merged in), ``summary.json`` (those runs as a list),
   ``warmup.json`` (run -1) and, with ``--continue-on-error``, ``run=<n>.failure.json``. The runs are read;
   warm-ups and failure records are not points. Parameters read from a run: ``tensor_parallel_size``,
-  ``max_concurrency``, ``random_input_len``, ``random_output_len`` (``_`` or ``-`` spelled).
+  ``max_concurrency``, ``random_input_len``, ``random_output_len`` (``_`` or ``-`` spelled); a plain
+  ``vllm bench serve`` file may carry ``tp`` from ``--metadata tp=8``.
 - SGLang's ``bench_serving`` lines carry ``random_input_len`` and ``random_output_len``; vLLM's results
   carry ``model_id`` and the date.
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meter.engines.points import ServingPoint, check_point
+from meter.engines.points import MAX_WHOLE, ServingPoint, check_point, whole_number
 from meter.engines.serving import BenchFileError, ServingBenchmark, _read, _records, load_serving_bench
 from meter.errors import InputError, UsageError
 
@@ -85,11 +86,10 @@ def _whole(raw: dict, name: str, fail: Callable[..., BenchFileError]) -> int | N
     value = _param(raw, name)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)  # --metadata tp=8 writes a string
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-        raise fail(name, "expected a whole number, at least 1", value)
-    return int(value)
+    number = whole_number(value)  # --metadata tp=8 writes a string
+    if number is None:
+        raise fail(name, f"expected a whole number, at least 1 (at most {MAX_WHOLE:,})", value)
+    return number
 
 
 def _mean(tokens: int, b: ServingBenchmark) -> int:
@@ -122,7 +122,11 @@ def _point(b: ServingBenchmark, raw: dict, path: Path, setup: BenchSetup) -> Ser
     conc = _agree("max_concurrency", b.max_concurrency, "max-concurrency", _whole(raw, "max_concurrency", fail), b)
     if conc is None:
         raise fail("max_concurrency", "missing: the benchmark ran without --max-concurrency, so no concurrency")
-    tp = _agree("--tp", setup.tp, "tensor_parallel_size", _whole(raw, "tensor_parallel_size", fail), b)
+    # a sweep's serve parameter, else `vllm bench serve --metadata tp=8`
+    found_tp = _agree(
+        "tensor_parallel_size", _whole(raw, "tensor_parallel_size", fail), "tp", _whole(raw, "tp", fail), b
+    )
+    tp = _agree("--tp", setup.tp, "tensor_parallel_size", found_tp, b)
     tp = required("--tp", tp, "the tensor parallel size")
     gpus = setup.gpus if setup.gpus is not None else tp
     if gpus != tp:

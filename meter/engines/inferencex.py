@@ -24,12 +24,11 @@ Booleans and whole numbers are accepted as JSON values or as the strings the env
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from meter.config.schema import read_input_text
-from meter.engines.points import ServingPoint, check_point
+from meter.engines.points import MAX_WHOLE, ServingPoint, check_point, positive_number, whole_number
 from meter.errors import InputError
 
 MAX_RESULT_BYTES = 64 * 2**20
@@ -90,11 +89,10 @@ class _Record:
         if default is not None and not self.has(key):
             return default
         value = self.get(key)
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)  # the environment's ISL, OSL
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-            raise self.fail(key, "expected a whole number, at least 1", value)
-        return int(value)
+        number = whole_number(value)  # a JSON number, or the environment's string ("1024")
+        if number is None:
+            raise self.fail(key, f"expected a whole number, at least 1 (at most {MAX_WHOLE:,})", value)
+        return number
 
     def flag(self, key: str, default: bool | None = None) -> bool:
         if default is not None and not self.has(key):
@@ -108,9 +106,10 @@ class _Record:
 
     def positive(self, key: str) -> float:
         value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        number = positive_number(value)
+        if number is None:
             raise self.fail(key, "expected a finite number above 0", value)
-        return float(value)
+        return number
 
 
 def _point(r: _Record, source_id: str, date: str | None) -> ServingPoint:
@@ -125,6 +124,13 @@ def _point(r: _Record, source_id: str, date: str | None) -> ServingPoint:
                 raise r.fail(
                     side + key, "is not 1: a points file holds TP/EP/attention-DP layouts only", r.raw[side + key]
                 )
+    if r.has("prefill_hw") and r.text("prefill_hw") != r.text("decode_hw"):
+        # a points row has one hardware column; a prefill pool on other GPUs cannot be priced from it
+        raise r.fail(
+            "prefill_hw",
+            f"differs from decode_hw ({r.text('decode_hw')!r}): one hardware per point",
+            r.raw["prefill_hw"],
+        )
     tp, ep = r.whole(prefix + "tp"), r.whole(prefix + "ep")
     dp_attention = r.flag(prefix + "dp_attention")
     prefill: dict[str, Any] = dict.fromkeys(

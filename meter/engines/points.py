@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -31,6 +32,32 @@ MAX_POINTS_BYTES = 64 * 2**20
 INTERACTIVITY_TOLERANCE = 0.02  # tok_s_user may differ this much from 1000 / median_tpot_ms (rounding, medians)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+MAX_WHOLE = 10**9  # GPUs, lengths, concurrency: far beyond any deployment, and safe as a float
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as a whole number in [1, MAX_WHOLE] (a JSON number or a string of digits), else None."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isdigit() and len(text) <= 10 else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if 1 <= value <= MAX_WHOLE else None
+
+
+def positive_number(value: object) -> float | None:
+    """``value`` as a finite number above 0 (JSON numbers only; an int too large for a float is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 class PointsFileError(InputError):
@@ -209,9 +236,10 @@ def _point(cells: dict[str, str], path: Path, where: str) -> ServingPoint:
                 raise fail(name, "expected True or False", raw)
             values[name] = cell.lower() == "true"
         elif name in _INT:
-            if not re.fullmatch(r"\d+", cell) or int(cell) < 1:
-                raise fail(name, "expected a whole number, at least 1", raw)
-            values[name] = int(cell)
+            number = whole_number(cell)
+            if number is None:
+                raise fail(name, f"expected a whole number, at least 1 (at most {MAX_WHOLE:,})", raw)
+            values[name] = number
         elif name in _FLOAT:
             try:
                 number = float(cell)
@@ -264,6 +292,21 @@ def check_point(p: ServingPoint) -> tuple[str, str, object] | None:
         if abs(p.tok_s_user - expected) > INTERACTIVITY_TOLERANCE * expected:
             return "tok_s_user", f"disagrees with 1000 / median_tpot_ms ({expected:.6g})", p.tok_s_user
     return None
+
+
+def hardware_config_name(hardware: str, config_names: Collection[str]) -> str | None:
+    """The hardware config a point's ``hardware`` names, or None.
+
+    Points name GPUs as their source did: a config name (``h200-sxm``), InferenceX's GPU class (``h200``)
+    or its runner label, the class and a provider suffix (``b200-cw-1``, ``mi355x-amds``). An exact config
+    name wins; else the class before the first ``-``, as a config name or with ``-sxm`` (InferenceX's
+    H100/H200 are SXM parts).
+    """
+    names = set(config_names)
+    if hardware in names:
+        return hardware
+    base = hardware.split("-")[0].lower()
+    return next((c for c in (base, f"{base}-sxm") if c in names), None)
 
 
 def format_points(points: list[ServingPoint], comment: str | None = None) -> str:

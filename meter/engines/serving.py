@@ -173,7 +173,7 @@ class _Fields:
         value = self.raw[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(key, "expected a number", value)
-        if not math.isfinite(value) or value < 0:
+        if (isinstance(value, float) and not math.isfinite(value)) or value < 0 or value > 1e300:  # no int overflow
             raise self.fail(key, "must be a finite number, at least 0", value)
         if integer and float(value) != int(value):
             raise self.fail(key, "expected a whole number", value)

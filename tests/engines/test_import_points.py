@@ -89,6 +89,9 @@ def test_bad_multinode_result_names_the_decode_field(tmp_path: Path):
     path = write_json(tmp_path / "agg.json", inferencex_result(multinode=True, num_decode_gpu=12))
     with pytest.raises(InferenceXFileError, match="field 'num_decode_gpu': not a multiple of the decode"):
         load_inferencex(path)
+    path = write_json(tmp_path / "agg.json", inferencex_result(multinode=True, prefill_hw="h100", decode_hw="h200"))
+    with pytest.raises(InferenceXFileError, match="field 'prefill_hw': differs from decode_hw"):
+        load_inferencex(path)
     path = write_json(tmp_path / "agg.json", inferencex_result(multinode=True, decode_dp_attention=None))
     with pytest.raises(InferenceXFileError, match="field 'decode_dp_attention': missing"):
         load_inferencex(path)
@@ -161,6 +164,10 @@ def test_cli_writes_the_points_file_and_reads_back(tmp_path: Path):
     code, stdout, _ = cli("import", "inferencex", str(_ix_dir(tmp_path)), "-o", str(tmp_path / "ix.tsv"))
     assert code == 0 and "2 serving points" in stdout
     assert {p.disagg for p in read_points(tmp_path / "ix.tsv")} == {False, True}
+    # --append keeps what the file held: InferenceX's points and the user's own sweep in one file
+    code, _, stderr = cli("import", "inferencex", str(tmp_path / "results_bmk"), "-o", str(out), "--append")
+    assert code == 0 and "(2 kept, 2 added)" in stderr
+    assert [p.framework for p in read_points(out)] == ["sglang", "sglang", "sglang", "dynamo-sglang"]
 
 
 def _ix_dir(tmp: Path) -> Path:
@@ -179,6 +186,12 @@ def test_contradictions_and_missing_setup_are_refused(tmp_path: Path):
         bench_points(run, BenchSetup(hardware="h200", precision="fp8", gpus=16))
     with pytest.raises(UsageError, match="'model_id' is 'deepseek-ai/DeepSeek-V3' but --model says 'x'"):
         bench_points(run, BenchSetup(hardware="h200", precision="fp8", model="x"))
+    meta = write_json(tmp_path / "meta.json", vllm_bench_serve())  # --metadata tp=8 wrote "tp": "8"
+    (p,) = bench_points(meta, BenchSetup(hardware="h200", precision="fp8"))
+    assert p.tp == 8 and p.gpus == 8
+    both = write_json(tmp_path / "both.json", vllm_bench_serve(tensor_parallel_size=4))
+    with pytest.raises(UsageError, match="field 'tp' is 8 but tensor_parallel_size says 4"):
+        bench_points(both, BenchSetup(hardware="h200", precision="fp8"))
     sg = write_jsonl(tmp_path / "s.jsonl", [sglang_bench_serving()])
     with pytest.raises(UsageError, match="does not say the tensor parallel size; give --tp"):
         bench_points(sg, BenchSetup(hardware="h200", precision="fp8", model="m"))

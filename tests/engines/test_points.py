@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from meter.engines.points import COLUMNS, PointsFileError, ServingPoint, read_points, write_points
+from meter.engines.points import (
+    COLUMNS,
+    PointsFileError,
+    ServingPoint,
+    hardware_config_name,
+    read_points,
+    write_points,
+)
 from meter.errors import OutputError
 from tests.conftest import REPO
 
@@ -177,3 +184,12 @@ def test_a_broken_copy_of_the_reference_names_its_line(tmp_path: Path):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(PointsFileError, match=r"copy.tsv: field 'line 41': has 26 cells where the header has 25"):
         read_points(bad)
+
+
+def test_points_name_their_hardware_config():
+    from meter.config.hardware import list_hardware
+
+    names = [s.name for s in list_hardware()]
+    cases = {"h200": "h200-sxm", "h200-sxm": "h200-sxm", "h100-pcie": "h100-pcie", "b200-cw-1": "b200",
+             "b200-dgxc": "b200", "mi355x-amds": "mi355x", "gb200": "gb200", "GB300": "gb300", "tpu-v5": None}  # fmt: skip
+    assert {hw: hardware_config_name(hw, names) for hw in cases} == cases

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from meter.cli.common import locator
 from meter.cli.output import emit_json, table
 from meter.units import count
+
+if TYPE_CHECKING:
+    from meter.config.hardware import HardwareSpec
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -104,6 +108,7 @@ def run_hardware(args: argparse.Namespace) -> int:
                         "memory_gb": s.memory_gb,
                         "memory_bandwidth_gb_s": s.memory_bandwidth_gb_s,
                         "nvlink_bandwidth_gb_s": s.nvlink_bandwidth_gb_s,
+                        "scale_up_domain_gpus": s.scale_up_domain_gpus,
                         "network_bandwidth_gb_s": s.network_bandwidth_gb_s,
                         "tdp_w": s.tdp_w,
                         "sources": s.sources,
@@ -119,21 +124,34 @@ def run_hardware(args: argparse.Namespace) -> int:
             s.name,
             s.peak_tflops.get("bf16"),
             s.peak_tflops.get("fp8"),
+            s.peak_tflops.get("fp4"),
             s.memory_gb,
             s.memory_bandwidth_gb_s,
             s.nvlink_bandwidth_gb_s,
+            s.scale_up_domain_gpus,
             s.tdp_w,
-            ", ".join(s.nvml_names) if s.kind == "gpu" else "(peaks measured at run time)",
+            _names(s),
         ]
         for s in specs
     ]
     print(
         table(
-            ["hardware", "bf16 TFLOP/s", "fp8 TFLOP/s", "mem GB", "HBM GB/s", "NVLink GB/s", "TDP W", "NVML name"], rows
+            ["hardware", "bf16 TFLOP/s", "fp8 TFLOP/s", "fp4 TFLOP/s", "mem GB", "HBM GB/s", "scale-up GB/s"]
+            + ["domain GPUs", "TDP W", "NVML name"],
+            rows,
         )
     )
-    print("\nDense (non-sparse) peaks. Sources and dates: meter hardware --json, or configs/hardware/*.yaml.")
+    print(
+        "\nDense (non-sparse) peaks. Scale-up: NVLink, or AMD Infinity Fabric (xGMI), bidirectional per GPU, "
+        "within a domain of that many GPUs. Sources and dates: meter hardware --json, or configs/hardware/*.yaml."
+    )
     return 0
+
+
+def _names(spec: HardwareSpec) -> str:
+    if spec.kind != "gpu":
+        return "(peaks measured at run time)"
+    return ", ".join(spec.nvml_names) or "(no NVML name: --hardware NAME)"
 
 
 def run_prices(args: argparse.Namespace) -> int:

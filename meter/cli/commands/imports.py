@@ -63,6 +63,7 @@ def _register_points(tools: argparse._SubParsersAction, common: argparse.Argumen
     x.add_argument("--date", type=_date, help="the date the points were measured (YYYY-MM-DD; the files omit it)")
     x.add_argument("--source-id", help="the points' source_id (default: each file's name)")
     x.add_argument("-o", "--output", metavar="FILE.tsv", required=True, help="the points file to write")
+    x.add_argument("--append", action="store_true", help="keep the points already in the output file, add these")
     x.add_argument("--json", action="store_true", help="print the points as JSON")
     x.set_defaults(handler=run_points, reader="inferencex")
     for tool, what, example in (
@@ -103,6 +104,7 @@ def _register_points(tools: argparse._SubParsersAction, common: argparse.Argumen
         e.add_argument("--date", type=_date, help="the date measured (YYYY-MM-DD; default: the file's, if any)")
         e.add_argument("--source-id", help="the points' source_id (default: each file's name)")
         e.add_argument("-o", "--output", metavar="FILE.tsv", required=True, help="the points file to write")
+        e.add_argument("--append", action="store_true", help="keep the points already in the output file, add these")
         e.add_argument("--json", action="store_true", help="print the points as JSON")
         e.set_defaults(handler=run_points, reader=tool)
 
@@ -122,7 +124,7 @@ def _date(text: str) -> str:
 def run_points(args: argparse.Namespace) -> int:
     from meter.engines.bench_points import BenchSetup, bench_points, vllm_sweep_runs
     from meter.engines.inferencex import load_inferencex
-    from meter.engines.points import write_points
+    from meter.engines.points import read_points, write_points
     from meter.errors import InputError
 
     points = []
@@ -159,7 +161,8 @@ def run_points(args: argparse.Namespace) -> int:
             else:
                 points += bench_points(path, setup, engine)
     output = Path(args.output)
-    write_points(points, output, comment=f"meter import {args.reader} {' '.join(args.files)}")
+    kept = read_points(output) if args.append and output.exists() else []
+    write_points(kept + points, output, comment=f"meter import {args.reader} {' '.join(args.files)}")
     if args.json:
         emit_json({"points_file": str(output), "points": points})
         return 0
@@ -170,7 +173,8 @@ def run_points(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     headers = ["hardware", "framework", "layout", "isl/osl", "conc", "tok/s/user", "out tok/s/GPU", "tok/s/GPU"]
     print(table(headers + ["TPOT ms"], rows, title=f"{len(points)} serving points"))
-    print(f"Points file: {output}", file=sys.stderr)
+    kept_note = f" ({len(kept)} kept, {len(points)} added)" if args.append else ""
+    print(f"Points file: {output}{kept_note}", file=sys.stderr)
     return 0
 
 
