@@ -219,15 +219,17 @@ def _layout(args: argparse.Namespace, a):
 
 
 def hardware_resolver(loc):
-    """A points file's hardware name (InferenceX writes ``h200``) as a hardware config (``h200-sxm``), or None."""
+    """A points file's hardware name (a config name, InferenceX's class ``h200`` or a runner label
+    ``b200-cw-1``) as a hardware config (:func:`meter.engines.points.hardware_config_name`), or None."""
     from meter.config.hardware import load_hardware
+    from meter.engines.points import hardware_config_name
 
-    names = sorted(loc.names("hardware"))
+    names = loc.names("hardware")
     found: dict = {}
 
     def resolve(name: str):
         if name not in found:
-            match = name if name in names else next((n for n in names if n.startswith(name + "-")), None)
+            match = hardware_config_name(name, names)
             found[name] = load_hardware(match, loc) if match else None
         return found[name]
 

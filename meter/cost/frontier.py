@@ -53,7 +53,8 @@ class ParallelShape:
     ep: int = 1
     dp_attention: bool = False
 
-    def pool(self, base: Pool, context: int, comm_overlap: float = 0.0) -> Pool:
+    def pool(self, base: Pool, context: int, comm_overlap: float = 0.0, domain: int | None = None) -> Pool:
+        """The pool of this shape; ``domain``: GPUs one NVLink domain joins (8 a node; 72 an NVL72 rack)."""
         if self.dp_attention:
             tp, dp = 1, max(self.tp, self.ep)
         else:
@@ -69,6 +70,7 @@ class ParallelShape:
             routed_experts_per_gpu=None,
             shared_experts_per_gpu=None,
             comm_overlap=comm_overlap,
+            gpus_per_node=domain or base.gpus_per_node,
         )
 
     @property
@@ -200,7 +202,8 @@ def point_work(
     """The decode and prefill steps of a point, with their bounds. Raises UsageError (from the
     memory check) when not even one sequence's KV cache fits beside the weights."""
     drafts = engine.mtp_draft_tokens
-    dpool = layout.decode.pool(d.decode, workload.decode_context, engine.comm_overlap)
+    domain = hw.scale_up_domain_gpus
+    dpool = layout.decode.pool(d.decode, workload.decode_context, engine.comm_overlap, domain)
     dd = dataclasses.replace(d, decode=dpool)
     replicas = max(1, layout.n_decode_gpus // layout.decode.gpus)
     # below one sequence a replica, the busy replicas carry one each and the rest idle
@@ -217,14 +220,19 @@ def point_work(
     if a.is_moe and dpool.ep > 1 and layout.n_decode_gpus > dpool.ep:
         ep = layout.n_decode_gpus
         wide = dataclasses.replace(dpool, ep=ep, dp=ep // dpool.tp, redundant_experts=-a.n_routed_experts % ep)
-    wide_batch = running / wide.gpus if wide is not dpool else batch
-    decode_bound = step_bound_s(
-        step_work(a, hw, lean, wide, "decode", wide_batch, query_tokens=1 + drafts, draft_layers=drafts, roofline=True)
+    # whichever of the pool as laid out and the wide instance is faster at its roofline (the wide
+    # one holds fewer experts a GPU but may send more over the network)
+    shapes = [(dpool, batch)] + ([(wide, running / wide.gpus)] if wide is not dpool else [])
+    decode_bound = min(
+        step_bound_s(
+            step_work(a, hw, lean, p, "decode", b, query_tokens=1 + drafts, draft_layers=drafts, roofline=True)
+        )
+        for p, b in shapes
     )
 
     shape = layout.prefill_shape
     prompt = workload.computed_prompt
-    ppool = shape.pool(d.prefill, prompt, engine.comm_overlap)
+    ppool = shape.pool(d.prefill, prompt, engine.comm_overlap, domain)
     per_replica = concurrency if layout.aggregated else concurrency / max(1, layout.prefill_gpus // shape.gpus)
     prompts = max(min(per_replica, engine.prefill_token_budget / prompt), engine.prefill_token_budget / prompt / 8)
     prompts = min(prompts, max(per_replica, 1.0))
