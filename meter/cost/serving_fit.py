@@ -71,6 +71,9 @@ class ValidationPoint:
     setup: str
     layout: str
     concurrency: int
+    gpus: int
+    isl: int
+    osl: int
     measured_output_tokens_per_s_per_gpu: float
     predicted_output_tokens_per_s_per_gpu: float
     output_tokens_per_s_per_gpu_bound: float
@@ -115,6 +118,9 @@ def validate(
                 o.setup,
                 o.layout,
                 o.work.concurrency,
+                o.work.layout.gpus,
+                o.work.workload.isl,
+                o.work.workload.osl,
                 o.output_tokens_per_s_per_gpu,
                 p.output_tokens_per_s_per_gpu,
                 p.output_tokens_per_s_per_gpu_bound,

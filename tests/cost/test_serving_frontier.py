@@ -119,9 +119,7 @@ def test_the_fit_recovers_the_parameters_that_made_the_points():
 def test_a_measured_point_above_the_bound_is_flagged():
     w = F.point_work(V3, H200, DAY6, F.ServingLayout(F.ParallelShape(8)), F.Workload(1024, 1024), F.EngineSettings(), 4)
     bound = F.time_point(w, DEFAULTS).output_tokens_per_s_per_gpu_bound
-    v = validate(
-        [Observation("too fast", w, 2 * bound, 50.0), Observation("fine", w, bound / 4, 50.0)], DEFAULTS
-    )
+    v = validate([Observation("too fast", w, 2 * bound, 50.0), Observation("fine", w, bound / 4, 50.0)], DEFAULTS)
     assert [p.setup for p in v.points_above_bound] == ["too fast"]
     assert v.points[1].error == pytest.approx(v.points[1].predicted_output_tokens_per_s_per_gpu / (bound / 4) - 1)
 

@@ -68,6 +68,13 @@ def test_against_prices_each_point_at_its_own_setup_and_flags_the_one_above_the_
     v = json.loads(r.stdout)["validation"]
     assert len(v["points"]) == 4
     first = v["points"][0]
+    assert (first["gpus"], first["isl"], first["osl"], first["concurrency"], first["layout"]) == (
+        8,
+        1024,
+        1024,
+        4,
+        "TP8",
+    )
     assert first["measured_output_tokens_per_s_per_gpu"] == pytest.approx(49.1739)
     assert first["measured_tokens_per_s_per_user"] == pytest.approx(102.7757)
     for key in (
