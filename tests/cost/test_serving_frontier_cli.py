@@ -9,7 +9,15 @@ import pytest
 
 from tests.conftest import run_meter
 
-REFERENCE = Path(__file__).resolve().parents[2].parent.parent / "shared" / "reference" / "serving-points-h200.tsv"
+# ../shared/reference beside the checkout (the main checkout and the worktrees sit at different depths)
+REFERENCE = next(
+    (
+        p / "shared" / "reference" / "serving-points-h200.tsv"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "reference" / "serving-points-h200.tsv").is_file()
+    ),
+    Path("absent"),
+)
 HEADER = (
     "source_id\tmodel\tprecision\thardware\tframework\tspec_method\tdisagg\ttp\tep\tdp_attention\tprefill_tp\t"
     "prefill_ep\tprefill_dp_attention\tnum_prefill_gpu\tnum_decode_gpu\tisl\tosl\tconc\tmedian_tpot_ms\ttok_s_user\t"
