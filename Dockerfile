@@ -11,7 +11,7 @@ COPY kernels ./kernels
 COPY configs ./configs
 # The exporter never imports torch: install the package without its torch dependency.
 # grpcio and protobuf: pod attribution through the kubelet's pod-resources socket (the kubernetes extra).
-RUN pip install --no-cache-dir "nvidia-ml-py>=12.535" "prometheus-client>=0.20" "pyyaml>=6.0" "numpy>=1.24" \
+RUN pip install --no-cache-dir "nvidia-ml-py>=12.535" "prometheus-client>=0.20" "pyyaml>=6.0" "bcrypt>=4.0" "numpy>=1.24" \
       "grpcio>=1.85.1" "protobuf>=7.35.1,<8" \
  && pip install --no-cache-dir --no-deps .
 ENV METER_GIT_SHA=unknown

@@ -9,8 +9,76 @@ This module imports nothing heavy: ``meter`` loads YAML into it without importin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+# Range checks as plain field metadata (read by meter's schema loader; kernels must not import meter).
+_POSITIVE = {"gt": 0}
+_NON_NEGATIVE = {"ge": 0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SparseAttentionArgs:
+    """DeepSeek Sparse Attention (DSA, DeepSeek-V3.2) on top of MLA.
+
+    A lightning indexer scores every preceding token for each query,
+    I(t, s) = sum_j w(t, j) * ReLU(q(t, j) . k(s)), with ``index_n_heads`` query heads of
+    ``index_head_dim`` and one key per token shared by them; MLA then attends only the
+    ``index_topk`` best-scoring tokens. Field names are those of DeepSeek's config
+    (``deepseek-ai/DeepSeek-V3.2-Exp`` inference/config_671B_v3.2.json).
+    """
+
+    index_n_heads: int = field(metadata=_POSITIVE)
+    index_head_dim: int = field(metadata=_POSITIVE)
+    index_topk: int = field(metadata=_POSITIVE)
+    # The indexer's q and k are fp8 e4m3 with one float32 scale per block of this many values.
+    index_quant_block: int = field(default=128, metadata=_POSITIVE)
+    # Bytes per token per layer of the indexer's key cache: 128 fp8 + one float32 scale = 132
+    # (DeepSeek-V3.2-Exp inference/model.py Indexer k_cache / k_scale_cache).
+    index_key_bytes: int = field(default=132, metadata=_POSITIVE)
+    # Bytes per token per layer of the MLA cache in FlashMLA's fp8 sparse format: 512 fp8 latent
+    # + 4 float32 scales + 64 bf16 RoPE values = 656 (FlashMLA README, "FP8 KV cache").
+    fp8_kv_entry_bytes: int = field(default=656, metadata=_POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressedAttentionArgs:
+    """DeepSeek-V4's hybrid attention, as its public config.json and vLLM's implementation define it.
+
+    Every layer is multi-query attention with one ``head_dim``-wide KV head (keys are values;
+    ``ModelArgs.head_dim``, ``n_kv_heads`` 1) over three sources: the last ``sliding_window``
+    tokens; and, where its compress ratio ``r`` is above 1, one compressed entry per ``r``
+    tokens. Layers at ``indexed_compress_ratio`` (4: "CSA") select ``index_topk`` compressed
+    entries with a lightning indexer as in V3.2; the others ("HCA", 128) attend all of them.
+    Ratio 0 (or 1) is a sliding-window-only layer. The output projection is low-rank and grouped:
+    ``o_groups`` groups of heads each project to ``o_lora_rank``, then one matrix to the model width.
+    """
+
+    # One entry per layer of the main model; config.json's extra trailing entries (the MTP
+    # layers') may be kept and are ignored.
+    compress_ratios: tuple[int, ...] = field(metadata=_NON_NEGATIVE)
+    sliding_window: int = field(metadata=_POSITIVE)
+    o_lora_rank: int = field(metadata=_POSITIVE)
+    o_groups: int = field(metadata=_POSITIVE)
+    index_n_heads: int = field(metadata=_POSITIVE)
+    index_head_dim: int = field(metadata=_POSITIVE)
+    index_topk: int = field(metadata=_POSITIVE)
+    # Which compress ratio has an indexer: vLLM's "C4A" layers run it, "C128A" layers get their
+    # indices "pre-computed during metadata build" (meter reads that as: all entries).
+    indexed_compress_ratio: int = field(default=4, metadata=_POSITIVE)
+    # Manifold-constrained hyper-connections: hc_mult parallel residual streams.
+    hc_mult: int = field(default=1, metadata=_POSITIVE)
+    hc_sinkhorn_iters: int = field(default=0, metadata=_NON_NEGATIVE)
+    # The first n_hash_layers MoE layers route by a token-id -> experts table, not a learned gate.
+    n_hash_layers: int = field(default=0, metadata=_NON_NEGATIVE)
+    # Bytes per cached entry (sliding-window or compressed) in FlashMLA's fp8 "MODEL1" format:
+    # 448 fp8 + 64 bf16 RoPE + 7 UE8M0 scales + 1 pad = 584; and per indexer key entry: 132.
+    fp8_kv_entry_bytes: int = field(default=584, metadata=_POSITIVE)
+    index_key_bytes: int = field(default=132, metadata=_POSITIVE)
+
+    def layer_ratios(self, n_layers: int) -> tuple[int, ...]:
+        """Compress ratio of each of the main model's ``n_layers`` layers (0: sliding window only)."""
+        return tuple(0 if r <= 1 else r for r in self.compress_ratios[:n_layers])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,8 +133,15 @@ class ModelArgs:
     norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
 
+    # DeepSeek-V3.2's sparse attention over MLA (None: dense attention over the whole context).
+    sparse_attention: SparseAttentionArgs | None = None
+    # DeepSeek-V4's hybrid compressed attention (None: not a V4-style model).
+    compressed_attention: CompressedAttentionArgs | None = None
+
     @property
-    def attention(self) -> Literal["mla", "gqa"]:
+    def attention(self) -> Literal["mla", "gqa", "compressed"]:
+        if self.compressed_attention is not None:
+            return "compressed"
         return "mla" if self.kv_lora_rank > 0 else "gqa"
 
     @property
@@ -97,3 +172,8 @@ class ModelArgs:
     def kv_heads(self) -> int:
         """Heads of K/V actually materialised in the naive (non-absorbed) form."""
         return self.n_heads if self.attention == "mla" else self.n_kv_heads
+
+    @property
+    def is_sparse(self) -> bool:
+        """Attention that reads a selected subset of the context (V3.2's DSA, V4's indexed layers)."""
+        return self.sparse_attention is not None or self.compressed_attention is not None

@@ -245,6 +245,15 @@ def model_yaml(append: str) -> bytes:
     return (text.replace("name: deepseek-v3-tiny", "name: bad") + "\n" + append + "\n").encode()
 
 
+def builtin_model_yaml(model: str, old: str, new: str) -> bytes:
+    """A built-in model's YAML, renamed ``bad``, with one text replacement (which must apply)."""
+    from meter.config.paths import builtin_config_dir
+
+    text = (builtin_config_dir() / "models" / f"{model}.yaml").read_text().replace(f"name: {model}", "name: bad")
+    assert old in text, old
+    return text.replace(old, new, 1).encode()
+
+
 def hardware_yaml(date: str) -> bytes:
     from meter.config.paths import builtin_config_dir
 
@@ -283,6 +292,40 @@ CONFIGS = [
     ),
     Bad("model YAML empty", config_file("models", "bad", b"", FLOPS_BAD), ("bad.yaml", "an empty file")),
     Bad("alias bomb", config_file("models", "bad", BOMB, FLOPS_BAD), ("bad.yaml", "aliases expand")),
+    Bad(
+        "DSA top-k 0",
+        config_file(
+            "models", "bad", builtin_model_yaml("deepseek-v3.2", "index_topk: 2048", "index_topk: 0"), FLOPS_BAD
+        ),
+        ("bad.yaml", "sparse_attention.index_topk", "greater than 0"),
+    ),
+    Bad(
+        "DSA on a model without MLA",
+        config_file(
+            "models",
+            "bad",
+            model_yaml("sparse_attention: {index_n_heads: 4, index_head_dim: 16, index_topk: 8}")
+            .replace(b"kv_lora_rank: 64", b"kv_lora_rank: 0")
+            .replace(b"q_lora_rank: 96", b"q_lora_rank: 0"),
+            FLOPS_BAD,
+        ),
+        ("bad.yaml", "kv_lora_rank", "sparse_attention"),
+    ),
+    Bad(
+        "V4 compress_ratios of the wrong length",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "[0, 0, 4,", "[4,"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.compress_ratios", "has 42 entries"),
+    ),
+    Bad(
+        "V4 negative compress ratio",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "[0, 0, 4,", "[0, -4, 4,"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.compress_ratios", "at least 0"),
+    ),
+    Bad(
+        "V4 o_groups not dividing the heads",
+        config_file("models", "bad", builtin_model_yaml("deepseek-v4-flash", "o_groups: 8", "o_groups: 7"), FLOPS_BAD),
+        ("bad.yaml", "compressed_attention.o_groups", "must divide n_heads"),
+    ),
     Bad(
         "hardware date 2026-02-30",
         config_file("hardware", "bad", hardware_yaml("2026-02-30"), ["hardware", "--json"]),
@@ -402,6 +445,11 @@ FLAGS = [
         ("--ep", "only MoE layers"),
     ),
     Bad("ep for a dense model", flags("bench", "--model", "llama-3.1-405b", "--ep", "8"), ("--ep", "no experts")),
+    Bad(
+        "bench V4's compressed attention",
+        flags("bench", "--model", "deepseek-v4-flash", "--layers", "attn", "--phase", "decode"),
+        ("deepseek-v4-flash", "compressed attention", "no benchmark workload"),
+    ),
     Bad("watch count negative", flags("watch", "--count", "-1"), ("--count", "'-1'")),
     Bad(
         "samples above the cap",
@@ -465,6 +513,89 @@ FLAGS = [
         "points hardware unknown",
         lambda tmp: [*_FRONTIER[:5], "--against", str(_points_on(tmp, "tpu9"))],
         ("hardware 'tpu9'",),
+    ),
+]
+
+# --- the exporter's web config (exporter-toolkit's format) ------------------------------------------------
+
+SHA256_OF_PASSWORD = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+BCRYPT_OF_PASSWORD = (
+    "$2b$04$tKB.ccApSE/0Z9t66XAJM.V8GwDfLQB58Qo7.Eft2RJtM3YtPPf4G"  # bcrypt.hashpw(b"password", gensalt(4))
+)
+
+
+def web_config(content: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "web.yml").write_text(content)
+        return ["serve", "--web.config.file", str(tmp / "web.yml")]
+
+    return build
+
+
+def _mismatched_key(tmp: Path) -> list[str]:
+    from tests.deploy.certs import TestCa
+
+    ca = TestCa(tmp / "pki")
+    server, other = ca.issue("server"), ca.issue("other")
+    return web_config(f"tls_server_config:\n  cert_file: {server.cert}\n  key_file: {other.key}\n")(tmp)
+
+
+WEB_CONFIGS = [
+    Bad("web config missing", flags("serve", "--web.config.file", "absent.yml"), ("absent.yml", "no such file")),
+    Bad("web config bad YAML", web_config("basic_auth_users: {a: [\n"), ("web.yml", "malformed YAML")),
+    Bad("web config a list", web_config("- tls_server_config\n"), ("web.yml", "expected a mapping", "list")),
+    Bad(
+        "web config sha256 where bcrypt goes",
+        web_config(f"basic_auth_users:\n  prometheus: {SHA256_OF_PASSWORD}\n"),
+        ("web.yml", "basic_auth_users.prometheus", "bcrypt", "sha256"),
+    ),
+    Bad(
+        "web config plain password",
+        web_config("basic_auth_users:\n  prometheus: s3cret\n"),
+        ("basic_auth_users.prometheus", "bcrypt", "plain password"),
+    ),
+    Bad(
+        "web config unknown key",
+        web_config(f"basic_auth_users:\n  prometheus: '{BCRYPT_OF_PASSWORD}'\ntls_config: {{}}\n"),
+        ("web.yml", "field 'tls_config'", "unknown"),
+    ),
+    Bad(
+        "web config unknown TLS key",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n"),
+        ("tls_server_config.ca_file", "unknown"),
+    ),
+    Bad(
+        "web config unverified client certificates",
+        web_config(
+            "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  client_auth_type: RequestClientCert\n"
+        ),
+        ("tls_server_config.client_auth_type", "unsupported", "RequestClientCert"),
+    ),
+    Bad(
+        "web config certificate missing",
+        web_config("tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n"),
+        ("tls_server_config.cert_file", "nope.pem", "no such file"),
+    ),
+    Bad("web config key does not match certificate", _mismatched_key, ("tls_server_config.key_file", "does not match")),
+    Bad(
+        "web config TLS version unknown",
+        web_config("tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  min_version: TLS9\n"),
+        ("tls_server_config.min_version", "'TLS9'"),
+    ),
+    Bad(
+        "web config rate limit interval",
+        web_config("rate_limit:\n  interval: fast\n  burst: 5\n"),
+        ("rate_limit.interval", "duration", "'fast'"),
+    ),
+    Bad(
+        "web config header not configurable",
+        web_config("http_server_config:\n  headers:\n    Set-Cookie: a=b\n"),
+        ("http_server_config.headers.Set-Cookie", "cannot be configured"),
+    ),
+    Bad(
+        "web config with deprecated flags",
+        lambda tmp: [*web_config("{}\n")(tmp), "--basic-auth-file", "users"],
+        ("--web.config.file", "one or the other"),
     ),
 ]
 
@@ -591,7 +722,201 @@ def _raw_ix(tmp: Path, text: str) -> list[str]:
     return ["import", "inferencex", str(path), "-o", str(tmp / "p.tsv")]
 
 
-ALL = RUN_FILES + CONFIGS + FLAGS + OUTPUTS + POINTS
+# --- other tools' result files: nccl-tests / rccl-tests output, serving benchmarks ----------------------
+
+
+def _nccl(mutate: Callable[[str], str], test: str = "all_reduce", style: str = "2.19") -> Callable[[Path], Path]:
+    """nccl-tests output in a version's shape (tests/engines/formats.py), changed by ``mutate``."""
+
+    def build(tmp: Path) -> Path:
+        from tests.engines.formats import nccl_log
+
+        path = tmp / "nccl.txt"
+        path.write_text(mutate(nccl_log(test, [(1 << 20, 30.0), (1 << 30, 6800.0)], style=style)))
+        return path
+
+    return build
+
+
+def _first_row(text: str, old: str, new: str) -> str:
+    """Replace ``old`` with ``new`` in the first data row only."""
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(" ") and line.split()[0].isdigit())
+    lines[i] = lines[i].replace(old, new, 1)
+    return "\n".join(lines) + "\n"
+
+
+def _row_token(text: str, k: int, value: str) -> str:
+    """Set token ``k`` of the first data row (0 size, 5 time, 8 the out-of-place check)."""
+    lines = text.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith(" ") and line.split()[0].isdigit())
+    tokens = lines[i].split()
+    tokens[k] = value
+    lines[i] = "  ".join(tokens)
+    return "\n".join(lines) + "\n"
+
+
+def _imports(build: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["import", "nccl-tests", str(build(tmp)), "-o", str(tmp / "o.json"), *extra]
+
+
+def _comm(build: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["cost", "cluster", "--comm-run", str(build(tmp)), "--samples", "0", *extra]
+
+
+def _vllm(**overrides) -> dict:
+    from tests.engines.formats import vllm_bench_serve
+
+    return vllm_bench_serve(**overrides)
+
+
+def _bench_file(content: Callable[[], str], *extra: str) -> Callable[[Path], list[str]]:
+    def argv(tmp: Path) -> list[str]:
+        path = tmp / "bench.json"
+        path.write_text(content())
+        return ["cost", "serve", "--from-bench", str(path), "--gpus", "8", "--price", "2", *extra]
+
+    return argv
+
+
+def _dir(tmp: Path) -> Path:
+    path = tmp / "sweep"
+    (path / "BENCH-x").mkdir(parents=True)
+    (path / "BENCH-x" / "warmup.json").write_text("{}")
+    return path
+
+
+REAL_FILES = [
+    Bad(
+        "nccl header without busbw",
+        _imports(_nccl(lambda t: t.replace("busbw", "bw"))),
+        ("nccl.txt", "header", "lacks the column(s) busbw"),
+    ),
+    Bad(
+        "nccl header with fewer busbw than time columns",
+        _imports(_nccl(lambda t: t.replace("busbw  #wrong", "#wrong", 1)[::-1].replace("wbsub", "", 1)[::-1])),
+        ("nccl.txt", "busbw"),
+    ),
+    Bad(
+        "nccl row cut short",
+        _imports(_nccl(lambda t: _first_row(t, "     float", ""))),
+        ("nccl.txt", "line"),
+    ),
+    Bad(
+        "nccl 400-digit size",
+        _imports(_nccl(lambda t: _first_row(t, "1048576", "9" * 400))),
+        ("nccl.txt", "size", "64-bit"),
+    ),
+    Bad(
+        "nccl size above 64 bits",
+        _imports(_nccl(lambda t: _first_row(t, "1048576", str(2**64)))),
+        ("nccl.txt", "size", "64-bit"),
+    ),
+    Bad(
+        "nccl time 1e-320 us",
+        _imports(_nccl(lambda t: _first_row(t, "30.00", "1e-320"))),
+        ("nccl.txt", "time", "0.005 us"),
+    ),
+    Bad("nccl time NaN", _imports(_nccl(lambda t: _first_row(t, "30.00", "nan"))), ("nccl.txt", "time", "finite")),
+    Bad(
+        "nccl check column not a number",
+        _imports(_nccl(lambda t: _row_token(t, 8, "maybe"))),
+        ("nccl.txt", "#wrong", "expected a number"),
+    ),
+    Bad(
+        "nccl log of only unmodelled tests",
+        _imports(_nccl(lambda t: t, test="reduce_scatter")),
+        ("nccl.txt", "holds only reduce_scatter_perf", "does not model"),
+    ),
+    Bad(
+        "nccl untold all-to-all before 2.16.7",
+        _imports(_nccl(lambda t: t, test="alltoall", style="2.13")),
+        ("nccl.txt", "all_gather and all_to_all alike", "--collective"),
+    ),
+    Bad(
+        "nccl --collective against the rows",
+        _imports(_nccl(lambda t: t, style="2.13"), "--collective", "all_gather"),
+        ("nccl.txt", "--collective all_gather does not fit", "all_reduce"),
+    ),
+    Bad(
+        "nccl --collective against the program name",
+        _imports(_nccl(lambda t: t), "--collective", "all_to_all"),
+        ("nccl.txt", "all_reduce_perf, not all_to_all"),
+    ),
+    Bad(
+        "comm-run untold all-to-all",
+        _comm(_nccl(lambda t: t, test="alltoall", style="rccl")),
+        ("nccl.txt", "rccl-tests do not", "--collective"),
+    ),
+    Bad(
+        "cluster --collective without --comm-run",
+        flags("cost", "cluster", "--collective", "all_to_all"),
+        ("--comm-run",),
+    ),
+    Bad(
+        "cluster --collective with a run file",
+        lambda tmp: [
+            "cost",
+            "cluster",
+            "--comm-run",
+            str(synthetic_v3_run(tmp / "a.json")),
+            "--collective",
+            "all_reduce",
+        ],
+        ("a.json", "--collective", "run file"),
+    ),
+    Bad(
+        "nccl busbw that is not the ranks' factor",
+        _comm(_nccl(lambda t: "\n".join(x for x in t.splitlines() if not x.startswith(("#  Rank  6", "#  Rank  7"))))),
+        ("nccl.txt", "busbw / algbw"),
+    ),
+    Bad(
+        "serving run with no completed request",
+        _bench_file(
+            lambda: json.dumps(
+                _vllm(
+                    completed=0,
+                    failed=500,
+                    total_input_tokens=0,
+                    total_output_tokens=0,
+                    request_throughput=0.0,
+                    output_throughput=0.0,
+                    total_token_throughput=0.0,
+                )
+            )
+        ),  # fmt: skip
+        ("bench.json", "completed", "no request completed", "500 failed"),
+    ),
+    Bad("serving sweep summary empty", _bench_file(lambda: "[]"), ("bench.json", "empty list")),
+    Bad(
+        "serving sweep summary with a non-object",
+        _bench_file(lambda: json.dumps([_vllm(), 3])),
+        ("bench.json", "[1]", "expected a JSON object"),
+    ),
+    Bad(
+        "serving sweep directory without results",
+        lambda tmp: ["cost", "serve", "--from-bench", str(_dir(tmp)), "--gpus", "8", "--price", "2"],
+        ("sweep", "holds no run=<n>.json files"),
+    ),
+    Bad(
+        "serving request rate a word",
+        _bench_file(lambda: json.dumps(_vllm(request_rate="fast"))),
+        ("bench.json", "request_rate", "'fast'"),
+    ),
+    Bad(
+        "serving --ep that does not fill --gpus",
+        _bench_file(lambda: json.dumps(_vllm()), "--scenario", "deepseek-v3-day6", "--ep", "16"),
+        ("--gpus 8", "prefill on 32 GPU(s)", "--tp/--ep"),
+    ),
+    Bad(
+        "serving deployment resized to --gpus does not fit",
+        _bench_file(lambda: json.dumps(_vllm()), "--scenario", "deepseek-v3-day6"),
+        ("--gpus 8", "resized to the benchmark's 8 GPU(s)", "does not fit"),
+    ),
+]
+
+
+ALL = RUN_FILES + CONFIGS + FLAGS + WEB_CONFIGS + OUTPUTS + POINTS + REAL_FILES
 
 
 def test_there_are_at_least_sixty_named_bad_inputs():

@@ -19,14 +19,17 @@ FLOPs of one forward call at a given batch shape, for comparing with measured la
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from kernels.args import ModelArgs
+from meter.analytic import sparse_attention as S
 from meter.analytic.params import attention_params, expert_params, swiglu_params
 
 AttentionForm = Literal["naive", "absorbed"]
 AttentionPairs = Literal["causal", "full"]
+SparsePhase = Literal["prefill", "decode"]
 TRAIN_MULTIPLIER = 3  # forward + backward, backward = 2 x forward
 
 
@@ -73,15 +76,17 @@ class FlopsPerToken:
     shared_experts: float
     routed_experts: float
     output_head: float
+    # A sparse-attention indexer's scores (DeepSeek-V3.2, V4): products of activations, like the core.
+    indexer: float = 0.0
 
     @property
     def attention(self) -> float:
-        return self.attention_gemm + self.attention_core
+        return self.attention_gemm + self.attention_core + self.indexer
 
     @property
     def gemm(self) -> float:
-        """Everything but the attention core: the products with weights."""
-        return self.total - self.attention_core
+        """Everything but the attention core and the indexer's scores: the products with weights."""
+        return self.total - self.attention_core - self.indexer
 
     @property
     def total(self) -> float:
@@ -126,10 +131,26 @@ def forward_flops_per_token(
     )
 
 
+def with_sparse_attention(f: FlopsPerToken, a: ModelArgs, context: int, phase: SparsePhase) -> FlopsPerToken:
+    """``f`` with its attention counted as the model reads its context: DeepSeek-V3.2's indexer and
+    top-k MLA, or V4's window, compressed entries and indexer (``meter.analytic.sparse_attention``).
+    A dense-attention model's counts are returned unchanged."""
+    if not a.is_sparse:
+        return f
+    att = S.attention_per_token(a, context, phase)
+    return dataclasses.replace(
+        f, attention_gemm=att.projections_flops, attention_core=att.core_flops, indexer=att.indexer_flops
+    )
+
+
 def train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPairs = "causal") -> FlopsPerToken:
-    """Forward + backward FLOPs per token of the main model (MTP excluded: see ``mtp_train_flops_per_token``)."""
+    """Forward + backward FLOPs per token of the main model (MTP excluded: see ``mtp_train_flops_per_token``).
+
+    A sparse-attention model is counted as its sparse forward (prefill form) x 3.
+    """
     mean_kv = attention_pairs(seq_len, seq_len, pairs) / seq_len
-    return forward_flops_per_token(a, mean_kv).scaled(TRAIN_MULTIPLIER)
+    forward = with_sparse_attention(forward_flops_per_token(a, mean_kv), a, seq_len, "prefill")
+    return forward.scaled(TRAIN_MULTIPLIER)
 
 
 def mtp_train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPairs = "causal") -> float:
@@ -151,7 +172,8 @@ def mtp_train_flops_per_token(a: ModelArgs, seq_len: int, *, pairs: AttentionPai
 def prefill_flops_per_token(a: ModelArgs, prompt_len: int, *, pairs: AttentionPairs = "causal") -> FlopsPerToken:
     """Forward FLOPs per prompt token; logits for the last position only."""
     mean_kv = attention_pairs(prompt_len, prompt_len, pairs) / prompt_len
-    return forward_flops_per_token(a, mean_kv, head_fraction=1.0 / prompt_len)
+    f = forward_flops_per_token(a, mean_kv, head_fraction=1.0 / prompt_len)
+    return with_sparse_attention(f, a, prompt_len, "prefill")
 
 
 def decode_flops_per_token(a: ModelArgs, context_len: int, *, form: AttentionForm = "absorbed") -> FlopsPerToken:
@@ -160,7 +182,8 @@ def decode_flops_per_token(a: ModelArgs, context_len: int, *, form: AttentionFor
     The naive MLA form decodes against the same latent cache, so it up-projects all
     ``context_len`` latents through ``wkv_b`` at every step; the absorbed form never does.
     """
-    return forward_flops_per_token(a, float(context_len), form=form, kv_up_positions=float(context_len))
+    f = forward_flops_per_token(a, float(context_len), form=form, kv_up_positions=float(context_len))
+    return with_sparse_attention(f, a, context_len, "decode")
 
 
 # --- One layer at a given batch shape (forward FLOPs; x TRAIN_MULTIPLIER for forward + backward) ---

@@ -22,11 +22,22 @@ def kv_cache_elements_per_token_per_layer(a: ModelArgs, form: CacheForm = "laten
         if form == "latent":
             return a.kv_lora_rank + a.qk_rope_head_dim
         return a.n_heads * (a.qk_head_dim + a.v_head_dim)
+    if a.attention == "compressed":
+        return a.head_dim  # one entry of the shared KV head (keys are values)
     return 2 * a.n_kv_heads * a.head_dim
 
 
 def kv_cache_bytes_per_token(a: ModelArgs, dtype_bytes: float = 2, form: CacheForm = "latent") -> float:
-    """KV cache bytes per token over all layers of the main model (MTP modules excluded)."""
+    """KV cache bytes per token over all layers of the main model (MTP modules excluded).
+
+    DeepSeek-V3.2 adds its indexer's key (and at 1 byte a value uses FlashMLA's fp8 format with
+    scales); for V4 this is the marginal bytes of one more token (compressed entries and indexer
+    keys), its fixed sliding window left out (``sparse_attention.kv_cache`` has the whole cache).
+    """
+    if a.is_sparse and form == "latent":
+        from meter.analytic import sparse_attention as S
+
+        return S.kv_bytes_per_added_token(a, dtype_bytes)
     return a.n_layers * kv_cache_elements_per_token_per_layer(a, form) * dtype_bytes
 
 
@@ -90,9 +101,18 @@ def decode_step_bytes(
         batch=batch,
         context_len=context_len,
         weights=(dense_weights + routed + embedding_rows) * weight_bytes,
-        kv_cache_read=batch * (context_len - 1) * per_token_cache,
+        kv_cache_read=batch * _cache_read_per_token(a, context_len, kv_bytes, per_token_cache),
         kv_cache_write=batch * per_token_cache,
     )
+
+
+def _cache_read_per_token(a: ModelArgs, context_len: int, kv_bytes: float, per_token_cache: float) -> float:
+    """Cache one decoded token reads: the earlier positions' entries, or what a sparse model selects."""
+    if a.is_sparse:
+        from meter.analytic import sparse_attention as S
+
+        return S.decode_kv_read_bytes(a, context_len, kv_bytes)
+    return (context_len - 1) * per_token_cache
 
 
 # --- One layer's minimum traffic: each weight and input read once, each output written once ---

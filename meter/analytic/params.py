@@ -41,7 +41,27 @@ def gqa_params(a: ModelArgs) -> int:
 
 
 def attention_params(a: ModelArgs) -> int:
-    return mla_params(a) if a.attention == "mla" else gqa_params(a)
+    """One attention block: MLA (with V3.2's indexer), GQA, or V4's at the window-only ratio (its MTP layer's).
+
+    V4's layers differ by compress ratio: whole-model counts use
+    ``sparse_attention.attention_params_total``.
+    """
+    from meter.analytic import sparse_attention as S
+
+    if a.attention == "compressed":
+        return S.compressed_layer_attention_params(a, 0) + S.hyper_connection_params_per_layer(a)
+    if a.attention == "mla":
+        return mla_params(a) + S.dsa_indexer_params(a)
+    return gqa_params(a)
+
+
+def attention_params_all_layers(a: ModelArgs) -> int:
+    """Attention weights of every main-model layer (V4: each at its own compress ratio)."""
+    from meter.analytic import sparse_attention as S
+
+    if a.attention == "compressed":
+        return S.attention_params_total(a) + a.n_layers * S.hyper_connection_params_per_layer(a)
+    return a.n_layers * attention_params(a)
 
 
 def swiglu_params(dim: int, hidden: int) -> int:
@@ -147,7 +167,8 @@ def count_params(a: ModelArgs) -> ParamCounts:
     mtp_own = 2 * a.dim + 2 * a.dim * a.dim + a.dim
     return ParamCounts(
         embedding=embedding,
-        attention=a.n_layers * attention_params(a),
+        # V4's hyper-connection mixing weights (before attention and before the FFN) count with attention
+        attention=attention_params_all_layers(a),
         dense_ffn=n_dense * swiglu_params(a.dim, a.inter_dim),
         router=n_moe * router_params(a),
         shared_experts=n_moe * a.n_shared_experts * expert_params(a),

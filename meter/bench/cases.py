@@ -9,13 +9,15 @@ from dataclasses import replace
 from typing import Any
 
 from kernels.args import ModelArgs
-from meter.results.cases import LAYERS, PHASES, BenchCase
+from meter.errors import UsageError
+from meter.results.cases import ATTENTION_LAYERS, LAYERS, PHASES, BenchCase
 
 __all__ = [
     "LAYERS",
     "PHASES",
     "BenchCase",
     "applicable_layers",
+    "attention_layer",
     "dedupe",
     "ep_problem",
     "expand_grid",
@@ -39,9 +41,15 @@ def ep_problem(a: ModelArgs, ep: int, layers: list[str] | None) -> str | None:
     return None
 
 
+def attention_layer(a: ModelArgs) -> str:
+    """The bench's name for the model's attention: ``dsa`` for DeepSeek-V3.2's sparse MLA."""
+    return "dsa" if a.sparse_attention is not None else a.attention
+
+
 def applicable_layers(a: ModelArgs) -> list[str]:
-    """The layer kinds a model has: its attention, MoE if it has experts, FFN if it has dense FFNs."""
-    layers = [a.attention]
+    """The layer kinds a model has and ``kernels`` can run: its attention (not V4's compressed
+    attention, which only the analytic model counts), MoE if it has experts, FFN if it has dense FFNs."""
+    layers = [attention_layer(a)] if attention_layer(a) in ATTENTION_LAYERS else []
     if a.is_moe:
         layers.append("moe")
     if a.n_ffn_dense_layers:
@@ -56,7 +64,13 @@ def expand_grid(model: str, a: ModelArgs, grid: Mapping[str, Any]) -> list[Bench
     training, ``form`` outside MLA decode, expert options outside MoE) do not multiply cases.
     """
     axes = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in grid.items() if v is not None}
-    layers = [a.attention if layer == "attn" else layer for layer in axes.pop("layers", applicable_layers(a))]
+    layers = [attention_layer(a) if layer == "attn" else layer for layer in axes.pop("layers", applicable_layers(a))]
+    for layer in layers:
+        if layer not in LAYERS:
+            raise UsageError(
+                f"model {model} uses {layer} attention (DeepSeek-V4), which has no benchmark workload in kernels/; "
+                "meter flops counts it: benchmark its moe layers instead"
+            )
     phases = axes.pop("phase", list(PHASES))
     cases: list[BenchCase] = []
     seen: set[BenchCase] = set()
@@ -78,7 +92,7 @@ def _relevant(axis: str, layer: str, phase: str) -> bool:
     if axis in ("form", "compile", "fused_plan"):
         return layer == "mla" and phase == "decode"
     if axis == "context":
-        return phase == "decode" and layer in ("mla", "gqa")
+        return phase == "decode" and layer in ATTENTION_LAYERS
     if axis == "seq":
         return phase != "decode"
     return True
@@ -87,7 +101,7 @@ def _relevant(axis: str, layer: str, phase: str) -> bool:
 def _fill_defaults(case: BenchCase) -> BenchCase:
     if case.phase != "decode" and not case.seq and not case.tokens_per_expert:
         case = replace(case, seq=4096)
-    if case.phase == "decode" and case.layer in ("mla", "gqa") and not case.context:
+    if case.phase == "decode" and case.layer in ATTENTION_LAYERS and not case.context:
         case = replace(case, context=4096)
     if case.form == "fused":
         case = replace(case, compile=False)  # compiling applies to the eager forms

@@ -9,6 +9,7 @@ out and listed; the cost model adds explicit factors for those.
 from __future__ import annotations
 
 from kernels.args import ModelArgs
+from meter.bench.cases import attention_layer
 from meter.config.hardware import HardwareSpec
 from meter.results.cases import BenchCase
 from meter.results.records import CaseResult, Projection, ProjectionLayer
@@ -17,15 +18,16 @@ from meter.results.records import CaseResult, Projection, ProjectionLayer
 def project(model: str, a: ModelArgs, results: list[CaseResult], hardware: HardwareSpec | None) -> list[Projection]:
     """Every projection the results support, one per measured attention shape."""
     mine = [r for r in results if r.case.model == model and r.ok]
-    counts = {a.attention: a.n_layers, "moe": a.n_moe_layers, "ffn": a.n_ffn_dense_layers}
+    attention = attention_layer(a)  # dsa for DeepSeek-V3.2
+    counts = {attention: a.n_layers, "moe": a.n_moe_layers, "ffn": a.n_ffn_dense_layers}
     needed = [kind for kind, n in counts.items() if n > 0]
     out = []
-    for attn in (r for r in mine if r.case.layer == a.attention):
+    for attn in (r for r in mine if r.case.layer == attention):
         case = attn.case
         tokens = case.tokens(a)
-        parts = {a.attention: attn}
+        parts = {attention: attn}
         for kind in needed:
-            if kind == a.attention:
+            if kind == attention:
                 continue
             match = _best_match(mine, kind, case, tokens, a)
             if match is not None:

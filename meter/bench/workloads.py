@@ -96,6 +96,11 @@ def estimate_memory_bytes(case: BenchCase, a: ModelArgs) -> float:
             per_token = heads * (2 * a.qk_head_dim + a.attn_v_head_dim) + a.dim * 2
             acts = t * per_token * b * 3
             acts += case.batch * heads * case.seq * case.seq * 4 * 2  # a score matrix, if SDPA falls back to math
+        if case.layer == "dsa":  # the indexer's per-head scores over every (query, key) pair
+            s = a.sparse_attention
+            assert s is not None
+            q_len, kv_len = (1, case.context) if case.phase == "decode" else (case.seq, case.seq)
+            acts += case.batch * q_len * kv_len * (s.index_n_heads + 1) * b * 2
     factor = 3.0 if train else 1.0  # weights + grads + optimizer-free temporaries
     return 1.25 * (weights * factor + acts * (2.5 if train else 1.2))
 
@@ -118,7 +123,7 @@ def build_workload(
     _check_supported(case, a, target)
     torch.manual_seed(seed)
     dev, dtype = torch.device(device.torch_device), TORCH_DTYPES[case.dtype]
-    builder = {"moe": _moe, "ffn": _ffn, "mla": _attention, "gqa": _attention}[case.layer]
+    builder = {"moe": _moe, "ffn": _ffn, "mla": _attention, "gqa": _attention, "dsa": _dsa}[case.layer]
     return builder(case, a, dev, dtype, free_bytes, target)
 
 
@@ -127,6 +132,8 @@ def _check_supported(case: BenchCase, a: ModelArgs, target: ComputeDevice) -> No
         raise UnsupportedCase(f"model {case.model} has no MoE layers")
     if case.layer == "ffn" and not a.n_ffn_dense_layers:
         raise UnsupportedCase(f"model {case.model} has no dense FFN layers")
+    if case.layer == "dsa" and a.sparse_attention is None:
+        raise UnsupportedCase(f"model {case.model} has no sparse attention (DSA is DeepSeek-V3.2's)")
     if case.layer in ("mla", "gqa") and case.layer != a.attention:
         raise UnsupportedCase(f"model {case.model} uses {a.attention.upper()} attention, not {case.layer.upper()}")
     if case.layer == "moe" and a.n_routed_experts % case.ep:
@@ -472,6 +479,67 @@ def _attention_decode(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, tar
         inputs=inputs,
         notes=notes,
         details=CaseDetails(cache_bytes=cache_bytes, backend=backend, **details),
+    )
+
+
+def _dsa(case: BenchCase, a: ModelArgs, dev, dtype, free_bytes, target: ComputeDevice) -> Workload:
+    """DeepSeek-V3.2's sparse MLA (``kernels.dsa``): prefill of ``seq`` tokens, or one new token per
+    sequence at position context-1 against random caches. FLOPs and bytes are counted as for MLA:
+    prefill's useful causal work (the triangle), decode's work against the whole cache."""
+    from kernels.dsa import IndexerKeyCache, SparseMLA
+    from kernels.mla import LatentKVCache
+    from meter.analytic import sparse_attention as S
+
+    if case.phase == "train":
+        raise UnsupportedCase(
+            "the dsa workload runs inference (prefill, decode); the indexer's training loss is not modelled"
+        )
+    s = a.sparse_attention
+    assert s is not None
+    nbytes = DTYPE_BYTES[case.dtype]
+    notes = [
+        f"indexer scores in {case.dtype} (DeepSeek's run in fp8 with block scales); top-{s.index_topk} gathered per query",
+    ]
+    if case.phase == "decode":
+        q_len, kv_len = 1, case.context
+        layer = SparseMLA(a, max_seq_len=case.context, dtype=dtype, device=dev).requires_grad_(False)
+        cache = LatentKVCache(case.batch, case.context, a, dtype, device=dev)
+        keys = IndexerKeyCache(case.batch, case.context, a, dtype, device=dev)
+        for buf in (*cache.buffers(), *keys.buffers()):
+            if buf.is_floating_point():
+                buf.normal_()
+        pos = case.context - 1
+
+        def call(x: torch.Tensor) -> torch.Tensor:
+            return layer.decode(x, cache, keys, pos)
+
+        pairs: S.LayerPairs = "full"
+        shape = (case.batch, 1, a.dim)
+        cache_bytes = sum(
+            t.numel() * t.element_size() for t in (*cache.buffers(), *keys.buffers()) if t.is_floating_point()
+        )
+        notes.append("the caches are read every step; inputs rotated")
+    else:
+        q_len = kv_len = case.seq
+        layer = SparseMLA(a, max_seq_len=case.seq, dtype=dtype, device=dev).requires_grad_(False)
+        call = layer
+        pairs = "causal"
+        shape = (case.batch, case.seq, a.dim)
+        cache_bytes = None
+        notes.append("FLOPs count the useful causal work; the kernel scores every pair and masks the future")
+    n = _n_inputs(math.prod(shape) * nbytes, free_bytes)
+    inputs = [_randn(shape, dev, dtype) for _ in range(n)]
+    return Workload(
+        case=case,
+        step=_step_for(call, inputs, None),
+        n_inputs=n,
+        flops_per_call=S.dsa_layer_flops(a, batch=case.batch, q_len=q_len, kv_len=kv_len, pairs=pairs),
+        bytes_per_call=S.dsa_layer_bytes(a, batch=case.batch, q_len=q_len, kv_len=kv_len, dtype_bytes=nbytes),
+        tokens_per_call=case.batch * q_len,
+        module=layer,
+        inputs=inputs,
+        notes=notes,
+        details=CaseDetails(cache_bytes=cache_bytes, backend="einsum (indexer, gathered top-k, absorbed MLA)"),
     )
 
 

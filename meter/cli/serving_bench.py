@@ -25,7 +25,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def _bound(args: argparse.Namespace, scenario, cost, layout):
-    """The deployment's bound at the benchmark's own shape (what --batch-per-gpu and --context leave)."""
+    """The deployment's bound at the benchmark's own shape (what --batch-per-gpu and --context leave), on the
+    benchmark's GPUs: a deployment written for more (DeepSeek's 144-GPU decode pool) is resized to --gpus."""
     import dataclasses
 
     from meter.config.hardware import load_hardware
@@ -38,6 +39,7 @@ def _bound(args: argparse.Namespace, scenario, cost, layout):
     model = load_model(scenario.model, loc)
     hw = load_hardware(args.hardware or scenario.hardware, loc)
     d = layout.apply(choose_deployment(scenario, layout, loc, required=True), model.args)
+    d, resized = _on_gpus(d, cost.gpus, model.args, given=layout.tp is not None or layout.ep is not None)
     prompt, decode, batch = bench_shape(cost.bench, cost.gpus)
     prefill_pool = d.prefill if layout.context else dataclasses.replace(d.prefill, context=prompt)
     decode_pool = d.decode
@@ -46,7 +48,48 @@ def _bound(args: argparse.Namespace, scenario, cost, layout):
     if not layout.batch_per_gpu and batch:
         decode_pool = dataclasses.replace(decode_pool, batch_per_gpu=batch)
     d = dataclasses.replace(d, prefill=prefill_pool, decode=decode_pool)
-    return deployment_bound(model.args, model.name, hw, d)
+    try:
+        return deployment_bound(model.args, model.name, hw, d), resized
+    except UsageError as exc:
+        if resized is None:
+            raise
+        raise UsageError(f"--gpus {cost.gpus}: {resized}, where {exc}") from None
+
+
+def _on_gpus(d, gpus: int, a, *, given: bool):
+    """``d`` with each pool on the benchmark's ``gpus`` (EP and DP over them for an MoE model, TP for a dense one),
+    and a phrase saying so; ``d`` itself where its pools already are. With --tp/--ep given, a mismatch is refused."""
+    import dataclasses
+
+    from meter.config.deployments import layout_problem
+
+    if all(p.gpus == gpus for p in (d.prefill, d.decode)):
+        return d, None
+    sizes = f"prefill on {d.prefill.gpus} GPU(s), decode on {d.decode.gpus}"
+    if given:
+        raise UsageError(
+            f"--gpus {gpus}: the layout runs {sizes}; the bound must be of the {gpus} GPU(s) the benchmark ran on "
+            "(give --tp/--ep that fill them)"
+        )
+    pools = {}
+    for phase in ("prefill", "decode"):
+        p = d.pool(phase)
+        if a.is_moe:
+            spare = p.redundant_experts if (a.n_routed_experts + p.redundant_experts) % gpus == 0 else 0
+            p = dataclasses.replace(p, tp=1, dp=gpus, ep=gpus, redundant_experts=spare, routed_experts_per_gpu=None)
+        else:
+            p = dataclasses.replace(p, tp=gpus, dp=1, ep=1)
+        problem = layout_problem(p, a)
+        if problem:
+            raise UsageError(
+                f"--gpus {gpus}: deployment '{d.name}' runs {sizes}, and on {gpus} GPU(s) its {phase} pool's "
+                f"{problem[0]} {getattr(p, problem[0])} {problem[1]}; give --tp/--ep or --deployment for {gpus} GPU(s)"
+            )
+        pools[phase] = p
+    how = f"EP {gpus} x DP {gpus}" if a.is_moe else f"TP {gpus}"
+    return dataclasses.replace(
+        d, **pools
+    ), f"deployment '{d.name}' ({sizes}) resized to the benchmark's {gpus} GPU(s), {how}"
 
 
 def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) -> int:
@@ -66,9 +109,20 @@ def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) 
         locator=locator(args),
     )
     costs = [price_serving_bench(b, gpus=gpus, price=price) for b in benches]
-    effs = [bench_efficiency(c, _bound(args, scenario, c, layout)) if scenario else None for c in costs]
+    bounds = [_bound(args, scenario, c, layout) if scenario else (None, None) for c in costs]
+    effs = [bench_efficiency(c, bound) if bound is not None else None for c, (bound, _) in zip(costs, bounds)]
     if args.json:
-        emit_json({"results": [{**c.as_dict(), "efficiency": e.as_dict() if e else None} for c, e in zip(costs, effs)]})
+        results = []
+        for c, e, (_, resized) in zip(costs, effs, bounds):
+            eff = None
+            if e is not None:
+                eff = {
+                    **e.as_dict(),
+                    "resized": resized,
+                    "measures": "engine" if c.bench.paced_by == "none" else "load",
+                }
+            results.append({**c.as_dict(), "efficiency": eff})
+        emit_json({"results": results})
         return 0
     rows = []
     for c in costs:
@@ -80,7 +134,7 @@ def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) 
                 b.source,
                 b.engine,
                 b.model_id or b.backend,
-                "inf" if b.request_rate_per_s is None else f"{b.request_rate_per_s:g}",
+                _rate(b),
                 f"{b.duration_s:.4g}",
                 f"{c.output_tokens_per_s_per_gpu:.4g}",
                 f"{c.input_tokens_per_s_per_gpu:.4g}",
@@ -102,17 +156,35 @@ def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) 
         "$/M output charges all the server's GPU time to the output tokens, $/M input all of it to the input "
         "tokens (prefill and decode share the GPUs); the two do not add up."
     )
-    for c, e in zip(costs, effs):
+    for c, e, (_, resized) in zip(costs, effs, bounds):
         if e is not None:
+            b = c.bench
             print(
-                f"{c.bench.source}: {e.efficiency:.1%} of the bound of deployment '{e.deployment}' on "
+                f"{b.source}: {e.efficiency:.1%} of the bound of deployment '{e.deployment}' on "
                 f"{args.hardware or scenario.hardware} for {scenario.model} (prefill at context {e.prefill_context}: "
                 f"{e.prefill_bound_tokens_per_s_per_gpu:.4g} tokens/s per GPU; decode at context {e.decode_context}, "
                 f"{e.decode_batch_per_gpu or 'as many as fit'} sequences per GPU: "
                 f"{e.decode_bound_tokens_per_s_per_gpu:.4g} tokens/s per GPU); the bound needs "
                 f"{e.bound_gpu_s:.4g} GPU-s for the benchmark's tokens, the engine took {e.measured_gpu_s:.4g}"
+                + (f"; {resized}" if resized else "")
+                + (f"; {_paced(b)}" if b.paced_by != "none" else "")
             )
     return 0
+
+
+def _rate(b) -> str:
+    if b.paced_by == "trace":
+        return "trace"
+    return "inf" if b.request_rate_per_s is None else f"{b.request_rate_per_s:g}"
+
+
+def _paced(b) -> str:
+    """Why a paced run's efficiency is the load's, not the engine's."""
+    pace = "a trace's timestamps" if b.paced_by == "trace" else f"{b.request_rate_per_s:g} requests/s"
+    return (
+        f"the requests were sent at {pace}, so this measures the offered load, not the engine "
+        "(send them at once, --request-rate inf, to measure the engine)"
+    )
 
 
 def _percentiles(stats) -> str | None:

@@ -182,7 +182,13 @@ def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
                 fail(name, "set, but n_routed_experts is 0 (a dense model)")
         if a.n_dense_layers not in (0, a.n_layers):
             fail("n_dense_layers", "a dense model (n_routed_experts 0) has only dense layers; omit it")
-    if a.attention == "mla":
+    if a.sparse_attention is not None and a.attention != "mla":
+        raise ConfigError(
+            path, "kv_lora_rank", "is 0, but sparse_attention (DSA) selects tokens for MLA, which needs it above 0", 0
+        )
+    if a.attention == "compressed":
+        check_compressed_attention(a, path)
+    elif a.attention == "mla":
         for name in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
             if getattr(a, name) <= 0:
                 fail(name, "must be greater than 0 for MLA attention (kv_lora_rank > 0)")
@@ -202,6 +208,41 @@ def check_model_consistency(a: ModelArgs, path: Path | None) -> None:
             fail("n_kv_heads", f"must divide n_heads ({a.n_heads})")
         if a.head_dim % 2:
             fail("head_dim", "RoPE rotates pairs of channels; must be even")
+
+
+def check_compressed_attention(a: ModelArgs, path: Path | None) -> None:
+    """DeepSeek-V4's hybrid attention: one shared KV head, a ratio per layer, grouped output heads."""
+    c = a.compressed_attention
+    assert c is not None
+
+    def fail(field_name: str, problem: str, value: object) -> None:
+        raise ConfigError(path, field_name, problem, value)
+
+    if a.kv_lora_rank:
+        fail("kv_lora_rank", "set beside compressed_attention, whose single KV head has no latent", a.kv_lora_rank)
+    if a.n_kv_heads != 1:
+        fail("n_kv_heads", "compressed attention has one KV head shared by all query heads; must be 1", a.n_kv_heads)
+    if a.head_dim <= 0:
+        fail("head_dim", "must be greater than 0 for compressed attention (the KV head's width)", a.head_dim)
+    if a.qk_rope_head_dim <= 0 or a.qk_rope_head_dim % 2 or a.qk_rope_head_dim >= a.head_dim:
+        fail(
+            "qk_rope_head_dim",
+            f"must be even, above 0 and below head_dim ({a.head_dim}): the rotated part of each head",
+            a.qk_rope_head_dim,
+        )
+    n = len(c.compress_ratios)
+    if n not in (a.n_layers, a.n_layers + a.n_mtp_layers):
+        fail(
+            "compressed_attention.compress_ratios",
+            f"has {n} entries; expected one per layer ({a.n_layers}, or {a.n_layers + a.n_mtp_layers} with the MTP layers)",
+            list(c.compress_ratios),
+        )
+    if a.n_heads % c.o_groups:
+        fail("compressed_attention.o_groups", f"must divide n_heads ({a.n_heads})", c.o_groups)
+    if c.n_hash_layers > a.n_moe_layers:
+        fail("compressed_attention.n_hash_layers", f"exceeds the MoE layers ({a.n_moe_layers})", c.n_hash_layers)
+    if c.indexed_compress_ratio < 2:
+        fail("compressed_attention.indexed_compress_ratio", "must be at least 2 (a compressing ratio)", 1)
 
 
 def list_models(locator: ConfigLocator | None = None) -> list[ModelConfig]:

@@ -1,7 +1,7 @@
 """Benchmark suites: ``configs/suites/NAME.yaml``, a model and a list of case grids.
 
 Each grid maps axes to a value or a list of values; every combination is a case. Axes:
-``layers`` (attn, mla, gqa, moe, ffn), ``phase`` (train, prefill, decode), ``batch``, ``seq``,
+``layers`` (attn, mla, gqa, dsa, moe, ffn), ``phase`` (train, prefill, decode), ``batch``, ``seq``,
 ``context``, ``tokens_per_expert``, ``dtype`` (bf16, fp16, fp32), ``fp8`` (rowwise, blockwise),
 ``ep``, ``routing`` (learned, uniform, skew), ``skew``, ``form`` (absorbed, naive, fused), ``compile``
 (true: torch.compile the eager decode forms).
@@ -20,7 +20,7 @@ from meter.config.paths import ConfigLocator
 from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, read_yaml
 from meter.errors import ConfigError
 
-LayerName = Literal["attn", "mla", "gqa", "moe", "ffn"]
+LayerName = Literal["attn", "mla", "gqa", "dsa", "moe", "ffn"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from meter.analytic.comm import PAYLOAD_BYTES, ep_bytes_per_token
 from meter.results.document import RunDocument
+from meter.results.records import CommResult
 
 ALL_TO_ALLS = ("dispatch", "combine", "combine_grad", "dispatch_grad")
 
@@ -92,25 +93,37 @@ class MeasuredLinks:
     hardware: str | None  # the hardware config the ranks matched
     cpu: bool
     source: str
+    device: str = ""  # the GPUs' name as the run recorded it (for runs no hardware config matched)
+    nvlink_from: str | None = None  # which collective each figure is: "all_to_all" or "all_reduce"
+    network_from: str | None = None
+    network_off_node_share: float = 1.0  # of an inter-node all-to-all's bytes to peers, the share that leaves the node
+
+
+ALL_TO_ALL = ("dispatch", "combine", "all_to_all")
 
 
 def measured_links(doc: RunDocument, path: str) -> MeasuredLinks:
     """The effective bandwidths of a distributed run's all-to-alls (dispatch and combine, or nccl-tests').
 
-    Each scope's largest verified message sets the figure: bytes a rank sent to its peers over the
-    slowest rank's time, which is what the EP model divides by. A single-node run's world-scope
-    all-to-all is intra-node. Without any all-to-all, a ring all-reduce's bus bandwidth stands in
-    for the link (bytes to peers over time is exactly busbw); an all-to-all rarely does as well, so
-    that figure is an upper bound, and the source says so.
+    Each link (intra-node: NVLink; inter-node: the network) is set by its scope's largest verified
+    message: bytes a rank sent to its peers over the slowest rank's time, which is what the EP model
+    divides by. A single-node run's world-scope all-to-all is intra-node. Each link takes the
+    all-to-all where one was measured in that scope; only where none was does a ring all-reduce's
+    bus bandwidth stand in (bytes to peers over time is exactly busbw). An all-to-all rarely does as
+    well, so that figure is an upper bound, and the source says so, link by link.
     """
     meta = doc.metadata
     layout = meta.distributed
     single_node = layout is None or layout.n_nodes == 1
-    what = "all-to-alls"
-    intra, inter = _links(doc, ("dispatch", "combine", "all_to_all"), single_node)
-    if intra is None and inter is None:
-        what = "ring all-reduce bus bandwidth (no all-to-all measured: an upper bound)"
-        intra, inter = _links(doc, ("all_reduce",), single_node)
+    picked = []
+    for scopes in (("intra-node", "world") if single_node else ("intra-node",), ("inter-node",)):
+        picked.append(_pick(doc, scopes))
+    (intra_row, intra_what, intra_from), (inter_row, inter_what, inter_from) = picked
+    intra = intra_row.peer_bytes_per_s if intra_row else None
+    inter = inter_row.peer_bytes_per_s if inter_row else None
+    parts = [f"NVLink from {intra_what}" if intra is not None else None]
+    parts.append(f"network from {inter_what}" if inter is not None else None)
+    what = "; ".join(p for p in parts if p) or "no verified all-to-all or all-reduce"
     if layout is not None:
         where = f"{layout.world_size} ranks on {layout.n_nodes} node(s), {layout.backend}"
     else:
@@ -120,18 +133,38 @@ def measured_links(doc: RunDocument, path: str) -> MeasuredLinks:
         inter,
         meta.hardware.name if meta.hardware else None,
         meta.device.cpu,
-        f"{path}: {what} measured on {where}",
+        f"{path}: {what}, measured on {where}",
+        device=meta.device.name,
+        nvlink_from=intra_from,
+        network_from=inter_from,
+        network_off_node_share=_off_node_share(layout, inter_row) if inter_from == "all_to_all" else 1.0,
     )
 
 
-def _links(doc: RunDocument, collectives: tuple[str, ...], single_node: bool) -> tuple[float | None, float | None]:
-    """(intra-node, inter-node) bytes to peers per second of the largest verified message of these collectives."""
-    comms = [c for c in doc.communication if c.case.collective in collectives and c.verified]
-    return _best(comms, "intra-node") or (_best(comms, "world") if single_node else None), _best(comms, "inter-node")
+def _off_node_share(layout, row: CommResult | None) -> float:
+    """An all-to-all over all n ranks, g per node, sends (n - g) / (n - 1) of its bytes to peers on other nodes;
+    meter's own inter-node groups hold one rank per node, so all of theirs leave it."""
+    if layout is None or row is None or row.group_size != layout.world_size or layout.n_nodes < 2:
+        return 1.0
+    return (layout.world_size - layout.local_world_size) / (layout.world_size - 1)
 
 
-def _best(comms: list, scope: str) -> float | None:
+def _pick(doc: RunDocument, scopes: tuple[str, ...]) -> tuple[CommResult | None, str, str | None]:
+    """(the row, what it is, the collective) that sets one link: its all-to-all, else its all-reduce."""
+    in_scope = [c for c in doc.communication if c.scope in scopes]
+    a2a = [c for c in in_scope if c.case.collective in ALL_TO_ALL]
+    for scope in scopes:
+        row = _best([c for c in a2a if c.verified], scope)
+        if row is not None:
+            return row, "all-to-alls", "all_to_all"
+    for scope in scopes:
+        row = _best([c for c in in_scope if c.case.collective == "all_reduce" and c.verified], scope)
+        if row is not None:
+            why = f"its {len(a2a)} all-to-all row(s) not verified" if a2a else "no all-to-all measured in this scope"
+            return row, f"ring all-reduce bus bandwidth ({why}: an upper bound)", "all_reduce"
+    return None, "", None
+
+
+def _best(comms: list[CommResult], scope: str) -> CommResult | None:
     picked = [c for c in comms if c.scope == scope]
-    if not picked:
-        return None
-    return max(picked, key=lambda c: c.message_bytes).peer_bytes_per_s
+    return max(picked, key=lambda c: c.message_bytes) if picked else None

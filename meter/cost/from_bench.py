@@ -59,6 +59,7 @@ class ServingBenchCost:
             "backend": b.backend,
             "date": b.date,
             "request_rate_per_s": b.request_rate_per_s,
+            "paced_by": b.paced_by,
             "max_concurrency": b.max_concurrency,
             "duration_s": b.duration_s,
             "completed": b.completed,

@@ -31,6 +31,7 @@ from typing import Any
 
 from kernels.args import ModelArgs
 from meter.analytic import flops as F
+from meter.analytic import sparse_attention as S
 from meter.analytic.comm import PAYLOAD_BYTES, tp_allreduce_bytes_per_gpu
 from meter.analytic.memory import kv_cache_elements_per_token_per_layer
 from meter.analytic.params import count_params, expert_params
@@ -242,6 +243,8 @@ def held_weight_bytes(a: ModelArgs, pool: Pool, d: Deployment) -> dict[str, floa
 def kv_bytes_per_token(a: ModelArgs, pool: Pool, dtype: str) -> float:
     """KV cache bytes one GPU keeps per token of its sequences: MLA's latent is needed whole by
     every tensor-parallel rank; GQA's KV heads split over them (or repeat, past one head each)."""
+    if a.is_sparse:  # DeepSeek-V3.2 / V4: entries, indexer keys, V4's window spread over the context
+        return S.kv_cache_bytes_per_token(a, pool.context, sparse_kv_value_bytes(dtype))
     if a.attention == "mla" and dtype == FP8_MLA:
         return a.n_layers * (a.kv_lora_rank * (1 + 4 / 128) + a.qk_rope_head_dim * 2)
     if a.attention == "mla":
@@ -249,6 +252,12 @@ def kv_bytes_per_token(a: ModelArgs, pool: Pool, dtype: str) -> float:
     else:
         elems = 2 * max(1, a.n_kv_heads // pool.tp) * a.head_dim
     return a.n_layers * elems * KV_BYTES.get(dtype, 1.0)  # fp8_mla on GQA: plain fp8
+
+
+def sparse_kv_value_bytes(dtype: str) -> float:
+    """Bytes a value of a sparse/compressed model's cache (1: the model's own fp8 entry format, with
+    its scales, from its config); a cache dtype this table lacks is taken as fp8's format."""
+    return KV_BYTES.get(dtype, 1.0)
 
 
 def activation_bytes(a: ModelArgs, pool: Pool, tokens: float, logit_rows: float) -> float:
@@ -361,12 +370,17 @@ def components(
     kv = kv_bytes_per_token(a, pool, d.kv_cache)
     # decode reads the whole cache; prefill writes its prompt's and reads it back once
     kv_traffic = batch * pool.tp * (pool.context if phase == "decode" else 2 * pool.context) * kv
+    indexer_traffic = 0.0
+    if a.is_sparse:  # decode reads the indexer's keys and only the entries it selects
+        core_bytes, indexer_bytes = S.step_cache_traffic(a, pool.context, phase, sparse_kv_value_bytes(d.kv_cache))
+        kv_traffic, indexer_traffic = batch * pool.tp * core_bytes, batch * pool.tp * indexer_bytes
     held = held_weight_bytes(a, pool, d)
     w = d.weights
     bw = hw.memory_bandwidth_bytes_per_s
     rows = [
         ("attention projections", per_token.attention_gemm, held["attention"], w.attention),
         ("attention core", per_token.attention_core, kv_traffic, "bf16"),
+        ("indexer", per_token.indexer, indexer_traffic, "fp8"),  # V3.2/V4: fp8 scores (DeepSeek's code)
         ("dense FFN", per_token.dense_ffn, held["dense_ffn"], w.dense_ffn),
         ("router and norms", per_token.router, held["router"] + held["norms"], w.router),
         ("shared experts", per_token.shared_experts, held["shared_experts"], w.shared_experts),

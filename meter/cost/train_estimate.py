@@ -287,26 +287,52 @@ def _link_inputs(pool: InputPool, hw: HardwareSpec) -> None:
 
 def _measured_links(pool: InputPool, hw: HardwareSpec, comm: MeasuredLinks, overridden: set[str]) -> None:
     if comm.cpu or comm.hardware != hw.name:
+        if comm.cpu:
+            on = "the CPU (gloo)"
+        elif comm.hardware:
+            on = comm.hardware
+        else:
+            on = (
+                f"'{comm.device}', which no hardware config matches"
+                if comm.device
+                else "GPUs no hardware config matches"
+            )
         pool.notes.append(
-            f"the measured communication ({comm.source}) was on {'the CPU (gloo)' if comm.cpu else comm.hardware}, "
-            f"not {hw.name}: the datasheet links are used"
+            f"the measured communication ({comm.source}) was on {on}, not {hw.name}: the datasheet links are used"
         )
         return
-    for name, value, eff in (
-        ("nvlink_bytes_per_s", comm.nvlink_bytes_per_s, "nvlink_efficiency"),
-        ("network_bytes_per_s", comm.network_bytes_per_s, "network_efficiency"),
+    for name, value, eff, configured_gb_s, link in (
+        ("nvlink_bytes_per_s", comm.nvlink_bytes_per_s, "nvlink_efficiency", _half(hw.nvlink_bandwidth_gb_s), "NVLink"),
+        ("network_bytes_per_s", comm.network_bytes_per_s, "network_efficiency", hw.network_bandwidth_gb_s, "network"),
     ):
         if value is None or name in overridden:
+            continue
+        # the link carries only an inter-node all-to-all's off-node bytes; the rest go over NVLink
+        share = comm.network_off_node_share if name == "network_bytes_per_s" else 1.0
+        if configured_gb_s is not None and value * share > configured_gb_s * 1e9:
+            # e.g. an NVLS (in-switch) all-reduce's busbw: faster than the link carries, not the link's speed
+            over = f"{value / 1e9:.4g} GB/s" + (f" ({value * share / 1e9:.4g} GB/s off-node)" if share < 1 else "")
+            pool.notes.append(
+                f"the measured {link} figure, {over}, is above the {configured_gb_s:.4g} GB/s per GPU and direction "
+                f"of {hw.name}'s config: not adopted (in-switch reduction, or a wrong config; {comm.source})"
+            )
             continue
         pool.add(
             name,
             Quantity.point(value),
             "measured run",
             comm.source,
-            meaning="effective all-to-all bandwidth per GPU and direction",
+            meaning="effective all-to-all bandwidth per GPU and direction"
+            if (comm.nvlink_from if name == "nvlink_bytes_per_s" else comm.network_from) != "all_reduce"
+            else "ring all-reduce bus bandwidth per GPU, standing in for all-to-all (an upper bound)",
         )
         if eff not in overridden and pool.drop([eff]):
             pool.notes.append(f"the measured {name} already includes {eff}; the assumption is dropped")
+
+
+def _half(bidirectional_gb_s: float | None) -> float | None:
+    """NVLink is quoted bidirectional; the EP model's link is one direction (as _link_inputs sets it)."""
+    return bidirectional_gb_s * 0.5 if bidirectional_gb_s is not None else None
 
 
 # --- what is set beside the estimate -----------------------------------------------------------

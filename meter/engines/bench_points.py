@@ -29,10 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from meter.engines.points import MAX_WHOLE, ServingPoint, check_point, whole_number
-from meter.engines.serving import BenchFileError, ServingBenchmark, _read, _records, load_serving_bench
+from meter.engines.serving import (  # noqa: F401 (vllm_sweep_runs: the one reading of a sweep's tree, re-exported)
+    BenchFileError,
+    ServingBenchmark,
+    _read,
+    _records,
+    load_serving_bench,
+    vllm_sweep_runs,
+)
 from meter.errors import InputError, UsageError
 
-_RUN_FILE = re.compile(r"^run=(\d+)\.json$")
 _VLLM_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})-\d{6}$")  # vllm bench serve: %Y%m%d-%H%M%S
 
 
@@ -53,19 +59,6 @@ class BenchSetup:
     osl: int | None = None
     date: str | None = None
     source_id: str | None = None
-
-
-def vllm_sweep_runs(directory: Path) -> list[Path]:
-    """The ``run=<n>.json`` files of a ``vllm bench sweep serve`` output directory, in a stable order."""
-    runs = sorted(
-        (p for p in directory.rglob("run=*.json") if _RUN_FILE.match(p.name)),
-        key=lambda p: (str(p.parent), int(_RUN_FILE.match(p.name).group(1))),  # type: ignore[union-attr]
-    )
-    if not runs:
-        raise BenchFileError(
-            directory, None, "holds no run=<n>.json files; not a vllm bench sweep serve output directory?"
-        )
-    return runs
 
 
 def bench_points(path: Path, setup: BenchSetup, engine: str = "auto") -> list[ServingPoint]:

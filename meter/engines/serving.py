@@ -14,7 +14,15 @@ Three formats, with the field names their own source writes (read there, 2026-12
   line appended to ``--output-file``: ``backend dataset_name request_rate max_concurrency duration
   completed total_input_tokens total_output_tokens total_output_tokens_retokenized request_throughput
   input_throughput output_throughput concurrency accept_length`` and ``{mean,median,std,pNN}_{ttft,
-  tpot,itl}_ms``, ``*_e2e_latency_ms``; Python's ``json.dumps`` writes an unlimited rate as ``Infinity``.
+  tpot,itl}_ms``, ``*_e2e_latency_ms``; Python's ``json.dumps`` writes an unlimited rate as ``Infinity``,
+  and a run that replays a trace's timestamps writes ``"request_rate": "trace"``.
+- ``vllm bench sweep serve`` (vllm/benchmarks/sweep/serve.py): each combination's directory holds
+  ``run=N.json`` (a ``vllm bench serve`` result plus ``run_number`` and the swept parameters) and
+  ``summary.json``, a JSON list of those; ``warmup.json`` and ``*.failure.json`` beside them are not
+  results. A ``summary.json`` is read as several points; a sweep directory as every ``run=N.json``
+  under it (:func:`vllm_sweep_runs`, shared with ``meter import vllm``).
+
+A result with no completed request is refused with the reason (it has nothing to price).
 
 Unknown keys are kept out (a file's own metadata); the fields meter uses are checked: types, finite
 and non-negative numbers, and the throughputs against the counts and the duration they summarise.
@@ -74,7 +82,8 @@ class ServingBenchmark:
     label: str | None = None
     date: str | None = None
     num_prompts: int | None = None
-    request_rate_per_s: float | None = None  # None: every request sent at once ("inf")
+    request_rate_per_s: float | None = None  # None: every request sent at once ("inf"), or a trace's pacing
+    paced_by: Literal["none", "rate", "trace"] = "none"  # what set when requests were sent
     max_concurrency: int | None = None
     latencies: Mapping[str, LatencyStats] = field(default_factory=dict)  # ttft, tpot, itl, e2el
 
@@ -92,12 +101,35 @@ class ServingBenchmark:
 
 
 def load_serving_bench(path: Path | str, engine: str = "auto") -> list[ServingBenchmark]:
-    """Every result in a vLLM or SGLang benchmark file (one JSON object, or JSON lines)."""
+    """Every result in a vLLM or SGLang benchmark file (one JSON object, a JSON list, or JSON lines), or in a
+    ``vllm bench sweep`` directory."""
     path = Path(path)
     if engine != "auto" and engine not in ENGINES:
         raise BenchFileError(None, "--engine", f"must be auto or one of {', '.join(ENGINES)}", engine)
+    if path.is_dir():
+        return [b for file in vllm_sweep_runs(path) for b in load_serving_bench(file, engine)]
     records = _records(_read(path), path)
     return [_benchmark(raw, path, prefix, engine) for prefix, raw in records]
+
+
+_RUN_FILE = re.compile(r"^run=(\d+)\.json$")
+
+
+def vllm_sweep_runs(directory: Path) -> list[Path]:
+    """The ``run=<n>.json`` files of a ``vllm bench sweep serve`` output directory, in a stable order.
+
+    Each combination's ``summary.json`` holds the same runs as a list (read when given alone);
+    ``warmup.json`` (run -1) and ``run=<n>.failure.json`` are not results.
+    """
+    runs = sorted(
+        (p for p in directory.rglob("run=*.json") if _RUN_FILE.match(p.name)),
+        key=lambda p: (str(p.parent), int(_RUN_FILE.match(p.name).group(1))),  # type: ignore[union-attr]
+    )
+    if not runs:
+        raise BenchFileError(
+            directory, None, "holds no run=<n>.json files; not a vllm bench sweep serve output directory?"
+        )
+    return runs
 
 
 def _read(path: Path) -> str:
@@ -122,6 +154,17 @@ def _records(text: str, path: Path) -> list[tuple[str, dict]]:
         raise BenchFileError(path, None, "nested too deeply to be a benchmark result") from None
     if isinstance(whole, dict):
         return [("", whole)]
+    if isinstance(whole, list):  # vllm bench sweep's summary.json: one result per run
+        if not whole:
+            raise BenchFileError(path, None, "holds no benchmark result (an empty list)")
+        out = []
+        for i, record in enumerate(whole):
+            if not isinstance(record, dict):
+                raise BenchFileError(
+                    path, f"[{i}]", f"expected a JSON object per result, found a {type(record).__name__}"
+                )
+            out.append((f"[{i}]: ", record))
+        return out
     if whole is not None:
         raise BenchFileError(path, None, f"expected a JSON object per result, found a {type(whole).__name__}")
     out = []
@@ -188,9 +231,9 @@ class _Fields:
         return value
 
     def rate(self, key: str) -> float | None:
-        """A request rate: a positive number, or unlimited ("inf", Infinity) as None."""
+        """A request rate: a positive number, or unlimited ("inf", Infinity) or a trace's pacing ("trace") as None."""
         value = self.raw.get(key)
-        if value is None or value == "inf" or value == math.inf:
+        if value is None or value == "inf" or value == math.inf or value == "trace":
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise self.fail(key, 'expected a positive number or "inf"', value)
@@ -212,10 +255,13 @@ def _benchmark(raw: dict, path: Path, prefix: str, engine: str) -> ServingBenchm
             raise BenchFileError(path, prefix.rstrip(": ") or None, "not a vLLM or SGLang serving benchmark result")
         engine = found
     f = _Fields(raw, path, prefix)
+    rate = f.rate("request_rate")
     duration = f.number("duration", required=True)
     if not duration:
         raise f.fail("duration", "must be greater than 0", raw.get("duration"))
     completed = f.number("completed", required=True, integer=True)
+    if completed == 0:
+        raise f.fail("completed", f"no request completed{_why_none(raw)}: nothing was served to price", 0)
     inputs = f.number("total_input_tokens", required=True, integer=True)
     outputs = f.number("total_output_tokens", required=True, integer=True)
     f.agrees("request_throughput", completed / duration)
@@ -235,10 +281,27 @@ def _benchmark(raw: dict, path: Path, prefix: str, engine: str) -> ServingBenchm
         label=f.text("label"),
         date=f.text("date"),
         num_prompts=f.number("num_prompts", integer=True),
-        request_rate_per_s=f.rate("request_rate"),
+        request_rate_per_s=rate,
+        paced_by="trace" if raw.get("request_rate") == "trace" else ("rate" if rate is not None else "none"),
         max_concurrency=f.number("max_concurrency", integer=True),
         latencies=_latencies(f),
     )
+
+
+def _why_none(raw: Mapping[str, Any]) -> str:
+    """What the file says of the requests: how many were sent and failed, and the first error it kept."""
+    sent = raw.get("num_prompts")
+    failed = raw.get("failed")
+    parts = []
+    if isinstance(sent, int) and not isinstance(sent, bool):
+        parts.append(f"0 of {sent} requests")
+    if isinstance(failed, int) and not isinstance(failed, bool) and failed:
+        parts.append(f"{failed} failed")
+    errors = raw.get("errors")
+    first = next((e for e in errors if isinstance(e, str) and e.strip()), None) if isinstance(errors, list) else None
+    if first:
+        parts.append(f"first error: {first.strip().splitlines()[-1][:160]}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _latencies(f: _Fields) -> dict[str, LatencyStats]:

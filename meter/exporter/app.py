@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,6 +31,10 @@ from meter.exporter.collector import MeterCollector
 from meter.exporter.http import MAX_RUN_BYTES, BasicAuth, MeterApp, serve
 from meter.exporter.runstore import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, RunStore
 from meter.exporter.state import ExporterState
+from meter.exporter.tlsserver import serve_tls
+from meter.exporter.webconfig import WebConfig, legacy_web_config, load_web_config
+from meter.exporter.webguard import GuardedApp, WebConfigWatcher
+from meter.exporter.webmetrics import WebConfigCollector
 from meter.results import RunDocument, load_run
 
 
@@ -46,6 +51,7 @@ class ExporterConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     basic_auth_file: str | None = None
+    web_config_file: str | None = None  # exporter-toolkit's web config: TLS, bcrypt users, rate limit
     train_scenario: str | None = "deepseek-v3"
     serve_scenario: str | None = "deepseek-v3-day6"
     runs_dir: str | None = None
@@ -93,7 +99,7 @@ def gpu_prices(
 
 
 class Exporter:
-    def __init__(self, config: ExporterConfig, locator: ConfigLocator | None = None):
+    def __init__(self, config: ExporterConfig, locator: ConfigLocator | None = None, web: WebConfig | None = None):
         self.config = config
         self.locator = locator or ConfigLocator.from_env()
         table = load_prices(locator=self.locator)
@@ -119,6 +125,15 @@ class Exporter:
         self.app = MeterApp(
             self.registry, self.push, auth, version=self.state.version, max_run_bytes=config.max_run_bytes
         )
+        if web is None:
+            web = (
+                load_web_config(Path(config.web_config_file))
+                if config.web_config_file
+                else legacy_web_config(config.tls_cert, config.tls_key)
+            )
+        self.web = WebConfigWatcher(web)
+        self.registry.register(WebConfigCollector(self.web))
+        self.wsgi = GuardedApp(self.app, self.web)
         self.server = None
         self._stop = threading.Event()
         self._last_nvml_problem: str | None = None
@@ -224,9 +239,10 @@ class Exporter:
                 except MeterError as exc:  # a bad file in the directory must not stop the exporter
                     say(f"skipped {path}: {' '.join(str(exc).split())}")
             self.store.prune()
-        self.server = serve(
-            self.app, self.config.host, self.config.port, certfile=self.config.tls_cert, keyfile=self.config.tls_key
-        )
+        if self.web.guard.config.tls is not None:
+            self.server = serve_tls(self.wsgi, self.config.host, self.config.port, self.web)
+        else:
+            self.server = serve(self.wsgi, self.config.host, self.config.port)
         if self.config.bench_suite and self.config.bench_every_s:
             threading.Thread(target=self._bench_loop, name="meter-bench-schedule", daemon=True).start()
 
@@ -280,6 +296,21 @@ class Exporter:
             self._stop.wait(self.config.bench_every_s)
 
 
+def push_tls_context() -> ssl.SSLContext | None:
+    """For an exporter behind a web config: its CA (``METER_PUSH_CA``) and a client certificate
+    (``METER_PUSH_CERT``, ``METER_PUSH_KEY``) for ``client_auth_type: RequireAndVerifyClientCert``."""
+    ca, cert, key = (os.environ.get(f"METER_PUSH_{n}") for n in ("CA", "CERT", "KEY"))
+    if not (ca or cert):
+        return None  # the system's trust store, no client certificate
+    try:
+        context = ssl.create_default_context(cafile=ca or None)
+        if cert:
+            context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"METER_PUSH_CA/METER_PUSH_CERT/METER_PUSH_KEY: {exc}") from None
+    return context
+
+
 def push_run(url: str, path: Path, *, timeout: float = 30.0) -> dict[str, Any]:
     """POST a run file to a running exporter (``http(s)://[user:password@]host:port``)."""
     import base64
@@ -299,7 +330,7 @@ def push_run(url: str, path: Path, *, timeout: float = 30.0) -> dict[str, Any]:
         token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=push_tls_context()) as response:
             return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace").strip()

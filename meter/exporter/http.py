@@ -1,4 +1,4 @@
-"""The exporter's HTTP server: /metrics, POST /api/v1/runs, /healthz; optional TLS and basic auth.
+"""The exporter's HTTP server: /metrics, POST /api/v1/runs, /healthz (TLS and the web config: tlsserver, webguard).
 
 A threaded WSGI server from the standard library, with a listen backlog sized for many scrapers
 (the standard library's default of 5 makes concurrent clients wait on TCP retries). /metrics uses
@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import socketserver
-import ssl
 import sys
 import threading
 import traceback
@@ -272,19 +271,10 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # a scrape every 15 s per Prometheus must not fill the logs
 
 
-def serve(app: MeterApp, host: str, port: int, *, certfile: str | None = None, keyfile: str | None = None):
-    """Start serving in the calling thread's caller: returns the server (``serve_forever`` runs it)."""
+def serve(app, host: str, port: int):
+    """Plain HTTP (HTTPS: meter.exporter.tlsserver): returns the server (``serve_forever`` runs it)."""
     try:
         server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    if certfile:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        try:
-            context.load_cert_chain(certfile, keyfile)
-        except (OSError, ssl.SSLError) as exc:
-            server.server_close()
-            raise UsageError(f"--tls-cert/--tls-key: {exc}") from None
-        # Handshake in the worker thread on first read, so a slow client cannot stall accept().
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     return server

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from kernels.args import ModelArgs
 from meter.config.schema import ge, gt
 
-Layer = Literal["mla", "gqa", "moe", "ffn"]
+Layer = Literal["mla", "gqa", "moe", "ffn", "dsa"]  # dsa: DeepSeek-V3.2 sparse MLA
 Phase = Literal["train", "prefill", "decode"]
 Dtype = Literal["bf16", "fp16", "fp32"]
 Fp8Scaling = Literal["rowwise", "blockwise"]
@@ -27,6 +27,7 @@ Payload = Literal["fp8", "bf16", "fp16", "fp32", "fp64", "int8", "uint8", "int32
 
 LAYERS: tuple[str, ...] = Layer.__args__  # type: ignore[attr-defined]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
+ATTENTION_LAYERS = ("mla", "gqa", "dsa")  # layers whose decode reads a cache of ``context`` positions
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class BenchCase:
         if self.layer == "moe" and self.tokens_per_expert:
             parts.append(f"tpe{self.tokens_per_expert}")
         elif self.phase == "decode":
-            parts.append(f"b{self.batch}" + (f"-ctx{self.context}" if self.layer in ("mla", "gqa") else ""))
+            parts.append(f"b{self.batch}" + (f"-ctx{self.context}" if self.layer in ATTENTION_LAYERS else ""))
         else:
             parts.append(f"b{self.batch}-s{self.seq}")
         parts.append(self.dtype + (f"+fp8-{self.fp8}" if self.fp8 else ""))

@@ -107,7 +107,7 @@ class ModelSummary:
     n_layers: int = field(metadata=ge(0))
     n_moe_layers: int = field(metadata=ge(0))
     n_dense_ffn_layers: int = field(metadata=ge(0))
-    attention: Literal["mla", "gqa"]
+    attention: Literal["mla", "gqa", "compressed"]  # compressed: DeepSeek-V4 (its MoE layers benchmarked)
     dim: int = field(metadata=ge(1))
 
 
@@ -236,6 +236,7 @@ class ImportInfo:
     version: str | None = None
     command: str | None = None  # the tool's command line, when its output names it
     notes: list[str] = field(default_factory=list)
+    vendor: str | None = None  # the GPUs' maker, where the tool or the device names tell (NVIDIA, AMD)
 
 
 @dataclass(frozen=True)

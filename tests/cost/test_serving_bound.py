@@ -60,7 +60,7 @@ def _variant(config_dir: Path, name: str, mutate) -> ConfigLocator:
             "does not divide the 128 attention heads",
         ),
         (lambda d: d["decode"].update(context=0), "decode.context", "greater than 0"),
-        (lambda d: d.update(kv_cache="fp4"), "kv_cache", "must be one of"),
+        (lambda d: d.update(kv_cache="int4"), "kv_cache", "must be one of"),  # fp4 is NVFP4 now
         (lambda d: d["decode"].update(extra=1), "decode.extra", "unknown field"),
         (lambda d: d.update(reserved_memory_ratio=1.5), "reserved_memory_ratio", "at most 0.9"),
         (lambda d: d["sources"].pop(4), "decode.batch_per_gpu", "has no entry in 'sources'"),

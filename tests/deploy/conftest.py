@@ -138,8 +138,13 @@ def exporter(fake_nvml_lib, tmp_path):
         job.wait()
 
 
-def run_prometheus(tmp: Path, targets: list[str], rule_files: list[Path]) -> tuple[subprocess.Popen, str]:
-    """A real Prometheus on 127.0.0.1 scraping ``targets`` every second, with ``rule_files`` loaded."""
+def run_prometheus(
+    tmp: Path, targets: list[str], rule_files: list[Path], **scrape: object
+) -> tuple[subprocess.Popen, str]:
+    """A real Prometheus on 127.0.0.1 scraping ``targets`` every second, with ``rule_files`` loaded.
+
+    ``scrape``: more settings of the scrape config (``scheme``, ``tls_config``, ``basic_auth``).
+    """
     binary = require_executable("prometheus", "apt-get install prometheus (Debian's package has server and promtool)")
     port = free_port()
     config = tmp / "prometheus.yml"
@@ -148,7 +153,7 @@ def run_prometheus(tmp: Path, targets: list[str], rule_files: list[Path]) -> tup
             {  # JSON is YAML
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(p) for p in rule_files],
-                "scrape_configs": [{"job_name": "gpu-cost-meter", "static_configs": [{"targets": targets}]}],
+                "scrape_configs": [{"job_name": "gpu-cost-meter", "static_configs": [{"targets": targets}], **scrape}],
             }
         )
     )

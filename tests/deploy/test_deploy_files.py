@@ -226,7 +226,7 @@ def test_daemonset_follows_gpu_node_conventions_with_a_tight_security_context():
     assert args[args.index("--runs-dir") + 1] == mounts["runs"]["mountPath"]
     assert volumes["runs"]["hostPath"]["type"] == "DirectoryOrCreate"  # runs survive restarts and rollouts
     for probe in ("readinessProbe", "livenessProbe"):  # /healthz needs no credentials: fine with auth on
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": "HTTPS"}
     service = one(docs, "Service", "gpu-cost-meter")
     assert service["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
     assert service["spec"]["internalTrafficPolicy"] == "Local"  # a push from a node reaches that node's exporter
@@ -259,7 +259,7 @@ def test_the_benchmark_job_pushes_to_the_exporter_on_its_own_node():
     service = one(render(K8S / "overlays" / "plain"), "Service", "gpu-cost-meter")
     job = one(render(K8S / "jobs"), "Job", "gpu-cost-meter-bench")
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-    url = f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{service['spec']['ports'][0]['port']}"
+    url = f"https://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{service['spec']['ports'][0]['port']}"
     assert args[args.index("--push") + 1] == url and service["spec"]["internalTrafficPolicy"] == "Local"
 
 
@@ -279,6 +279,93 @@ def test_compose_and_dockerfile_refer_to_files_that_exist():
     )
     for source in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
         assert (REPO / source).exists(), source
+    # the exporter reads its web config from a compose secret, and meter's own loader takes the file
+    from meter.exporter.webconfig import load_web_config
+
+    command = compose["services"]["exporter"]["command"]
+    secret = command[command.index("--web.config.file") + 1]
+    assert secret == "/run/secrets/web-config" and compose["services"]["exporter"]["secrets"] == ["web-config"]
+    source = DEPLOY / "compose" / compose["secrets"]["web-config"]["file"]
+    config = load_web_config(source)
+    assert config.rate_limit is not None and config.rate_limit.burst >= 10
+
+
+def _exporter_container(docs: list[dict]) -> dict:
+    return one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("path", ["overlays/plain", "overlays/kube-prometheus"])
+def test_overlays_mount_the_web_config_secret(path: str):
+    docs = render(K8S / path)
+    spec = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    volume = next(v for v in spec["volumes"] if v["name"] == "web-config")
+    assert volume["secret"]["secretName"] == "gpu-cost-meter-web-config"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "web-config")
+    assert mount["readOnly"] is True
+    args = container["args"]
+    assert args[args.index("--web.config.file") + 1] == mount["mountPath"] + "/web-config.yml"
+
+
+def test_the_service_monitor_scrapes_over_tls_with_credentials_from_a_secret(tmp_path: Path):
+    import kubernetes_validate
+
+    docs = render(K8S / "overlays" / "kube-prometheus")
+    endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": "gpu-cost-meter-scrape", "key": "ca.crt"}
+    service = one(docs, "Service", "gpu-cost-meter")
+    assert (
+        endpoint["tlsConfig"]["serverName"] == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    )
+    assert (
+        endpoint["basicAuth"]["username"]["name"]
+        == endpoint["basicAuth"]["password"]["name"]
+        == "gpu-cost-meter-scrape"
+    )
+    # the client-certificate variant: no password, a certificate and key from the same Secret
+    mtls = render(
+        overlay(
+            tmp_path,
+            """
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{k8s}/overlays/kube-prometheus]
+components: [{k8s}/components/scrape-client-cert, {k8s}/components/tcp-probes]
+""",
+        )
+    )
+    endpoint = one(mtls, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert "basicAuth" not in endpoint and endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["cert"]["secret"] == {"name": "gpu-cost-meter-scrape", "key": "tls.crt"}
+    assert endpoint["tlsConfig"]["keySecret"] == {"name": "gpu-cost-meter-scrape", "key": "tls.key"}
+    container = _exporter_container(mtls)  # the kubelet has no client certificate: probes open a TCP connection
+    assert container["readinessProbe"]["tcpSocket"] == container["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
+    kubernetes_validate.validate(one(mtls, "DaemonSet"), "1.37.0", strict=True)
+    node = shutil.which("node")
+    modules = NODE_DIR / "node_modules" / "@kubernetes-models" / "prometheus-operator"
+    require_component("node and @kubernetes-models/prometheus-operator", bool(node) and modules.is_dir(),
+                      "install Node.js, then: npm ci --prefix tests/node")  # fmt: skip
+    rendered = tmp_path / "mtls.yaml"
+    rendered.write_text(yaml.safe_dump_all(mtls))
+    result = subprocess.run(
+        [node, str(NODE_DIR / "validate-crds.mjs"), str(rendered)], capture_output=True, text=True, cwd=NODE_DIR
+    )
+    assert result.returncode == 0 and result.stdout.count("OK ") == 2, result.stdout
+
+
+def test_benchmark_jobs_push_with_the_ca_and_credentials_of_a_secret():
+    for job in (d for d in render(K8S / "jobs") if d["kind"] == "Job"):
+        pod = job["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        for name, key in (("METER_PUSH_USER", "username"), ("METER_PUSH_PASSWORD", "password")):
+            assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "gpu-cost-meter-push", name
+            assert env[name]["valueFrom"]["secretKeyRef"]["key"] == key
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "push-credentials")
+        assert env["METER_PUSH_CA"]["value"] == mount["mountPath"] + "/ca.crt"
+        volume = next(v for v in pod["volumes"] if v["name"] == "push-credentials")
+        assert volume["secret"]["secretName"] == "gpu-cost-meter-push"
 
 
 def test_distributed_benchmark_forms_one_torchrun_job_across_nodes():
@@ -313,6 +400,6 @@ def test_distributed_benchmark_forms_one_torchrun_job_across_nodes():
     assert args[args.index("-m") + 1 : args.index("-m") + 4] == ["meter", "bench", "--distributed"]
     exporter = one(render(K8S / "overlays" / "plain"), "Service", "gpu-cost-meter")
     assert flag("--push") == (
-        f"http://{exporter['metadata']['name']}.{exporter['metadata']['namespace']}.svc:"
+        f"https://{exporter['metadata']['name']}.{exporter['metadata']['namespace']}.svc:"
         f"{exporter['spec']['ports'][0]['port']}"
     )

@@ -1,4 +1,5 @@
 """Result files written the way the engines and nccl-tests write them (field names and layout from their source)."""
+# ruff: noqa: UP031  (nccl-tests and rccl-tests print with printf: the fixtures use its formats)
 
 from __future__ import annotations
 
@@ -199,6 +200,191 @@ def nccl_output(
     if program:
         lines.append(f"# Collective test concluded: {program}")
     return "\n".join(lines) + "\n"
+
+
+# Header variants, each as that version's source prints it (NVIDIA/nccl-tests src/common.cu and src/*.cu at
+# tags v2.11.0, v2.13.6, v2.16.7, v2.19.6; ROCm/rccl-tests src/common.cu).
+STYLES = ("2.19", "2.16", "2.13", "2.11", "rccl")
+_OLD_COLUMNS = {  # before 2.13 each test printed its own header: (has a redop column, prints its op in rows)
+    "all_reduce": (True, True),
+    "alltoall": (True, False),  # the column is there, the rows leave it empty
+    "all_gather": (False, False),
+    "reduce_scatter": (True, True),
+    "sendrecv": (False, False),
+}
+_DELTA = {"float": "2e-07", "half": "1e-03", "bfloat16": "4e-03"}
+
+
+def nccl_log(
+    test: str,
+    rows: list[tuple[int, float]],
+    *,
+    style: str = "2.19",
+    hosts: list[str] = ("node01",),
+    gpus_per_host: int = 8,
+    dtype: str = "float",
+    factor=None,
+    wrong: str | None = None,
+    wrong_in_place: str | None = None,
+    name: str | None = None,
+    program: str | None = None,
+    in_place_only: bool = False,
+) -> str:
+    """One test's stdout (``test``: all_reduce, alltoall, all_gather, reduce_scatter, sendrecv) in a version's style.
+
+    ``wrong``: the check column (default: "0", or before 2.13 the deviation ``2e-07``); ``wrong_in_place``: the
+    in-place one (default: the same; the all-to-all prints N/A there from 2.13 on).
+    """
+    n = len(hosts) * gpus_per_host
+    factor = factor or {
+        "all_reduce": lambda k: 2 * (k - 1) / k,
+        "sendrecv": lambda k: 1.0,
+    }.get(test, lambda k: (k - 1) / k)
+    old = style == "2.11"
+    wrong = wrong if wrong is not None else (_DELTA[dtype] if old else "0")
+    if wrong_in_place is None:
+        wrong_in_place = "N/A" if test == "alltoall" and not old else wrong
+    program = program or f"{test}_perf"
+    redop = {"all_reduce": "sum", "reduce_scatter": "sum", "sendrecv": "sum"}.get(test, "none")
+    name = name or ("AMD Instinct MI300X" if style == "rccl" else "NVIDIA H100 80GB HBM3")
+    lines = []
+    if style == "2.19":
+        lines.append("# nccl-tests version 2.19.6 nccl-headers=22807 nccl-library=22807")
+    if style in ("2.19", "2.16"):
+        lines.append(f"# Collective test starting: {program}")
+    if old:
+        lines.append(
+            "# nThread 1 nGpus 1 minBytes 8 maxBytes 134217728 step: 2(factor) warmup iters: 5 iters: 20 validation: 1 "
+        )
+    else:
+        lines.append(
+            "# nThread 1 nGpus 1 minBytes 8 maxBytes 134217728 step: 2(factor) warmup iters: 5 iters: 20 agg iters: 1 "
+            "validation: 1 graph: 0"
+        )
+    lines.append("#")
+    if style == "rccl":
+        lines.append("rccl-tests: Version develop:4f5e6a1")
+    lines.append("# Using devices")
+    for h, host in enumerate(hosts):
+        for d in range(gpus_per_host):
+            rank = h * gpus_per_host + d
+            if style == "rccl":
+                lines.append(
+                    f"#   Rank {rank:2d} Pid {4000 + rank:6d} on {host:>10s} device {d:2d} [0000:{0x05 + d:02x}:00.0] {name}"
+                )
+            elif old:
+                lines.append(
+                    f"#   Rank {rank:2d} Pid {4000 + rank:6d} on {host:>10s} device {d:2d} [0x{0x18 + d:02x}] {name}"
+                )
+            elif style == "2.13":
+                lines.append(
+                    f"#  Rank {rank:2d} Group  0 Pid {4000 + rank:6d} on {host:>10s} device {d:2d} [0x{0x18 + d:02x}] {name}"
+                )
+            else:
+                lines.append(
+                    f"#  Rank {rank:2d} Group  0 Pid {4000 + rank:6d} on {host:>10s} device {d:2d} [0000:{0x18 + d:02x}:00] {name}"
+                )
+    lines.append("#")
+    if old:
+        has_redop, op_in_rows = _OLD_COLUMNS[test]
+        lead = ["size", "count", "type"] + (["redop"] if has_redop else [])
+        units = ["(B)", "(elements)", ""] + ([""] if has_redop else [])
+        fmt = "# %10s  %12s  %8s" + ("  %6s" if has_redop else "")
+        lines.append(
+            (fmt + "            out-of-place                       in-place          ") % tuple([""] * len(lead))
+        )
+        lines.append(
+            (fmt + "  %7s  %6s  %6s  %5s  %7s  %6s  %6s  %5s")
+            % (*lead, "time", "algbw", "busbw", "error", "time", "algbw", "busbw", "error")
+        )
+        lines.append(
+            (fmt + "  %7s  %6s  %6s  %5s  %7s  %6s  %6s  %5s")
+            % (*units, "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", "")
+        )
+    elif in_place_only:  # rccl-tests without out-of-place (-O 0)
+        lines.append("# %10s  %12s  %8s  %6s  %6s           in-place          " % ("", "", "", "", ""))
+        lines.append(
+            "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s %6s"
+            % ("size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong")
+        )
+        lines.append(
+            "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %5s"
+            % ("(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "")
+        )
+    else:
+        lines.append(
+            "# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place          "
+            % ("", "", "", "", "")
+        )
+        lines.append(
+            "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s %6s  %7s  %6s  %6s %6s"
+            % (
+                "size",
+                "count",
+                "type",
+                "redop",
+                "root",
+                "time",
+                "algbw",
+                "busbw",
+                "#wrong",
+                "time",
+                "algbw",
+                "busbw",
+                "#wrong",
+            )
+        )
+        lines.append(
+            "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %5s  %7s  %6s  %6s  %5s"
+            % ("(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", "")
+        )
+    width = {"float": 4, "half": 2, "bfloat16": 2, "int8": 1, "double": 8}[dtype]
+    for size, time_us in rows:
+        if old:
+            body = "%12li  %12li  %8s" % (size, size // width, dtype)
+            if has_redop:
+                body += "  %6s" % (redop if op_in_rows else "")
+        else:
+            body = "%12d  %12d  %8s  %6s  %6s" % (size, size // width, dtype, redop, "-1")
+        placements = (
+            [(time_us * 1.02, wrong_in_place)]
+            if in_place_only
+            else [(time_us, wrong), (time_us * 1.02, wrong_in_place)]
+        )
+        for t, check in placements:
+            a = size / t / 1e3
+            body += "  %7s  %6.2f  %6.2f  %5s" % (
+                "%7.2f" % t if t < 100 else "%7.1f" % t if t < 1e4 else "%7.0f" % t,
+                a,
+                a * factor(n),
+                check,
+            )
+        lines.append(body)
+    lines += ["# Out of bounds values : 0 OK", "# Avg bus bandwidth    : 123.4 ", "#"]
+    if style in ("2.19", "2.16"):
+        lines.append(f"# Collective test concluded: {program}")
+    return "\n".join(lines) + "\n"
+
+
+def vllm_sweep(directory: Path, points: list[dict], *, runs: int = 2, summary: bool = True) -> Path:
+    """``vllm bench sweep serve -o DIR``'s tree, per vllm/benchmarks/sweep/serve.py: one directory per bench
+    combination (``BENCH-<name>``) holding ``run=N.json`` (the ``vllm bench serve`` result with ``run_number`` and
+    the swept parameters added, ``json.dump(..., indent=4)``), ``summary.json`` (the list of them) and
+    ``warmup.json``; ``summary.csv`` beside the combinations. Returns the experiment directory."""
+    experiment = directory / "20261201_101500"
+    for i, overrides in enumerate(points):
+        comb = experiment / ("BENCH-" + "-".join(f"{k}={v}" for k, v in overrides.items()) or str(i))
+        comb.mkdir(parents=True)
+        (comb / "warmup.json").write_text(json.dumps(vllm_bench_serve(num_prompts=10, run_number=-1), indent=4))
+        records = []
+        for n in range(runs):
+            record = vllm_bench_serve(**overrides) | {"run_number": n} | overrides
+            (comb / f"run={n}.json").write_text(json.dumps(record, indent=4))
+            records.append(record)
+        if summary:
+            (comb / "summary.json").write_text(json.dumps(records, indent=4))
+    (experiment / "summary.csv").write_text(",run_number\n0,0\n")
+    return experiment
 
 
 # --- InferenceX ---------------------------------------------------------------------------------

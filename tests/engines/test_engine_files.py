@@ -182,8 +182,8 @@ def test_an_all_reduce_alone_stands_in_for_the_links_and_says_so(tmp_path: Path)
 @pytest.mark.parametrize(
     ("text", "args", "phrase"),
     [
-        (nccl_output(None, SIZES), [], "does not name its test"),
-        (nccl_output("broadcast_perf", SIZES), [], "broadcast_perf is not a collective meter models"),
+        (nccl_output(None, SIZES, redop="none", factor=lambda n: (n - 1) / n), [], "fit all_gather and all_to_all"),
+        (nccl_output("broadcast_perf", SIZES), [], "holds only broadcast_perf, which meter does not model"),
         (nccl_output("all_reduce_perf", SIZES), ["--collective", "all_to_all"], "not all_to_all"),
         (nccl_output("all_reduce_perf", SIZES, factor=lambda n: 1.0), [], "busbw / algbw"),
         (nccl_output("all_reduce_perf", SIZES).replace("6800.00", "68x0.00"), [], "expected a number"),
@@ -243,7 +243,8 @@ def test_cost_serve_from_bench_prices_each_result(tmp_path: Path):
     assert text.returncode == 0 and "$6.667" in text.stdout and "line 2" in text.stdout
 
 
-def test_the_engines_efficiency_against_the_deployments_bound(tmp_path: Path):
+def test_the_engines_efficiency_is_against_the_bound_on_the_benchmarks_gpus(tmp_path: Path):
+    """DeepSeek's day-6 deployment runs decode on 144 GPUs; a benchmark on 8 H200s is read on 8 (EP 8 x DP 8)."""
     import dataclasses
 
     from meter.config.deployments import load_deployment
@@ -253,22 +254,30 @@ def test_the_engines_efficiency_against_the_deployments_bound(tmp_path: Path):
 
     path = write_json(tmp_path / "v.json", vllm_bench_serve())
     r = run_meter("cost", "serve", "--scenario", "deepseek-v3-day6", "--from-bench", str(path), "--gpus", "8",
-                  "--price", "2", "--json")  # fmt: skip
+                  "--hardware", "h200-sxm", "--price", "2", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     e = json.loads(r.stdout)["results"][0]["efficiency"]
     # the benchmark's shape: 1,024-token prompts, decode reading 1,024 + 256/2, 64 concurrent over 8 GPUs
     assert (e["prefill_context"], e["decode_context"], e["decode_batch_per_gpu"]) == (1024, 1152, 8)
+    assert "resized to the benchmark's 8 GPU(s), EP 8 x DP 8" in e["resized"] and e["measures"] == "engine"
     d = load_deployment("deepseek-v3-day6")
+    on_8 = dict(tp=1, dp=8, ep=8, redundant_experts=32, routed_experts_per_gpu=None)  # 256 + 32 copies = 8 x 36
     d = dataclasses.replace(
         d,
-        prefill=dataclasses.replace(d.prefill, context=1024),
-        decode=dataclasses.replace(d.decode, context=1152, batch_per_gpu=8),
+        prefill=dataclasses.replace(d.prefill, context=1024, **on_8),
+        decode=dataclasses.replace(d.decode, context=1152, batch_per_gpu=8, **on_8),
     )
     v3 = load_model("deepseek-v3")
-    bound = deployment_bound(v3.args, v3.name, load_hardware("h800-sxm"), d)
+    bound = deployment_bound(v3.args, v3.name, load_hardware("h200-sxm"), d)
     gpu_s = 512_000 / bound.prefill.tokens_per_s_per_gpu + 128_000 / bound.decode.tokens_per_s_per_gpu
     assert e["bound_gpu_s"] == pytest.approx(gpu_s) and e["measured_gpu_s"] == 8 * 120.0
     assert e["efficiency"] == pytest.approx(gpu_s / 960.0) and 0 < e["efficiency"] < 1
+    text = run_meter("cost", "serve", "--scenario", "deepseek-v3-day6", "--from-bench", str(path), "--gpus", "8",
+                     "--hardware", "h200-sxm", "--price", "2")  # fmt: skip
+    assert "decode on 144) resized to the benchmark's 8 GPU(s)" in text.stdout
+    tp = run_meter("cost", "serve", "--scenario", "deepseek-v3-day6", "--from-bench", str(path), "--gpus", "8",
+                   "--hardware", "h200-sxm", "--price", "2", "--ep", "16")  # fmt: skip
+    assert tp.returncode == 2 and "--gpus 8: the layout runs prefill on 32 GPU(s)" in tp.stderr
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--model", help="model config (default: deepseek-v3 on a GPU, deepseek-v3-tiny on a CPU)")
     p.add_argument("--suite", help="a suite in configs/suites (or a path); grid flags then are not used")
-    p.add_argument("--layers", type=_csv(("attn", "mla", "gqa", "moe", "ffn")), help="attn,mla,gqa,moe,ffn")
+    p.add_argument(
+        "--layers",
+        type=_csv(("attn", "mla", "gqa", "dsa", "moe", "ffn")),
+        help="attn,mla,gqa,dsa,moe,ffn (dsa: DeepSeek-V3.2's sparse MLA)",
+    )
     p.add_argument("--phase", type=_csv(("train", "prefill", "decode")), help="train,prefill,decode")
     p.add_argument("--batch", type=numbers(D.BATCH), help="batch sizes, e.g. 1,8,64")
     p.add_argument("--seq", type=numbers(D.SEQ), help="sequence lengths for train and prefill")

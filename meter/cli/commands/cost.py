@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from meter import domains as D
 from meter.cli import serving_bench, serving_frontier
@@ -161,6 +162,7 @@ def _register_train(cost_sub: argparse._SubParsersAction, common: argparse.Argum
         metavar="RUN.json",
         help="link bandwidths measured by meter bench --distributed, for the expert-parallel model",
     )
+    _collective(p)
     _common(p)
     p.set_defaults(handler=run_train)
 
@@ -197,6 +199,7 @@ def _register_cluster(cost_sub: argparse._SubParsersAction, common: argparse.Arg
         metavar="RUN.json",
         help="link bandwidths measured by meter bench --distributed, or nccl-tests' output (meter import nccl-tests)",
     )
+    _collective(p)
     _inputs(p)
     p.set_defaults(handler=run_cluster)
 
@@ -281,15 +284,29 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _collective(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--collective",
+        choices=["all_reduce", "all_to_all", "all_gather"],
+        help="with --comm-run nccl-tests output that does not name its test and whose rows do not tell",
+    )
+
+
 def _comm_run(args: argparse.Namespace):
     """The measured link bandwidths of a distributed run file, or None."""
     if not getattr(args, "comm_run", None):
+        if getattr(args, "collective", None):
+            raise UsageError("--collective names the test of --comm-run nccl-tests output; give --comm-run FILE")
         return None
     from meter.config.hardware import list_hardware
     from meter.cost.ep_comm import measured_links
     from meter.engines.comm_run import load_comm_run
 
-    doc = load_comm_run(args.comm_run, list_hardware(locator(args)))  # a run file, or nccl-tests' output
+    doc = load_comm_run(args.comm_run, list_hardware(locator(args)), args.collective)  # a run file, or nccl-tests'
+    if doc.metadata.imported is not None:
+        for note in doc.metadata.imported.notes:
+            if not note.startswith("nThread"):  # what was skipped, and how each test's collective was told
+                print(note, file=sys.stderr)
     if not doc.communication:
         raise UsageError(
             f"{args.comm_run}: field 'communication': no communication results; --comm-run takes a run of "

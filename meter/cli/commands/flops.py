@@ -93,7 +93,23 @@ def model_report(model, *, seq: int, context: int, batch: int, dtype: str) -> di
         "kv_cache_bytes_per_token_expanded": M.kv_cache_bytes_per_token(a, nbytes, "expanded"),
         "decode_bytes_per_token": step.per_token,
         "decode_step_bytes": step.as_dict(),
+        "sparse_attention": sparse_attention_report(a, seq=seq, context=context, kv_value_bytes=nbytes),
         "conventions": CONVENTIONS,
+    }
+
+
+def sparse_attention_report(a, *, seq: int, context: int, kv_value_bytes: float) -> dict | None:
+    """DeepSeek-V3.2's DSA or V4's compressed attention, part by part (None for dense attention)."""
+    from meter.analytic import sparse_attention as S
+
+    if not a.is_sparse:
+        return None
+    return {
+        "form": "dsa" if a.sparse_attention is not None else "compressed",
+        "prefill": S.attention_per_token(a, seq, "prefill", kv_value_bytes).as_dict(),
+        "decode": S.attention_per_token(a, context, "decode", kv_value_bytes).as_dict(),
+        "kv_cache": S.kv_cache(a, context, kv_value_bytes).as_dict(),
+        "kv_bytes_per_added_token": S.kv_bytes_per_added_token(a, kv_value_bytes),
     }
 
 
@@ -107,6 +123,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     a = model.args
     shape = f"{a.attention.upper()} attention, {a.n_layers} layers"
+    if a.sparse_attention is not None:
+        shape = f"MLA + DeepSeek Sparse Attention (top-{a.sparse_attention.index_topk:,}), {a.n_layers} layers"
+    elif a.compressed_attention is not None:
+        ratios = a.compressed_attention.layer_ratios(a.n_layers)
+        kinds = ", ".join(
+            f"{ratios.count(r)} at ratio {r}" if r else f"{ratios.count(r)} window-only" for r in sorted(set(ratios))
+        )
+        shape = f"compressed attention ({kinds}; window {a.compressed_attention.sliding_window}), {a.n_layers} layers"
     if a.is_moe:
         shape += (
             f" ({a.n_dense_layers} dense + {a.n_moe_layers} MoE), {a.n_shared_experts} shared + "
@@ -141,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         ("shared_experts", "shared experts"),
         ("routed_experts", "routed experts"),
         ("output_head", "output head"),
+        *([("indexer", "indexer scores")] if a.is_sparse else []),
         ("total", "total"),
     ]
     fl = r["flops"]
@@ -190,4 +215,43 @@ def run(args: argparse.Namespace) -> int:
             title=f"Memory ({args.dtype})",
         )
     )
+    if r["sparse_attention"] is not None:
+        print()
+        print_sparse_attention(r["sparse_attention"], args.dtype)
     return 0
+
+
+def print_sparse_attention(sa: dict, dtype: str) -> None:
+    """Each part of the attention: entries read, FLOPs, bytes, and whether it follows a published
+    description or is meter's reading of the config and code."""
+    rows = []
+    for phase in ("prefill", "decode"):
+        att = sa[phase]
+        for part in att["parts"]:
+            rows.append(
+                [
+                    f"{phase} ({att['context']:,})",
+                    part["name"],
+                    f"{part['entries']:,.0f}",
+                    si(part["flops"], "FLOP"),
+                    binary_bytes(part["read_bytes"]),
+                    part["basis"],
+                ]
+            )
+    title = "DeepSeek Sparse Attention" if sa["form"] == "dsa" else "Compressed attention (DeepSeek-V4)"
+    print(f"{title}, per token over all layers (entries: cached entries or keys read):")
+    print(table(["phase (context)", "part", "entries", "FLOPs", "reads", "basis"], rows))
+    notes = {p["name"]: p["note"] for p in sa["decode"]["parts"]}
+    for name, note in notes.items():
+        print(f"  {name}: {note}")
+    if sa["prefill"]["prefill_mode"]:
+        print(f"  prefill form: {sa['prefill']['prefill_mode']} (the cheaper of the two; meter's reading)")
+    kv = sa["kv_cache"]
+    parts = [f"attention {binary_bytes(kv['attention_bytes'])}", f"indexer keys {binary_bytes(kv['indexer_bytes'])}"]
+    if kv["window_bytes"]:
+        parts.append(f"sliding window {binary_bytes(kv['window_bytes'])}")
+    print(
+        f"KV cache of one {kv['context']:,}-token sequence ({dtype}): {binary_bytes(kv['total_bytes'])} = "
+        + " + ".join(parts)
+        + f"; {kv['per_token_bytes']:,.0f} B per token"
+    )

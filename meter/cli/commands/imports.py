@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     n = tools.add_parser(
         "nccl-tests",
         parents=[common],
-        help="all_reduce_perf / alltoall_perf / all_gather_perf text output -> a communication run",
+        help="all_reduce_perf / alltoall_perf / all_gather_perf text output (nccl-tests, rccl-tests) -> a communication run",
         description="Read nccl-tests' text output (one or several tests per file) into a communication run "
         "that meter cost cluster --comm-run takes: each size's time, algbw, busbw, bytes to peers, verified.",
         epilog="Example: all_reduce_perf -b 8 -e 8G -f 2 -g 8 > ar.txt; alltoall_perf -b 8 -e 8G -f 2 -g 8 > a2a.txt; "
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     n.add_argument(
         "--collective",
         choices=["all_reduce", "all_to_all", "all_gather"],
-        help="the test, for outputs that do not name it (nccl-tests before 2.15)",
+        help="the test, for outputs that do not name it and whose rows do not tell (nccl-tests before 2.16.7)",
     )
     n.add_argument("--hardware", help="hardware config of the GPUs (default: matched by the name nccl-tests prints)")
     n.add_argument("-o", "--output", metavar="FILE", help="the run file (default runs/<run id>-nccl-tests.json)")
@@ -181,7 +181,7 @@ def run_points(args: argparse.Namespace) -> int:
 def run_nccl_tests(args: argparse.Namespace) -> int:
     from meter.config.hardware import list_hardware, load_hardware
     from meter.engines.comm_run import comm_run
-    from meter.engines.nccl_tests import load_nccl_tests
+    from meter.engines.nccl_tests import read_nccl_tests
     from meter.jsonable import to_jsonable
     from meter.results.atomic import write_json_atomic
     from meter.results.load import check_consistency
@@ -189,9 +189,14 @@ def run_nccl_tests(args: argparse.Namespace) -> int:
     from meter.results.runfile import default_run_path
 
     loc = locator(args)
-    tests = [(Path(f), t) for f in args.files for t in load_nccl_tests(f, args.collective)]
+    tests, skipped = [], []
+    for f in args.files:
+        output = read_nccl_tests(f, args.collective)
+        tests += [(Path(f), t) for t in output.tests]
+        if line := output.skipped_line(f):
+            skipped.append(line)
     hardware = load_hardware(args.hardware, loc) if args.hardware else None
-    doc = comm_run(tests, specs=list_hardware(loc), hardware=hardware, command=command_line())
+    doc = comm_run(tests, specs=list_hardware(loc), hardware=hardware, command=command_line(), notes=skipped)
     path = Path(args.output) if args.output else default_run_path(Path("runs"), "nccl-tests")
     check_consistency(doc, path)
     write_json_atomic(path, to_jsonable(doc))
@@ -213,9 +218,14 @@ def run_nccl_tests(args: argparse.Namespace) -> int:
         ]
         for c in doc.communication
     ]
-    device = doc.metadata.device
-    title = f"nccl-tests on {device.name} ({device.hardware_config or 'no hardware config matched'})"
+    device, imported = doc.metadata.device, doc.metadata.imported
+    vendor = f"{imported.vendor} " if imported and imported.vendor and imported.vendor not in device.name else ""
+    tool = imported.tool if imported else "nccl-tests"
+    title = f"{tool} on {vendor}{device.name} ({device.hardware_config or 'no hardware config matched'})"
     headers = ["collective", "type", "scope", "ranks", "size B", "time us", "algbw GB/s", "busbw GB/s"]
     print(table(headers + ["to peers GB/s", "verified"], rows, title=title))
+    for note in imported.notes if imported else []:
+        if not note.startswith("nThread"):  # the tests skipped, how a test was told, the operator kept
+            print(note, file=sys.stderr)
     print(f"Run file: {path}  (meter cost cluster --comm-run {path})", file=sys.stderr)
     return 0

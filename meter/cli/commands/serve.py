@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import re
 import sys
+from pathlib import Path
 
 from meter import domains as D
 from meter.cli.common import locator, number
@@ -53,10 +55,26 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--pue", type=number(D.PUE), help="power usage effectiveness (default: price table)")
     p.add_argument("--hostname", help="the hostname label (default: $NODE_NAME, else the host name)")
-    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
-    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
-    p.add_argument("--basic-auth-file", metavar="FILE", help="require basic auth; lines of user:<sha256 hex>")
-    p.add_argument("--hash-password", action="store_true", help="read a password on stdin, print its sha256 hex, exit")
+    p.add_argument(
+        "--web.config.file",
+        "--web-config-file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="exporter-toolkit's web config (YAML): tls_server_config, basic_auth_users (bcrypt), rate_limit, "
+        "http_server_config.headers; re-read when it or its certificates change",
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="deprecated: tls_server_config.cert_file in --web.config.file")
+    p.add_argument("--tls-key", metavar="FILE", help="deprecated: tls_server_config.key_file in --web.config.file")
+    p.add_argument(
+        "--basic-auth-file",
+        metavar="FILE",
+        help="deprecated: basic_auth_users in --web.config.file (user:<sha256 hex>)",
+    )
+    p.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password (prompted without echo, or the first line of stdin), print its bcrypt hash, exit",
+    )
     p.add_argument(
         "--scenario", default="deepseek-v3", help="training scenario priced from each run (default deepseek-v3)"
     )
@@ -108,14 +126,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     from meter.exporter.app import Exporter, ExporterConfig
-    from meter.exporter.http import hash_password
 
     if args.hash_password:
-        password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-        print(hash_password(password))
-        return 0
+        return _hash_password()
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
+    if args.web_config_file and (args.tls_cert or args.basic_auth_file):
+        raise UsageError("--web.config.file replaces --tls-cert/--tls-key and --basic-auth-file: give one or the other")
     if bool(args.bench_suite) != bool(args.bench_every):
         raise UsageError("--bench-suite and --bench-every go together")
     if not 0 < args.port < 65536:
@@ -140,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         basic_auth_file=args.basic_auth_file,
+        web_config_file=args.web_config_file,
         train_scenario=args.scenario,
         serve_scenario=args.serve_scenario,
         runs_dir=args.runs_dir,
@@ -151,10 +169,12 @@ def run(args: argparse.Namespace) -> int:
         pod_resources_socket=args.pod_resources_socket,
         **({"max_run_bytes": args.max_run_bytes} if args.max_run_bytes is not None else {}),
     )
-    exporter = Exporter(config, locator(args))
+    _log_to_stderr()
+    web = _web_config(args)
+    exporter = Exporter(config, locator(args), web=web)
     exporter.start()
     host, port = exporter.address
-    scheme = "https" if args.tls_cert else "http"
+    scheme = "https" if web.tls is not None else "http"
     print(
         f"meter serve: {len(exporter.state.accounts)} GPU(s); {scheme}://{host}:{port}/metrics",
         file=sys.stderr,
@@ -164,4 +184,64 @@ def run(args: argparse.Namespace) -> int:
         exporter.serve_forever()
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests redirect it per call)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def _log_to_stderr() -> None:
+    """The exporter's log (web config reloads, deprecations) on stderr, one line each."""
+    log = logging.getLogger("meter.serve")
+    if not log.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("meter serve: %(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _web_config(args: argparse.Namespace):
+    """The web config, read before anything starts (a bad one exits 2); deprecated flags still work, and say so."""
+    from meter.exporter.webconfig import legacy_web_config, load_web_config
+
+    if args.web_config_file:
+        return load_web_config(Path(args.web_config_file))
+    log = logging.getLogger("meter.serve")
+    if args.tls_cert:
+        log.warning(
+            "--tls-cert/--tls-key are deprecated and go in the next release: "
+            "use tls_server_config.cert_file/key_file in --web.config.file"
+        )
+    if args.basic_auth_file:
+        log.warning(
+            "--basic-auth-file is deprecated and goes in the next release: use basic_auth_users "
+            "(bcrypt hashes from meter serve --hash-password) in --web.config.file"
+        )
+    return legacy_web_config(args.tls_cert, args.tls_key)
+
+
+def _hash_password() -> int:
+    """Print a bcrypt hash for basic_auth_users; the password never appears on a command line."""
+    from meter.exporter.webguard import MAX_PASSWORD_BYTES, hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("--hash-password: the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    raw = password.encode("utf-8")
+    if not raw:
+        raise UsageError("--hash-password: an empty password")
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raise UsageError(f"--hash-password: {len(raw)} bytes; bcrypt takes at most {MAX_PASSWORD_BYTES}")
+    print(hash_password(raw))
     return 0
