@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         if args.mtp_acceptance is None:
             acceptance = calibration.mtp_acceptance
             engine = dataclasses.replace(engine, mtp_acceptance=acceptance)
+    if getattr(args, "from_run", None):
+        e = _measured_efficiencies(args, e, hw, notes)
     validation = None
     if args.against:
         from meter.cost.serving_fit import validate
@@ -171,6 +173,26 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(doc, points, chosen, calibration, validation, notes, e)
     return 0
+
+
+def _measured_efficiencies(args: argparse.Namespace, e, hw, notes: list[str]):
+    """meter's own benchmarks first: a run's memory- and compute-bound cases set the HBM and GEMM
+    efficiencies (the medians of their shares of the ceilings, as ``--from-run`` does for the bound);
+    the rest stay as fitted or by default."""
+    from meter.cost.from_run import load_measured
+
+    run = load_measured(args.from_run)
+    values = {}
+    for regime, name in (("memory", "memory"), ("compute", "gemm_compute")):
+        q = run.regime_efficiency(regime)
+        if q is not None:
+            values[name] = min(1.0, max(1e-3, float(q.central)))
+    if not values:
+        raise UsageError(f"{run.path}: no case of the run has a ceiling to measure an efficiency against")
+    if run.cpu or run.hardware != hw.name:
+        notes.append(f"efficiencies measured on {run.label}, not {hw.name}: an efficiency transfer")
+    measured = ", ".join(f"{k} {v:.3g}" for k, v in values.items())
+    return e.with_values(f"{e.source}; {measured} measured by {run.path}", **values)
 
 
 def _point_options(args: argparse.Namespace) -> dict:

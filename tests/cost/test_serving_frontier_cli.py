@@ -133,3 +133,19 @@ def test_no_h200_reference_point_lies_above_the_bound():
     v = json.loads(r.stdout)["validation"]
     assert len(v["points"]) == 246 and v["points_above_bound"] == []
     assert v["median_abs_error"] < 1.0  # uncalibrated: within a factor of 2
+
+
+def test_a_run_of_meters_own_benchmarks_sets_the_efficiencies_it_measured(tmp_path):
+    from meter.cost.from_run import load_measured
+    from tests.runs import synthetic_v3_run
+
+    run = synthetic_v3_run(tmp_path / "h200.json", hardware="h200-sxm")
+    measured = load_measured(str(run))
+    r = run_meter(*SERVE, "--tp", "8", "--concurrency", "4", "--from-run", str(run), "--json")
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)["efficiencies"]
+    assert f"measured by {run}" in e["source"]
+    for regime, name in (("memory", "memory"), ("compute", "gemm_compute")):
+        q = measured.regime_efficiency(regime)
+        expected = 0.80 if name == "memory" else 0.78  # the defaults where the run has no such case
+        assert e[name] == pytest.approx(min(1.0, q.central) if q is not None else expected)
