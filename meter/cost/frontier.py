@@ -55,15 +55,19 @@ class ParallelShape:
 
     def pool(self, base: Pool, context: int, comm_overlap: float = 0.0, domain: int | None = None) -> Pool:
         """The pool of this shape; ``domain``: GPUs one NVLink domain joins (8 a node; 72 an NVL72 rack)."""
+        ep = self.ep
         if self.dp_attention:
-            tp, dp = 1, max(self.tp, self.ep)
+            # attention data-parallel with the MoE tensor-parallel (ep 1) moves the bytes of EP over
+            # the same GPUs: each reads 1/tp of every expert hit, as EP reads 1/tp of the experts
+            ep = self.ep if self.ep > 1 else self.tp
+            tp, dp = 1, max(self.tp, ep)
         else:
             tp, dp = self.tp, max(1, self.ep // self.tp)
         return dataclasses.replace(
             base,
             tp=tp,
             dp=dp,
-            ep=self.ep,
+            ep=ep,
             context=context,
             batch_per_gpu=None,
             redundant_experts=0,
@@ -163,6 +167,7 @@ class PointWork:
     concurrency: int
     decode_batch_per_gpu: float  # on a busy decode GPU
     running: float  # sequences decoding in the whole system; the rest of the concurrency queues
+    running_bound: float  # the most that could decode: the cache in the bound's dtype, no runtime reserve
     decode: StepWork
     prefill: StepWork
     prefill_prompts_per_step: float  # a replica's prompts a prefill step
@@ -222,7 +227,14 @@ def point_work(
         wide = dataclasses.replace(dpool, ep=ep, dp=ep // dpool.tp, redundant_experts=-a.n_routed_experts % ep)
     # whichever of the pool as laid out and the wide instance is faster at its roofline (the wide
     # one holds fewer experts a GPU but may send more over the network)
-    shapes = [(dpool, batch)] + ([(wide, running / wide.gpus)] if wide is not dpool else [])
+    # the bound's batch: as many as the smallest cache and all of HBM hold (an engine may keep more
+    # than the prediction's deployment assumes)
+    roomy = dataclasses.replace(lean, reserved_memory_ratio=0.0)
+    bound_batch = wanted
+    if not memory(a, hw, roomy, dpool, "decode", wanted).fits:
+        bound_batch = min(wanted, fitted_batch(a, d.model or "the model", hw, roomy, "decode"))
+    running_bound = min(concurrency, bound_batch * layout.n_decode_gpus)
+    shapes = [(dpool, bound_batch)] + ([(wide, running_bound / wide.gpus)] if wide is not dpool else [])
     decode_bound = min(
         step_bound_s(
             step_work(a, hw, lean, p, "decode", b, query_tokens=1 + drafts, draft_layers=drafts, roofline=True)
@@ -248,6 +260,7 @@ def point_work(
         concurrency,
         batch,
         running,
+        running_bound,
         decode,
         prefill,
         prompts,
@@ -288,7 +301,7 @@ def time_point(
         ttft = t_pre + max(0.0, cycle - steps * t_d - t_pre)
         prefill_share = lay.prefill_gpus / lay.gpus
         out_bound = (
-            min(running * accepted_bound / w.decode_bound_s, replicas / w.prefill_bound_s_per_prompt * wl.osl)
+            min(w.running_bound * accepted_bound / w.decode_bound_s, replicas / w.prefill_bound_s_per_prompt * wl.osl)
             / lay.gpus
         )
     out_per_gpu = min(out_rate / lay.gpus, out_bound)

@@ -37,6 +37,7 @@ def _work(layout: F.ServingLayout, c: int, running: float, drafts: int = 0) -> F
         concurrency=c,
         decode_batch_per_gpu=running / layout.n_decode_gpus,
         running=running,
+        running_bound=running,
         decode=_step(1e-3),  # predicted 1 ms / 0.5 + 1 ms = 3 ms
         prefill=_step(4e-3),  # predicted 9 ms, for 2 prompts
         prefill_prompts_per_step=2.0,
