@@ -73,7 +73,7 @@ def wanted(args: argparse.Namespace) -> bool:
     """Whether the command asks for the frontier rather than the bound of one deployment."""
     return any(
         getattr(args, k, None)
-        for k in ("isl", "osl", "search", "tpot_ms", "ttft_ms", "min_tok_s_user", "calibrate_from", "against")
+        for k in ("isl", "osl", "search", "tpot_ms", "ttft_ms", "min_tok_s_user", "calibrate_from", "against", "plot")
     )
 
 

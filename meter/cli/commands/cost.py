@@ -213,7 +213,8 @@ def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.Argum
         "FLOPs and communication per step on the target GPU), times an efficiency (given, measured by a "
         "run, or implied by a published throughput); $ per million tokens, GPUs for a load, joules.",
         epilog="Examples: meter cost serve --scenario deepseek-v3-day6; meter cost serve llama-3.1-405b "
-        "--hardware h100-sxm --tp 8 --weights fp8 --efficiency 0.4; meter cost serve --from-run runs/RUN.json",
+        "--hardware h100-sxm --tp 8 --weights fp8 --efficiency 0.4; meter cost serve --from-run runs/RUN.json; "
+        "meter cost serve deepseek-v3 --hardware h200-sxm --isl 1024 --osl 1024 --tpot-ms 20 --search (the frontier)",
     )
     p.add_argument("model", nargs="?", help="model config to serve (instead of a scenario)")
     p.add_argument("--deployment", help="a deployment in configs/deployments (default: the scenario's or the model's)")
