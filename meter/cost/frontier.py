@@ -287,7 +287,7 @@ def time_point(
         queue = cycle * (c / running - 1) if running < c else 0.0
         ttft += queue
         out_rate = c * wl.osl / (cycle + queue)
-        tpot = max(cycle - t_d - t_pre, t_d / accepted) / max(wl.osl - 1, 1)
+        tpot = max((cycle - t_d - t_pre) / max(wl.osl - 1, 1), t_d / accepted)
         prefill_share = min(1.0, c * t_p1 / cycle)
         cycle_bound = max(wl.osl / accepted_bound * w.decode_bound_s, c * w.prefill_bound_s_per_prompt)
         out_bound = c * wl.osl / cycle_bound / lay.gpus
