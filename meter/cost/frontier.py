@@ -218,15 +218,13 @@ def point_work(
         batch = min(wanted, fitted_batch(a, d.model or "the model", hw, dd, "decode"))
     running = min(concurrency, batch * layout.n_decode_gpus)
     decode = step_work(a, hw, dd, dpool, "decode", batch, query_tokens=1 + drafts, draft_layers=drafts)
-    # the bound: the cache in fp8, and experts spread over every decode GPU (an engine may run one
-    # wide EP instance over several nodes, which holds fewer experts a GPU)
+    # the bound: the smallest cache the GPU allows, and experts spread over every decode GPU (an
+    # engine may run one wide EP instance over several nodes, which holds fewer experts a GPU)
     lean = dataclasses.replace(dd, kv_cache="fp4" if hw.peak_flops("fp4") else "fp8")
     wide = dpool
     if a.is_moe and dpool.ep > 1 and layout.n_decode_gpus > dpool.ep:
         ep = layout.n_decode_gpus
         wide = dataclasses.replace(dpool, ep=ep, dp=ep // dpool.tp, redundant_experts=-a.n_routed_experts % ep)
-    # whichever of the pool as laid out and the wide instance is faster at its roofline (the wide
-    # one holds fewer experts a GPU but may send more over the network)
     # the bound's batch: as many as the smallest cache and all of HBM hold (an engine may keep more
     # than the prediction's deployment assumes)
     roomy = dataclasses.replace(lean, reserved_memory_ratio=0.0)
@@ -234,6 +232,8 @@ def point_work(
     if not memory(a, hw, roomy, dpool, "decode", wanted).fits:
         bound_batch = min(wanted, fitted_batch(a, d.model or "the model", hw, roomy, "decode"))
     running_bound = min(concurrency, bound_batch * layout.n_decode_gpus)
+    # whichever of the pool as laid out and the wide instance is faster at its roofline (the wide
+    # one holds fewer experts a GPU but may send more over the network)
     shapes = [(dpool, bound_batch)] + ([(wide, running_bound / wide.gpus)] if wide is not dpool else [])
     decode_bound = min(
         step_bound_s(
