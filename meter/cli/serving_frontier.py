@@ -124,8 +124,16 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate_from:
         from meter.cost.serving_fit import fit
 
-        obs = observations(args.calibrate_from, a, base, loc, **_point_options(args), only_hardware=hw.name)
-        calibration = fit(obs, acceptance=acceptance, source=f"fitted to {len(obs)} points of {args.calibrate_from}")
+        everything = observations(args.calibrate_from, a, base, loc, **_point_options(args))
+        obs = [o for o in everything if o.work.hardware == hw.name]
+        gpus = ", ".join(sorted({o.work.hardware for o in obs or everything}))
+        source = f"fitted to {len(obs or everything)} points of {args.calibrate_from} on {gpus}"
+        if not obs:
+            # no point on this GPU: the efficiencies (shares of each GPU's own datasheet roofs and
+            # its overheads) fitted on the others, each point on its own GPU, are carried over
+            obs = everything
+            notes.append(f"no point of {args.calibrate_from} ran on {hw.name}: the fit on {gpus} is carried over")
+        calibration = fit(obs, acceptance=acceptance, source=source)
         e = calibration.efficiencies
         if args.mtp_acceptance is None:
             acceptance = calibration.mtp_acceptance
@@ -142,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
         workload = F.Workload(int(args.isl), int(args.osl), _cache_hit(args))
         layouts = F.search_layouts(a, hw) if args.search else [_layout(args, a)]
         concurrencies = [int(c) for c in args.concurrency] if args.concurrency else F.DEFAULT_CONCURRENCIES
-        points, notes = F.sweep(a, hw, base, layouts, workload, engine, e, prices, concurrencies)
+        points, left_out = F.sweep(a, hw, base, layouts, workload, engine, e, prices, concurrencies)
+        notes += left_out
         if not points:
-            raise UsageError(f"no layout of {model.name} fits on {hw.name}: " + "; ".join(notes))
+            raise UsageError(f"no layout of {model.name} fits on {hw.name}: " + "; ".join(left_out))
         chosen = F.cheapest(points, target) if target.any else None
         if target.any and chosen is None:
             notes.append("no point of the curve meets the target")

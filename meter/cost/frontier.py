@@ -165,6 +165,7 @@ class PointWork:
     workload: Workload
     engine: EngineSettings
     concurrency: int
+    hardware: str  # the GPU's config name
     decode_batch_per_gpu: float  # on a busy decode GPU
     running: float  # sequences decoding in the whole system; the rest of the concurrency queues
     running_bound: float  # the most that could decode: the cache in the bound's dtype, no runtime reserve
@@ -258,6 +259,7 @@ def point_work(
         workload,
         engine,
         concurrency,
+        hw.name,
         batch,
         running,
         running_bound,

@@ -35,6 +35,7 @@ def _work(layout: F.ServingLayout, c: int, running: float, drafts: int = 0) -> F
         workload=F.Workload(isl=1000, osl=101),
         engine=F.EngineSettings(mtp_draft_tokens=drafts, mtp_acceptance=0.5),
         concurrency=c,
+        hardware="h200-sxm",
         decode_batch_per_gpu=running / layout.n_decode_gpus,
         running=running,
         running_bound=running,

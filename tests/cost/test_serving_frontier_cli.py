@@ -149,3 +149,12 @@ def test_a_run_of_meters_own_benchmarks_sets_the_efficiencies_it_measured(tmp_pa
         q = measured.regime_efficiency(regime)
         expected = 0.80 if name == "memory" else 0.78  # the defaults where the run has no such case
         assert e[name] == pytest.approx(min(1.0, q.central) if q is not None else expected)
+
+
+def test_a_calibration_on_another_gpu_is_carried_over_and_said_so(tmp_path):
+    r = run_meter("cost", "serve", "deepseek-v3", "--hardware", "b200", "--isl", "1024", "--osl", "1024", "--tp", "8",
+                  "--concurrency", "4", "--calibrate-from", str(_points(tmp_path)), "--framework", "sglang", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["calibration"]["points"] == 3 and doc["efficiencies"]["source"].endswith("on h200-sxm")
+    assert any("ran on b200: the fit on h200-sxm is carried over" in n for n in doc["notes"])
