@@ -142,3 +142,20 @@ def test_overlap_hides_links_and_node_limited_routing_sends_fewer_bytes_over_the
     one_node = F.point_work(V3, H200, limited, lay, wl, F.EngineSettings(), 256)
     link = {w: next(o for o in w.decode.ops if o.name == "EP dispatch and combine") for w in (plain, one_node)}
     assert link[one_node].bytes < link[plain].bytes
+
+
+def test_parallel_shapes_map_to_pools_and_the_search_covers_the_layouts():
+    base = DAY6.decode
+    assert (lambda p: (p.tp, p.dp, p.ep, p.gpus))(F.ParallelShape(8).pool(base, 100)) == (8, 1, 1, 8)
+    assert (lambda p: (p.tp, p.dp, p.ep, p.gpus))(F.ParallelShape(8, 8).pool(base, 100)) == (8, 1, 8, 8)
+    assert (lambda p: (p.tp, p.dp, p.ep, p.gpus))(F.ParallelShape(8, 8, True).pool(base, 100)) == (1, 8, 8, 8)
+    assert F.ParallelShape(8, 1, True).pool(base, 100).ep == 8  # attention DP, MoE over the same 8 GPUs
+    pool = F.ParallelShape(8).pool(base, 100, comm_overlap=0.5, domain=72)
+    assert (pool.comm_overlap, pool.gpus_per_node, pool.redundant_experts, pool.context) == (0.5, 72, 0, 100)
+    labels = [lay.label for lay in F.search_layouts(V3, H200)]
+    assert labels[:3] == ["TP8", "TP8 EP8", "TP8 EP8 DPA"] and "TP16 EP16 DPA" in labels
+    assert [lay.label for lay in F.search_layouts(V3, H200) if not lay.aggregated] == [
+        f"disagg 8P TP8 EP8 : {8 * r}D TP8 EP8 DPA" for r in (1, 2, 3)
+    ]
+    dense = load_model("llama-3.1-405b").args
+    assert [lay.label for lay in F.search_layouts(dense, H200)] == ["TP8", "TP16"]
