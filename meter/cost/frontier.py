@@ -39,6 +39,7 @@ from meter.config.deployments import Deployment, Pool
 from meter.config.hardware import HardwareSpec
 from meter.cost.layout import fitted_batch, memory
 from meter.cost.serving_step import Efficiencies, StepWork, step_bound_s, step_time, step_work
+from meter.errors import UsageError
 
 BOUND_PREFILL_TOKENS = 65536  # prefill's bound takes a batch this large: its weights read as rarely as can be
 DEFAULT_CONCURRENCIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -204,9 +205,13 @@ def point_work(
     workload: Workload,
     engine: EngineSettings,
     concurrency: int,
+    *,
+    check_memory: bool = True,
 ) -> PointWork:
     """The decode and prefill steps of a point, with their bounds. Raises UsageError (from the
-    memory check) when not even one sequence's KV cache fits beside the weights."""
+    memory check) when not even one sequence's KV cache fits beside the weights; a measured point
+    (``check_memory=False``) ran, so where not even one fits in meter's memory model it is taken at
+    its concurrency instead."""
     drafts = engine.mtp_draft_tokens
     domain = hw.scale_up_domain_gpus
     dpool = layout.decode.pool(d.decode, workload.decode_context, engine.comm_overlap, domain)
@@ -214,9 +219,7 @@ def point_work(
     replicas = max(1, layout.n_decode_gpus // layout.decode.gpus)
     # below one sequence a replica, the busy replicas carry one each and the rest idle
     wanted = max(concurrency / replicas, 1.0) / layout.decode.gpus
-    batch = wanted
-    if not memory(a, hw, dd, dpool, "decode", wanted).fits:
-        batch = min(wanted, fitted_batch(a, d.model or "the model", hw, dd, "decode"))
+    batch = _fitting(a, hw, dd, dpool, wanted, check_memory)
     running = min(concurrency, batch * layout.n_decode_gpus)
     decode = step_work(a, hw, dd, dpool, "decode", batch, query_tokens=1 + drafts, draft_layers=drafts)
     # the bound: the smallest cache the GPU allows, and experts spread over every decode GPU (an
@@ -229,9 +232,7 @@ def point_work(
     # the bound's batch: as many as the smallest cache and all of HBM hold (an engine may keep more
     # than the prediction's deployment assumes)
     roomy = dataclasses.replace(lean, reserved_memory_ratio=0.0)
-    bound_batch = wanted
-    if not memory(a, hw, roomy, dpool, "decode", wanted).fits:
-        bound_batch = min(wanted, fitted_batch(a, d.model or "the model", hw, roomy, "decode"))
+    bound_batch = _fitting(a, hw, roomy, dpool, wanted, check_memory)
     running_bound = min(concurrency, bound_batch * layout.n_decode_gpus)
     # whichever of the pool as laid out and the wide instance is faster at its roofline (the wide
     # one holds fewer experts a GPU but may send more over the network)
@@ -269,6 +270,19 @@ def point_work(
         decode_bound,
         step_bound_s(pre_bound) / big,
     )
+
+
+def _fitting(a: ModelArgs, hw: HardwareSpec, d: Deployment, pool: Pool, wanted: float, strict: bool) -> float:
+    """The decode batch a GPU carries: ``wanted`` if the memory holds it, else as many as it holds
+    (the rest queue)."""
+    if memory(a, hw, d, pool, "decode", wanted).fits:
+        return wanted
+    try:
+        return min(wanted, fitted_batch(a, d.model or "the model", hw, d, "decode"))
+    except UsageError:
+        if strict:
+            raise
+        return wanted
 
 
 def time_point(
@@ -372,8 +386,6 @@ def sweep(
 ) -> tuple[list[FrontierPoint], list[str]]:
     """Every layout that fits at every concurrency; notes say which layouts do not fit at all.
     Concurrencies past what a layout's KV cache holds add only queueing and are left out."""
-    from meter.errors import UsageError
-
     points, notes = [], []
     for layout in layouts:
         for c in concurrencies:

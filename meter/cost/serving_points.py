@@ -40,7 +40,8 @@ def observations(
 ) -> list[Observation]:
     """``only_hardware``: keep the points of that GPU; ``framework``: of that engine. A point marked
     ``mtp`` drafts ``drafts`` tokens, or :data:`DEFAULT_POINT_DRAFTS` when 0. Measured output
-    tokens/s per GPU is over every GPU of the system."""
+    tokens/s per GPU is over every GPU of the system. A point ran, so it is priced at its own
+    concurrency even where meter's memory model would not fit it."""
     out = []
     for p in points:
         if framework and p.framework != framework:
@@ -61,7 +62,7 @@ def observations(
         )
         layout = layout_of(p)
         try:
-            work = F.point_work(a, hw, d, layout, F.Workload(p.isl, p.osl), engine, p.conc)
+            work = F.point_work(a, hw, d, layout, F.Workload(p.isl, p.osl), engine, p.conc, check_memory=False)
         except UsageError as exc:
             raise UsageError(f"{source}: the point {p.framework} {p.layout} at concurrency {p.conc}: {exc}") from None
         setup = f"{p.framework} {p.precision} {p.layout} {p.isl}/{p.osl}" + (" mtp" if p.speculative else "")

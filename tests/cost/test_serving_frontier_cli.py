@@ -158,3 +158,12 @@ def test_a_calibration_on_another_gpu_is_carried_over_and_said_so(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["calibration"]["points"] == 3 and doc["efficiencies"]["source"].endswith("on h200-sxm")
     assert any("ran on b200: the fit on h200-sxm is carried over" in n for n in doc["notes"])
+
+
+def test_a_measured_point_is_priced_even_where_meters_memory_model_would_not_fit_it(tmp_path):
+    path = tmp_path / "h100.tsv"  # R1 fp8 on one H100 node: 84 GB of weights a GPU, past meter's 80 GB
+    path.write_text(HEADER + "\n" + ROWS[0].replace("\th200\t", "\th100\t") + "\n")
+    r = run_meter("cost", "serve", "deepseek-v3", "--hardware", "h100-sxm", "--against", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    (point,) = json.loads(r.stdout)["validation"]["points"]
+    assert point["output_tokens_per_s_per_gpu_bound"] > point["measured_output_tokens_per_s_per_gpu"]
