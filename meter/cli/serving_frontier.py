@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         prefill_token_budget=int(args.prefill_token_budget),
         comm_overlap=float(args.comm_overlap),
     )
-    prices = F.Prices(_price(args, hw.name, loc), hw.tdp_w)
+    prices = _prices(args, hw, loc)
     notes: list[str] = []
     e, acceptance = DEFAULTS, engine.mtp_acceptance
     calibration = None
@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         "engine": dataclasses.asdict(engine),
         "efficiencies": dataclasses.asdict(e),
         "usd_per_gpu_hour": prices.usd_per_gpu_hour,
+        "usd_per_gpu_hour_p10": prices.usd_per_gpu_hour_p10,
+        "usd_per_gpu_hour_p90": prices.usd_per_gpu_hour_p90,
         "power_per_gpu_w": prices.power_per_gpu_w,
         "frontier": [dataclasses.asdict(p) for p in points],
         "target": dataclasses.asdict(target) if target.any else None,
@@ -208,13 +210,24 @@ def _point_options(args: argparse.Namespace) -> dict:
     return {"framework": args.framework, "drafts": args.mtp, "prefill_token_budget": int(args.prefill_token_budget)}
 
 
-def _price(args: argparse.Namespace, hardware: str, loc) -> float | None:
-    if args.price is not None:
-        return float(args.price.central)
+def _prices(args: argparse.Namespace, hw, loc):
+    """The GPU-hour price (``--price``, else the price table's), its P10-P90 over the providers'
+    range by the Monte Carlo (a cost is proportional to it), and the power at TDP."""
+    from meter.cost.frontier import Prices
     from meter.cost.inputs import price_input
+    from meter.cost.montecarlo import evaluate
 
-    found = price_input(hardware, args.tier, loc)
-    return None if found is None else float(found.quantity.central)
+    q = args.price
+    if q is None:
+        found = price_input(hw.name, args.tier, loc)
+        q = None if found is None else found.quantity
+    if q is None:
+        return Prices(None, hw.tdp_w)
+    samples = 20_000 if args.samples is None else args.samples
+    s = evaluate(lambda x: {"usd": x["usd_per_gpu_hour"]}, {"usd_per_gpu_hour": q}, samples=samples, seed=args.seed)[
+        "usd"
+    ]
+    return Prices(s.point, hw.tdp_w, s.p10, s.p90)
 
 
 def _cache_hit(args: argparse.Namespace) -> float:
@@ -319,7 +332,13 @@ def _print(doc, points, chosen, calibration, validation, notes, e) -> None:
                 f"{p.tokens_per_s_per_user:.4g}",
                 f"{p.ttft_s * 1000:.4g}",
                 f"{p.tpot_s * 1000:.4g}",
-                _money(p.usd_per_m_output_tokens),
+                _money(p.usd_per_m_output_tokens)
+                + (
+                    f" ({p.usd_per_m_output_tokens_p10:.3g}-{p.usd_per_m_output_tokens_p90:.3g})"
+                    if p.usd_per_m_output_tokens_p10 is not None
+                    and p.usd_per_m_output_tokens_p10 != p.usd_per_m_output_tokens_p90
+                    else ""
+                ),
                 _money(p.usd_per_m_input_tokens),
                 "-" if p.joules_per_output_token is None else f"{p.joules_per_output_token:.3g}",
                 f"{p.output_tokens_per_s_per_gpu_bound:.4g}",
@@ -333,7 +352,7 @@ def _print(doc, points, chosen, calibration, validation, notes, e) -> None:
         print(
             table(
                 ["conc", "layout", "out tok/s/GPU", "total tok/s/GPU", "tok/s/user", "TTFT ms", "TPOT ms",
-                 "$/M out", "$/M in", "J/out tok", "bound out tok/s/GPU"],
+                 "$/M out (P10-P90)", "$/M in", "J/out tok", "bound out tok/s/GPU"],
                 rows,
                 title=title,
             )

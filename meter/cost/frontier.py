@@ -156,6 +156,17 @@ class EngineSettings:
 class Prices:
     usd_per_gpu_hour: float | None = None
     power_per_gpu_w: float | None = None
+    usd_per_gpu_hour_p10: float | None = None  # the price's range (providers, a --price range)
+    usd_per_gpu_hour_p90: float | None = None
+
+    def band(self, usd: float | None) -> tuple[float | None, float | None]:
+        """P10 and P90 of a cost proportional to the price, given its central value."""
+        if usd is None or self.usd_per_gpu_hour is None or self.usd_per_gpu_hour_p10 is None:
+            return None, None
+        return (
+            usd * self.usd_per_gpu_hour_p10 / self.usd_per_gpu_hour,
+            usd * self.usd_per_gpu_hour_p90 / self.usd_per_gpu_hour,
+        )
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,8 @@ class FrontierPoint:
     usd_per_m_output_tokens: float | None
     usd_per_m_input_tokens: float | None
     joules_per_output_token: float | None
+    usd_per_m_output_tokens_p10: float | None  # over the price's range
+    usd_per_m_output_tokens_p90: float | None
     decode_step_s: float
     prefill_share: float  # of the GPU time (aggregated) or the GPUs (disaggregated)
 
@@ -342,6 +355,8 @@ def time_point(
         usd_per_m_output_tokens=usd_out,
         usd_per_m_input_tokens=usd_in,
         joules_per_output_token=power / out_per_gpu if power is not None else None,
+        usd_per_m_output_tokens_p10=prices.band(usd_out)[0],
+        usd_per_m_output_tokens_p90=prices.band(usd_out)[1],
         decode_step_s=t_d,
         prefill_share=prefill_share,
     )

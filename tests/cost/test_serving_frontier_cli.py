@@ -52,6 +52,14 @@ def test_the_frontier_json_has_its_documented_keys():
         assert p["output_tokens_per_s_per_gpu"] <= p["output_tokens_per_s_per_gpu_bound"]
         assert p["layout"] == "TP8" and p["gpus"] == 8
     assert doc["chosen"] is None and doc["validation"] is None
+    ranged = json.loads(run_meter(*SERVE, "--tp", "8", "--concurrency", "64", "--price", "1.0..4.0", "--json").stdout)
+    p, usd = ranged["frontier"][0], ranged["usd_per_gpu_hour"]
+    assert (
+        usd == pytest.approx(2.5) and 1.0 < ranged["usd_per_gpu_hour_p10"] < usd < ranged["usd_per_gpu_hour_p90"] < 4.0
+    )
+    assert p["usd_per_m_output_tokens_p10"] == pytest.approx(
+        p["usd_per_m_output_tokens"] * ranged["usd_per_gpu_hour_p10"] / usd
+    )
     assert "kernel records" in doc["efficiencies"]["source"]
 
 
