@@ -409,6 +409,22 @@ CONFIGS += [
 # --- flags --------------------------------------------------------------------------------------------
 
 
+_FRONTIER = ("cost", "serve", "deepseek-v3", "--hardware", "h200-sxm", "--isl", "1024", "--osl", "1024")
+
+
+def _points_on(tmp: Path, hardware: str) -> Path:
+    """A one-point serving points file (the columns of serving-points-h200.tsv) on ``hardware``."""
+    from meter.engines.points import COLUMNS
+
+    row = {c: "" for c in COLUMNS}
+    row.update(source_id="x", model="m", precision="fp8", hardware=hardware, framework="sglang", spec_method="none",
+               disagg="False", tp="8", ep="1", dp_attention="False", isl="1024", osl="1024", conc="4",
+               tok_s_user="100", output_tok_s_gpu="50", total_tok_s_gpu="100", kind="measured")  # fmt: skip
+    path = tmp / "points.tsv"
+    path.write_text("\t".join(COLUMNS) + "\n" + "\t".join(row[c] for c in COLUMNS) + "\n")
+    return path
+
+
 def flags(*argv: str) -> Callable[[Path], list[str]]:
     return lambda tmp: list(argv)
 
@@ -482,6 +498,24 @@ FLAGS = [
         ("--serve-scenario", "train scenario"),
     ),
     Bad("exporter port zero", flags("serve", "--port", "0"), ("--port", "'0'")),
+    Bad("frontier without --osl", flags(*_FRONTIER[:5], "--isl", "1024"), ("give both --isl and --osl",)),
+    Bad("frontier without a model", flags("cost", "serve", "--isl", "1024", "--osl", "1024"), ("needs a MODEL",)),
+    Bad("frontier TPOT target zero", flags(*_FRONTIER, "--tpot-ms", "0"), ("--tpot-ms", "'0'")),
+    Bad("frontier acceptance above 1", flags(*_FRONTIER, "--mtp-acceptance", "2"), ("--mtp-acceptance", "'2'")),
+    Bad("frontier decode GPUs alone", flags(*_FRONTIER, "--decode-gpus", "8"), ("--decode-gpus", "--prefill-gpus")),
+    Bad("frontier TP not dividing the heads", flags(*_FRONTIER, "--tp", "3"), ("--tp 3", "128 attention heads")),
+    Bad("frontier layout too small", flags(*_FRONTIER, "--tp", "1"), ("TP1", "546 GB short")),
+    Bad("batch per GPU zero", flags("cost", "serve", "--batch-per-gpu", "0"), ("--batch-per-gpu", "'0'")),
+    Bad(
+        "points file missing",
+        lambda tmp: [*_FRONTIER[:5], "--against", str(tmp / "absent.tsv")],
+        ("absent.tsv", "no such file"),
+    ),
+    Bad(
+        "points hardware unknown",
+        lambda tmp: [*_FRONTIER[:5], "--against", str(_points_on(tmp, "tpu9"))],
+        ("hardware 'tpu9'",),
+    ),
 ]
 
 # --- the exporter's web config (exporter-toolkit's format) ------------------------------------------------

@@ -28,7 +28,9 @@ from meter.errors import ConfigError
 if TYPE_CHECKING:  # the CLI imports this module to build its parser, before kernels is checked
     from kernels.args import ModelArgs
 
-WeightDtype = Literal["fp8", "bf16"]
+WeightDtype = Literal["fp8", "bf16", "fp4"]  # fp4: NVFP4 (Blackwell) / MXFP4 (MI355X)
+KvDtype = Literal["bf16", "fp8", "fp8_mla", "fp4"]  # fp8_mla: FlashMLA's 656-byte fp8 latent with scales
+KV_DTYPES: tuple[str, ...] = KvDtype.__args__  # type: ignore[attr-defined]
 WEIGHT_DTYPES: tuple[str, ...] = WeightDtype.__args__  # type: ignore[attr-defined]
 PHASES = ("prefill", "decode")
 
@@ -83,7 +85,7 @@ class Pool:
     redundant_experts: int = field(default=0, metadata=ge(0))
     routed_experts_per_gpu: int | None = field(default=None, metadata=ge(0))  # a published figure, checked
     shared_experts_per_gpu: int | None = field(default=None, metadata=ge(0))  # likewise
-    batch_per_gpu: int | None = field(default=None, metadata=gt(0))
+    batch_per_gpu: float | None = field(default=None, metadata=gt(0))
     context: int = field(metadata=gt(0))
     gpus_per_node: int = field(default=8, metadata=ge(1))
     max_nodes_per_token: int | None = field(default=None, metadata=ge(1))
@@ -109,7 +111,7 @@ class Deployment:
     model: str | None = None
     hardware: str | None = None
     weights: WeightPrecision = WeightPrecision()
-    kv_cache: WeightDtype = "bf16"
+    kv_cache: KvDtype = "bf16"
     dispatch: WeightDtype = "bf16"  # payload of the EP dispatch; the combine is bf16
     reserved_memory_ratio: float = field(default=0.1, metadata=between(0, 0.9))  # HBM kept for the runtime
     prefill: Pool

@@ -41,8 +41,12 @@ from meter.cost.ep_comm import EpShape, all_to_all_legs
 from meter.errors import UsageError
 
 # Bytes a weight takes: fp8 with one fp32 scale per 128 x 128 block (DeepSeek-V3's format).
-WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0 + 4.0 / (128 * 128)}
-KV_BYTES = {"bf16": 2.0, "fp8": 1.0}
+# fp4 is NVFP4: one fp8 scale per 16 values (NVIDIA's Blackwell format; MXFP4's one per 32 is close).
+WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0 + 4.0 / (128 * 128), "fp4": 0.5 + 1.0 / 16}
+KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5 + 1.0 / 16}  # fp4: NVFP4 KV cache (TensorRT-LLM, Blackwell)
+# MLA's fp8 cache with scales (FlashMLA): the latent in fp8 with one fp32 scale per 128 values,
+# the RoPE part in bf16; 656 bytes a token and layer for DeepSeek-V3 (kernels.md).
+FP8_MLA = "fp8_mla"
 ACT_BYTES = 2.0  # activations in bf16
 LOGIT_BYTES = 4.0  # logits in fp32
 GB = 1e9
@@ -241,11 +245,13 @@ def kv_bytes_per_token(a: ModelArgs, pool: Pool, dtype: str) -> float:
     every tensor-parallel rank; GQA's KV heads split over them (or repeat, past one head each)."""
     if a.is_sparse:  # DeepSeek-V3.2 / V4: entries, indexer keys, V4's window spread over the context
         return S.kv_cache_bytes_per_token(a, pool.context, sparse_kv_value_bytes(dtype))
+    if a.attention == "mla" and dtype == FP8_MLA:
+        return a.n_layers * (a.kv_lora_rank * (1 + 4 / 128) + a.qk_rope_head_dim * 2)
     if a.attention == "mla":
         elems = kv_cache_elements_per_token_per_layer(a)
     else:
         elems = 2 * max(1, a.n_kv_heads // pool.tp) * a.head_dim
-    return a.n_layers * elems * KV_BYTES[dtype]
+    return a.n_layers * elems * KV_BYTES.get(dtype, 1.0)  # fp8_mla on GQA: plain fp8
 
 
 def sparse_kv_value_bytes(dtype: str) -> float:
@@ -266,7 +272,7 @@ def activation_bytes(a: ModelArgs, pool: Pool, tokens: float, logit_rows: float)
     return tokens * per_token + received + logit_rows * a.vocab_size / pool.tp * LOGIT_BYTES
 
 
-def memory(a: ModelArgs, hw: HardwareSpec, d: Deployment, pool: Pool, phase: str, batch: int) -> Memory:
+def memory(a: ModelArgs, hw: HardwareSpec, d: Deployment, pool: Pool, phase: str, batch: float) -> Memory:
     group_sequences = batch * pool.tp  # a TP group's GPUs all keep its sequences' (sharded) KV cache
     tokens = group_sequences * (pool.context if phase == "prefill" else 1)
     capacity = hw.memory_gb * GB
@@ -283,29 +289,37 @@ def _gb(x: float) -> str:
     return f"{x / 1e12:.3g} TB" if x >= 1e12 else f"{x / GB:.3g} GB"
 
 
-def refuse(d: Deployment, phase: str, model: str, hw: HardwareSpec, m: Memory, batch: int) -> UsageError:
+def refuse(d: Deployment, phase: str, model: str, hw: HardwareSpec, m: Memory, batch: float) -> UsageError:
     pool = d.pool(phase)
     return UsageError(
         f"deployment '{d.name}' does not fit: its {phase} pool ({pool.gpus} x {hw.name}, tp {pool.tp}, ep {pool.ep}) "
         f"needs {_gb(m.total_bytes)} per GPU for {model} (weights {_gb(m.weights_bytes)} in "
-        f"{d.weights.describe()}, KV cache {_gb(m.kv_cache_bytes)} for {batch} x {pool.context:,} tokens, "
+        f"{d.weights.describe()}, KV cache {_gb(m.kv_cache_bytes)} for {batch:g} x {pool.context:,} tokens, "
         f"activations {_gb(m.activations_bytes)}, runtime reserve {_gb(m.reserved_bytes)}) but a GPU has "
         f"{_gb(m.capacity_bytes)}: {_gb(m.total_bytes - m.capacity_bytes)} short"
     )
 
 
-def fitted_batch(a: ModelArgs, model: str, hw: HardwareSpec, d: Deployment, phase: str) -> int:
-    """The pool's batch per GPU: the given one if it fits, else as many as the memory holds."""
+def fitted_batch(a: ModelArgs, model: str, hw: HardwareSpec, d: Deployment, phase: str) -> float:
+    """The pool's batch per GPU (sequences, averaged over a TP group, so it may be a fraction):
+    the given one if it fits, else as many as the memory holds. A prefill pool whose given batch
+    does not fit prefills in chunks: the share of a batch that fits (chunked prefill), not a refusal
+    of the whole deployment."""
     pool = d.pool(phase)
-    if pool.batch_per_gpu is not None:
-        m = memory(a, hw, d, pool, phase, pool.batch_per_gpu)
-        if not m.fits:
-            raise refuse(d, phase, model, hw, m, pool.batch_per_gpu)
-        return pool.batch_per_gpu
     empty, one = memory(a, hw, d, pool, phase, 0), memory(a, hw, d, pool, phase, 1)
     per_sequence = one.total_bytes - empty.total_bytes
-    batch = math.floor((empty.capacity_bytes - empty.total_bytes) / per_sequence)
+    room = (empty.capacity_bytes - empty.total_bytes) / per_sequence
+    if pool.batch_per_gpu is not None:
+        m = memory(a, hw, d, pool, phase, pool.batch_per_gpu)
+        if m.fits:
+            return pool.batch_per_gpu
+        if phase == "prefill" and room > 0:
+            return room
+        raise refuse(d, phase, model, hw, m, pool.batch_per_gpu)
+    batch = math.floor(room)
     if batch < 1:
+        if phase == "prefill" and room > 0:
+            return room
         raise refuse(d, phase, model, hw, one, 1)
     return batch
 
@@ -313,23 +327,38 @@ def fitted_batch(a: ModelArgs, model: str, hw: HardwareSpec, d: Deployment, phas
 # --- one step ----------------------------------------------------------------------------------
 
 
-def _peak(hw: HardwareSpec, dtype: str) -> float:
-    """The dense peak of ``dtype``; a GPU without one (fp8 on an A100) multiplies in bf16."""
-    return hw.peak_flops(dtype) or hw.peak_flops("bf16")
+def peak_flops_per_s(hw: HardwareSpec, dtype: str) -> float:
+    """The dense peak of ``dtype``; a GPU without one (fp8 on an A100, fp4 on a Hopper) multiplies
+    in the next wider type it has."""
+    for wider in _WIDER.get(dtype, (dtype, "bf16")):
+        peak = hw.peak_flops(wider)
+        if peak:
+            return peak
+    return 0.0
 
 
-def routed_hit_share(a: ModelArgs, pool: Pool, group_tokens: float) -> float:
-    """Expected share of a GPU's routed-expert copies that a step's tokens hit: each of the EP
-    group's tokens picks ``top_k`` of the ``routed + redundant`` copies, uniformly."""
+_WIDER = {"fp4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16")}
+
+
+def expert_group_tokens(pool: Pool, tokens_per_gpu: float) -> float:
+    """Tokens that reach one GPU's experts in a step: those of the GPUs its experts serve, which are
+    the EP group (``ep`` GPUs) or, without expert parallelism, the TP group sharing each expert.
+    ``tokens_per_gpu`` is averaged over the group, so a TP8 group with 4 sequences has 0.5 a GPU."""
+    return tokens_per_gpu * max(pool.ep, pool.tp)
+
+
+def routed_hit_share(a: ModelArgs, pool: Pool, tokens_per_gpu: float) -> float:
+    """Expected share of a GPU's routed-expert copies that a step's tokens hit: each of the tokens
+    reaching the group (batch x ep, not batch x tp x ep) picks ``top_k`` of the ``routed +
+    redundant`` copies, uniformly."""
     if not a.is_moe:
         return 0.0
     slots = a.n_routed_experts + pool.redundant_experts
-    tokens = group_tokens * (pool.ep if pool.ep > 1 else 1)
-    return 1.0 - (1.0 - a.n_activated_experts / slots) ** tokens
+    return 1.0 - (1.0 - a.n_activated_experts / slots) ** expert_group_tokens(pool, tokens_per_gpu)
 
 
 def components(
-    a: ModelArgs, hw: HardwareSpec, d: Deployment, pool: Pool, phase: str, batch: int
+    a: ModelArgs, hw: HardwareSpec, d: Deployment, pool: Pool, phase: str, batch: float
 ) -> tuple[Component, ...]:
     """Per-GPU FLOPs and bytes of one step, by kind of work; each GPU does 1/tp of its group's work."""
     if phase == "decode":
@@ -358,13 +387,13 @@ def components(
         (
             "routed experts",
             per_token.routed_experts,
-            held["routed_experts"] * routed_hit_share(a, pool, group),
+            held["routed_experts"] * routed_hit_share(a, pool, tokens),
             w.routed_experts,
         ),
         ("output head", per_token.output_head, held["head"] + group * a.dim * WEIGHT_BYTES[w.embedding], w.head),
     ]
     return tuple(
-        Component(name, tokens * flops, nbytes, dtype, _peak(hw, dtype), bw)
+        Component(name, tokens * flops, nbytes, dtype, peak_flops_per_s(hw, dtype), bw)
         for name, flops, nbytes, dtype in rows
         if flops > 0 or nbytes > 0
     )

@@ -33,19 +33,24 @@ from meter.errors import UsageError
 
 SINGLE_GPU = "single-gpu"
 _FLAGS = {"tp": "--tp", "ep": "--ep", "batch_per_gpu": "--batch-per-gpu", "context": "--context"}
+_CONTEXT_FLAGS = {"prefill": "--prefill-context", "decode": "--decode-context"}
 
 
 @dataclass(frozen=True)
 class LayoutOverrides:
     """The command line's changes to a deployment: ``--deployment``, ``--tp``, ``--ep``,
-    ``--weights``, ``--batch-per-gpu``, ``--context``."""
+    ``--weights``, ``--kv-cache``, ``--batch-per-gpu``, ``--context`` (both pools),
+    ``--prefill-context`` and ``--decode-context`` (one each)."""
 
     deployment: str | None = None
     tp: int | None = None
     ep: int | None = None
     weights: str | None = None
-    batch_per_gpu: int | None = None
+    batch_per_gpu: float | None = None
     context: int | None = None
+    prefill_context: int | None = None
+    decode_context: int | None = None
+    kv_cache: str | None = None
 
     @property
     def any(self) -> bool:
@@ -59,35 +64,52 @@ class LayoutOverrides:
     def apply(self, d: Deployment, a: ModelArgs) -> Deployment:
         """``d`` with these changes, each pool checked against the model (a bad one names its flag).
 
-        ``--tp`` keeps a pool's GPUs where it divides them (DP shrinks), else makes the pool one TP
-        group; ``--ep`` above the pool's GPUs grows its DP; ``--batch-per-gpu`` is the decode
-        pool's; ``--context`` is both pools' (the prompt length in prefill).
+        ``--tp`` makes each pool one replica of that many GPUs (``tp x max(1, ep / tp)`` with
+        ``--ep``; experts split over the TP group without it): a TP8 node, not DeepSeek's 144-GPU
+        decode pool with TP8 groups in it; its decode batch fills the memory unless given. ``--ep`` alone grows a pool's DP to ``ep / tp`` when
+        it is larger; ``--batch-per-gpu`` (a fraction is fine: concurrency 4 on a TP8 node is 0.5)
+        is the decode pool's; ``--context`` sets both pools (the prompt length in prefill), and
+        ``--prefill-context`` / ``--decode-context`` one each.
         """
         pools = {}
         for phase in ("prefill", "decode"):
             p = d.pool(phase)
-            changes = {}
+            changes: dict = {}
             if self.tp is not None:
-                changes.update(tp=self.tp, dp=p.gpus // self.tp if p.gpus % self.tp == 0 else 1)
-            if self.ep is not None:
-                gpus = changes.get("tp", p.tp) * changes.get("dp", p.dp)
+                ep = self.ep or 1
+                changes.update(
+                    tp=self.tp,
+                    dp=max(1, ep // self.tp),
+                    ep=ep,
+                    redundant_experts=0 if self.ep is None else p.redundant_experts,
+                    routed_experts_per_gpu=None,
+                    shared_experts_per_gpu=None,
+                    comm_overlap=0.0,  # the deployment's overlap (DeepSeek's two micro-batches) is its own
+                )
+                if phase == "decode":  # the deployment's batch was for its own layout: fill this one's memory
+                    changes["batch_per_gpu"] = None
+            elif self.ep is not None:
                 changes["ep"] = self.ep
-                if self.ep > gpus and self.ep % changes.get("tp", p.tp) == 0:
-                    changes["dp"] = self.ep // changes.get("tp", p.tp)
+                if self.ep > p.gpus and self.ep % p.tp == 0:
+                    changes["dp"] = self.ep // p.tp
                 changes.update(routed_experts_per_gpu=None)
             if self.batch_per_gpu is not None and phase == "decode":
                 changes["batch_per_gpu"] = self.batch_per_gpu
-            if self.context is not None:
-                changes["context"] = self.context
+            context = self.prefill_context if phase == "prefill" else self.decode_context
+            if context is not None or self.context is not None:
+                changes["context"] = context if context is not None else self.context
             pools[phase] = dataclasses.replace(p, **changes)
             problem = layout_problem(pools[phase], a)
             if problem:
                 name, why = problem
                 given = name in _FLAGS and getattr(self, name) is not None
                 where = _FLAGS[name] if given else f"deployment '{d.name}' {phase}.{name}"
+                if name == "redundant_experts" and self.tp is not None:
+                    where = "--tp"
                 raise UsageError(f"{where} {getattr(pools[phase], name)}: {why}")
         weights = d.weights.with_linear(self.weights) if self.weights else d.weights
-        return dataclasses.replace(d, prefill=pools["prefill"], decode=pools["decode"], weights=weights)
+        kv = self.kv_cache or d.kv_cache
+        return dataclasses.replace(d, prefill=pools["prefill"], decode=pools["decode"], weights=weights, kv_cache=kv)
 
 
 def estimate_serve(
@@ -113,7 +135,9 @@ def estimate_serve(
     shape = run_shape(run, batch, context)
     if shape is not None:
         layout = dataclasses.replace(
-            layout, batch_per_gpu=layout.batch_per_gpu or shape[0], context=layout.context or shape[1]
+            layout,
+            batch_per_gpu=layout.batch_per_gpu or shape[0],
+            decode_context=layout.decode_context or layout.context or shape[1],
         )
     # the scenario's own throughput describes its GPU and layout, not another
     own = hw.name == scenario.hardware and not layout.changes(scenario.deployment)

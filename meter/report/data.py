@@ -35,6 +35,20 @@ class Run:
 
 
 @dataclass(frozen=True)
+class FrontierView:
+    """One serving-frontier plot: the predicted curves (with bounds) of the measured layouts, the
+    measured points priced at their own setups, and how far apart they are."""
+
+    title: str
+    points: tuple[Any, ...]  # meter.cost.frontier.FrontierPoint
+    measured: tuple[Any, ...]  # meter.cost.serving_fit.ValidationPoint
+    median_abs_error: float
+    median_abs_error_per_user: float
+    above_bound: int
+    efficiencies_from: str
+
+
+@dataclass(frozen=True)
 class RooflinePoint:
     label: str
     phase: str

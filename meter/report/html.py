@@ -24,6 +24,7 @@ SECTIONS = [
     ("timeline", "Power, utilization and clocks"),
     ("training-cost", "Training cost"),
     ("serving-cost", "Serving cost"),
+    ("serving-frontier", "Serving frontier"),
     ("tables", "Every number"),
     ("metadata", "Run metadata"),
     ("assumptions", "Assumptions and sources"),
@@ -112,8 +113,10 @@ def build(
     serve_scenario: str = "deepseek-v3-day6",
     png_dir: Path | None = None,
     samples: int = 20_000,
+    frontiers: tuple[data.FrontierView, ...] = (),
 ) -> tuple[str, list[Path]]:
-    """(the HTML document, the PNG files written)."""
+    """(the HTML document, the PNG files written); ``frontiers``: serving-frontier plots computed
+    by the caller from a points file (``meter report --serving-points``)."""
     if png_dir is not None and png_dir.exists() and not png_dir.is_dir():
         raise OutputError(f"--png-dir {png_dir}: is a file, not a directory")
     pngs: list[Path] = []
@@ -124,6 +127,16 @@ def build(
         )
         for r in runs
     }
+    for i, f in enumerate(frontiers):
+        parts["serving-frontier"].append(f"<h3>{html.escape(f.title)}</h3>")
+        parts["serving-frontier"].append(
+            _figure(plots.serving_frontier(f.points, f.measured, None, f.title), f"serving-frontier-{i}", png_dir, pngs)
+        )
+        parts["serving-frontier"].append(
+            f'<p class="note">{len(f.measured)} measured points; median error of the prediction '
+            f"{f.median_abs_error:.1%} (output tokens/s per GPU), {f.median_abs_error_per_user:.1%} (tokens/s per user); "
+            f"{f.above_bound} above the bound; step model: {html.escape(f.efficiencies_from)}.</p>"
+        )
     cpu_runs = [r for r in runs if r.cpu]
     if cpu_runs:
         parts["summary"].append(
@@ -280,7 +293,8 @@ def build(
                 f"{html.escape(str(dict(hw.peak_tflops)))} TFLOP/s; source: "
                 f"{html.escape(str(hw.source))}</p>"
             )
-    shown = [(key, title) for key, title in SECTIONS if key != "job" or parts["job"]]  # a job section for jobs
+    optional = ("job", "serving-frontier")  # a job section for jobs, a frontier for a points file
+    shown = [(key, title) for key, title in SECTIONS if key not in optional or parts[key]]
     nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in shown)
     body = "".join(
         f'<section id="{key}"><h2>{title}</h2>{"".join(parts[key]) or "<p class=note>Nothing to show.</p>"}</section>'

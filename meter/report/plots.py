@@ -191,6 +191,46 @@ def serving_cost(by_batch) -> Any:
     return fig
 
 
+def serving_frontier(points, measured, target, title: str) -> Any:
+    """Output tokens/s per GPU against tokens/s per user: the predicted curve (solid) and its bound
+    (dashed) per layout, measured points (dots and, against their own setup, the prediction as
+    crosses), one colour per layout, and the latency target as a vertical line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    layouts = list(dict.fromkeys([p.layout for p in points] + [m.layout for m in measured]))
+    colours = plt.get_cmap("tab10")
+    colour = {name: colours(i % 10) for i, name in enumerate(layouts)}
+    for name in layouts:
+        mine = sorted((p for p in points if p.layout == name), key=lambda p: p.concurrency)
+        if mine:
+            ax.plot([p.tokens_per_s_per_user for p in mine], [p.output_tokens_per_s_per_gpu for p in mine],
+                    "-o", ms=3, color=colour[name], label=f"{name} predicted")  # fmt: skip
+            ax.plot([p.tokens_per_s_per_user_bound for p in mine], [p.output_tokens_per_s_per_gpu_bound for p in mine],
+                    "--", lw=0.8, color=colour[name], alpha=0.5, label=f"{name} bound")  # fmt: skip
+        seen = [m for m in measured if m.layout == name]
+        if seen:
+            ax.scatter([m.measured_tokens_per_s_per_user for m in seen], [m.measured_output_tokens_per_s_per_gpu for m in seen],
+                       s=14, color=colour[name], edgecolor="black", linewidth=0.4, label=f"{name} measured")  # fmt: skip
+            ax.scatter([m.predicted_tokens_per_s_per_user for m in seen], [m.predicted_output_tokens_per_s_per_gpu for m in seen],
+                       s=14, marker="x", color=colour[name], alpha=0.7)  # fmt: skip
+    need = None
+    if target is not None and target.tpot_s:
+        need = 1 / target.tpot_s
+    if target is not None and target.min_tokens_per_s_per_user:
+        need = max(need or 0, target.min_tokens_per_s_per_user)
+    if need:
+        ax.axvline(need, color="black", linestyle=":", label=f"target: {need:.3g} tok/s/user")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens/s per user (1 / TPOT)")
+    ax.set_ylabel("output tokens/s per GPU")
+    ax.set_title(f"Serving frontier: {title}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
 def render(fig, png_path=None) -> str:
     """The figure as inline SVG (and, when ``png_path`` is given, also saved there as PNG)."""
     if png_path is not None:

@@ -60,7 +60,7 @@ def _variant(config_dir: Path, name: str, mutate) -> ConfigLocator:
             "does not divide the 128 attention heads",
         ),
         (lambda d: d["decode"].update(context=0), "decode.context", "greater than 0"),
-        (lambda d: d.update(kv_cache="fp4"), "kv_cache", "must be one of"),
+        (lambda d: d.update(kv_cache="int4"), "kv_cache", "must be one of"),  # fp4 is NVFP4 now
         (lambda d: d["decode"].update(extra=1), "decode.extra", "unknown field"),
         (lambda d: d.update(reserved_memory_ratio=1.5), "reserved_memory_ratio", "at most 0.9"),
         (lambda d: d["sources"].pop(4), "decode.batch_per_gpu", "has no entry in 'sources'"),
@@ -249,7 +249,8 @@ def test_given_efficiency_scales_the_bound():
         (["--deployment", "llama-3.1-405b-tp8"], "serves llama-3.1-405b, not deepseek-v3"),
         (["gpt-3"], "give --hardware"),
         (["deepseek-v3", "--scenario", "deepseek-v3-day6"], "not both"),
-        (["--tp", "8"], "KV cache 247 GB"),
+        (["--tp", "8", "--ep", "144", "--batch-per-gpu", "88"], "KV cache 247 GB"),
+        (["--tp", "8"], "(8 x h800-sxm, tp 8, ep 1) needs 97.1 GB"),  # one node, not EP144 kept silently
     ],
 )
 def test_serve_layout_errors_are_one_line(argv, fragment):

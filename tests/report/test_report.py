@@ -203,3 +203,35 @@ def test_compare_cli(tmp_path: Path):
     _write(a, A)
     r = run_meter("compare", str(a), str(b))
     assert r.returncode == 2 and "different models (m against other)" in r.stderr and r.stderr.count("\n") == 1
+
+
+def _serving_points(tmp_path: Path) -> Path:
+    from tests.cost.test_serving_frontier_cli import HEADER, ROWS
+
+    path = tmp_path / "points.tsv"
+    path.write_text(HEADER + "\n" + "\n".join(ROWS[:3]) + "\n")
+    return path
+
+
+def test_report_draws_the_serving_frontier_against_measured_points(tmp_path: Path):
+    report, pngs = tmp_path / "report.html", tmp_path / "png"
+    r = run_meter("report", str(RECORDED), "-o", str(report), "--png-dir", str(pngs), "--samples", "0",
+                  "--serving-points", str(_serving_points(tmp_path)))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    html = report.read_text()
+    section = html[html.index('<section id="serving-frontier">') :]
+    section = section[: section.index("</section>")]
+    assert section.count("<svg") == 1 and "deepseek-v3 on h200-sxm, 1,024/1,024 tokens" in section
+    assert "3 measured points; median error of the prediction" in section and "0 above the bound" in section
+    assert (pngs / "serving-frontier-0.png").stat().st_size > 10_000
+    if shutil.which("chromium") and (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        checked = open_in_chromium(report, tmp_path)
+        assert checked["console_errors"] == [] and checked["page_errors"] == [] and checked["external_requests"] == []
+        assert checked["sections"]["serving-frontier"]["svgs"] == 1
+
+
+def test_report_without_points_has_no_frontier_section(tmp_path: Path):
+    report = tmp_path / "report.html"
+    r = run_meter("report", str(RECORDED), "-o", str(report), "--samples", "0")
+    assert r.returncode == 0, r.stderr
+    assert '<section id="serving-frontier">' not in report.read_text()

@@ -7,11 +7,11 @@ import math
 import sys
 
 from meter import domains as D
-from meter.cli import serving_bench
+from meter.cli import serving_bench, serving_frontier
 from meter.cli.commands.cost_show import cluster_row, print_cluster, show
 from meter.cli.common import OneLineParser, locator, number, numbers
 from meter.cli.output import emit_json, table
-from meter.config.deployments import WEIGHT_DTYPES
+from meter.config.deployments import KV_DTYPES, WEIGHT_DTYPES
 from meter.config.hardware import PEAK_DTYPES
 from meter.errors import UsageError
 
@@ -214,7 +214,8 @@ def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.Argum
         "FLOPs and communication per step on the target GPU), times an efficiency (given, measured by a "
         "run, or implied by a published throughput); $ per million tokens, GPUs for a load, joules.",
         epilog="Examples: meter cost serve --scenario deepseek-v3-day6; meter cost serve llama-3.1-405b "
-        "--hardware h100-sxm --tp 8 --weights fp8 --efficiency 0.4; meter cost serve --from-run runs/RUN.json",
+        "--hardware h100-sxm --tp 8 --weights fp8 --efficiency 0.4; meter cost serve --from-run runs/RUN.json; "
+        "meter cost serve deepseek-v3 --hardware h200-sxm --isl 1024 --osl 1024 --tpot-ms 20 --search (the frontier)",
     )
     p.add_argument("model", nargs="?", help="model config to serve (instead of a scenario)")
     p.add_argument("--deployment", help="a deployment in configs/deployments (default: the scenario's or the model's)")
@@ -223,11 +224,15 @@ def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.Argum
     p.add_argument("--weights", choices=WEIGHT_DTYPES, help="precision of the linear layers' weights")
     p.add_argument(
         "--batch-per-gpu",
-        type=number(D.BATCH),
+        type=number(D.BATCH_PER_GPU),
         metavar="N",
-        help="decode sequences per GPU (default: the deployment's)",
+        help="decode sequences per GPU, averaged over a TP group: 0.5 is concurrency 4 on a TP8 node "
+        "(default: the deployment's)",
     )
     p.add_argument("--context", type=number(D.CONTEXT), help="context length of both pools (prompt length in prefill)")
+    p.add_argument("--prefill-context", type=number(D.CONTEXT), metavar="N", help="prompt length of the prefill pool")
+    p.add_argument("--decode-context", type=number(D.CONTEXT), metavar="N", help="KV length a decode step reads")
+    p.add_argument("--kv-cache", choices=KV_DTYPES, help="KV cache dtype (fp8_mla: FlashMLA's 656-byte fp8 latent)")
     p.add_argument(
         "--batch",
         type=number(D.BATCH),
@@ -239,6 +244,7 @@ def _register_serve(cost_sub: argparse._SubParsersAction, common: argparse.Argum
     p.add_argument("--cache-hit-rate", type=_quantity, metavar="R", help="share of input tokens served from cache")
     p.add_argument("--tokens-per-day", metavar="IN,OUT", help="load to size the deployment for, e.g. 608B,168B")
     serving_bench.add_options(p)
+    serving_frontier.add_options(p)
     p.add_argument("--gpus", type=number(D.GPUS), metavar="N", help="with --from-bench: the GPUs the server ran on")
     _common(p)
     p.set_defaults(handler=run_serve, scenario_default="deepseek-v3-day6")
@@ -518,6 +524,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.efficiency is not None:
             raise UsageError("--from-bench measures the efficiency; --efficiency does not go with it")
         return _serve_from_bench(args, loc)
+    if serving_frontier.wanted(args):  # the throughput-interactivity frontier (meter.cli.serving_frontier)
+        return serving_frontier.run(args)
     scenario = _serve_scenario(args, loc)
     run = _measured(args)
     if args.efficiency is not None and run is not None:
@@ -533,6 +541,9 @@ def run_serve(args: argparse.Namespace) -> int:
         weights=args.weights,
         batch_per_gpu=args.batch_per_gpu,
         context=args.context,
+        prefill_context=args.prefill_context,
+        decode_context=args.decode_context,
+        kv_cache=args.kv_cache,
     )
     estimate = estimate_serve(
         scenario,
@@ -558,7 +569,17 @@ def _serve_from_bench(args: argparse.Namespace, loc) -> int:
     if args.from_run:
         raise UsageError("--from-bench and --from-run are two measurements to price; give one")
     named = bool(args.model or args.scenario)  # the engine's efficiency needs the model it served
-    layout = LayoutOverrides(args.deployment, args.tp, args.ep, args.weights, args.batch_per_gpu, args.context)
+    layout = LayoutOverrides(
+        args.deployment,
+        args.tp,
+        args.ep,
+        args.weights,
+        args.batch_per_gpu,
+        args.context,
+        args.prefill_context,
+        args.decode_context,
+        args.kv_cache,
+    )
     return serving_bench.run(args, args.gpus, _serve_scenario(args, loc) if named else None, layout)
 
 

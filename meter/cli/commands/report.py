@@ -27,6 +27,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--scenario", default="deepseek-v3", help="training scenario to price (default deepseek-v3)")
     p.add_argument("--serve-scenario", default="deepseek-v3-day6", help="serving scenario to price")
     p.add_argument(
+        "--serving-points",
+        metavar="POINTS.tsv",
+        help="also draw the serving frontier against these measured points (meter import; docs/cost.md)",
+    )
+    p.add_argument("--serving-model", default="deepseek-v3", help="the model the points served (default deepseek-v3)")
+    p.add_argument(
+        "--serving-calibrate", action="store_true", help="fit the step model to the points of each GPU before drawing"
+    )
+    p.add_argument(
         "--samples",
         type=number(D.SAMPLES),
         default=20_000,
@@ -76,8 +85,14 @@ def write_report(paths: list[str], output: str, args: argparse.Namespace, *, png
 
     train = _scenario(getattr(args, "scenario", None) or "deepseek-v3", "train", "--scenario", args)
     serve = _scenario(getattr(args, "serve_scenario", None) or "deepseek-v3-day6", "serve", "--serve-scenario", args)
+    frontiers = ()
+    if getattr(args, "serving_points", None):
+        from meter.cli.serving_frontier import report_views
+
+        frontiers = report_views(args.serving_points, args.serving_model, locator(args), args.serving_calibrate)
     document, pngs = build(
         _runs(paths),
+        frontiers=frontiers,
         locator=locator(args),
         train_scenario=train,
         serve_scenario=serve,
