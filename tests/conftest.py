@@ -100,14 +100,32 @@ def run_meter(
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Ceilings and memory peaks measured by tests go to a directory of the test session, not ~/.cache."""
+    """Ceilings and memory peaks measured by tests go to a directory of the test session, not ~/.cache.
+
+    It holds trusted ceilings of this machine (:func:`tests.runs.seed_ceilings`), so that a test whose
+    subject is not the ceilings, and every ``meter`` it starts, spends no time measuring them; a test
+    about the ceilings points ``METER_CACHE_DIR`` at a directory of its own."""
+    from tests.runs import seed_ceilings
+
     previous = os.environ.get("METER_CACHE_DIR")
     os.environ["METER_CACHE_DIR"] = str(tmp_path_factory.mktemp("meter-cache"))
+    seed_ceilings(Path(os.environ["METER_CACHE_DIR"]))
     yield
     if previous is None:
         os.environ.pop("METER_CACHE_DIR", None)
     else:
         os.environ["METER_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def seeded_ceilings(tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``meter run``/``bench``/``acceptance`` subprocess whose subject is not the
+    ceilings: a cache directory holding trusted ceilings of this machine, so that no time goes to
+    measuring them (and nothing depends on how fast or how busy the machine is)."""
+    from tests.runs import seed_ceilings
+
+    seed_ceilings(tmp_path / "meter-cache")
+    return {"METER_CACHE_DIR": str(tmp_path / "meter-cache")}
 
 
 @pytest.fixture

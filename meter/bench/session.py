@@ -47,15 +47,18 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def default_ceilings(device: ComputeDevice, *, remeasure: bool = False, say: Callable[[str], None] = _stderr):
-    """The device's cached ceilings, or measured now (and cached) with a line saying so."""
+def default_ceilings(
+    device: ComputeDevice,
+    dtypes: list[str] | None = None,
+    *,
+    remeasure: bool = False,
+    say: Callable[[str], None] = _stderr,
+):
+    """The device's ceilings in ``dtypes`` (default: every precision it runs): cached when they can be
+    trusted, else measured now under a time cap per ceiling, with a line per ceiling."""
     from meter.bench import ceilings as C
 
-    cached = None if remeasure else C.load_cached(device)
-    if cached is not None:
-        return cached
-    say(f"measuring {device.label} ceilings (copy bandwidth, GEMM rates); cached for later runs")
-    return C.measure(device)
+    return C.trusted(device, C.default_dtypes(device) if dtypes is None else dtypes, remeasure=remeasure, say=say)
 
 
 def ops_info(device: ComputeDevice) -> OpsInfo:
@@ -162,6 +165,7 @@ class BenchSession:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._check_ceilings()
         if exc_type is None:
             self.status = "complete"
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -180,6 +184,25 @@ class BenchSession:
                 self.recorder.finish(self.status)
             except RunWriteError as err:
                 self.status, self.write_error = "failed", self.write_error or err
+
+    def _check_ceilings(self) -> None:
+        """A case past a ceiling by more than 10% puts the ceiling in doubt: flag it in the run file and
+        drop it from the cache, so that the next run measures it again."""
+        from meter.bench import ceilings as C
+
+        past = C.exceeded(self.ceilings, self.results)
+        if not past or self.ceilings is None:
+            return
+        self.say(
+            f"ceilings in doubt: {past[0]}"
+            + (f" (and {len(past) - 1} more)" if len(past) > 1 else "")
+            + "; flagged in the run file and dropped from the cache (the next run measures them again)"
+        )
+        C.forget(self.device)
+        self.ceilings = C.flagged(self.ceilings, past)
+        if self.recorder is not None:
+            doc = self.recorder.doc
+            doc.metadata = dataclasses.replace(doc.metadata, ceilings=self.ceilings)
 
     def monitor_stop(self) -> None:
         """Stop sampling (once) and keep the timeline and the telemetry description."""

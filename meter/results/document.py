@@ -133,6 +133,29 @@ class CeilingsMethod:
 
 
 @dataclass(frozen=True)
+class CeilingsMachine:
+    """The machine a ceiling was measured on; a cached ceiling of another machine is measured again."""
+
+    kind: Literal["cuda", "cpu"]
+    name: str  # the CPU model or the GPU name
+    torch: str
+    cpu_flags: list[str] = field(default_factory=list)  # the SIMD flags GEMMs depend on
+    threads: int | None = field(default=None, metadata=ge(1))  # torch's intra-op threads
+    driver: str | None = None  # the GPU driver
+    cuda: str | None = None
+
+
+@dataclass(frozen=True)
+class CeilingsLoad:
+    """How busy the machine was while the ceilings were measured (a loaded machine gives low ceilings)."""
+
+    cpu_count: int = field(metadata=ge(1))
+    loadavg_1m: float | None = field(default=None, metadata=ge(0))  # before measuring
+    others_busy_cpus: float | None = field(default=None, metadata=ge(0))  # CPUs' worth used by other processes
+    loaded: bool = False
+
+
+@dataclass(frozen=True)
 class Ceilings:
     """Ceilings measured on the device itself: a large copy and a large GEMM."""
 
@@ -141,6 +164,10 @@ class Ceilings:
     gemm_flops_per_s: Mapping[str, float] = field(metadata=gt(0))  # by dtype
     measured_at: str
     method: CeilingsMethod
+    machine: CeilingsMachine | None = None
+    load: CeilingsLoad | None = None
+    gemm_sizes: Mapping[str, int] = field(default_factory=dict, metadata=ge(1))  # the n of each best rate
+    flags: list[str] = field(default_factory=list)  # why not to trust them as they are
 
     def gemm(self, dtype: str) -> float | None:
         return self.gemm_flops_per_s.get(dtype)

@@ -1,0 +1,145 @@
+"""The device's ceilings: only the precisions a run uses, each under a time cap sized from a probe,
+the machine and its load recorded, and a cached ceiling that cannot be trusted measured again."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from meter.bench import ceilings as C
+from meter.bench.cases import BenchCase
+from meter.bench.session import BenchSession
+from meter.config.hardware import list_hardware
+from meter.config.models import load_model
+from meter.device.select import select_device
+from meter.results import TimingSettings, load_run
+from meter.results.document import CeilingsLoad
+from tests.conftest import run_meter
+from tests.runs import cpu_metadata, make_ceilings, seed_ceilings
+
+CPU = select_device("cpu", list_hardware())
+
+
+def tiny(layer: str, phase: str, **kw) -> BenchCase:
+    kw.setdefault("dtype", "fp32")
+    return BenchCase("deepseek-v3-tiny", layer, phase, batch=2, seq=16, **kw)
+
+
+def test_only_the_precisions_the_cases_use_are_needed():
+    assert C.needed_dtypes([tiny("ffn", "prefill"), tiny("moe", "prefill")]) == ["fp32"]
+    fp8 = tiny("moe", "prefill", dtype="bf16", fp8="rowwise")
+    assert C.needed_dtypes([tiny("ffn", "prefill"), fp8]) == ["fp32", "bf16", "fp8"]
+
+
+def test_sizes_grow_only_while_the_rate_so_far_says_the_next_fits_the_cap():
+    tried: list[int] = []
+
+    def slow(n: int) -> float:  # a CPU without native bf16: 1 MFLOP/s, the 256^3 call would take 33 s
+        tried.append(n)
+        return 1e6
+
+    rate, n = C._best_gemm(slow, (128, 256, 512, 2048), C._Cap(2.0, C.CPU_SETTINGS))
+    assert tried == [128] and (rate, n) == (1e6, 128)
+
+    tried.clear()
+    fast = lambda n: tried.append(n) or 1e9 * n  # noqa: E731  (rates that grow with size, every call instant)
+    rate, n = C._best_gemm(fast, (128, 256, 512, 1024), C._Cap(2.0, C.CPU_SETTINGS))
+    assert tried == [128, 256, 512, 1024] and n == 1024
+
+
+def test_a_measurement_covers_the_asked_precisions_and_records_machine_load_and_progress(tmp_path, monkeypatch):
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path))
+    lines: list[str] = []
+    c = C.measure(CPU, dtypes=["fp32"], say=lines.append, cap_s=0.2)
+    assert set(c.gemm_flops_per_s) == {"fp32"} and c.copy_bytes_per_s > 0 and c.gemm_sizes["fp32"] >= 128
+    assert c.machine == C.current_machine(CPU) and c.machine.torch and c.machine.threads >= 1
+    assert c.load.cpu_count >= 1 and (c.load.loaded == bool(c.flags))
+    assert any("ceiling 1/2: copy" in m for m in lines) and any("ceiling 2/2: fp32 GEMM" in m for m in lines)
+    assert C.load_cached(CPU) == c  # cached, and read back whole
+
+
+def test_the_load_is_what_other_processes_used_while_measuring(monkeypatch):
+    busy = iter([100.0, 103.0])  # the machine: 3 CPU-seconds busy over the window
+    own = iter([10.0, 11.0])  # of which this process: 1
+    clock = iter([0.0, 2.0])
+    monkeypatch.setattr(C, "_busy_s", lambda: next(busy))
+    monkeypatch.setattr(C, "_own_s", lambda: next(own))
+    monkeypatch.setattr(C.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(C.os, "cpu_count", lambda: 2)
+    load = C._LoadMeter().finish(CPU)
+    assert load.others_busy_cpus == pytest.approx(1.0) and load.loaded  # others took one of two CPUs
+    busy, own, clock = iter([100.0, 101.02]), iter([10.0, 11.0]), iter([0.0, 2.0])
+    assert not C._LoadMeter().finish(CPU).loaded
+
+
+def _cache_with(tmp_path: Path, **changes) -> None:
+    path = seed_ceilings(tmp_path)
+    doc = json.loads(path.read_text())
+    for key, value in changes.items():
+        doc[key] = value
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "changes, why",
+    [
+        ({}, None),
+        ({"load": {"cpu_count": 2, "loadavg_1m": 3.0, "others_busy_cpus": 1.4, "loaded": True}}, "under load"),
+        ({"flags": ["case x reached 130% of the fp32 GEMM ceiling"]}, "130%"),
+        ({"gemm_flops_per_s": {"bf16": 1e12}}, "no fp32 GEMM ceiling"),
+        ({"machine": {"kind": "cpu", "name": "another CPU", "torch": "2.11.0"}}, "another machine"),
+        ({"machine": None}, "which machine"),
+    ],
+)
+def test_a_cached_ceiling_is_used_only_when_it_can_be_trusted(tmp_path, monkeypatch, changes, why):
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path))
+    _cache_with(tmp_path, **changes)
+    fresh = dataclasses.replace(make_ceilings(1e10, {"fp32": 1e11}), load=CeilingsLoad(cpu_count=2))
+    asked: list[list[str]] = []
+    monkeypatch.setattr(C, "measure", lambda device, *, dtypes, say, save: asked.append(dtypes) or fresh)
+    lines: list[str] = []
+    got = C.trusted(CPU, ["fp32"], say=lines.append)
+    if why is None:
+        assert asked == [] and got.gemm("fp32") == 1e14
+    else:
+        assert asked == [["fp32"]] and got is fresh and why in lines[0]
+        assert C.load_cached(CPU) == fresh  # the new measurement replaces the cache
+
+
+def test_a_case_past_its_ceiling_flags_it_in_the_run_file_and_drops_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
+    seed_ceilings(tmp_path / "cache")
+    low = make_ceilings(1e3, {"fp32": 1e3})  # any real case goes far past these
+    model = load_model("deepseek-v3-tiny")
+    lines: list[str] = []
+    session = BenchSession(
+        CPU,
+        {model.name: model.args},
+        cpu_metadata(),
+        output=tmp_path / "run.json",
+        settings=TimingSettings(warmup_s=0.0, min_warmup_calls=1, min_time_s=0.0, min_repeats=2, max_repeats=2),
+        ceilings=lambda: low,
+        say=lines.append,
+    )
+    session.telemetry_request = dataclasses.replace(session.telemetry_request, enabled=False)
+    with session:
+        session.run([tiny("ffn", "prefill")])
+    flags = load_run(tmp_path / "run.json").metadata.ceilings.flags
+    assert flags and "of the fp32 GEMM ceiling" in flags[0]
+    assert any(m.startswith("ceilings in doubt") for m in lines)
+    assert C.load_cached(CPU) is None  # the next run measures them again
+
+
+def test_no_ceilings_skips_them(tmp_path):
+    out = tmp_path / "r.json"
+    r = run_meter(
+        "bench", "--layers", "ffn", "--phase", "decode", "--batch", "1", "--min-time", "0.01",
+        "--no-telemetry", "--no-ceilings", "--output", str(out),
+        env={"METER_CACHE_DIR": str(tmp_path / "empty")},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert load_run(out).metadata.ceilings is None and "ceiling" not in r.stderr
+    assert not (tmp_path / "empty" / "ceilings").exists()
