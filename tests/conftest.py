@@ -53,6 +53,23 @@ def require_component(name: str, present: bool, how_to_install: str) -> None:
     pytest.skip(message)
 
 
+def require_module(name: str, how_to_install: str):
+    """The module, or skip (developer machine, the GPU image) / fail (CI) at the module level.
+
+    For test modules that need a package of the test extra the GPU image lacks (hypothesis, grpc,
+    promql-parser): ``pytest -m gpu`` there still collects, and CI can never skip them."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pass
+    message = f"the Python package {name} is missing; {how_to_install}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: a missing component fails, it does not skip)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
 def require_executable(tool: str, how_to_install: str) -> str:
     path = shutil.which(tool)
     require_component(tool, path is not None, how_to_install)

@@ -117,3 +117,66 @@ def test_acceptance_refuses_what_it_cannot_do(tmp_path: Path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
     r = run_meter("acceptance", "--dry-run", "--budget", "5")
     assert r.returncode == 2 and "--budget" in r.stderr
+
+
+STEPS = ("environment", "ceilings", "steady", "overhead", "session", "workload", "checks", "page")
+
+
+@pytest.mark.parametrize("failing", STEPS)
+def test_each_step_failing_in_turn_still_leaves_the_run_file_and_the_page(tmp_path: Path, monkeypatch, failing):
+    """Every step is made to fail in turn (the others replaced by quick stand-ins): the failure is
+    recorded, the steps after it run, and the run file and the page are written."""
+    import contextlib
+
+    from meter.acceptance import run as R
+    from meter.bench import ceilings as C
+    from meter.bench import session as S
+    from meter.config.hardware import list_hardware
+    from meter.device.select import select_device
+    from meter.results.document import OpsInfo
+    from tests.runs import make_ceilings
+
+    def part(name, value):
+        def call(*args, **kwargs):
+            if failing == name:
+                raise RuntimeError(f"{name} broke")
+            return value() if callable(value) else value
+
+        return call
+
+    monkeypatch.setattr(S, "ops_info", lambda device: OpsInfo(torch_version="t", probes=[]))
+    monkeypatch.setattr(R.K, "environment", part("environment", ([], {"torch": "t"})))
+    monkeypatch.setattr(C, "measure", part("ceilings", make_ceilings(1e10, {"bf16": 1e11})))
+    monkeypatch.setattr(R, "_monitor", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(R.K, "steady_load", part("steady", []))
+    monkeypatch.setattr(R.K, "overhead", part("overhead", []))
+    monkeypatch.setattr(S.BenchSession, "_start_monitor", part("session", (None, "off in this test")))
+    monkeypatch.setattr(S.BenchSession, "run", lambda self, cases, progress=None: part("workload", None)())
+    monkeypatch.setattr(R, "table_checks", part("checks", []))
+    monkeypatch.setattr(R, "render", part("page", "# the page\n"))
+    monkeypatch.setattr(R.AcceptanceOptions, "telemetry_source", "auto")
+
+    cpu = select_device("cpu", list_hardware())
+    opts = R.AcceptanceOptions(device=cpu, out_dir=tmp_path, budget_s=120.0, dry_run=True, steady_s=0.1)
+    doc, path, page = R.run_acceptance(opts, say=lambda m: None)
+
+    assert page.is_file() and path.is_file()
+    saved = load_run(path)
+    assert saved.kind == "acceptance" and saved.acceptance.page == str(page)
+    broken = [s for s in saved.acceptance.steps if s.status != "ok"]
+    text = page.read_text()
+    if failing == "checks":
+        assert not broken and any(
+            c.name == "workload table checks" and c.verdict == "fail" for c in saved.acceptance.checks
+        )
+    elif failing == "page":
+        assert not broken and "could not be rendered" in text and "page broke" in text
+    elif failing == "session":
+        start = next(s for s in saved.acceptance.steps if s.name.startswith("workload session"))
+        assert start.status == "failed" and "session broke" in start.reason
+        assert all(s.status == "skipped" for s in broken[1:]) and len(broken) == 1 + len(R.table(True).cases)
+    else:
+        assert broken and all(failing + " broke" in s.reason for s in broken), broken
+        assert text == "# the page\n"
+        later = saved.acceptance.steps[saved.acceptance.steps.index(broken[0]) + 1 :]
+        assert all(s.status == "ok" for s in later if failing + " broke" not in (s.reason or ""))
