@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import re
+import signal
 import sys
 
 from meter import domains as D
@@ -160,8 +161,18 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # SIGTERM is how Docker and Kubernetes stop a container: leave as on Ctrl-C (the sampler and the
+    # server closed, exit 0); run files are written atomically, so the runs directory stays whole.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         exporter.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("meter serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _terminate(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
