@@ -92,6 +92,7 @@ def run_acceptance(opts: AcceptanceOptions, say: Callable[[str], None] = lambda 
         telemetry=TelemetryRequest(source=opts.telemetry_source, sample_hz=10.0),
         ceilings=lambda: state.get("ceilings"),  # measured in their step, never again here
         say=say,
+        remeasure_exceeded=False,  # a case past them flags them; nothing is measured outside a step
     )
     session.open_run_file()  # refuses an unwritable directory before anything is measured
 

@@ -299,6 +299,45 @@ def measure(
     return result
 
 
+def best_of(first: Ceilings, again: Ceilings) -> Ceilings:
+    """Two measurements of the same ceilings: each the higher (a ceiling is the best rate the device
+    reaches; a lower one was slowed by something else). Load and flags are the later measurement's."""
+    gemm = {
+        d: max(first.gemm_flops_per_s.get(d, 0.0), again.gemm_flops_per_s.get(d, 0.0))
+        for d in {*first.gemm_flops_per_s, *again.gemm_flops_per_s}
+    }
+    sizes = {
+        d: (
+            again if again.gemm_flops_per_s.get(d, 0.0) >= first.gemm_flops_per_s.get(d, 0.0) else first
+        ).gemm_sizes.get(d)
+        for d in gemm
+    }
+    return replace(
+        again,
+        copy_bytes_per_s=max(first.copy_bytes_per_s, again.copy_bytes_per_s),
+        gemm_flops_per_s=gemm,
+        gemm_sizes={d: n for d, n in sizes.items() if n},
+    )
+
+
+def rebased(r: CaseResult, ceilings: Ceilings) -> CaseResult:
+    """A case's fractions of the ceilings, against ``ceilings`` (its achieved rates unchanged)."""
+    if not r.ok:
+        return r
+    m = r.metrics
+    gemm = ceilings.gemm("bf16" if r.case.fp8 else r.case.dtype)
+    metrics = replace(
+        m,
+        gemm_ceiling_fraction=m.achieved_tflops * 1e12 / gemm if gemm else None,
+        copy_ceiling_fraction=m.achieved_gb_s * 1e9 / ceilings.copy_bytes_per_s,
+    )
+    parts = [
+        replace(p, ceiling_fraction=p.achieved_tflops * 1e12 / c if (c := ceilings.gemm(p.precision)) else None)
+        for p in r.parts
+    ]
+    return replace(r, metrics=metrics, parts=parts)
+
+
 def flagged(ceilings: Ceilings, reasons: list[str]) -> Ceilings:
     return replace(ceilings, flags=[*ceilings.flags, *(r for r in reasons if r not in ceilings.flags)])
 

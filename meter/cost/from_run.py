@@ -261,7 +261,12 @@ class _Ceilings:
     @classmethod
     def of(cls, hardware: HardwareSummary | None, measured: Ceilings | None) -> _Ceilings | None:
         if measured is not None:
-            return cls(measured, None, "the GEMM rate and copy bandwidth measured on the device")
+            doubt = f" (FLAGGED: {'; '.join(measured.flags)}: the efficiencies against them are in doubt)"
+            return cls(
+                measured,
+                None,
+                "the GEMM rate and copy bandwidth measured on the device" + (doubt if measured.flags else ""),
+            )
         if hardware is not None and hardware.memory_bandwidth_bytes_per_s:
             return cls(None, hardware, f"the datasheet peaks of {hardware.name}")
         return None

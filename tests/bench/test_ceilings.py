@@ -109,10 +109,20 @@ def test_a_cached_ceiling_is_used_only_when_it_can_be_trusted(tmp_path, monkeypa
         assert C.load_cached(CPU) == fresh  # the new measurement replaces the cache
 
 
-def test_a_case_past_its_ceiling_flags_it_in_the_run_file_and_drops_the_cache(tmp_path, monkeypatch):
+@pytest.mark.parametrize("again_gemm, remeasure", [(1e14, True), (1e3, True), (None, False)])
+def test_a_case_past_its_ceiling_is_measured_again_or_flagged(tmp_path, monkeypatch, again_gemm, remeasure):
+    """Past a ceiling by more than 10%: measured again and the higher taken (the fractions follow); a
+    case still past it, or a session that may not measure (acceptance), flags it and drops the cache."""
     monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
     seed_ceilings(tmp_path / "cache")
     low = make_ceilings(1e3, {"fp32": 1e3})  # any real case goes far past these
+    asked = []
+
+    def measure(device, *, dtypes, say, save):
+        asked.append(dtypes)
+        return dataclasses.replace(make_ceilings(again_gemm, {"fp32": again_gemm}), load=CeilingsLoad(cpu_count=2))
+
+    monkeypatch.setattr(C, "measure", measure)
     model = load_model("deepseek-v3-tiny")
     lines: list[str] = []
     session = BenchSession(
@@ -123,14 +133,23 @@ def test_a_case_past_its_ceiling_flags_it_in_the_run_file_and_drops_the_cache(tm
         settings=TimingSettings(warmup_s=0.0, min_warmup_calls=1, min_time_s=0.0, min_repeats=2, max_repeats=2),
         ceilings=lambda: low,
         say=lines.append,
+        remeasure_exceeded=remeasure,
     )
     session.telemetry_request = dataclasses.replace(session.telemetry_request, enabled=False)
     with session:
         session.run([tiny("ffn", "prefill")])
-    flags = load_run(tmp_path / "run.json").metadata.ceilings.flags
-    assert flags and "of the fp32 GEMM ceiling" in flags[0]
-    assert any(m.startswith("ceilings in doubt") for m in lines)
-    assert C.load_cached(CPU) is None  # the next run measures them again
+    doc = load_run(tmp_path / "run.json")
+    assert asked == ([["fp32"]] if remeasure else [])
+    if again_gemm == 1e14:
+        assert not doc.metadata.ceilings.flags and doc.metadata.ceilings.gemm("fp32") == 1e14
+        [case] = doc.cases
+        assert case.metrics.gemm_ceiling_fraction == pytest.approx(case.metrics.achieved_tflops * 1e12 / 1e14)
+        assert C.load_cached(CPU).gemm("fp32") == 1e14  # the better measurement is cached
+    else:
+        flags = doc.metadata.ceilings.flags
+        assert flags and "of the fp32 GEMM ceiling" in flags[0]
+        assert any("flagged in the run file" in m for m in lines)
+        assert C.load_cached(CPU) is None  # the next run measures them again
 
 
 def test_no_ceilings_skips_them(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -159,5 +160,11 @@ def test_meter_run_ends_with_labelled_costs(tmp_path: Path):
     assert 0.03 <= usd["point"] <= 3.0, usd  # within a factor of 10 of DeepSeek's $0.30 on their layout
     assert usd["p10"] < usd["point"] < usd["p90"]  # a band from the CPU timing's spread
     assert "efficiency transfer: the cases measured on CPU" in r.stdout and "of the decode bound" in r.stdout
+    # the report shows the terminal's serving figure for this run file, and says where it is priced
+    line = next(x for x in r.stdout.splitlines() if x.startswith("Serving cost of"))
+    figure = re.search(r"(\$[0-9.]+) per million output tokens", line).group(1)
+    assert "on the deepseek-v3-day6 deployment" in line and "decode batch" in line
+    page = report.read_text()
+    assert f"{figure} per million output tokens" in page and "As <code>meter run</code> prints it" in page
     c = run_meter("calibrate", str(out), "--scenario", "deepseek-v3")
     assert c.returncode == 0 and "CPU-derived" in c.stdout

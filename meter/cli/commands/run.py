@@ -76,8 +76,10 @@ def print_costs(doc, estimates, problems: list[str]) -> None:
                 if per_out and per_out.is_range
                 else ""
             )
+            from meter.cost.display import serving_where
+
             print(
-                f"Serving cost of {label}, on {e.bound.deployment.name if e.bound else 'no'} deployment: "
+                f"Serving cost of {label}, {serving_where(e)}: "
                 f"{fmt(per_out.point if per_out else None, 'usd_small')} "
                 f"per million output tokens{band}, {fmt(per_in.point if per_in else None, 'usd_small')} "
                 f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)"
