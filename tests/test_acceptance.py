@@ -120,7 +120,7 @@ def test_acceptance_refuses_what_it_cannot_do(tmp_path: Path):
     assert r.returncode == 2 and "--budget" in r.stderr
 
 
-STEPS = ("environment", "ceilings", "steady", "overhead", "session", "workload", "checks", "page")
+STEPS = ("environment", "ceilings", "steady", "overhead", "session", "workload", "checks", "page", "no-nvml")
 
 
 @pytest.mark.parametrize("failing", STEPS)
@@ -148,7 +148,13 @@ def test_each_step_failing_in_turn_still_leaves_the_run_file_and_the_page(tmp_pa
     monkeypatch.setattr(S, "ops_info", lambda device: OpsInfo(torch_version="t", probes=[]))
     monkeypatch.setattr(R.K, "environment", part("environment", ([], {"torch": "t"})))
     monkeypatch.setattr(C, "measure", part("ceilings", make_ceilings(1e10, {"bf16": 1e11})))
-    monkeypatch.setattr(R, "_monitor", lambda *a, **k: contextlib.nullcontext())
+
+    def monitor(*args, **kwargs):
+        if failing == "no-nvml":  # a dry run on a machine without an NVIDIA driver
+            raise R.TelemetryMissing("no GPU telemetry: libnvidia-ml.so.1 was not found")
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(R, "_monitor", monitor)
     monkeypatch.setattr(R.K, "steady_load", part("steady", []))
     monkeypatch.setattr(R.K, "overhead", part("overhead", []))
     monkeypatch.setattr(S.BenchSession, "_start_monitor", part("session", (None, "off in this test")))
@@ -166,7 +172,11 @@ def test_each_step_failing_in_turn_still_leaves_the_run_file_and_the_page(tmp_pa
     assert saved.kind == "acceptance" and saved.acceptance.page == str(page)
     broken = [s for s in saved.acceptance.steps if s.status != "ok"]
     text = page.read_text()
-    if failing == "checks":
+    if failing == "no-nvml":  # not a failure of the plumbing a dry run proves: n/a, said why
+        assert not broken and text == "# the page\n"
+        na = [c for c in saved.acceptance.checks if c.verdict == "n/a" and "libnvidia-ml" in (c.detail or "")]
+        assert {c.section for c in na} == {"power and clocks", "telemetry"}
+    elif failing == "checks":
         assert not broken and any(
             c.name == "workload table checks" and c.verdict == "fail" for c in saved.acceptance.checks
         )
