@@ -162,3 +162,14 @@ def test_no_ceilings_skips_them(tmp_path):
     assert r.returncode == 0, r.stderr
     assert load_run(out).metadata.ceilings is None and "ceiling" not in r.stderr
     assert not (tmp_path / "empty" / "ceilings").exists()
+
+
+def test_bench_ceilings_json_prints_what_was_measured(tmp_path, monkeypatch, capsys):
+    from meter.cli.main import main
+
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path))
+    fresh = dataclasses.replace(make_ceilings(1e10, {"fp32": 1e11}), load=CeilingsLoad(cpu_count=2))
+    monkeypatch.setattr(C, "measure", lambda device, *, dtypes, say, save: fresh)
+    assert main(["bench", "--ceilings", "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["gemm_flops_per_s"] == {"fp32": 1e11} and out["load"]["cpu_count"] == 2

@@ -208,7 +208,9 @@ def run_bench(args: argparse.Namespace) -> int:
             print(CPU_WARNING, file=sys.stderr)
         c = C.trusted(device, C.default_dtypes(device), remeasure=True, say=say)
         if args.json:
-            emit_json(c.as_dict())
+            from meter.jsonable import to_jsonable
+
+            emit_json(to_jsonable(c))
         else:
             gemm = ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in c.gemm_flops_per_s.items())
             print(f"{device.label}: copy {c.copy_bytes_per_s / 1e9:.4g} GB/s (read + write); GEMM {gemm}")
