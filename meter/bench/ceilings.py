@@ -30,7 +30,7 @@ from meter.device.select import ComputeDevice
 from meter.errors import ConfigError, OutputError
 from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic
-from meter.results.document import Ceilings, CeilingsLoad, CeilingsMachine, CeilingsMethod
+from meter.results.document import Ceilings, CeilingsLoad, CeilingsMachine, CeilingsMethod, CeilingsRepeat
 from meter.results.metadata import utc_now
 from meter.results.records import CaseResult, TimingSettings
 
@@ -317,6 +317,14 @@ def best_of(first: Ceilings, again: Ceilings) -> Ceilings:
         copy_bytes_per_s=max(first.copy_bytes_per_s, again.copy_bytes_per_s),
         gemm_flops_per_s=gemm,
         gemm_sizes={d: n for d, n in sizes.items() if n},
+    )
+
+
+def with_repeat(ceilings: Ceilings, again: Ceilings) -> Ceilings:
+    """``ceilings`` with ``again`` (the same ones measured later) kept beside them as their repeat."""
+    return replace(
+        ceilings,
+        repeat=CeilingsRepeat(again.copy_bytes_per_s, dict(again.gemm_flops_per_s), again.measured_at),
     )
 
 

@@ -114,6 +114,15 @@ def run_metadata(device: ComputeDevice, settings: TimingSettings, models, suite:
     )
 
 
+def _lower(first: Ceilings, again: Ceilings) -> Ceilings:
+    """Of two measurements, the lower of each ceiling (beside the higher, kept as the ceilings)."""
+    return dataclasses.replace(
+        again,
+        copy_bytes_per_s=min(first.copy_bytes_per_s, again.copy_bytes_per_s),
+        gemm_flops_per_s={d: min(v, again.gemm_flops_per_s.get(d, v)) for d, v in first.gemm_flops_per_s.items()},
+    )
+
+
 class BenchSession:
     """Measures cases on one device into one run document (written when ``output`` is given)."""
 
@@ -131,6 +140,7 @@ class BenchSession:
         record_as: Callable[[CaseResult], CaseResult] | None = None,
         say: Callable[[str], None] = _stderr,
         remeasure_exceeded: bool = True,
+        repeat_ceilings: bool = False,
     ):
         self.device, self.models, self.settings = device, dict(models), settings
         self.output, self.telemetry_request, self.cuda_graphs = output, telemetry, cuda_graphs
@@ -139,6 +149,7 @@ class BenchSession:
         self._record_as = record_as  # how a result goes into this file (a distributed rank 0: "rank 0 only")
         self.say = say
         self.remeasure_exceeded = remeasure_exceeded  # False where a step runner owns every measurement
+        self.repeat_ceilings = repeat_ceilings  # measure a CPU's ceilings again at the end: the cost bands' spread
         self.recorder: RunRecorder | None = None
         self.ceilings: Ceilings | None = None
         self.monitor = None
@@ -194,22 +205,28 @@ class BenchSession:
         from meter.bench import ceilings as C
 
         past = C.exceeded(self.ceilings, self.results)
-        if not past or self.ceilings is None:
+        # On a CPU the machine's speed moves between runs (other work): the ceilings are measured
+        # again at the end, and the cost bands carry the two measurements' difference.
+        repeat = self.repeat_ceilings and self.device.kind == "cpu" and any(r.ok for r in self.results)
+        if self.ceilings is None or not (past or repeat):
             return
         if self.remeasure_exceeded:
-            self.say(f"ceilings in doubt: {past[0]}; measuring them again")
+            why = f"ceilings in doubt: {past[0]}; measuring them again" if past else "ceilings: measuring them again"
+            self.say(why + (" (the cost bands carry how far they moved)" if repeat else ""))
             try:
                 again = C.measure(self.device, dtypes=list(self.ceilings.gemm_flops_per_s), say=self.say, save=False)
             except Exception as exc:  # the figures measured so far matter more than a second try
-                self.say(f"ceilings: measuring again failed ({exc}); flagged instead")
+                self.say(f"ceilings: measuring again failed ({exc})" + ("; flagged instead" if past else ""))
             else:
-                self.ceilings = C.best_of(self.ceilings, again)
+                first = self.ceilings
+                self.ceilings = C.best_of(first, again) if past else first
+                self.ceilings = C.with_repeat(self.ceilings, again if self.ceilings is first else _lower(first, again))
                 self.results = [C.rebased(r, self.ceilings) for r in self.results]
                 if self.recorder is not None:
                     self.recorder.doc.cases = [C.rebased(r, self.ceilings) for r in self.recorder.doc.cases]
                 past = C.exceeded(self.ceilings, self.results)
                 if not past and not self.ceilings.flags:
-                    C.store(self.device, self.ceilings)
+                    C.store(self.device, dataclasses.replace(self.ceilings, repeat=None))
         if past:
             self.say(
                 f"ceilings in doubt: {past[0]}"

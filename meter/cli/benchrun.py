@@ -103,7 +103,15 @@ def progress(stream):
 
 
 def execute(
-    args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None, remeasure_ceilings: bool = False
+    args: argparse.Namespace,
+    cases,
+    models,
+    device,
+    *,
+    label: str,
+    suite: str | None,
+    remeasure_ceilings: bool = False,
+    repeat_ceilings: bool = False,
 ):
     """Run cases into a run file; returns its recorder (KeyboardInterrupt is re-raised after saving).
 
@@ -125,6 +133,7 @@ def execute(
         settings=settings,
         telemetry=telemetry_request(args),
         cuda_graphs=not args.no_cuda_graphs,
+        repeat_ceilings=repeat_ceilings,
         ceilings=(lambda: None)
         if args.no_ceilings
         else lambda: default_ceilings(

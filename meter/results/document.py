@@ -156,6 +156,16 @@ class CeilingsLoad:
 
 
 @dataclass(frozen=True)
+class CeilingsRepeat:
+    """The same ceilings measured again at the end of a CPU run: how far the machine's own speed moved
+    between the two (a CPU shared with other work moves several-fold). Cost bands carry it."""
+
+    copy_bytes_per_s: float = field(metadata=gt(0))
+    gemm_flops_per_s: Mapping[str, float] = field(metadata=gt(0))
+    measured_at: str
+
+
+@dataclass(frozen=True)
 class Ceilings:
     """Ceilings measured on the device itself: a large copy and a large GEMM."""
 
@@ -168,9 +178,19 @@ class Ceilings:
     load: CeilingsLoad | None = None
     gemm_sizes: Mapping[str, int] = field(default_factory=dict, metadata=ge(1))  # the n of each best rate
     flags: list[str] = field(default_factory=list)  # why not to trust them as they are
+    repeat: CeilingsRepeat | None = None
 
     def gemm(self, dtype: str) -> float | None:
         return self.gemm_flops_per_s.get(dtype)
+
+    def repeat_ratio(self, what: str) -> float | None:
+        """These ceilings over the repeat measurement's, for ``copy`` or a GEMM dtype; None without one."""
+        if self.repeat is None:
+            return None
+        if what == "copy":
+            return self.copy_bytes_per_s / self.repeat.copy_bytes_per_s
+        again = self.repeat.gemm_flops_per_s.get(what)
+        return self.gemm_flops_per_s[what] / again if again and what in self.gemm_flops_per_s else None
 
 
 @dataclass(frozen=True)

@@ -173,3 +173,29 @@ def test_bench_ceilings_json_prints_what_was_measured(tmp_path, monkeypatch, cap
     assert main(["bench", "--ceilings", "--json", "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["gemm_flops_per_s"] == {"fp32": 1e11} and out["load"]["cpu_count"] == 2
+
+
+def test_meter_runs_session_measures_a_cpus_ceilings_again_at_the_end(tmp_path, monkeypatch):
+    """The second measurement is kept beside the first (``repeat``): the cost bands carry the move."""
+    monkeypatch.setenv("METER_CACHE_DIR", str(tmp_path / "cache"))
+    first = dataclasses.replace(make_ceilings(1e14, {"fp32": 1e14}), load=CeilingsLoad(cpu_count=2))
+    again = dataclasses.replace(make_ceilings(5e13, {"fp32": 5e13}), load=CeilingsLoad(cpu_count=2))
+    monkeypatch.setattr(C, "measure", lambda device, *, dtypes, say, save: again)
+    model = load_model("deepseek-v3-tiny")
+    session = BenchSession(
+        CPU,
+        {model.name: model.args},
+        cpu_metadata(),
+        output=tmp_path / "run.json",
+        settings=TimingSettings(warmup_s=0.0, min_warmup_calls=1, min_time_s=0.0, min_repeats=2, max_repeats=2),
+        ceilings=lambda: first,
+        say=lambda m: None,
+        repeat_ceilings=True,
+    )
+    session.telemetry_request = dataclasses.replace(session.telemetry_request, enabled=False)
+    with session:
+        session.run([tiny("ffn", "prefill")])
+    c = load_run(tmp_path / "run.json").metadata.ceilings
+    assert c.gemm("fp32") == 1e14 and c.repeat.gemm_flops_per_s == {"fp32": 5e13}
+    assert c.repeat_ratio("fp32") == pytest.approx(2.0) and c.repeat_ratio("copy") == pytest.approx(2.0)
+    assert C.load_cached(CPU).repeat is None  # the cache holds ceilings, not one run's repeat
