@@ -85,6 +85,29 @@ def test_steps_time_out_fail_and_are_skipped_when_the_budget_is_spent():
     assert spent.records[0].status == "skipped" and "budget" in spent.records[0].reason
 
 
+def test_a_timeout_that_something_swallows_fires_again():
+    """A StepTimeout raised inside a finalizer is dropped by Python; the alarm fires again until the
+    step has stopped (here the first one is swallowed on purpose)."""
+    from meter.acceptance.steps import StepTimeout
+
+    runner = StepRunner(budget_s=60.0, reserve_s=0.0)
+    swallowed = []
+
+    def stubborn():
+        while True:
+            try:
+                time.sleep(0.01)
+            except StepTimeout:
+                if not swallowed:
+                    swallowed.append(True)  # as a finalizer would: ignored, the loop goes on
+                    continue
+                raise
+
+    runner.run("stubborn", 1.0, stubborn)
+    assert swallowed and runner.records[0].status == "timed out"
+    assert runner.run("after", 5.0, lambda: "ran") == "ran"
+
+
 def test_the_timeout_interrupts_a_benchmark_case_and_the_next_step_runs():
     """A step that overruns inside the harness is stopped, even though the harness records broken
     cases and goes on (the timeout is not an Exception it could swallow)."""

@@ -53,7 +53,10 @@ class StepRunner:
         previous = signal.signal(signal.SIGALRM, _expire)
         signal.setitimer(signal.ITIMER_REAL, allowed)
         try:
-            value = fn()
+            try:
+                value = fn()
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)  # first: no re-armed alarm may fire past the step
         except StepTimeout:
             limit = "its timeout" if allowed == timeout_s else "the time budget"
             status, reason = "timed out", f"stopped after {allowed:.0f} s ({limit})"
@@ -68,7 +71,14 @@ class StepRunner:
         return value
 
 
+REARM_S = 0.5
+
+
 def _expire(signum: int, frame: Any) -> None:
+    # An exception raised while Python runs a finalizer or a weakref callback is printed and
+    # dropped ("Exception ignored in ..."), and a step would then run on unbounded: the alarm is
+    # re-armed, so that it fires again until the step has really stopped.
+    signal.setitimer(signal.ITIMER_REAL, REARM_S)
     raise StepTimeout()
 
 
