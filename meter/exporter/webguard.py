@@ -23,8 +23,6 @@ from collections.abc import Callable
 from hashlib import blake2b
 from pathlib import Path
 
-import bcrypt
-
 from meter.errors import ConfigError
 from meter.exporter.http import _drain, _reply
 from meter.exporter.webconfig import RateLimit, WebConfig, contents_digest, fingerprint, load_web_config
@@ -35,8 +33,17 @@ MAX_PASSWORD_BYTES = 72  # what bcrypt reads
 CHECK_EVERY_S = 0.25  # how often a request may stat the config and certificate files
 
 
+def _bcrypt():
+    """bcrypt, imported when a password is hashed or checked: the exporter without users (and the GPU
+    image, which lacks the package) never needs it."""
+    import bcrypt
+
+    return bcrypt
+
+
 def hash_password(password: bytes, cost: int = BCRYPT_COST) -> str:
     """A bcrypt hash for ``basic_auth_users``; ``ValueError`` for a password over 72 bytes (bcrypt's limit)."""
+    bcrypt = _bcrypt()
     return bcrypt.hashpw(password, bcrypt.gensalt(cost)).decode("ascii")
 
 
@@ -51,7 +58,7 @@ class BcryptUsers:
         self._bcrypt = threading.Lock()
         cost = min((int(h.split(b"$")[2]) for h in self.users.values()), default=BCRYPT_COST)
         # An unknown user pays a bcrypt of the same cost, so timing does not tell which users exist.
-        self._decoy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(cost)) if self.users else b""
+        self._decoy = hash_password(os.urandom(16), cost).encode("ascii") if self.users else b""
 
     def _digest(self, user: str, password: bytes) -> bytes:
         return blake2b(user.encode() + b"\0" + password, key=self._key, digest_size=32).digest()
@@ -78,7 +85,7 @@ class BcryptUsers:
             return False
         with self._bcrypt:
             try:
-                ok = bcrypt.checkpw(password, stored if stored is not None else self._decoy)
+                ok = _bcrypt().checkpw(password, stored if stored is not None else self._decoy)
             except ValueError:  # a hash that passed the pattern but that bcrypt cannot read
                 ok = False
         if ok and stored is not None:

@@ -7,14 +7,16 @@ import logging
 import ssl
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from meter.errors import ConfigError
 from meter.exporter.tlsserver import peer_sans
 from meter.exporter.webconfig import RateLimit, WebConfig, load_web_config, parse_duration_s
 from meter.exporter.webguard import BcryptUsers, GuardedApp, TokenBucket, WebConfigWatcher
+from tests.conftest import require_module
 from tests.deploy.certs import TestCa
+
+bcrypt = require_module("bcrypt", "pip install -e '.[test]' (the web config's bcrypt basic_auth_users)")
 
 # exporter-toolkit's docs/web-config.yml sample: alice's bcrypt hash, of "alice123" ($2y$: htpasswd's prefix)
 ALICE = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze"

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from meter.engines.bench_points import BenchSetup, bench_points
 from meter.engines.inferencex import load_inferencex
 from meter.engines.points import format_points, read_points
 from meter.errors import MeterError
+from tests.conftest import require_module
 from tests.engines.formats import inferencex_result, sglang_bench_serving
+
+require_module("hypothesis", "pip install -e '.[test]' (random mutations of serving points files)")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 WEIRD = st.sampled_from(
     [None, True, False, "", "x", "true", "8", "1e400", -1, 0, 0.5, 1e308, float("nan"), float("inf"),
