@@ -39,13 +39,14 @@ def main() -> None:
     args = p.parse_args()
 
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve, estimate_train
+    from meter.cost.serving_pipeline import estimate_serve
+    from meter.cost.training_pipeline import estimate_train
 
     train = load_scenario("deepseek-v3")
     n = args.samples
     timed("cost train --scenario deepseek-v3", lambda: estimate_train(train, samples=n), n, args.repeats)
     if args.from_run:
-        from meter.cost.from_run import load_measured
+        from meter.cost.measured.run import load_measured
 
         run = load_measured(args.from_run)
         serve = load_scenario("deepseek-v3-day6")

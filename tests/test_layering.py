@@ -61,3 +61,35 @@ def test_kernels_is_a_leaf(package):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names.append(node.module)
             assert not any(n == "meter" or n.startswith("meter.") for n in names), path
+
+
+def _cost_cycles() -> list[str]:
+    """Each pair of meter.cost modules that import each other, directly or through other modules."""
+    import grimp
+
+    graph = grimp.build_graph("meter", "kernels")
+    cost = sorted(m for m in graph.modules if m == "meter.cost" or m.startswith("meter.cost."))
+    found = []
+    for importer in cost:
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            if imported.startswith("meter.cost.") and imported != importer:
+                back = graph.find_shortest_chain(importer=imported, imported=importer)
+                if back is not None:
+                    found.append(" -> ".join((importer, *back)))
+    return found
+
+
+def test_no_import_cycle_inside_cost():
+    cycles = _cost_cycles()
+    assert cycles == [], "import cycles inside meter/cost/: " + "; ".join(cycles)
+
+
+def test_the_cycle_check_sees_a_cycle():
+    a, b = REPO / "meter" / "cost" / "_probe_a.py", REPO / "meter" / "cost" / "_probe_b.py"
+    a.write_text("def f():\n    from meter.cost import _probe_b\n\n    return _probe_b\n")
+    b.write_text("import meter.cost._probe_a\n")
+    try:
+        assert any("_probe_a" in c and "_probe_b" in c for c in _cost_cycles())
+    finally:
+        a.unlink()
+        b.unlink()

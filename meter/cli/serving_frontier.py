@@ -190,7 +190,7 @@ def _measured_efficiencies(args: argparse.Namespace, e, hw, notes: list[str]):
     """meter's own benchmarks first: a run's memory- and compute-bound cases set the HBM and GEMM
     efficiencies (the medians of their shares of the ceilings, as ``--from-run`` does for the bound);
     the rest stay as fitted or by default."""
-    from meter.cost.from_run import load_measured
+    from meter.cost.measured.run import load_measured
 
     run = load_measured(args.from_run)
     values = {}

@@ -12,9 +12,9 @@ from typing import Any
 from meter.config.hardware import HardwareSpec
 from meter.config.models import ModelConfig
 from meter.config.scenarios import Scenario
-from meter.cost.from_run import MeasuredRun
 from meter.cost.inputs import Input
 from meter.cost.layout import DeploymentBound
+from meter.cost.measured.run import MeasuredRun
 from meter.cost.montecarlo import Summary
 
 DEFAULT_SAMPLES = 20_000

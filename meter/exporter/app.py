@@ -198,7 +198,7 @@ class Exporter:
 
     def ingest(self, doc: RunDocument, where: str = "posted run", source: Path | None = None) -> dict[str, Any]:
         """Take a run document: its results, and what it implies for the configured scenarios."""
-        from meter.cost.for_run import costs_for_run
+        from meter.cost.run_costs import costs_for_run
 
         estimates, problems = costs_for_run(
             Path(where),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meter.cost.estimate import CostEstimate
+from meter.cost.result import CostEstimate
 from meter.device.gpu import GpuDevice, GpuHealth, GpuIdentity, GpuLost
 from meter.device.jobs import PROC, JobRef, job_of
 from meter.device.kubelet import Owner

@@ -136,8 +136,9 @@ def cost_views(
 ) -> dict[str, Any]:
     """The run's training cost estimate, and serving cost at every measured decode batch."""
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve, estimate_train
-    from meter.cost.from_run import measured_from_doc
+    from meter.cost.measured.run import measured_from_doc
+    from meter.cost.serving_pipeline import estimate_serve
+    from meter.cost.training_pipeline import estimate_train
 
     out: dict[str, Any] = {"train": None, "serve_by_batch": [], "problems": []}
     if run.doc.kind == "job":
@@ -168,7 +169,8 @@ def cost_views(
 def _job_cost_views(run: Run, locator, train_scenario: str, samples: int, out: dict[str, Any]) -> dict[str, Any]:
     """A measured job priced at its end-to-end MFU: what the training scenario would take at that MFU."""
     from meter.config.scenarios import load_scenario
-    from meter.cost.from_job import estimate_from_job, job_rate
+    from meter.cost.job_pipeline import estimate_from_job
+    from meter.cost.measured.job import job_rate
 
     try:
         rate = job_rate(run.doc, run.path)

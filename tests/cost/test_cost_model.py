@@ -11,10 +11,11 @@ import yaml
 from meter.config.paths import ConfigLocator, builtin_config_dir
 from meter.config.quantity import Quantity, QuantityError, from_yaml, parse_cli
 from meter.config.scenarios import list_scenarios, load_scenario
-from meter.cost.estimate import estimate_serve, estimate_train
 from meter.cost.montecarlo import evaluate
-from meter.cost.serve import serve_cost
-from meter.cost.train import HOURS_PER_YEAR, StagePlan, TrainContext, ownership_usd_per_gpu_hour, train_cost
+from meter.cost.serving_formula import serve_cost
+from meter.cost.serving_pipeline import estimate_serve
+from meter.cost.training_formula import HOURS_PER_YEAR, StagePlan, TrainContext, ownership_usd_per_gpu_hour, train_cost
+from meter.cost.training_pipeline import estimate_train
 from meter.errors import ConfigError
 
 # --- quantities ---

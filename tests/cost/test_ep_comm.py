@@ -16,8 +16,8 @@ from meter.config.models import load_model
 from meter.config.quantity import Quantity
 from meter.config.scenarios import load_scenario
 from meter.cost.ep_comm import EpShape, measured_links, training_comm_seconds_per_token
-from meter.cost.estimate import estimate_train
-from meter.cost.train import StagePlan, TrainContext, train_cost
+from meter.cost.training_formula import StagePlan, TrainContext, train_cost
+from meter.cost.training_pipeline import estimate_train
 from meter.results.atomic import write_json_atomic
 from tests.conftest import run_meter
 

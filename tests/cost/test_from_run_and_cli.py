@@ -10,8 +10,8 @@ import pytest
 from meter.analytic import flops as F
 from meter.config.models import load_model
 from meter.config.scenarios import load_scenario
-from meter.cost.estimate import estimate_train
-from meter.cost.from_run import load_measured
+from meter.cost.measured.run import load_measured
+from meter.cost.training_pipeline import estimate_train
 from meter.errors import MeterError
 from meter.results.atomic import write_json_atomic
 from tests.conftest import run_meter

@@ -19,8 +19,8 @@ from meter.config.scenarios import INPUT_DOMAINS, SERVE_INPUTS, STAGE_DOMAIN, TR
 from meter.cost.ep_comm import EpShape
 from meter.cost.layout import deployment_bound
 from meter.cost.montecarlo import evaluate
-from meter.cost.serve import ServeContext, serve_cost
-from meter.cost.train import StagePlan, TrainContext, train_cost
+from meter.cost.serving_formula import ServeContext, serve_cost
+from meter.cost.training_formula import StagePlan, TrainContext, train_cost
 from meter.domains import Domain
 from tests.conftest import run_meter
 

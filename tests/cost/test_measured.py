@@ -12,10 +12,11 @@ import pytest
 
 from meter.config.quantity import Quantity
 from meter.config.scenarios import load_scenario
-from meter.cost.estimate import estimate_serve, estimate_train
-from meter.cost.from_run import load_measured
-from meter.cost.measured import CaseSpread, MeasuredQuantity
+from meter.cost.measured.run import load_measured
+from meter.cost.measured.spread import CaseSpread, MeasuredQuantity
 from meter.cost.montecarlo import Coupling, draw, evaluate, percentiles
+from meter.cost.serving_pipeline import estimate_serve
+from meter.cost.training_pipeline import estimate_train
 from meter.errors import MeterError, UsageError
 from meter.jsonable import to_jsonable
 from meter.results import BenchCase, Projection, ProjectionLayer, RunDocument

@@ -17,8 +17,8 @@ from meter.config.hardware import load_hardware
 from meter.config.models import load_model
 from meter.config.paths import ConfigLocator, builtin_config_dir
 from meter.config.scenarios import load_scenario
-from meter.cost.estimate import LayoutOverrides, estimate_serve
 from meter.cost.layout import deployment_bound, held_params, routed_hit_share
+from meter.cost.serving_pipeline import LayoutOverrides, estimate_serve
 from meter.errors import ConfigError
 from tests.conftest import run_meter
 

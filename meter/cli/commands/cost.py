@@ -264,7 +264,7 @@ def _overrides(args: argparse.Namespace, extra: dict) -> dict:
 def _measured(args: argparse.Namespace):
     if not args.from_run:
         return None
-    from meter.cost.from_run import load_measured
+    from meter.cost.measured.run import load_measured
 
     return load_measured(args.from_run)
 
@@ -321,7 +321,7 @@ def _comm_run(args: argparse.Namespace):
 
 
 def _samples(args: argparse.Namespace) -> int:
-    from meter.cost.estimate import DEFAULT_SAMPLES
+    from meter.cost.result import DEFAULT_SAMPLES
 
     return DEFAULT_SAMPLES if args.samples is None else args.samples
 
@@ -330,7 +330,7 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from meter.cost.estimate import estimate_train
+    from meter.cost.training_pipeline import estimate_train
 
     loc = locator(args)
     scenario = _train_scenario(args, loc)
@@ -442,7 +442,7 @@ def _train_scenario(args: argparse.Namespace, loc):
 def run_cluster(args: argparse.Namespace) -> int:
     from meter.config.quantity import Quantity
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_train
+    from meter.cost.training_pipeline import estimate_train
 
     loc = locator(args)
     scenario = load_scenario(args.scenario, loc)
@@ -517,7 +517,7 @@ def _tokens_per_day(text: str | None) -> dict:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from meter.cost.estimate import LayoutOverrides, estimate_serve
+    from meter.cost.serving_pipeline import LayoutOverrides, estimate_serve
 
     loc = locator(args)
     if args.from_bench:  # a serving engine's benchmark file (meter.cli.serving_bench)
@@ -564,7 +564,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_from_bench(args: argparse.Namespace, loc) -> int:
-    from meter.cost.estimate import LayoutOverrides
+    from meter.cost.serving_pipeline import LayoutOverrides
 
     if args.from_run:
         raise UsageError("--from-bench and --from-run are two measurements to price; give one")
@@ -621,7 +621,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     c = calibration(args.run, args.scenario, locator(args))
     if args.json:
-        emit_json(c)
+        emit_json(c.as_dict())
     else:
         print_calibration(c)
     return 0

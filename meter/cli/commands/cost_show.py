@@ -269,56 +269,20 @@ def print_cluster(scenario, estimates) -> None:
                 print(line)
 
 
-def calibration(run_path: str, scenario_name: str, loc) -> dict:
-    """The run's measured efficiency applied to a scenario, beside the reported figures."""
+def calibration(run_path: str, scenario_name: str, loc):
+    """The run's measured efficiency (or a job's MFU) applied to a scenario, beside the reported figures."""
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve, estimate_train
-    from meter.cost.from_run import load_measured
+    from meter.cost.calibration import calibrate
     from meter.results.load import load_run
 
     doc = load_run(run_path)
-    if doc.kind == "job":  # a measured job: the scenario at the MFU it achieved (meter.cost.from_job)
-        from meter.cost.from_job import job_calibration
-
-        return job_calibration(doc, run_path, load_scenario(scenario_name, loc), loc)
-    run = load_measured(run_path)
-    scenario = load_scenario(scenario_name, loc)
-    if scenario.kind == "train":
-        measured = estimate_train(scenario, run=run, samples=0, locator=loc)
-        reported = estimate_train(scenario, samples=0, locator=loc)
-    else:
-        measured = estimate_serve(scenario, run=run, samples=0, locator=loc)
-        reported = estimate_serve(scenario, samples=0, locator=loc)
-    return {
-        "run": run_path,
-        "device": run.label,
-        "cpu": run.cpu,
-        "scenario": scenario.name,
-        "kind": scenario.kind,
-        "method": measured.method,
-        "notes": measured.notes,
-        "measured": {k: v.point for k, v in measured.outputs.items()},
-        "reported_inputs": {k: v.point for k, v in reported.outputs.items()},
-        "reproductions": [r.as_dict() for r in reported.reproductions],
-        "efficiency": {
-            p: [
-                {
-                    "efficiency": r.efficiency,
-                    "basis": r.efficiency_basis,
-                    "batch": r.batch,
-                    "seq": r.seq,
-                    "context": r.context,
-                }
-                for r in rates
-            ]
-            for p, rates in run.phases.items()
-        },
-    }
+    return calibrate(doc, run_path, load_scenario(scenario_name, loc), loc)
 
 
-def print_calibration(c: dict) -> None:
+def print_calibration(cal) -> None:
     from meter.cost.display import fmt
 
+    c = cal.as_dict()
     m, r = c["measured"], c["reported_inputs"]
     rep = {x["output"]: x["reported"] for x in c["reproductions"]}
     cpu = " (CPU-derived: a CPU's efficiency applied to the scenario's GPU, not a GPU measurement)" if c["cpu"] else ""

@@ -41,7 +41,7 @@ def run_main(args: argparse.Namespace) -> int:
 
 def add_costs(args: argparse.Namespace, recorder):
     """Price the default scenarios from what the run measured; kept in the run file's extras."""
-    from meter.cost.for_run import costs_for_run, summary
+    from meter.cost.run_costs import costs_for_run, summary
 
     estimates, problems = costs_for_run(recorder.path, locator(args), doc=recorder.doc)
     recorder.update(extras={**recorder.doc.extras, "cost": {**summary(estimates), "problems": problems}})

@@ -6,7 +6,7 @@
 3. the candidate inputs: the scenario's, the price, the run's measured efficiency and power, the
    analytic overheads, the EP links; the command line has the last word; the method keeps the
    ones it reads and a note says which it left out;
-4. the Monte Carlo over :func:`meter.cost.train.train_cost`, then the figures set beside it
+4. the Monte Carlo over :func:`meter.cost.training_formula.train_cost`, then the figures set beside it
    (reported ones, the MFU they imply, published training compute).
 """
 
@@ -23,11 +23,11 @@ from meter.config.quantity import Quantity
 from meter.config.scenarios import Scenario, Stage, load_scenario
 from meter.cost import methods as M
 from meter.cost.ep_comm import EpShape, MeasuredLinks
-from meter.cost.from_run import MeasuredRun, PhaseRate
 from meter.cost.inputs import Input, InputPool, couplings_for, set_price
+from meter.cost.measured.run import MeasuredRun, PhaseRate
 from meter.cost.montecarlo import Coupling, Summary, evaluate
 from meter.cost.result import DEFAULT_SAMPLES, Comparison, CostEstimate, reproductions
-from meter.cost.train import StagePlan, TrainContext, train_cost
+from meter.cost.training_formula import StagePlan, TrainContext, train_cost
 from meter.errors import UsageError
 
 

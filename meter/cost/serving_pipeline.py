@@ -5,7 +5,7 @@
 2. its bound (:mod:`meter.cost.layout`), refused with the shortfall when it does not fit;
 3. the method (:mod:`meter.cost.methods`): a run's measured efficiency, a given one, the
    scenario's own throughput, or the bound alone;
-4. the inputs that method reads, the Monte Carlo over :func:`meter.cost.serve.serve_cost`, and
+4. the inputs that method reads, the Monte Carlo over :func:`meter.cost.serving_formula.serve_cost`, and
    the efficiency the deployment's published throughput implies against its bound.
 """
 
@@ -23,12 +23,12 @@ from meter.config.paths import ConfigLocator
 from meter.config.quantity import Quantity
 from meter.config.scenarios import Scenario
 from meter.cost import methods as M
-from meter.cost.from_run import REGIMES, MeasuredRun
 from meter.cost.inputs import InputPool, couplings_for, set_price
 from meter.cost.layout import DeploymentBound, deployment_bound
+from meter.cost.measured.run import REGIMES, MeasuredRun
 from meter.cost.montecarlo import Coupling, Summary, evaluate
 from meter.cost.result import DEFAULT_SAMPLES, CostEstimate, Efficiency, reproductions
-from meter.cost.serve import ServeContext, serve_cost
+from meter.cost.serving_formula import ServeContext, serve_cost
 from meter.errors import UsageError
 
 SINGLE_GPU = "single-gpu"

@@ -7,8 +7,12 @@ from typing import Any
 
 from meter.config.paths import ConfigLocator
 from meter.config.scenarios import load_scenario
-from meter.cost.estimate import CostEstimate, estimate_serve, estimate_train
-from meter.cost.from_run import load_measured, measured_from_doc
+from meter.cost.job_pipeline import estimate_from_job
+from meter.cost.measured.job import job_rate
+from meter.cost.measured.run import load_measured, measured_from_doc
+from meter.cost.result import CostEstimate
+from meter.cost.serving_pipeline import estimate_serve
+from meter.cost.training_pipeline import estimate_train
 from meter.errors import MeterError
 from meter.results.document import RunDocument
 
@@ -44,9 +48,7 @@ def costs_for_run(
 
 
 def _job_costs(doc: RunDocument, path: str, locator, samples: int, train_scenario: str | None):
-    """A measured job: the training scenario at the MFU the job achieved (see meter.cost.from_job)."""
-    from meter.cost.from_job import estimate_from_job, job_rate
-
+    """A measured job: the training scenario at the MFU the job achieved (see meter.cost.job_pipeline)."""
     if train_scenario is None:
         return {}, []
     try:
