@@ -213,8 +213,8 @@ def _point_options(args: argparse.Namespace) -> dict:
 def _prices(args: argparse.Namespace, hw, loc):
     """The GPU-hour price (``--price``, else the price table's), its P10-P90 over the providers'
     range by the Monte Carlo (a cost is proportional to it), and the power at TDP."""
+    from meter.cost.configs import price_input
     from meter.cost.frontier import Prices
-    from meter.cost.inputs import price_input
     from meter.cost.montecarlo import evaluate
 
     q = args.price

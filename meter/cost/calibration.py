@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from meter.config.paths import ConfigLocator
 from meter.config.scenarios import Scenario
+from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
 from meter.cost.job_pipeline import estimate_from_job
 from meter.cost.measured.job import job_rate
 from meter.cost.measured.run import measured_from_doc
+from meter.cost.montecarlo import Summary
 from meter.cost.result import Reproduction
-from meter.cost.serving_pipeline import estimate_serve
-from meter.cost.training_pipeline import estimate_train
+from meter.cost.views import ServingCost, TrainingCost
 from meter.results.document import RunDocument
 
 
@@ -61,6 +62,27 @@ class Calibration:
     def kind(self) -> str:
         return self.scenario.kind
 
+    @property
+    def measured_training(self) -> TrainingCost:
+        return TrainingCost.of(_constants(self.measured))
+
+    @property
+    def reported_training(self) -> TrainingCost:
+        return TrainingCost.of(_constants(self.reported))
+
+    @property
+    def reproduced_training(self) -> TrainingCost:
+        """The figures the scenario reports (its reproductions)."""
+        return TrainingCost.of(_constants({r.output: r.reported for r in self.reproductions}))
+
+    @property
+    def measured_serving(self) -> ServingCost:
+        return ServingCost.of(_constants(self.measured))
+
+    @property
+    def reported_serving(self) -> ServingCost:
+        return ServingCost.of(_constants(self.reported))
+
     def as_dict(self) -> dict:
         return {
             "run": self.run,
@@ -77,9 +99,13 @@ class Calibration:
         }
 
 
+def _constants(points: dict[str, float]) -> dict[str, Summary]:
+    return {k: Summary.constant(v) for k, v in points.items()}
+
+
 def calibrate(doc: RunDocument, path: str, scenario: Scenario, locator: ConfigLocator | None) -> Calibration:
     """A run's measured efficiency (or a job's end-to-end MFU) applied to ``scenario``."""
-    estimate = estimate_train if scenario.kind == "train" else estimate_serve
+    estimate = load_and_estimate_train if scenario.kind == "train" else load_and_estimate_serve
     if doc.kind == "job":
         rate = job_rate(doc, path)
         measured = estimate_from_job(scenario, rate, samples=0, locator=locator)

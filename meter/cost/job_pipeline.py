@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from meter.config.paths import ConfigLocator
 from meter.config.quantity import Quantity
 from meter.config.scenarios import Scenario
+from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
 from meter.cost.measured.job import JobRate
 from meter.cost.result import DEFAULT_SAMPLES, CostEstimate
-from meter.cost.serving_pipeline import estimate_serve
-from meter.cost.training_pipeline import estimate_train
 from meter.errors import UsageError
 
 
@@ -43,7 +42,7 @@ def estimate_from_job(
         measured = {"mfu": Quantity.point(rate.mfu)}
         if same and rate.avg_power_w is not None:
             measured["avg_power_w"] = Quantity.point(rate.avg_power_w)
-        estimate = estimate_train(
+        estimate = load_and_estimate_train(
             scenario,
             overrides={**measured, **overrides},
             hardware=hardware,
@@ -65,7 +64,7 @@ def estimate_from_job(
             )
         name = f"{rate.phase}_tokens_per_s_per_gpu"
         measured = {name: Quantity.point(rate.tokens_per_s_per_gpu)}
-        estimate = estimate_serve(
+        estimate = load_and_estimate_serve(
             scenario,
             overrides={**measured, **overrides},
             hardware=hardware,

@@ -7,12 +7,11 @@ from typing import Any
 
 from meter.config.paths import ConfigLocator
 from meter.config.scenarios import load_scenario
+from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
 from meter.cost.job_pipeline import estimate_from_job
 from meter.cost.measured.job import job_rate
 from meter.cost.measured.run import load_measured, measured_from_doc
 from meter.cost.result import CostEstimate
-from meter.cost.serving_pipeline import estimate_serve
-from meter.cost.training_pipeline import estimate_train
 from meter.errors import MeterError
 from meter.results.document import RunDocument
 
@@ -37,7 +36,10 @@ def costs_for_run(
     except MeterError as exc:
         return {}, [str(exc)]
     out, problems = {}, []
-    for key, name, fn in (("train", train_scenario, estimate_train), ("serve", serve_scenario, estimate_serve)):
+    for key, name, fn in (
+        ("train", train_scenario, load_and_estimate_train),
+        ("serve", serve_scenario, load_and_estimate_serve),
+    ):
         if name is None:
             continue
         try:

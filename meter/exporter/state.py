@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from meter.cost.result import CostEstimate
+from meter.cost.views import ServingCost, TrainingCost
 from meter.device.gpu import GpuDevice, GpuHealth, GpuIdentity, GpuLost
 from meter.device.jobs import PROC, JobRef, job_of
 from meter.device.kubelet import Owner
@@ -135,7 +136,7 @@ class CostFigures:
     scenario: str
     model: str
     hardware: str
-    outputs: dict[str, float]
+    cost: TrainingCost | ServingCost
 
 
 @dataclass(frozen=True)
@@ -348,9 +349,9 @@ class ExporterState:
                 origin, p.model, p.phase, shape, p.tokens_per_s, p.mfu
             )
         for kind, estimate in (costs or {}).items():
-            outputs = {k: v.point for k, v in estimate.outputs.items()}
+            cost = estimate.training if kind == "train" else estimate.serving
             figures[("cost", *where, kind, estimate.scenario.name)] = CostFigures(
-                origin, kind, estimate.scenario.name, estimate.model.name, estimate.hardware.name, outputs
+                origin, kind, estimate.scenario.name, estimate.model.name, estimate.hardware.name, cost
             )
         with self.lock:
             for key, value in figures.items():

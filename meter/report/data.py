@@ -136,9 +136,8 @@ def cost_views(
 ) -> dict[str, Any]:
     """The run's training cost estimate, and serving cost at every measured decode batch."""
     from meter.config.scenarios import load_scenario
+    from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
     from meter.cost.measured.run import measured_from_doc
-    from meter.cost.serving_pipeline import estimate_serve
-    from meter.cost.training_pipeline import estimate_train
 
     out: dict[str, Any] = {"train": None, "serve_by_batch": [], "problems": []}
     if run.doc.kind == "job":
@@ -149,7 +148,7 @@ def cost_views(
         out["problems"].append(str(exc))
         return out
     try:
-        out["train"] = estimate_train(
+        out["train"] = load_and_estimate_train(
             load_scenario(train_scenario, locator), run=measured, samples=samples, locator=locator
         )
     except MeterError as exc:
@@ -158,7 +157,9 @@ def cost_views(
     scenario = load_scenario(serve_scenario, locator)
     for batch, context in decode:
         try:
-            e = estimate_serve(scenario, run=measured, batch=batch, context=context, samples=samples, locator=locator)
+            e = load_and_estimate_serve(
+                scenario, run=measured, batch=batch, context=context, samples=samples, locator=locator
+            )
         except MeterError as exc:
             out["problems"].append(f"serving at batch {batch}: {exc}")
             continue

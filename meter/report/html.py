@@ -227,14 +227,14 @@ def build(
             )
             body = []
             for batch, context, e in c["serve_by_batch"]:
-                out = e.outputs
+                s = e.serving
                 body.append(
                     [batch, context]
                     + [
-                        fmt(out[k].point, "usd_small") if k in out else None
-                        for k in ("usd_per_m_input_tokens", "usd_per_m_output_tokens")
+                        fmt(x.point, "usd_small") if x is not None else None
+                        for x in (s.usd_per_m_input_tokens, s.usd_per_m_output_tokens)
                     ]
-                    + [fmt(out["gpus_needed"].point, "count") if "gpus_needed" in out else None]
+                    + [fmt(s.gpus_needed.point, "count") if s.gpus_needed is not None else None]
                 )
             parts["serving-cost"].append(
                 table(

@@ -330,7 +330,7 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from meter.cost.training_pipeline import estimate_train
+    from meter.cost.configs import load_and_estimate_train
 
     loc = locator(args)
     scenario = _train_scenario(args, loc)
@@ -339,7 +339,7 @@ def run_train(args: argparse.Namespace) -> int:
     if run is not None and given:
         raise UsageError(f"--from-run and {given[0]} are two sources of the same rate; give one")
     _check_rate_flags(args, args.hardware or scenario.hardware, loc)
-    estimate = estimate_train(
+    estimate = load_and_estimate_train(
         scenario,
         overrides=_overrides(args, {"mfu": args.mfu, "achieved_tflops": args.achieved_tflops}),
         run=run,
@@ -442,7 +442,7 @@ def _train_scenario(args: argparse.Namespace, loc):
 def run_cluster(args: argparse.Namespace) -> int:
     from meter.config.quantity import Quantity
     from meter.config.scenarios import load_scenario
-    from meter.cost.training_pipeline import estimate_train
+    from meter.cost.configs import load_and_estimate_train
 
     loc = locator(args)
     scenario = load_scenario(args.scenario, loc)
@@ -476,7 +476,7 @@ def run_cluster(args: argparse.Namespace) -> int:
             if ep is not None:
                 extra["ep_degree"] = Quantity.point(ep)
             estimates.append(
-                estimate_train(
+                load_and_estimate_train(
                     scenario,
                     overrides=extra,
                     run=run,
@@ -517,7 +517,8 @@ def _tokens_per_day(text: str | None) -> dict:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from meter.cost.serving_pipeline import LayoutOverrides, estimate_serve
+    from meter.cost.configs import load_and_estimate_serve
+    from meter.cost.serving_pipeline import LayoutOverrides
 
     loc = locator(args)
     if args.from_bench:  # a serving engine's benchmark file (meter.cli.serving_bench)
@@ -545,7 +546,7 @@ def run_serve(args: argparse.Namespace) -> int:
         decode_context=args.decode_context,
         kv_cache=args.kv_cache,
     )
-    estimate = estimate_serve(
+    estimate = load_and_estimate_serve(
         scenario,
         overrides=overrides,
         run=run,
