@@ -1,7 +1,10 @@
-"""The cost lines `meter run` ends with: the default scenarios, priced from what the run measured."""
+"""The cost lines `meter run` ends with and the exporter publishes: the default scenarios, priced
+from what the run measured."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,26 @@ TRAIN_SCENARIO = "deepseek-v3"
 SERVE_SCENARIO = "deepseek-v3-day6"
 
 
+@dataclass
+class RunCosts:
+    """What a run supports: its training and serving estimates (None where it supports neither),
+    and one line per estimate it could not make."""
+
+    train: CostEstimate | None = None
+    serve: CostEstimate | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def priced(self) -> Iterator[tuple[str, CostEstimate]]:
+        """(kind, estimate) for each estimate made: "train", then "serve"."""
+        for kind, estimate in (("train", self.train), ("serve", self.serve)):
+            if estimate is not None:
+                yield kind, estimate
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run file's ``extras.cost``: each estimate made, by kind, and the problems."""
+        return {**{kind: e.as_dict() for kind, e in self.priced()}, "problems": self.problems}
+
+
 def costs_for_run(
     path: Path,
     locator: ConfigLocator | None = None,
@@ -27,40 +50,36 @@ def costs_for_run(
     doc: RunDocument | None = None,
     train_scenario: str | None = TRAIN_SCENARIO,
     serve_scenario: str | None = SERVE_SCENARIO,
-) -> tuple[dict[str, CostEstimate], list[str]]:
-    """({"train": ..., "serve": ...}, problems): whatever the run supports; never raises for a thin run."""
+) -> RunCosts:
+    """Whatever the run supports; never raises for a thin run."""
     if doc is not None and doc.kind == "job":
         return _job_costs(doc, str(path), locator, samples, train_scenario)
     try:
         run = measured_from_doc(doc, str(path)) if doc is not None else load_measured(path)
     except MeterError as exc:
-        return {}, [str(exc)]
-    out, problems = {}, []
-    for key, name, fn in (
+        return RunCosts(problems=[str(exc)])
+    out = RunCosts()
+    for kind, name, fn in (
         ("train", train_scenario, load_and_estimate_train),
         ("serve", serve_scenario, load_and_estimate_serve),
     ):
         if name is None:
             continue
         try:
-            out[key] = fn(load_scenario(name, locator), run=run, samples=samples, locator=locator)
+            setattr(out, kind, fn(load_scenario(name, locator), run=run, samples=samples, locator=locator))
         except MeterError as exc:
-            problems.append(f"{key}: {exc}")
-    return out, problems
+            out.problems.append(f"{kind}: {exc}")
+    return out
 
 
-def _job_costs(doc: RunDocument, path: str, locator, samples: int, train_scenario: str | None):
+def _job_costs(doc: RunDocument, path: str, locator, samples: int, train_scenario: str | None) -> RunCosts:
     """A measured job: the training scenario at the MFU the job achieved (see meter.cost.job_pipeline)."""
     if train_scenario is None:
-        return {}, []
+        return RunCosts()
     try:
         rate = job_rate(doc, path)
-        return {
-            "train": estimate_from_job(load_scenario(train_scenario, locator), rate, samples=samples, locator=locator)
-        }, []
+        return RunCosts(
+            train=estimate_from_job(load_scenario(train_scenario, locator), rate, samples=samples, locator=locator)
+        )
     except MeterError as exc:
-        return {}, [f"train: {exc}"]
-
-
-def summary(estimates: dict[str, CostEstimate]) -> dict[str, Any]:
-    return {k: v.as_dict() for k, v in estimates.items()}
+        return RunCosts(problems=[f"train: {exc}"])

@@ -41,21 +41,18 @@ def run_main(args: argparse.Namespace) -> int:
 
 def add_costs(args: argparse.Namespace, recorder):
     """Price the default scenarios from what the run measured; kept in the run file's extras."""
-    from meter.cost.run_costs import costs_for_run, summary
+    from meter.cost.run_costs import costs_for_run
 
-    estimates, problems = costs_for_run(recorder.path, locator(args), doc=recorder.doc)
-    recorder.update(extras={**recorder.doc.extras, "cost": {**summary(estimates), "problems": problems}})
-    return estimates, problems
+    costs = costs_for_run(recorder.path, locator(args), doc=recorder.doc)
+    recorder.update(extras={**recorder.doc.extras, "cost": costs.as_dict()})
+    return costs
 
 
-def print_costs(doc, estimates, problems: list[str]) -> None:
+def print_costs(doc, costs) -> None:
     from meter.cost.display import fmt
 
     print()
-    for key in ("train", "serve"):
-        e = estimates.get(key)
-        if e is None:
-            continue
+    for key, e in costs.priced():
         label = f"{e.scenario.name} ({e.model.name} on {e.hardware.name}), from this run" + (
             ", CPU-derived" if doc.cpu else ""
         )
@@ -84,7 +81,7 @@ def print_costs(doc, estimates, problems: list[str]) -> None:
         for note in e.notes:
             if note.startswith("efficiency transfer"):
                 print(f"  {note}")
-    for problem in problems:
+    for problem in costs.problems:
         print(f"Cost not computed: {problem}")
     print("Details, ranges and every assumption: meter cost train|serve --from-run RUN_FILE --report FILE.md")
 
