@@ -118,6 +118,7 @@ COST_ARITHMETIC = [
     "measured/job",
     "measured/bench",
     "measured/spread",
+    "measured/serving_points",
 ]
 LOADERS = ("load_", "list_", "deployments_for", "price_input")
 

@@ -281,8 +281,8 @@ def hardware_resolver(loc):
 
 
 def observations(path: str, a, base, loc, **options):
-    """The points of ``path`` as observations (:func:`meter.cost.serving_points.observations`)."""
-    from meter.cost.serving_points import observations as build
+    """The points of ``path`` as observations (:func:`meter.cost.measured.serving_points.observations`)."""
+    from meter.cost.measured.serving_points import observations as build
     from meter.engines.points import read_points
 
     return build(read_points(Path(path)), a, base, hardware_resolver(loc), source=path, **options)
@@ -422,9 +422,9 @@ def report_views(path: str, model_name: str, loc, calibrate: bool) -> tuple:
     from meter.config.deployments import deployments_for, load_deployment
     from meter.config.models import load_model
     from meter.cost import frontier as F
+    from meter.cost.measured.serving_points import layout_of
+    from meter.cost.measured.serving_points import observations as build
     from meter.cost.serving_fit import fit, validate
-    from meter.cost.serving_points import layout_of
-    from meter.cost.serving_points import observations as build
     from meter.cost.serving_step import DEFAULTS
     from meter.engines.points import read_points
     from meter.report.data import FrontierView
