@@ -1,7 +1,8 @@
 """A serving cost estimate: a deployment that could exist, its bound, and the efficiency that scales it.
 
-1. the setting: model, hardware, and the deployment (the scenario's, ``--deployment``, the one
-   written for the model, or the single-GPU layout) with the command line's layout overrides;
+1. the setting (:class:`ServingSetting`, loaded at the edge by :mod:`meter.cost.configs`; nothing
+   here reads a file): model, hardware, and the deployment (the scenario's, ``--deployment``, the
+   one written for the model, or the single-GPU layout) with the command line's layout overrides;
 2. its bound (:mod:`meter.cost.layout`), refused with the shortfall when it does not fit;
 3. the method (:mod:`meter.cost.methods`): a run's measured efficiency, a given one, the
    scenario's own throughput, or the bound alone;

@@ -1,6 +1,7 @@
 """A training cost estimate, as a straight pipeline: choose the method, gather its inputs, run the model.
 
-1. the setting: model, hardware, the peak the MFU is against (``mfu_dtype``);
+1. the setting (:class:`TrainingSetting`, loaded at the edge by :mod:`meter.cost.configs`; nothing
+   here reads a file): model, hardware, the peak the MFU is against (``mfu_dtype``);
 2. the method (:mod:`meter.cost.methods`), from what was given: a run, an MFU or achieved FLOP/s
    on the command line, a compute-only MFU, or the scenario's end-to-end MFU;
 3. the candidate inputs: the scenario's, the price, the run's measured efficiency and power, the
