@@ -133,10 +133,11 @@ MAX_SHADED_WINDOWS = 200
 
 @dataclass
 class CostViews:
-    """A run's training estimate, its serving estimate at each measured decode (batch, context),
-    and one line per estimate it could not make."""
+    """A run's training estimate, its serving estimate (as `meter run` prints it, and at each
+    measured decode (batch, context)), and one line per estimate it could not make."""
 
     train: Any = None  # a meter.cost.result.CostEstimate
+    serve: Any = None  # the scenario's own deployment priced from the run: the figure `meter run` prints
     serve_by_batch: list[tuple[int, int, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -165,6 +166,10 @@ def cost_views(
         out.problems.append(f"training: {exc}")
     decode = sorted({(r.batch, r.context) for r in measured.phases.get("decode", []) if r.form != "naive"})
     scenario = load_scenario(serve_scenario, locator)
+    try:  # the figure `meter run` prints for this run file: the scenario's deployment, priced from the run
+        out.serve = load_and_estimate_serve(scenario, run=measured, samples=samples, locator=locator)
+    except MeterError as exc:
+        out.problems.append(f"serving: {exc}")
     for batch, context in decode:
         try:
             e = load_and_estimate_serve(

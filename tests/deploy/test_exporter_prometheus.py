@@ -13,12 +13,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import promql_parser
 import pytest
 import yaml
 
 from meter.exporter.app import push_run
-from tests.conftest import require_executable
+from tests.conftest import require_executable, require_module
 from tests.cost.test_from_run_and_cli import synthetic_run
 from tests.deploy.conftest import DEPLOY, free_port, query, run_prometheus, stop, wait_for
 
@@ -67,6 +66,7 @@ def rule_expressions() -> list[tuple[str, str]]:
 
 
 def selectors(expr: str) -> list[str]:
+    promql_parser = require_module("promql_parser", "pip install -e '.[test]' (parses PromQL offline)")
     found = []
 
     def visit(node):
