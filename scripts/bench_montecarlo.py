@@ -3,7 +3,7 @@
 
     taskset -c 0 python scripts/bench_montecarlo.py [--samples 1000000] [--repeats 5] [--from-run RUN.json]
 
-Times ``estimate_train`` of the ``deepseek-v3`` scenario (the figure docs/cost.md quotes), and,
+Times ``load_and_estimate_train`` of the ``deepseek-v3`` scenario (the figure docs/cost.md quotes), and,
 with ``--from-run``, the same estimate and the ``deepseek-v3-day6`` serving estimate drawing their
 measured inputs from the run's case timing. Pin it to one core (``taskset -c 0``) for the
 one-core figure; each line is the median of the repeats after one warm-up.
@@ -39,22 +39,25 @@ def main() -> None:
     args = p.parse_args()
 
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve, estimate_train
+    from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
 
     train = load_scenario("deepseek-v3")
     n = args.samples
-    timed("cost train --scenario deepseek-v3", lambda: estimate_train(train, samples=n), n, args.repeats)
+    timed("cost train --scenario deepseek-v3", lambda: load_and_estimate_train(train, samples=n), n, args.repeats)
     if args.from_run:
-        from meter.cost.from_run import load_measured
+        from meter.cost.measured.run import load_measured
 
         run = load_measured(args.from_run)
         serve = load_scenario("deepseek-v3-day6")
         timed(
-            "  ... --from-run (measured efficiency)", lambda: estimate_train(train, run=run, samples=n), n, args.repeats
+            "  ... --from-run (measured efficiency)",
+            lambda: load_and_estimate_train(train, run=run, samples=n),
+            n,
+            args.repeats,
         )
         timed(
             "cost serve --scenario deepseek-v3-day6 --from-run",
-            lambda: estimate_serve(serve, run=run, samples=n),
+            lambda: load_and_estimate_serve(serve, run=run, samples=n),
             n,
             args.repeats,
         )

@@ -95,7 +95,7 @@ def _check_refusal(exc: MeterError, where: str) -> None:
 
 def _use(doc: RunDocument) -> None:
     """What the readers do with a loaded run: none may raise anything but a MeterError."""
-    from meter.cost.from_run import measured_from_doc
+    from meter.cost.measured.run import measured_from_doc
     from meter.report import compare, data
 
     try:

@@ -74,7 +74,7 @@ def _rental(plan, target, args: argparse.Namespace) -> dict:
     if target.hardware is None:
         out["price"] = {"note": "no hardware config (--memory only): no price; add --hardware"}
         return out
-    from meter.cost.inputs import price_input
+    from meter.cost.configs import price_input
 
     price = price_input(target.hardware.name, args.tier, locator(args))
     if price is None:

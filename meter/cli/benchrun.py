@@ -325,7 +325,7 @@ def finish_output(args: argparse.Namespace, recorder, costs=None, print_costs=No
         print_results(doc)
         print_projections(doc)
         if costs is not None and print_costs is not None:
-            print_costs(doc, *costs)
+            print_costs(doc, costs)
         print(f"\nRun file: {recorder.path}")
     push(args, recorder.path)
 

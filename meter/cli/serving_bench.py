@@ -31,9 +31,9 @@ def _bound(args: argparse.Namespace, scenario, cost, layout):
 
     from meter.config.hardware import load_hardware
     from meter.config.models import load_model
-    from meter.cost.from_bench import bench_shape
+    from meter.cost.configs import choose_deployment
     from meter.cost.layout import deployment_bound
-    from meter.cost.serve_estimate import choose_deployment
+    from meter.cost.measured.bench import bench_shape
 
     loc = locator(args)
     model = load_model(scenario.model, loc)
@@ -94,8 +94,9 @@ def _on_gpus(d, gpus: int, a, *, given: bool):
 
 def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) -> int:
     """Price the file; with a scenario or model named (``scenario``), also the engine's efficiency."""
+    from meter.cost.configs import bench_price
     from meter.cost.display import fmt
-    from meter.cost.from_bench import bench_efficiency, bench_price, price_serving_bench
+    from meter.cost.measured.bench import bench_efficiency, price_serving_bench
     from meter.engines.serving import load_serving_bench
 
     if gpus is None:

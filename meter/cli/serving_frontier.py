@@ -190,7 +190,7 @@ def _measured_efficiencies(args: argparse.Namespace, e, hw, notes: list[str]):
     """meter's own benchmarks first: a run's memory- and compute-bound cases set the HBM and GEMM
     efficiencies (the medians of their shares of the ceilings, as ``--from-run`` does for the bound);
     the rest stay as fitted or by default."""
-    from meter.cost.from_run import load_measured
+    from meter.cost.measured.run import load_measured
 
     run = load_measured(args.from_run)
     values = {}
@@ -213,8 +213,8 @@ def _point_options(args: argparse.Namespace) -> dict:
 def _prices(args: argparse.Namespace, hw, loc):
     """The GPU-hour price (``--price``, else the price table's), its P10-P90 over the providers'
     range by the Monte Carlo (a cost is proportional to it), and the power at TDP."""
+    from meter.cost.configs import price_input
     from meter.cost.frontier import Prices
-    from meter.cost.inputs import price_input
     from meter.cost.montecarlo import evaluate
 
     q = args.price
@@ -281,8 +281,8 @@ def hardware_resolver(loc):
 
 
 def observations(path: str, a, base, loc, **options):
-    """The points of ``path`` as observations (:func:`meter.cost.serving_points.observations`)."""
-    from meter.cost.serving_points import observations as build
+    """The points of ``path`` as observations (:func:`meter.cost.measured.serving_points.observations`)."""
+    from meter.cost.measured.serving_points import observations as build
     from meter.engines.points import read_points
 
     return build(read_points(Path(path)), a, base, hardware_resolver(loc), source=path, **options)
@@ -422,9 +422,9 @@ def report_views(path: str, model_name: str, loc, calibrate: bool) -> tuple:
     from meter.config.deployments import deployments_for, load_deployment
     from meter.config.models import load_model
     from meter.cost import frontier as F
+    from meter.cost.measured.serving_points import layout_of
+    from meter.cost.measured.serving_points import observations as build
     from meter.cost.serving_fit import fit, validate
-    from meter.cost.serving_points import layout_of
-    from meter.cost.serving_points import observations as build
     from meter.cost.serving_step import DEFAULTS
     from meter.engines.points import read_points
     from meter.report.data import FrontierView

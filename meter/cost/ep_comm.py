@@ -36,27 +36,23 @@ class EpShape:
     n_moe_layers: int  # MoE layers a training token passes (MTP's included)
 
 
-def _get(x: Mapping[str, Any], name: str, default: Any) -> Any:
-    return x[name] if name in x else default
-
-
 def link_bandwidths(x: Mapping[str, Any]) -> tuple[Any, Any]:
     """(NVLink, network) effective bytes/s per GPU and direction: the link times its efficiency."""
-    nvlink = x["nvlink_bytes_per_s"] * _get(x, "nvlink_efficiency", 1.0) if "nvlink_bytes_per_s" in x else None
-    network = x["network_bytes_per_s"] * _get(x, "network_efficiency", 1.0) if "network_bytes_per_s" in x else None
+    nvlink = x["nvlink_bytes_per_s"] * x.get("nvlink_efficiency", 1.0) if "nvlink_bytes_per_s" in x else None
+    network = x["network_bytes_per_s"] * x.get("network_efficiency", 1.0) if "network_bytes_per_s" in x else None
     return nvlink, network
 
 
 def all_to_all_legs(x: Mapping[str, Any], ep: EpShape, payload_bytes: Any) -> tuple[Any, Any]:
     """(network, NVLink) GPU-seconds of one dispatch-like all-to-all, for one token in one MoE layer."""
-    gpus_per_node = _get(x, "gpus_per_node", 8)
+    gpus_per_node = x.get("gpus_per_node", 8)
     network_bytes, nvlink_bytes = ep_bytes_per_token(
         hidden=ep.hidden,
         top_k=ep.top_k,
         payload_bytes=payload_bytes,
         ep_degree=x["ep_degree"],
         gpus_per_node=gpus_per_node,
-        max_nodes_per_token=_get(x, "max_nodes_per_token", None),
+        max_nodes_per_token=x.get("max_nodes_per_token", None),
     )
     nvlink_bw, network_bw = link_bandwidths(x)
     spans_nodes = np.any(np.asarray(x["ep_degree"]) > gpus_per_node)
@@ -71,7 +67,7 @@ def training_comm_seconds_per_token(x: Mapping[str, Any], ep: EpShape) -> dict[s
 
     The total is the slower leg of each all-to-all; the legs' own sums say which link binds.
     """
-    dispatch = all_to_all_legs(x, ep, _get(x, "dispatch_bytes_per_value", PAYLOAD_BYTES["fp8"]))
+    dispatch = all_to_all_legs(x, ep, x.get("dispatch_bytes_per_value", PAYLOAD_BYTES["fp8"]))
     bf16 = all_to_all_legs(x, ep, PAYLOAD_BYTES["bf16"])  # combine, and both gradients
     network = ep.n_moe_layers * (dispatch[0] + 3 * bf16[0])
     nvlink = ep.n_moe_layers * (dispatch[1] + 3 * bf16[1])
@@ -80,7 +76,7 @@ def training_comm_seconds_per_token(x: Mapping[str, Any], ep: EpShape) -> dict[s
         "ep_network_s_per_token": network,
         "ep_nvlink_s_per_token": nvlink,
         "ep_comm_s_per_token": total,
-        "exposed_comm_s_per_token": total * (1 - _get(x, "comm_overlap", 0.0)),
+        "exposed_comm_s_per_token": total * (1 - x.get("comm_overlap", 0.0)),
     }
 
 

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meter.config.paths import ConfigLocator
-from meter.config.pricing import load_prices
 from meter.config.quantity import Quantity
 from meter.config.scenarios import Scenario, domain_error
 from meter.cost.montecarlo import Coupling, Sampled
@@ -106,48 +104,30 @@ class InputPool:
         return {k: v.quantity for k, v in self.inputs.items()}
 
 
-def price_input(hardware: str, tier: str | None, locator: ConfigLocator | None) -> Input | None:
-    """The price table's rental price for a GPU: one price, or the log-uniform range over its providers.
-
-    The table's own lookup (:meth:`meter.config.pricing.PriceTable.rental_quote`, shared with the
-    exporter) keeps only prices dated within 18 months of the table's version when there are any.
-    """
-    quote = load_prices(locator=locator).rental_quote(hardware, tier)
-    if quote is None:
-        return None
-    low, high = quote.low, quote.high
-    q = Quantity.point(low) if low == high else Quantity("loguniform", low=low, high=high)
-    return Input(
-        "usd_per_gpu_hour",
-        q,
-        "USD",
-        "rental price per GPU-hour",
-        "price table",
-        quote.describe(),
-        quote.latest,
-        quote.confidence,
-    )
+def price_given(scenario: Scenario, hardware: str, tier: str | None, overrides: Mapping[str, Quantity]) -> bool:
+    """Whether the rental price is the command line's or the scenario's (for its own GPU, no tier
+    asked), so the price table is not needed."""
+    if "usd_per_gpu_hour" in overrides:
+        return True
+    return "usd_per_gpu_hour" in scenario.assumptions and hardware == scenario.hardware and not tier
 
 
 def set_price(
     pool: InputPool,
+    scenario: Scenario,
     hardware: str,
+    price: Input | None,
     *,
-    scenario_hardware: str,
     tier: str | None,
     overrides: Mapping[str, Quantity],
-    locator: ConfigLocator | None,
 ) -> None:
     """The rental price: the command line's, else the scenario's (for its own GPU and no tier
-    asked), else the price table's; a note only when none is found."""
-    if "usd_per_gpu_hour" in overrides:
-        return
-    if "usd_per_gpu_hour" in pool and hardware == scenario_hardware and not tier:
+    asked), else the price table's (``price``, loaded at the edge); a note only when none is found."""
+    if price_given(scenario, hardware, tier, overrides):
         return
     pool.drop(["usd_per_gpu_hour"])
-    priced = price_input(hardware, tier, locator)
-    if priced is not None:
-        pool.inputs["usd_per_gpu_hour"] = priced
+    if price is not None:
+        pool.inputs["usd_per_gpu_hour"] = price
     else:
         pool.notes.append(
             f"no {tier + ' ' if tier else ''}rental price for {hardware} in the price table; dollars need --price"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meter.cost.display import display_for, fmt, reproduction_row, rows
-from meter.cost.estimate import CostEstimate
+from meter.cost.result import CostEstimate
 
 
 def _table(headers: list[str], body: list[list[str]]) -> str:

@@ -12,7 +12,7 @@ keeps its own otherwise. Spearman's rank correlation of the pair is then ``rho``
 keeps its own distribution. The two must share a base: the uniform family (uniform, log-uniform,
 triangular) or the normal family (normal, lognormal).
 
-**Measured inputs** (:class:`meter.cost.measured.MeasuredQuantity`) sample themselves from their
+**Measured inputs** (:class:`meter.cost.measured.spread.MeasuredQuantity`) sample themselves from their
 own stream, the same way.
 """
 

@@ -12,10 +12,11 @@ from typing import Any
 from meter.config.hardware import HardwareSpec
 from meter.config.models import ModelConfig
 from meter.config.scenarios import Scenario
-from meter.cost.from_run import MeasuredRun
 from meter.cost.inputs import Input
 from meter.cost.layout import DeploymentBound
+from meter.cost.measured.run import MeasuredRun
 from meter.cost.montecarlo import Summary
+from meter.cost.views import ServingCost, TrainingCost
 
 DEFAULT_SAMPLES = 20_000
 
@@ -143,6 +144,21 @@ class CostEstimate:
     comparisons: list[Comparison] = field(default_factory=list)
     bound: DeploymentBound | None = None
     efficiency: Efficiency | None = None
+
+    @property
+    def training(self) -> TrainingCost:
+        """The outputs of a training estimate, typed."""
+        return TrainingCost.of(self.outputs)
+
+    @property
+    def serving(self) -> ServingCost:
+        """The outputs of a serving estimate, typed."""
+        return ServingCost.of(self.outputs)
+
+    @property
+    def reported_training(self) -> TrainingCost:
+        """The figures the scenario reports (its reproductions), as a training view of constants."""
+        return TrainingCost.of({r.output: Summary.constant(r.reported) for r in self.reproductions})
 
     @property
     def cpu_derived(self) -> bool:

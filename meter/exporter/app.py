@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from meter.config.hardware import list_hardware, match_nvml_name
 from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
+from meter.cost.run_costs import RunCosts
 from meter.device.gpu import GpuDevice, GpuFleet, GpuUnavailable, open_gpus
 from meter.errors import MeterError
 from meter.exporter.attribution import Attributor
@@ -39,7 +40,7 @@ from meter.results import RunDocument, load_run
 from meter.results.load import RunFileError
 
 
-def check_renderable(doc: RunDocument, costs: dict | None, hostname: str, where: str | Path) -> None:
+def check_renderable(doc: RunDocument, costs: RunCosts | None, hostname: str, where: str | Path) -> None:
     """Render the run's series alone, in every exposition format, before the run is taken in.
 
     A run that the loader accepts but /metrics cannot encode (a string Prometheus cannot carry)
@@ -198,9 +199,9 @@ class Exporter:
 
     def ingest(self, doc: RunDocument, where: str = "posted run", source: Path | None = None) -> dict[str, Any]:
         """Take a run document: its results, and what it implies for the configured scenarios."""
-        from meter.cost.for_run import costs_for_run
+        from meter.cost.run_costs import costs_for_run
 
-        estimates, problems = costs_for_run(
+        costs = costs_for_run(
             Path(where),
             self.locator,
             samples=0,
@@ -208,14 +209,14 @@ class Exporter:
             train_scenario=self.config.train_scenario,
             serve_scenario=self.config.serve_scenario,
         )
-        check_renderable(doc, estimates, self.state.hostname, where)  # before it can reach a scrape
-        keys = self.state.ingest(doc, estimates)
+        check_renderable(doc, costs, self.state.hostname, where)  # before it can reach a scrape
+        keys = self.state.ingest(doc, costs)
         if self.store is not None and source is not None:
             self.store.record(source, keys)
         return {
             "accepted_cases": sum(1 for k in keys if k[0] == "case"),
-            "priced": sorted(estimates),
-            "problems": problems,
+            "priced": sorted(kind for kind, _ in costs.priced()),
+            "problems": costs.problems,
         }
 
     def push(self, doc: RunDocument, body: bytes) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from meter import __version__
+from meter.cost.views import TrainingCost
 from meter.device.clock_events import CLOCK_EVENT_REASONS, THROTTLING_REASONS
 from meter.exporter.state import ExporterState, GpuView, ResultsView, Snapshot
 
@@ -128,7 +129,7 @@ class MeterCollector:
                 "Rental dollars accrued while the GPU answered, since the exporter started",
                 labels=gl,
             ),
-            energy_usd=CounterMetricFamily(
+            gpu_energy_usd=CounterMetricFamily(
                 "meter_gpu_energy_usd",
                 "Electricity dollars since the exporter started (energy x $/kWh x PUE)",
                 labels=gl,
@@ -197,7 +198,7 @@ class MeterCollector:
             f["rental"].add_metric(labels, g.rental_usd)
         if g.energy_since_start_j is not None:
             if snap.usd_per_kwh is not None:
-                f["energy_usd"].add_metric(labels, g.energy_since_start_j / 3.6e6 * snap.usd_per_kwh * snap.pue)
+                f["gpu_energy_usd"].add_metric(labels, g.energy_since_start_j / 3.6e6 * snap.usd_per_kwh * snap.pue)
             f["resets"].add_metric(labels, g.counter_resets)
         if g.reading is not None:
             self._reading(f, labels, g.reading, now)
@@ -257,7 +258,7 @@ class MeterCollector:
                 "Achieved FLOP/s of a benchmark case (analytic FLOPs / median time)",
                 labels=labels,
             ),
-            "mfu": GaugeMetricFamily(
+            "case_mfu": GaugeMetricFamily(
                 "meter_benchmark_mfu_ratio", "MFU of a case against the dense bf16 peak", labels=labels
             ),
             "tps": GaugeMetricFamily("meter_benchmark_tokens_per_second", "Tokens per second of a case", labels=labels),
@@ -268,7 +269,7 @@ class MeterCollector:
             fams["flops"].add_metric(values, c.tflops * 1e12)
             fams["tps"].add_metric(values, c.tokens_per_second)
             if c.mfu is not None:
-                fams["mfu"].add_metric(values, c.mfu)
+                fams["case_mfu"].add_metric(values, c.mfu)
             if c.joules_per_token is not None:
                 fams["jpt"].add_metric(values, c.joules_per_token)
         yield from fams.values()
@@ -298,16 +299,16 @@ class MeterCollector:
             labels=c_labels + ["direction"],
         )
         for c in sorted(r.costs, key=_order):
-            base, out = _where(c.origin) + [c.scenario, c.model, c.hardware], c.outputs
-            if c.kind == "train":
-                if "total_usd" in out:
-                    train_usd.add_metric(base, out["total_usd"])
-                if "total_gpu_hours" in out:
-                    train_h.add_metric(base, out["total_gpu_hours"])
+            base, cost = _where(c.origin) + [c.scenario, c.model, c.hardware], c.cost
+            if isinstance(cost, TrainingCost):
+                if cost.total_usd is not None:
+                    train_usd.add_metric(base, cost.total_usd.point)
+                if cost.total_gpu_hours is not None:
+                    train_h.add_metric(base, cost.total_gpu_hours.point)
             else:
-                for direction, key in (("input", "usd_per_m_input_tokens"), ("output", "usd_per_m_output_tokens")):
-                    if key in out:
-                        serve.add_metric(base + [direction], out[key])
+                for direction, s in (("input", cost.usd_per_m_input_tokens), ("output", cost.usd_per_m_output_tokens)):
+                    if s is not None:
+                        serve.add_metric(base + [direction], s.point)
         yield from (train_usd, train_h, serve)
         yield CounterMetricFamily("meter_results_runs_ingested", "Run files taken in", value=r.runs_ingested)
         if r.last_run_timestamp is not None:

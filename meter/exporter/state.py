@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meter.cost.estimate import CostEstimate
+from meter.cost.run_costs import RunCosts
+from meter.cost.views import ServingCost, TrainingCost
 from meter.device.gpu import GpuDevice, GpuHealth, GpuIdentity, GpuLost
 from meter.device.jobs import PROC, JobRef, job_of
 from meter.device.kubelet import Owner
@@ -135,7 +136,7 @@ class CostFigures:
     scenario: str
     model: str
     hardware: str
-    outputs: dict[str, float]
+    cost: TrainingCost | ServingCost
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ class ExporterState:
             rental_usd=a.usd_per_hour * billed_s / 3600.0 if a.usd_per_hour is not None else None,
         )
 
-    def ingest(self, doc: RunDocument, costs: dict[str, CostEstimate] | None = None) -> list[tuple]:
+    def ingest(self, doc: RunDocument, costs: RunCosts | None = None) -> list[tuple]:
         """Take a run's results (and its priced scenarios); returns the keys it set, one per result."""
         origin = RunOrigin.of(doc)
         where = (origin.hostname, origin.uuid)
@@ -347,10 +348,10 @@ class ExporterState:
             figures[("projection", *where, p.model, p.phase, shape)] = ProjectionFigures(
                 origin, p.model, p.phase, shape, p.tokens_per_s, p.mfu
             )
-        for kind, estimate in (costs or {}).items():
-            outputs = {k: v.point for k, v in estimate.outputs.items()}
+        for kind, estimate in costs.priced() if costs is not None else ():
+            cost = estimate.training if kind == "train" else estimate.serving
             figures[("cost", *where, kind, estimate.scenario.name)] = CostFigures(
-                origin, kind, estimate.scenario.name, estimate.model.name, estimate.hardware.name, outputs
+                origin, kind, estimate.scenario.name, estimate.model.name, estimate.hardware.name, cost
             )
         with self.lock:
             for key, value in figures.items():

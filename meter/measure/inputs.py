@@ -30,7 +30,7 @@ def resolve_prices(
     table = load_prices(locator=locator)
     usd, source = price, "given" if price is not None else None
     if price is None and hardware is not None and hardware.kind == "gpu":
-        from meter.cost.inputs import price_input
+        from meter.cost.configs import price_input
 
         found = price_input(hardware.name, tier, locator)
         if found is not None:

@@ -131,54 +131,68 @@ def timelines(run: Run) -> list[Timeline]:
 MAX_SHADED_WINDOWS = 200
 
 
+@dataclass
+class CostViews:
+    """A run's training estimate, its serving estimate (as `meter run` prints it, and at each
+    measured decode (batch, context)), and one line per estimate it could not make."""
+
+    train: Any = None  # a meter.cost.result.CostEstimate
+    serve: Any = None  # the scenario's own deployment priced from the run: the figure `meter run` prints
+    serve_by_batch: list[tuple[int, int, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
 def cost_views(
     run: Run, locator: ConfigLocator | None, *, train_scenario: str, serve_scenario: str, samples: int = 20_000
-) -> dict[str, Any]:
+) -> CostViews:
     """The run's training cost estimate, and serving cost at every measured decode batch."""
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve, estimate_train
-    from meter.cost.from_run import measured_from_doc
+    from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
+    from meter.cost.measured.run import measured_from_doc
 
-    out: dict[str, Any] = {"train": None, "serve": None, "serve_by_batch": [], "problems": []}
+    out = CostViews()
     if run.doc.kind == "job":
         return _job_cost_views(run, locator, train_scenario, samples, out)
     try:
         measured = measured_from_doc(run.doc, run.path)
     except MeterError as exc:
-        out["problems"].append(str(exc))
+        out.problems.append(str(exc))
         return out
     try:
-        out["train"] = estimate_train(
+        out.train = load_and_estimate_train(
             load_scenario(train_scenario, locator), run=measured, samples=samples, locator=locator
         )
     except MeterError as exc:
-        out["problems"].append(f"training: {exc}")
+        out.problems.append(f"training: {exc}")
     decode = sorted({(r.batch, r.context) for r in measured.phases.get("decode", []) if r.form != "naive"})
     scenario = load_scenario(serve_scenario, locator)
     try:  # the figure `meter run` prints for this run file: the scenario's deployment, priced from the run
-        out["serve"] = estimate_serve(scenario, run=measured, samples=samples, locator=locator)
+        out.serve = load_and_estimate_serve(scenario, run=measured, samples=samples, locator=locator)
     except MeterError as exc:
-        out["problems"].append(f"serving: {exc}")
+        out.problems.append(f"serving: {exc}")
     for batch, context in decode:
         try:
-            e = estimate_serve(scenario, run=measured, batch=batch, context=context, samples=samples, locator=locator)
+            e = load_and_estimate_serve(
+                scenario, run=measured, batch=batch, context=context, samples=samples, locator=locator
+            )
         except MeterError as exc:
-            out["problems"].append(f"serving at batch {batch}: {exc}")
+            out.problems.append(f"serving at batch {batch}: {exc}")
             continue
-        out["serve_by_batch"].append((batch, context, e))
+        out.serve_by_batch.append((batch, context, e))
     return out
 
 
-def _job_cost_views(run: Run, locator, train_scenario: str, samples: int, out: dict[str, Any]) -> dict[str, Any]:
+def _job_cost_views(run: Run, locator, train_scenario: str, samples: int, out: CostViews) -> CostViews:
     """A measured job priced at its end-to-end MFU: what the training scenario would take at that MFU."""
     from meter.config.scenarios import load_scenario
-    from meter.cost.from_job import estimate_from_job, job_rate
+    from meter.cost.job_pipeline import estimate_from_job
+    from meter.cost.measured.job import job_rate
 
     try:
         rate = job_rate(run.doc, run.path)
-        out["train"] = estimate_from_job(load_scenario(train_scenario, locator), rate, samples=samples, locator=locator)
+        out.train = estimate_from_job(load_scenario(train_scenario, locator), rate, samples=samples, locator=locator)
     except MeterError as exc:
-        out["problems"].append(f"training: {exc}")
+        out.problems.append(f"training: {exc}")
     return out
 
 

@@ -190,7 +190,7 @@ def build(
                 )
             )
         if r.doc.job is not None:
-            parts["job"] += _job_section(r, costs[r.path]["train"])
+            parts["job"] += _job_section(r, costs[r.path].train)
         roof = data.roofline(r)
         if roof.points:
             parts["roofline"].append(_figure(plots.roofline(roof), f"roofline-{r.name}", png_dir, pngs))
@@ -206,10 +206,10 @@ def build(
         for i, t in enumerate(lines):
             parts["timeline"].append(_figure(plots.timeline(t), f"timeline-{r.name}-{i}", png_dir, pngs))
         c = costs[r.path]
-        for problem in c["problems"]:
+        for problem in c.problems:
             parts["training-cost"].append(f'<p class="note">{html.escape(r.name)}: {html.escape(problem)}</p>')
-        if c["train"] is not None:
-            e = c["train"]
+        if c.train is not None:
+            e = c.train
             parts["training-cost"].append(
                 f"<h3>{html.escape(e.scenario.name)} from {html.escape(r.name)} ({html.escape(e.method)})</h3>"
             )
@@ -221,9 +221,9 @@ def build(
             parts["training-cost"].append(
                 '<p class="note">Leaves out: ' + html.escape("; ".join(e.scenario.leaves_out)) + "</p>"
             )
-        if c.get("serve") is not None:
-            e = c["serve"]
-            per_out = e.outputs.get("usd_per_m_output_tokens")
+        if c.serve is not None:
+            e = c.serve
+            per_out = e.serving.usd_per_m_output_tokens
             band = f" (P10-P90 {fmt(per_out.p10, 'usd_small')}-{fmt(per_out.p90, 'usd_small')})" if per_out else ""
             parts["serving-cost"].append(
                 f"<h3>{html.escape(e.scenario.name)} from {html.escape(r.name)}: "
@@ -233,20 +233,20 @@ def build(
                 f"{html.escape(serving_where(e))}; {html.escape(e.method)}. The table below prices the decode "
                 "batches the run measured instead.</p>"
             )
-        if c["serve_by_batch"]:
+        if c.serve_by_batch:
             parts["serving-cost"].append(
-                _figure(plots.serving_cost(c["serve_by_batch"]), f"serving-cost-{r.name}", png_dir, pngs)
+                _figure(plots.serving_cost(c.serve_by_batch), f"serving-cost-{r.name}", png_dir, pngs)
             )
             body = []
-            for batch, context, e in c["serve_by_batch"]:
-                out = e.outputs
+            for batch, context, e in c.serve_by_batch:
+                s = e.serving
                 body.append(
                     [batch, context]
                     + [
-                        fmt(out[k].point, "usd_small") if k in out else None
-                        for k in ("usd_per_m_input_tokens", "usd_per_m_output_tokens")
+                        fmt(x.point, "usd_small") if x is not None else None
+                        for x in (s.usd_per_m_input_tokens, s.usd_per_m_output_tokens)
                     ]
-                    + [fmt(out["gpus_needed"].point, "count") if "gpus_needed" in out else None]
+                    + [fmt(s.gpus_needed.point, "count") if s.gpus_needed is not None else None]
                 )
             parts["serving-cost"].append(
                 table(
@@ -255,11 +255,11 @@ def build(
                     0,
                 )
             )
-            first = c["serve_by_batch"][0][2]
+            first = c.serve_by_batch[0][2]
             parts["serving-cost"].append(
                 table(["output", "central", "P10", "P50", "P90"], rows(first.outputs, SERVE_DISPLAY, ranges=True))
             )
-        elif not c["problems"]:
+        elif not c.problems:
             parts["serving-cost"].append(f'<p class="note">{html.escape(r.name)}: no decode projection to price.</p>')
         parts["tables"].append(f"<h3>{html.escape(r.name)}: {html.escape(r.label)}</h3>")
         parts["tables"].append(table([h for h, _ in data.CASE_COLUMNS], data.case_rows(r), 3))
@@ -283,10 +283,10 @@ def build(
         parts["metadata"].append(
             f"<h3>{html.escape(r.name)}</h3>" + table(["field", "value"], [[k, v] for k, v in flat], 2)
         )
-        if c["train"] is not None:
-            inputs = list(c["train"].inputs.values())
-            if c["serve_by_batch"]:
-                inputs += list(c["serve_by_batch"][0][2].inputs.values())
+        if c.train is not None:
+            inputs = list(c.train.inputs.values())
+            if c.serve_by_batch:
+                inputs += list(c.serve_by_batch[0][2].inputs.values())
             parts["assumptions"].append(f"<h3>Cost inputs for {html.escape(r.name)}</h3>")
             parts["assumptions"].append(
                 table(

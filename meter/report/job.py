@@ -17,8 +17,7 @@ def job_sentence(run: Run, train) -> str | None:
     job = run.doc.job
     if job is None or job.work is None or job.work.mfu is None or train is None:
         return None
-    hours = train.outputs.get("pretraining_gpu_hours")
-    usd = train.outputs.get("pretraining_usd")
+    hours, usd = train.training.pretraining_gpu_hours, train.training.pretraining_usd
     if hours is None:
         return None
     return (

@@ -123,21 +123,17 @@ def _errorbars(summaries) -> tuple[list[float], list[list[float]]]:
 
 def training_cost(estimate) -> Any:
     plt = _plt()
-    out = estimate.outputs
-    stages = [
-        (st.name, out[f"stage_gpu_hours.{st.name}"])
-        for st in estimate.scenario.stages
-        if f"stage_gpu_hours.{st.name}" in out
-    ]
+    t = estimate.training
+    stages = [(st.name, t.stage_gpu_hours[st.name]) for st in estimate.scenario.stages if st.name in t.stage_gpu_hours]
     programme = [
-        (label, out[k])
-        for k, label in (
-            ("total_usd", "final run"),
-            ("experiments_usd", "experiments"),
-            ("data_usd", "data"),
-            ("staff_usd", "staff"),
+        (label, s)
+        for s, label in (
+            (t.total_usd, "final run"),
+            (t.experiments_usd, "experiments"),
+            (t.data_usd, "data"),
+            (t.staff_usd, "staff"),
         )
-        if k in out
+        if s is not None
     ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     if stages:
@@ -156,7 +152,7 @@ def training_cost(estimate) -> Any:
             color="#ff7f0e",
         )
         axes[1].set_ylabel("million USD")
-        share = out.get("final_run_share_of_programme")
+        share = t.final_run_share_of_programme
         axes[1].set_title("Final run vs the programme" + (f" (final run {share.point:.1%})" if share else ""))
     for ax in axes:
         ax.grid(True, axis="y", alpha=0.3)
@@ -171,11 +167,11 @@ def serving_cost(by_batch) -> Any:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
     batches = [b for b, _, _ in by_batch]
-    for key, label, color in (
-        ("usd_per_m_output_tokens", "output tokens", "#d62728"),
-        ("usd_per_m_input_tokens", "input tokens", "#2ca02c"),
+    for pick, label, color in (
+        (lambda s: s.usd_per_m_output_tokens, "output tokens", "#d62728"),
+        (lambda s: s.usd_per_m_input_tokens, "input tokens", "#2ca02c"),
     ):
-        summaries = [e.outputs.get(key) for _, _, e in by_batch]
+        summaries = [pick(e.serving) for _, _, e in by_batch]
         if all(s is not None for s in summaries) and summaries:
             centre, err = _errorbars(summaries)
             ax.errorbar(batches, centre, yerr=err, marker="o", capsize=4, label=label, color=color)

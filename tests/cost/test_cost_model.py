@@ -11,10 +11,10 @@ import yaml
 from meter.config.paths import ConfigLocator, builtin_config_dir
 from meter.config.quantity import Quantity, QuantityError, from_yaml, parse_cli
 from meter.config.scenarios import list_scenarios, load_scenario
-from meter.cost.estimate import estimate_serve, estimate_train
+from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
 from meter.cost.montecarlo import evaluate
-from meter.cost.serve import serve_cost
-from meter.cost.train import HOURS_PER_YEAR, StagePlan, TrainContext, ownership_usd_per_gpu_hour, train_cost
+from meter.cost.serving_formula import serve_cost
+from meter.cost.training_formula import HOURS_PER_YEAR, StagePlan, TrainContext, ownership_usd_per_gpu_hour, train_cost
 from meter.errors import ConfigError
 
 # --- quantities ---
@@ -205,7 +205,7 @@ def test_every_scenario_loads_and_reproduces_what_it_reports():
     assert {"deepseek-v3", "deepseek-r1", "deepseek-v3-day6", "v3-on-h100-2026"} <= set(names)
     for name in names:
         scenario = load_scenario(name)
-        fn = estimate_train if scenario.kind == "train" else estimate_serve
+        fn = load_and_estimate_train if scenario.kind == "train" else load_and_estimate_serve
         estimate = fn(scenario, samples=0)
         for r in estimate.reproductions:
             assert r.agrees, (name, r)
@@ -213,7 +213,7 @@ def test_every_scenario_loads_and_reproduces_what_it_reports():
 
 
 def test_deepseek_v3_training_table():
-    out = estimate_train(load_scenario("deepseek-v3"), samples=0).outputs
+    out = load_and_estimate_train(load_scenario("deepseek-v3"), samples=0).outputs
     assert out["total_gpu_hours"].point == pytest.approx(2_788_000, rel=0.01)  # 2,664K + 119K + 5K
     assert out["total_usd"].point == pytest.approx(5_576_000, rel=0.01)  # at $2/GPU-hour
     assert out["gpu_hours_per_trillion_tokens"].point == pytest.approx(180_000, rel=0.01)
@@ -223,13 +223,13 @@ def test_deepseek_v3_training_table():
 
 
 def test_deepseek_r1_and_the_combined_figure():
-    out = estimate_train(load_scenario("deepseek-r1"), samples=0).outputs
+    out = load_and_estimate_train(load_scenario("deepseek-r1"), samples=0).outputs
     assert out["total_usd"].point == pytest.approx(294_000, rel=0.01)
     assert out["cumulative_usd"].point == pytest.approx(5_870_000, rel=0.01)
 
 
 def test_deepseek_inference_day():
-    out = estimate_serve(load_scenario("deepseek-v3-day6"), samples=0).outputs
+    out = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), samples=0).outputs
     assert out["usd_per_day"].point == 87_072
     assert out["revenue_usd_per_day"].point == pytest.approx(562_027, rel=0.001)
     assert out["cost_profit_margin"].point == pytest.approx(5.45, rel=0.005)
@@ -239,7 +239,7 @@ def test_deepseek_inference_day():
 
 
 def test_the_capex_view_beside_the_rental_view():
-    e = estimate_train(load_scenario("deepseek-v3"), samples=20_000)
+    e = load_and_estimate_train(load_scenario("deepseek-v3"), samples=20_000)
     share = e.outputs["final_run_share_of_fleet_capex"]
     # $5.576M against $0.5B to $1.6B of GPUs: between about 0.35% and 1.1%
     assert 0.0034 <= share.p10 <= share.p90 <= 0.0115
@@ -249,10 +249,10 @@ def test_the_capex_view_beside_the_rental_view():
 
 
 def test_ranges_give_percentiles_and_stale_prices_are_left_out():
-    e = estimate_train(load_scenario("v3-on-h100-2026"), samples=20_000)
+    e = load_and_estimate_train(load_scenario("v3-on-h100-2026"), samples=20_000)
     usd = e.outputs["total_usd"]
     assert usd.p10 < usd.p50 < usd.p90 and usd.is_range
-    table_price = estimate_train(load_scenario("deepseek-v3"), hardware="h100-sxm", samples=0)
+    table_price = load_and_estimate_train(load_scenario("deepseek-v3"), hardware="h100-sxm", samples=0)
     price = table_price.inputs["usd_per_gpu_hour"]
     assert price.origin == "price table" and price.quantity.bounds[1] < 5  # AWS's 2023 $12.29 is stale
 

@@ -15,9 +15,9 @@ from meter.analytic.comm import ep_copies_per_token, expected_nodes_hit
 from meter.config.models import load_model
 from meter.config.quantity import Quantity
 from meter.config.scenarios import load_scenario
+from meter.cost.configs import load_and_estimate_train
 from meter.cost.ep_comm import EpShape, measured_links, training_comm_seconds_per_token
-from meter.cost.estimate import estimate_train
-from meter.cost.train import StagePlan, TrainContext, train_cost
+from meter.cost.training_formula import StagePlan, TrainContext, train_cost
 from meter.results.atomic import write_json_atomic
 from tests.conftest import run_meter
 
@@ -101,7 +101,9 @@ def test_step_time_composes_compute_communication_and_bubble():
 
 def _cluster(hardware, ep, **assume):
     overrides = {"ep_degree": Quantity.point(ep), **{k: Quantity.point(v) for k, v in assume.items()}}
-    return estimate_train(load_scenario("deepseek-v3-cluster"), overrides=overrides, hardware=hardware, samples=0)
+    return load_and_estimate_train(
+        load_scenario("deepseek-v3-cluster"), overrides=overrides, hardware=hardware, samples=0
+    )
 
 
 def test_nvlink_matters_in_a_node_not_across_nodes():
@@ -191,7 +193,7 @@ def test_measured_links_replace_the_datasheet_on_the_same_hardware(tmp_path):
     links = measured_links(load_run(path), str(path))
     assert links.nvlink_bytes_per_s == pytest.approx(300e9) and links.network_bytes_per_s == pytest.approx(40e9)
     scenario = load_scenario("deepseek-v3-cluster")
-    e = estimate_train(scenario, hardware="h100-sxm", samples=0, comm=links)
+    e = load_and_estimate_train(scenario, hardware="h100-sxm", samples=0, comm=links)
     assert e.inputs["nvlink_bytes_per_s"].origin == "measured run" and e.inputs[
         "nvlink_bytes_per_s"
     ].quantity.central == pytest.approx(300e9)
@@ -201,18 +203,18 @@ def test_measured_links_replace_the_datasheet_on_the_same_hardware(tmp_path):
     assert e.outputs["ep_comm_s_per_token"].point == pytest.approx(expected)
     assert e.outputs["ep_network_s_per_token"].point == pytest.approx(59 * 3.5 * 7168 * (1.03125 + 6) / 40e9)
     # another GPU's links are not this one's
-    other = estimate_train(scenario, hardware="h800-sxm", samples=0, comm=links)
+    other = load_and_estimate_train(scenario, hardware="h800-sxm", samples=0, comm=links)
     assert other.inputs["nvlink_bytes_per_s"].origin == "hardware config"
     assert any("was on h100-sxm, not h800-sxm" in n for n in other.notes)
     # an override on the command line still has the last word
-    pinned = estimate_train(
+    pinned = load_and_estimate_train(
         scenario, hardware="h100-sxm", samples=0, comm=links, overrides={"network_bytes_per_s": Quantity.point(25e9)}
     )
     assert pinned.inputs["network_bytes_per_s"].quantity.central == 25e9
 
 
 def test_end_to_end_mfu_keeps_ep_inputs_out():
-    e = estimate_train(load_scenario("deepseek-v3"), samples=0, overrides={"ep_degree": Quantity.point(64)})
+    e = load_and_estimate_train(load_scenario("deepseek-v3"), samples=0, overrides={"ep_degree": Quantity.point(64)})
     assert "ep_degree" not in e.inputs and any("left unused" in n for n in e.notes)
     assert "ep_comm_s_per_token" not in e.outputs
 

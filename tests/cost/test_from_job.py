@@ -10,7 +10,8 @@ import pytest
 from meter.analytic import flops as F
 from meter.config.models import load_model
 from meter.config.scenarios import load_scenario
-from meter.cost.from_job import estimate_from_job, job_rate
+from meter.cost.job_pipeline import estimate_from_job
+from meter.cost.measured.job import job_rate
 from meter.errors import MeterError, UsageError
 from meter.jsonable import to_jsonable
 from meter.results.atomic import write_json_atomic

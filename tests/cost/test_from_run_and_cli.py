@@ -11,8 +11,8 @@ import pytest
 from meter.analytic import flops as F
 from meter.config.models import load_model
 from meter.config.scenarios import load_scenario
-from meter.cost.estimate import estimate_train
-from meter.cost.from_run import load_measured
+from meter.cost.configs import load_and_estimate_train
+from meter.cost.measured.run import load_measured
 from meter.errors import MeterError
 from meter.results.atomic import write_json_atomic
 from tests.conftest import run_meter
@@ -27,7 +27,7 @@ def synthetic_run(path: Path, **kw) -> Path:
 
 def test_a_run_on_the_scenarios_gpu_is_used_directly(tmp_path: Path):
     run = load_measured(synthetic_run(tmp_path / "run.json"))
-    e = estimate_train(load_scenario("deepseek-v3"), run=run, samples=0)
+    e = load_and_estimate_train(load_scenario("deepseek-v3"), run=run, samples=0)
     assert e.method == "run (direct)" and not e.cpu_derived
     x = {k: v.quantity.central for k, v in e.inputs.items()}
     factor = (
@@ -46,7 +46,7 @@ def test_a_run_on_the_scenarios_gpu_is_used_directly(tmp_path: Path):
 
 def test_a_run_on_another_gpu_transfers_its_efficiency(tmp_path: Path):
     run = load_measured(synthetic_run(tmp_path / "run.json", hardware="h100-sxm"))
-    e = estimate_train(load_scenario("deepseek-v3"), run=run, samples=0)
+    e = load_and_estimate_train(load_scenario("deepseek-v3"), run=run, samples=0)
     assert e.method == "run (transfer)" and any("efficiency transfer" in n for n in e.notes)
     rate = run.pick("train")
     layers = F.train_flops_per_token(V3, 4096)
@@ -54,7 +54,9 @@ def test_a_run_on_another_gpu_transfers_its_efficiency(tmp_path: Path):
     assert rate.efficiency == pytest.approx(layer_flops / 1e-3 / 989.4e12)
     # the same die and peak, so the transferred time equals the measured one
     assert e.outputs["pretraining_gpu_hours"].point == pytest.approx(
-        estimate_train(load_scenario("deepseek-v3"), run=load_measured(synthetic_run(tmp_path / "d.json")), samples=0)
+        load_and_estimate_train(
+            load_scenario("deepseek-v3"), run=load_measured(synthetic_run(tmp_path / "d.json")), samples=0
+        )
         .outputs["pretraining_gpu_hours"]
         .point,
         rel=1e-6,

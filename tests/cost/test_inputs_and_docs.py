@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meter.config.scenarios import INPUT_DOMAINS, SERVE_INPUTS, TRAIN_INPUTS
-from meter.cost.serve import serve_cost
+from meter.cost.serving_formula import serve_cost
 from tests.conftest import run_meter
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -19,8 +19,8 @@ from meter.config.scenarios import INPUT_DOMAINS, SERVE_INPUTS, STAGE_DOMAIN, TR
 from meter.cost.ep_comm import EpShape  # noqa: E402
 from meter.cost.layout import deployment_bound  # noqa: E402
 from meter.cost.montecarlo import evaluate  # noqa: E402
-from meter.cost.serve import ServeContext, serve_cost  # noqa: E402
-from meter.cost.train import StagePlan, TrainContext, train_cost  # noqa: E402
+from meter.cost.serving_formula import ServeContext, serve_cost  # noqa: E402
+from meter.cost.training_formula import StagePlan, TrainContext, train_cost  # noqa: E402
 from meter.domains import Domain  # noqa: E402
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from meter.config.quantity import Quantity
 from meter.config.scenarios import load_scenario
-from meter.cost.estimate import estimate_serve, estimate_train
-from meter.cost.from_run import load_measured
-from meter.cost.measured import CaseSpread, MeasuredQuantity
+from meter.cost.configs import load_and_estimate_serve, load_and_estimate_train
+from meter.cost.measured.run import load_measured
+from meter.cost.measured.spread import CaseSpread, MeasuredQuantity
 from meter.cost.montecarlo import Coupling, draw, evaluate, percentiles
 from meter.errors import MeterError, UsageError
 from meter.jsonable import to_jsonable
@@ -108,15 +108,15 @@ def test_a_cpu_runs_ceilings_measured_twice_widen_its_bands_by_how_far_they_move
         assert hi1 < 1.1 * central and hi2 > 1.5 * central and lo2 <= lo1 * 1.05, (regime, lo1, hi1, lo2, hi2)
     rate = twice.pick("decode")
     assert rate.basis_repeat_ratio == pytest.approx(2.0)  # no datasheet: the basis is the bf16 ceiling
-    e1 = estimate_serve(load_scenario("deepseek-v3-day6"), run=once, samples=4000)
-    e2 = estimate_serve(load_scenario("deepseek-v3-day6"), run=twice, samples=4000)
+    e1 = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), run=once, samples=4000)
+    e2 = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), run=twice, samples=4000)
     u1, u2 = e1.outputs["usd_per_m_output_tokens"], e2.outputs["usd_per_m_output_tokens"]
     assert (u2.p90 - u2.p10) > 2 * (u1.p90 - u1.p10)  # the band carries the between-moment spread
 
 
 def test_serving_from_a_run_scales_each_regime_of_the_bound(tmp_path: Path):
     run = load_measured(_run(tmp_path / "r.json"))
-    e = estimate_serve(load_scenario("deepseek-v3-day6"), run=run, samples=0)
+    e = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), run=run, samples=0)
     assert e.method == "bound x efficiency (measured, transfer)" and e.cpu_derived
     d = e.bound.decode
     # the decode step with its compute-bound work at 50% and its memory-bound work at 40% of the roofs
@@ -139,7 +139,7 @@ def test_a_case_spread_reproduces_its_timing_percentiles():
 
 def test_a_noisy_run_gives_a_wide_band_and_a_stable_one_a_narrow_one(tmp_path: Path):
     def band(path):
-        e = estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured(path), samples=20_000)
+        e = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured(path), samples=20_000)
         s = e.outputs["usd_per_m_output_tokens"]
         return s.p90 / s.p10
 
@@ -151,8 +151,8 @@ def test_a_noisy_run_gives_a_wide_band_and_a_stable_one_a_narrow_one(tmp_path: P
 def test_the_spread_between_runs_enters_the_band(tmp_path: Path):
     one = _run(tmp_path / "a.json")
     slow = _run(tmp_path / "b.json", scale=30.0)  # the same cases, 30 times slower (a busy machine)
-    single = estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured(one), samples=20_000)
-    both = estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured([one, slow]), samples=20_000)
+    single = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured(one), samples=20_000)
+    both = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured([one, slow]), samples=20_000)
     s1, s2 = single.outputs["usd_per_m_output_tokens"], both.outputs["usd_per_m_output_tokens"]
     assert s2.p90 / s2.p10 > 5 * s1.p90 / s1.p10
     assert both.inputs["memory_efficiency"].quantity.runs == 2
@@ -171,8 +171,10 @@ def test_several_runs_on_the_command_line(tmp_path: Path):
 def test_a_shape_the_run_does_not_have_names_what_it_has(tmp_path: Path):
     path = _run(tmp_path / "r.json")
     with pytest.raises(UsageError, match=r"no decode measurement at batch 128; the run has batch 8, context 1024"):
-        estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured(path), batch=128, samples=0)
-    e = estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured(path), batch=8, context=1024, samples=0)
+        load_and_estimate_serve(load_scenario("deepseek-v3-day6"), run=load_measured(path), batch=128, samples=0)
+    e = load_and_estimate_serve(
+        load_scenario("deepseek-v3-day6"), run=load_measured(path), batch=8, context=1024, samples=0
+    )
     assert (e.bound.decode.pool.batch_per_gpu, e.bound.decode.pool.context) == (8, 1024)
     r = run_meter("cost", "serve", "--from-run", str(path), "--batch", "8", "--context", "999")
     assert r.returncode == 2 and "the run has batch 8, context 1024" in r.stderr and r.stderr.count("\n") == 1
@@ -183,8 +185,8 @@ def test_a_shape_the_run_does_not_have_names_what_it_has(tmp_path: Path):
 
 def test_fixing_one_input_leaves_the_other_draws_alone():
     s = load_scenario("deepseek-v3")
-    ranged = estimate_train(s, samples=50_000)
-    fixed = estimate_train(s, samples=50_000, overrides={"pue": Quantity.point(1.2)})
+    ranged = load_and_estimate_train(s, samples=50_000)
+    fixed = load_and_estimate_train(s, samples=50_000, overrides={"pue": Quantity.point(1.2)})
     for name in ("fleet_capex_usd", "programme_usd", "staff_usd", "data_usd"):  # none depends on pue
         assert fixed.outputs[name].p50 == ranged.outputs[name].p50, name
     assert fixed.outputs["energy_kwh"].p50 != ranged.outputs["energy_kwh"].p50
@@ -216,10 +218,14 @@ def test_correlated_inputs_keep_their_distributions(rho):
 def test_correlations_in_a_scenario_and_on_the_command_line():
     s = load_scenario("deepseek-v3")
     assert s.correlations[0].inputs == ["utilization", "avg_power_w"]
-    tied = estimate_train(s, samples=50_000).outputs["ownership_usd_per_gpu_hour"]
-    free = estimate_train(dataclasses.replace(s, correlations=[]), samples=50_000).outputs["ownership_usd_per_gpu_hour"]
+    tied = load_and_estimate_train(s, samples=50_000).outputs["ownership_usd_per_gpu_hour"]
+    free = load_and_estimate_train(dataclasses.replace(s, correlations=[]), samples=50_000).outputs[
+        "ownership_usd_per_gpu_hour"
+    ]
     assert tied.p50 == pytest.approx(free.p50, rel=0.01) and tied.p90 != free.p90  # same marginals, coupled draws
-    other = estimate_train(s, hardware="h100-sxm", samples=1000)  # the H800 power assumption is dropped on H100
+    other = load_and_estimate_train(
+        s, hardware="h100-sxm", samples=1000
+    )  # the H800 power assumption is dropped on H100
     assert any("correlation utilization,avg_power_w left out" in n for n in other.notes)
     with pytest.raises(UsageError, match="uniform family"):
         draw(

@@ -17,8 +17,9 @@ from meter.config.hardware import load_hardware
 from meter.config.models import load_model
 from meter.config.paths import ConfigLocator, builtin_config_dir
 from meter.config.scenarios import load_scenario
-from meter.cost.estimate import LayoutOverrides, estimate_serve
+from meter.cost.configs import load_and_estimate_serve
 from meter.cost.layout import deployment_bound, held_params, routed_hit_share
+from meter.cost.serving_pipeline import LayoutOverrides
 from meter.errors import ConfigError
 from tests.conftest import run_meter
 
@@ -214,8 +215,8 @@ def test_day6_shows_both_bounds_and_the_efficiency_the_published_throughput_impl
 
 def test_the_implied_efficiency_reads_deepseeks_figure_against_their_own_layout():
     """Priced on H100 or at another batch, the published H800 throughput is still read against H800's bound."""
-    base = estimate_serve(load_scenario("deepseek-v3-day6"), samples=0)
-    other = estimate_serve(
+    base = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), samples=0)
+    other = load_and_estimate_serve(
         load_scenario("deepseek-v3-day6"), hardware="h100-sxm", layout=LayoutOverrides(batch_per_gpu=32), samples=0
     )
     assert other.outputs["implied_decode_efficiency"].point == pytest.approx(
@@ -227,7 +228,7 @@ def test_the_implied_efficiency_reads_deepseeks_figure_against_their_own_layout(
 
 
 def test_given_efficiency_scales_the_bound():
-    e = estimate_serve(load_scenario("deepseek-v3-day6"), overrides={"efficiency": _q(0.4)}, samples=0)
+    e = load_and_estimate_serve(load_scenario("deepseek-v3-day6"), overrides={"efficiency": _q(0.4)}, samples=0)
     assert e.method == "bound x efficiency (given)"
     bound = e.outputs["decode_bound_tokens_per_s_per_gpu"].point
     assert e.outputs["output_tokens_per_s_per_gpu"].point == pytest.approx(0.4 * bound)

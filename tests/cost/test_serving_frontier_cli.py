@@ -144,7 +144,7 @@ def test_no_h200_reference_point_lies_above_the_bound():
 
 
 def test_a_run_of_meters_own_benchmarks_sets_the_efficiencies_it_measured(tmp_path):
-    from meter.cost.from_run import load_measured
+    from meter.cost.measured.run import load_measured
     from tests.runs import synthetic_v3_run
 
     run = synthetic_v3_run(tmp_path / "h200.json", hardware="h200-sxm")

@@ -12,7 +12,7 @@ from meter.config.deployments import Pool, load_deployment
 from meter.config.hardware import load_hardware
 from meter.config.models import load_model
 from meter.cost.layout import deployment_bound, kv_bytes_per_token, routed_hit_share
-from meter.cost.serve_estimate import LayoutOverrides
+from meter.cost.serving_pipeline import LayoutOverrides
 from tests.conftest import run_meter
 
 V3 = load_model("deepseek-v3").args

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.cost.from_bench import BenchPrice, price_serving_bench
+from meter.cost.measured.bench import BenchPrice, price_serving_bench
 from meter.engines.serving import BenchFileError, load_serving_bench
 from tests.conftest import run_meter
 from tests.engines.formats import (

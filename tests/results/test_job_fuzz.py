@@ -26,8 +26,8 @@ JOB_PATHS = _paths(BASE_JOB)
 
 
 def _use(doc: RunDocument) -> None:
-    from meter.cost.from_job import job_rate
-    from meter.cost.from_run import measured_from_doc
+    from meter.cost.measured.job import job_rate
+    from meter.cost.measured.run import measured_from_doc
     from meter.report import data
     from meter.report import job as job_view
 

@@ -264,7 +264,7 @@ def _overrides(args: argparse.Namespace, extra: dict) -> dict:
 def _measured(args: argparse.Namespace):
     if not args.from_run:
         return None
-    from meter.cost.from_run import load_measured
+    from meter.cost.measured.run import load_measured
 
     return load_measured(args.from_run)
 
@@ -321,7 +321,7 @@ def _comm_run(args: argparse.Namespace):
 
 
 def _samples(args: argparse.Namespace) -> int:
-    from meter.cost.estimate import DEFAULT_SAMPLES
+    from meter.cost.result import DEFAULT_SAMPLES
 
     return DEFAULT_SAMPLES if args.samples is None else args.samples
 
@@ -330,7 +330,7 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from meter.cost.estimate import estimate_train
+    from meter.cost.configs import load_and_estimate_train
 
     loc = locator(args)
     scenario = _train_scenario(args, loc)
@@ -339,7 +339,7 @@ def run_train(args: argparse.Namespace) -> int:
     if run is not None and given:
         raise UsageError(f"--from-run and {given[0]} are two sources of the same rate; give one")
     _check_rate_flags(args, args.hardware or scenario.hardware, loc)
-    estimate = estimate_train(
+    estimate = load_and_estimate_train(
         scenario,
         overrides=_overrides(args, {"mfu": args.mfu, "achieved_tflops": args.achieved_tflops}),
         run=run,
@@ -442,7 +442,7 @@ def _train_scenario(args: argparse.Namespace, loc):
 def run_cluster(args: argparse.Namespace) -> int:
     from meter.config.quantity import Quantity
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_train
+    from meter.cost.configs import load_and_estimate_train
 
     loc = locator(args)
     scenario = load_scenario(args.scenario, loc)
@@ -476,7 +476,7 @@ def run_cluster(args: argparse.Namespace) -> int:
             if ep is not None:
                 extra["ep_degree"] = Quantity.point(ep)
             estimates.append(
-                estimate_train(
+                load_and_estimate_train(
                     scenario,
                     overrides=extra,
                     run=run,
@@ -517,7 +517,8 @@ def _tokens_per_day(text: str | None) -> dict:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from meter.cost.estimate import LayoutOverrides, estimate_serve
+    from meter.cost.configs import load_and_estimate_serve
+    from meter.cost.serving_pipeline import LayoutOverrides
 
     loc = locator(args)
     if args.from_bench:  # a serving engine's benchmark file (meter.cli.serving_bench)
@@ -545,7 +546,7 @@ def run_serve(args: argparse.Namespace) -> int:
         decode_context=args.decode_context,
         kv_cache=args.kv_cache,
     )
-    estimate = estimate_serve(
+    estimate = load_and_estimate_serve(
         scenario,
         overrides=overrides,
         run=run,
@@ -564,7 +565,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_from_bench(args: argparse.Namespace, loc) -> int:
-    from meter.cost.estimate import LayoutOverrides
+    from meter.cost.serving_pipeline import LayoutOverrides
 
     if args.from_run:
         raise UsageError("--from-bench and --from-run are two measurements to price; give one")
@@ -621,7 +622,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     c = calibration(args.run, args.scenario, locator(args))
     if args.json:
-        emit_json(c)
+        emit_json(c.as_dict())
     else:
         print_calibration(c)
     return 0

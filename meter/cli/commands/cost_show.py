@@ -128,7 +128,7 @@ def print_implied(e) -> None:
         ("decode", published.decode_tokens_per_s_per_gpu, "output"),
         ("prefill", published.prefill_tokens_per_s_per_gpu, "computed input"),
     ):
-        implied = e.outputs.get(f"implied_{phase}_efficiency")
+        implied = e.serving.implied_efficiency(phase)
         if value is not None and implied is not None:
             print(
                 f"published {phase}: {fmt(value, 'count')} {what} tokens/s per GPU = {fmt(implied.point, 'pct')} of "
@@ -141,12 +141,13 @@ def print_training_compute(e) -> None:
     """Total training FLOPs and the achieved rate, beside the published totals people compare."""
     from meter.cost.display import fmt
 
-    flops, achieved = e.outputs.get("training_flops"), e.outputs.get("achieved_flops_per_s_per_gpu")
+    t = e.training
+    flops, achieved = t.training_flops, t.achieved_flops_per_s_per_gpu
     if flops is None:
         return
     line = f"training compute: {flops.point:.3g} FLOPs (token-sized stages, analytic)"
     if achieved is not None:
-        line += f", {fmt(achieved.point, 'tflops')} achieved per GPU ({fmt(e.outputs['mfu'].point, 'pct')} of dense {e.scenario.mfu_dtype})"
+        line += f", {fmt(achieved.point, 'tflops')} achieved per GPU ({fmt(t.mfu.point, 'pct')} of dense {e.scenario.mfu_dtype})"
     print(line)
     if e.comparisons:
         print(
@@ -161,15 +162,15 @@ def print_training_compute(e) -> None:
 
 def cluster_row(e) -> dict:
     """One hardware x EP layout: the figures the comparison table shows, as plain numbers."""
-    o, x = e.outputs, e.inputs
+    t, x = e.training, e.inputs
 
-    def point(name: str):
-        return o[name].point if name in o else None
+    def point(s):
+        return s.point if s is not None else None
 
-    def interval(name: str):
-        return [o[name].p10, o[name].p50, o[name].p90] if name in o else None
+    def interval(s):
+        return [s.p10, s.p50, s.p90] if s is not None else None
 
-    network, nvlink = point("ep_network_s_per_token"), point("ep_nvlink_s_per_token")
+    network, nvlink = point(t.ep_network_s_per_token), point(t.ep_nvlink_s_per_token)
     binds = None if network is None else ("network" if network >= nvlink else "NVLink")
     link_origin = {k: x[k].origin for k in ("nvlink_bytes_per_s", "network_bytes_per_s") if k in x}
     return {
@@ -178,17 +179,17 @@ def cluster_row(e) -> dict:
         "network_bandwidth_gb_s": e.hardware.network_bandwidth_gb_s,
         "ep_degree": x["ep_degree"].quantity.central if "ep_degree" in x else None,
         "method": e.method,
-        "compute_s_per_token": point("compute_s_per_token"),
-        "ep_comm_s_per_token": point("ep_comm_s_per_token"),
+        "compute_s_per_token": point(t.compute_s_per_token),
+        "ep_comm_s_per_token": point(t.ep_comm_s_per_token),
         "ep_network_s_per_token": network,
         "ep_nvlink_s_per_token": nvlink,
         "binds": binds,
-        "exposed_comm_s_per_token": point("exposed_comm_s_per_token"),
-        "pretraining_gpu_hours": interval("pretraining_gpu_hours"),
-        "days_on_cluster": point("days_on_cluster"),
-        "pretraining_usd": interval("pretraining_usd"),
+        "exposed_comm_s_per_token": point(t.exposed_comm_s_per_token),
+        "pretraining_gpu_hours": interval(t.pretraining_gpu_hours),
+        "days_on_cluster": point(t.days_on_cluster),
+        "pretraining_usd": interval(t.pretraining_usd),
         "usd_per_gpu_hour": x["usd_per_gpu_hour"].quantity.describe() if "usd_per_gpu_hour" in x else None,
-        "mfu": point("mfu"),
+        "mfu": point(t.mfu),
         "links": link_origin,
         "cpu_derived": e.cpu_derived,
     }
@@ -199,35 +200,36 @@ def print_cluster(scenario, estimates) -> None:
 
     rows = []
     for e in estimates:
-        r = cluster_row(e)
+        r, t = cluster_row(e), e.training
 
         def us(value):
-            return "n/a" if value is None else f"{value * 1e6:.0f}"
+            return "n/a" if value is None else f"{value.point * 1e6:.0f}"
 
-        def span(values, kind):
-            if values is None:
+        def span(s, kind):
+            if s is None:
                 return "n/a"
-            if values[0] == values[2]:
-                return fmt(values[1], kind)
-            return f"{fmt(values[1], kind)} ({fmt(values[0], kind)}-{fmt(values[2], kind)})"
+            if s.p10 == s.p90:
+                return fmt(s.p50, kind)
+            return f"{fmt(s.p50, kind)} ({fmt(s.p10, kind)}-{fmt(s.p90, kind)})"
 
         comm = (
             "n/a"
-            if r["ep_comm_s_per_token"] is None
-            else f"{us(r['ep_comm_s_per_token'])} ({r['binds']}; net {us(r['ep_network_s_per_token'])}, NVL {us(r['ep_nvlink_s_per_token'])})"
+            if t.ep_comm_s_per_token is None
+            else f"{us(t.ep_comm_s_per_token)} ({r['binds']}; net {us(t.ep_network_s_per_token)}, "
+            f"NVL {us(t.ep_nvlink_s_per_token)})"
         )
         rows.append(
             [
-                r["hardware"],
-                f"{r['nvlink_bandwidth_gb_s']:g}" if r["nvlink_bandwidth_gb_s"] else "n/a",
+                e.hardware.name,
+                f"{e.hardware.nvlink_bandwidth_gb_s:g}" if e.hardware.nvlink_bandwidth_gb_s else "n/a",
                 f"{r['ep_degree']:g}" if r["ep_degree"] else "n/a",
-                us(r["compute_s_per_token"]),
+                us(t.compute_s_per_token),
                 comm,
-                us(r["exposed_comm_s_per_token"]),
-                span(r["pretraining_gpu_hours"], "count"),
-                fmt(r["days_on_cluster"], "days"),
-                span(r["pretraining_usd"], "usd"),
-                fmt(r["mfu"], "pct"),
+                us(t.exposed_comm_s_per_token),
+                span(t.pretraining_gpu_hours, "count"),
+                fmt(t.days_on_cluster.point if t.days_on_cluster else None, "days"),
+                span(t.pretraining_usd, "usd"),
+                fmt(t.mfu.point if t.mfu else None, "pct"),
             ]
         )
     first = estimates[0]
@@ -269,83 +271,50 @@ def print_cluster(scenario, estimates) -> None:
                 print(line)
 
 
-def calibration(run_path: str, scenario_name: str, loc) -> dict:
-    """The run's measured efficiency applied to a scenario, beside the reported figures."""
+def calibration(run_path: str, scenario_name: str, loc):
+    """The run's measured efficiency (or a job's MFU) applied to a scenario, beside the reported figures."""
     from meter.config.scenarios import load_scenario
-    from meter.cost.estimate import estimate_serve, estimate_train
-    from meter.cost.from_run import load_measured
+    from meter.cost.calibration import calibrate
     from meter.results.load import load_run
 
     doc = load_run(run_path)
-    if doc.kind == "job":  # a measured job: the scenario at the MFU it achieved (meter.cost.from_job)
-        from meter.cost.from_job import job_calibration
-
-        return job_calibration(doc, run_path, load_scenario(scenario_name, loc), loc)
-    run = load_measured(run_path)
-    scenario = load_scenario(scenario_name, loc)
-    if scenario.kind == "train":
-        measured = estimate_train(scenario, run=run, samples=0, locator=loc)
-        reported = estimate_train(scenario, samples=0, locator=loc)
-    else:
-        measured = estimate_serve(scenario, run=run, samples=0, locator=loc)
-        reported = estimate_serve(scenario, samples=0, locator=loc)
-    return {
-        "run": run_path,
-        "device": run.label,
-        "cpu": run.cpu,
-        "scenario": scenario.name,
-        "kind": scenario.kind,
-        "method": measured.method,
-        "notes": measured.notes,
-        "measured": {k: v.point for k, v in measured.outputs.items()},
-        "reported_inputs": {k: v.point for k, v in reported.outputs.items()},
-        "reproductions": [r.as_dict() for r in reported.reproductions],
-        "efficiency": {
-            p: [
-                {
-                    "efficiency": r.efficiency,
-                    "basis": r.efficiency_basis,
-                    "batch": r.batch,
-                    "seq": r.seq,
-                    "context": r.context,
-                }
-                for r in rates
-            ]
-            for p, rates in run.phases.items()
-        },
-    }
+    return calibrate(doc, run_path, load_scenario(scenario_name, loc), loc)
 
 
-def print_calibration(c: dict) -> None:
+def print_calibration(cal) -> None:
     from meter.cost.display import fmt
 
-    m, r = c["measured"], c["reported_inputs"]
-    rep = {x["output"]: x["reported"] for x in c["reproductions"]}
-    cpu = " (CPU-derived: a CPU's efficiency applied to the scenario's GPU, not a GPU measurement)" if c["cpu"] else ""
-    print(f"Calibration of {c['run']} ({c['device']}) against scenario '{c['scenario']}'{cpu}")
-    if c["kind"] == "train":
-        eff = c["efficiency"].get("train", [{}])[0]
-        job = c["method"] == "measured job"
+    def p(x):
+        return x.point if x is not None else None
+
+    cpu = " (CPU-derived: a CPU's efficiency applied to the scenario's GPU, not a GPU measurement)" if cal.cpu else ""
+    name = cal.scenario.name
+    print(f"Calibration of {cal.run} ({cal.device}) against scenario '{name}'{cpu}")
+    if cal.kind == "train":
+        m, r, rep = cal.measured_training, cal.reported_training, cal.reproduced_training
+        eff = cal.efficiency.get("train", [None])[0]
+        job = cal.method == "measured job"
         what = "End-to-end MFU of the job" if job else "Measured training efficiency"
-        print(f"{what}: {eff.get('efficiency', 0):.1%} of the {eff.get('basis')}.")
+        print(f"{what}: {eff.efficiency if eff else 0:.1%} of the {eff.basis if eff else None}.")
         print(
-            f"At {'the MFU your job achieved' if job else 'that efficiency'}, {c['scenario']}'s pre-training takes {fmt(m.get('pretraining_gpu_hours'), 'count')} "
-            f"GPU-hours and {fmt(m.get('pretraining_usd'), 'usd')} (reported: "
-            f"{fmt(rep.get('pretraining_gpu_hours'), 'count')} GPU-hours, {fmt(rep.get('pretraining_usd'), 'usd')}); "
-            f"MFU {fmt(m.get('mfu'), 'pct')} against the {fmt(r.get('mfu'), 'pct')} the scenario assumes."
+            f"At {'the MFU your job achieved' if job else 'that efficiency'}, {name}'s pre-training takes {fmt(p(m.pretraining_gpu_hours), 'count')} "
+            f"GPU-hours and {fmt(p(m.pretraining_usd), 'usd')} (reported: "
+            f"{fmt(p(rep.pretraining_gpu_hours), 'count')} GPU-hours, {fmt(p(rep.pretraining_usd), 'usd')}); "
+            f"MFU {fmt(p(m.mfu), 'pct')} against the {fmt(p(r.mfu), 'pct')} the scenario assumes."
         )
         print(
-            f"All stages: {fmt(m.get('total_gpu_hours'), 'count')} GPU-hours, {fmt(m.get('total_usd'), 'usd')} "
-            f"(reported: {fmt(rep.get('total_gpu_hours'), 'count')}, {fmt(rep.get('total_usd'), 'usd')})."
+            f"All stages: {fmt(p(m.total_gpu_hours), 'count')} GPU-hours, {fmt(p(m.total_usd), 'usd')} "
+            f"(reported: {fmt(p(rep.total_gpu_hours), 'count')}, {fmt(p(rep.total_usd), 'usd')})."
         )
     else:
+        m, r = cal.measured_serving, cal.reported_serving
         print(
             f"Through the scenario's deployment at the measured efficiency: "
-            f"{fmt(m.get('usd_per_m_output_tokens'), 'usd_small')} per million output "
-            f"tokens and {fmt(m.get('usd_per_m_input_tokens'), 'usd_small')} per million input tokens "
-            f"(the scenario's own figures: {fmt(r.get('usd_per_m_output_tokens'), 'usd_small')} and "
-            f"{fmt(r.get('usd_per_m_input_tokens'), 'usd_small')}); {fmt(m.get('gpus_needed'), 'count')} GPUs for "
-            f"the scenario's load (it ran on {fmt(r.get('gpus_needed'), 'count')})."
+            f"{fmt(p(m.usd_per_m_output_tokens), 'usd_small')} per million output "
+            f"tokens and {fmt(p(m.usd_per_m_input_tokens), 'usd_small')} per million input tokens "
+            f"(the scenario's own figures: {fmt(p(r.usd_per_m_output_tokens), 'usd_small')} and "
+            f"{fmt(p(r.usd_per_m_input_tokens), 'usd_small')}); {fmt(p(m.gpus_needed), 'count')} GPUs for "
+            f"the scenario's load (it ran on {fmt(p(r.gpus_needed), 'count')})."
         )
-    for note in c["notes"]:
+    for note in cal.notes:
         print(f"note: {note}")

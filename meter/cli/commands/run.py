@@ -43,36 +43,32 @@ def run_main(args: argparse.Namespace) -> int:
 
 def add_costs(args: argparse.Namespace, recorder):
     """Price the default scenarios from what the run measured; kept in the run file's extras."""
-    from meter.cost.for_run import costs_for_run, summary
+    from meter.cost.run_costs import costs_for_run
 
-    estimates, problems = costs_for_run(recorder.path, locator(args), doc=recorder.doc)
-    recorder.update(extras={**recorder.doc.extras, "cost": {**summary(estimates), "problems": problems}})
-    return estimates, problems
+    costs = costs_for_run(recorder.path, locator(args), doc=recorder.doc)
+    recorder.update(extras={**recorder.doc.extras, "cost": costs.as_dict()})
+    return costs
 
 
-def print_costs(doc, estimates, problems: list[str]) -> None:
+def print_costs(doc, costs) -> None:
     from meter.cost.display import fmt
 
     print()
-    for key in ("train", "serve"):
-        e = estimates.get(key)
-        if e is None:
-            continue
-        out = e.outputs
+    for key, e in costs.priced():
         label = f"{e.scenario.name} ({e.model.name} on {e.hardware.name}), from this run" + (
             ", CPU-derived" if doc.cpu else ""
         )
         if key == "train":
-            t, u = out.get("total_gpu_hours"), out.get("total_usd")
-            rep = {r.output: r.reported for r in e.reproductions}
+            t, u = e.training.total_gpu_hours, e.training.total_usd
+            rep = e.reported_training
             spread = f" (P10-P90 {fmt(u.p10, 'usd')}-{fmt(u.p90, 'usd')})" if u and u.p10 != u.p90 else ""
             print(
                 f"Training cost of {label}: {fmt(t.point if t else None, 'count')} GPU-hours, "
                 f"{fmt(u.point, 'usd') if u else 'n/a'}{spread}; reported "
-                f"{fmt(rep.get('total_gpu_hours'), 'count')} GPU-hours, {fmt(rep.get('total_usd'), 'usd')}"
+                f"{fmt(_point(rep.total_gpu_hours), 'count')} GPU-hours, {fmt(_point(rep.total_usd), 'usd')}"
             )
         else:
-            per_out, per_in = out.get("usd_per_m_output_tokens"), out.get("usd_per_m_input_tokens")
+            per_out, per_in = e.serving.usd_per_m_output_tokens, e.serving.usd_per_m_input_tokens
             band = (
                 f" (P10-P90 {fmt(per_out.p10, 'usd_small')}-{fmt(per_out.p90, 'usd_small')})"
                 if per_out and per_out.is_range
@@ -89,6 +85,10 @@ def print_costs(doc, estimates, problems: list[str]) -> None:
         for note in e.notes:
             if note.startswith("efficiency transfer"):
                 print(f"  {note}")
-    for problem in problems:
+    for problem in costs.problems:
         print(f"Cost not computed: {problem}")
     print("Details, ranges and every assumption: meter cost train|serve --from-run RUN_FILE --report FILE.md")
+
+
+def _point(s) -> float | None:
+    return s.point if s is not None else None

@@ -107,26 +107,6 @@ def price_serving_bench(bench: ServingBenchmark, *, gpus: int, price: BenchPrice
     )
 
 
-def bench_price(*, price: float | None, hardware: str | None, tier: str | None, locator) -> BenchPrice:
-    """``--price``, or the price table's for ``--hardware`` (its central value over providers)."""
-    if price is not None:
-        return BenchPrice(price, "--price", hardware)
-    if hardware is None:
-        raise UsageError("give --price USD (per GPU-hour) or --hardware NAME of the GPUs the server ran on")
-    from meter.config.hardware import load_hardware
-    from meter.cost.inputs import price_input
-
-    spec = load_hardware(hardware, locator)
-    found = price_input(spec.name, tier, locator)
-    if found is None:
-        raise UsageError(
-            f"no {tier + ' ' if tier else ''}rental price for {spec.name} in the price table; give --price"
-        )
-    q = found.quantity
-    spread = "" if q.is_point else f"central of {q.describe()} USD/GPU-hour; "
-    return BenchPrice(q.central, f"{spread}{found.source}", spec.name)
-
-
 @dataclass(frozen=True)
 class BenchEfficiency:
     """How much of a deployment's bound the engine reached on the benchmark's own load.

@@ -26,10 +26,6 @@ import numpy as np
 from meter.cost.layout import DeploymentBound
 
 
-def _get(x: Mapping[str, Any], name: str, default: Any = None) -> Any:
-    return x[name] if name in x else default
-
-
 def ratio(num: Any, den: Any) -> Any:
     """``num / den``, NaN where ``den`` is 0 (an output then left out, never a ZeroDivisionError)."""
     num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
@@ -51,9 +47,9 @@ def _usd_per_m(price: Any, tokens_per_s: Any) -> Any:
 
 def throughputs(x: Mapping[str, Any], ctx: ServeContext) -> dict[str, Any]:
     """Output and computed input tokens/s per GPU (``decode``, ``prefill``), and the efficiencies used."""
-    util = _get(x, "serving_utilization", 1.0)
+    util = x.get("serving_utilization", 1.0)
     if ctx.rate == "throughput":
-        comm = 1 + _get(x, "exposed_communication", 0.0)
+        comm = 1 + x.get("exposed_communication", 0.0)
         return {
             "decode": x["decode_tokens_per_s_per_gpu"] * util / comm if "decode_tokens_per_s_per_gpu" in x else None,
             "prefill": x["prefill_tokens_per_s_per_gpu"] * util / comm if "prefill_tokens_per_s_per_gpu" in x else None,
@@ -77,8 +73,8 @@ def serve_cost(x: Mapping[str, Any], ctx: ServeContext = ServeContext()) -> dict
     tps = throughputs(x, ctx)
     decode_tps, prefill_tps = tps.pop("decode"), tps.pop("prefill")
     out.update(tps)
-    hit = _get(x, "cache_hit_rate", 0.0)
-    per_input = (1 - hit) + hit * _get(x, "cache_hit_cost_ratio", 0.0)  # computed-token equivalents per input token
+    hit = x.get("cache_hit_rate", 0.0)
+    per_input = (1 - hit) + hit * x.get("cache_hit_cost_ratio", 0.0)  # computed-token equivalents per input token
     out.update(_bound(x, ctx, per_input))
     out.update(_per_token(x, decode_tps, prefill_tps, per_input))
     out.update(_day(x, decode_tps, prefill_tps, hit, per_input))
@@ -100,7 +96,7 @@ def _bound(x: Mapping[str, Any], ctx: ServeContext, per_input: Any) -> dict[str,
 
 def _per_token(x: Mapping[str, Any], decode_tps: Any, prefill_tps: Any, per_input: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    price = _get(x, "usd_per_gpu_hour")
+    price = x.get("usd_per_gpu_hour")
     if decode_tps is not None:
         out["output_tokens_per_s_per_gpu"] = decode_tps
         if price is not None:
@@ -116,11 +112,11 @@ def _per_token(x: Mapping[str, Any], decode_tps: Any, prefill_tps: Any, per_inpu
 def _day(x: Mapping[str, Any], decode_tps: Any, prefill_tps: Any, hit: Any, per_input: Any) -> dict[str, Any]:
     """A day's load: the GPUs it needs, what they cost, and the revenue at list prices."""
     out: dict[str, Any] = {}
-    in_day, out_day = _get(x, "input_tokens_per_day"), _get(x, "output_tokens_per_day")
+    in_day, out_day = x.get("input_tokens_per_day"), x.get("output_tokens_per_day")
     loaded = in_day is not None and out_day is not None
     if loaded and decode_tps is not None and prefill_tps is not None:
         out["gpus_needed"] = (in_day * per_input / prefill_tps + out_day / decode_tps) / 86400.0
-    gpus = _get(x, "gpus", out.get("gpus_needed"))
+    gpus = x.get("gpus", out.get("gpus_needed"))
     if "usd_per_gpu_hour" in x and gpus is not None:
         out["usd_per_day"] = gpus * 24 * x["usd_per_gpu_hour"]
     prices = ("price_input_hit_usd_per_m", "price_input_miss_usd_per_m", "price_output_usd_per_m")
@@ -134,7 +130,7 @@ def _day(x: Mapping[str, Any], decode_tps: Any, prefill_tps: Any, hit: Any, per_
 
 def _energy(x, out, decode_tps, prefill_tps, j_out, j_in) -> None:
     """Joules per token: measured where given, else average power over throughput."""
-    scale = (1 + _get(x, "server_power_overhead", 0.0)) * _get(x, "pue", 1.0)
+    scale = (1 + x.get("server_power_overhead", 0.0)) * x.get("pue", 1.0)
     if j_out is None and "avg_power_w" in x and decode_tps is not None:
         j_out = x["avg_power_w"] / decode_tps
     if j_in is None and "avg_power_w" in x and prefill_tps is not None:

@@ -12,7 +12,7 @@ The cost model uses a run in two ways:
   whatever its label says. The deployment's bound on the target hardware is then scaled by those.
 
 Several runs of the same device may be given: their cases' spread enters the Monte Carlo
-(:mod:`meter.cost.measured`). Runs of different devices are refused.
+(:mod:`meter.cost.measured.spread`). Runs of different devices are refused.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from meter.cost.measured import CaseSpread, MeasuredQuantity
+from meter.cost.measured.job import job_rate
+from meter.cost.measured.spread import CaseSpread, MeasuredQuantity
 from meter.errors import MeterError
 from meter.results.document import Ceilings, HardwareSummary, RunDocument
 from meter.results.load import load_run
@@ -229,8 +230,6 @@ def measured_from_docs(docs: Sequence[tuple[RunDocument, str]]) -> MeasuredRun:
 
 def _run_rates(doc: RunDocument, path: str) -> RunRates:
     if doc.kind == "job":
-        from meter.cost.from_job import job_rate
-
         rate = job_rate(doc, path)
         raise MeterError(
             f"{path}: a measured job is priced by the MFU it achieved ({rate.mfu:.4g}), end to end; "

@@ -50,13 +50,9 @@ class TrainContext:
     notes: list[str] = field(default_factory=list)
 
 
-def _get(x: Mapping[str, Any], name: str, default: Any = None) -> Any:
-    return x[name] if name in x else default
-
-
 def _extra(x: Mapping[str, Any]) -> Any:
     """What a training step computes beyond the main model's forward and backward once: MTP, recomputation."""
-    return (1 + _get(x, "mtp_overhead", 0.0)) * _get(x, "recompute_factor", 1.0)
+    return (1 + x.get("mtp_overhead", 0.0)) * x.get("recompute_factor", 1.0)
 
 
 # rate -> GPU-seconds per token of compute (composed rates) or of everything (end-to-end rates)
@@ -65,7 +61,7 @@ RATES: dict[str, Any] = {
     "achieved_tflops": lambda x, st, ctx: st.flops_per_token / (x["achieved_tflops"] * 1e12),
     "compute_mfu": lambda x, st, ctx: st.flops_per_token * _extra(x) / (x["compute_mfu"] * ctx.peak_flops),
     "measured_efficiency": lambda x, st, ctx: (
-        st.measured_work_s / x["measured_efficiency"] * (1 + _get(x, "head_embedding_overhead", 0.0)) * _extra(x)
+        st.measured_work_s / x["measured_efficiency"] * (1 + x.get("head_embedding_overhead", 0.0)) * _extra(x)
     ),
 }
 END_TO_END_RATES = ("mfu", "achieved_tflops")
@@ -81,8 +77,8 @@ def token_time(x: Mapping[str, Any], stage: StagePlan, ctx: TrainContext) -> dic
         parts.update(training_comm_seconds_per_token(x, ctx.ep))
         exposed = parts["exposed_comm_s_per_token"]
     else:
-        exposed = compute * _get(x, "exposed_communication", 0.0)
-    parts["s_per_token"] = (compute + exposed) / (1 - _get(x, "pipeline_bubble", 0.0))
+        exposed = compute * x.get("exposed_communication", 0.0)
+    parts["s_per_token"] = (compute + exposed) / (1 - x.get("pipeline_bubble", 0.0))
     return parts
 
 
@@ -133,13 +129,13 @@ def train_cost(x: Mapping[str, Any], ctx: TrainContext) -> dict[str, Any]:
 
 def _it_power_kw(x: Mapping[str, Any]) -> Any:
     """Power per GPU drawn at the wall, before PUE: the GPU plus its share of the server."""
-    return x["avg_power_w"] * (1 + _get(x, "server_power_overhead", 0.0)) / 1000.0
+    return x["avg_power_w"] * (1 + x.get("server_power_overhead", 0.0)) / 1000.0
 
 
 def _energy(x: Mapping[str, Any], gpu_hours: Any) -> dict[str, Any]:
     if "avg_power_w" not in x:
         return {}
-    kwh = gpu_hours * _it_power_kw(x) * _get(x, "pue", 1.0)
+    kwh = gpu_hours * _it_power_kw(x) * x.get("pue", 1.0)
     out = {"energy_kwh": kwh, "energy_j": kwh * 3.6e6}
     if "usd_per_kwh" in x:
         out["energy_usd"] = kwh * x["usd_per_kwh"]
@@ -151,9 +147,9 @@ def ownership_usd_per_gpu_hour(x: Mapping[str, Any]) -> Any | None:
     if not all(k in x for k in ("gpu_capex_usd", "depreciation_years", "utilization")):
         return None
     used_hours = x["depreciation_years"] * HOURS_PER_YEAR * x["utilization"]
-    cost = x["gpu_capex_usd"] * (1 + _get(x, "server_network_overhead", 0.0)) / used_hours
+    cost = x["gpu_capex_usd"] * (1 + x.get("server_network_overhead", 0.0)) / used_hours
     if "avg_power_w" in x and "usd_per_kwh" in x:
-        cost = cost + _it_power_kw(x) * _get(x, "pue", 1.0) * x["usd_per_kwh"]
+        cost = cost + _it_power_kw(x) * x.get("pue", 1.0) * x["usd_per_kwh"]
     if "colocation_usd_per_kw_month" in x and "avg_power_w" in x:
         # colocation is paid for every hour, used or not
         cost = cost + x["colocation_usd_per_kw_month"] * _it_power_kw(x) * 12 / HOURS_PER_YEAR / x["utilization"]

@@ -1,59 +1,68 @@
 """A training cost estimate, as a straight pipeline: choose the method, gather its inputs, run the model.
 
-1. the setting: model, hardware, the peak the MFU is against (``mfu_dtype``);
+1. the setting (:class:`TrainingSetting`, loaded at the edge by :mod:`meter.cost.configs`; nothing
+   here reads a file): model, hardware, the peak the MFU is against (``mfu_dtype``);
 2. the method (:mod:`meter.cost.methods`), from what was given: a run, an MFU or achieved FLOP/s
    on the command line, a compute-only MFU, or the scenario's end-to-end MFU;
 3. the candidate inputs: the scenario's, the price, the run's measured efficiency and power, the
    analytic overheads, the EP links; the command line has the last word; the method keeps the
    ones it reads and a note says which it left out;
-4. the Monte Carlo over :func:`meter.cost.train.train_cost`, then the figures set beside it
+4. the Monte Carlo over :func:`meter.cost.training_formula.train_cost`, then the figures set beside it
    (reported ones, the MFU they imply, published training compute).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from kernels.args import ModelArgs
 from meter.analytic import flops as F
-from meter.config.hardware import HardwareSpec, load_hardware
-from meter.config.models import ModelConfig, list_models, load_model
-from meter.config.paths import ConfigLocator
+from meter.config.hardware import HardwareSpec
+from meter.config.models import ModelConfig
 from meter.config.quantity import Quantity
-from meter.config.scenarios import Scenario, Stage, load_scenario
+from meter.config.scenarios import Scenario, Stage
 from meter.cost import methods as M
 from meter.cost.ep_comm import EpShape, MeasuredLinks
-from meter.cost.from_run import MeasuredRun, PhaseRate
 from meter.cost.inputs import Input, InputPool, couplings_for, set_price
+from meter.cost.measured.run import MeasuredRun, PhaseRate
 from meter.cost.montecarlo import Coupling, Summary, evaluate
 from meter.cost.result import DEFAULT_SAMPLES, Comparison, CostEstimate, reproductions
-from meter.cost.train import StagePlan, TrainContext, train_cost
+from meter.cost.training_formula import StagePlan, TrainContext, train_cost
 from meter.errors import UsageError
+
+
+@dataclass(frozen=True)
+class TrainingSetting:
+    """The configs a training estimate reads, loaded at the edge (:mod:`meter.cost.configs`)."""
+
+    model: ModelConfig
+    hardware: HardwareSpec
+    price: Input | None  # the price table's rental price, when the command line or scenario gives none
+    models: tuple[ModelConfig, ...] = ()  # every model config: the published training-compute totals
+    base: tuple[Scenario, TrainingSetting] | None = None  # the scenario this one builds on, with its setting
+    tier: str | None = None
 
 
 def estimate_train(
     scenario: Scenario,
+    setting: TrainingSetting,
     *,
     overrides: Mapping[str, Quantity] = {},
     run: MeasuredRun | None = None,
-    hardware: str | None = None,
-    tier: str | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
-    locator: ConfigLocator | None = None,
     comm: MeasuredLinks | None = None,
     couplings: Iterable[Coupling] = (),
 ) -> CostEstimate:
-    locator = locator or ConfigLocator.from_env()
-    model = load_model(scenario.model, locator)
-    hw = load_hardware(hardware or scenario.hardware, locator)
+    model, hw = setting.model, setting.hardware
     peak = mfu_peak(hw, scenario.mfu_dtype)
     measured = _train_rate(run, scenario, model, hw) if run is not None else None
     method = choose_method(scenario, overrides, measured)
 
     pool = InputPool.from_scenario(scenario)
     _other_hardware(pool, scenario, hw)
-    set_price(pool, hw.name, scenario_hardware=scenario.hardware, tier=tier, overrides=overrides, locator=locator)
+    set_price(pool, scenario, hw.name, setting.price, tier=setting.tier, overrides=overrides)
     plans = _stages(pool, scenario, model.args, peak, measured)
     if measured is not None:
         _measured_inputs(pool, run, measured, scenario, model.name, hw)
@@ -75,7 +84,7 @@ def estimate_train(
     pairs = couplings_for(scenario, couplings, pool)
     outputs = evaluate(lambda x: train_cost(x, ctx), pool.quantities(), samples=samples, seed=seed, couplings=pairs)
     estimate = CostEstimate(scenario, method.name, pool.inputs, outputs, samples, seed, hw, model, run, pool.notes)
-    _beside(estimate, peak, locator)
+    _beside(estimate, peak, setting)
     return estimate
 
 
@@ -338,13 +347,12 @@ def _half(bidirectional_gb_s: float | None) -> float | None:
 # --- what is set beside the estimate -----------------------------------------------------------
 
 
-def _beside(estimate: CostEstimate, peak: float, locator: ConfigLocator) -> None:
+def _beside(estimate: CostEstimate, peak: float, setting: TrainingSetting) -> None:
     """The run it builds on, the MFU the reported hours imply, reported figures, published compute."""
     scenario, outputs = estimate.scenario, estimate.outputs
-    if scenario.builds_on:
-        base = estimate_train(
-            load_scenario(scenario.builds_on, locator), samples=estimate.samples, seed=estimate.seed, locator=locator
-        )
+    if setting.base is not None:
+        base_scenario, base_setting = setting.base
+        base = estimate_train(base_scenario, base_setting, samples=estimate.samples, seed=estimate.seed)
         estimate.base = base
         if "total_usd" in outputs and "total_usd" in base.outputs:
             b, o = base.outputs["total_usd"], outputs["total_usd"]
@@ -355,7 +363,7 @@ def _beside(estimate: CostEstimate, peak: float, locator: ConfigLocator) -> None
     if implied is not None:
         outputs["implied_mfu"] = Summary.constant(implied)
     estimate.reproductions = reproductions(scenario, outputs)
-    estimate.comparisons = training_compute_comparisons(locator)
+    estimate.comparisons = training_compute_comparisons(setting.models)
 
 
 def implied_mfu(scenario: Scenario, a: ModelArgs, peak: float) -> float | None:
@@ -368,10 +376,10 @@ def implied_mfu(scenario: Scenario, a: ModelArgs, peak: float) -> float | None:
     return stage.tokens.central * flops / (reported.value * 3600.0 * peak)
 
 
-def training_compute_comparisons(locator: ConfigLocator) -> list[Comparison]:
+def training_compute_comparisons(models: Iterable[ModelConfig]) -> list[Comparison]:
     """Every model config with a published training-compute total, beside the analytic count."""
     out = []
-    for m in list_models(locator):
+    for m in models:
         tc = m.published.training_compute
         if tc is None:
             continue

@@ -1,11 +1,12 @@
 """A serving cost estimate: a deployment that could exist, its bound, and the efficiency that scales it.
 
-1. the setting: model, hardware, and the deployment (the scenario's, ``--deployment``, the one
-   written for the model, or the single-GPU layout) with the command line's layout overrides;
+1. the setting (:class:`ServingSetting`, loaded at the edge by :mod:`meter.cost.configs`; nothing
+   here reads a file): model, hardware, and the deployment (the scenario's, ``--deployment``, the
+   one written for the model, or the single-GPU layout) with the command line's layout overrides;
 2. its bound (:mod:`meter.cost.layout`), refused with the shortfall when it does not fit;
 3. the method (:mod:`meter.cost.methods`): a run's measured efficiency, a given one, the
    scenario's own throughput, or the bound alone;
-4. the inputs that method reads, the Monte Carlo over :func:`meter.cost.serve.serve_cost`, and
+4. the inputs that method reads, the Monte Carlo over :func:`meter.cost.serving_formula.serve_cost`, and
    the efficiency the deployment's published throughput implies against its bound.
 """
 
@@ -16,22 +17,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kernels.args import ModelArgs
-from meter.config.deployments import Deployment, deployments_for, layout_problem, load_deployment
-from meter.config.hardware import HardwareSpec, load_hardware
-from meter.config.models import load_model
-from meter.config.paths import ConfigLocator
+from meter.config.deployments import Deployment, layout_problem
+from meter.config.hardware import HardwareSpec
+from meter.config.models import ModelConfig
 from meter.config.quantity import Quantity
 from meter.config.scenarios import Scenario
 from meter.cost import methods as M
-from meter.cost.from_run import REGIMES, MeasuredRun
-from meter.cost.inputs import InputPool, couplings_for, set_price
+from meter.cost.inputs import Input, InputPool, couplings_for, set_price
 from meter.cost.layout import DeploymentBound, deployment_bound
+from meter.cost.measured.run import REGIMES, MeasuredRun
 from meter.cost.montecarlo import Coupling, Summary, evaluate
 from meter.cost.result import DEFAULT_SAMPLES, CostEstimate, Efficiency, reproductions
-from meter.cost.serve import ServeContext, serve_cost
+from meter.cost.serving_formula import ServeContext, serve_cost
 from meter.errors import UsageError
 
-SINGLE_GPU = "single-gpu"
 _FLAGS = {"tp": "--tp", "ep": "--ep", "batch_per_gpu": "--batch-per-gpu", "context": "--context"}
 _CONTEXT_FLAGS = {"prefill": "--prefill-context", "decode": "--decode-context"}
 
@@ -112,26 +111,35 @@ class LayoutOverrides:
         return dataclasses.replace(d, prefill=pools["prefill"], decode=pools["decode"], weights=weights, kv_cache=kv)
 
 
+@dataclass(frozen=True)
+class ServingSetting:
+    """The configs a serving estimate reads, loaded at the edge (:mod:`meter.cost.configs`)."""
+
+    model: ModelConfig
+    hardware: HardwareSpec
+    deployment: Deployment | None  # the named one (--deployment, the scenario's), else the default
+    deployment_named: bool  # False: the one written for the model or the single-GPU layout, used if a bound is needed
+    published_hardware: HardwareSpec | None  # the GPU the deployment's published throughput is for
+    price: Input | None  # the price table's rental price, when the command line or scenario gives none
+    tier: str | None = None
+
+
 def estimate_serve(
     scenario: Scenario,
+    setting: ServingSetting,
     *,
     overrides: Mapping[str, Quantity] = {},
     run: MeasuredRun | None = None,
-    hardware: str | None = None,
-    tier: str | None = None,
     batch: int | None = None,
     context: int | None = None,
     layout: LayoutOverrides = LayoutOverrides(),
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
-    locator: ConfigLocator | None = None,
     couplings: Iterable[Coupling] = (),
 ) -> CostEstimate:
     """``batch`` and ``context`` ask for the run's decode measurement at that shape (it must have
     it) and serve the deployment's decode pool at it."""
-    locator = locator or ConfigLocator.from_env()
-    model = load_model(scenario.model, locator)
-    hw = load_hardware(hardware or scenario.hardware, locator)
+    model, hw = setting.model, setting.hardware
     shape = run_shape(run, batch, context)
     if shape is not None:
         layout = dataclasses.replace(
@@ -142,7 +150,7 @@ def estimate_serve(
     # the scenario's own throughput describes its GPU and layout, not another
     own = hw.name == scenario.hardware and not layout.changes(scenario.deployment)
     wants_bound = run is not None or not own or "efficiency" in overrides or not _has_throughput(scenario, overrides)
-    deployment = choose_deployment(scenario, layout, locator, required=wants_bound)
+    deployment = setting.deployment if setting.deployment_named or wants_bound else None
     bound = None
     if deployment is not None:
         bound = deployment_bound(model.args, model.name, hw, layout.apply(deployment, model.args))
@@ -151,7 +159,7 @@ def estimate_serve(
     pool = InputPool.from_scenario(scenario)
     if not own:
         _not_own(pool, scenario, hw)
-    set_price(pool, hw.name, scenario_hardware=scenario.hardware, tier=tier, overrides=overrides, locator=locator)
+    set_price(pool, scenario, hw.name, setting.price, tier=setting.tier, overrides=overrides)
     efficiency = Efficiency(kind=None)
     if run is not None:
         efficiency = _measured_inputs(pool, run, method)
@@ -167,7 +175,7 @@ def estimate_serve(
     estimate = CostEstimate(
         scenario, method.name, pool.inputs, outputs, samples, seed, hw, model, run, pool.notes, bound=bound
     )
-    estimate.efficiency = _implied(estimate, deployment, efficiency, locator)
+    estimate.efficiency = _implied(estimate, deployment, efficiency, setting.published_hardware)
     if run is not None and bound is not None:
         _transfer_note(estimate)
     estimate.reproductions = reproductions(scenario, outputs)
@@ -206,23 +214,6 @@ def run_shape(run: MeasuredRun | None, batch: int | None, context: int | None) -
         has = "; ".join(f"batch {b}, context {c}" for b, c in shapes) or "no decode measurement"
         raise UsageError(f"{run.path}: no decode measurement at {asked}; the run has {has}")
     return found[0]
-
-
-def choose_deployment(
-    scenario: Scenario, layout: LayoutOverrides, locator: ConfigLocator, *, required: bool
-) -> Deployment | None:
-    """``--deployment``, else the scenario's, else (when a bound is needed) the one written for the
-    model or the single-GPU layout."""
-    name = layout.deployment or scenario.deployment
-    if name is None and required:
-        written = deployments_for(scenario.model, locator)
-        name = written[0] if written else SINGLE_GPU
-    if name is None:
-        return None
-    d = load_deployment(name, locator)
-    if d.model is not None and d.model != scenario.model:
-        raise UsageError(f"deployment '{d.name}' serves {d.model}, not {scenario.model}")
-    return d
 
 
 def choose_method(
@@ -294,7 +285,7 @@ def _transfer_note(e: CostEstimate) -> None:
 
 
 def _implied(
-    e: CostEstimate, deployment: Deployment | None, efficiency: Efficiency, locator: ConfigLocator
+    e: CostEstimate, deployment: Deployment | None, efficiency: Efficiency, published_hardware: HardwareSpec | None
 ) -> Efficiency:
     """The efficiency the deployment's published throughput implies against the bound of the
     layout as published, on its own hardware: DeepSeek's H800 figure is read against their H800
@@ -308,7 +299,7 @@ def _implied(
         or deployment.hardware not in (None, e.hardware.name)
         or e.bound.deployment != dataclasses.replace(deployment, model=e.model.name)
     ):
-        own_hw = load_hardware(deployment.hardware, locator) if deployment.hardware else e.hardware
+        own_hw = published_hardware or e.hardware
         own = deployment_bound(e.model.args, e.model.name, own_hw, deployment)
     for phase, value in (
         ("decode", published.decode_tokens_per_s_per_gpu),
