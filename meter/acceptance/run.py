@@ -79,7 +79,7 @@ def run_acceptance(opts: AcceptanceOptions, say: Callable[[str], None] = lambda 
     session.open_run_file()  # refuses an unwritable directory before anything is measured
 
     def environment() -> None:
-        from meter.results.metadata import software_info
+        from meter.device.host import software_info
 
         env_rows, env = K.environment(device, ops_info(device), software_info())
         rows.extend(env_rows)

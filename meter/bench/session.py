@@ -76,16 +76,17 @@ def ops_info(device: ComputeDevice) -> OpsInfo:
 
 def run_metadata(device: ComputeDevice, settings: TimingSettings, models, suite: str | None, *, cuda_graphs: bool):
     """What every run file records about where and how it was measured."""
+    from meter.device import host as probe
     from meter.results import metadata as md
     from meter.results.document import MethodInfo, ModelSummary
 
     return RunMetadata(
         device=device.info(),
         hardware=md.hardware_summary(device.hardware),
-        software=md.software_info(),
-        git=md.git_info(),
-        host=md.host_info(),
-        command=md.command_line(),
+        software=probe.software_info(),
+        git=probe.git_info(),
+        host=probe.host_info(),
+        command=probe.command_line(),
         suite=suite,
         models={
             name: ModelSummary(

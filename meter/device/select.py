@@ -100,7 +100,7 @@ def cpu_device(specs: list[HardwareSpec]) -> ComputeDevice:
 
     import torch
 
-    from meter.results.metadata import cpu_model
+    from meter.device.host import cpu_model
 
     spec = next((s for s in specs if s.kind == "cpu"), None)
     return ComputeDevice(

@@ -109,6 +109,7 @@ def comm_run(
     notes: list[str] | None = None,
 ) -> RunDocument:
     """One run document (kind import) holding every test's results, with the GPUs and hosts they ran on."""
+    from meter.device import host as probe
     from meter.results import metadata as md
     from meter.results.runfile import new_run_id
 
@@ -127,9 +128,9 @@ def comm_run(
     )
     metadata = RunMetadata(
         device=device,
-        software=md.software_info(import_torch=False),
-        git=md.git_info(),
-        host=md.host_info(),
+        software=probe.software_info(import_torch=False),
+        git=probe.git_info(),
+        host=probe.host_info(),
         command=list(command or []),
         hardware=md.hardware_summary(spec),
         imported=ImportInfo(
