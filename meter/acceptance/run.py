@@ -40,7 +40,7 @@ class AcceptanceOptions:
     @property
     def telemetry_source(self) -> str:
         # A dry run on the CPU reads the GPUs NVML shows (the fake driver in CI), not the CPU's RAPL.
-        return "nvml" if self.device.kind == "cpu" else "auto"
+        return "gpu" if self.device.kind == "cpu" else "auto"
 
     def timeout(self, step: str) -> float:
         gpu = {"environment": 120, "ceilings": 120, "steady": self.steady_s + 30, "overhead": 60, "case": 90}

@@ -35,7 +35,7 @@ from meter.results.runfile import RunRecorder, RunWriteError, checked_case
 
 @dataclass(frozen=True)
 class TelemetryRequest:
-    """What to sample during the cases: ``source`` auto (the run's device), nvml (every visible GPU) or rapl."""
+    """What to sample during the cases: ``source`` auto (the run's device), gpu (every visible GPU) or rapl."""
 
     enabled: bool = True
     source: str = "auto"

@@ -86,7 +86,7 @@ def software_info(*, import_torch: bool = True) -> SoftwareInfo:
     from its package metadata, or from the module when the process has already imported it, so
     that metering a job does not cost the seconds importing torch takes.
     """
-    driver, cuda_driver = _nvidia_driver()
+    driver, cuda_driver = _gpu_driver()
     common = dict(
         meter=__version__,
         python=platform.python_version(),
@@ -118,7 +118,7 @@ def _distribution_version(name: str) -> str | None:
         return None
 
 
-def _nvidia_driver() -> tuple[str | None, str | None]:
+def _gpu_driver() -> tuple[str | None, str | None]:
     """(driver version, CUDA version the driver supports) through the device seam; (None, None) without a driver."""
     from meter.device.gpu import GpuUnavailable, system_info
 

@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from meter.config.hardware import HardwareSpec, match_nvml_name
+from meter.config.hardware import HardwareSpec, match_device_name
 from meter.engines.nccl_tests import REDUCTIONS, TYPES, NcclRow, NcclTest, NcclTestsError, bus_factor
 from meter.results.cases import CommCase
 from meter.results.document import (
@@ -115,7 +115,7 @@ def comm_run(
 
     first = tests[0][1]
     names = sorted({r.name for _, t in tests for r in t.ranks})
-    spec = hardware or (match_nvml_name(names[0], specs) if len(names) == 1 else None)
+    spec = hardware or (match_device_name(names[0], specs) if len(names) == 1 else None)
     results = []
     for path, test in tests:
         results += comm_results(test, path)

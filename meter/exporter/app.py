@@ -2,7 +2,7 @@
 
 The exporter never exits because the GPU library cannot start (no driver yet, a version mismatch
 after an upgrade): it serves ``meter_nvml_up 0``, logs why, and tries again every
-``nvml_retry_s`` until it can.
+``gpu_retry_s`` until it can.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from meter.config.hardware import list_hardware, match_nvml_name
+from meter.config.hardware import list_hardware, match_device_name
 from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
 from meter.device.gpu import GpuDevice, GpuFleet, GpuUnavailable, open_gpus
@@ -80,7 +80,7 @@ class ExporterConfig:
     runs_dir: str | None = None
     bench_suite: str | None = None
     bench_every_s: float | None = None
-    nvml_retry_s: float = 30.0
+    gpu_retry_s: float = 30.0
     max_run_bytes: int = MAX_RUN_BYTES
     runs_keep: int = DEFAULT_MAX_FILES
     runs_max_bytes: int = DEFAULT_MAX_BYTES
@@ -104,7 +104,7 @@ def gpu_prices(
     table = load_prices(locator=locator)
     prices, configs = {}, {}
     for gpu in gpus:
-        spec = match_nvml_name(gpu.identity.name, specs)
+        spec = match_device_name(gpu.identity.name, specs)
         configs[gpu.identity.uuid] = spec.name if spec else None
         if config.price_usd_per_hour is not None:
             prices[gpu.identity.uuid] = (config.price_usd_per_hour, "--price")
@@ -159,16 +159,16 @@ class Exporter:
         self.wsgi = GuardedApp(self.app, self.web)
         self.server = None
         self._stop = threading.Event()
-        self._last_nvml_problem: str | None = None
+        self._last_gpu_problem: str | None = None
 
     def connect(self) -> bool:
         """Open the GPUs; on failure serve ``meter_nvml_up 0`` and say why (once per distinct reason)."""
         try:
             fleet = open_gpus()
         except GpuUnavailable as exc:
-            if str(exc) != self._last_nvml_problem:
-                say(f"GPU telemetry unavailable, retrying every {self.config.nvml_retry_s:g} s: {exc}")
-                self._last_nvml_problem = str(exc)
+            if str(exc) != self._last_gpu_problem:
+                say(f"GPU telemetry unavailable, retrying every {self.config.gpu_retry_s:g} s: {exc}")
+                self._last_gpu_problem = str(exc)
             return False
         for index, why in fleet.unopened:
             say(f"GPU {index} did not answer when opened, not exported: {why}")
@@ -178,17 +178,17 @@ class Exporter:
         )
         self.fleet = fleet
         sampler.start()
-        if self._last_nvml_problem is not None:
+        if self._last_gpu_problem is not None:
             say(f"GPU telemetry up: {len(fleet.gpus)} GPU(s)")
         return True
 
     def _poll_loop(self) -> None:
         """Retry the GPU library while it is down; read health, processes and owners while it is up."""
-        next_retry = time.monotonic() + self.config.nvml_retry_s
+        next_retry = time.monotonic() + self.config.gpu_retry_s
         while not self._stop.wait(self.config.poll_s):
             if self.fleet is None:
                 if time.monotonic() >= next_retry:
-                    next_retry = time.monotonic() + self.config.nvml_retry_s
+                    next_retry = time.monotonic() + self.config.gpu_retry_s
                     self.connect()
                 continue
             try:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
-from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus
+from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus, visible_devices_variables
 from meter.results.document import TelemetryInfo, TelemetrySource, Timeline, TimelineSeries
 from meter.results.records import TelemetryWindow
 from meter.telemetry.sampler import Sampler
@@ -240,12 +240,12 @@ def monitor_for_device(
     """A monitor for a benchmark on ``device``, or (None, why there is no telemetry).
 
     ``source``: ``auto`` watches the benchmark's own device (its GPU through the device seam, or
-    the CPU through RAPL); ``nvml`` watches every visible GPU whatever the device; ``rapl`` the CPU.
+    the CPU through RAPL); ``gpu`` watches every visible GPU whatever the device; ``rapl`` the CPU.
     """
     say = say or (lambda _msg: None)
-    if source not in ("auto", "nvml", "rapl"):
+    if source not in ("auto", "gpu", "rapl"):
         raise ValueError(f"unknown telemetry source {source!r}")
-    if source == "nvml" or (source == "auto" and device.kind == "cuda"):
+    if source == "gpu" or (source == "auto" and device.kind == "cuda"):
         return _gpu_monitor(device, interval_s, say, counter_period_s)
     from meter.device.rapl import open_rapl
 
@@ -269,7 +269,7 @@ def _gpu_monitor(device, interval_s: float, say, counter_period_s: float | None)
     if not fleet.gpus:
         fleet.close()
         why = "; ".join(f"GPU {i}: {reason}" for i, reason in fleet.unopened)
-        return None, f"no GPU telemetry: {why or 'CUDA_VISIBLE_DEVICES selects no GPU'}"
+        return None, f"no GPU telemetry: {why or ' or '.join(visible_devices_variables()) + ' selects no GPU'}"
     sync = None
     if device.kind == "cuda":
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.device.nvml import GpuLost, decode_clock_events
+from meter.device.nvidia.nvml import GpuLost, decode_clock_events
 from meter.device.rapl import open_rapl
 from meter.device.reading import Reading
 from meter.telemetry.monitor import Monitor, infer_counter_period

@@ -101,11 +101,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--bench-suite", metavar="SUITE", help="run this suite on a schedule (with --bench-every)")
     p.add_argument("--bench-every", type=duration_s, metavar="DURATION", help="e.g. 6h; needs --bench-suite")
     p.add_argument(
-        "--nvml-retry",
+        "--gpu-retry",
+        "--nvml-retry",  # the flag's old name, still accepted
+        dest="gpu_retry",
         type=duration_s,
         default=30.0,
         metavar="DURATION",
-        help="while NVML cannot start, try again this often (default 30s); meter_nvml_up is 0 meanwhile",
+        help="while the GPU library (NVML) cannot start, try again this often (default 30s); meter_nvml_up is 0 "
+        "meanwhile (--nvml-retry is its old name)",
     )
     p.add_argument(
         "--max-run-bytes",
@@ -165,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         runs_max_bytes=args.runs_max_bytes,
         bench_suite=args.bench_suite,
         bench_every_s=args.bench_every,
-        nvml_retry_s=args.nvml_retry,
+        gpu_retry_s=args.gpu_retry,
         pod_resources_socket=args.pod_resources_socket,
         **({"max_run_bytes": args.max_run_bytes} if args.max_run_bytes is not None else {}),
     )

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from meter.device.gpu import GpuHealth, GpuIdentity, GpuProcess
-from meter.device.nvml import NvmlSession
-from meter.device.nvml_gpm import NvmlGpm
-from meter.device.nvml_health import NvmlHealth
+from meter.device.nvidia.gpm import NvmlGpm
+from meter.device.nvidia.health import NvmlHealth
+from meter.device.nvidia.nvml import NvmlSession
 from meter.device.reading import Reading
 
 FIELDS = (
