@@ -18,7 +18,7 @@ import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from meter.device.reading import Reading
 from meter.errors import MeterError
@@ -86,6 +86,20 @@ class SystemInfo:
     runtime_version: str | None  # the CUDA (or ROCm) version the driver supports
 
 
+@dataclass(frozen=True)
+class GpuDescription:
+    """What one GPU is and which telemetry fields it answers (``supported``: field -> answers)."""
+
+    index: int
+    name: str
+    uuid: str
+    pci_bus_id: str | None
+    architecture: str
+    mig_enabled: bool | None
+    power_semantics: str  # what its power reading is: an instant value or an average, and over what
+    supported: dict[str, bool] = field(default_factory=dict)
+
+
 class GpuDevice(Protocol):
     """One GPU, read through its vendor's library."""
 
@@ -106,7 +120,7 @@ class GpuDevice(Protocol):
 
     def processes(self) -> list[GpuProcess]: ...
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> GpuDescription: ...
 
 
 class GpuFleet(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Protocol
 
@@ -34,7 +35,7 @@ class GpuSource:
         return self.gpu.read_energy_j()
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "gpu", **self.gpu.describe()}
+        return {"kind": "gpu", **dataclasses.asdict(self.gpu.describe())}
 
 
 class CpuSource:

@@ -42,9 +42,9 @@ def gpu_report(specs: list) -> dict[str, Any]:
                         "memory_total_bytes": ident.memory_total_bytes,
                         "mig_enabled": ident.mig_enabled,
                         "hardware_config": spec.name if spec else None,
-                        "architecture": telemetry["architecture"],
-                        "power_semantics": telemetry["power_semantics"],
-                        "telemetry_supported": telemetry["supported"],
+                        "architecture": telemetry.architecture,
+                        "power_semantics": telemetry.power_semantics,
+                        "telemetry_supported": telemetry.supported,
                     }
                 )
             system = fleet.system()

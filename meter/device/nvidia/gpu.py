@@ -8,9 +8,8 @@ percent -> ratio.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from meter.device.gpu import GpuHealth, GpuIdentity, GpuProcess
+from meter.device.gpu import GpuDescription, GpuHealth, GpuIdentity, GpuProcess
 from meter.device.nvidia.gpm import NvmlGpm
 from meter.device.nvidia.health import NvmlHealth
 from meter.device.nvidia.nvml import NvmlSession
@@ -150,20 +149,20 @@ class NvmlGpu:
         self.gpm.close()
         self._health.close()
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.identity.name,
-            "uuid": self.identity.uuid,
-            "pci_bus_id": self.identity.pci_bus_id,
-            "architecture": self.architecture,
-            "mig_enabled": self.identity.mig_enabled,
-            "power_semantics": self.power_semantics,
-            "supported": {
+    def describe(self) -> GpuDescription:
+        return GpuDescription(
+            index=self.index,
+            name=self.identity.name,
+            uuid=self.identity.uuid,
+            pci_bus_id=self.identity.pci_bus_id,
+            architecture=self.architecture,
+            mig_enabled=self.identity.mig_enabled,
+            power_semantics=self.power_semantics,
+            supported={
                 **self.supported,
                 "power_instant": self.supported_power_fields["instant"],
                 "power_average": self.supported_power_fields["average"],
                 "gpm": self.gpm.supported,
                 **self._health.supported,
             },
-        }
+        )
