@@ -8,6 +8,7 @@ after an upgrade): it serves ``meter_nvml_up 0``, logs why, and tries again ever
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import ssl
@@ -92,8 +93,13 @@ class ExporterConfig:
         return min(30.0, max(1.0, 5 * self.interval_s))
 
 
+# The exporter's log: ``meter serve --log-level/--log-format`` decide what reaches stderr and how.
+log = logging.getLogger("meter.serve")
+
+
 def say(message: str) -> None:
-    print(f"meter serve: {message}", file=sys.stderr, flush=True)
+    """A callback for the parts that report through one (pod attribution, the runs dir, the sampler)."""
+    log.warning(message)
 
 
 def gpu_prices(
@@ -167,11 +173,11 @@ class Exporter:
             fleet = open_gpus()
         except GpuUnavailable as exc:
             if str(exc) != self._last_gpu_problem:
-                say(f"GPU telemetry unavailable, retrying every {self.config.gpu_retry_s:g} s: {exc}")
+                log.warning(f"GPU telemetry unavailable, retrying every {self.config.gpu_retry_s:g} s: {exc}")
                 self._last_gpu_problem = str(exc)
             return False
         for index, why in fleet.unopened:
-            say(f"GPU {index} did not answer when opened, not exported: {why}")
+            log.warning(f"GPU {index} did not answer when opened, not exported: {why}")
         prices, configs = gpu_prices(list(fleet.gpus), self.config, self.locator)
         sampler = self.state.attach(
             fleet.gpus, prices=prices, hardware_configs=configs, driver_version=fleet.system().driver_version
@@ -179,7 +185,7 @@ class Exporter:
         self.fleet = fleet
         sampler.start()
         if self._last_gpu_problem is not None:
-            say(f"GPU telemetry up: {len(fleet.gpus)} GPU(s)")
+            log.info(f"GPU telemetry up: {len(fleet.gpus)} GPU(s)")
         return True
 
     def _poll_loop(self) -> None:
@@ -194,7 +200,7 @@ class Exporter:
             try:
                 self.state.poll(self.attributor.owners())
             except Exception as exc:  # a bug here must cost the health series, never the exporter
-                say(f"health poll failed: {type(exc).__name__}: {exc}")
+                log.error(f"health poll failed: {type(exc).__name__}: {exc}")
 
     def ingest(self, doc: RunDocument, where: str = "posted run", source: Path | None = None) -> dict[str, Any]:
         """Take a run document: its results, and what it implies for the configured scenarios."""
@@ -227,11 +233,11 @@ class Exporter:
                 stored = self.store.save(doc, body)
             except MeterError as exc:  # a full or read-only disk: the results still count until a restart
                 problems.append(f"not kept across restarts: {exc}")
-                say(str(exc))
+                log.warning(str(exc))
         answer = self.ingest(doc, "posted run", stored)
         if self.store is not None:
             for path in self.store.prune():
-                say(f"runs dir: removed {path.name} (over --runs-keep/--runs-max-bytes)")
+                log.info(f"runs dir: removed {path.name} (over --runs-keep/--runs-max-bytes)")
         answer["stored"] = stored.name if stored else None
         answer["problems"] = problems + answer["problems"]
         return answer
@@ -247,7 +253,7 @@ class Exporter:
                 try:
                     self.app.exposition.refresh()
                 except Exception as exc:  # a scrape would show the same problem as a 500; never stop rendering
-                    say(f"rendering /metrics failed: {type(exc).__name__}: {exc}")
+                    log.error(f"rendering /metrics failed: {type(exc).__name__}: {exc}")
 
     def start(self) -> None:
         # Scrape threads wait at most 1 ms for the interpreter lock while the renderer or the sampler
@@ -262,7 +268,7 @@ class Exporter:
                 try:
                     self.ingest_file(path)
                 except MeterError as exc:  # a bad file in the directory must not stop the exporter
-                    say(f"skipped {path}: {' '.join(str(exc).split())}")
+                    log.warning(f"skipped {path}: {' '.join(str(exc).split())}")
             self.store.prune()
         if self.web.guard.config.tls is not None:
             self.server = serve_tls(self.wsgi, self.config.host, self.config.port, self.web)
@@ -312,12 +318,12 @@ class Exporter:
                 try:
                     self.ingest_file(path)
                 except MeterError as exc:
-                    say(f"scheduled run {path} not taken in: {exc}")
+                    log.warning(f"scheduled run {path} not taken in: {exc}")
                 if self.store is not None:
                     self.store.prune()
             else:
                 tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                say(f"scheduled benchmark failed ({result.returncode}): {tail}")
+                log.error(f"scheduled benchmark failed ({result.returncode}): {tail}")
             self._stop.wait(self.config.bench_every_s)
 
 

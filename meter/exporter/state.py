@@ -231,7 +231,7 @@ class ExporterState:
                 on_reading=self._on_reading,
                 on_lost=self._on_lost,
                 on_tick=self._on_tick,
-                on_event=self.say,
+                on_event=None,  # the sampler logs its events to meter.telemetry.sampler, which serve shows
             )
         return self.sampler
 

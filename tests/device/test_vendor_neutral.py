@@ -23,14 +23,14 @@ ALLOWED = {
     ("config/hardware.py", "nvml_names"),
     # docs/cli-json.md: meter hardware --json still writes the old key beside device_names
     ("cli/commands/catalog.py", "nvml_names"),
-    # docs/benchmarks.md: --telemetry nvml, the old name of --telemetry gpu
+    # docs/telemetry.md: --telemetry nvml, the old name of --telemetry gpu
     ("cli/benchrun.py", "nvml"),
     # docs/cli-json.md: meter doctor --json's section on the GPU library and its version
     ("cli/commands/doctor.py", "nvml"),
     ("cli/commands/doctor.py", "nvml_version"),
     # docs/operations.md: the Prometheus series, kept so dashboards and alerts keep working
     ("exporter/collector.py", "meter_nvml_up"),
-    # docs/measure.md: the overhead tool's JSON keys (the tool moves to scripts/ in the same issue)
+    # docs/measure.md (python -m meter.measure.overhead): its JSON keys; issue 22 moves the tool to scripts/
     ("measure/overhead.py", "nvml"),
     ("measure/overhead.py", "nvml_ring_empty"),
     ("measure/overhead.py", "nvml_ring_full"),

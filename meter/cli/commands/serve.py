@@ -13,6 +13,7 @@ from meter import domains as D
 from meter.cli.common import locator, number
 from meter.errors import UsageError
 
+LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
@@ -124,6 +125,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="the kubelet's pod-resources socket for pod/namespace/container labels; 'auto' (default): "
         "/var/lib/kubelet/pod-resources/kubelet.sock when it exists; 'off': no pod attribution",
     )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=list(LOG_LEVELS),
+        default="INFO",
+        help="least severe log line written to stderr (default INFO: GPUs up and runs-dir pruning too; "
+        "WARNING: only problems; DEBUG: TLS handshakes as well)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text: 'meter serve: LEVEL: message' (default); json: one object per line with time, level, "
+        "logger and message, for a log shipper",
+    )
     p.set_defaults(handler=run)
 
 
@@ -172,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         pod_resources_socket=args.pod_resources_socket,
         **({"max_run_bytes": args.max_run_bytes} if args.max_run_bytes is not None else {}),
     )
-    _log_to_stderr()
+    _log_to_stderr(args.log_level, args.log_format)
     web = _web_config(args)
     exporter = Exporter(config, locator(args), web=web)
     exporter.start()
@@ -200,15 +216,40 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def _log_to_stderr() -> None:
-    """The exporter's log (web config reloads, deprecations) on stderr, one line each."""
-    log = logging.getLogger("meter.serve")
-    if not log.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("meter serve: %(levelname)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers (Loki, Fluent Bit, Vector) parse without a regex."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime as dt
+        import json
+
+        line = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def _log_to_stderr(level: str = "INFO", fmt: str = "text") -> None:
+    """Everything the exporter logs (its own lines, the sampler's events, web config reloads) on stderr.
+
+    The handler sits on the ``meter`` logger, so ``meter.serve`` and ``meter.telemetry.sampler``
+    alike follow ``--log-level`` and ``--log-format``.
+    """
+    log = logging.getLogger("meter")
+    for handler in [h for h in log.handlers if isinstance(h, _StderrHandler)]:
+        log.removeHandler(handler)  # a second run in one process (tests) replaces the first's settings
+    handler = _StderrHandler()
+    handler.setFormatter(
+        _JsonFormatter() if fmt == "json" else logging.Formatter("meter serve: %(levelname)s: %(message)s")
+    )
+    log.addHandler(handler)
+    log.setLevel(LOG_LEVELS[level])
+    log.propagate = False
 
 
 def _web_config(args: argparse.Namespace):
