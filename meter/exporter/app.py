@@ -139,7 +139,6 @@ class Exporter:
             else table.default_electricity().usd_per_kwh,
             pue=config.pue if config.pue is not None else table.default_pue().pue,
             interval_s=config.interval_s,
-            say=say,
         )
         self.fleet: GpuFleet | None = None
         self.attributor = Attributor.from_setting(config.pod_resources_socket, say)
