@@ -195,11 +195,8 @@ def run(args: argparse.Namespace) -> int:
     exporter.start()
     host, port = exporter.address
     scheme = "https" if web.tls is not None else "http"
-    print(
-        f"meter serve: {len(exporter.state.accounts)} GPU(s); {scheme}://{host}:{port}/metrics",
-        file=sys.stderr,
-        flush=True,
-    )
+    log = logging.getLogger("meter.serve")
+    log.info(f"{len(exporter.state.accounts)} GPU(s); {scheme}://{host}:{port}/metrics")
     # SIGTERM is how Docker and Kubernetes stop a container: leave as on Ctrl-C (the sampler and the
     # server closed, exit 0); run files are written atomically, so the runs directory stays whole.
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -209,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print("meter serve: stopped", file=sys.stderr, flush=True)
+    log.info("stopped")
     return 0
 
 
