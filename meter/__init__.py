@@ -3,7 +3,9 @@
 Layers, bottom to top (nothing lower imports anything higher):
 
 - ``meter.config``, ``meter.analytic``: YAML configs and the pure arithmetic of a model.
-- ``meter.device``, ``meter.telemetry``, ``meter.results``: NVML, sampling, run files.
+- ``meter.results``: the run-file contract (typed records, loader, writer); it probes nothing.
+- ``meter.device``: the machine (the GPU seam and its vendor backends, RAPL, host probing).
+- ``meter.telemetry``, ``meter.engines``: sampling; external tools' results.
 - ``meter.bench``, ``meter.cost``: benchmarks and the cost model.
 - ``meter.exporter``, ``meter.report``, ``meter.distributed``.
 - ``meter.cli``: the ``meter`` command.
@@ -14,10 +16,15 @@ first use, so ``import meter`` stays light (it imports neither torch nor NVML).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Meter", "MeterWarning", "__version__"]
+
+# A library logs and the program decides where it goes: without this, Python's last-resort handler
+# would print meter's warnings a second time beside what the CLI already says (meter serve sets up its own).
+logging.getLogger("meter").addHandler(logging.NullHandler())
 
 _LAZY = {"Meter": "meter.measure.api", "MeterWarning": "meter.measure.api"}
 

@@ -339,6 +339,16 @@ CONFIGS = [
         ("bad.yaml", "'2026-13-45'"),
     ),
     Bad(
+        "hardware device_names and its old name nvml_names both",
+        config_file(
+            "hardware",
+            "bad",
+            hardware_yaml("2025-01-01").replace(b"device_names:", b"nvml_names: [NVIDIA H100X]\ndevice_names:"),
+            ["hardware", "--json"],
+        ),
+        ("bad.yaml", "nvml_names", "old name of device_names"),
+    ),
+    Bad(
         "hardware peak too large for a float",
         config_file(
             "hardware",

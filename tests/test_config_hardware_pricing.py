@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meter.config.hardware import list_hardware, load_hardware, match_nvml_name, parse_hardware
+from meter.config.hardware import list_hardware, load_hardware, match_device_name, parse_hardware
 from meter.config.paths import ConfigLocator, builtin_config_dir
 from meter.config.pricing import load_prices
 from meter.errors import ConfigError
@@ -60,14 +60,14 @@ def test_h800_and_h100_differ_where_they_really_differ():
     ],
 )
 def test_nvml_names_match_exactly(nvml_name: str, expected: str | None):
-    spec = match_nvml_name(nvml_name, list_hardware())
+    spec = match_device_name(nvml_name, list_hardware())
     assert (spec.name if spec else None) == expected
 
 
 def test_an_h800_never_gets_h100_figures():
     specs = list_hardware()
     for name in ("NVIDIA H800", "NVIDIA H800 80GB HBM3"):
-        assert match_nvml_name(name, specs).nvlink_bandwidth_gb_s == 400
+        assert match_device_name(name, specs).nvlink_bandwidth_gb_s == 400
 
 
 def _h100_data() -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meter.config.hardware import PEAK_DTYPES, list_hardware, load_hardware, match_nvml_name, parse_hardware
+from meter.config.hardware import PEAK_DTYPES, list_hardware, load_hardware, match_device_name, parse_hardware
 from meter.config.paths import builtin_config_dir
 from meter.config.pricing import load_prices
 from meter.errors import ConfigError
@@ -68,10 +68,10 @@ def test_fp4_where_the_tensor_cores_have_it_and_nowhere_else():
 def test_amd_parts_load_without_nvml_names_and_match_no_nvidia_device():
     specs = list_hardware()
     for name in ("mi300x", "mi325x", "mi355x"):
-        assert load_hardware(name).nvml_names == []
-    assert match_nvml_name("AMD Instinct MI300X", specs) is None
-    assert match_nvml_name("NVIDIA GB200", specs).name == "gb200"
-    assert match_nvml_name("NVIDIA B200", specs).name == "b200"  # GB200 and B200 stay apart
+        assert load_hardware(name).device_names == []
+    assert match_device_name("AMD Instinct MI300X", specs) is None
+    assert match_device_name("NVIDIA GB200", specs).name == "gb200"
+    assert match_device_name("NVIDIA B200", specs).name == "b200"  # GB200 and B200 stay apart
 
 
 def _data(name: str) -> dict:

@@ -40,7 +40,7 @@ class AcceptanceOptions:
     @property
     def telemetry_source(self) -> str:
         # A dry run on the CPU reads the GPUs NVML shows (the fake driver in CI), not the CPU's RAPL.
-        return "nvml" if self.device.kind == "cpu" else "auto"
+        return "gpu" if self.device.kind == "cpu" else "auto"
 
     def timeout(self, step: str) -> float:
         gpu = {
@@ -97,7 +97,7 @@ def run_acceptance(opts: AcceptanceOptions, say: Callable[[str], None] = lambda 
     session.open_run_file()  # refuses an unwritable directory before anything is measured
 
     def environment() -> None:
-        from meter.results.metadata import software_info
+        from meter.device.host import software_info
 
         env_rows, env = K.environment(device, ops_info(device), software_info())
         rows.extend(env_rows)

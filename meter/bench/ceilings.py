@@ -88,11 +88,11 @@ def current_machine(device: ComputeDevice) -> CeilingsMachine:
     import torch
 
     if device.kind == "cuda":
-        from meter.results.metadata import software_info
+        from meter.device.host import software_info
 
         sw = software_info()
         return CeilingsMachine("cuda", device.name, torch.__version__, driver=sw.driver, cuda=torch.version.cuda)
-    from meter.results.metadata import cpu_model
+    from meter.device.host import cpu_model
 
     return CeilingsMachine(
         "cpu", cpu_model(), torch.__version__, cpu_flags=_cpu_flags(), threads=torch.get_num_threads()

@@ -35,7 +35,7 @@ from meter.results.runfile import RunRecorder, RunWriteError, checked_case
 
 @dataclass(frozen=True)
 class TelemetryRequest:
-    """What to sample during the cases: ``source`` auto (the run's device), nvml (every visible GPU) or rapl."""
+    """What to sample during the cases: ``source`` auto (the run's device), gpu (every visible GPU) or rapl."""
 
     enabled: bool = True
     source: str = "auto"
@@ -79,16 +79,17 @@ def ops_info(device: ComputeDevice) -> OpsInfo:
 
 def run_metadata(device: ComputeDevice, settings: TimingSettings, models, suite: str | None, *, cuda_graphs: bool):
     """What every run file records about where and how it was measured."""
+    from meter.device import host as probe
     from meter.results import metadata as md
     from meter.results.document import MethodInfo, ModelSummary
 
     return RunMetadata(
         device=device.info(),
         hardware=md.hardware_summary(device.hardware),
-        software=md.software_info(),
-        git=md.git_info(),
-        host=md.host_info(),
-        command=md.command_line(),
+        software=probe.software_info(),
+        git=probe.git_info(),
+        host=probe.host_info(),
+        command=probe.command_line(),
         suite=suite,
         models={
             name: ModelSummary(

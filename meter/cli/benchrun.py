@@ -47,13 +47,23 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# Old names of --telemetry values, still accepted: ``gpu`` was called ``nvml`` before the device layer was vendor-neutral.
+TELEMETRY_SOURCE_ALIASES = {"nvml": "gpu"}
+
+
+def telemetry_source(text: str) -> str:
+    return TELEMETRY_SOURCE_ALIASES.get(text, text)
+
+
 def add_telemetry_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-telemetry", action="store_true", help="do not sample GPU/CPU telemetry during cases")
     p.add_argument(
         "--telemetry",
-        choices=["auto", "nvml", "rapl"],
+        type=telemetry_source,
+        choices=["auto", "gpu", "rapl"],
         default="auto",
-        help="auto: the benchmark's own device; nvml: every visible GPU; rapl: CPU energy",
+        help="auto: the benchmark's own device; gpu: every visible GPU (nvml, its old name, is still "
+        "accepted); rapl: CPU energy",
     )
     p.add_argument(
         "--sample-hz",

@@ -1,10 +1,11 @@
 """Hardware configs: ``configs/hardware/NAME.yaml`` loaded into :class:`HardwareSpec`.
 
 Every number in a hardware file must be covered by an entry of its ``sources`` list (which names
-the fields it supports, with a date). A GPU is matched to its file by the exact name NVML
-reports (``nvml_names``), compared case-insensitively with spaces folded: an "NVIDIA H800" must
-never be given H100 figures because a prefix happened to match. ``nvml_names`` is optional: an
-AMD Instinct config has none (no NVML there) and is used by name (``--hardware mi300x``).
+the fields it supports, with a date). A GPU is matched to its file by the exact name its driver
+reports (``device_names``), compared case-insensitively with spaces folded: an "NVIDIA H800" must
+never be given H100 figures because a prefix happened to match. ``device_names`` is optional: a
+config without it is used by name only (``--hardware mi300x``). Files written before the key was
+vendor-neutral call it ``nvml_names``; that key is still read, as an alias.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class HardwareSpec:
     name: str
     display_name: str
     kind: Literal["gpu", "cpu"]
-    nvml_names: list[str] = field(default_factory=list)
+    device_names: list[str] = field(default_factory=list)  # as the driver reports them; YAML alias nvml_names
     # Dense (not 2:4 sparse) tensor peak, TFLOP/s, per dtype. An absent dtype is unsupported or unknown.
     # fp4 is the 4-bit float of the part's tensor cores (NVFP4/MXFP4 on Blackwell, MXFP4 on CDNA 4).
     peak_tflops: Mapping[PeakDtype, float] = field(default_factory=dict, metadata=gt(0))
@@ -96,8 +97,8 @@ class HardwareSpec:
                 return src
         return None
 
-    def matches(self, nvml_name: str) -> bool:
-        return normalize_device_name(nvml_name) in {normalize_device_name(n) for n in self.nvml_names}
+    def matches(self, device_name: str) -> bool:
+        return normalize_device_name(device_name) in {normalize_device_name(n) for n in self.device_names}
 
 
 _NUMERIC_FIELDS = (
@@ -123,8 +124,12 @@ def load_hardware(name_or_path: str, locator: ConfigLocator | None = None) -> Ha
     return parse_hardware(read_yaml(path), path)
 
 
+# Keys older files use, and the key each now is.
+KEY_ALIASES = {"nvml_names": "device_names"}
+
+
 def parse_hardware(data: object, path: Path | None) -> HardwareSpec:
-    spec = build_dataclass(HardwareSpec, data, path=path)
+    spec = build_dataclass(HardwareSpec, _resolve_aliases(data, path), path=path)
     spec = dataclasses.replace(spec, path=path)
     check_name_matches_file(spec.name, path)
     _check_sources(spec, path)
@@ -144,6 +149,18 @@ def parse_hardware(data: object, path: Path | None) -> HardwareSpec:
     return spec
 
 
+def _resolve_aliases(data: object, path: Path | None) -> object:
+    if not isinstance(data, Mapping):
+        return data  # build_dataclass says what is wrong with it
+    out = dict(data)
+    for old, new in KEY_ALIASES.items():
+        if old in out:
+            if new in out:
+                raise ConfigError(path, old, f"is the old name of {new}; give one of them, not both")
+            out[new] = out.pop(old)
+    return out
+
+
 def _check_sources(spec: HardwareSpec, path: Path | None) -> None:
     known = set(_SOURCED_FIELDS) | {"peak_tflops"} | {f"peak_tflops.{d}" for d in PEAK_DTYPES}
     for i, src in enumerate(spec.sources):
@@ -158,25 +175,25 @@ def _check_sources(spec: HardwareSpec, path: Path | None) -> None:
 
 
 def list_hardware(locator: ConfigLocator | None = None) -> list[HardwareSpec]:
-    """All hardware configs, refusing two files that claim the same NVML name."""
+    """All hardware configs, refusing two files that claim the same device name."""
     locator = locator or ConfigLocator.from_env()
     specs = [parse_hardware(read_yaml(p), p) for p in locator.names("hardware").values()]
     owner: dict[str, HardwareSpec] = {}
     for spec in specs:
-        for nvml_name in spec.nvml_names:
-            key = normalize_device_name(nvml_name)
+        for device_name in spec.device_names:
+            key = normalize_device_name(device_name)
             if key in owner:
                 raise ConfigError(
                     spec.path,
-                    "nvml_names",
+                    "device_names",
                     f"also claimed by {owner[key].path}; a GPU must match exactly one config",
-                    nvml_name,
+                    device_name,
                 )
             owner[key] = spec
     return specs
 
 
-def match_nvml_name(nvml_name: str, specs: list[HardwareSpec]) -> HardwareSpec | None:
-    """The hardware config whose ``nvml_names`` list this exact device name, or None."""
-    matches = [s for s in specs if s.matches(nvml_name)]
+def match_device_name(device_name: str, specs: list[HardwareSpec]) -> HardwareSpec | None:
+    """The hardware config whose ``device_names`` list this exact device name, or None."""
+    matches = [s for s in specs if s.matches(device_name)]
     return matches[0] if len(matches) == 1 else None

@@ -1,7 +1,9 @@
 """Clock-event (throttle) reasons: why a GPU's clocks are below their maximum, by name.
 
-The bits are NVML's (``nvmlDeviceGetCurrentClocksEventReasons``, named as in nvml.h); another
-vendor's backend maps its own reasons onto these names.
+This is the seam's vocabulary, shared by every backend: ``Reading.clock_event_mask`` holds these
+bits whoever made the GPU. They are laid out as NVML's (``nvmlDeviceGetCurrentClocksEventReasons``,
+named as in nvml.h), so the NVIDIA backend passes its mask through; another vendor's backend
+sets the bit of each reason its own library reports (amdsmi's throttle status: power, thermal...).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """The GPU seam: what every part of meter may ask of a GPU, whoever made it.
 
-``open_gpus()`` is the one way in. It tries each vendor backend in order (NVML for NVIDIA today;
-an AMD backend over amdsmi would be one more module and one more line in ``BACKENDS``) and returns
-a :class:`GpuFleet` of :class:`GpuDevice` objects. Nothing outside a backend module calls a
-vendor library: the monitor, the telemetry sources, the exporter, ``meter watch`` and
-``meter doctor`` all go through this protocol.
+``open_gpus()`` is the one way in. It tries each vendor backend in order (``meter.device.nvidia``
+today; an AMD backend over amdsmi would be one more package beside it and one more line in
+``BACKENDS``) and returns a :class:`GpuFleet` of :class:`GpuDevice` objects. Nothing outside a
+backend package calls a vendor library or names its variables: the monitor, the telemetry sources,
+the exporter, ``meter watch`` and ``meter doctor`` all go through this protocol. Each backend owns
+the environment variable its runtime reads to pick GPUs and the kubelet resources its device
+plugin hands out (:func:`visible_devices_from_env`, :func:`kubelet_resource_prefixes`).
 
 Units are base units on this side of the seam (W, J, Hz, bytes, ratios 0-1); a value a GPU cannot
 give is None, never 0.
@@ -16,7 +18,7 @@ import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from meter.device.reading import Reading
 from meter.errors import MeterError
@@ -84,6 +86,20 @@ class SystemInfo:
     runtime_version: str | None  # the CUDA (or ROCm) version the driver supports
 
 
+@dataclass(frozen=True)
+class GpuDescription:
+    """What one GPU is and which telemetry fields it answers (``supported``: field -> answers)."""
+
+    index: int
+    name: str
+    uuid: str
+    pci_bus_id: str | None
+    architecture: str
+    mig_enabled: bool | None
+    power_semantics: str  # what its power reading is: an instant value or an average, and over what
+    supported: dict[str, bool] = field(default_factory=dict)
+
+
 class GpuDevice(Protocol):
     """One GPU, read through its vendor's library."""
 
@@ -104,7 +120,7 @@ class GpuDevice(Protocol):
 
     def processes(self) -> list[GpuProcess]: ...
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> GpuDescription: ...
 
 
 class GpuFleet(Protocol):
@@ -126,20 +142,46 @@ class GpuFleet(Protocol):
 class Selection:
     """Which GPUs to open.
 
-    ``all_gpus``: every GPU the driver has. Otherwise those this process's CUDA sees
-    (``visible`` is CUDA_VISIBLE_DEVICES, read by the backend as CUDA reads it), narrowed to the one
-    with ``uuid`` when given and found, else to the ``cuda_index``-th visible one.
+    ``all_gpus``: every GPU the driver has. Otherwise those this process's GPU runtime sees
+    (``visible`` is the backend's visible-devices variable, read by the backend as its runtime
+    reads it), narrowed to the one with ``uuid`` when given and found, else to the
+    ``cuda_index``-th visible one.
     """
 
     all_gpus: bool = False
-    visible: str | None = field(default_factory=lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+    visible: str | None = field(default_factory=lambda: visible_devices_from_env())
     uuid: str | None = None
     cuda_index: int | None = None
 
 
-# (library, module providing ``open_fleet(selection) -> GpuFleet`` and ``system_info() -> SystemInfo``),
-# tried in order.
-BACKENDS: tuple[tuple[str, str], ...] = (("nvml", "meter.device.nvml_fleet"),)
+# (vendor, backend package), tried in order. A backend package provides ``open_fleet(selection) ->
+# GpuFleet``, ``system_info() -> SystemInfo``, ``VISIBLE_DEVICES_VARIABLE`` and
+# ``KUBELET_RESOURCE_PREFIXES``; importing it must not load the vendor library.
+BACKENDS: tuple[tuple[str, str], ...] = (("nvidia", "meter.device.nvidia"),)
+
+
+def visible_devices_from_env(*, backends: Sequence[tuple[str, str]] = BACKENDS) -> str | None:
+    """The GPUs this process's runtime may use, as the first backend whose variable is set spells them."""
+    for _vendor, module in backends:
+        value = os.environ.get(importlib.import_module(module).VISIBLE_DEVICES_VARIABLE)
+        if value is not None:
+            return value
+    return None
+
+
+def visible_devices_variables(*, backends: Sequence[tuple[str, str]] = BACKENDS) -> list[str]:
+    """The variables the backends' runtimes read to choose GPUs, for messages that name them."""
+    return [importlib.import_module(module).VISIBLE_DEVICES_VARIABLE for _vendor, module in backends]
+
+
+def visible_devices_setting(*, backends: Sequence[tuple[str, str]] = BACKENDS) -> str:
+    """How the visible-devices variables are set now, for messages: ``CUDA_VISIBLE_DEVICES='1,0'``."""
+    return ", ".join(f"{name}={os.environ.get(name)!r}" for name in visible_devices_variables(backends=backends))
+
+
+def kubelet_resource_prefixes(*, backends: Sequence[tuple[str, str]] = BACKENDS) -> tuple[str, ...]:
+    """Prefixes of the kubelet resource names that are GPUs, over every backend's device plugin."""
+    return tuple(p for _vendor, module in backends for p in importlib.import_module(module).KUBELET_RESOURCE_PREFIXES)
 
 
 def open_gpus(selection: Selection | None = None, *, backends: Sequence[tuple[str, str]] = BACKENDS) -> GpuFleet:

@@ -1,6 +1,7 @@
 """Which pod holds which GPU: the kubelet's pod-resources gRPC API (the socket dcgm-exporter reads).
 
-The kubelet lists, per pod and container, the device ids its device plugins handed out. NVIDIA's
+The kubelet lists, per pod and container, the device ids its device plugins handed out; which
+resource names are GPUs each backend says (:func:`meter.device.gpu.kubelet_resource_prefixes`). NVIDIA's
 plugin names GPUs by UUID (``GPU-...``; time-sliced replicas as ``GPU-...::N``). The client is
 generated from the kubelet's own .proto (``meter/device/podresources``) and needs the
 ``kubernetes`` extra (grpcio, protobuf).
@@ -12,10 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from meter.device.gpu import kubelet_resource_prefixes
 from meter.errors import MeterError
 
 DEFAULT_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
-GPU_RESOURCE_PREFIXES = ("nvidia.com/",)  # nvidia.com/gpu, nvidia.com/gpu.shared, nvidia.com/mig-*
 MAX_MESSAGE_BYTES = 16 * 2**20  # as the kubelet's own limit for this API
 
 
@@ -70,11 +71,12 @@ class PodResourcesClient:
             raise PodResourcesError(
                 f"{self.path}: List failed ({code}: {' '.join(str(details).split())[:200]})"
             ) from None
+        gpu_prefixes = kubelet_resource_prefixes()
         owners: dict[str, set[Owner]] = defaultdict(set)
         for pod in answer.pod_resources:
             for container in pod.containers:
                 for devices in container.devices:
-                    if not devices.resource_name.startswith(GPU_RESOURCE_PREFIXES):
+                    if not devices.resource_name.startswith(gpu_prefixes):
                         continue
                     for device_id in devices.device_ids:
                         owners[device_key(device_id)].add(Owner(pod.namespace, pod.name, container.name))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from meter.config.hardware import HardwareSpec, match_nvml_name
+from meter.config.hardware import HardwareSpec, match_device_name
 from meter.errors import UsageError
 from meter.results.document import DeviceInfo
 
@@ -64,7 +64,7 @@ def select_device(request: str, specs: list[HardwareSpec]) -> ComputeDevice:
     if index >= torch.cuda.device_count():
         raise UsageError(f"--device {request}: only {torch.cuda.device_count()} CUDA device(s) visible")
     props = torch.cuda.get_device_properties(index)
-    spec = match_nvml_name(props.name, specs)
+    spec = match_device_name(props.name, specs)
     uuid = str(getattr(props, "uuid", "") or "") or None
     if uuid and not uuid.startswith("GPU-"):
         uuid = f"GPU-{uuid}"
@@ -100,7 +100,7 @@ def cpu_device(specs: list[HardwareSpec]) -> ComputeDevice:
 
     import torch
 
-    from meter.results.metadata import cpu_model
+    from meter.device.host import cpu_model
 
     spec = next((s for s in specs if s.kind == "cpu"), None)
     return ComputeDevice(

@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from meter.config.hardware import HardwareSpec, match_nvml_name
+from meter.config.hardware import HardwareSpec, match_device_name
 from meter.engines.nccl_tests import REDUCTIONS, TYPES, NcclRow, NcclTest, NcclTestsError, bus_factor
 from meter.results.cases import CommCase
 from meter.results.document import (
@@ -109,12 +109,13 @@ def comm_run(
     notes: list[str] | None = None,
 ) -> RunDocument:
     """One run document (kind import) holding every test's results, with the GPUs and hosts they ran on."""
+    from meter.device import host as probe
     from meter.results import metadata as md
     from meter.results.runfile import new_run_id
 
     first = tests[0][1]
     names = sorted({r.name for _, t in tests for r in t.ranks})
-    spec = hardware or (match_nvml_name(names[0], specs) if len(names) == 1 else None)
+    spec = hardware or (match_device_name(names[0], specs) if len(names) == 1 else None)
     results = []
     for path, test in tests:
         results += comm_results(test, path)
@@ -127,9 +128,9 @@ def comm_run(
     )
     metadata = RunMetadata(
         device=device,
-        software=md.software_info(import_torch=False),
-        git=md.git_info(),
-        host=md.host_info(),
+        software=probe.software_info(import_torch=False),
+        git=probe.git_info(),
+        host=probe.host_info(),
         command=list(command or []),
         hardware=md.hardware_summary(spec),
         imported=ImportInfo(

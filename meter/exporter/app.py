@@ -2,12 +2,13 @@
 
 The exporter never exits because the GPU library cannot start (no driver yet, a version mismatch
 after an upgrade): it serves ``meter_nvml_up 0``, logs why, and tries again every
-``nvml_retry_s`` until it can.
+``gpu_retry_s`` until it can.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import ssl
@@ -21,7 +22,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from meter.config.hardware import list_hardware, match_nvml_name
+from meter.config.hardware import list_hardware, match_device_name
 from meter.config.paths import ConfigLocator
 from meter.config.pricing import load_prices
 from meter.cost.run_costs import RunCosts
@@ -81,7 +82,7 @@ class ExporterConfig:
     runs_dir: str | None = None
     bench_suite: str | None = None
     bench_every_s: float | None = None
-    nvml_retry_s: float = 30.0
+    gpu_retry_s: float = 30.0
     max_run_bytes: int = MAX_RUN_BYTES
     runs_keep: int = DEFAULT_MAX_FILES
     runs_max_bytes: int = DEFAULT_MAX_BYTES
@@ -93,8 +94,13 @@ class ExporterConfig:
         return min(30.0, max(1.0, 5 * self.interval_s))
 
 
+# The exporter's log: ``meter serve --log-level/--log-format`` decide what reaches stderr and how.
+log = logging.getLogger("meter.serve")
+
+
 def say(message: str) -> None:
-    print(f"meter serve: {message}", file=sys.stderr, flush=True)
+    """A callback for the parts that report through one (pod attribution, the runs dir, the sampler)."""
+    log.warning(message)
 
 
 def gpu_prices(
@@ -105,7 +111,7 @@ def gpu_prices(
     table = load_prices(locator=locator)
     prices, configs = {}, {}
     for gpu in gpus:
-        spec = match_nvml_name(gpu.identity.name, specs)
+        spec = match_device_name(gpu.identity.name, specs)
         configs[gpu.identity.uuid] = spec.name if spec else None
         if config.price_usd_per_hour is not None:
             prices[gpu.identity.uuid] = (config.price_usd_per_hour, "--price")
@@ -134,7 +140,6 @@ class Exporter:
             else table.default_electricity().usd_per_kwh,
             pue=config.pue if config.pue is not None else table.default_pue().pue,
             interval_s=config.interval_s,
-            say=say,
         )
         self.fleet: GpuFleet | None = None
         self.attributor = Attributor.from_setting(config.pod_resources_socket, say)
@@ -160,42 +165,42 @@ class Exporter:
         self.wsgi = GuardedApp(self.app, self.web)
         self.server = None
         self._stop = threading.Event()
-        self._last_nvml_problem: str | None = None
+        self._last_gpu_problem: str | None = None
 
     def connect(self) -> bool:
         """Open the GPUs; on failure serve ``meter_nvml_up 0`` and say why (once per distinct reason)."""
         try:
             fleet = open_gpus()
         except GpuUnavailable as exc:
-            if str(exc) != self._last_nvml_problem:
-                say(f"GPU telemetry unavailable, retrying every {self.config.nvml_retry_s:g} s: {exc}")
-                self._last_nvml_problem = str(exc)
+            if str(exc) != self._last_gpu_problem:
+                log.warning(f"GPU telemetry unavailable, retrying every {self.config.gpu_retry_s:g} s: {exc}")
+                self._last_gpu_problem = str(exc)
             return False
         for index, why in fleet.unopened:
-            say(f"GPU {index} did not answer when opened, not exported: {why}")
+            log.warning(f"GPU {index} did not answer when opened, not exported: {why}")
         prices, configs = gpu_prices(list(fleet.gpus), self.config, self.locator)
         sampler = self.state.attach(
             fleet.gpus, prices=prices, hardware_configs=configs, driver_version=fleet.system().driver_version
         )
         self.fleet = fleet
         sampler.start()
-        if self._last_nvml_problem is not None:
-            say(f"GPU telemetry up: {len(fleet.gpus)} GPU(s)")
+        if self._last_gpu_problem is not None:
+            log.info(f"GPU telemetry up: {len(fleet.gpus)} GPU(s)")
         return True
 
     def _poll_loop(self) -> None:
         """Retry the GPU library while it is down; read health, processes and owners while it is up."""
-        next_retry = time.monotonic() + self.config.nvml_retry_s
+        next_retry = time.monotonic() + self.config.gpu_retry_s
         while not self._stop.wait(self.config.poll_s):
             if self.fleet is None:
                 if time.monotonic() >= next_retry:
-                    next_retry = time.monotonic() + self.config.nvml_retry_s
+                    next_retry = time.monotonic() + self.config.gpu_retry_s
                     self.connect()
                 continue
             try:
                 self.state.poll(self.attributor.owners())
             except Exception as exc:  # a bug here must cost the health series, never the exporter
-                say(f"health poll failed: {type(exc).__name__}: {exc}")
+                log.error(f"health poll failed: {type(exc).__name__}: {exc}")
 
     def ingest(self, doc: RunDocument, where: str = "posted run", source: Path | None = None) -> dict[str, Any]:
         """Take a run document: its results, and what it implies for the configured scenarios."""
@@ -228,11 +233,11 @@ class Exporter:
                 stored = self.store.save(doc, body)
             except MeterError as exc:  # a full or read-only disk: the results still count until a restart
                 problems.append(f"not kept across restarts: {exc}")
-                say(str(exc))
+                log.warning(str(exc))
         answer = self.ingest(doc, "posted run", stored)
         if self.store is not None:
             for path in self.store.prune():
-                say(f"runs dir: removed {path.name} (over --runs-keep/--runs-max-bytes)")
+                log.info(f"runs dir: removed {path.name} (over --runs-keep/--runs-max-bytes)")
         answer["stored"] = stored.name if stored else None
         answer["problems"] = problems + answer["problems"]
         return answer
@@ -248,7 +253,7 @@ class Exporter:
                 try:
                     self.app.exposition.refresh()
                 except Exception as exc:  # a scrape would show the same problem as a 500; never stop rendering
-                    say(f"rendering /metrics failed: {type(exc).__name__}: {exc}")
+                    log.error(f"rendering /metrics failed: {type(exc).__name__}: {exc}")
 
     def start(self) -> None:
         # Scrape threads wait at most 1 ms for the interpreter lock while the renderer or the sampler
@@ -263,7 +268,7 @@ class Exporter:
                 try:
                     self.ingest_file(path)
                 except MeterError as exc:  # a bad file in the directory must not stop the exporter
-                    say(f"skipped {path}: {' '.join(str(exc).split())}")
+                    log.warning(f"skipped {path}: {' '.join(str(exc).split())}")
             self.store.prune()
         if self.web.guard.config.tls is not None:
             self.server = serve_tls(self.wsgi, self.config.host, self.config.port, self.web)
@@ -313,12 +318,12 @@ class Exporter:
                 try:
                     self.ingest_file(path)
                 except MeterError as exc:
-                    say(f"scheduled run {path} not taken in: {exc}")
+                    log.warning(f"scheduled run {path} not taken in: {exc}")
                 if self.store is not None:
                     self.store.prune()
             else:
                 tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                say(f"scheduled benchmark failed ({result.returncode}): {tail}")
+                log.error(f"scheduled benchmark failed ({result.returncode}): {tail}")
             self._stop.wait(self.config.bench_every_s)
 
 

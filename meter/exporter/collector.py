@@ -80,16 +80,16 @@ class MeterCollector:
     def collect(self) -> Iterator[Metric]:
         snap = self.state.snapshot()
         families = self._families()
-        nvml = GaugeMetricFamily(
+        library_up = GaugeMetricFamily(
             "meter_nvml_up",
             "1 while the GPU library (NVML) is initialised, 0 while it cannot be (the exporter's log says why)",
             labels=["hostname"],
         )
-        nvml.add_metric([snap.hostname], 1.0 if snap.library_up else 0.0)
+        library_up.add_metric([snap.hostname], 1.0 if snap.library_up else 0.0)
         now = time.monotonic()
         for g in snap.gpus:
             self._gpu(families, g, snap, now)
-        yield nvml
+        yield library_up
         yield from families.values()
         yield from self._results(snap.results)
         info = InfoMetricFamily("meter_exporter_build", "gpu-cost-meter exporter version", labels=["version"])

@@ -15,10 +15,9 @@ import gzip
 import hashlib
 import hmac
 import json
+import logging
 import socketserver
-import sys
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from meter.config.schema import read_input_text
 from meter.errors import InputError, MeterError, UsageError
 from meter.results.document import RunDocument
 from meter.results.load import RunFileError, parse_run
+
+log = logging.getLogger("meter.serve")
 
 # A run file of a full suite is a few MiB (timelines are thinned to 2,000 points per device); the
 # limit keeps a pushed body, and what json makes of it, well inside the exporter's 256 MiB.
@@ -229,7 +230,7 @@ class MeterApp:
         except MeterError as exc:  # a good run file the exporter cannot take (it cannot store it, ...)
             return _reply(start_response, "422 Unprocessable Entity", {"error": _one_line(exc)})
         except Exception as exc:  # a bug of ours: say so to the client and in the server's log
-            traceback.print_exc(file=sys.stderr)
+            log.exception("POST /api/v1/runs failed")
             return _reply(start_response, "500 Internal Server Error", {"error": f"{type(exc).__name__}: {exc}"})
         return _reply(start_response, "202 Accepted", accepted)
 

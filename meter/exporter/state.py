@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +180,6 @@ class ExporterState:
         usd_per_kwh: float | None,
         pue: float,
         interval_s: float = 1.0,
-        say: Callable[[str], None] | None = None,
         proc_root: Path = PROC,
     ):
         self.hostname = hostname
@@ -188,7 +187,6 @@ class ExporterState:
         self.usd_per_kwh = usd_per_kwh
         self.pue = pue
         self.interval_s = interval_s
-        self.say = say or (lambda _msg: None)
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self.accounts: dict[str, GpuAccount] = {}
@@ -232,7 +230,7 @@ class ExporterState:
                 on_reading=self._on_reading,
                 on_lost=self._on_lost,
                 on_tick=self._on_tick,
-                on_event=self.say,
+                # no on_event: the sampler logs its events to meter.telemetry.sampler, which serve shows
             )
         return self.sampler
 

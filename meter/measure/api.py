@@ -276,12 +276,12 @@ def _warn(message: str) -> None:
 
 
 def _command() -> list[str]:
-    from meter.results.metadata import command_line
+    from meter.device.host import command_line
 
     return command_line()
 
 
 def _software():
-    from meter.results.metadata import software_info
+    from meter.device.host import software_info
 
     return software_info(import_torch=False)

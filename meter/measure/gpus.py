@@ -1,19 +1,25 @@
 """The GPUs a job may use, watched by one telemetry monitor.
 
 A child process sees the GPUs that ``CUDA_VISIBLE_DEVICES`` selects (indices, UUIDs or a unique
-UUID prefix, MIG instances: see :func:`meter.device.visible.visible_nvml_indices`), all of them
+UUID prefix, MIG instances: see :func:`meter.device.nvidia.visible.visible_nvml_indices`), all of them
 when it is unset. The Python API may narrow that to some of them (``gpus=[0]``: CUDA's index 0 in
 this process). Without NVML there is no monitor, and the reason says why.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from meter.config.hardware import HardwareSpec, match_nvml_name
-from meter.device.gpu import GpuLost, GpuUnavailable, Selection, open_gpus
+from meter.config.hardware import HardwareSpec, match_device_name
+from meter.device.gpu import (
+    GpuLost,
+    GpuUnavailable,
+    Selection,
+    open_gpus,
+    visible_devices_setting,
+    visible_devices_variables,
+)
 from meter.errors import UsageError
 from meter.telemetry.monitor import Monitor
 from meter.telemetry.sources import GpuSource
@@ -43,7 +49,7 @@ def open_gpu_monitor(
     if cuda_indices is not None and not cuda_indices:
         return None, [], "no GPU asked for (gpus=[])"
     try:
-        fleet = open_gpus(Selection())  # the GPUs this process's CUDA sees (CUDA_VISIBLE_DEVICES)
+        fleet = open_gpus(Selection())  # the GPUs this process's runtime sees (the visible-devices variable)
     except (GpuUnavailable, GpuLost) as exc:
         return None, [], f"no GPU telemetry: {exc}"
     try:
@@ -55,7 +61,7 @@ def open_gpu_monitor(
         say(f"meter: GPU {index} did not answer and is not metered ({why})")
     if not devices:
         fleet.close()
-        return None, [], "no GPU telemetry: CUDA_VISIBLE_DEVICES selects no GPU that answers"
+        return None, [], f"no GPU telemetry: {' or '.join(visible_devices_variables())} selects no GPU that answers"
     sources = [GpuSource(d) for d in devices]
     gpus = [
         WatchedGpu(
@@ -64,7 +70,7 @@ def open_gpu_monitor(
             name=d.identity.name,
             uuid=d.identity.uuid or None,
             memory_total_bytes=d.identity.memory_total_bytes,
-            hardware=match_nvml_name(d.identity.name, specs),
+            hardware=match_device_name(d.identity.name, specs),
         )
         for s, d in zip(sources, devices)
     ]
@@ -87,8 +93,7 @@ def _select(devices: list, cuda_indices: Sequence[int] | None) -> list:
     for i in cuda_indices:
         if isinstance(i, bool) or not isinstance(i, int) or i < 0 or i >= len(devices):
             raise UsageError(
-                f"gpus: no CUDA device {i!r} in this process ({len(devices)} visible; "
-                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+                f"gpus: no CUDA device {i!r} in this process ({len(devices)} visible; {visible_devices_setting()})"
             )
         if devices[i] not in out:
             out.append(devices[i])

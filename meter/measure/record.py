@@ -180,6 +180,7 @@ def job_metadata(
     gpus: list[WatchedGpu], telemetry: TelemetryInfo | None, setup: JobSetup, *, command: list[str], software
 ) -> RunMetadata:
     """Where the job ran: its first GPU (or the stated hardware, or the host), host, software, git."""
+    from meter.device import host as probe
     from meter.results import metadata as md
 
     if telemetry is None:
@@ -188,8 +189,8 @@ def job_metadata(
         device=_device(gpus, setup),
         hardware=md.hardware_summary(setup.hardware),
         software=software,
-        git=md.git_info(),
-        host=md.host_info(),
+        git=probe.git_info(),
+        host=probe.host_info(),
         command=command,
         telemetry=telemetry,
     )
@@ -214,6 +215,6 @@ def _device(gpus: list[WatchedGpu], setup: JobSetup) -> DeviceInfo:
             name=f"{hw.display_name} (stated, not seen through NVML)",
             hardware_config=hw.name,
         )
-    from meter.results.metadata import cpu_model
+    from meter.device.host import cpu_model
 
     return DeviceInfo(kind="cpu", torch_device="cpu", name=cpu_model(), hardware_config=hw.name if hw else None)

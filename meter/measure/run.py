@@ -158,7 +158,7 @@ def _finish(req: MeasureRequest, job: _Job, meter: JobMeter, child, counter, say
 
 
 def _software():
-    from meter.results.metadata import software_info
+    from meter.device.host import software_info
 
     return software_info(import_torch=False)
 

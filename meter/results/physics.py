@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from meter.results.document import HardwareSummary, RunDocument
+from meter.results.errors import RunFileError
 from meter.results.records import CaseMetrics, CaseResult, TelemetryWindow, Timing
 
 RATE_TOLERANCE = 1e-3  # figures computed from one another: only rounding separates them
@@ -29,9 +30,7 @@ MAX_MFU_WITHOUT_PEAKS = 4.0  # FP4 dense peaks are 4x bf16; without the peaks, n
 Where = Path | str | None
 
 
-def _error(where: Where, field: str, problem: str, value: object):
-    from meter.results.load import RunFileError
-
+def _error(where: Where, field: str, problem: str, value: object) -> RunFileError:
     return RunFileError(where, field, problem, value)
 
 

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
-from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus
-from meter.results.document import TelemetryInfo, TelemetrySource, Timeline, TimelineSeries
+from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus, visible_devices_variables
+from meter.results.document import TelemetryInfo, Timeline, TimelineSeries
 from meter.results.records import TelemetryWindow
 from meter.telemetry.sampler import Sampler
 from meter.telemetry.sources import CpuSource, GpuSource, Source
@@ -160,7 +160,7 @@ class Monitor:
                 ring.between(b.t_s, e.t_s),
                 counter_period_s=self.counter_period_s or DEFAULT_COUNTER_PERIOD_S,
                 lost=self.sampler.lost.get(source.key),
-                power_semantics=source.describe().get("power_semantics"),
+                power_semantics=source.describe().power_semantics,
             )
         return dataclasses.replace(combine(name, per_device), start_s=first - self.t0, end_s=last - self.t0)
 
@@ -172,7 +172,7 @@ class Monitor:
             step = max(1, -(-len(readings) // max_points))
             kept = readings[::step]
             devices[source.key] = TimelineSeries(
-                label=source.describe().get("name") or source.key,
+                label=source.describe().name or source.key,
                 t_s=[round(r.t_s - self.t0, 4) for r in kept],
                 power_w=[r.power_w for r in kept],
                 utilization_ratio=[r.utilization_ratio for r in kept],
@@ -200,7 +200,7 @@ class Monitor:
             counter_period_s=self.counter_period_s,
             counter_period="measured" if self.counter_period_measured else "assumed (typical NVML)",
             min_window_s=self.min_window_s,
-            devices=[TelemetrySource(**s.describe()) for s in self.sources],
+            devices=[s.describe() for s in self.sources],
             events=[message for _, message in self.sampler.events],
         )
 
@@ -240,12 +240,12 @@ def monitor_for_device(
     """A monitor for a benchmark on ``device``, or (None, why there is no telemetry).
 
     ``source``: ``auto`` watches the benchmark's own device (its GPU through the device seam, or
-    the CPU through RAPL); ``nvml`` watches every visible GPU whatever the device; ``rapl`` the CPU.
+    the CPU through RAPL); ``gpu`` watches every visible GPU whatever the device; ``rapl`` the CPU.
     """
     say = say or (lambda _msg: None)
-    if source not in ("auto", "nvml", "rapl"):
+    if source not in ("auto", "gpu", "rapl"):
         raise ValueError(f"unknown telemetry source {source!r}")
-    if source == "nvml" or (source == "auto" and device.kind == "cuda"):
+    if source == "gpu" or (source == "auto" and device.kind == "cuda"):
         return _gpu_monitor(device, interval_s, say, counter_period_s)
     from meter.device.rapl import open_rapl
 
@@ -269,7 +269,7 @@ def _gpu_monitor(device, interval_s: float, say, counter_period_s: float | None)
     if not fleet.gpus:
         fleet.close()
         why = "; ".join(f"GPU {i}: {reason}" for i, reason in fleet.unopened)
-        return None, f"no GPU telemetry: {why or 'CUDA_VISIBLE_DEVICES selects no GPU'}"
+        return None, f"no GPU telemetry: {why or ' or '.join(visible_devices_variables()) + ' selects no GPU'}"
     sync = None
     if device.kind == "cuda":
 

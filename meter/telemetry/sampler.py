@@ -3,10 +3,15 @@
 It keeps a fixed schedule (sleeping for the rest of each period; after falling behind it skips
 ahead rather than bursting). A source whose GPU is lost is dropped with one event and the others
 go on.
+
+Events (a GPU lost, a source dropped) go to the ``meter.telemetry.sampler`` logger at WARNING, so a
+long-running host (``meter serve``) sets their level and format with the rest of its log; ``on_event``
+also hands each one to the caller (``meter bench`` and ``meter measure`` print them).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +20,8 @@ from meter.device.gpu import GpuLost
 from meter.device.reading import Reading
 from meter.telemetry.ring import Ring
 from meter.telemetry.sources import Source
+
+log = logging.getLogger(__name__)
 
 MAX_RATE_HZ = 100.0
 MAX_BUFFER_S = 3600.0  # the rings hold an hour at the chosen rate
@@ -101,6 +108,7 @@ class Sampler:
 
     def _event(self, message: str) -> None:
         self.events.append((time.monotonic(), message))
+        log.warning(message)
         if self._on_event:
             self._on_event(message)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from meter.device.gpu import GpuDevice
 from meter.device.rapl import RaplCounter
 from meter.device.reading import Reading
+from meter.results.document import TelemetrySource
 
 
 class Source(Protocol):
@@ -17,7 +18,7 @@ class Source(Protocol):
 
     def read_energy_j(self) -> float | None: ...
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> TelemetrySource: ...
 
 
 class GpuSource:
@@ -33,8 +34,19 @@ class GpuSource:
     def read_energy_j(self) -> float | None:
         return self.gpu.read_energy_j()
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "gpu", **self.gpu.describe()}
+    def describe(self) -> TelemetrySource:
+        gpu = self.gpu.describe()
+        return TelemetrySource(
+            kind="gpu",
+            index=gpu.index,
+            name=gpu.name,
+            uuid=gpu.uuid,
+            pci_bus_id=gpu.pci_bus_id,
+            architecture=gpu.architecture,
+            mig_enabled=gpu.mig_enabled,
+            power_semantics=gpu.power_semantics,
+            supported=dict(gpu.supported),
+        )
 
 
 class CpuSource:
@@ -67,10 +79,10 @@ class CpuSource:
     def read_energy_j(self) -> float | None:
         return self.rapl.read_energy_j()
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": "cpu",
-            "domains": self.rapl.names,
-            "power_semantics": "RAPL energy difference between samples",
-            "supported": {"energy": True, "power": True},
-        }
+    def describe(self) -> TelemetrySource:
+        return TelemetrySource(
+            kind="cpu",
+            domains=self.rapl.names,
+            power_semantics="RAPL energy difference between samples",
+            supported={"energy": True, "power": True},
+        )

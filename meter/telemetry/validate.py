@@ -89,7 +89,7 @@ def steady_load(
     first source), querying nvidia-smi every ``smi_period_s`` and pairing each answer with the
     sampler's reading nearest in time."""
     source = monitor.sources[0]
-    index = source.describe().get("index")
+    index = source.describe().index
     ring = monitor.sampler.rings[source.key]
     smi_reason = None
     if shutil.which("nvidia-smi") is None:

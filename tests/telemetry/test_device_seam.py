@@ -30,7 +30,7 @@ READ_TWICE = textwrap.dedent("""
             "first": [r.as_dict() for r in first], "second": [r.as_dict() for r in second],
             "health": [{{k: ({{str(c): n for c, n in v.items()}} if isinstance(v, dict) else v)
                         for k, v in h.items()}} for h in health],
-            "describe": [g.describe() for g in fleet.gpus],
+            "describe": [asdict(g.describe()) for g in fleet.gpus],
             "processes": [[asdict(p) for p in g.processes()] for g in fleet.gpus],
             "unopened": fleet.unopened,
             "system": asdict(fleet.system()),

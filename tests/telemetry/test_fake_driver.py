@@ -130,8 +130,8 @@ def test_visible_devices_are_matched_by_uuid_and_index(fake_nvml):
     out = run_python(
         textwrap.dedent("""
         import json
-        from meter.device.nvml import NvmlSession
-        from meter.device.visible import visible_nvml_indices as v
+        from meter.device.nvidia.nvml import NvmlSession
+        from meter.device.nvidia.visible import visible_nvml_indices as v
         with NvmlSession() as s:
             print(json.dumps({
                 "none": v(s, None), "empty": v(s, ""), "indices": v(s, "2,0"),

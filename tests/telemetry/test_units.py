@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from meter.device.nvml import GpuLost, decode_clock_events
+from meter.device.nvidia.nvml import GpuLost, decode_clock_events
 from meter.device.rapl import open_rapl
 from meter.device.reading import Reading
+from meter.results.document import TelemetrySource
 from meter.telemetry.monitor import Monitor, infer_counter_period
 from meter.telemetry.ring import Ring
 from meter.telemetry.sampler import Sampler
@@ -107,8 +108,8 @@ class ScriptedSource:
     def read_energy_j(self) -> float:
         return self.energy
 
-    def describe(self) -> dict:
-        return {"kind": "test", "power_semantics": "scripted"}
+    def describe(self) -> TelemetrySource:
+        return TelemetrySource(kind="gpu", power_semantics="scripted")
 
 
 @pytest.mark.parametrize("hz", [10, 100])

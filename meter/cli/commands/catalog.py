@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "hardware",
         parents=[common],
         help="list hardware configs",
-        description="List the hardware configs: dense peaks, memory, bandwidth, TDP, NVML names.",
+        description="List the hardware configs: dense peaks, memory, bandwidth, TDP, device names.",
     )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
     p.set_defaults(handler=run_hardware)
@@ -173,7 +173,8 @@ def run_hardware(args: argparse.Namespace) -> int:
                         "name": s.name,
                         "display_name": s.display_name,
                         "kind": s.kind,
-                        "nvml_names": s.nvml_names,
+                        "device_names": s.device_names,
+                        "nvml_names": s.device_names,  # the key's old name, kept for existing readers
                         "peak_tflops": dict(s.peak_tflops),
                         "memory_gb": s.memory_gb,
                         "memory_bandwidth_gb_s": s.memory_bandwidth_gb_s,
@@ -207,7 +208,7 @@ def run_hardware(args: argparse.Namespace) -> int:
     print(
         table(
             ["hardware", "bf16 TFLOP/s", "fp8 TFLOP/s", "fp4 TFLOP/s", "mem GB", "HBM GB/s", "scale-up GB/s"]
-            + ["domain GPUs", "TDP W", "NVML name"],
+            + ["domain GPUs", "TDP W", "device name"],
             rows,
         )
     )
@@ -221,7 +222,7 @@ def run_hardware(args: argparse.Namespace) -> int:
 def _names(spec: HardwareSpec) -> str:
     if spec.kind != "gpu":
         return "(peaks measured at run time)"
-    return ", ".join(spec.nvml_names) or "(no NVML name: --hardware NAME)"
+    return ", ".join(spec.device_names) or "(no device name: --hardware NAME)"
 
 
 def run_prices(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def gpu_report(specs: list) -> dict[str, Any]:
     """The driver's view of every GPU, each matched to its hardware config; never raises for a missing driver."""
-    from meter.config.hardware import match_nvml_name
+    from meter.config.hardware import match_device_name
     from meter.device.gpu import GpuLost, GpuUnavailable, Selection, open_gpus
 
     try:
@@ -31,7 +31,7 @@ def gpu_report(specs: list) -> dict[str, Any]:
             gpus = []
             for gpu in fleet.gpus:
                 ident = gpu.identity
-                spec = match_nvml_name(ident.name, specs)
+                spec = match_device_name(ident.name, specs)
                 telemetry = gpu.describe()
                 gpus.append(
                     {
@@ -42,9 +42,9 @@ def gpu_report(specs: list) -> dict[str, Any]:
                         "memory_total_bytes": ident.memory_total_bytes,
                         "mig_enabled": ident.mig_enabled,
                         "hardware_config": spec.name if spec else None,
-                        "architecture": telemetry["architecture"],
-                        "power_semantics": telemetry["power_semantics"],
-                        "telemetry_supported": telemetry["supported"],
+                        "architecture": telemetry.architecture,
+                        "power_semantics": telemetry.power_semantics,
+                        "telemetry_supported": telemetry.supported,
                     }
                 )
             system = fleet.system()

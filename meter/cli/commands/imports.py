@@ -180,12 +180,12 @@ def run_points(args: argparse.Namespace) -> int:
 
 def run_nccl_tests(args: argparse.Namespace) -> int:
     from meter.config.hardware import list_hardware, load_hardware
+    from meter.device.host import command_line
     from meter.engines.comm_run import comm_run
     from meter.engines.nccl_tests import read_nccl_tests
     from meter.jsonable import to_jsonable
     from meter.results.atomic import write_json_atomic
     from meter.results.load import check_consistency
-    from meter.results.metadata import command_line
     from meter.results.runfile import default_run_path
 
     loc = locator(args)

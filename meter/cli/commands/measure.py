@@ -91,8 +91,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from meter.device.host import command_line
     from meter.measure.run import MeasureRequest, command_from_argv, measure, stderr_say
-    from meter.results.metadata import command_line
 
     request = MeasureRequest(
         command=command_from_argv(args.command),

@@ -14,6 +14,7 @@ from meter import domains as D
 from meter.cli.common import locator, number
 from meter.errors import UsageError
 
+LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
@@ -102,11 +103,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--bench-suite", metavar="SUITE", help="run this suite on a schedule (with --bench-every)")
     p.add_argument("--bench-every", type=duration_s, metavar="DURATION", help="e.g. 6h; needs --bench-suite")
     p.add_argument(
-        "--nvml-retry",
+        "--gpu-retry",
+        "--nvml-retry",  # the flag's old name, still accepted
+        dest="gpu_retry",
         type=duration_s,
         default=30.0,
         metavar="DURATION",
-        help="while NVML cannot start, try again this often (default 30s); meter_nvml_up is 0 meanwhile",
+        help="while the GPU library (NVML) cannot start, try again this often (default 30s); meter_nvml_up is 0 "
+        "meanwhile (--nvml-retry is its old name)",
     )
     p.add_argument(
         "--max-run-bytes",
@@ -121,6 +125,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="PATH",
         help="the kubelet's pod-resources socket for pod/namespace/container labels; 'auto' (default): "
         "/var/lib/kubelet/pod-resources/kubelet.sock when it exists; 'off': no pod attribution",
+    )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=list(LOG_LEVELS),
+        default="INFO",
+        help="least severe log line written to stderr (default INFO: GPUs up and runs-dir pruning too; "
+        "WARNING: only problems; DEBUG: TLS handshakes as well)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text: 'meter serve: LEVEL: message' (default); json: one object per line with time, level, "
+        "logger and message, for a log shipper",
     )
     p.set_defaults(handler=run)
 
@@ -166,21 +185,18 @@ def run(args: argparse.Namespace) -> int:
         runs_max_bytes=args.runs_max_bytes,
         bench_suite=args.bench_suite,
         bench_every_s=args.bench_every,
-        nvml_retry_s=args.nvml_retry,
+        gpu_retry_s=args.gpu_retry,
         pod_resources_socket=args.pod_resources_socket,
         **({"max_run_bytes": args.max_run_bytes} if args.max_run_bytes is not None else {}),
     )
-    _log_to_stderr()
+    _log_to_stderr(args.log_level, args.log_format)
     web = _web_config(args)
     exporter = Exporter(config, locator(args), web=web)
     exporter.start()
     host, port = exporter.address
     scheme = "https" if web.tls is not None else "http"
-    print(
-        f"meter serve: {len(exporter.state.accounts)} GPU(s); {scheme}://{host}:{port}/metrics",
-        file=sys.stderr,
-        flush=True,
-    )
+    log = logging.getLogger("meter.serve")
+    log.info(f"{len(exporter.state.accounts)} GPU(s); {scheme}://{host}:{port}/metrics")
     # SIGTERM is how Docker and Kubernetes stop a container: leave as on Ctrl-C (the sampler and the
     # server closed, exit 0); run files are written atomically, so the runs directory stays whole.
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -190,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print("meter serve: stopped", file=sys.stderr, flush=True)
+    log.info("stopped")
     return 0
 
 
@@ -204,15 +220,40 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def _log_to_stderr() -> None:
-    """The exporter's log (web config reloads, deprecations) on stderr, one line each."""
-    log = logging.getLogger("meter.serve")
-    if not log.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("meter serve: %(levelname)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers (Loki, Fluent Bit, Vector) parse without a regex."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime as dt
+        import json
+
+        line = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def _log_to_stderr(level: str = "INFO", fmt: str = "text") -> None:
+    """Everything the exporter logs (its own lines, the sampler's events, web config reloads) on stderr.
+
+    The handler sits on the ``meter`` logger, so ``meter.serve`` and ``meter.telemetry.sampler``
+    alike follow ``--log-level`` and ``--log-format``.
+    """
+    log = logging.getLogger("meter")
+    for handler in [h for h in log.handlers if isinstance(h, _StderrHandler)]:
+        log.removeHandler(handler)  # a second run in one process (tests) replaces the first's settings
+    handler = _StderrHandler()
+    handler.setFormatter(
+        _JsonFormatter() if fmt == "json" else logging.Formatter("meter serve: %(levelname)s: %(message)s")
+    )
+    log.addHandler(handler)
+    log.setLevel(LOG_LEVELS[level])
+    log.propagate = False
 
 
 def _web_config(args: argparse.Namespace):

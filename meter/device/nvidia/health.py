@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from meter.device.gpu import GpuHealth, GpuLost
-from meter.device.nvml import NvmlSession, error_name
+from meter.device.nvidia.nvml import NvmlSession, error_name
 
 _LOST = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_GPU_NOT_FOUND")
 MAX_EVENTS_PER_READ = 1000  # an event storm must not hold the sampler

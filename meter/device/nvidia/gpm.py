@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from meter.device.nvml import NvmlSession, error_name
+from meter.device.nvidia.nvml import NvmlSession, error_name
 
 MIN_PERIOD_S = 0.1
 # (attribute of GpmValues, pynvml constant name): percent in NVML, a ratio here

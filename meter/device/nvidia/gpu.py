@@ -8,12 +8,11 @@ percent -> ratio.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from meter.device.gpu import GpuHealth, GpuIdentity, GpuProcess
-from meter.device.nvml import NvmlSession
-from meter.device.nvml_gpm import NvmlGpm
-from meter.device.nvml_health import NvmlHealth
+from meter.device.gpu import GpuDescription, GpuHealth, GpuIdentity, GpuProcess
+from meter.device.nvidia.gpm import NvmlGpm
+from meter.device.nvidia.health import NvmlHealth
+from meter.device.nvidia.nvml import NvmlSession
 from meter.device.reading import Reading
 
 FIELDS = (
@@ -150,20 +149,20 @@ class NvmlGpu:
         self.gpm.close()
         self._health.close()
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.identity.name,
-            "uuid": self.identity.uuid,
-            "pci_bus_id": self.identity.pci_bus_id,
-            "architecture": self.architecture,
-            "mig_enabled": self.identity.mig_enabled,
-            "power_semantics": self.power_semantics,
-            "supported": {
+    def describe(self) -> GpuDescription:
+        return GpuDescription(
+            index=self.index,
+            name=self.identity.name,
+            uuid=self.identity.uuid,
+            pci_bus_id=self.identity.pci_bus_id,
+            architecture=self.architecture,
+            mig_enabled=self.identity.mig_enabled,
+            power_semantics=self.power_semantics,
+            supported={
                 **self.supported,
                 "power_instant": self.supported_power_fields["instant"],
                 "power_average": self.supported_power_fields["average"],
                 "gpm": self.gpm.supported,
                 **self._health.supported,
             },
-        }
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meter.device.nvml import GpuLost, NvmlSession
+from meter.device.nvidia.nvml import GpuLost, NvmlSession
 
 
 def visible_nvml_indices(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from meter.device.gpu import GpuLost, GpuUnavailable, Selection, SystemInfo
-from meter.device.nvml import NvmlSession
-from meter.device.nvml_gpu import NvmlGpu
-from meter.device.visible import uuid_of, visible_nvml_indices
+from meter.device.nvidia.gpu import NvmlGpu
+from meter.device.nvidia.nvml import NvmlSession
+from meter.device.nvidia.visible import uuid_of, visible_nvml_indices
 
 
 class NvmlFleet:
