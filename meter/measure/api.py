@@ -18,8 +18,10 @@ NVML it still times windows (energy None, never 0). Importing ``meter`` does not
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,10 +32,21 @@ from meter.measure.core import SEGMENT_S, JobMeter
 from meter.measure.gpus import cuda_uuids_if_initialised, open_gpu_monitor
 from meter.measure.inputs import given_work_model, resolve_prices, work_model
 from meter.measure.ledger import MAX_WINDOWS, Ledger
-from meter.measure.record import JobSetup, bare_job, job_metadata, job_result, window_record, without_totals
+from meter.measure.record import (
+    DeferredWindow,
+    JobSetup,
+    bare_job,
+    job_metadata,
+    job_result,
+    settled,
+    window_record,
+    without_totals,
+)
 from meter.results.job import JobResult, JobWindow
 from meter.results.load import RunFileError
 from meter.results.runfile import RunRecorder, default_run_path
+
+SETTLE_EVERY = 4096  # windows left unsettled at most (between segments, or with segment_s=0)
 
 
 class MeterWarning(UserWarning):
@@ -125,8 +138,10 @@ class Meter:
             _warn("no rental price: give price_usd_per_gpu_hour= (or hardware= of a GPU in the price table)")
         self._lock = threading.Lock()
         self._ledger = Ledger(max_windows=max_windows)
+        self._settle_by = 0.0  # monotonic time by which the unsettled windows are worked out
         self._recorders: dict[Path, RunRecorder] = {}
-        self._meter = JobMeter(monitor, watched, segment_s=segment_s).start()
+        self._meter = JobMeter(monitor, watched, segment_s=segment_s, on_segment=self._settle).start()
+        self._gpus = self._setup.gpu_count(self._meter)  # the GPUs a window bills (fixed for the meter's life)
 
     # --- windows ---
 
@@ -144,9 +159,16 @@ class Meter:
         if self._sync is not None:
             self._sync()
         with self._lock:
-            span = self._meter.end(name)
-            record = window_record(span, name, tokens, gpus=self._setup.gpu_count(self._meter), setup=self._setup)
+            span = self._meter.end_deferred(name)
+            gpus, setup = self._gpus, self._setup
+            # the figures are worked out when first read (DeferredWindow): ending costs the edges only
+            record = DeferredWindow(name, tokens, lambda: window_record(span(), name, tokens, gpus=gpus, setup=setup))
             self._ledger.end(record)
+            waiting = self._ledger.unsettled
+            if waiting == 1:
+                self._settle_by = time.monotonic() + SEGMENT_S
+            elif waiting >= SETTLE_EVERY or (waiting % 64 == 0 and time.monotonic() > self._settle_by):
+                self._ledger.settle()  # bounds the memory held, and reads samples long before the rings drop them
         return record
 
     @contextlib.contextmanager
@@ -163,7 +185,13 @@ class Meter:
     def windows(self) -> list[JobWindow]:
         """The windows ended so far (at most ``max_windows`` of them)."""
         with self._lock:
-            return list(self._ledger.kept)
+            return [settled(w) for w in self._ledger.kept]
+
+    def _settle(self) -> None:
+        """Work out the windows ended since the last segment (in the segments' thread, off the hot path),
+        long before the rings drop the samples they span."""
+        with self._lock:
+            self._ledger.settle()
 
     # --- the job ---
 
@@ -181,8 +209,8 @@ class Meter:
             command=_command(),
             tokens=self._ledger.tokens,
             tokens_source="api",
-            windows=list(self._ledger.kept),
             window_totals=self._ledger.totals(),
+            windows=[settled(w) for w in self._ledger.kept],
             windows_not_kept=self._ledger.not_kept,
         )
 
@@ -217,6 +245,7 @@ class Meter:
     def close(self) -> None:
         """Stop sampling; the windows and the job's figures stay readable, ``save`` still works."""
         self._meter.stop()
+        self._settle()
 
     def __enter__(self) -> Meter:
         return self
@@ -232,8 +261,6 @@ def _work(model: str | None, flops_per_token: float | None, phase: str, seq: int
 
 
 def _check_price(price: float | None) -> None:
-    import math
-
     if price is not None and (
         isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0
     ):
@@ -241,8 +268,6 @@ def _check_price(price: float | None) -> None:
 
 
 def _check_tokens(tokens: float | None) -> float | None:
-    import math
-
     if tokens is None:
         return None
     if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or not math.isfinite(tokens) or tokens < 0:
