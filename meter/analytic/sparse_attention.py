@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kernels.args import ModelArgs
+from meter.analytic.layer_shapes import kv_cache_elements_per_token_per_layer, mla_params
 
 Phase = Literal["prefill", "decode"]
 PUBLISHED = "published"
@@ -204,8 +205,6 @@ def compressed_entry_bytes(a: ModelArgs, kv_value_bytes: float) -> float:
 
 def _dsa_projection_flops(a: ModelArgs) -> float:
     """Per token per layer: MLA's own projections (either form does the same work per new token) and the indexer's."""
-    from meter.analytic.params import mla_params
-
     norms = a.q_lora_rank + a.kv_lora_rank
     s = a.sparse_attention
     assert s is not None
@@ -393,9 +392,9 @@ def kv_cache(a: ModelArgs, context: int, kv_value_bytes: float = 1.0) -> KvCache
             a.n_layers * context * s.index_key_bytes,
             0.0,
         )
-    from meter.analytic.memory import kv_cache_bytes_per_token
-
-    return KvCache(context, context * kv_cache_bytes_per_token(a, kv_value_bytes), 0.0, 0.0)
+    # dense: every layer's entry (memory.kv_cache_bytes_per_token of a dense model, the same product)
+    per_token = a.n_layers * (kv_cache_elements_per_token_per_layer(a, "latent") * kv_value_bytes)
+    return KvCache(context, context * per_token, 0.0, 0.0)
 
 
 def kv_cache_bytes_per_token(a: ModelArgs, context: int, kv_value_bytes: float = 1.0) -> float:
@@ -486,8 +485,6 @@ def dsa_layer_bytes(
     weights (the indexer's included) once, input and output once, the new cache entries and indexer
     keys written; with cached positions (decode), every indexer key read and each query's top-k
     latents gathered (``dtype_bytes`` per value: the benchmark's own cache, not DeepSeek's fp8)."""
-    from meter.analytic.params import mla_params
-
     s = a.sparse_attention
     if s is None:
         raise ValueError("dsa_layer_bytes needs a model with sparse_attention")

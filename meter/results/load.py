@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from meter.config.schema import build_dataclass, decode_utf8, read_input_bytes
-from meter.errors import ConfigError, InputError
+from meter.errors import ConfigError, RunFileError
 from meter.results.document import SCHEMA, SCHEMA_VERSION, RunDocument
 
 MAX_RUN_BYTES = 256 * 2**20  # a run file with a full telemetry timeline is a few MiB
-
-
-class RunFileError(InputError):
-    """A file that is not a usable run file of a version this meter reads."""
 
 
 def load_run(path: Path | str) -> RunDocument:

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from meter.errors import RunFileError
 from meter.results.document import HardwareSummary, RunDocument
 from meter.results.records import CaseMetrics, CaseResult, TelemetryWindow, Timing
 
@@ -30,8 +31,6 @@ Where = Path | str | None
 
 
 def _error(where: Where, field: str, problem: str, value: object):
-    from meter.results.load import RunFileError
-
     return RunFileError(where, field, problem, value)
 
 
