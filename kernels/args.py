@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# How an MoE layer routes tokens (kernels.moe.Routing; a bench case names it): the learned gate, or forced
+RoutingMode = Literal["learned", "uniform", "skew"]
+
 # Range checks as plain field metadata (read by meter's schema loader; kernels must not import meter).
 _POSITIVE = {"gt": 0}
 _NON_NEGATIVE = {"ge": 0}

@@ -94,7 +94,7 @@ def run_acceptance(opts: AcceptanceOptions, say: Callable[[str], None] = lambda 
     def steady() -> None:
         monitor = _monitor(device, opts.telemetry_source, 0.01)
         with monitor:
-            rows.extend(K.steady_load(device, monitor, opts.steady_s))
+            rows.extend(K.steady_load_checks(device, monitor, opts.steady_s))
 
     def overhead() -> None:
         from meter.telemetry.monitor import DEFAULT_COUNTER_PERIOD_S

@@ -45,8 +45,8 @@ from typing import Literal
 
 from kernels.args import ModelArgs
 from meter.analytic.layer_shapes import kv_cache_elements_per_token_per_layer, mla_params
+from meter.domains import InferencePhase
 
-Phase = Literal["prefill", "decode"]
 PUBLISHED = "published"
 READING = "meter's reading"
 
@@ -212,7 +212,9 @@ def _dsa_projection_flops(a: ModelArgs) -> float:
     return 2.0 * (mla_params(a) - norms + indexer)
 
 
-def dsa_attention_per_token(a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float = 1.0) -> AttentionPerToken:
+def dsa_attention_per_token(
+    a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float = 1.0
+) -> AttentionPerToken:
     """One token of a V3.2 (DSA) model at ``context``: indexer over every earlier token, MLA over the top-k."""
     s = a.sparse_attention
     if s is None:
@@ -268,7 +270,7 @@ def _compressed_projection_flops(a: ModelArgs, ratio: int) -> float:
 
 
 def compressed_attention_per_token(
-    a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float = 1.0
+    a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float = 1.0
 ) -> AttentionPerToken:
     """One token of a V4 model at ``context``: window + compressed entries (+ indexer) in every layer."""
     c = a.compressed_attention
@@ -334,7 +336,9 @@ def compressed_attention_per_token(
     return AttentionPerToken("compressed", phase, context, projections, parts)
 
 
-def attention_per_token(a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float = 1.0) -> AttentionPerToken:
+def attention_per_token(
+    a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float = 1.0
+) -> AttentionPerToken:
     """The sparse or compressed attention of one token; raises for a dense-attention model."""
     if a.compressed_attention is not None:
         return compressed_attention_per_token(a, context, phase, kv_value_bytes)
@@ -427,7 +431,7 @@ def decode_kv_read_bytes(a: ModelArgs, context: int, kv_value_bytes: float) -> f
     return kv_cache(a, context, kv_value_bytes).total_bytes
 
 
-def step_cache_traffic(a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float) -> tuple[float, float]:
+def step_cache_traffic(a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float) -> tuple[float, float]:
     """(attention, indexer) cache bytes one sequence moves per step of the serving bound.
 
     Decode reads what one token selects (the indexer's keys, the attended entries); prefill writes

@@ -45,21 +45,13 @@ from meter.measure.record import (
 from meter.results.job import JobResult, JobWindow
 from meter.results.load import RunFileError
 from meter.results.runfile import RunRecorder, default_run_path
+from meter.telemetry.monitor import WindowHandle
 
 SETTLE_EVERY = 4096  # windows left unsettled at most (between segments, or with segment_s=0)
 
 
 class MeterWarning(UserWarning):
     """Something the numbers lack (no GPU telemetry, no price), said once when the meter starts."""
-
-
-class WindowHandle:
-    """Yielded by :meth:`Meter.window`: set ``tokens`` inside the block; ``result`` once it ends."""
-
-    def __init__(self, name: str, tokens: float | None):
-        self.name = name
-        self.tokens = tokens
-        self.result: JobWindow | None = None
 
 
 class Meter:
@@ -139,6 +131,8 @@ class Meter:
         self._lock = threading.Lock()
         self._ledger = Ledger(max_windows=max_windows)
         self._settle_by = 0.0  # monotonic time by which the unsettled windows are worked out
+        self._settling = threading.Lock()  # one settler at a time (_settle)
+        self._settler: threading.Thread | None = None
         self._recorders: dict[Path, RunRecorder] = {}
         self._meter = JobMeter(monitor, watched, segment_s=segment_s, on_segment=self._settle).start()
         self._gpus = self._setup.gpu_count(self._meter)  # the GPUs a window bills (fixed for the meter's life)
@@ -168,13 +162,13 @@ class Meter:
             if waiting == 1:
                 self._settle_by = time.monotonic() + SEGMENT_S
             elif waiting >= SETTLE_EVERY or (waiting % 64 == 0 and time.monotonic() > self._settle_by):
-                self._ledger.settle()  # bounds the memory held, and reads samples long before the rings drop them
+                self._settle_soon()  # bounds the memory held, and reads samples long before the rings drop them
         return record
 
     @contextlib.contextmanager
-    def window(self, name: str, *, tokens: float | None = None) -> Iterator[WindowHandle]:
+    def window(self, name: str, *, tokens: float | None = None) -> Iterator[WindowHandle[JobWindow]]:
         """``with m.window("step", tokens=4096) as w: ...``; ``w.result`` is the window once the block ends."""
-        handle = WindowHandle(name, tokens)
+        handle: WindowHandle[JobWindow] = WindowHandle(name, tokens)
         self.begin_window(name)
         try:
             yield handle
@@ -188,17 +182,29 @@ class Meter:
             return [settled(w) for w in self._ledger.kept]
 
     def _settle(self) -> None:
-        """Work out the windows ended since the last segment (in the segments' thread, off the hot path),
-        long before the rings drop the samples they span."""
-        with self._lock:
-            self._ledger.settle()
+        """Work out the windows ended so far and add them to the totals, long before the rings drop the
+        samples they span: in the segments' thread or a thread of its own, off the hot path, and
+        outside the lock, so that windows keep ending meanwhile. Readers of the totals wait for it."""
+        with self._settling:
+            with self._lock:
+                batch = self._ledger.take_unsettled()
+            for w in batch:
+                settled(w)
+            with self._lock:
+                self._ledger.add_totals(batch)
+
+    def _settle_soon(self) -> None:
+        if self._settler is None or not self._settler.is_alive():
+            self._settler = threading.Thread(target=self._settle, name="meter-windows", daemon=True)
+            self._settler.start()
 
     # --- the job ---
 
     def result(self) -> JobResult:
         """The job so far: duration, each GPU's energy, power, clocks and memory, dollars, windows."""
         self._meter.checkpoint()
-        with self._lock:
+        self._settle()  # the windows' figures, outside the lock
+        with self._settling, self._lock:  # no settler holds a batch: the totals have every window
             return self._job_result()
 
     def _job_result(self) -> JobResult:
@@ -217,7 +223,8 @@ class Meter:
     def save(self, path: str | Path | None = None) -> Path:
         """Write (or rewrite) a job run file with everything so far; returns its path."""
         self._meter.checkpoint()
-        with self._lock:
+        self._settle()
+        with self._settling, self._lock:
             target = Path(path) if path is not None else default_run_path(Path("runs"), "job")
             job = self._job_result()
             metadata = job_metadata(

@@ -80,8 +80,15 @@ class Ledger:
 
     def settle(self) -> None:
         """Work out the figures of the windows ended since the last call and add them to the totals."""
+        self.add_totals(self.take_unsettled())
+
+    def take_unsettled(self) -> list[JobWindow]:
+        """The windows not in the totals yet, handed over (to work out, then :meth:`add_totals`)."""
         unsettled, self._unsettled = self._unsettled, []
-        for w in unsettled:
+        return unsettled
+
+    def add_totals(self, windows: list[JobWindow]) -> None:
+        for w in windows:
             self._add_total(w)
 
     @property

@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from kernels.args import ModelArgs
+from kernels.args import ModelArgs, RoutingMode
 from meter.config.schema import ge, gt
+from meter.domains import Phase
 
 Layer = Literal["mla", "gqa", "moe", "ffn", "dsa"]  # dsa: DeepSeek-V3.2 sparse MLA
-Phase = Literal["train", "prefill", "decode"]
 Dtype = Literal["bf16", "fp16", "fp32"]
 Fp8Scaling = Literal["rowwise", "blockwise"]
-Routing = Literal["learned", "uniform", "skew"]
 DecodeForm = Literal["absorbed", "naive", "fused"]
 Collective = Literal["dispatch", "combine", "all_reduce", "all_gather", "all_to_all"]
 # fp8, bf16, fp32: meter's own collectives; the rest are types nccl-tests measures (meter import nccl-tests)
@@ -44,7 +43,7 @@ class BenchCase:
     dtype: Dtype = "bf16"
     fp8: Fp8Scaling | None = None  # expert GEMMs in fp8 with these scales
     ep: int = field(default=1, metadata=ge(1))  # expert-parallel degree: this GPU holds n_routed_experts / ep
-    routing: Routing = "learned"
+    routing: RoutingMode = "learned"
     skew: float = field(default=1.0, metadata=ge(0))  # Zipf exponent when routing == "skew"
     form: DecodeForm = "absorbed"  # MLA decode form (fused: the Triton kernel)
     compile: bool = False  # torch.compile the eager MLA decode forms

@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
 from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus
@@ -25,6 +26,8 @@ from meter.results.records import TelemetryWindow
 from meter.telemetry.sampler import Sampler
 from meter.telemetry.sources import CpuSource, GpuSource, Source
 from meter.telemetry.window import MIN_COUNTER_PERIODS, MIN_SAMPLES, Edge, summarize_window
+
+W = TypeVar("W")
 
 DEFAULT_COUNTER_PERIOD_S = 0.1  # NVML's energy counter typically advances every ~100 ms
 
@@ -48,17 +51,20 @@ def infer_counter_period(
     return statistics.median(gaps) if len(gaps) >= 2 else None
 
 
-class WindowHandle:
-    """Yielded by :meth:`Monitor.window`; its summary is ready once the ``with`` block ends."""
+class WindowHandle(Generic[W]):
+    """What a ``with ... window(name) as w:`` block yields (:meth:`Monitor.window`, ``meter.Meter.window``):
+    ``w.result`` (or ``w.summary()``, which refuses while the block runs) once the block ends; ``tokens``
+    may be set inside the block where the window counts them (the Python API)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, tokens: float | None = None):
         self.name = name
-        self._summary: TelemetryWindow | None = None
+        self.tokens = tokens
+        self.result: W | None = None
 
-    def summary(self) -> TelemetryWindow:
-        if self._summary is None:
+    def summary(self) -> W:
+        if self.result is None:
             raise RuntimeError(f"window {self.name!r} is still open")
-        return self._summary
+        return self.result
 
 
 @dataclass(slots=True)
@@ -222,13 +228,13 @@ class Monitor:
         return Timeline(interval_s=self.sampler.interval_s, devices=devices)
 
     @contextlib.contextmanager
-    def window(self, name: str) -> Iterator[WindowHandle]:
-        handle = WindowHandle(name)
+    def window(self, name: str) -> Iterator[WindowHandle[TelemetryWindow]]:
+        handle: WindowHandle[TelemetryWindow] = WindowHandle(name)
         self.begin_window(name)
         try:
             yield handle
         finally:
-            handle._summary = self.end_window(name)
+            handle.result = self.end_window(name)
 
     def describe(self) -> TelemetryInfo:
         return TelemetryInfo(

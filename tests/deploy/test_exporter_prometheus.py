@@ -182,7 +182,7 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
 
 def test_scrapes_stay_fast_under_load(fake_nvml_lib, tmp_path: Path):
     """100 scrapes a second with 8 GPUs (a shorter run than the documented 30 s one)."""
-    from meter.exporter.loadtest import scrape_load
+    from scripts.exporter_loadtest import scrape_load
     from tests.deploy.conftest import start_exporter
     from tests.fake_nvml import FakeGpu, Scenario
 

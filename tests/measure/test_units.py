@@ -169,8 +169,7 @@ def test_the_overhead_benchmark_runs_and_reports_each_setting(fake_nvml):
     from tests.fake_nvml import FakeGpu, Scenario, run_python
 
     out = run_python(
-        "import json, sys; sys.path.insert(0, 'scripts'); from window_overhead import measure; "
-        "print(json.dumps(measure(20, 500)))",
+        "import json; from scripts.window_overhead import measure; print(json.dumps(measure(20, 500)))",
         fake_nvml(Scenario(gpus=[FakeGpu(), FakeGpu()])),
     )
     assert out["gpus"] == 2 and out["ring_fill"] == 500
@@ -249,3 +248,26 @@ def test_the_side_by_side_script_times_meter_and_counts_its_nvml_calls():
     # two energy reads per GPU per window (the sampler's own reads may fall inside the count)
     assert result["meter"]["nvml_calls_per_pair"] >= 4
     assert "zeus_version" in result or "not installed" in result["zeus"]
+
+
+def test_a_backlog_of_windows_is_worked_out_in_a_thread_and_the_totals_miss_none(monkeypatch):
+    import warnings
+
+    import meter
+    from meter.measure import api
+
+    monkeypatch.setattr(api, "SETTLE_EVERY", 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = meter.Meter(gpus=[], price_usd_per_gpu_hour=3.6, sync=None)
+    ended = []
+    for _ in range(50):
+        m.begin_window("step")
+        ended.append(m.end_window("step", tokens=2))
+    (total,) = m.result().window_totals
+    assert m._settler is not None  # noqa: SLF001 (the backlog started one)
+    assert total.count == 50 and total.tokens == 100.0
+    assert total.usd == pytest.approx(sum(w.usd for w in ended)) and total.duration_s == pytest.approx(
+        sum(w.duration_s for w in ended)
+    )
+    m.close()

@@ -223,7 +223,7 @@ def test_validation_pairs_nvidia_smi_with_the_nearest_sample():
 def test_validation_tool_runs_on_a_gpu(tmp_path: Path):
     import shutil
 
-    from meter.telemetry.validate import main
+    from scripts.validate_telemetry import main
 
     if shutil.which("nvidia-smi") is None:
         pytest.skip("nvidia-smi is not installed")
