@@ -221,11 +221,6 @@ class ModelArgs:
         return self.v_head_dim if self.attention == "mla" else self.head_dim
 
     @property
-    def kv_heads(self) -> int:
-        """Heads of K/V actually materialised in the naive (non-absorbed) form."""
-        return self.n_heads if self.attention == "mla" else self.n_kv_heads
-
-    @property
     def is_sparse(self) -> bool:
         """Attention that reads a selected subset of the context (V3.2's DSA, V4's indexed layers)."""
         return self.sparse_attention is not None or self.compressed_attention is not None
