@@ -18,9 +18,9 @@ import bcrypt
 import pytest
 
 from tests.cost.test_from_run_and_cli import synthetic_run
-from tests.deploy.certs import Pair, TestCa
-from tests.deploy.conftest import query, run_prometheus, start_exporter, stop
-from tests.deploy.test_exporter_prometheus import RULES
+from tests.exporter.certs import Pair, TestCa
+from tests.exporter.conftest import query, run_prometheus, start_exporter, stop
+from tests.exporter.test_exporter_prometheus import RULES
 from tests.fake_nvml import Scenario
 
 PASSWORD = "s3cret pass"

@@ -14,7 +14,7 @@ from meter.errors import ConfigError
 from meter.exporter.tlsserver import peer_sans
 from meter.exporter.webconfig import RateLimit, WebConfig, load_web_config, parse_duration_s
 from meter.exporter.webguard import BcryptUsers, GuardedApp, TokenBucket, WebConfigWatcher
-from tests.deploy.certs import TestCa
+from tests.exporter.certs import TestCa
 
 # exporter-toolkit's docs/web-config.yml sample: alice's bcrypt hash, of "alice123" ($2y$: htpasswd's prefix)
 ALICE = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze"

@@ -121,10 +121,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="the kubelet's pod-resources socket for pod/namespace/container labels; 'auto' (default): "
         "/var/lib/kubelet/pod-resources/kubelet.sock when it exists; 'off': no pod attribution",
     )
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run_exporter)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_exporter(args: argparse.Namespace) -> int:
     from meter.exporter.app import Exporter, ExporterConfig
 
     if args.hash_password:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cost.test_from_run_and_cli import synthetic_run
-from tests.deploy.conftest import start_exporter, stop
+from tests.exporter.conftest import start_exporter, stop
 from tests.fake_nvml import Scenario
 
 
