@@ -6,8 +6,8 @@ Two recipes:
   one ``scaled_mm`` per expert (cuBLAS on sm90);
 - ``rowwise``: one scale per activation row and per weight output channel. On sm90 this runs as
   one ``scaled_grouped_mm`` for all experts (when the probe in :mod:`kernels.ops` passes);
-  elsewhere (and on the CPU, which implements rowwise ``scaled_mm``) as one ``scaled_mm`` per
-  expert.
+  elsewhere (and on a CPU whose torch has a rowwise ``scaled_mm`` kernel: 2.13 has, 2.11 has
+  not) as one ``scaled_mm`` per expert. :func:`fp8_support` says which, from a probe.
 
 Weights are quantised once, at construction. ``forward`` quantises activations on the fly (in
 fp32, as part of the layer); :meth:`Fp8Experts.quantize` and :meth:`Fp8Experts.gemm` split that
@@ -75,21 +75,26 @@ def fp8_support(device: torch.device, recipe: Recipe, dims: tuple[int, ...] = ()
     odd = [d for d in dims if d % 16]
     if odd:
         return f"fp8 GEMMs need dimensions that are multiples of 16 ({odd} are not)"
-    if device.type == "cpu":
-        return None if recipe == "rowwise" else "blockwise fp8 GEMMs need an sm90 GPU (the CPU implements rowwise only)"
     if device.type == "meta":
         return None  # memory planning: no values are computed, the op's meta kernel checks shapes and layouts
-    if device.type != "cuda":
+    if device.type == "cuda":
+        capability = torch.cuda.get_device_capability(device)
+        if capability < (8, 9):
+            return (
+                f"fp8 tensor cores need compute capability 8.9 or newer (this GPU has {capability[0]}.{capability[1]})"
+            )
+        if recipe == "blockwise" and capability != (9, 0):
+            return "DeepSeek's 1x128/128x128 blockwise fp8 GEMM is implemented for sm90 (Hopper) only"
+    elif device.type != "cpu":
         return f"fp8 GEMMs are not supported on {device.type}"
-    capability = torch.cuda.get_device_capability(device)
-    if capability < (8, 9):
-        return f"fp8 tensor cores need compute capability 8.9 or newer (this GPU has {capability[0]}.{capability[1]})"
-    if recipe == "blockwise" and capability != (9, 0):
-        return "DeepSeek's 1x128/128x128 blockwise fp8 GEMM is implemented for sm90 (Hopper) only"
+    # Whether the op runs is what a tiny product on this device says (cached per process), never
+    # what the torch version suggests: torch 2.11's CPU build has F.scaled_mm and no kernel for it.
     op = "scaled_mm_blockwise" if recipe == "blockwise" else "scaled_mm_rowwise"
     probe = ops.probe_ops(str(device))
     if not probe.ok(op):
-        return f"{op} failed its probe on {device}: {probe.reason(op)}"
+        where = "the CPU" if device.type == "cpu" else str(device)
+        hint = " (DeepSeek's blockwise recipe is implemented for sm90 GPUs)" if recipe == "blockwise" else ""
+        return f"{op} failed its probe on {where}: {probe.reason(op)}{hint}"
     return None
 
 

@@ -53,6 +53,23 @@ def require_component(name: str, present: bool, how_to_install: str) -> None:
     pytest.skip(message)
 
 
+def require_module(name: str, how_to_install: str):
+    """The module, or skip (developer machine, the GPU image) / fail (CI) at the module level.
+
+    For test modules that need a package of the test extra the GPU image lacks (hypothesis, grpc,
+    promql-parser): ``pytest -m gpu`` there still collects, and CI can never skip them."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pass
+    message = f"the Python package {name} is missing; {how_to_install}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: a missing component fails, it does not skip)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
 def require_executable(tool: str, how_to_install: str) -> str:
     path = shutil.which(tool)
     require_component(tool, path is not None, how_to_install)
@@ -72,6 +89,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+def skip_without_cpu_fp8() -> None:
+    """Skip a test that runs rowwise fp8 on the CPU where this torch's CPU build cannot (its probe
+    fails: torch 2.11 has ``F.scaled_mm`` and no CPU kernel for it). A property of the torch build,
+    not a missing component: it skips under CI too."""
+    import torch
+
+    from kernels.fp8 import fp8_support
+
+    why = fp8_support(torch.device("cpu"), "rowwise")
+    if why:
+        pytest.skip(why)
 
 
 MEASURING_COMMANDS = ("bench", "run", "acceptance")
@@ -100,14 +130,32 @@ def run_meter(
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Ceilings and memory peaks measured by tests go to a directory of the test session, not ~/.cache."""
+    """Ceilings and memory peaks measured by tests go to a directory of the test session, not ~/.cache.
+
+    It holds trusted ceilings of this machine (:func:`tests.runs.seed_ceilings`), so that a test whose
+    subject is not the ceilings, and every ``meter`` it starts, spends no time measuring them; a test
+    about the ceilings points ``METER_CACHE_DIR`` at a directory of its own."""
+    from tests.runs import seed_ceilings
+
     previous = os.environ.get("METER_CACHE_DIR")
     os.environ["METER_CACHE_DIR"] = str(tmp_path_factory.mktemp("meter-cache"))
+    seed_ceilings(Path(os.environ["METER_CACHE_DIR"]))
     yield
     if previous is None:
         os.environ.pop("METER_CACHE_DIR", None)
     else:
         os.environ["METER_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def seeded_ceilings(tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``meter run``/``bench``/``acceptance`` subprocess whose subject is not the
+    ceilings: a cache directory holding trusted ceilings of this machine, so that no time goes to
+    measuring them (and nothing depends on how fast or how busy the machine is)."""
+    from tests.runs import seed_ceilings
+
+    seed_ceilings(tmp_path / "meter-cache")
+    return {"METER_CACHE_DIR": str(tmp_path / "meter-cache")}
 
 
 @pytest.fixture

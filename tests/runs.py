@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,29 @@ def make_ceilings(copy_bytes_per_s: float = 3.0e12, gemm: dict[str, float] | Non
         measured_at="2026-11-22T00:00:00+00:00",
         method=CeilingsMethod(copy="test", gemm="test", timer="test", settings=TimingSettings()),
     )
+
+
+def seed_ceilings(cache_dir: Path, *, copy_bytes_per_s: float = 1e12, gemm_flops_per_s: float = 1e14) -> Path:
+    """Write trusted CPU ceilings (this machine, measured idle) into ``cache_dir``, for the tests whose
+    subject is not the ceilings: a command then spends no time measuring them. The rates are far above
+    what a CPU reaches, so that no case goes past them (which would drop them from the cache)."""
+    from meter.bench import ceilings as C
+    from meter.config.hardware import list_hardware
+    from meter.device.select import select_device
+    from meter.jsonable import to_jsonable
+    from meter.results.atomic import write_json_atomic
+    from meter.results.document import CeilingsLoad
+
+    cpu = select_device("cpu", list_hardware())
+    ceilings = dataclasses.replace(
+        make_ceilings(copy_bytes_per_s, {d: gemm_flops_per_s for d in ("fp32", "bf16", "fp16", "fp8")}),
+        device_key=C.device_key(cpu),
+        machine=C.current_machine(cpu),
+        load=CeilingsLoad(cpu_count=os.cpu_count() or 1, loadavg_1m=0.0, others_busy_cpus=0.0, loaded=False),
+    )
+    path = cache_dir / "ceilings" / f"{C.device_key(cpu)}.json"
+    write_json_atomic(path, to_jsonable(ceilings))
+    return path
 
 
 def ok_case(

@@ -432,6 +432,12 @@ def flags(*argv: str) -> Callable[[Path], list[str]]:
 FLAGS = [
     Bad("sample rate zero", flags("bench", "--sample-hz", "0"), ("--sample-hz", "[1, 100]", "'0'")),
     Bad("skew NaN", flags("bench", "--skew", "nan"), ("--skew", "'nan'")),
+    Bad(
+        "ceilings both skipped and re-measured",
+        flags("run", "--no-ceilings", "--remeasure-ceilings"),
+        ("--remeasure-ceilings", "not allowed with argument --no-ceilings"),
+    ),
+    Bad("bench --ceilings with --no-ceilings", flags("bench", "--ceilings", "--no-ceilings"), ("--no-ceilings",)),
     Bad("sequence 1e300", flags("bench", "--seq", "1e300"), ("--seq", "'1e300'")),
     Bad("batch zero flag", flags("bench", "--batch", "0"), ("--batch", "'0'")),
     Bad("min time negative", flags("bench", "--min-time", "-1"), ("--min-time", "'-1'")),

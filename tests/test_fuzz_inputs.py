@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from meter.errors import MeterError
-from meter.results import RunDocument, parse_run
-from tests.runs import tiny_run_dict
+from tests.conftest import require_module
+
+require_module("hypothesis", "pip install -e '.[test]' (random mutations of run files and configs)")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from meter.errors import MeterError  # noqa: E402
+from meter.results import RunDocument, parse_run  # noqa: E402
+from tests.runs import tiny_run_dict  # noqa: E402
 
 BASE_RUN = tiny_run_dict()
 WHERE = "fuzz/run.json"

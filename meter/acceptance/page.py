@@ -103,3 +103,23 @@ def render(doc: RunDocument, run_file: str, command: str) -> str:
         )
     out.append("")
     return "\n".join(out)
+
+
+def render_plain(doc: RunDocument, run_file: str, command: str, error: str) -> str:
+    """The page when :func:`render` failed: the steps and checks as plain lines, and why."""
+    report = doc.acceptance
+    out = [
+        f"# Acceptance: {doc.metadata.device.label}, {doc.started_at.date().isoformat()}",
+        "",
+        f"The full page could not be rendered ({error}); the figures are all in the run file `{run_file}`.",
+        f"Command: `{command}`",
+        "",
+    ]
+    if report is not None:
+        out += [
+            f"- step {s.name}: {s.status} ({s.seconds:.1f} s){f': {s.reason}' if s.reason else ''}"
+            for s in report.steps
+        ]
+        out += [f"- check {c.section} / {c.name}: {c.verdict} {c.value!r} {c.unit or ''}" for c in report.checks]
+    out += [f"- case {r.id}: {r.status}" for r in doc.cases]
+    return "\n".join(out) + "\n"

@@ -38,6 +38,10 @@ class StepRunner:
     def left_s(self) -> float:
         return self.budget_s - self.reserve_s - self.elapsed_s
 
+    def skip(self, name: str, timeout_s: float, reason: str) -> None:
+        """Record a step that cannot run (what it needs failed before it)."""
+        self.records.append(StepRecord(name, "skipped", 0.0, timeout_s, reason))
+
     def run(self, name: str, timeout_s: float, fn: Callable[[], Any]) -> Any:
         """``fn()``'s value, or None when it failed, timed out or was skipped (recorded either way)."""
         allowed = min(timeout_s, self.left_s)
@@ -49,14 +53,17 @@ class StepRunner:
         previous = signal.signal(signal.SIGALRM, _expire)
         signal.setitimer(signal.ITIMER_REAL, allowed)
         try:
-            value = fn()
+            try:
+                value = fn()
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)  # first: no re-armed alarm may fire past the step
         except StepTimeout:
             limit = "its timeout" if allowed == timeout_s else "the time budget"
             status, reason = "timed out", f"stopped after {allowed:.0f} s ({limit})"
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # the step's failure is the record; the next step runs
-            status, reason = "failed", _reason(exc)
+            status, reason = "failed", failure_reason(exc)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
@@ -64,11 +71,18 @@ class StepRunner:
         return value
 
 
+REARM_S = 0.5
+
+
 def _expire(signum: int, frame: Any) -> None:
+    # An exception raised while Python runs a finalizer or a weakref callback is printed and
+    # dropped ("Exception ignored in ..."), and a step would then run on unbounded: the alarm is
+    # re-armed, so that it fires again until the step has really stopped.
+    signal.setitimer(signal.ITIMER_REAL, REARM_S)
     raise StepTimeout()
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""

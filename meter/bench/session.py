@@ -47,15 +47,18 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def default_ceilings(device: ComputeDevice, *, remeasure: bool = False, say: Callable[[str], None] = _stderr):
-    """The device's cached ceilings, or measured now (and cached) with a line saying so."""
+def default_ceilings(
+    device: ComputeDevice,
+    dtypes: list[str] | None = None,
+    *,
+    remeasure: bool = False,
+    say: Callable[[str], None] = _stderr,
+):
+    """The device's ceilings in ``dtypes`` (default: every precision it runs): cached when they can be
+    trusted, else measured now under a time cap per ceiling, with a line per ceiling."""
     from meter.bench import ceilings as C
 
-    cached = None if remeasure else C.load_cached(device)
-    if cached is not None:
-        return cached
-    say(f"measuring {device.label} ceilings (copy bandwidth, GEMM rates); cached for later runs")
-    return C.measure(device)
+    return C.trusted(device, C.default_dtypes(device) if dtypes is None else dtypes, remeasure=remeasure, say=say)
 
 
 def ops_info(device: ComputeDevice) -> OpsInfo:
@@ -111,6 +114,15 @@ def run_metadata(device: ComputeDevice, settings: TimingSettings, models, suite:
     )
 
 
+def _lower(first: Ceilings, again: Ceilings) -> Ceilings:
+    """Of two measurements, the lower of each ceiling (beside the higher, kept as the ceilings)."""
+    return dataclasses.replace(
+        again,
+        copy_bytes_per_s=min(first.copy_bytes_per_s, again.copy_bytes_per_s),
+        gemm_flops_per_s={d: min(v, again.gemm_flops_per_s.get(d, v)) for d, v in first.gemm_flops_per_s.items()},
+    )
+
+
 class BenchSession:
     """Measures cases on one device into one run document (written when ``output`` is given)."""
 
@@ -127,6 +139,8 @@ class BenchSession:
         ceilings: Callable[[], Ceilings | None] | None = None,
         record_as: Callable[[CaseResult], CaseResult] | None = None,
         say: Callable[[str], None] = _stderr,
+        remeasure_exceeded: bool = True,
+        repeat_ceilings: bool = False,
     ):
         self.device, self.models, self.settings = device, dict(models), settings
         self.output, self.telemetry_request, self.cuda_graphs = output, telemetry, cuda_graphs
@@ -134,6 +148,8 @@ class BenchSession:
         self._ceilings_source = ceilings or (lambda: default_ceilings(device, say=say))
         self._record_as = record_as  # how a result goes into this file (a distributed rank 0: "rank 0 only")
         self.say = say
+        self.remeasure_exceeded = remeasure_exceeded  # False where a step runner owns every measurement
+        self.repeat_ceilings = repeat_ceilings  # measure a CPU's ceilings again at the end: the cost bands' spread
         self.recorder: RunRecorder | None = None
         self.ceilings: Ceilings | None = None
         self.monitor = None
@@ -162,6 +178,7 @@ class BenchSession:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._check_ceilings()
         if exc_type is None:
             self.status = "complete"
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -180,6 +197,47 @@ class BenchSession:
                 self.recorder.finish(self.status)
             except RunWriteError as err:
                 self.status, self.write_error = "failed", self.write_error or err
+
+    def _check_ceilings(self) -> None:
+        """A case past a ceiling by more than 10% puts the ceiling in doubt. Measured here (not by a
+        step runner with its own budget), it is measured again and each ceiling taken as the higher of
+        the two; a case still past it flags it in the run file and drops it from the cache."""
+        from meter.bench import ceilings as C
+
+        past = C.exceeded(self.ceilings, self.results)
+        # On a CPU the machine's speed moves between runs (other work): the ceilings are measured
+        # again at the end, and the cost bands carry the two measurements' difference.
+        repeat = self.repeat_ceilings and self.device.kind == "cpu" and any(r.ok for r in self.results)
+        if self.ceilings is None or not (past or repeat):
+            return
+        if self.remeasure_exceeded:
+            why = f"ceilings in doubt: {past[0]}; measuring them again" if past else "ceilings: measuring them again"
+            self.say(why + (" (the cost bands carry how far they moved)" if repeat else ""))
+            try:
+                again = C.measure(self.device, dtypes=list(self.ceilings.gemm_flops_per_s), say=self.say, save=False)
+            except Exception as exc:  # the figures measured so far matter more than a second try
+                self.say(f"ceilings: measuring again failed ({exc})" + ("; flagged instead" if past else ""))
+            else:
+                first = self.ceilings
+                self.ceilings = C.best_of(first, again) if past else first
+                self.ceilings = C.with_repeat(self.ceilings, again if self.ceilings is first else _lower(first, again))
+                self.results = [C.rebased(r, self.ceilings) for r in self.results]
+                if self.recorder is not None:
+                    self.recorder.doc.cases = [C.rebased(r, self.ceilings) for r in self.recorder.doc.cases]
+                past = C.exceeded(self.ceilings, self.results)
+                if not past and not self.ceilings.flags:
+                    C.store(self.device, dataclasses.replace(self.ceilings, repeat=None))
+        if past:
+            self.say(
+                f"ceilings in doubt: {past[0]}"
+                + (f" (and {len(past) - 1} more)" if len(past) > 1 else "")
+                + "; flagged in the run file and dropped from the cache (the next run measures them again)"
+            )
+            C.forget(self.device)
+            self.ceilings = C.flagged(self.ceilings, past)
+        if self.recorder is not None:
+            doc = self.recorder.doc
+            doc.metadata = dataclasses.replace(doc.metadata, ceilings=self.ceilings)
 
     def monitor_stop(self) -> None:
         """Stop sampling (once) and keep the timeline and the telemetry description."""

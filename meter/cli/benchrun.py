@@ -30,6 +30,17 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
         "--no-cuda-graphs", action="store_true", help="time decode eagerly instead of replaying a CUDA graph"
     )
     add_telemetry_options(p)
+    ceilings = p.add_mutually_exclusive_group()
+    ceilings.add_argument(
+        "--no-ceilings",
+        action="store_true",
+        help="do not measure or load the device's copy and GEMM ceilings (no %% of ceiling figures)",
+    )
+    ceilings.add_argument(
+        "--remeasure-ceilings",
+        action="store_true",
+        help="measure the ceilings again instead of using the cached ones (cached per machine)",
+    )
     p.add_argument("--json", action="store_true", help="print the run file's JSON at the end instead of tables")
     p.add_argument(
         "--push", metavar="URL", type=push_url, help="hand the run file to a running exporter (meter serve) at URL"
@@ -94,7 +105,15 @@ def progress(stream):
 
 
 def execute(
-    args: argparse.Namespace, cases, models, device, *, label: str, suite: str | None, remeasure_ceilings: bool = False
+    args: argparse.Namespace,
+    cases,
+    models,
+    device,
+    *,
+    label: str,
+    suite: str | None,
+    remeasure_ceilings: bool = False,
+    repeat_ceilings: bool = False,
 ):
     """Run cases into a run file; returns its recorder (KeyboardInterrupt is re-raised after saving).
 
@@ -102,6 +121,7 @@ def execute(
     is measured) and after every case. If a later write fails, the run stops, what was measured is
     printed, and the last valid file stays in place.
     """
+    from meter.bench.ceilings import needed_dtypes
     from meter.bench.session import BenchSession, default_ceilings
     from meter.results.runfile import RunWriteError, default_run_path
 
@@ -115,7 +135,12 @@ def execute(
         settings=settings,
         telemetry=telemetry_request(args),
         cuda_graphs=not args.no_cuda_graphs,
-        ceilings=lambda: default_ceilings(device, remeasure=remeasure_ceilings, say=say),
+        repeat_ceilings=repeat_ceilings,
+        ceilings=(lambda: None)
+        if args.no_ceilings
+        else lambda: default_ceilings(
+            device, needed_dtypes(cases), remeasure=remeasure_ceilings or args.remeasure_ceilings, say=say
+        ),
         say=say,
     )
     session.open_run_file()  # refuses an unwritable path before measuring

@@ -142,3 +142,16 @@ def reproduction_row(r) -> list[str]:
         "yes" if r.agrees else "NO",
         "independent" if r.kind == "independent" else "consistency check",
     ]
+
+
+def serving_where(e) -> str:
+    """Which deployment, GPUs and batch a serving estimate is at, in words: the terminal and the HTML
+    report print it beside the same figure, so the two can be matched (and told apart from others)."""
+    if e.bound is None:
+        return f"on {e.hardware.name}, at the scenario's own throughput"
+    pool = e.bound.decode.pool
+    batch = f"decode batch {pool.batch_per_gpu:g} per GPU" if pool.batch_per_gpu else "decode batch as memory allows"
+    return (
+        f"on the {e.bound.deployment.name} deployment ({e.hardware.name}, decode EP{pool.ep} TP{pool.tp} "
+        f"DP{pool.dp}, {batch}, context {pool.context})"
+    )

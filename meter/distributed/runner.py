@@ -60,7 +60,7 @@ def run_distributed(plan: DistributedPlan) -> RunDocument | None:
         output=plan.output if ctx.is_main else None,
         settings=plan.settings,
         telemetry=plan.telemetry,
-        ceilings=(lambda: _ceilings(ctx, device)) if plan.cases else (lambda: None),
+        ceilings=(lambda: _ceilings(ctx, device, plan.cases)) if plan.cases else (lambda: None),
         # kept as it comes: if a rank dies, rank 0's figures survive
         record_as=lambda r: dataclasses.replace(r, ranks=RanksSummary(count=1, note="rank 0 only; not yet gathered")),
     )
@@ -130,22 +130,23 @@ def _torch_device(device):
     return torch.device(device.torch_device)
 
 
-def _ceilings(ctx, device):
-    """This rank's copy and GEMM ceilings, from the cache or measured.
+def _ceilings(ctx, device, cases):
+    """This rank's copy and GEMM ceilings in the precisions of ``cases``, from the cache or measured.
 
     Separate GPUs do not disturb each other's copy and GEMM rates, so they measure at once; CPU
-    ranks share the cores, so they take turns and the later ones find the first one's cache.
+    ranks share the cores, so they take turns and the later ones take the first one's cache.
     """
     import torch.distributed as dist
 
-    from meter.bench.ceilings import load_cached, measure
+    from meter.bench.ceilings import load_cached, needed_dtypes, trusted
 
+    dtypes = needed_dtypes(cases)
     if device.kind == "cuda":
-        return load_cached(device) or measure(device)
+        return trusted(device, dtypes)
     found = None
     for turn in range(ctx.local_world_size):
         if ctx.local_rank == turn:
-            found = load_cached(device) or measure(device)
+            found = (load_cached(device) if turn > 0 else None) or trusted(device, dtypes)
         dist.barrier()
     return found
 

@@ -1,7 +1,9 @@
 """Compare two runs case by case: ratios, and whether a difference is larger than the runs' own spread.
 
-A difference counts as real only when the two medians differ by more than the larger of the two
-runs' interquartile ranges (scaled to the metric); otherwise it is flagged as noise.
+A difference is called noise only when it lies inside both runs' own spread: each run's median
+within half the other run's interquartile range of it (every metric here is a median time turned
+into a rate, so the timing medians decide). A factor of two or more is never noise, whatever the
+spread: a 230x change is a change.
 """
 
 from __future__ import annotations
@@ -46,8 +48,19 @@ def _value(case: CaseResult | None, metric: str) -> float | None:
     return getattr(where, metric) if where is not None else None
 
 
-def _relative_spread(case: CaseResult) -> float:
-    return case.timing.spread if case.timing is not None else 0.0
+NEVER_NOISE_FACTOR = 2.0
+
+
+def within_both_spreads(a: CaseResult, b: CaseResult) -> bool:
+    """Whether the two medians lie within half of each run's own interquartile range of each other."""
+    ta, tb = a.timing, b.timing
+    if ta is None or tb is None or ta.median_s <= 0 or tb.median_s <= 0:
+        return False
+    factor = max(ta.median_s, tb.median_s) / min(ta.median_s, tb.median_s)
+    if factor >= NEVER_NOISE_FACTOR:
+        return False
+    gap = abs(tb.median_s - ta.median_s)
+    return gap <= ta.iqr_s / 2 and gap <= tb.iqr_s / 2
 
 
 def compare(doc_a: RunDocument, doc_b: RunDocument, metrics: list[str] | None = None) -> list[Comparison]:
@@ -84,8 +97,7 @@ def compare(doc_a: RunDocument, doc_b: RunDocument, metrics: list[str] | None = 
             if va is None or vb is None or va == 0:
                 continue
             ratio = vb / va
-            # every metric here is a median time turned into a rate, so the timing spread carries over
-            noise = abs(ratio - 1.0) <= max(_relative_spread(a), _relative_spread(b))
+            noise = within_both_spreads(a, b)
             higher_better = METRICS[metric][2]
             verdict = "noise" if noise else ("better" if (ratio > 1) == higher_better else "worse")
             out.append(Comparison(key[0], key[1], metric, va, vb, ratio, noise, verdict))

@@ -139,7 +139,7 @@ def cost_views(
     from meter.cost.estimate import estimate_serve, estimate_train
     from meter.cost.from_run import measured_from_doc
 
-    out: dict[str, Any] = {"train": None, "serve_by_batch": [], "problems": []}
+    out: dict[str, Any] = {"train": None, "serve": None, "serve_by_batch": [], "problems": []}
     if run.doc.kind == "job":
         return _job_cost_views(run, locator, train_scenario, samples, out)
     try:
@@ -155,6 +155,10 @@ def cost_views(
         out["problems"].append(f"training: {exc}")
     decode = sorted({(r.batch, r.context) for r in measured.phases.get("decode", []) if r.form != "naive"})
     scenario = load_scenario(serve_scenario, locator)
+    try:  # the figure `meter run` prints for this run file: the scenario's deployment, priced from the run
+        out["serve"] = estimate_serve(scenario, run=measured, samples=samples, locator=locator)
+    except MeterError as exc:
+        out["problems"].append(f"serving: {exc}")
     for batch, context in decode:
         try:
             e = estimate_serve(scenario, run=measured, batch=batch, context=context, samples=samples, locator=locator)

@@ -11,7 +11,7 @@ from typing import Any
 
 from meter import __version__
 from meter.config.paths import ConfigLocator
-from meter.cost.display import SERVE_DISPLAY, TRAIN_DISPLAY, fmt, rows
+from meter.cost.display import SERVE_DISPLAY, TRAIN_DISPLAY, fmt, rows, serving_where
 from meter.errors import OutputError
 from meter.jsonable import to_jsonable
 from meter.report import data, plots
@@ -220,6 +220,18 @@ def build(
             parts["training-cost"] += [f'<p class="note">{html.escape(n)}</p>' for n in e.notes]
             parts["training-cost"].append(
                 '<p class="note">Leaves out: ' + html.escape("; ".join(e.scenario.leaves_out)) + "</p>"
+            )
+        if c.get("serve") is not None:
+            e = c["serve"]
+            per_out = e.outputs.get("usd_per_m_output_tokens")
+            band = f" (P10-P90 {fmt(per_out.p10, 'usd_small')}-{fmt(per_out.p90, 'usd_small')})" if per_out else ""
+            parts["serving-cost"].append(
+                f"<h3>{html.escape(e.scenario.name)} from {html.escape(r.name)}: "
+                f"{html.escape(fmt(per_out.point if per_out else None, 'usd_small'))} per million output tokens"
+                f"{html.escape(band)}</h3>"
+                f'<p class="note">As <code>meter run</code> prints it for this run file: '
+                f"{html.escape(serving_where(e))}; {html.escape(e.method)}. The table below prices the decode "
+                "batches the run measured instead.</p>"
             )
         if c["serve_by_batch"]:
             parts["serving-cost"].append(

@@ -132,6 +132,39 @@ class CeilingsMethod:
 
 
 @dataclass(frozen=True)
+class CeilingsMachine:
+    """The machine a ceiling was measured on; a cached ceiling of another machine is measured again."""
+
+    kind: Literal["cuda", "cpu"]
+    name: str  # the CPU model or the GPU name
+    torch: str
+    cpu_flags: list[str] = field(default_factory=list)  # the SIMD flags GEMMs depend on
+    threads: int | None = field(default=None, metadata=ge(1))  # torch's intra-op threads
+    driver: str | None = None  # the GPU driver
+    cuda: str | None = None
+
+
+@dataclass(frozen=True)
+class CeilingsLoad:
+    """How busy the machine was while the ceilings were measured (a loaded machine gives low ceilings)."""
+
+    cpu_count: int = field(metadata=ge(1))
+    loadavg_1m: float | None = field(default=None, metadata=ge(0))  # before measuring
+    others_busy_cpus: float | None = field(default=None, metadata=ge(0))  # CPUs' worth used by other processes
+    loaded: bool = False
+
+
+@dataclass(frozen=True)
+class CeilingsRepeat:
+    """The same ceilings measured again at the end of a CPU run: how far the machine's own speed moved
+    between the two (a CPU shared with other work moves several-fold). Cost bands carry it."""
+
+    copy_bytes_per_s: float = field(metadata=gt(0))
+    gemm_flops_per_s: Mapping[str, float] = field(metadata=gt(0))
+    measured_at: str
+
+
+@dataclass(frozen=True)
 class Ceilings:
     """Ceilings measured on the device itself: a large copy and a large GEMM."""
 
@@ -140,9 +173,23 @@ class Ceilings:
     gemm_flops_per_s: Mapping[str, float] = field(metadata=gt(0))  # by dtype
     measured_at: str
     method: CeilingsMethod
+    machine: CeilingsMachine | None = None
+    load: CeilingsLoad | None = None
+    gemm_sizes: Mapping[str, int] = field(default_factory=dict, metadata=ge(1))  # the n of each best rate
+    flags: list[str] = field(default_factory=list)  # why not to trust them as they are
+    repeat: CeilingsRepeat | None = None
 
     def gemm(self, dtype: str) -> float | None:
         return self.gemm_flops_per_s.get(dtype)
+
+    def repeat_ratio(self, what: str) -> float | None:
+        """These ceilings over the repeat measurement's, for ``copy`` or a GEMM dtype; None without one."""
+        if self.repeat is None:
+            return None
+        if what == "copy":
+            return self.copy_bytes_per_s / self.repeat.copy_bytes_per_s
+        again = self.repeat.gemm_flops_per_s.get(what)
+        return self.gemm_flops_per_s[what] / again if again and what in self.gemm_flops_per_s else None
 
 
 @dataclass(frozen=True)

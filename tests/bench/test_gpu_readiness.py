@@ -48,6 +48,9 @@ def test_a_step_that_reads_group_sizes_on_the_host_is_never_captured():
     inside torch.cuda.graph. The workload says so, and capture is refused before touching CUDA."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from tests.conftest import skip_without_cpu_fp8
+
+    skip_without_cpu_fp8()
     loop = build_workload(tiny("moe", "decode", dtype="bf16"), MISALIGNED, CPU)
     grouped = build_workload(tiny("moe", "decode", dtype="bf16"), TINY, CPU)
     fp8 = build_workload(tiny("moe", "decode", dtype="bf16", fp8="rowwise"), TINY, CPU)
@@ -211,8 +214,10 @@ def test_the_energy_window_excludes_warm_up_timing_and_flushes(monkeypatch):
 
 
 def test_fp8_cases_time_the_gemms_on_prequantised_inputs_and_the_layer():
+    from tests.conftest import skip_without_cpu_fp8
     from tests.runs import make_ceilings
 
+    skip_without_cpu_fp8()
     ceilings = make_ceilings(1e10, {"fp32": 1e11, "bf16": 1e11, "fp8": 2e10})
     [r] = _run([tiny("moe", "prefill", dtype="bf16", fp8="rowwise")], ceilings=ceilings)
     assert r.status == "ok", r.reason
@@ -302,7 +307,10 @@ def test_doctor_and_the_results_table_show_ops_and_fall_backs(capsys):
     ops = _json.loads(r.stdout)["ops"]
     assert ops["names"]["grouped_mm"] in ("F.grouped_mm", "torch._grouped_mm")
     cpu_probes = ops["probes"]["cpu"]
-    assert cpu_probes["scaled_mm_rowwise"]["ok"] is True and cpu_probes["scaled_mm_blockwise"]["ok"] is False
+    from kernels.ops import probe_ops
+
+    assert cpu_probes["scaled_mm_rowwise"]["ok"] is probe_ops("cpu").ok("scaled_mm_rowwise")
+    assert cpu_probes["scaled_mm_blockwise"]["ok"] is False
     assert cpu_probes["scaled_mm_blockwise"]["reason"]
     assert "fused ops" in run_meter("doctor").stdout
 

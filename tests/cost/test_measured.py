@@ -38,7 +38,7 @@ CASES = [
 ]
 
 
-def _run(path: Path, *, scale: float = 1.0, spread: float = 0.02, device: str = "test CPU") -> Path:
+def _run(path: Path, *, scale: float = 1.0, spread: float = 0.02, device: str = "test CPU", ceilings=CEILINGS) -> Path:
     """A CPU run with the cases above (``scale`` times slower) and one decode projection over them."""
     results, layers = [], {}
     for layer, phase, flops, nbytes, seconds in CASES:
@@ -75,7 +75,7 @@ def _run(path: Path, *, scale: float = 1.0, spread: float = 0.02, device: str = 
         run_id="regimes",
         status="complete",
         started_at=utc_now(),
-        metadata=cpu_metadata(device=device_info, ceilings=CEILINGS),
+        metadata=cpu_metadata(device=device_info, ceilings=ceilings),
         cases=results,
         projections=[projection],
     )
@@ -90,6 +90,28 @@ def test_regimes_by_intensity_and_their_efficiencies(tmp_path: Path):
     assert regime["moe.decode"] == "compute" and regime["mla.train"] == "memory"  # the label does not decide
     assert run.regime_efficiency("compute").central == pytest.approx(0.5)
     assert run.regime_efficiency("memory").central == pytest.approx(0.4)  # median of 0.2, 0.5, 0.4
+
+
+def test_a_cpu_runs_ceilings_measured_twice_widen_its_bands_by_how_far_they_moved(tmp_path: Path):
+    """The machine was 2x slower when the ceilings were measured again (other work): the efficiencies
+    against the second measurement are twice as high, and the band covers both moments."""
+    import dataclasses
+
+    from meter.results.document import CeilingsRepeat
+
+    moved = dataclasses.replace(CEILINGS, repeat=CeilingsRepeat(0.5e11, {"bf16": 0.5e13}, "2026-11-22T00:01:00+00:00"))
+    once = load_measured(_run(tmp_path / "once.json"))
+    twice = load_measured(_run(tmp_path / "twice.json", ceilings=moved))
+    for regime, central in (("compute", 0.5), ("memory", 0.4)):
+        lo1, hi1 = once.regime_efficiency(regime).bounds
+        lo2, hi2 = twice.regime_efficiency(regime).bounds
+        assert hi1 < 1.1 * central and hi2 > 1.5 * central and lo2 <= lo1 * 1.05, (regime, lo1, hi1, lo2, hi2)
+    rate = twice.pick("decode")
+    assert rate.basis_repeat_ratio == pytest.approx(2.0)  # no datasheet: the basis is the bf16 ceiling
+    e1 = estimate_serve(load_scenario("deepseek-v3-day6"), run=once, samples=4000)
+    e2 = estimate_serve(load_scenario("deepseek-v3-day6"), run=twice, samples=4000)
+    u1, u2 = e1.outputs["usd_per_m_output_tokens"], e2.outputs["usd_per_m_output_tokens"]
+    assert (u2.p90 - u2.p10) > 2 * (u1.p90 - u1.p10)  # the band carries the between-moment spread
 
 
 def test_serving_from_a_run_scales_each_regime_of_the_bound(tmp_path: Path):

@@ -55,7 +55,7 @@ def test_distributed_outside_torchrun_is_one_line_exit_2():
     "args, message",
     [
         (["--comm-only", "--no-comm"], "--comm-only and --no-comm exclude each other"),
-        (["--ceilings"], "--ceilings measures one device"),
+        (["--ceilings"], "--ceilings goes with one device"),
     ],
 )
 def test_conflicting_distributed_options(args, message):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
-from meter.device.kubelet import Owner, PodResourcesClient, PodResourcesError
-from meter.exporter.attribution import Attributor
-from meter.exporter.state import Attribution
-from tests.fake_kubelet import FakeKubelet
+from tests.conftest import require_module
+
+grpc = require_module("grpc", "pip install -e '.[test]' (the kubelet's pod-resources gRPC API)")
+
+from meter.device.kubelet import Owner, PodResourcesClient, PodResourcesError  # noqa: E402
+from meter.exporter.attribution import Attributor  # noqa: E402
+from meter.exporter.state import Attribution  # noqa: E402
+from tests.fake_kubelet import FakeKubelet  # noqa: E402
 
 GPU0, GPU1 = "GPU-fa4e0000-0000-0000-0000-000000000000", "GPU-fa4e0000-0000-0000-0000-000000000001"
 PODS = [

@@ -15,7 +15,6 @@ import time
 
 from tests.cost.test_from_run_and_cli import synthetic_run
 from tests.exporter.conftest import start_exporter, stop, wait_for
-from tests.fake_kubelet import FakeKubelet
 from tests.fake_nvml import FakeGpu, Scenario
 
 GPU0, GPU1 = "GPU-fa4e0000-0000-0000-0000-000000000000", "GPU-fa4e0000-0000-0000-0000-000000000001"
@@ -61,6 +60,11 @@ def test_health_gpm_processes_and_owners_are_exported(fake_nvml_lib, tmp_path):
     job = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)"], env={**os.environ, "SLURM_JOB_ID": "4711"}
     )
+    from tests.conftest import require_module
+
+    require_module("grpc", "pip install -e '.[test]' (the kubelet's pod-resources gRPC API)")
+    from tests.fake_kubelet import FakeKubelet
+
     kubelet = FakeKubelet([("team-a", "train-0", "trainer", "nvidia.com/gpu", [GPU0])])
     scenario = Scenario(
         gpus=[

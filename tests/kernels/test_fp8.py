@@ -11,6 +11,7 @@ import torch
 
 from kernels.fp8 import FP8_MAX, Fp8Experts, dequantize_blockwise, fp8_support, quantize_blockwise, quantize_rowwise
 from kernels.moe import GroupedExperts
+from tests.conftest import skip_without_cpu_fp8
 
 E4M3_HALF_ULP = 2.0**-4  # largest relative rounding error of a normal e4m3 value (3 mantissa bits)
 
@@ -56,6 +57,7 @@ def reference_fp8_experts(x: torch.Tensor, fp8: Fp8Experts, counts: list[int]) -
 
 
 def test_rowwise_fp8_experts_compute_the_quantised_product():
+    skip_without_cpu_fp8()
     torch.manual_seed(2)
     experts = GroupedExperts(4, 256, 128).bfloat16()
     fp8 = Fp8Experts(experts, "rowwise")
@@ -71,7 +73,10 @@ def test_rowwise_fp8_experts_compute_the_quantised_product():
 
 
 def test_fp8_support_says_why_not():
-    assert fp8_support(torch.device("cpu"), "rowwise") is None
+    from kernels.ops import probe_ops
+
+    rowwise = fp8_support(torch.device("cpu"), "rowwise")
+    assert (rowwise is None) == probe_ops("cpu").ok("scaled_mm_rowwise")  # what the probe ran, not the version
     reason = fp8_support(torch.device("cpu"), "blockwise")
     assert reason and "sm90" in reason
 
@@ -148,12 +153,14 @@ def test_the_probe_says_why_an_op_cannot_run_and_checks_values():
     from kernels.ops import probe_ops
 
     probe = probe_ops("cpu")
-    assert probe.ok("scaled_mm_rowwise") and probe.results["scaled_mm_rowwise"].rel_error < 1e-2
+    rowwise = probe.results["scaled_mm_rowwise"]
+    assert (rowwise.ok and rowwise.rel_error < 1e-2) or (not rowwise.ok and rowwise.reason)
     assert not probe.ok("scaled_mm_blockwise") and probe.reason("scaled_mm_blockwise")
     assert probe.ok("grouped_mm_bf16") == (torch.nn.functional.grouped_mm is not None)
 
 
 def test_fp8_gemm_on_prequantised_inputs_is_the_forward_without_quantising():
+    skip_without_cpu_fp8()
     torch.manual_seed(5)
     experts = GroupedExperts(4, 256, 128).bfloat16()
     fp8 = Fp8Experts(experts, "rowwise")

@@ -184,6 +184,20 @@ def test_compare_ratios_by_hand():
     assert {(r.case, r.metric): r for r in slower}[("faster", "tokens_per_s")].verdict == "worse"
 
 
+def test_noise_is_only_what_lies_inside_both_runs_spread():
+    # A noisy run (IQR 80% of its median) against a steady one: 20% apart is inside A's spread but not
+    # B's, so it is a change; 230x is never noise, however wide the spreads.
+    noisy = _doc({"x": (0.010, 0.008, 2.0), "y": (0.010, 0.030, 2.0)})
+    steady = _doc({"x": (0.008, 0.0002, 2.0), "y": (0.010 / 230, 0.030, 2.0)})
+    rows = {(r.case, r.metric): r for r in compare(noisy, steady)}
+    assert rows[("x", "tokens_per_s")].verdict == "better" and not rows[("x", "tokens_per_s")].noise
+    huge = rows[("y", "time_per_call_s")]
+    assert huge.ratio == pytest.approx(1 / 230) and huge.verdict == "better" and not huge.noise
+    both = _doc({"x": (0.0099, 0.0008, 2.0)})
+    wide = _doc({"x": (0.010, 0.0008, 2.0)})
+    assert all(r.noise for r in compare(both, wide))  # 1% apart, inside both 8% spreads
+
+
 def test_compare_cli(tmp_path: Path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     _write(a, A)

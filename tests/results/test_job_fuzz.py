@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from tests.conftest import require_module
 
-from meter.errors import MeterError
-from meter.results import RunDocument, parse_run
-from tests.runs import job_run_dict
-from tests.test_fuzz_inputs import WEIRD_VALUES, _check_refusal, _mutate, _paths
+require_module("hypothesis", "pip install -e '.[test]' (random mutations of job run files)")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from meter.errors import MeterError  # noqa: E402
+from meter.results import RunDocument, parse_run  # noqa: E402
+from tests.runs import job_run_dict  # noqa: E402
+from tests.test_fuzz_inputs import WEIRD_VALUES, _check_refusal, _mutate, _paths  # noqa: E402
 
 BASE_JOB = job_run_dict(gpus=2)
 BASE_JOB["job"]["windows"] = [

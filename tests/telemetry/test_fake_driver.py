@@ -216,9 +216,8 @@ def test_doctor_lists_supported_fields_and_hardware_matches(fake_nvml):
     assert "NO MATCH" in text and "all but utilization, energy" in text
 
 
-def test_bench_wraps_every_case_in_a_telemetry_window(fake_nvml, tmp_path: Path):
-    env = fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[400_000], throttle=[0x4])]))
-    env["METER_CACHE_DIR"] = str(tmp_path / "cache")
+def test_bench_wraps_every_case_in_a_telemetry_window(fake_nvml, seeded_ceilings, tmp_path: Path):
+    env = {**fake_nvml(Scenario(gpus=[FakeGpu(power_mw=[400_000], throttle=[0x4])])), **seeded_ceilings}
     out = tmp_path / "run.json"
     result = run_meter(
         "bench",

@@ -20,6 +20,7 @@ from meter.cli.benchrun import (
     print_results,
     push,
     run_metadata,
+    say,
     select,
     timing_settings,
 )
@@ -202,14 +203,18 @@ def run_bench(args: argparse.Namespace) -> int:
 
         return run_plan(args, select_cases)
     device = select(args)
+    if args.ceilings and args.no_ceilings:
+        raise UsageError("--ceilings measures the ceilings; --no-ceilings skips them: choose one")
     if args.ceilings and not args.suite and not _grid(args) and not args.model:
         from meter.bench import ceilings as C
 
         if device.kind == "cpu":
             print(CPU_WARNING, file=sys.stderr)
-        c = C.measure(device)
+        c = C.trusted(device, C.default_dtypes(device), remeasure=True, say=say)
         if args.json:
-            emit_json(c.as_dict())
+            from meter.jsonable import to_jsonable
+
+            emit_json(to_jsonable(c))
         else:
             gemm = ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in c.gemm_flops_per_s.items())
             print(f"{device.label}: copy {c.copy_bytes_per_s / 1e9:.4g} GB/s (read + write); GEMM {gemm}")
@@ -240,6 +245,7 @@ def _check_plan_options(args: argparse.Namespace) -> None:
         ("--distributed", args.distributed),
         ("--telemetry-overhead", args.telemetry_overhead),
         ("--ceilings", args.ceilings),
+        ("--remeasure-ceilings", args.remeasure_ceilings),
         ("--push", args.push),
     ):
         if value:
@@ -323,9 +329,14 @@ def _check_distributed_options(args: argparse.Namespace) -> None:
     from_environment()  # not under torchrun: say so before any work
     if args.comm_only and args.no_comm:
         raise UsageError("--comm-only and --no-comm exclude each other")
-    for flag, value in (("--telemetry-overhead", args.telemetry_overhead), ("--ceilings", args.ceilings)):
+    for flag, value in (
+        ("--telemetry-overhead", args.telemetry_overhead),
+        ("--ceilings", args.ceilings),
+        ("--remeasure-ceilings", args.remeasure_ceilings),
+        ("--no-ceilings", args.no_ceilings),
+    ):
         if value:
-            raise UsageError(f"{flag} measures one device; run it without --distributed")
+            raise UsageError(f"{flag} goes with one device; run it without --distributed")
 
 
 def comm_cases(args: argparse.Namespace, models: dict, cpu: bool):

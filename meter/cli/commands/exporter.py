@@ -6,6 +6,7 @@ import argparse
 import getpass
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -180,10 +181,16 @@ def run_exporter(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # SIGTERM is how Docker and Kubernetes stop a container: leave as on Ctrl-C (the sampler and the
+    # server closed, exit 0); run files are written atomically, so the runs directory stays whole.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         exporter.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("meter serve: stopped", file=sys.stderr, flush=True)
     return 0
 
 
@@ -245,3 +252,7 @@ def _hash_password() -> int:
         raise UsageError(f"--hash-password: {len(raw)} bytes; bcrypt takes at most {MAX_PASSWORD_BYTES}")
     print(hash_password(raw))
     return 0
+
+
+def _terminate(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         parents=[common],
         help="compare two run files case by case",
         description="Side-by-side table with ratios (B over A); a difference within the runs' own "
-        "spread (the larger interquartile range) is flagged as noise.",
+        "spread (inside both runs' interquartile ranges) is flagged as noise; a factor of 2 or more never is.",
     )
     p.add_argument("a", metavar="A.json")
     p.add_argument("b", metavar="B.json")
@@ -156,5 +156,8 @@ def run_compare(args: argparse.Namespace) -> int:
             title=f"A = {a.path}\nB = {b.path}",
         )
     )
-    print("noise: the difference is within the larger of the two runs' interquartile ranges.")
+    print(
+        "noise: each median lies within half the other run's interquartile range of it (inside both runs' "
+        "spread); a factor of 2 or more is never noise."
+    )
     return 0

@@ -28,7 +28,9 @@ def run_main(args: argparse.Namespace) -> int:
     device = select(args)
     suite_name = args.suite or DEFAULT_SUITES[device.kind]
     cases, models, suite = cases_from_suite(suite_name, args, device)
-    recorder = execute(args, cases, models, device, label=f"run-{suite}", suite=suite)
+    # the costs it ends with are CPU-derived on a CPU: its ceilings measured again at the end give the
+    # bands the spread between two moments of the same machine
+    recorder = execute(args, cases, models, device, label=f"run-{suite}", suite=suite, repeat_ceilings=True)
     costs = add_costs(args, recorder)
     finish_output(args, recorder, costs, print_costs)
     if args.report:
@@ -76,8 +78,10 @@ def print_costs(doc, estimates, problems: list[str]) -> None:
                 if per_out and per_out.is_range
                 else ""
             )
+            from meter.cost.display import serving_where
+
             print(
-                f"Serving cost of {label}, on {e.bound.deployment.name if e.bound else 'no'} deployment: "
+                f"Serving cost of {label}, {serving_where(e)}: "
                 f"{fmt(per_out.point if per_out else None, 'usd_small')} "
                 f"per million output tokens{band}, {fmt(per_in.point if per_in else None, 'usd_small')} "
                 f"per million input tokens (DeepSeek's day 6: $0.30 and $0.06)"
