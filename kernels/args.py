@@ -14,6 +14,10 @@ from typing import Literal
 
 # How an MoE layer routes tokens (kernels.moe.Routing; a bench case names it): the learned gate, or forced
 RoutingMode = Literal["learned", "uniform", "skew"]
+# fp8 expert GEMMs' scales (kernels.fp8): one per row and output channel, or DeepSeek's 1x128/128x128 blocks
+Fp8Recipe = Literal["rowwise", "blockwise"]
+# How MLA decodes (kernels.mla): caching per-head K/V, the absorbed latent form, or the fused Triton kernel
+MlaDecodeForm = Literal["absorbed", "naive", "fused"]
 
 # Range checks as plain field metadata (read by meter's schema loader; kernels must not import meter).
 _POSITIVE = {"gt": 0}

@@ -23,13 +23,13 @@ with strides ``(1, M)`` (outer-dim-major), and the weight scales ``[L4, N/128]``
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kernels import ops
+from kernels.args import Fp8Recipe
 from kernels.fp8_quant import (
     BLOCK,
     FP8,
@@ -50,7 +50,7 @@ __all__ = [  # the quantisation primitives are kernels.fp8_quant's, named here a
     "FP8",
     "FP8_MAX",
     "Fp8Experts",
-    "Recipe",
+    "Fp8Recipe",
     "blockwise_mm",
     "dequantize_blockwise",
     "fp8_support",
@@ -61,10 +61,8 @@ __all__ = [  # the quantisation primitives are kernels.fp8_quant's, named here a
     "weight_scales_for_mm",
 ]
 
-Recipe = Literal["rowwise", "blockwise"]
 
-
-def fp8_support(device: torch.device, recipe: Recipe, dims: tuple[int, ...] = ()) -> str | None:
+def fp8_support(device: torch.device, recipe: Fp8Recipe, dims: tuple[int, ...] = ()) -> str | None:
     """None when this recipe runs on the device (for these GEMM dimensions), else the reason it does not."""
     if ops.SCALED_MM is None:
         return f"this torch ({torch.__version__}) has no torch.nn.functional.scaled_mm; fp8 GEMMs need torch >= 2.10"
@@ -101,7 +99,7 @@ def fp8_support(device: torch.device, recipe: Recipe, dims: tuple[int, ...] = ()
 class Fp8Experts(nn.Module):
     """Inference-only fp8 copy of a :class:`GroupedExperts` (same call signature)."""
 
-    def __init__(self, experts: GroupedExperts, recipe: Recipe = "rowwise"):
+    def __init__(self, experts: GroupedExperts, recipe: Fp8Recipe = "rowwise"):
         super().__init__()
         self.recipe, self.hidden, self.n_experts = recipe, experts.hidden, experts.n_experts
         with torch.no_grad():

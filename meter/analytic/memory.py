@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
 
-from kernels.args import ModelArgs
+from kernels.args import MlaDecodeForm, ModelArgs
 from kernels.precision import WeightPrecision
 from meter.analytic.layer_shapes import CacheForm, kv_cache_elements_per_token_per_layer
 from meter.analytic.params import count_params, expert_params
@@ -202,7 +201,6 @@ def ffn_layer_bytes(a: ModelArgs, *, tokens: int, dtype_bytes: float = 2) -> flo
 
 # --- What each MLA decode form moves (one layer, one step) ---
 
-MlaDecodeForm = Literal["absorbed", "naive", "fused"]
 FP32_BYTES = 4
 
 
