@@ -82,7 +82,7 @@ class _CallCounter:
         pynvml._nvmlGetFunctionPointer_cache.clear()  # noqa: SLF001
 
 
-def child(pairs: int, rounds: int, count_calls: bool) -> dict[str, Any]:
+def child(pairs: int, rounds: int, count_calls: bool, zeus: bool = True) -> dict[str, Any]:
     """In an interpreter that sees the fake driver: both meters' figures per pair."""
     counter = _CallCounter() if count_calls else None
     import meter
@@ -93,13 +93,15 @@ def child(pairs: int, rounds: int, count_calls: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"gpus": len(m._meter.gpus), "pairs": pairs, "rounds": rounds}  # noqa: SLF001
     contenders: dict[str, tuple[Any, Any]] = {"meter": _meter_fns(m)}
     try:
+        if not zeus:
+            raise ImportError("left out (--without-zeus)")
         from zeus.monitor import ZeusMonitor
 
         zeus = ZeusMonitor(cpu_indices=[], sync_execution_with="torch")
         contenders["zeus"] = _zeus_fns(zeus)
         out["zeus_version"] = _version("zeus")
-    except ImportError:
-        out["zeus"] = "not installed (pip install zeus)"
+    except ImportError as exc:
+        out["zeus"] = str(exc) if not zeus else "not installed (pip install zeus)"
     per_round: dict[str, list[float]] = {name: [] for name in contenders}
     every: dict[str, list[float]] = {name: [] for name in contenders}
     for begin, end in contenders.values():
@@ -145,18 +147,22 @@ def _version(package: str) -> str | None:
         return None
 
 
-def run(gpus: list[int], pairs: int, rounds: int, count_calls: bool) -> list[dict[str, Any]]:
+def run(
+    gpus: list[int], pairs: int, rounds: int, count_calls: bool, *, zeus: bool = True, lib_dir: Path | None = None
+) -> list[dict[str, Any]]:
     sys.path.insert(0, str(REPO))
     from tests.fake_nvml import FakeGpu, Scenario, build, env
 
     results = []
     with tempfile.TemporaryDirectory(prefix="window-cost-") as tmp:
-        lib = build(Path(tmp) / "lib")
+        lib = lib_dir if lib_dir is not None else build(Path(tmp) / "lib")
         for n in gpus:
             scenario = Scenario(gpus=[FakeGpu() for _ in range(n)]).write(Path(tmp) / f"gpus{n}.ini")
             argv = [sys.executable, __file__, "--child", "--pairs", str(pairs), "--rounds", str(rounds)]
             if count_calls:
                 argv.append("--count-calls")
+            if not zeus:
+                argv.append("--without-zeus")
             done = subprocess.run(
                 argv, capture_output=True, text=True, env={**os.environ, **env(lib, scenario)}, cwd=REPO, check=False
             )
@@ -172,13 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=500, help="begin/end pairs per round")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--count-calls", action="store_true", help="also count NVML calls per pair")
+    parser.add_argument("--without-zeus", action="store_true", help="time meter alone")
+    parser.add_argument("--lib-dir", type=Path, help="a fake libnvidia-ml.so.1 built already (tests/fake_nvml)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(max(1, args.pairs), max(1, args.rounds), args.count_calls)))
+        print(json.dumps(child(max(1, args.pairs), max(1, args.rounds), args.count_calls, not args.without_zeus)))
         return 0
-    results = run(args.gpus, max(1, args.pairs), max(1, args.rounds), args.count_calls)
+    results = run(
+        args.gpus,
+        max(1, args.pairs),
+        max(1, args.rounds),
+        args.count_calls,
+        zeus=not args.without_zeus,
+        lib_dir=args.lib_dir,
+    )
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
