@@ -135,6 +135,7 @@ class Meter:
         self._settler: threading.Thread | None = None
         self._recorders: dict[Path, RunRecorder] = {}
         self._meter = JobMeter(monitor, watched, segment_s=segment_s, on_segment=self._settle).start()
+        self._no_segments = monitor is not None and segment_s <= 0  # no segment thread settles windows
         self._gpus = self._setup.gpu_count(self._meter)  # the GPUs a window bills (fixed for the meter's life)
 
     # --- windows ---
@@ -161,7 +162,11 @@ class Meter:
             waiting = self._ledger.unsettled
             if waiting == 1:
                 self._settle_by = time.monotonic() + SEGMENT_S
-            elif waiting >= SETTLE_EVERY or (waiting % 64 == 0 and time.monotonic() > self._settle_by):
+                if self._no_segments:  # nothing else would come back for it before the rings drop its samples
+                    timer = threading.Timer(SEGMENT_S, self._settle)
+                    timer.daemon = True
+                    timer.start()
+            elif waiting >= SETTLE_EVERY or time.monotonic() > self._settle_by:
                 self._settle_soon()  # bounds the memory held, and reads samples long before the rings drop them
         return record
 
