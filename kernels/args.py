@@ -12,6 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# How an MoE layer routes tokens (kernels.moe.Routing; a bench case names it): the learned gate, or forced
+RoutingMode = Literal["learned", "uniform", "skew"]
+# fp8 expert GEMMs' scales (kernels.fp8): one per row and output channel, or DeepSeek's 1x128/128x128 blocks
+Fp8Recipe = Literal["rowwise", "blockwise"]
+# How MLA decodes (kernels.mla): caching per-head K/V, the absorbed latent form, or the fused Triton kernel
+MlaDecodeForm = Literal["absorbed", "naive", "fused"]
+
 # Range checks as plain field metadata (read by meter's schema loader; kernels must not import meter).
 _POSITIVE = {"gt": 0}
 _NON_NEGATIVE = {"ge": 0}
@@ -216,11 +223,6 @@ class ModelArgs:
     @property
     def attn_v_head_dim(self) -> int:
         return self.v_head_dim if self.attention == "mla" else self.head_dim
-
-    @property
-    def kv_heads(self) -> int:
-        """Heads of K/V actually materialised in the naive (non-absorbed) form."""
-        return self.n_heads if self.attention == "mla" else self.n_kv_heads
 
     @property
     def is_sparse(self) -> bool:

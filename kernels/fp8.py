@@ -23,82 +23,48 @@ with strides ``(1, M)`` (outer-dim-major), and the weight scales ``[L4, N/128]``
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels import ops
+from kernels.args import Fp8Recipe
+from kernels.fp8_quant import (
+    BLOCK,
+    FP8,
+    FP8_MAX,
+    blockwise_mm,
+    dequantize_blockwise,
+    padded_k_blocks,
+    padded_weight_scales,
+    quantize_blockwise,
+    quantize_rowwise,
+    weight_scales_for_mm,
+)
 from kernels.grouped import group_bounds
 from kernels.moe import GroupedExperts
 
-Recipe = Literal["rowwise", "blockwise"]
-FP8 = torch.float8_e4m3fn
-FP8_MAX = float(torch.finfo(FP8).max)  # 448
-BLOCK = 128
-_EPS = 1e-12
+__all__ = [  # the quantisation primitives are kernels.fp8_quant's, named here as before
+    "BLOCK",
+    "FP8",
+    "FP8_MAX",
+    "Fp8Experts",
+    "Fp8Recipe",
+    "blockwise_mm",
+    "dequantize_blockwise",
+    "fp8_support",
+    "padded_k_blocks",
+    "padded_weight_scales",
+    "quantize_blockwise",
+    "quantize_rowwise",
+    "weight_scales_for_mm",
+]
 
 
-def quantize_rowwise(x_RC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fp8 values, float32 dequantisation scale per row [R, 1]); ``x ~= q * scale``."""
-    amax = x_RC.abs().amax(dim=-1, keepdim=True).float().clamp(min=_EPS)
-    scale = amax / FP8_MAX
-    return (x_RC.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
-
-
-def quantize_blockwise(x_RC: torch.Tensor, block_rows: int, block_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fp8 values, float32 scales [ceil(R/br), ceil(C/bc)]), one scale per block."""
-    r, c = x_RC.shape
-    pr, pc = math.ceil(r / block_rows) * block_rows, math.ceil(c / block_cols) * block_cols
-    padded = F.pad(x_RC.float(), (0, pc - c, 0, pr - r))
-    blocks = padded.view(pr // block_rows, block_rows, pc // block_cols, block_cols)
-    scale = blocks.abs().amax(dim=(1, 3)).clamp(min=_EPS) / FP8_MAX  # [Rb, Cb]
-    q = (blocks / scale[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX)
-    return q.view(pr, pc)[:r, :c].to(FP8), scale
-
-
-def dequantize_blockwise(q_RC: torch.Tensor, scale: torch.Tensor, block_rows: int, block_cols: int) -> torch.Tensor:
-    full = scale.repeat_interleave(block_rows, 0).repeat_interleave(block_cols, 1)
-    return q_RC.float() * full[: q_RC.shape[0], : q_RC.shape[1]]
-
-
-def padded_k_blocks(k: int) -> int:
-    """L4: the K/128 scale blocks of a 128x128-scaled operand, rounded up to a multiple of 4."""
-    return -(-math.ceil(k / BLOCK) // 4) * 4
-
-
-def padded_weight_scales(scale_OK: torch.Tensor) -> torch.Tensor:
-    """128x128 weight scales ``[..., N/128, K/128]`` padded along K to ``[..., N/128, L4]``, row-major.
-    The padded blocks hold 1.0 and are never read."""
-    kb = scale_OK.shape[-1]
-    return F.pad(scale_OK, (0, padded_k_blocks(kb * BLOCK) - kb), value=1.0).contiguous()
-
-
-def weight_scales_for_mm(scale_OK: torch.Tensor) -> torch.Tensor:
-    """128x128 weight scales ``[N/128, K/128]`` in the layout ``scaled_mm`` wants for ``w.t()``:
-    ``[L4, N/128]`` with strides ``(1, L4)``."""
-    return padded_weight_scales(scale_OK).t()
-
-
-def blockwise_mm(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_scale_mm: torch.Tensor) -> torch.Tensor:
-    """``x @ w.T`` in DeepSeek's recipe: ``x`` [M, K] fp8 with 1x128 scales [M, K/128] (any layout),
-    ``w`` [N, K] fp8 with scales from :func:`weight_scales_for_mm`; bf16 out."""
-    return F.scaled_mm(
-        x_q,
-        w_q.t(),
-        x_scale.t().contiguous().t(),  # outer-dim-major: strides (1, M)
-        F.ScalingType.BlockWise1x128,
-        w_scale_mm,
-        F.ScalingType.BlockWise128x128,
-        output_dtype=torch.bfloat16,
-    )
-
-
-def fp8_support(device: torch.device, recipe: Recipe, dims: tuple[int, ...] = ()) -> str | None:
+def fp8_support(device: torch.device, recipe: Fp8Recipe, dims: tuple[int, ...] = ()) -> str | None:
     """None when this recipe runs on the device (for these GEMM dimensions), else the reason it does not."""
-    from kernels.ops import SCALED_MM
-
-    if SCALED_MM is None:
+    if ops.SCALED_MM is None:
         return f"this torch ({torch.__version__}) has no torch.nn.functional.scaled_mm; fp8 GEMMs need torch >= 2.10"
     if recipe == "blockwise":
         odd = [d for d in dims if d % BLOCK]
@@ -121,10 +87,8 @@ def fp8_support(device: torch.device, recipe: Recipe, dims: tuple[int, ...] = ()
         return f"fp8 GEMMs are not supported on {device.type}"
     # Whether the op runs is what a tiny product on this device says (cached per process), never
     # what the torch version suggests: torch 2.11's CPU build has F.scaled_mm and no kernel for it.
-    from kernels.ops import probe_ops
-
     op = "scaled_mm_blockwise" if recipe == "blockwise" else "scaled_mm_rowwise"
-    probe = probe_ops(str(device))
+    probe = ops.probe_ops(str(device))
     if not probe.ok(op):
         where = "the CPU" if device.type == "cpu" else str(device)
         hint = " (DeepSeek's blockwise recipe is implemented for sm90 GPUs)" if recipe == "blockwise" else ""
@@ -135,7 +99,7 @@ def fp8_support(device: torch.device, recipe: Recipe, dims: tuple[int, ...] = ()
 class Fp8Experts(nn.Module):
     """Inference-only fp8 copy of a :class:`GroupedExperts` (same call signature)."""
 
-    def __init__(self, experts: GroupedExperts, recipe: Recipe = "rowwise"):
+    def __init__(self, experts: GroupedExperts, recipe: Fp8Recipe = "rowwise"):
         super().__init__()
         self.recipe, self.hidden, self.n_experts = recipe, experts.hidden, experts.n_experts
         with torch.no_grad():
@@ -157,9 +121,7 @@ class Fp8Experts(nn.Module):
             return False, f"scaled_grouped_mm runs on sm90 GPUs only (this is {device.type})"
         if torch.cuda.get_device_capability(device) != (9, 0):
             return False, "scaled_grouped_mm runs on sm90 GPUs only"
-        from kernels.ops import probe_ops
-
-        probe = probe_ops(str(device))
+        probe = ops.probe_ops(str(device))
         if not probe.ok("scaled_grouped_mm_rowwise"):
             return False, f"scaled_grouped_mm failed its probe: {probe.reason('scaled_grouped_mm_rowwise')}"
         return True, None

@@ -23,12 +23,6 @@ Backend = Literal["grouped_mm", "loop"]
 STRIDE_ALIGNMENT_BYTES = 16  # grouped_mm's operands need row strides that are multiples of 16 bytes
 
 
-@functools.cache
-def grouped_mm_supported(device_type: str, dtype: torch.dtype, capability: tuple[int, int] | None = None) -> bool:
-    """Whether the fused grouped GEMM runs for this device type and dtype (any aligned shape)."""
-    return _unsupported(device_type, dtype, capability) is None
-
-
 def _unsupported(device_type: str, dtype: torch.dtype, capability: tuple[int, int] | None) -> str | None:
     if GROUPED_MM is None:
         return f"this torch ({torch.__version__}) has neither F.grouped_mm nor torch._grouped_mm"

@@ -28,18 +28,15 @@ R qk_rope_head_dim, P qk_nope_head_dim, V v_head_dim.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.args import ModelArgs
+from kernels.args import MlaDecodeForm, ModelArgs
 from kernels.dense import causal_block_mask
 from kernels.paged import PagedLatentKVCache
 from kernels.rope import Yarn, apply_rope, rope_cache
 
-DecodeForm = Literal["naive", "absorbed", "fused"]
 DECODE_FORMS: tuple[str, ...] = ("absorbed", "naive", "fused")
 Positions = int | torch.Tensor  # one start position for the batch, or [B, S] positions
 
@@ -179,7 +176,7 @@ class MLA(nn.Module):
         x: torch.Tensor,
         cache: Cache,
         start_pos: int | torch.Tensor,
-        form: DecodeForm = "absorbed",
+        form: MlaDecodeForm = "absorbed",
         plan=None,
     ) -> torch.Tensor:
         """New tokens ``x [B, S, D]`` at positions start_pos.. against the cache, which they extend.

@@ -18,17 +18,14 @@ N = T*K assignments.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.args import ModelArgs
+from kernels.args import ModelArgs, RoutingMode
 from kernels.dense import SwiGLU
 from kernels.grouped import Backend, choose_backend, grouped_linear
-
-RoutingMode = Literal["learned", "uniform", "skew"]
 
 
 @dataclass(frozen=True)

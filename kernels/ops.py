@@ -17,6 +17,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from kernels.fp8_quant import (
+    blockwise_mm,
+    dequantize_blockwise,
+    quantize_blockwise,
+    quantize_rowwise,
+    weight_scales_for_mm,
+)
+
 
 def _first(*candidates: tuple[object, str, str]) -> tuple[object | None, str | None]:
     for owner, attr, label in candidates:
@@ -145,8 +153,6 @@ def _probe_grouped_mm(dev: torch.device):
 
 
 def _probe_scaled_rowwise(dev: torch.device):
-    from kernels.fp8 import quantize_rowwise
-
     _need(SCALED_MM, "F.scaled_mm with F.ScalingType (torch >= 2.10)")
     g = torch.Generator().manual_seed(1)
     x, w = torch.randn(32, 256, generator=g), torch.randn(384, 256, generator=g)
@@ -166,8 +172,6 @@ def _probe_scaled_rowwise(dev: torch.device):
 
 
 def _probe_scaled_blockwise(dev: torch.device):
-    from kernels.fp8 import blockwise_mm, dequantize_blockwise, quantize_blockwise, weight_scales_for_mm
-
     _need(SCALED_MM, "F.scaled_mm with F.ScalingType (torch >= 2.10)")
     g = torch.Generator().manual_seed(2)
     # K = 256 gives 2 scale blocks along K, which cuBLAS wants padded to 4; N = 384 gives 3 blocks:
@@ -181,8 +185,6 @@ def _probe_scaled_blockwise(dev: torch.device):
 
 
 def _probe_scaled_grouped(dev: torch.device):
-    from kernels.fp8 import quantize_rowwise
-
     _need(SCALED_GROUPED_MM, "F.scaled_grouped_mm (torch >= 2.10)")
     g = torch.Generator().manual_seed(3)
     counts = [32, 0, 48, 16]

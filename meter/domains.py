@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
+
+# What a workload does, in the names the whole tree uses (cases, jobs, suites, the analytic counts).
+Phase = Literal["train", "prefill", "decode"]
+InferencePhase = Literal["prefill", "decode"]  # a served model's (what the sparse-attention formulas take)
 
 
 @dataclass(frozen=True)

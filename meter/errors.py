@@ -57,6 +57,10 @@ class ConfigError(InputError):
     """A config file that cannot be used."""
 
 
+class RunFileError(InputError):
+    """A file that is not a usable run file of a version this meter reads (raised by meter.results)."""
+
+
 class OutputError(MeterError):
     """An output path that cannot be written: a directory, an unwritable or full filesystem."""
 

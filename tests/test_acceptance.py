@@ -178,7 +178,7 @@ def test_each_step_failing_in_turn_still_leaves_the_run_file_and_the_page(tmp_pa
         return contextlib.nullcontext()
 
     monkeypatch.setattr(R, "_monitor", monitor)
-    monkeypatch.setattr(R.K, "steady_load", part("steady", []))
+    monkeypatch.setattr(R.K, "steady_load_checks", part("steady", []))
     monkeypatch.setattr(R.K, "overhead", part("overhead", []))
     monkeypatch.setattr(S.BenchSession, "_start_monitor", part("session", (None, "off in this test")))
     monkeypatch.setattr(S.BenchSession, "run", lambda self, cases, progress=None: part("workload", None)())

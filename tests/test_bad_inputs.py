@@ -551,7 +551,7 @@ def web_config(content: str) -> Callable[[Path], list[str]]:
 
 
 def _mismatched_key(tmp: Path) -> list[str]:
-    from tests.deploy.certs import TestCa
+    from tests.exporter.certs import TestCa
 
     ca = TestCa(tmp / "pki")
     server, other = ca.issue("server"), ca.issue("other")

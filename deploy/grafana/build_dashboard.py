@@ -404,9 +404,9 @@ def build() -> dict:
         table(
             "Projected cost of the configured scenarios",
             [
-                target("meter_projection_training_usd", instant=True, ref="A"),
-                target("meter_projection_training_gpu_hours", instant=True, ref="B"),
-                target("meter_projection_serving_usd_per_million_tokens", instant=True, ref="C"),
+                target("meter_cost_training_usd", instant=True, ref="A"),
+                target("meter_cost_training_gpu_hours", instant=True, ref="B"),
+                target("meter_cost_serving_usd_per_million_tokens", instant=True, ref="C"),
             ],
             x=12,
             y=y,

@@ -102,16 +102,15 @@ def gemm_load(device: ComputeDevice) -> Load:
     return Load(lambda: torch.mm(a, b), sync, 2.0 * n**3)
 
 
-def steady_load(device: ComputeDevice, monitor, seconds: float) -> list[Check]:
+def steady_load_checks(device: ComputeDevice, monitor, seconds: float) -> list[Check]:
     """Power limit, clocks and slowdowns under load; counter energy against integrated power; nvidia-smi."""
-    from meter.telemetry.validate import compare
-    from meter.telemetry.validate import steady_load as run_load
+    from meter.telemetry.validate import compare, steady_load
 
     load = gemm_load(device)
     for _ in range(3):
         load.call()
     load.sync()
-    result = run_load(monitor, load.call, load.sync, seconds)
+    result = steady_load(monitor, load.call, load.sync, seconds)
     w, cpu, hw = result.window, device.kind == "cpu", device.hardware
     readings = result.readings
     limits = [r.power_limit_w for r in readings if r.power_limit_w is not None]

@@ -124,7 +124,7 @@ def run_acceptance(opts: AcceptanceOptions, say: Callable[[str], None] = lambda 
         except TelemetryMissing as exc:
             return no_gpu_telemetry("power and clocks", "steady load", exc)
         with monitor:
-            rows.extend(K.steady_load(device, monitor, opts.steady_s))
+            rows.extend(K.steady_load_checks(device, monitor, opts.steady_s))
 
     def overhead() -> None:
         from meter.telemetry.monitor import DEFAULT_COUNTER_PERIOD_S

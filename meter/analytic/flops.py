@@ -31,10 +31,10 @@ from meter.analytic.params import (
     expert_params,
     swiglu_params,
 )
+from meter.domains import InferencePhase
 
 AttentionForm = Literal["naive", "absorbed"]
 AttentionPairs = Literal["causal", "full"]
-SparsePhase = Literal["prefill", "decode"]
 TRAIN_MULTIPLIER = 3  # forward + backward, backward = 2 x forward
 
 
@@ -180,7 +180,7 @@ def forward_flops_per_token(
     )
 
 
-def with_sparse_attention(f: FlopsPerToken, a: ModelArgs, context: int, phase: SparsePhase) -> FlopsPerToken:
+def with_sparse_attention(f: FlopsPerToken, a: ModelArgs, context: int, phase: InferencePhase) -> FlopsPerToken:
     """``f`` with its attention counted as the model reads its context: DeepSeek-V3.2's indexer and
     top-k MLA, or V4's window, compressed entries and indexer (``meter.analytic.sparse_attention``).
     A dense-attention model's counts are returned unchanged."""

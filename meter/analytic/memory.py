@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
 
-from kernels.args import ModelArgs
+from kernels.args import MlaDecodeForm, ModelArgs
 from kernels.precision import WeightPrecision
+from meter.analytic.layer_shapes import CacheForm, kv_cache_elements_per_token_per_layer
 from meter.analytic.params import count_params, expert_params
-
-CacheForm = Literal["latent", "expanded"]
-
-
-def kv_cache_elements_per_token_per_layer(a: ModelArgs, form: CacheForm = "latent") -> int:
-    """Cached values per token in one layer.
-
-    MLA's latent cache holds kv_lora_rank + qk_rope_head_dim values (576 for V3) shared by all
-    heads; ``expanded`` is what caching per-head keys and values would take instead (DeepSeek's
-    reference ``attn_impl="naive"``). GQA caches K and V of its KV heads either way.
-    """
-    if a.attention == "mla":
-        if form == "latent":
-            return a.kv_lora_rank + a.qk_rope_head_dim
-        return a.n_heads * (a.qk_head_dim + a.v_head_dim)
-    if a.attention == "compressed":
-        return a.head_dim  # one entry of the shared KV head (keys are values)
-    return 2 * a.n_kv_heads * a.head_dim
 
 
 def kv_cache_bytes_per_token(
@@ -219,7 +201,6 @@ def ffn_layer_bytes(a: ModelArgs, *, tokens: int, dtype_bytes: float = 2) -> flo
 
 # --- What each MLA decode form moves (one layer, one step) ---
 
-MlaDecodeForm = Literal["absorbed", "naive", "fused"]
 FP32_BYTES = 4
 
 

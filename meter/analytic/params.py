@@ -20,20 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from kernels.args import ModelArgs
-
-
-def mla_params(a: ModelArgs) -> int:
-    """Weights of one MLA block (projections and the q/kv LoRA norms)."""
-    h = a.n_heads
-    if a.q_lora_rank:
-        q = a.dim * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * h * a.qk_head_dim
-    else:
-        q = a.dim * h * a.qk_head_dim
-    kv_a = a.dim * (a.kv_lora_rank + a.qk_rope_head_dim)
-    kv_norm = a.kv_lora_rank
-    kv_b = a.kv_lora_rank * h * (a.qk_nope_head_dim + a.v_head_dim)
-    out = h * a.v_head_dim * a.dim
-    return q + kv_a + kv_norm + kv_b + out
+from meter.analytic.layer_shapes import mla_params
 
 
 def gqa_params(a: ModelArgs) -> int:

@@ -44,8 +44,9 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kernels.args import ModelArgs
+from meter.analytic.layer_shapes import kv_cache_elements_per_token_per_layer, mla_params
+from meter.domains import InferencePhase
 
-Phase = Literal["prefill", "decode"]
 PUBLISHED = "published"
 READING = "meter's reading"
 
@@ -204,8 +205,6 @@ def compressed_entry_bytes(a: ModelArgs, kv_value_bytes: float) -> float:
 
 def _dsa_projection_flops(a: ModelArgs) -> float:
     """Per token per layer: MLA's own projections (either form does the same work per new token) and the indexer's."""
-    from meter.analytic.params import mla_params
-
     norms = a.q_lora_rank + a.kv_lora_rank
     s = a.sparse_attention
     assert s is not None
@@ -213,7 +212,9 @@ def _dsa_projection_flops(a: ModelArgs) -> float:
     return 2.0 * (mla_params(a) - norms + indexer)
 
 
-def dsa_attention_per_token(a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float = 1.0) -> AttentionPerToken:
+def dsa_attention_per_token(
+    a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float = 1.0
+) -> AttentionPerToken:
     """One token of a V3.2 (DSA) model at ``context``: indexer over every earlier token, MLA over the top-k."""
     s = a.sparse_attention
     if s is None:
@@ -269,7 +270,7 @@ def _compressed_projection_flops(a: ModelArgs, ratio: int) -> float:
 
 
 def compressed_attention_per_token(
-    a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float = 1.0
+    a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float = 1.0
 ) -> AttentionPerToken:
     """One token of a V4 model at ``context``: window + compressed entries (+ indexer) in every layer."""
     c = a.compressed_attention
@@ -335,7 +336,9 @@ def compressed_attention_per_token(
     return AttentionPerToken("compressed", phase, context, projections, parts)
 
 
-def attention_per_token(a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float = 1.0) -> AttentionPerToken:
+def attention_per_token(
+    a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float = 1.0
+) -> AttentionPerToken:
     """The sparse or compressed attention of one token; raises for a dense-attention model."""
     if a.compressed_attention is not None:
         return compressed_attention_per_token(a, context, phase, kv_value_bytes)
@@ -393,9 +396,9 @@ def kv_cache(a: ModelArgs, context: int, kv_value_bytes: float = 1.0) -> KvCache
             a.n_layers * context * s.index_key_bytes,
             0.0,
         )
-    from meter.analytic.memory import kv_cache_bytes_per_token
-
-    return KvCache(context, context * kv_cache_bytes_per_token(a, kv_value_bytes), 0.0, 0.0)
+    # dense: every layer's entry (memory.kv_cache_bytes_per_token of a dense model, the same product)
+    per_token = a.n_layers * (kv_cache_elements_per_token_per_layer(a, "latent") * kv_value_bytes)
+    return KvCache(context, context * per_token, 0.0, 0.0)
 
 
 def kv_cache_bytes_per_token(a: ModelArgs, context: int, kv_value_bytes: float = 1.0) -> float:
@@ -428,7 +431,7 @@ def decode_kv_read_bytes(a: ModelArgs, context: int, kv_value_bytes: float) -> f
     return kv_cache(a, context, kv_value_bytes).total_bytes
 
 
-def step_cache_traffic(a: ModelArgs, context: int, phase: Phase, kv_value_bytes: float) -> tuple[float, float]:
+def step_cache_traffic(a: ModelArgs, context: int, phase: InferencePhase, kv_value_bytes: float) -> tuple[float, float]:
     """(attention, indexer) cache bytes one sequence moves per step of the serving bound.
 
     Decode reads what one token selects (the indexer's keys, the attended entries); prefill writes
@@ -486,8 +489,6 @@ def dsa_layer_bytes(
     weights (the indexer's included) once, input and output once, the new cache entries and indexer
     keys written; with cached positions (decode), every indexer key read and each query's top-k
     latents gathered (``dtype_bytes`` per value: the benchmark's own cache, not DeepSeek's fp8)."""
-    from meter.analytic.params import mla_params
-
     s = a.sparse_attention
     if s is None:
         raise ValueError("dsa_layer_bytes needs a model with sparse_attention")

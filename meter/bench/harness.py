@@ -29,12 +29,9 @@ from meter.device.select import ComputeDevice, free_memory_bytes
 from meter.results.cases import BenchCase
 from meter.results.document import Ceilings
 from meter.results.records import CaseResult, TelemetryWindow, TimingSettings
+from meter.telemetry.monitor import WindowHandle
 
 ENERGY_WINDOW_SPARE = 1.05
-
-
-class WindowHandle(Protocol):
-    def summary(self) -> TelemetryWindow: ...
 
 
 class WindowMonitor(Protocol):
@@ -42,7 +39,7 @@ class WindowMonitor(Protocol):
 
     min_window_s: float
 
-    def window(self, name: str) -> contextlib.AbstractContextManager[WindowHandle]: ...
+    def window(self, name: str) -> contextlib.AbstractContextManager[WindowHandle[TelemetryWindow]]: ...
 
 
 def run_cases(

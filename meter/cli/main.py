@@ -27,7 +27,7 @@ COMMAND_MODULES = (
     "cost",
     "imports",
     "report",
-    "serve",
+    "exporter",  # meter serve
     "watch",
     "catalog",
     "flops",

@@ -92,7 +92,7 @@ def _on_gpus(d, gpus: int, a, *, given: bool):
     ), f"deployment '{d.name}' ({sizes}) resized to the benchmark's {gpus} GPU(s), {how}"
 
 
-def run(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) -> int:
+def run_serving_bench(args: argparse.Namespace, gpus: int | None, scenario=None, layout=None) -> int:
     """Price the file; with a scenario or model named (``scenario``), also the engine's efficiency."""
     from meter.cost.configs import bench_price
     from meter.cost.display import fmt

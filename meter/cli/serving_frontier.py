@@ -77,7 +77,7 @@ def wanted(args: argparse.Namespace) -> bool:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run_frontier(args: argparse.Namespace) -> int:
     from meter.config.deployments import deployments_for, load_deployment
     from meter.config.hardware import load_hardware
     from meter.config.models import load_model

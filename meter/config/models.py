@@ -103,7 +103,6 @@ class PublishedModelFigures:
     total_params: float | None = field(default=None, metadata=_POSITIVE)
     active_params: float | None = field(default=None, metadata=_POSITIVE)
     train_flops_per_token: float | None = field(default=None, metadata=_POSITIVE)
-    train_seq_len: int | None = field(default=None, metadata=_POSITIVE)
     kv_cache_bytes_per_token: int | None = field(default=None, metadata=_POSITIVE)
     # What the published active count includes: the output head but not the input embedding
     # (DeepSeek's and OpenAI's convention, meter's ``active``), both (Mistral, Meta, Qwen), or

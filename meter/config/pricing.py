@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Literal
 
 from meter.config.paths import ConfigLocator
+from meter.config.quantity import Confidence
 from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, ge, gt, read_yaml
 from meter.errors import ConfigError
 
 Tier = Literal["on-demand", "1-year", "3-year", "spot", "assumed"]
-Confidence = Literal["high", "medium", "low"]
 TIERS: tuple[str, ...] = Tier.__args__  # type: ignore[attr-defined]
 CONFIDENCE_ORDER: tuple[str, ...] = ("low", "medium", "high")
 # Prices dated within 18 months of the table's version count as current: an H100 hour cost $12 in

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from meter.units import parse_quantity
 
+Confidence = Literal["high", "medium", "low"]  # how far a sourced figure (a price, a scenario input) is trusted
+
 if TYPE_CHECKING:
     import numpy as np
 

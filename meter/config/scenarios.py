@@ -20,12 +20,10 @@ from typing import Literal
 
 from meter.config.hardware import PeakDtype
 from meter.config.paths import ConfigLocator
-from meter.config.quantity import Quantity
+from meter.config.quantity import Confidence, Quantity
 from meter.config.schema import INTERNAL, between, build_dataclass, check_name_matches_file, gt, read_yaml
 from meter.domains import Domain
 from meter.errors import ConfigError
-
-Confidence = Literal["high", "medium", "low"]
 
 # name: (unit, meaning). Units are in the names where the name carries one.
 TRAIN_INPUTS: dict[str, tuple[str, str]] = {

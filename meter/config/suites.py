@@ -18,6 +18,7 @@ from typing import Any, Literal
 from meter import domains as D
 from meter.config.paths import ConfigLocator
 from meter.config.schema import INTERNAL, build_dataclass, check_name_matches_file, read_yaml
+from meter.domains import Phase
 from meter.errors import ConfigError
 
 LayerName = Literal["attn", "mla", "gqa", "dsa", "moe", "ffn"]
@@ -26,7 +27,7 @@ LayerName = Literal["attn", "mla", "gqa", "dsa", "moe", "ffn"]
 @dataclass(frozen=True, kw_only=True)
 class Grid:
     layers: list[LayerName] | None = None
-    phase: list[Literal["train", "prefill", "decode"]] | None = None
+    phase: list[Phase] | None = None
     batch: list[int] | None = field(default=None, metadata=D.BATCH.metadata())
     seq: list[int] | None = field(default=None, metadata=D.SEQ.metadata())
     context: list[int] | None = field(default=None, metadata=D.CONTEXT.metadata())

@@ -43,7 +43,7 @@ class DistributedPlan:
     comm_rounds: int = 5
 
 
-def run(plan: DistributedPlan) -> RunDocument | None:
+def run_distributed(plan: DistributedPlan) -> RunDocument | None:
     """Run this rank's share; returns the run document on rank 0 (None elsewhere)."""
     import torch.distributed as dist
 

@@ -96,10 +96,6 @@ class ServingBenchmark:
     def input_tokens_per_s(self) -> float:
         return self.total_input_tokens / self.duration_s
 
-    @property
-    def requests_per_s(self) -> float:
-        return self.completed / self.duration_s
-
 
 def load_serving_bench(path: Path | str, engine: str = "auto") -> list[ServingBenchmark]:
     """Every result in a vLLM or SGLang benchmark file (one JSON object, a JSON list, or JSON lines), or in a

@@ -288,14 +288,14 @@ class MeterCollector:
         yield from (p_tps, p_mfu)
         c_labels = where + ["scenario", "model", "hardware"]
         train_usd = GaugeMetricFamily(
-            "meter_projection_training_usd", "Projected training cost of a scenario (rental)", labels=c_labels
+            "meter_cost_training_usd", "Training cost of a priced scenario (rental)", labels=c_labels
         )
         train_h = GaugeMetricFamily(
-            "meter_projection_training_gpu_hours", "Projected training GPU-hours of a scenario", labels=c_labels
+            "meter_cost_training_gpu_hours", "Training GPU-hours of a priced scenario", labels=c_labels
         )
         serve = GaugeMetricFamily(
-            "meter_projection_serving_usd_per_million_tokens",
-            "Projected serving cost per million tokens",
+            "meter_cost_serving_usd_per_million_tokens",
+            "Serving cost per million tokens of a priced scenario",
             labels=c_labels + ["direction"],
         )
         for c in sorted(r.costs, key=_order):

@@ -18,8 +18,10 @@ NVML it still times windows (energy None, never 0). Importing ``meter`` does not
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,23 +32,26 @@ from meter.measure.core import SEGMENT_S, JobMeter
 from meter.measure.gpus import cuda_uuids_if_initialised, open_gpu_monitor
 from meter.measure.inputs import given_work_model, resolve_prices, work_model
 from meter.measure.ledger import MAX_WINDOWS, Ledger
-from meter.measure.record import JobSetup, bare_job, job_metadata, job_result, window_record, without_totals
+from meter.measure.record import (
+    DeferredWindow,
+    JobSetup,
+    bare_job,
+    job_metadata,
+    job_result,
+    settled,
+    window_record,
+    without_totals,
+)
 from meter.results.job import JobResult, JobWindow
 from meter.results.load import RunFileError
 from meter.results.runfile import RunRecorder, default_run_path
+from meter.telemetry.monitor import WindowHandle
+
+SETTLE_EVERY = 4096  # windows left unsettled at most (between segments, or with segment_s=0)
 
 
 class MeterWarning(UserWarning):
     """Something the numbers lack (no GPU telemetry, no price), said once when the meter starts."""
-
-
-class WindowHandle:
-    """Yielded by :meth:`Meter.window`: set ``tokens`` inside the block; ``result`` once it ends."""
-
-    def __init__(self, name: str, tokens: float | None):
-        self.name = name
-        self.tokens = tokens
-        self.result: JobWindow | None = None
 
 
 class Meter:
@@ -125,8 +130,13 @@ class Meter:
             _warn("no rental price: give price_usd_per_gpu_hour= (or hardware= of a GPU in the price table)")
         self._lock = threading.Lock()
         self._ledger = Ledger(max_windows=max_windows)
+        self._settle_by = 0.0  # monotonic time by which the unsettled windows are worked out
+        self._settling = threading.Lock()  # one settler at a time (_settle)
+        self._settler: threading.Thread | None = None
         self._recorders: dict[Path, RunRecorder] = {}
-        self._meter = JobMeter(monitor, watched, segment_s=segment_s).start()
+        self._meter = JobMeter(monitor, watched, segment_s=segment_s, on_segment=self._settle).start()
+        self._no_segments = monitor is not None and segment_s <= 0  # no segment thread settles windows
+        self._gpus = self._setup.gpu_count(self._meter)  # the GPUs a window bills (fixed for the meter's life)
 
     # --- windows ---
 
@@ -144,15 +154,26 @@ class Meter:
         if self._sync is not None:
             self._sync()
         with self._lock:
-            span = self._meter.end(name)
-            record = window_record(span, name, tokens, gpus=self._setup.gpu_count(self._meter), setup=self._setup)
+            span = self._meter.end_deferred(name)
+            gpus, setup = self._gpus, self._setup
+            # the figures are worked out when first read (DeferredWindow): ending costs the edges only
+            record = DeferredWindow(name, tokens, lambda: window_record(span(), name, tokens, gpus=gpus, setup=setup))
             self._ledger.end(record)
+            waiting = self._ledger.unsettled
+            if waiting == 1:
+                self._settle_by = time.monotonic() + SEGMENT_S
+                if self._no_segments:  # nothing else would come back for it before the rings drop its samples
+                    timer = threading.Timer(SEGMENT_S, self._settle)
+                    timer.daemon = True
+                    timer.start()
+            elif waiting >= SETTLE_EVERY or time.monotonic() > self._settle_by:
+                self._settle_soon()  # bounds the memory held, and reads samples long before the rings drop them
         return record
 
     @contextlib.contextmanager
-    def window(self, name: str, *, tokens: float | None = None) -> Iterator[WindowHandle]:
+    def window(self, name: str, *, tokens: float | None = None) -> Iterator[WindowHandle[JobWindow]]:
         """``with m.window("step", tokens=4096) as w: ...``; ``w.result`` is the window once the block ends."""
-        handle = WindowHandle(name, tokens)
+        handle: WindowHandle[JobWindow] = WindowHandle(name, tokens)
         self.begin_window(name)
         try:
             yield handle
@@ -163,14 +184,32 @@ class Meter:
     def windows(self) -> list[JobWindow]:
         """The windows ended so far (at most ``max_windows`` of them)."""
         with self._lock:
-            return list(self._ledger.kept)
+            return [settled(w) for w in self._ledger.kept]
+
+    def _settle(self) -> None:
+        """Work out the windows ended so far and add them to the totals, long before the rings drop the
+        samples they span: in the segments' thread or a thread of its own, off the hot path, and
+        outside the lock, so that windows keep ending meanwhile. Readers of the totals wait for it."""
+        with self._settling:
+            with self._lock:
+                batch = self._ledger.take_unsettled()
+            for w in batch:
+                settled(w)
+            with self._lock:
+                self._ledger.add_totals(batch)
+
+    def _settle_soon(self) -> None:
+        if self._settler is None or not self._settler.is_alive():
+            self._settler = threading.Thread(target=self._settle, name="meter-windows", daemon=True)
+            self._settler.start()
 
     # --- the job ---
 
     def result(self) -> JobResult:
         """The job so far: duration, each GPU's energy, power, clocks and memory, dollars, windows."""
         self._meter.checkpoint()
-        with self._lock:
+        self._settle()  # the windows' figures, outside the lock
+        with self._settling, self._lock:  # no settler holds a batch: the totals have every window
             return self._job_result()
 
     def _job_result(self) -> JobResult:
@@ -181,15 +220,16 @@ class Meter:
             command=_command(),
             tokens=self._ledger.tokens,
             tokens_source="api",
-            windows=list(self._ledger.kept),
             window_totals=self._ledger.totals(),
+            windows=[settled(w) for w in self._ledger.kept],
             windows_not_kept=self._ledger.not_kept,
         )
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write (or rewrite) a job run file with everything so far; returns its path."""
         self._meter.checkpoint()
-        with self._lock:
+        self._settle()
+        with self._settling, self._lock:
             target = Path(path) if path is not None else default_run_path(Path("runs"), "job")
             job = self._job_result()
             metadata = job_metadata(
@@ -217,6 +257,7 @@ class Meter:
     def close(self) -> None:
         """Stop sampling; the windows and the job's figures stay readable, ``save`` still works."""
         self._meter.stop()
+        self._settle()
 
     def __enter__(self) -> Meter:
         return self
@@ -232,8 +273,6 @@ def _work(model: str | None, flops_per_token: float | None, phase: str, seq: int
 
 
 def _check_price(price: float | None) -> None:
-    import math
-
     if price is not None and (
         isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0
     ):
@@ -241,8 +280,6 @@ def _check_price(price: float | None) -> None:
 
 
 def _check_tokens(tokens: float | None) -> float | None:
-    import math
-
     if tokens is None:
         return None
     if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or not math.isfinite(tokens) or tokens < 0:

@@ -18,7 +18,7 @@ from meter.measure.gpus import WatchedGpu
 from meter.results.document import Timeline
 from meter.results.job import JobGpu
 from meter.results.records import TelemetryWindow
-from meter.telemetry.monitor import DEFAULT_COUNTER_PERIOD_S, Monitor
+from meter.telemetry.monitor import DEFAULT_COUNTER_PERIOD_S, ClosedWindow, Monitor
 
 JOB = "meter:job"  # the monitor's name for the job's own segments
 SEGMENT_S = 60.0  # a segment's samples are summarised long before the ring (an hour) drops them
@@ -170,7 +170,8 @@ class JobMeter:
         if self._sync is not None:
             self._sync()  # outside the lock: waiting for the GPU must not hold up other threads
         with self._lock:
-            self._check_running()
+            if self.stopped_at is not None:
+                self._check_running()
             if self.monitor is not None:
                 self.monitor.begin_window(name)
                 return
@@ -179,17 +180,27 @@ class JobMeter:
             self._open[name] = time.monotonic()
 
     def end(self, name: str) -> Span:
+        return self.end_deferred(name)()
+
+    def end_deferred(self, name: str) -> Callable[[], Span]:
+        """End a window now and return what works out its span when called: the edges are read here,
+        the summary of the samples in between (most of a window's cost) waits until it is wanted."""
         if self._sync is not None:
             self._sync()
         with self._lock:
-            self._check_running()
+            if self.stopped_at is not None:
+                self._check_running()
             if self.monitor is not None:
-                w = self.monitor.end_window(name)
-                return Span(w.start_s or 0.0, w.end_s or 0.0, w)
+                closed = self.monitor.close_window(name)
+                return lambda: self._span(closed)
             if name not in self._open:
                 raise ValueError(f"window {name!r} was never begun")
-            start = self._open.pop(name)
-            return Span(start - self.t0, time.monotonic() - self.t0, None)
+            span = Span(self._open.pop(name) - self.t0, time.monotonic() - self.t0, None)
+            return lambda: span
+
+    def _span(self, closed: ClosedWindow) -> Span:
+        w = self.monitor.summary(closed)  # type: ignore[union-attr]
+        return Span(w.start_s or 0.0, w.end_s or 0.0, w)
 
     def _check_running(self) -> None:
         if self.stopped_at is not None:

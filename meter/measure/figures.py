@@ -7,7 +7,6 @@ the job's own window. Work counts turn time and energy into rates; prices turn t
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,8 +62,7 @@ def join_segments(name: str, segments: Sequence[TelemetryWindow], *, counter_per
                 per_key[key] = []
             per_key[key].append(w)
     joined = {key: _join_device(name, per_key[key], counter_period_s) for key in keys}
-    total = combine(name, joined)
-    return dataclasses.replace(total, start_s=segments[0].start_s, end_s=segments[-1].end_s)
+    return combine(name, joined, start_s=segments[0].start_s, end_s=segments[-1].end_s)
 
 
 def _join_device(name: str, parts: list[TelemetryWindow], counter_period_s: float) -> TelemetryWindow:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from meter.results.job import JobWindow, JobWindowTotal
 
+_thread_id = threading.get_ident
 MAX_WINDOWS = 10_000  # windows kept one by one; a million-step loop keeps its totals, not every step
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Open:
     thread: int
     parent: _Open | None
@@ -42,33 +43,57 @@ class Ledger:
     _open: dict[str, _Open] = field(default_factory=dict)
     _stacks: dict[int, list[_Open]] = field(default_factory=dict)
     _totals: dict[str, _Total] = field(default_factory=dict)
+    _unsettled: list[JobWindow] = field(default_factory=list)  # ended, not yet in the totals
 
     def begin(self, name: str) -> None:
-        thread = threading.get_ident()
-        stack = self._stacks.setdefault(thread, [])
+        thread = _thread_id()
+        stack = self._stacks.get(thread)
+        if stack is None:
+            stack = self._stacks[thread] = []
         entry = _Open(thread, stack[-1] if stack else None)
         self._open[name] = entry
         stack.append(entry)
 
     def end(self, record: JobWindow) -> None:
+        """Book an ended window; its figures (energy, dollars) are read only when the totals are."""
         entry = self._open.pop(record.name)
         entry.closed = True
-        stack = self._stacks.get(entry.thread, [])
-        if entry in stack:
+        stack = self._stacks[entry.thread]
+        if stack and stack[-1] is entry:  # the usual case: the innermost window of its thread
+            stack.pop()
+        elif entry in stack:
             stack.remove(entry)
-        if record.tokens is not None:
-            self.tokens = (self.tokens or 0.0) + record.tokens - entry.inner_tokens
-            passed_on = record.tokens
+        tokens = record.tokens
+        if tokens is not None:
+            self.tokens = (self.tokens or 0.0) + tokens - entry.inner_tokens
+            passed_on = tokens
         else:
             passed_on = entry.inner_tokens
         parent = entry.parent
         if parent is not None and not parent.closed and passed_on:
             parent.inner_tokens += passed_on  # a parent that ended first overlapped, it did not enclose
-        self._add_total(record)
+        self._unsettled.append(record)
         if len(self.kept) < self.max_windows:
             self.kept.append(record)
         else:
             self.not_kept += 1
+
+    def settle(self) -> None:
+        """Work out the figures of the windows ended since the last call and add them to the totals."""
+        self.add_totals(self.take_unsettled())
+
+    def take_unsettled(self) -> list[JobWindow]:
+        """The windows not in the totals yet, handed over (to work out, then :meth:`add_totals`)."""
+        unsettled, self._unsettled = self._unsettled, []
+        return unsettled
+
+    def add_totals(self, windows: list[JobWindow]) -> None:
+        for w in windows:
+            self._add_total(w)
+
+    @property
+    def unsettled(self) -> int:
+        return len(self._unsettled)
 
     def _add_total(self, w: JobWindow) -> None:
         t = self._totals.setdefault(w.name, _Total())
@@ -80,6 +105,7 @@ class Ledger:
             t.tokens = (t.tokens or 0.0) + w.tokens
 
     def totals(self) -> list[JobWindowTotal]:
+        self.settle()
         return [
             JobWindowTotal(
                 name=name, count=t.count, duration_s=t.duration_s, energy_j=t.energy_j, usd=t.usd, tokens=t.tokens

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -30,6 +32,57 @@ class JobSetup:
 
     def gpu_count(self, meter: JobMeter) -> int:
         return len(meter.gpus) if meter.gpus else (self.stated_gpus or 0)
+
+
+class DeferredWindow(JobWindow):
+    """A :class:`JobWindow` whose figures are worked out when first read, then a plain ``JobWindow``.
+
+    Ending a window only reads the energy counters; summarising the samples in between is most of
+    a window's cost, and a loop that meters every step rarely reads every step's figures. The
+    first attribute read fills in every field and turns the object into the ``JobWindow`` it
+    stands for (equal, printable and serialisable as one). ``name`` and ``tokens`` are known
+    at once.
+    """
+
+    def __init__(self, name: str, tokens: float | None, work_out: Callable[[], JobWindow]):  # noqa: D107
+        object.__setattr__(self, "__dict__", {"name": name, "tokens": tokens, "_work_out": work_out})
+
+    def __getattribute__(self, attribute: str):
+        # the fields with defaults are also class attributes, so every read is looked at here (only
+        # until the figures are in: the object is then a plain JobWindow)
+        if attribute in _DEFERRED_FIELDS:
+            _work_out(self)
+        return object.__getattribute__(self, attribute)
+
+    def __eq__(self, other: object) -> bool:
+        return settled(self) == (settled(other) if isinstance(other, JobWindow) else other)
+
+    __hash__ = JobWindow.__hash__
+
+
+_WORK_OUT_LOCK = threading.Lock()
+_FIELDS = tuple(f.name for f in dataclasses.fields(JobWindow))
+_DEFERRED_FIELDS = frozenset(_FIELDS) - {"name", "tokens"}
+
+
+def _work_out(window: DeferredWindow) -> None:
+    with _WORK_OUT_LOCK:
+        state = object.__getattribute__(window, "__dict__")
+        work_out = state.get("_work_out")
+        if work_out is None:
+            return  # another thread just did
+        figures = work_out()
+        for name in _FIELDS:
+            object.__setattr__(window, name, getattr(figures, name))
+        del state["_work_out"]
+        object.__setattr__(window, "__class__", JobWindow)
+
+
+def settled(window: JobWindow) -> JobWindow:
+    """``window`` with its figures worked out (a no-op for a plain ``JobWindow``)."""
+    if type(window) is DeferredWindow:
+        window.energy_j  # noqa: B018 (the first read works the figures out)
+    return window
 
 
 def window_record(span: Span, name: str, tokens: float | None, *, gpus: int, setup: JobSetup) -> JobWindow:

@@ -12,15 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from kernels.args import ModelArgs
+from kernels.args import Fp8Recipe, MlaDecodeForm, ModelArgs, RoutingMode
 from meter.config.schema import ge, gt
+from meter.domains import Phase
 
 Layer = Literal["mla", "gqa", "moe", "ffn", "dsa"]  # dsa: DeepSeek-V3.2 sparse MLA
-Phase = Literal["train", "prefill", "decode"]
 Dtype = Literal["bf16", "fp16", "fp32"]
-Fp8Scaling = Literal["rowwise", "blockwise"]
-Routing = Literal["learned", "uniform", "skew"]
-DecodeForm = Literal["absorbed", "naive", "fused"]
 Collective = Literal["dispatch", "combine", "all_reduce", "all_gather", "all_to_all"]
 # fp8, bf16, fp32: meter's own collectives; the rest are types nccl-tests measures (meter import nccl-tests)
 Payload = Literal["fp8", "bf16", "fp16", "fp32", "fp64", "int8", "uint8", "int32", "uint32", "int64", "uint64"]
@@ -42,11 +39,11 @@ class BenchCase:
     context: int = field(default=0, metadata=ge(0))
     tokens_per_expert: int | None = field(default=None, metadata=gt(0))
     dtype: Dtype = "bf16"
-    fp8: Fp8Scaling | None = None  # expert GEMMs in fp8 with these scales
+    fp8: Fp8Recipe | None = None  # expert GEMMs in fp8 with these scales
     ep: int = field(default=1, metadata=ge(1))  # expert-parallel degree: this GPU holds n_routed_experts / ep
-    routing: Routing = "learned"
+    routing: RoutingMode = "learned"
     skew: float = field(default=1.0, metadata=ge(0))  # Zipf exponent when routing == "skew"
-    form: DecodeForm = "absorbed"  # MLA decode form (fused: the Triton kernel)
+    form: MlaDecodeForm = "absorbed"  # MLA decode form (fused: the Triton kernel)
     compile: bool = False  # torch.compile the eager MLA decode forms
     fused_plan: str | None = None  # the fused form's launch-rule overrides, e.g. "h64n32s2"
 

@@ -24,7 +24,6 @@ RunStatus = Literal["running", "complete", "interrupted", "failed"]
 # (nccl-tests), converted into the run file's terms.
 RunKind = Literal["bench", "acceptance", "job", "import"]
 STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
-KINDS: tuple[str, ...] = RunKind.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

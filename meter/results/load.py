@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from meter.config.schema import build_dataclass, decode_utf8, read_input_bytes
-from meter.errors import ConfigError
+from meter.errors import ConfigError, RunFileError
 from meter.results.document import SCHEMA, SCHEMA_VERSION, RunDocument
-from meter.results.errors import RunFileError
 
 MAX_RUN_BYTES = 256 * 2**20  # a run file with a full telemetry timeline is a few MiB
 

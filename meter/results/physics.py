@@ -16,8 +16,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from meter.errors import RunFileError
 from meter.results.document import HardwareSummary, RunDocument
-from meter.results.errors import RunFileError
 from meter.results.records import CaseMetrics, CaseResult, TelemetryWindow, Timing
 
 RATE_TOLERANCE = 1e-3  # figures computed from one another: only rounding separates them

@@ -16,6 +16,8 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
 from meter.device.gpu import GpuFleet, GpuLost, GpuUnavailable, Selection, open_gpus, visible_devices_variables
@@ -24,6 +26,8 @@ from meter.results.records import TelemetryWindow
 from meter.telemetry.sampler import Sampler
 from meter.telemetry.sources import CpuSource, GpuSource, Source
 from meter.telemetry.window import MIN_COUNTER_PERIODS, MIN_SAMPLES, Edge, summarize_window
+
+W = TypeVar("W")
 
 DEFAULT_COUNTER_PERIOD_S = 0.1  # NVML's energy counter typically advances every ~100 ms
 
@@ -47,17 +51,32 @@ def infer_counter_period(
     return statistics.median(gaps) if len(gaps) >= 2 else None
 
 
-class WindowHandle:
-    """Yielded by :meth:`Monitor.window`; its summary is ready once the ``with`` block ends."""
+class WindowHandle(Generic[W]):
+    """What a ``with ... window(name) as w:`` block yields (:meth:`Monitor.window`, ``meter.Meter.window``):
+    ``w.result`` (or ``w.summary()``, which refuses while the block runs) once the block ends; ``tokens``
+    may be set inside the block where the window counts them (the Python API)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, tokens: float | None = None):
         self.name = name
-        self._summary: TelemetryWindow | None = None
+        self.tokens = tokens
+        self.result: W | None = None
 
-    def summary(self) -> TelemetryWindow:
-        if self._summary is None:
+    def summary(self) -> W:
+        if self.result is None:
             raise RuntimeError(f"window {self.name!r} is still open")
-        return self._summary
+        return self.result
+
+
+@dataclass(slots=True)
+class ClosedWindow:
+    """An ended window before its summary: its edges and how many readings each ring had taken by its
+    end, which is all :meth:`Monitor.summary` needs, now or later (the readings stay in the rings)."""
+
+    name: str
+    begin: list[tuple[float, float | None]]  # per source, in the monitor's order: (t_s, energy_j)
+    end: list[tuple[float, float | None]]
+    appended: list[int]  # per source: readings its ring had taken when the window ended
+    lost: dict[str, str] | None  # devices lost by the window's end
 
 
 class Monitor:
@@ -77,7 +96,9 @@ class Monitor:
         self.counter_period_s = counter_period_s
         self.counter_period_measured = counter_period_s is not None
         self._fleet = fleet  # closed with the monitor
-        self._open: dict[str, dict[str, Edge]] = {}
+        self._open: dict[str, list[tuple[float, float | None]]] = {}
+        self._rings = [self.sampler.rings[source.key] for source in self.sources]
+        self._power_semantics: dict[str, str | None] | None = None  # per source, read once
         self.t0 = time.monotonic()  # reset on __enter__; windows and the timeline count from it
 
     # --- lifetime ---
@@ -112,19 +133,23 @@ class Monitor:
 
     # --- windows ---
 
-    def _edges(self) -> dict[str, Edge]:
+    def _edges(self) -> list[tuple[float, float | None]]:
+        # the hot path of every window: two of these per window, one energy read per device, plain
+        # tuples (each device's own time and counter); Edge objects are made for the summary
         if self.sync is not None:
             self.sync()
-        edges = {}
+        edges = []
+        lost = self.sampler.lost
+        now = time.monotonic
         for source in self.sources:
-            t = time.monotonic()
+            t = now()
             energy = None
-            if source.key not in self.sampler.lost:
+            if source.key not in lost:
                 try:
                     energy = source.read_energy_j()
                 except GpuLost as exc:
                     self.sampler.mark_lost(source.key, str(exc))
-            edges[source.key] = Edge(t, energy)
+            edges.append((t, energy))
         return edges
 
     def begin_window(self, name: str) -> None:
@@ -133,10 +158,16 @@ class Monitor:
         self._open[name] = self._edges()
 
     def end_window(self, name: str) -> TelemetryWindow:
-        if name not in self._open:
+        return self.summary(self.close_window(name))
+
+    def close_window(self, name: str) -> ClosedWindow:
+        """End ``name`` without summarising it: read its end edges only (:meth:`summary` does the rest)."""
+        begin = self._open.pop(name, None)
+        if begin is None:
             raise ValueError(f"window {name!r} was never begun")
-        begin, end = self._open.pop(name), self._edges()
-        return self._summarize(name, begin, end)
+        lost = self.sampler.lost
+        end = self._edges()
+        return ClosedWindow(name, begin, end, [ring.appended for ring in self._rings], dict(lost) if lost else None)
 
     def rollover_window(self, name: str) -> TelemetryWindow:
         """End ``name`` and begin it again at the same edges: consecutive windows tile time with no gap."""
@@ -144,25 +175,37 @@ class Monitor:
             raise ValueError(f"window {name!r} was never begun")
         begin, end = self._open[name], self._edges()
         self._open[name] = end
-        return self._summarize(name, begin, end)
+        lost = self.sampler.lost
+        appended = [ring.appended for ring in self._rings]
+        return self.summary(ClosedWindow(name, begin, end, appended, dict(lost) if lost else None))
 
-    def _summarize(self, name: str, begin: dict[str, Edge], end: dict[str, Edge]) -> TelemetryWindow:
-        first = min(e.t_s for e in begin.values()) if begin else time.monotonic()
-        last = max(e.t_s for e in end.values()) if end else time.monotonic()
+    def summary(self, closed: ClosedWindow) -> TelemetryWindow:
+        """A closed window's figures: the same whenever asked, as long as the rings hold its readings
+        (an hour's worth; the meter asks well before)."""
+        first = min(t for t, _ in closed.begin) if closed.begin else time.monotonic()
+        last = max(t for t, _ in closed.end) if closed.end else time.monotonic()
+        if self._power_semantics is None:
+            self._power_semantics = {s.key: s.describe().power_semantics for s in self.sources}
+        start_s, end_s = first - self.t0, last - self.t0
+        one = len(self.sources) == 1
         per_device = {}
-        for source in self.sources:
-            ring = self.sampler.rings[source.key]
-            b, e = begin[source.key], end[source.key]
+        for source, ring, b, e, appended in zip(self.sources, self._rings, closed.begin, closed.end, closed.appended):
             per_device[source.key] = summarize_window(
-                name,
-                b,
-                e,
-                ring.between(b.t_s, e.t_s),
+                closed.name,
+                Edge(*b),
+                Edge(*e),
+                ring.between(b[0], e[0], appended_by=appended),
                 counter_period_s=self.counter_period_s or DEFAULT_COUNTER_PERIOD_S,
-                lost=self.sampler.lost.get(source.key),
-                power_semantics=source.describe().power_semantics,
+                lost=closed.lost.get(source.key) if closed.lost else None,
+                power_semantics=self._power_semantics[source.key],
+                # a one-device window is the device's, with the edges (what combine would copy in)
+                device=source.key if one else None,
+                start_s=start_s if one else None,
+                end_s=end_s if one else None,
             )
-        return dataclasses.replace(combine(name, per_device), start_s=first - self.t0, end_s=last - self.t0)
+        if one:
+            return per_device[self.sources[0].key]
+        return combine(closed.name, per_device, start_s=start_s, end_s=end_s)
 
     def timeline(self, max_points: int = 2000) -> Timeline:
         """Every device's samples since the monitor started, evenly thinned to ``max_points``, for plots."""
@@ -185,13 +228,13 @@ class Monitor:
         return Timeline(interval_s=self.sampler.interval_s, devices=devices)
 
     @contextlib.contextmanager
-    def window(self, name: str) -> Iterator[WindowHandle]:
-        handle = WindowHandle(name)
+    def window(self, name: str) -> Iterator[WindowHandle[TelemetryWindow]]:
+        handle: WindowHandle[TelemetryWindow] = WindowHandle(name)
         self.begin_window(name)
         try:
             yield handle
         finally:
-            handle._summary = self.end_window(name)
+            handle.result = self.end_window(name)
 
     def describe(self) -> TelemetryInfo:
         return TelemetryInfo(
@@ -205,11 +248,14 @@ class Monitor:
         )
 
 
-def combine(name: str, per_device: dict[str, TelemetryWindow]) -> TelemetryWindow:
+def combine(
+    name: str, per_device: dict[str, TelemetryWindow], *, start_s: float | None = None, end_s: float | None = None
+) -> TelemetryWindow:
     """One window over several devices: sums of energy and power, the union of reasons."""
     if len(per_device) == 1:
         key, only = next(iter(per_device.items()))
-        return dataclasses.replace(only, device=key)
+        edges = {"start_s": start_s, "end_s": end_s} if start_s is not None or end_s is not None else {}
+        return dataclasses.replace(only, device=key, **edges)
     values = list(per_device.values())
     energies = [v.energy_j for v in values]
     total = sum(energies) if all(e is not None for e in energies) else None
@@ -226,6 +272,8 @@ def combine(name: str, per_device: dict[str, TelemetryWindow]) -> TelemetryWindo
         low_confidence=any(v.low_confidence for v in values),
         low_confidence_reasons=sorted({f"{k}: {r}" for k, v in per_device.items() for r in v.low_confidence_reasons}),
         devices=per_device,
+        start_s=start_s,
+        end_s=end_s,
     )
 
 

@@ -31,19 +31,26 @@ class Ring:
         with self._lock:
             return self._items[-1] if self._items else None
 
-    def between(self, t0: float, t1: float) -> list[Reading]:
-        """Readings with t0 <= t_s <= t1, oldest first.
+    def between(self, t0: float, t1: float, *, appended_by: int | None = None) -> list[Reading]:
+        """Readings with t0 <= t_s <= t1, oldest first; with ``appended_by``, only the first that many
+        ever appended (what the ring held when a window ended, for a summary worked out later).
 
         Windows end at or near the newest reading, so the scan runs from the newest end and stops at
         t0: the cost is that of the window's readings, not of the whole ring (an hour of samples).
         """
         out = []
         with self._lock:
-            for reading in reversed(self._items):
+            items = self._items
+            # the position of the newest reading to look at: the newest of all, or the last one
+            # appended by ``appended_by`` (indexing a deque near its end is as quick as at the end)
+            i = len(items) - 1 if appended_by is None else appended_by - 1 - (self.appended - len(items))
+            while i >= 0:
+                reading = items[i]
                 if reading.t_s < t0:
                     break
                 if reading.t_s <= t1:
                     out.append(reading)
+                i -= 1
         out.reverse()
         return out
 

@@ -5,7 +5,7 @@ Pure functions of the readings in the window and the counter values read at its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from meter.device.clock_events import THROTTLING_REASONS, decode_clock_events
 from meter.device.reading import Reading
@@ -15,8 +15,9 @@ MIN_SAMPLES = 10
 MIN_COUNTER_PERIODS = 10  # a window of fewer counter updates has >10% quantisation error
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
+    """A window's edge: when, and the energy counter then (a tuple: two are made per GPU per window)."""
+
     t_s: float
     energy_j: float | None
 
@@ -57,8 +58,14 @@ def summarize_window(
     counter_period_s: float,
     lost: str | None = None,
     power_semantics: str | None = None,
+    device: str | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> TelemetryWindow:
-    """The window's figures; ``low_confidence`` with reasons when they should not be trusted."""
+    """The window's figures; ``low_confidence`` with reasons when they should not be trusted.
+
+    ``device``, ``start_s`` and ``end_s`` are copied into the result as they are (the monitor's
+    one-device windows carry them; built here, not copied in after, which costs a window a lot)."""
     duration = end.t_s - begin.t_s
     inside = [r for r in readings if begin.t_s <= r.t_s <= end.t_s]
     counter_points = []
@@ -118,4 +125,7 @@ def summarize_window(
         power_semantics=power_semantics,
         low_confidence=bool(why),
         low_confidence_reasons=why,
+        device=device,
+        start_s=start_s,
+        end_s=end_s,
     )

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, require_component, require_executable
-from tests.deploy.conftest import DEPLOY
 
+DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"
 NODE_DIR = REPO / "tests" / "node"
 

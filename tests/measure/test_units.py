@@ -169,12 +169,13 @@ def test_the_overhead_benchmark_runs_and_reports_each_setting(fake_nvml):
     from tests.fake_nvml import FakeGpu, Scenario, run_python
 
     out = run_python(
-        "import json; from meter.measure.overhead import measure; print(json.dumps(measure(20, 500)))",
+        "import json; from scripts.window_overhead import measure; print(json.dumps(measure(20, 500)))",
         fake_nvml(Scenario(gpus=[FakeGpu(), FakeGpu()])),
     )
     assert out["gpus"] == 2 and out["ring_fill"] == 500
     for key in ("no_gpu", "nvml_ring_empty", "nvml_ring_full"):
         assert out[key]["pairs"] > 0 and 0 < out[key]["median_us"] <= out[key]["p99_us"]
+        assert out[key]["windows"] > 0 and out[key]["summary_us"] > 0
 
 
 def test_a_ring_returns_a_window_from_its_newest_end():
@@ -187,3 +188,87 @@ def test_a_ring_returns_a_window_from_its_newest_end():
     assert [r.t_s for r in ring.between(1495.5, 1497.0)] == [1496.0, 1497.0]
     assert [r.t_s for r in ring.between(0.0, 501.0)] == [500.0, 501.0]
     assert ring.between(2000.0, 3000.0) == [] and len(ring.between(0, float("inf"))) == 1000
+
+
+def test_a_deferred_window_becomes_the_window_it_stands_for_when_first_read():
+    from meter.measure.record import DeferredWindow, settled
+
+    calls = []
+    window = JobWindow(name="step", start_s=1.0, end_s=3.0, duration_s=2.0, gpus=8, energy_j=1200.0, tokens=4.0)
+
+    def work_out() -> JobWindow:
+        calls.append(1)
+        return window
+
+    d = DeferredWindow("step", 4.0, work_out)
+    assert isinstance(d, JobWindow) and d.name == "step" and d.tokens == 4.0 and calls == []
+    assert d.energy_j == 1200.0 and d.gpus == 8 and calls == [1]  # a field with a default works it out too
+    assert type(d) is JobWindow and d == window and calls == [1]  # once
+    other = DeferredWindow("step", 4.0, lambda: window)
+    assert other == window and settled(other) is other and type(other) is JobWindow
+
+
+def test_the_ledger_reads_windows_figures_only_for_its_totals():
+    from meter.measure.record import DeferredWindow
+
+    read = []
+
+    def window(name: str, tokens: float | None, energy: float) -> DeferredWindow:
+        def work_out() -> JobWindow:
+            read.append(name)
+            return JobWindow(name=name, start_s=0.0, end_s=1.0, duration_s=1.0, energy_j=energy, usd=0.5, tokens=tokens)
+
+        return DeferredWindow(name, tokens, work_out)
+
+    ledger = Ledger(max_windows=1)
+    ledger.begin("outer")
+    ledger.begin("inner")
+    ledger.end(window("inner", 3.0, 10.0))
+    ledger.end(window("outer", None, 30.0))
+    assert ledger.tokens == 3.0 and ledger.unsettled == 2 and read == [] and ledger.not_kept == 1
+    totals = {t.name: t for t in ledger.totals()}
+    assert read == ["inner", "outer"] and ledger.unsettled == 0
+    assert totals["outer"].energy_j == 30.0 and totals["inner"].tokens == 3.0 and totals["inner"].usd == 0.5
+
+
+def test_the_side_by_side_script_times_meter_and_counts_its_nvml_calls(fake_nvml_lib):
+    import json
+    import subprocess
+    import sys
+
+    from tests.fake_nvml import REPO
+
+    done = subprocess.run(
+        [sys.executable, "scripts/window_cost.py", "--gpus", "2", "--pairs", "5", "--rounds", "2", "--count-calls",
+         "--without-zeus", "--lib-dir", str(fake_nvml_lib), "--json"],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=True,
+    )  # fmt: skip
+    (result,) = json.loads(done.stdout)
+    assert result["gpus"] == 2 and result["meter"]["windows"] >= 10 and result["meter"]["summary_us"] > 0
+    assert 0 < result["meter"]["median_us"] <= result["meter"]["p99_us"]
+    # two energy reads per GPU per window (the sampler's own reads may fall inside the count)
+    assert result["meter"]["nvml_calls_per_pair"] >= 4
+    assert "--without-zeus" in result["zeus"]  # Zeus's side: scripts/window_cost.py run by hand (docs/measure.md)
+
+
+def test_a_backlog_of_windows_is_worked_out_in_a_thread_and_the_totals_miss_none(monkeypatch):
+    import warnings
+
+    import meter
+    from meter.measure import api
+
+    monkeypatch.setattr(api, "SETTLE_EVERY", 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = meter.Meter(gpus=[], price_usd_per_gpu_hour=3.6, sync=None)
+    ended = []
+    for _ in range(50):
+        m.begin_window("step")
+        ended.append(m.end_window("step", tokens=2))
+    (total,) = m.result().window_totals
+    assert m._settler is not None  # noqa: SLF001 (the backlog started one)
+    assert total.count == 50 and total.tokens == 100.0
+    assert total.usd == pytest.approx(sum(w.usd for w in ended)) and total.duration_s == pytest.approx(
+        sum(w.duration_s for w in ended)
+    )
+    m.close()

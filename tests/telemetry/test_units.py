@@ -224,7 +224,7 @@ def test_validation_pairs_nvidia_smi_with_the_nearest_sample():
 def test_validation_tool_runs_on_a_gpu(tmp_path: Path):
     import shutil
 
-    from meter.telemetry.validate import main
+    from scripts.validate_telemetry import main
 
     if shutil.which("nvidia-smi") is None:
         pytest.skip("nvidia-smi is not installed")
@@ -233,3 +233,24 @@ def test_validation_tool_runs_on_a_gpu(tmp_path: Path):
 
     report = json.loads((tmp_path / "v.json").read_text())
     assert report["nvidia_smi_pairs"] >= 3 and report["window"]["energy_j"] > 0
+
+
+def test_a_closed_window_summarised_later_is_the_one_summarised_at_its_end():
+    # the deferred summary (meter.Meter's hot path) reads what the rings held when the window ended,
+    # however many readings came after, and gives the figures an immediate summary gives
+    source = ScriptedSource("a")
+    mon = Monitor([source], interval_s=0.01, counter_period_s=0.01)
+    mon.t0 = 0.0
+    ring = mon.sampler.rings["a"]
+    for t in range(10):
+        ring.append(reading(100.0 + t, energy=float(t)))
+    mon._open["w"] = [(100.5, 0.0)]  # noqa: SLF001 (edges at known times)
+    mon._edges = lambda: [(108.5, 9.0)]  # noqa: SLF001
+    closed = mon.close_window("w")
+    now = mon.summary(closed)
+    ring.append(reading(108.2, energy=50.0))  # appended after the end, though timed inside it
+    ring.append(reading(109.0, energy=60.0))
+    later = mon.summary(closed)
+    assert later == now and now.n_samples == 8 and now.start_s == 100.5 and now.end_s == 108.5
+    assert now.device == "a" and now.energy_j == pytest.approx(9.0) and now.power_semantics == "scripted"
+    assert [r.t_s for r in ring.between(100.5, 108.5)][-1] == 108.2  # without the count it would be in

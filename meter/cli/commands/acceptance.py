@@ -48,10 +48,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="run all of it on the CPU with the tiny model: the plumbing, labelled as CPU figures",
     )
     p.add_argument("--json", action="store_true", help="print the acceptance report as JSON (docs/cli-json.md)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run_acceptance_command)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_acceptance_command(args: argparse.Namespace) -> int:
     from meter.acceptance.run import AcceptanceOptions, run_acceptance
     from meter.cli.benchrun import select
 

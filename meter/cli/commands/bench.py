@@ -378,7 +378,7 @@ def run_distributed(args: argparse.Namespace, cases, models, label: str, suite: 
     from meter.cli.benchrun import telemetry_request
     from meter.config.hardware import list_hardware
     from meter.device.select import cpu_device
-    from meter.distributed.runner import DistributedPlan, run
+    from meter.distributed.runner import DistributedPlan, run_distributed
     from meter.results.runfile import default_run_path
 
     specs = list_hardware(locator(args))
@@ -389,7 +389,7 @@ def run_distributed(args: argparse.Namespace, cases, models, label: str, suite: 
     comms = comm_cases(args, models, cpu)
     if not cases and not comms:
         raise UsageError("the options select no case and no communication case")
-    doc = run(
+    doc = run_distributed(
         DistributedPlan(
             cases=cases,
             comm_cases=comms,

@@ -526,7 +526,7 @@ def run_serve(args: argparse.Namespace) -> int:
             raise UsageError("--from-bench measures the efficiency; --efficiency does not go with it")
         return _serve_from_bench(args, loc)
     if serving_frontier.wanted(args):  # the throughput-interactivity frontier (meter.cli.serving_frontier)
-        return serving_frontier.run(args)
+        return serving_frontier.run_frontier(args)
     scenario = _serve_scenario(args, loc)
     run = _measured(args)
     if args.efficiency is not None and run is not None:
@@ -581,7 +581,7 @@ def _serve_from_bench(args: argparse.Namespace, loc) -> int:
         args.decode_context,
         args.kv_cache,
     )
-    return serving_bench.run(args, args.gpus, _serve_scenario(args, loc) if named else None, layout)
+    return serving_bench.run_serving_bench(args, args.gpus, _serve_scenario(args, loc) if named else None, layout)
 
 
 def _serve_scenario(args: argparse.Namespace, loc):

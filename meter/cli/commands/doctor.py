@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "unavailable), the hardware config each GPU matches, and external tools.",
     )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run_doctor)
 
 
 def gpu_report(specs: list) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def _ops_lines(ops: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+def run_doctor(args: argparse.Namespace) -> int:
     from meter.config.hardware import list_hardware
     from meter.device.host import python_info, tool_version, torch_info
 

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="bytes per weight and per KV-cache value (default bf16)",
     )
     p.add_argument("--json", action="store_true", help="print JSON (docs/cli-json.md)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run_flops)
 
 
 def model_report(model, *, seq: int, context: int, batch: int, dtype: str) -> dict:
@@ -134,7 +134,7 @@ def sparse_attention_report(a, *, seq: int, context: int, kv_value_bytes: float)
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def run_flops(args: argparse.Namespace) -> int:
     from meter.config.models import load_model
 
     model = load_model(args.model, locator(args))

@@ -85,10 +85,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="HZ",
         help="telemetry sampling rate, 1 to 100 Hz (default 10)",
     )
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run_measure)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_measure(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from meter.device.host import command_line

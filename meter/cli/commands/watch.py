@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--count", type=number(D.COUNT), default=0, metavar="N", help="stop after N updates (default: until Ctrl-C)"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per GPU per update (JSON lines)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run_watch)
 
 
 def record(gpu, reading) -> dict:
@@ -46,7 +46,7 @@ def record(gpu, reading) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def run_watch(args: argparse.Namespace) -> int:
     from meter.device.gpu import GpuLost, open_gpus
 
     interactive = sys.stdout.isatty() and not args.json

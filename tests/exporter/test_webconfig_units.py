@@ -14,7 +14,7 @@ from meter.exporter.tlsserver import peer_sans
 from meter.exporter.webconfig import RateLimit, WebConfig, load_web_config, parse_duration_s
 from meter.exporter.webguard import BcryptUsers, GuardedApp, TokenBucket, WebConfigWatcher
 from tests.conftest import require_module
-from tests.deploy.certs import TestCa
+from tests.exporter.certs import TestCa
 
 bcrypt = require_module("bcrypt", "pip install -e '.[test]' (the web config's bcrypt basic_auth_users)")
 

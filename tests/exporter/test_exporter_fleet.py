@@ -14,7 +14,7 @@ import sys
 import time
 
 from tests.cost.test_from_run_and_cli import synthetic_run
-from tests.deploy.conftest import start_exporter, stop, wait_for
+from tests.exporter.conftest import start_exporter, stop, wait_for
 from tests.fake_nvml import FakeGpu, Scenario
 
 GPU0, GPU1 = "GPU-fa4e0000-0000-0000-0000-000000000000", "GPU-fa4e0000-0000-0000-0000-000000000001"
@@ -133,7 +133,7 @@ def test_an_absent_or_broken_pod_resources_socket_never_stops_the_exporter(fake_
 
 def test_pushed_runs_survive_restarts_keyed_by_gpu_and_bounded(fake_nvml_lib, tmp_path):
     from meter.exporter.app import push_run
-    from tests.deploy.test_exporter_units import typed_run
+    from tests.exporter.test_exporter_units import typed_run
 
     runs = tmp_path / "runs"
     flags = ("--runs-dir", str(runs), "--runs-keep", "2")

@@ -141,10 +141,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="text: 'meter serve: LEVEL: message' (default); json: one object per line with time, level, "
         "logger and message, for a log shipper",
     )
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run_exporter)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_exporter(args: argparse.Namespace) -> int:
     from meter.exporter.app import Exporter, ExporterConfig
 
     if args.hash_password:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.cli.commands.serve import duration_s
+from meter.cli.commands.exporter import duration_s
 from meter.errors import UsageError
 from meter.exporter.http import BasicAuth, hash_password
 from meter.exporter.state import ExporterState, GpuAccount

@@ -18,9 +18,9 @@ import pytest
 
 from tests.conftest import require_module
 from tests.cost.test_from_run_and_cli import synthetic_run
-from tests.deploy.certs import Pair, TestCa
-from tests.deploy.conftest import query, run_prometheus, start_exporter, stop
-from tests.deploy.test_exporter_prometheus import RULES
+from tests.exporter.certs import Pair, TestCa
+from tests.exporter.conftest import query, run_prometheus, start_exporter, stop
+from tests.exporter.test_exporter_prometheus import RULES
 from tests.fake_nvml import Scenario
 
 bcrypt = require_module("bcrypt", "pip install -e '.[test]' (the web config's bcrypt basic_auth_users)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cost.test_from_run_and_cli import synthetic_run
-from tests.deploy.conftest import start_exporter, stop
+from tests.exporter.conftest import start_exporter, stop
 from tests.fake_nvml import Scenario
 
 
@@ -110,7 +110,7 @@ def test_other_paths_and_methods(exporter):
 
 def test_many_scrapers_at_once_all_get_answers(exporter):
     """The backlog takes 20 clients connecting together (the timing figure lives in docs/operations.md)."""
-    from meter.exporter.loadtest import concurrent_load
+    from scripts.exporter_loadtest import concurrent_load
 
     result = concurrent_load(f"http://127.0.0.1:{exporter.port}/metrics", clients=20, scrapes=5)
     assert result["errors"] == 0 and result["succeeded"] == 100, result["error_examples"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from meter.results import load_run
 from tests.conftest import run_meter
-from tests.deploy.conftest import free_port
+from tests.exporter.conftest import free_port
 
 JOB = ["--tokens", "2000", "--model", "deepseek-v3", "--hardware", "h800-sxm", "--gpus", "8"]
 
@@ -20,7 +20,7 @@ def test_a_measured_job_is_pushed_and_priced(exporter, tmp_path: Path):
     assert r.returncode == 0, r.stderr
     assert f"pushed to {exporter.url}" in r.stderr
     assert load_run(out).job.work.mfu > 0
-    wanted = r'meter_projection_training_usd\{[^}]*hardware="h800-sxm",[^}]*model="deepseek-v3",scenario="deepseek-v3"'
+    wanted = r'meter_cost_training_usd\{[^}]*hardware="h800-sxm",[^}]*model="deepseek-v3",scenario="deepseek-v3"'
     deadline = time.monotonic() + 20  # /metrics is rendered after each sampling round
     while not re.search(wanted, exporter.metrics()):
         assert time.monotonic() < deadline, "the job's projection never reached /metrics"

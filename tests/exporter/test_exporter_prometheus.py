@@ -19,7 +19,7 @@ import yaml
 from meter.exporter.app import push_run
 from tests.conftest import require_executable, require_module
 from tests.cost.test_from_run_and_cli import synthetic_run
-from tests.deploy.conftest import DEPLOY, free_port, query, run_prometheus, stop, wait_for
+from tests.exporter.conftest import DEPLOY, free_port, query, run_prometheus, stop, wait_for
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gpu-cost-meter.json"
 RULES = [DEPLOY / "prometheus" / "rules" / "meter-recording.yml", DEPLOY / "prometheus" / "rules" / "meter-alerts.yml"]
@@ -108,11 +108,11 @@ def test_posted_runs_become_results_and_priced_projections(exporter, tmp_path: P
     text = exporter.metrics()
     assert re.search(r'meter_benchmark_mfu_ratio\{case="moe.train.b1-s4096.bf16".*model="deepseek-v3"', text)
     assert re.search(
-        r'meter_projection_training_usd\{device="NVIDIA H800",hardware="h800-sxm",hostname="test",'
+        r'meter_cost_training_usd\{device="NVIDIA H800",hardware="h800-sxm",hostname="test",'
         r'model="deepseek-v3",scenario="deepseek-v3",uuid=""\}',
         text,
     )
-    assert re.search(r'meter_projection_serving_usd_per_million_tokens\{device="NVIDIA H800",direction="output"', text)
+    assert re.search(r'meter_cost_serving_usd_per_million_tokens\{device="NVIDIA H800",direction="output"', text)
     # anything that is not a run file is refused with a reason, and nothing else changes
     bad = urllib.request.Request(exporter.url + "/api/v1/runs", data=b'{"schema": "other"}', method="POST")
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -184,8 +184,8 @@ def test_every_dashboard_query_and_rule_expression_returns_data(exporter, tmp_pa
 
 def test_scrapes_stay_fast_under_load(fake_nvml_lib, tmp_path: Path):
     """100 scrapes a second with 8 GPUs (a shorter run than the documented 30 s one)."""
-    from meter.exporter.loadtest import scrape_load
-    from tests.deploy.conftest import start_exporter
+    from scripts.exporter_loadtest import scrape_load
+    from tests.exporter.conftest import start_exporter
     from tests.fake_nvml import FakeGpu, Scenario
 
     e = start_exporter(fake_nvml_lib, tmp_path, Scenario(gpus=[FakeGpu() for _ in range(8)]))
@@ -205,7 +205,7 @@ def test_basic_auth_and_tls(fake_nvml_lib, tmp_path: Path):
     import ssl
 
     from meter.exporter.http import hash_password
-    from tests.deploy.conftest import start_exporter
+    from tests.exporter.conftest import start_exporter
     from tests.fake_nvml import Scenario
 
     openssl = require_executable("openssl", "apt-get install openssl")

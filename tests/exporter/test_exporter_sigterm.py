@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 import signal
 
-from tests.deploy.conftest import start_exporter
+from tests.exporter.conftest import start_exporter
 from tests.fake_nvml import Scenario
 
 
 def test_sigterm_stops_the_exporter_with_status_0_and_the_runs_directory_intact(fake_nvml_lib, tmp_path):
     from meter.exporter.app import push_run
     from meter.results import load_run
-    from tests.deploy.test_exporter_units import typed_run
+    from tests.exporter.test_exporter_units import typed_run
 
     runs = tmp_path / "runs"
     run, _ = typed_run(tmp_path, "a", hardware="h800-sxm", uuid="GPU-aaaa", run_id="run-1")

@@ -1,7 +1,8 @@
+#!/usr/bin/env python3
 """Load an exporter's /metrics and report errors and scrape-time percentiles.
 
-    python -m meter.exporter.loadtest http://127.0.0.1:9401/metrics --rate 100 --seconds 30
-    python -m meter.exporter.loadtest http://127.0.0.1:9401/metrics --clients 20 --scrapes 100
+    python scripts/exporter_loadtest.py http://127.0.0.1:9401/metrics --rate 100 --seconds 30
+    python scripts/exporter_loadtest.py http://127.0.0.1:9401/metrics --clients 20 --scrapes 100
 
 The first form scrapes at a fixed total rate, spread over a few threads. The second is many
 scrapers at once: ``--clients`` client processes (each its own interpreter, as separate
@@ -22,8 +23,11 @@ import sys
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 
-from meter.bench.stats import quantile
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: its meter
+
+from meter.bench.stats import quantile  # noqa: E402
 
 
 def _scrape(url: str, timeout_s: float) -> tuple[float | None, str | None]:
