@@ -131,7 +131,14 @@ class NvmlGpu:
 
     def read_energy_j(self) -> float | None:
         """The energy counter alone, for window edges (cheaper than a full read)."""
-        value = self._get("energy", self.session.nv.nvmlDeviceGetTotalEnergyConsumption, self.handle)
+        if not self.supported["energy"]:
+            return None
+        nv = self.session.nv
+        try:  # the hot path of every window edge: one NVML call, no helper frames
+            return nv.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1e3
+        except nv.NVMLError:
+            pass  # classified below: lost (raises), unsupported (remembered) or transient (None)
+        value = self._get("energy", nv.nvmlDeviceGetTotalEnergyConsumption, self.handle)
         return None if value is None else value / 1e3
 
     def health(self) -> GpuHealth:

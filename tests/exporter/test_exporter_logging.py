@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from meter.cli.commands.serve import _log_to_stderr
+from meter.cli.commands.exporter import _log_to_stderr
 
 
 @pytest.fixture
