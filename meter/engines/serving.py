@@ -253,7 +253,8 @@ class _Fields:
         value = self.raw.get(key)
         if value is None or value == "inf" or value == math.inf or value == "trace":
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        # compared, not converted: a 400-digit integer is refused, it does not overflow a float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e300:
             raise self.fail(key, 'expected a positive number or "inf"', value)
         return float(value)
 

@@ -51,8 +51,6 @@ def test_mutated_inferencex_result(tmp_path_factory, multinode, key_index, value
 def test_mutated_sglang_run_to_points(tmp_path_factory, key_index, value, delete):
     record = sglang_bench_serving(max_concurrency=16)
     key = sorted(record)[key_index % len(record)]
-    if key == "request_rate" and value == 10**400:
-        return  # serving.py's rate check overflows on it: reported to the lead, fixed with issue 21's reader changes
     if delete:
         del record[key]
     else:
