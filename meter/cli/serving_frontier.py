@@ -178,7 +178,7 @@ def run_frontier(args: argparse.Namespace) -> int:
         "notes": notes,
     }
     if args.plot:
-        _plot(args.plot, points, validation, target, f"{model.name} on {hw.name}")
+        _plot(args.plot, points, validation, target, f"{model.name} on {hw.name}", chosen)
     if args.json:
         emit_json(doc)
     else:
@@ -409,10 +409,11 @@ def _print(doc, points, chosen, calibration, validation, notes, e) -> None:
         print(f"note: {n}")
 
 
-def _plot(path: str, points, validation, target, title: str) -> None:
+def _plot(path: str, points, validation, target, title: str, chosen) -> None:
     from meter.report.plots import render, serving_frontier
 
-    render(serving_frontier(points, validation.points if validation else (), target, title), Path(path))
+    measured = validation.points if validation else ()
+    render(serving_frontier(points, measured, target, title, chosen), Path(path))
 
 
 def report_views(path: str, model_name: str, loc, calibrate: bool) -> tuple:

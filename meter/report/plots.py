@@ -187,10 +187,11 @@ def serving_cost(by_batch) -> Any:
     return fig
 
 
-def serving_frontier(points, measured, target, title: str) -> Any:
+def serving_frontier(points, measured, target, title: str, chosen=None) -> Any:
     """Output tokens/s per GPU against tokens/s per user: the predicted curve (solid) and its bound
     (dashed) per layout, measured points (dots and, against their own setup, the prediction as
-    crosses), one colour per layout, and the latency target as a vertical line."""
+    crosses), one colour per layout, the latency target as a vertical line, and the point chosen
+    for it (the cheapest that meets it) ringed."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 5.5))
     layouts = list(dict.fromkeys([p.layout for p in points] + [m.layout for m in measured]))
@@ -216,6 +217,10 @@ def serving_frontier(points, measured, target, title: str) -> Any:
         need = max(need or 0, target.min_tokens_per_s_per_user)
     if need:
         ax.axvline(need, color="black", linestyle=":", label=f"target: {need:.3g} tok/s/user")
+    if chosen is not None:
+        ax.scatter([chosen.tokens_per_s_per_user], [chosen.output_tokens_per_s_per_gpu], s=160, facecolor="none",
+                   edgecolor="black", linewidth=1.5, zorder=5,
+                   label=f"chosen: {chosen.layout} at concurrency {chosen.concurrency:g}")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("tokens/s per user (1 / TPOT)")

@@ -249,3 +249,31 @@ def test_report_without_points_has_no_frontier_section(tmp_path: Path):
     r = run_meter("report", str(RECORDED), "-o", str(report), "--samples", "0")
     assert r.returncode == 0, r.stderr
     assert '<section id="serving-frontier">' not in report.read_text()
+
+
+def test_the_frontier_plot_rings_the_point_chosen_for_the_target():
+    from types import SimpleNamespace
+
+    from meter.report.plots import serving_frontier
+
+    def point(concurrency: float, user: float, gpu: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            layout="TP8",
+            concurrency=concurrency,
+            tokens_per_s_per_user=user,
+            output_tokens_per_s_per_gpu=gpu,
+            tokens_per_s_per_user_bound=2 * user,
+            output_tokens_per_s_per_gpu_bound=2 * gpu,
+        )
+
+    points = [point(4, 90.0, 40.0), point(64, 30.0, 240.0)]
+    target = SimpleNamespace(tpot_s=0.02, min_tokens_per_s_per_user=None)
+    fig = serving_frontier(points, (), target, "t", chosen=points[0])
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "chosen: TP8 at concurrency 4" in labels and "target: 50 tok/s/user" in labels
+    ring = [c for c in fig.axes[0].collections if c.get_label().startswith("chosen")][0]
+    assert ring.get_offsets().tolist() == [[90.0, 40.0]]
+    assert not any(
+        label.startswith("chosen")
+        for label in serving_frontier(points, (), target, "t").axes[0].get_legend_handles_labels()[1]
+    )
