@@ -144,6 +144,24 @@ def read_yaml_text(text: str, path: Path | None) -> Any:
         raise ConfigError(path, None, "nested too deeply to be a config") from None
 
 
+class DuplicateJsonKey(ValueError):
+    """A JSON object that names one key twice (``json`` would keep the later silently)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: raises :class:`DuplicateJsonKey` on a repeated key."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateJsonKey(key)
+        out[key] = value
+    return out
+
+
 def read_input_bytes(path: Path, *, max_bytes: int, error: type[InputError], what: str) -> bytes:
     """The bytes of an input file, or ``error`` naming the file: missing, a directory, unreadable, too large.
 

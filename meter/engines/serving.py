@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from meter.config.schema import read_input_text
+from meter.config.schema import DuplicateJsonKey, no_duplicate_keys, read_input_text
 from meter.errors import InputError
 
 Engine = Literal["vllm", "vllm-legacy", "sglang"]
@@ -139,30 +139,15 @@ def _loads(text: str) -> Any:
     return json.loads(
         text,
         parse_constant=lambda name: {"Infinity": math.inf, "-Infinity": -math.inf}.get(name, math.nan),
-        object_pairs_hook=_no_duplicate_keys,  # two "duration" keys: json would keep the later silently
+        object_pairs_hook=no_duplicate_keys,  # two "duration" keys: json would keep the later silently
     )
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
 
 
 def _records(text: str, path: Path) -> list[tuple[str, dict]]:
     """(field prefix, record): the whole file as one JSON object, or one object per non-empty line."""
     try:
         whole = _loads(text)
-    except _DuplicateKey as exc:
+    except DuplicateJsonKey as exc:
         raise BenchFileError(path, exc.key, "duplicate key; which one the tool meant cannot be told") from None
     except json.JSONDecodeError:
         whole = None
@@ -189,7 +174,7 @@ def _records(text: str, path: Path) -> list[tuple[str, dict]]:
             continue
         try:
             record = _loads(line)
-        except _DuplicateKey as exc:
+        except DuplicateJsonKey as exc:
             raise BenchFileError(path, f"line {number}: {exc.key}", "duplicate key") from None
         except json.JSONDecodeError as exc:
             raise BenchFileError(path, f"line {number}", f"not valid JSON: {exc.msg} at column {exc.colno}") from None

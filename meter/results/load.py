@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meter.config.schema import build_dataclass, decode_utf8, read_input_bytes
+from meter.config.schema import DuplicateJsonKey, build_dataclass, decode_utf8, no_duplicate_keys, read_input_bytes
 from meter.errors import ConfigError, RunFileError
 from meter.results.document import SCHEMA, SCHEMA_VERSION, RunDocument
 
@@ -212,8 +212,8 @@ def _parse_json(text: str, where: Path | str) -> Any:
         raise ValueError(f"{name} is not a number JSON allows")
 
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=refuse_constant)
-    except _DuplicateKey as exc:
+        return json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=refuse_constant)
+    except DuplicateJsonKey as exc:
         raise RunFileError(where, exc.key, "duplicate key") from None
     except json.JSONDecodeError as exc:
         raise RunFileError(where, None, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
@@ -221,21 +221,6 @@ def _parse_json(text: str, where: Path | str) -> Any:
         raise RunFileError(where, None, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise RunFileError(where, None, "nested too deeply to be a run file") from None
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
 
 
 # --- migrations: each takes a document of version N and returns one of version N + 1 -----------
