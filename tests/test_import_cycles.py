@@ -8,8 +8,11 @@ hides a circle, it does not remove it), those under ``if TYPE_CHECKING`` not (th
 
 from __future__ import annotations
 
-import grimp
 import pytest
+
+from tests.conftest import require_module
+
+grimp = require_module("grimp", "pip install -e '.[test]' (import-linter's import graph)")
 
 # Circles that may stand, each the set of modules (or packages) of one circle. Empty: issue 22 removed
 # the last ones (meter/cost/'s estimate circle, device <-> results); a new entry needs a reason.

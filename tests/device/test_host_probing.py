@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import grimp
+from tests.conftest import require_module
+
+grimp = require_module("grimp", "pip install -e '.[test]' (import-linter's import graph)")
 
 RESULTS = Path(__file__).resolve().parents[2] / "meter" / "results"
 # What asking the machine takes: processes, sockets, the platform, torch, the GPU library.
