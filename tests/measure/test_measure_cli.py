@@ -97,7 +97,9 @@ def test_tokens_from_the_log_give_tokens_per_second_mfu_and_joules_per_token(fak
     assert w.achieved_tflops == pytest.approx(32768 / job.duration_s * flops / 1e12)
     assert w.mfu == pytest.approx(32768 / job.duration_s * flops / 989.4e12) and "h100-sxm" in w.mfu_basis
     assert w.joules_per_token == pytest.approx(job.energy_j / 32768)
-    assert job.energy_j == pytest.approx(600 * job.duration_s, rel=0.06)
+    # the counter moves in 100 ms steps (the fake's counter_update_ms): each edge of the job may miss one step,
+    # however loaded the machine is when the edges are read
+    assert abs(job.energy_j - 600 * job.duration_s) <= 600 * 2 * 0.100
     assert job.cost.usd_per_gpu_hour == 3.0 and job.cost.price_source == "given"
     assert job.cost.gpu_usd == pytest.approx(job.duration_s / 3600 * 3.0)
 
