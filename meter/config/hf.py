@@ -350,7 +350,8 @@ def _topk_method(src: _Fields) -> bool:
 # --- One reader per architecture: (ModelArgs fields, description) ---
 
 
-def _deepseek_v3(src: _Fields) -> tuple[dict[str, Any], str]:
+def _deepseek_mla_moe(src: _Fields) -> dict[str, Any]:
+    """What V3 and V3.2 share: MLA, DeepSeekMoE with its gate, YaRN, the MTP layers."""
     out = _common(src)
     _deepseek_moe(src, out)
     _mla(src, out)
@@ -360,6 +361,11 @@ def _deepseek_v3(src: _Fields) -> tuple[dict[str, Any], str]:
         gate_bias=_topk_method(src),
         n_mtp_layers=src.opt("num_nextn_predict_layers", 0),
     )
+    return out
+
+
+def _deepseek_v3(src: _Fields) -> tuple[dict[str, Any], str]:
+    out = _deepseek_mla_moe(src)
     if src.has("index_topk") or src.has("index_n_heads"):
         raise src.fail(
             "index_topk",
@@ -370,14 +376,8 @@ def _deepseek_v3(src: _Fields) -> tuple[dict[str, Any], str]:
 
 
 def _deepseek_v32(src: _Fields) -> tuple[dict[str, Any], str]:
-    out = _common(src)
-    _deepseek_moe(src, out)
-    _mla(src, out)
-    _yarn(src, out)
+    out = _deepseek_mla_moe(src)
     out.update(
-        score_func=_score_func(src, ("sigmoid", "softmax"), "softmax"),
-        gate_bias=_topk_method(src),
-        n_mtp_layers=src.opt("num_nextn_predict_layers", 0),
         sparse_attention={
             "index_n_heads": src.req("index_n_heads"),
             "index_head_dim": src.req("index_head_dim"),
